@@ -1,0 +1,116 @@
+//! The application: [`AppState`] and [`build_app`], the routes and layers that `main` serves
+//! and the tests drive. No sockets, no TLS, no environment here: `server` does those.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Secret;
+use crate::error::{AppError, log_errors, not_found};
+use crate::handlers;
+use crate::linkedin::client::LinkedInClient;
+use crate::session::SessionBackend;
+
+/// The largest request body accepted (the routes take none, or a small one).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Settings>);
+
+/// The resolved settings behind [`AppState`].
+#[derive(Debug)]
+pub struct Settings {
+    /// The app's API key (names the cookie, goes into the page).
+    pub api_key: String,
+    /// The app's secret key (verifies the cookie).
+    pub secret_key: Secret,
+    /// The client for the LinkedIn side.
+    pub linkedin: LinkedInClient,
+    /// The JSAPI script the page embeds (absolute, or a path on this server).
+    pub jsapi_url: String,
+    /// The origins allowed to send state-changing requests.
+    pub public_origins: Vec<String>,
+    /// The inactivity limit of a session.
+    pub session_idle: Duration,
+    /// Whether the emulated LinkedIn is mounted (the page says so).
+    pub sandbox: bool,
+}
+
+impl AppState {
+    /// Shares `settings` between handlers.
+    pub fn new(settings: Settings) -> Self {
+        Self(Arc::new(settings))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Settings;
+    fn deref(&self) -> &Settings {
+        &self.0
+    }
+}
+
+/// Builds the router: every route of the SPEC, the session layer, the same-origin check on
+/// state-changing requests, body limits, security headers, tracing and error logging.
+pub fn build_app(state: AppState, sessions: SessionBackend) -> Router {
+    let session_layer = sessions.layer(state.session_idle);
+    Router::new()
+        .merge(handlers::login::router())
+        .merge(handlers::exchange::router())
+        .merge(handlers::member::router())
+        .layer(middleware::from_fn_with_state(state.clone(), require_public_origin))
+        .layer(session_layer)
+        .merge(handlers::assets::router())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(log_errors))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Refuses a state-changing request whose `Origin` (or, failing that, `Referer`) is not one
+/// of the public origins. A request with neither is refused too: browsers send `Origin` on
+/// every cross-site and same-site `POST`.
+async fn require_public_origin(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, AppError> {
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(next.run(request).await);
+    }
+    let headers = request.headers();
+    let origin = match headers.get(header::ORIGIN) {
+        Some(origin) => origin.to_str().ok().map(str::to_owned),
+        None => headers
+            .get(header::REFERER)
+            .and_then(|r| r.to_str().ok())
+            .and_then(|r| url::Url::parse(r).ok())
+            .map(|r| r.origin().ascii_serialization()),
+    };
+    match origin {
+        Some(origin) if state.public_origins.iter().any(|o| o.eq_ignore_ascii_case(&origin)) => Ok(next.run(request).await),
+        Some(origin) => Err(AppError::CrossOrigin(format!("origin {} is not allowed", truncate(&origin)))),
+        None => Err(AppError::CrossOrigin("no Origin or Referer header".into())),
+    }
+}
+
+fn truncate(origin: &str) -> String {
+    origin.chars().filter(|c| !c.is_control()).take(100).collect()
+}

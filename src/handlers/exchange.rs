@@ -1,0 +1,67 @@
+//! `POST /token-exchange`: the JSAPI cookie in, OAuth 1.0a REST credentials into the session.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::http::header::COOKIE;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::error::Result;
+use crate::linkedin::cookie::{CookieError, JsapiCookie, cookie_name, find_cookie};
+use crate::session::{LinkedInSession, StoredCredentials};
+
+/// The answer to a successful exchange.
+#[derive(Debug, Serialize)]
+pub struct ExchangeReply {
+    /// `connected`, or `already_connected` when the session already held this member.
+    pub status: &'static str,
+    /// The member.
+    pub member_id: String,
+    /// Seconds until the credentials expire.
+    pub expires_in: i64,
+}
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/token-exchange", post(token_exchange))
+}
+
+/// Verifies the cookie, exchanges its token (unless the session already holds this member)
+/// and stores the credentials. A failure anywhere stores nothing.
+async fn token_exchange(State(state): State<AppState>, session: Session, headers: HeaderMap) -> Result<Json<ExchangeReply>> {
+    let name = cookie_name(&state.api_key);
+    let cookie_headers = headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok());
+    let raw = find_cookie(cookie_headers, &name).ok_or(CookieError::Missing(name.clone()))?;
+    let cookie = JsapiCookie::parse(raw)?.verify(state.secret_key.expose().as_bytes())?;
+
+    let linkedin_session = LinkedInSession::new(&session, state.session_idle);
+    let previous = linkedin_session.credentials().await?;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    if let Some(previous) = previous.as_ref().filter(|p| p.member_id == cookie.member_id()) {
+        return Ok(Json(ExchangeReply {
+            status: "already_connected",
+            member_id: previous.member_id.clone(),
+            expires_in: previous.expires_at - now,
+        }));
+    }
+
+    let token = state.linkedin.exchange_token(cookie.access_token()).await?;
+    let expires_in = i64::try_from(token.expires_in).unwrap_or(i64::MAX / 2);
+    let credentials = StoredCredentials {
+        member_id: cookie.member_id().to_owned(),
+        oauth_token: token.token,
+        oauth_token_secret: token.secret,
+        expires_at: now.saturating_add(expires_in),
+    };
+    linkedin_session.store(&credentials, previous.as_ref()).await?;
+    tracing::info!(member_id = %credentials.member_id, "member connected");
+    Ok(Json(ExchangeReply {
+        status: "connected",
+        member_id: credentials.member_id,
+        expires_in,
+    }))
+}

@@ -1,0 +1,46 @@
+//! `GET /`: the login page (askama), with the JSAPI script and its `IN/Login` button, and
+//! `GET /healthz`.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::error::Result;
+use crate::session::LinkedInSession;
+
+/// The login page.
+#[derive(Template, WebTemplate)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    /// The JSAPI script to embed.
+    jsapi_url: String,
+    /// The app's API key, for the framework config.
+    api_key: String,
+    /// The connected member, when the session holds credentials.
+    member_id: Option<String>,
+    /// Whether the page talks to the built-in sandbox.
+    sandbox: bool,
+}
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/", get(login_page)).route("/healthz", get(healthz))
+}
+
+async fn login_page(State(state): State<AppState>, session: Session) -> Result<LoginPage> {
+    let credentials = LinkedInSession::new(&session, state.session_idle).credentials().await?;
+    Ok(LoginPage {
+        jsapi_url: state.jsapi_url.clone(),
+        api_key: state.api_key.clone(),
+        member_id: credentials.map(|c| c.member_id),
+        sandbox: state.sandbox,
+    })
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}

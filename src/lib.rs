@@ -1,0 +1,22 @@
+//! linkedin-token-exchange: exchanges the LinkedIn JavaScript API's credentials cookie for
+//! OAuth 1.0a REST credentials kept in a server-side session.
+//!
+//! - [`config`]: the only reader of the environment; typed, fail-fast settings.
+//! - [`app`]: [`app::AppState`] and [`app::build_app`], the router shared by `main` and tests.
+//! - [`server`], [`tls`]: listening over HTTPS, the self-signed bootstrap, graceful shutdown.
+//! - [`error`]: one error enum, one status and code mapping, the JSON rendering.
+//! - [`session`]: the session store chosen at run time and the typed credentials it holds.
+//! - [`linkedin::cookie`] (pure) and [`linkedin::client`] (I/O): the LinkedIn side.
+//! - [`handlers`]: thin handlers, one `router()` each.
+//! - `sandbox` (feature `sandbox`, on by default): the emulated LinkedIn under `/sandbox/`.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod linkedin;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
+pub mod server;
+pub mod session;
+pub mod tls;

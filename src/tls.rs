@@ -1,0 +1,108 @@
+//! TLS material: loading the PEM pair, or generating a self-signed one for local development
+//! (rcgen) when both files are missing. Listening is `server`'s business.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::config::ConfigError;
+
+/// The names a generated certificate is valid for.
+const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// A certificate chain and its key, both PEM.
+pub struct TlsMaterial {
+    /// The certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// The private key.
+    pub key_pem: Vec<u8>,
+    /// Whether this start generated them.
+    pub generated: bool,
+}
+
+/// Loads `cert` and `key`; when both are missing, generates a self-signed pair for
+/// localhost, 127.0.0.1 and ::1 and writes it there (the key readable by its owner only).
+pub fn load_or_generate(cert: &Path, key: &Path) -> Result<TlsMaterial, ConfigError> {
+    match (cert.exists(), key.exists()) {
+        (true, true) => {
+            let cert_pem = std::fs::read(cert)
+                .map_err(|e| ConfigError::new("TLS_CERT", format!("cannot read {}: {e}", cert.display())))?;
+            let key_pem = std::fs::read(key)
+                .map_err(|e| ConfigError::new("TLS_KEY", format!("cannot read {}: {e}", key.display())))?;
+            Ok(TlsMaterial {
+                cert_pem,
+                key_pem,
+                generated: false,
+            })
+        }
+        (false, false) => generate(cert, key),
+        (false, true) => Err(ConfigError::new(
+            "TLS_CERT",
+            format!("{} is missing but its key exists; provide both or neither", cert.display()),
+        )),
+        (true, false) => Err(ConfigError::new(
+            "TLS_KEY",
+            format!("{} is missing but its certificate exists; provide both or neither", key.display()),
+        )),
+    }
+}
+
+fn generate(cert: &Path, key: &Path) -> Result<TlsMaterial, ConfigError> {
+    let names: Vec<String> = LOCAL_NAMES.iter().map(|n| (*n).to_owned()).collect();
+    let certified = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| ConfigError::new("TLS_CERT", format!("cannot generate a certificate: {e}")))?;
+    let cert_pem = certified.cert.pem().into_bytes();
+    let key_pem = certified.signing_key.serialize_pem().into_bytes();
+    write_file(cert, &cert_pem, 0o644).map_err(|e| ConfigError::new("TLS_CERT", e))?;
+    write_file(key, &key_pem, 0o600).map_err(|e| ConfigError::new("TLS_KEY", e))?;
+    Ok(TlsMaterial {
+        cert_pem,
+        key_pem,
+        generated: true,
+    })
+}
+
+fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(path).map_err(fail)?;
+    file.write_all(contents).map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_a_pair_once_then_loads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c/cert.pem"), dir.path().join("c/key.pem"));
+        let first = load_or_generate(&cert, &key).unwrap();
+        assert!(first.generated);
+        assert!(String::from_utf8_lossy(&first.cert_pem).contains("BEGIN CERTIFICATE"));
+        let second = load_or_generate(&cert, &key).unwrap();
+        assert!(!second.generated);
+        assert_eq!(first.cert_pem, second.cert_pem);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_key_without_its_certificate_names_the_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, "x").unwrap();
+        let err = load_or_generate(&dir.path().join("cert.pem"), &key).err().unwrap();
+        assert_eq!(err.variable, "TLS_CERT");
+    }
+}
