@@ -1,0 +1,328 @@
+//! The sandbox: a built-in emulation of the retired LinkedIn side, mounted under `/sandbox/`,
+//! so that the whole flow runs offline, in a browser and in tests.
+//!
+//! It has its own router, its own in-memory state (bounded, expiring) and its own signature
+//! check ([`oauth`]); it reuses none of the client's signing code, and production code never
+//! depends on it. Routes:
+//! - `GET /sandbox/in.js`: the JSAPI stand-in;
+//! - `POST /sandbox/oauth2/authorize`: a signed JSAPI cookie payload for a sandbox member;
+//! - `POST /sandbox/uas/oauth/accessToken`: the OAuth 1.0a exchange;
+//! - `GET /sandbox/v1/people/~`: the member's profile;
+//! - `GET /sandbox/stats`: counts of what it granted (for tests and benchmarks).
+
+pub mod oauth;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, Mac};
+use moka::sync::Cache;
+use serde_json::{Value, json};
+use sha1::Sha1;
+
+use crate::config::Secret;
+use oauth::{IncomingRequest, Problem};
+
+/// The member signed in by one click, with no parameter.
+pub const DEFAULT_MEMBER_ID: &str = "SandboxAda";
+/// How long a JSAPI access token stays exchangeable.
+const JSAPI_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
+/// LinkedIn's lifetime for REST credentials (60 days, less a second).
+const OAUTH_TOKEN_TTL_SECS: u64 = 5_183_999;
+/// How long a nonce is remembered: the whole timestamp window on both sides.
+const NONCE_TTL: Duration = Duration::from_secs(2 * oauth::TIMESTAMP_WINDOW_SECS as u64);
+/// Bounds on the sandbox's memory.
+const MAX_TOKENS: u64 = 200_000;
+const MAX_NONCES: u64 = 2_000_000;
+
+/// The app the sandbox serves.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// The API key it accepts (consumer key, cookie name).
+    pub api_key: String,
+    /// The secret it signs cookies with and verifies OAuth signatures against.
+    pub secret_key: Secret,
+}
+
+#[derive(Clone)]
+struct SandboxState(Arc<Inner>);
+
+struct Inner {
+    config: SandboxConfig,
+    /// JSAPI access token -> member id.
+    jsapi_tokens: Cache<String, String>,
+    /// OAuth token -> (token secret, member id).
+    oauth_tokens: Cache<String, Arc<(String, String)>>,
+    /// `consumer_key nonce timestamp` already used.
+    nonces: Cache<String, ()>,
+    /// Exchanges answered with credentials (for benchmarks: no shortcut is counted).
+    exchanges_accepted: AtomicU64,
+    /// Profiles served.
+    profiles_served: AtomicU64,
+}
+
+/// The sandbox's router, to be nested under `/sandbox`.
+pub fn router(config: SandboxConfig) -> Router {
+    let state = SandboxState(Arc::new(Inner {
+        config,
+        jsapi_tokens: Cache::builder().max_capacity(MAX_TOKENS).time_to_live(JSAPI_TOKEN_TTL).build(),
+        oauth_tokens: Cache::builder()
+            .max_capacity(MAX_TOKENS)
+            .time_to_live(Duration::from_secs(OAUTH_TOKEN_TTL_SECS))
+            .build(),
+        nonces: Cache::builder().max_capacity(MAX_NONCES).time_to_live(NONCE_TTL).build(),
+        exchanges_accepted: AtomicU64::new(0),
+        profiles_served: AtomicU64::new(0),
+    }));
+    Router::new()
+        .route("/in.js", get(jsapi_script))
+        .route("/oauth2/authorize", post(authorize))
+        .route("/uas/oauth/accessToken", post(access_token))
+        .route("/v1/people/~", get(profile))
+        .route("/stats", get(stats))
+        .with_state(state)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn random_token() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn jsapi_script() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/javascript; charset=utf-8"), (CACHE_CONTROL, "no-cache")],
+        include_str!("in.js"),
+    )
+}
+
+/// LinkedIn's JSON error shape for the REST API and the JSAPI endpoints.
+fn json_error(status: StatusCode, message: &str) -> Response {
+    let body = json!({"errorCode": 0, "message": message, "status": status.as_u16(), "timestamp": now() * 1000});
+    (status, axum::Json(body)).into_response()
+}
+
+/// The OAuth endpoints' refusal: `401` with a form-encoded `oauth_problem` body, and the
+/// same problem in `WWW-Authenticate`.
+fn oauth_refusal(problem: &Problem) -> Response {
+    let body = format!(
+        "oauth_problem={}&oauth_problem_advice={}",
+        problem.code(),
+        oauth::encode(&problem.advice())
+    );
+    let challenge = format!("OAuth realm=\"https://api.linkedin.com\", oauth_problem=\"{}\"", problem.code());
+    (
+        StatusCode::UNAUTHORIZED,
+        [(CONTENT_TYPE, "application/x-www-form-urlencoded".to_owned()), (WWW_AUTHENTICATE, challenge)],
+        body,
+    )
+        .into_response()
+}
+
+/// A sandbox member id: what LinkedIn's looked like, letters, digits, `-` and `_`.
+fn valid_member_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `POST /sandbox/oauth2/authorize` (form: `api_key`, optional `member_id`): issues a JSAPI
+/// access token and answers the cookie payload, signed with the app's secret exactly as
+/// LinkedIn signed it.
+async fn authorize(State(state): State<SandboxState>, body: Bytes) -> Response {
+    let params = oauth::form_pairs(&body);
+    let get = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    if get("api_key") != Some(state.0.config.api_key.as_str()) {
+        return json_error(StatusCode::UNAUTHORIZED, "Unknown API key.");
+    }
+    let member_id = get("member_id").filter(|m| !m.is_empty()).unwrap_or(DEFAULT_MEMBER_ID);
+    if !valid_member_id(member_id) {
+        return json_error(StatusCode::BAD_REQUEST, "member_id must be 1 to 64 letters, digits, '-' or '_'.");
+    }
+    let access_token = random_token();
+    state.0.jsapi_tokens.insert(access_token.clone(), member_id.to_owned());
+    let signature = sign_cookie(state.0.config.secret_key.expose(), &[&access_token, member_id]);
+    axum::Json(json!({
+        "signature_method": "HMAC-SHA1",
+        "signature_order": ["access_token", "member_id"],
+        "access_token": access_token,
+        "signature": signature,
+        "member_id": member_id,
+        "signature_version": 1,
+    }))
+    .into_response()
+}
+
+/// The JSAPI cookie signature: base64 of HMAC-SHA1 over the concatenated values.
+fn sign_cookie(secret: &str, values: &[&str]) -> String {
+    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    for value in values {
+        mac.update(value.as_bytes());
+    }
+    BASE64.encode(mac.finalize().into_bytes())
+}
+
+/// Reads what the verifier needs from an axum request.
+fn incoming<'a>(method: &'a Method, uri: &'a axum::http::Uri, headers: &'a HeaderMap, body: Option<&'a [u8]>) -> IncomingRequest<'a> {
+    let is_form = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    IncomingRequest {
+        method: method.as_str(),
+        scheme: "https",
+        authority: uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
+            .unwrap_or(""),
+        path: uri.path(),
+        query: uri.query(),
+        authorization: headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()),
+        form_body: body.filter(|_| is_form),
+    }
+}
+
+impl SandboxState {
+    /// Checks the nonce after the signature verified, so that garbage cannot burn nonces.
+    fn check_nonce(&self, verified: &oauth::VerifiedRequest) -> Result<(), Problem> {
+        let key = format!("{} {} {}", self.0.config.api_key, verified.nonce, verified.timestamp);
+        let entry = self.0.nonces.entry(key).or_insert(());
+        if entry.is_fresh() { Ok(()) } else { Err(Problem::NonceUsed) }
+    }
+
+    fn token_secret(&self, token: &str) -> Option<String> {
+        self.0.oauth_tokens.get(token).map(|t| t.0.clone())
+    }
+}
+
+/// `POST /sandbox/uas/oauth/accessToken`: verifies the OAuth 1.0a request (consumer key and
+/// secret, no token) and its `xoauth_oauth2_access_token`, and issues REST credentials.
+async fn access_token(
+    State(state): State<SandboxState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = incoming(&method, &uri, &headers, Some(&body));
+    let config = &state.0.config;
+    let result = oauth::verify(&request, &config.api_key, config.secret_key.expose(), |_| None, now())
+        .and_then(|verified| {
+            if verified.token.is_some() {
+                return Err(Problem::ParameterRejected("oauth_token (the exchange takes none)".into()));
+            }
+            state.check_nonce(&verified)?;
+            let jsapi_token = verified
+                .param("xoauth_oauth2_access_token")
+                .ok_or_else(|| Problem::ParameterAbsent("xoauth_oauth2_access_token".into()))?;
+            state.0.jsapi_tokens.get(jsapi_token).ok_or(Problem::TokenRejected)
+        });
+    let member_id = match result {
+        Ok(member_id) => member_id,
+        Err(problem) => return oauth_refusal(&problem),
+    };
+    let (token, secret) = (random_token(), random_token());
+    state.0.oauth_tokens.insert(token.clone(), Arc::new((secret.clone(), member_id)));
+    state.0.exchanges_accepted.fetch_add(1, Ordering::Relaxed);
+    (
+        [(CONTENT_TYPE, "application/x-www-form-urlencoded")],
+        format!(
+            "oauth_token={token}&oauth_token_secret={secret}&oauth_expires_in={OAUTH_TOKEN_TTL_SECS}&oauth_authorization_expires_in={OAUTH_TOKEN_TTL_SECS}"
+        ),
+    )
+        .into_response()
+}
+
+/// `GET /sandbox/v1/people/~`: the member's profile, for a request signed with the consumer
+/// secret and the issued token secret, or (as the JSAPI's own calls were) for an
+/// `oauth_token` header carrying a JSAPI access token.
+async fn profile(State(state): State<SandboxState>, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap) -> Response {
+    let member_id = if let Some(jsapi_token) = headers.get("oauth_token").and_then(|v| v.to_str().ok()) {
+        match state.0.jsapi_tokens.get(jsapi_token) {
+            Some(member_id) => member_id,
+            None => return json_error(StatusCode::UNAUTHORIZED, "[unauthorized]. The token used in the request has expired or was not issued here."),
+        }
+    } else {
+        let request = incoming(&method, &uri, &headers, None);
+        let config = &state.0.config;
+        let verified = oauth::verify(&request, &config.api_key, config.secret_key.expose(), |t| state.token_secret(t), now())
+            .and_then(|verified| state.check_nonce(&verified).map(|()| verified));
+        let verified = match verified {
+            Ok(verified) => verified,
+            Err(problem) => {
+                return json_error(StatusCode::UNAUTHORIZED, &format!("[unauthorized]. OAuth problem: {}; {}", problem.code(), problem.advice()));
+            }
+        };
+        let token = verified.token.unwrap_or_default();
+        match state.0.oauth_tokens.get(&token) {
+            Some(issued) => issued.1.clone(),
+            None => return json_error(StatusCode::UNAUTHORIZED, "[unauthorized]. The token used in the request was not issued here."),
+        }
+    };
+    state.0.profiles_served.fetch_add(1, Ordering::Relaxed);
+    axum::Json(member_profile(&member_id)).into_response()
+}
+
+/// `GET /sandbox/stats`: what the sandbox has granted, so that tests and benchmarks can check
+/// that every exchange the server reported really happened upstream.
+async fn stats(State(state): State<SandboxState>) -> axum::Json<Value> {
+    axum::Json(json!({
+        "exchanges_accepted": state.0.exchanges_accepted.load(Ordering::Relaxed),
+        "profiles_served": state.0.profiles_served.load(Ordering::Relaxed),
+    }))
+}
+
+/// The profile of a sandbox member: the default one is Ada, any other is synthesised.
+fn member_profile(member_id: &str) -> Value {
+    let (first, last, headline) = if member_id == DEFAULT_MEMBER_ID {
+        ("Ada", "Lovelace", "Analyst of the Analytical Engine (sandbox member)")
+    } else {
+        ("Sandbox", member_id, "Sandbox member")
+    };
+    json!({
+        "id": member_id,
+        "firstName": first,
+        "lastName": last,
+        "headline": headline,
+        "siteStandardProfileRequest": {
+            "url": format!("https://www.linkedin.com/profile/view?id={member_id}&authType=name&trk=api*sandbox"),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_signed_like_the_published_example() {
+        // strikingly/omniauth-linkedin-jsapi's vector, signed by the sandbox's own code.
+        let signature = sign_cookie("X19zkd7LdmSPVcrV", &["AD2dpVe1tOclAsNYsCri4nOatfstw7ZnMzWP", "vvUNSej47H"]);
+        assert_eq!(signature, "4pgJrTAD+EktW7c5VTuZFhLrmOA=");
+    }
+
+    #[test]
+    fn member_ids_are_checked() {
+        assert!(valid_member_id(DEFAULT_MEMBER_ID));
+        assert!(valid_member_id("member-0042_x"));
+        assert!(!valid_member_id(""));
+        assert!(!valid_member_id("a b"));
+        assert!(!valid_member_id(&"x".repeat(65)));
+    }
+}
