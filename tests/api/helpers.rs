@@ -1,0 +1,339 @@
+//! The test harness: a real server over HTTPS on a random port (built by the same
+//! `Server::build` as `main`), a cookie-keeping client that trusts its certificate, and a
+//! small upstream that misbehaves on purpose.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use linkedin_token_exchange::config::{Config, Secret};
+use linkedin_token_exchange::server::Server;
+use linkedin_token_exchange::session::StoreUrl;
+use reqwest::cookie::{CookieStore, Jar};
+use serde_json::Value;
+use sha1::Sha1;
+use tempfile::TempDir;
+use tokio::sync::{Mutex, oneshot};
+use url::Url;
+
+pub const API_KEY: &str = "testAppKey";
+pub const SECRET_KEY: &str = "test-secret-Kq93";
+
+/// A running server and a browser-like client for it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub jar: Arc<Jar>,
+    pub config: Config,
+    pub dir: Arc<TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// A configuration for tests: port 0, certificates in a temp dir, memory sessions, the
+/// sandbox with a known key pair.
+pub fn test_config(dir: &TempDir) -> Config {
+    let mut config = Config::defaults();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.tls_cert = dir.path().join("cert.pem");
+    config.tls_key = dir.path().join("key.pem");
+    config.session_store = StoreUrl::Memory;
+    config.linkedin_api_key = Some(API_KEY.into());
+    config.linkedin_secret_key = Some(Secret::new(SECRET_KEY));
+    config.sandbox = Some(true);
+    config.upstream_timeout_ms = 5_000;
+    config
+}
+
+/// The sandbox app with default test settings.
+pub async fn spawn_app() -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = test_config(&dir);
+    TestApp::start(config, dir).await
+}
+
+/// The app in real mode, pointed at `upstream` (a plain-HTTP mock on 127.0.0.1).
+pub async fn spawn_real_app(upstream: &FakeUpstream) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.sandbox = Some(false);
+    config.linkedin_access_token_url = Some(upstream.url("/uas/oauth/accessToken"));
+    config.linkedin_api_url = Some(upstream.url(""));
+    config.upstream_timeout_ms = 1_000;
+    TestApp::start(config, dir).await
+}
+
+pub fn trusting_client(dir: &TempDir, jar: Arc<Jar>) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(dir.path().join("cert.pem")).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+        .cookie_provider(jar)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+impl TestApp {
+    /// Starts a server with `config`; `dir` holds its certificate (and anything else).
+    pub async fn start(config: Config, dir: Arc<TempDir>) -> TestApp {
+        let server = Server::build(&config).await.expect("server starts");
+        let addr = server.local_addr();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        let jar = Arc::new(Jar::default());
+        let client = trusting_client(&dir, jar.clone());
+        TestApp {
+            addr,
+            base: format!("https://localhost:{}", addr.port()),
+            client,
+            jar,
+            config,
+            dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and waits until it has stopped.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A second browser: its own cookie jar.
+    pub fn new_browser(&self) -> (reqwest::Client, Arc<Jar>) {
+        let jar = Arc::new(Jar::default());
+        (trusting_client(&self.dir, jar.clone()), jar)
+    }
+
+    /// Signs `member` in at the sandbox and returns the cookie value, as the JSAPI writes it.
+    pub async fn authorize(&self, member: &str) -> String {
+        let payload: Value = self
+            .client
+            .post(self.url("/sandbox/oauth2/authorize"))
+            .form(&[("api_key", API_KEY), ("member_id", member)])
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        encode_cookie(&payload.to_string())
+    }
+
+    /// Puts the JSAPI cookie for `member` into the default browser, as the JSAPI would.
+    pub async fn sign_in(&self, member: &str) {
+        let value = self.authorize(member).await;
+        self.set_jsapi_cookie(&self.jar, &value);
+    }
+
+    pub fn set_jsapi_cookie(&self, jar: &Jar, value: &str) {
+        let url = Url::parse(&self.base).unwrap();
+        jar.add_cookie_str(&format!("linkedin_oauth_{API_KEY}={value}; Path=/; Secure"), &url);
+    }
+
+    /// A same-origin POST from the default browser.
+    pub async fn post(&self, path: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("Origin", &self.base)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// `POST /token-exchange`, answered as (status, JSON).
+    pub async fn exchange(&self) -> (u16, Value) {
+        json_of(self.post("/token-exchange").await).await
+    }
+
+    pub async fn session(&self) -> Value {
+        self.get("/session").await.json().await.unwrap()
+    }
+
+    /// The session id the default browser holds.
+    pub fn session_id(&self) -> Option<String> {
+        session_id_in(&self.jar, &self.base)
+    }
+
+    /// The sandbox's counters.
+    pub async fn sandbox_stats(&self) -> Value {
+        self.get("/sandbox/stats").await.json().await.unwrap()
+    }
+}
+
+pub fn session_id_in(jar: &Jar, base: &str) -> Option<String> {
+    let header = jar.cookies(&Url::parse(base).unwrap())?;
+    header
+        .to_str()
+        .unwrap()
+        .split("; ")
+        .find_map(|c| c.strip_prefix("lte_session=").map(str::to_owned))
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    (status, value)
+}
+
+/// `encodeURIComponent`, as the JSAPI applied it to the cookie's JSON.
+pub fn encode_cookie(json: &str) -> String {
+    const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'!')
+        .remove(b'~')
+        .remove(b'*')
+        .remove(b'\'')
+        .remove(b'(')
+        .remove(b')');
+    percent_encoding::utf8_percent_encode(json, COMPONENT).to_string()
+}
+
+/// A cookie as LinkedIn would sign it for this test app (for real-mode tests).
+pub fn signed_cookie(access_token: &str, member_id: &str, secret: &str) -> String {
+    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(access_token.as_bytes());
+    mac.update(member_id.as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let json = serde_json::json!({
+        "signature_method": "HMAC-SHA1",
+        "signature_order": ["access_token", "member_id"],
+        "access_token": access_token,
+        "signature": signature,
+        "member_id": member_id,
+        "signature_version": 1,
+    });
+    encode_cookie(&json.to_string())
+}
+
+/// Credentials at once, valid for 60 days.
+pub const GRANT: Behaviour = Behaviour::Grant { delay: Duration::ZERO, expires_in: 5_183_999 };
+
+/// How the fake upstream answers the exchange.
+#[derive(Clone, Debug)]
+pub enum Behaviour {
+    /// Credentials valid for `expires_in` seconds, after `delay`.
+    Grant { delay: Duration, expires_in: u64 },
+    /// This status and body.
+    Answer(u16, &'static str),
+    /// Never answers.
+    Hang,
+    /// Closes the connection without an answer.
+    Drop,
+}
+
+/// A plain-HTTP upstream on 127.0.0.1 that answers as told and counts calls.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    pub behaviour: Arc<Mutex<Behaviour>>,
+    pub calls: Arc<AtomicUsize>,
+}
+
+#[derive(Clone)]
+struct FakeState {
+    behaviour: Arc<Mutex<Behaviour>>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl FakeUpstream {
+    pub async fn start(behaviour: Behaviour) -> FakeUpstream {
+        let state = FakeState {
+            behaviour: Arc::new(Mutex::new(behaviour)),
+            calls: Arc::new(AtomicUsize::new(0)),
+        };
+        let app = Router::new()
+            .route("/uas/oauth/accessToken", post(fake_exchange))
+            .route("/v1/people/~", get(fake_profile))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        FakeUpstream {
+            addr,
+            behaviour: state.behaviour,
+            calls: state.calls,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> Url {
+        Url::parse(&format!("http://{}{path}", self.addr)).unwrap()
+    }
+
+    pub async fn set(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().await = behaviour;
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+async fn fake_exchange(State(state): State<FakeState>, headers: HeaderMap, body: Bytes) -> Response {
+    state.calls.fetch_add(1, Ordering::SeqCst);
+    assert!(headers.get("authorization").is_some_and(|h| h.to_str().unwrap().starts_with("OAuth ")));
+    let token = String::from_utf8_lossy(&body).to_string();
+    let behaviour = state.behaviour.lock().await.clone();
+    match behaviour {
+        Behaviour::Grant { delay, expires_in } => {
+            tokio::time::sleep(delay).await;
+            let n = state.calls.load(Ordering::SeqCst);
+            (
+                StatusCode::OK,
+                format!("oauth_token=tok-{n}-{}&oauth_token_secret=fake-secret-{n}&oauth_expires_in={expires_in}&oauth_authorization_expires_in={expires_in}", token.len()),
+            )
+                .into_response()
+        }
+        Behaviour::Answer(status, body) => (StatusCode::from_u16(status).unwrap(), body).into_response(),
+        Behaviour::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::OK.into_response()
+        }
+        Behaviour::Drop => {
+            // Panicking in the handler makes hyper drop the connection without an answer.
+            std::panic::resume_unwind(Box::new("dropping the connection on purpose"))
+        }
+    }
+}
+
+async fn fake_profile() -> Response {
+    (StatusCode::OK, axum::Json(serde_json::json!({"id": "fake"}))).into_response()
+}
