@@ -71,6 +71,7 @@ pub fn build_app(state: AppState, sessions: SessionBackend) -> Router {
         .merge(handlers::assets::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(limit_body))
         .layer(middleware::from_fn(log_errors))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -86,6 +87,20 @@ pub fn build_app(state: AppState, sessions: SessionBackend) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Refuses a body announced as larger than [`MAX_BODY_BYTES`] before anything reads it
+/// (extractors enforce the same limit on bodies without a length).
+async fn limit_body(request: Request, next: Next) -> Result<Response, AppError> {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(AppError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
+    Ok(next.run(request).await)
 }
 
 /// Refuses a state-changing request whose `Origin` (or, failing that, `Referer`) is not one

@@ -40,6 +40,9 @@ pub enum AppError {
     /// 404 `not_found`.
     #[error("there is nothing at this address")]
     NotFound,
+    /// 413 `payload_too_large`: a body over the limit.
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
 }
 
 impl AppError {
@@ -57,6 +60,7 @@ impl AppError {
             Self::Upstream(UpstreamError::Timeout(_)) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             Self::SessionStore(_) => (StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         }
     }
 

@@ -84,6 +84,16 @@ pub fn trusting_client(dir: &TempDir, jar: Arc<Jar>) -> reqwest::Client {
         .unwrap()
 }
 
+/// A client that speaks HTTP/1.1 only (the default one negotiates HTTP/2).
+pub fn http1_client(dir: &TempDir) -> reqwest::Client {
+    let pem = std::fs::read(dir.path().join("cert.pem")).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+        .http1_only()
+        .build()
+        .unwrap()
+}
+
 impl TestApp {
     /// Starts a server with `config`; `dir` holds its certificate (and anything else).
     pub async fn start(config: Config, dir: Arc<TempDir>) -> TestApp {
