@@ -66,10 +66,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_real_app(upstream: &FakeUpstream) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.sandbox = Some(false);
-    config.linkedin_access_token_url = Some(upstream.url("/uas/oauth/accessToken"));
-    config.linkedin_api_url = Some(upstream.url(""));
-    config.upstream_timeout_ms = 1_000;
+    upstream.configure(&mut config);
     TestApp::start(config, dir).await
 }
 
@@ -306,6 +303,14 @@ impl FakeUpstream {
 
     pub fn url(&self, path: &str) -> Url {
         Url::parse(&format!("http://{}{path}", self.addr)).unwrap()
+    }
+
+    /// Real mode against this upstream, with a short timeout.
+    pub fn configure(&self, config: &mut Config) {
+        config.sandbox = Some(false);
+        config.linkedin_access_token_url = Some(self.url("/uas/oauth/accessToken"));
+        config.linkedin_api_url = Some(self.url(""));
+        config.upstream_timeout_ms = 1_000;
     }
 
     pub async fn set(&self, behaviour: Behaviour) {

@@ -1,0 +1,238 @@
+//! One session suite, run against every store (memory, SQLite, Redis, PostgreSQL) through
+//! the real HTTP interface; plus what only some stores promise: surviving a restart (SQLite)
+//! and being shared by several instances (Redis, PostgreSQL).
+//!
+//! Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432, database `test`) must be running:
+//! `.ci/run` starts them when they are down.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use linkedin_token_exchange::server::Server;
+use linkedin_token_exchange::session::StoreUrl;
+use serde_json::json;
+use tempfile::TempDir;
+
+use crate::helpers::{Behaviour, FakeUpstream, SECRET_KEY, TestApp, json_of, session_id_in, signed_cookie, test_config, trusting_client};
+
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379/1";
+pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// PostgreSQL migrations are not safe to run concurrently: start such apps one at a time.
+static START_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn memory(_: &TempDir) -> StoreUrl {
+    StoreUrl::Memory
+}
+fn sqlite(dir: &TempDir) -> StoreUrl {
+    StoreUrl::Sqlite(dir.path().join("data/sessions.db"))
+}
+fn redis(_: &TempDir) -> StoreUrl {
+    StoreUrl::Redis(REDIS_URL.into())
+}
+fn postgres(_: &TempDir) -> StoreUrl {
+    StoreUrl::Postgres(POSTGRES_URL.into())
+}
+
+/// The sandbox app on `store`.
+async fn sandbox_app(store: fn(&TempDir) -> StoreUrl) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.session_store = store(&dir);
+    let _guard = START_LOCK.lock().await;
+    TestApp::start(config, dir).await
+}
+
+fn max_age(response: &reqwest::Response) -> i64 {
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("lte_session="))
+        .expect("a session cookie");
+    cookie
+        .split("; ")
+        .find_map(|p| p.strip_prefix("Max-Age="))
+        .expect("Max-Age")
+        .parse()
+        .unwrap()
+}
+
+async fn exchange_session_profile_logout(store: fn(&TempDir) -> StoreUrl) {
+    let app = sandbox_app(store).await;
+    app.sign_in("store-member").await;
+    let response = app.post("/token-exchange").await;
+    // Credentials live 60 days, the idle limit is a day: the session lives a day.
+    let age = max_age(&response);
+    assert!((86_000..=86_400).contains(&age), "Max-Age {age}");
+    let (status, body) = json_of(response).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("connected")), "{body}");
+
+    assert_eq!(app.session().await["member_id"], "store-member");
+    let profile: serde_json::Value = app.get("/me").await.json().await.unwrap();
+    assert_eq!(profile["id"], "store-member");
+    assert_eq!(app.exchange().await.1["status"], "already_connected");
+
+    assert_eq!(app.post("/logout").await.status(), 200);
+    assert_eq!(app.session().await, json!({"connected": false}));
+    assert_eq!(app.get("/me").await.status(), 401);
+}
+
+async fn session_id_cycles_for_a_new_member(store: fn(&TempDir) -> StoreUrl) {
+    let app = sandbox_app(store).await;
+    app.sign_in("cycle-one").await;
+    app.exchange().await;
+    let first = app.session_id().unwrap();
+    app.sign_in("cycle-two").await;
+    assert_eq!(app.exchange().await.1["status"], "connected");
+    let second = app.session_id().unwrap();
+    assert_ne!(first, second);
+    assert_eq!(app.session().await["member_id"], "cycle-two");
+
+    let (browser, jar) = app.new_browser();
+    jar.add_cookie_str(&format!("lte_session={first}; Path=/; Secure"), &app.base.parse().unwrap());
+    let old: serde_json::Value = browser.get(app.url("/session")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(old, json!({"connected": false}), "the old id is gone from the store");
+}
+
+async fn sessions_end_when_their_credentials_expire(store: fn(&TempDir) -> StoreUrl) {
+    let upstream = FakeUpstream::start(Behaviour::Grant {
+        delay: Duration::ZERO,
+        expires_in: 2,
+    })
+    .await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.session_store = store(&dir);
+    upstream.configure(&mut config);
+    let app = {
+        let _guard = START_LOCK.lock().await;
+        TestApp::start(config, dir).await
+    };
+    app.set_jsapi_cookie(&app.jar, &signed_cookie("short-lived", "expiring-member", SECRET_KEY));
+    let response = app.post("/token-exchange").await;
+    assert!(max_age(&response) <= 2, "the session ends with its credentials");
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.session().await["connected"], true);
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    assert_eq!(app.session().await, json!({"connected": false}));
+    assert_eq!(app.get("/me").await.status(), 401);
+}
+
+macro_rules! session_suite {
+    ($($store:ident),*) => {$(
+        mod $store {
+            #[tokio::test]
+            async fn exchange_then_session_then_profile_then_logout() {
+                super::exchange_session_profile_logout(super::$store).await;
+            }
+
+            #[tokio::test]
+            async fn a_new_member_cycles_the_session_id() {
+                super::session_id_cycles_for_a_new_member(super::$store).await;
+            }
+
+            #[tokio::test]
+            async fn a_session_ends_when_its_credentials_expire() {
+                super::sessions_end_when_their_credentials_expire(super::$store).await;
+            }
+        }
+    )*};
+}
+
+session_suite!(memory, sqlite, redis, postgres);
+
+#[tokio::test]
+async fn sqlite_sessions_survive_a_restart() {
+    let upstream = FakeUpstream::start(crate::helpers::GRANT).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.session_store = sqlite(&dir);
+    upstream.configure(&mut config);
+
+    let first = TestApp::start(config.clone(), dir.clone()).await;
+    let jar = first.jar.clone();
+    first.set_jsapi_cookie(&jar, &signed_cookie("restart-token", "restart-member", SECRET_KEY));
+    assert_eq!(first.exchange().await.0, 200);
+    first.stop().await;
+
+    let second = TestApp::start(config, dir.clone()).await;
+    // The old browser (same cookie jar: cookies ignore ports) talks to the new process.
+    let browser = trusting_client(&dir, jar.clone());
+    let session: serde_json::Value = browser.get(second.url("/session")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(session["member_id"], "restart-member", "{session}");
+    let profile = browser.get(second.url("/me")).send().await.unwrap();
+    assert_eq!(profile.status(), 200);
+}
+
+/// Two instances in real mode on different ports, one store, one shared LinkedIn (a third
+/// server in sandbox mode): what one does, the other sees.
+async fn two_instances_share(store: StoreUrl) {
+    let linkedin = crate::helpers::spawn_app().await;
+    // Both instances serve the same certificate, as they would behind one load balancer.
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let start = |store: StoreUrl| {
+        let linkedin_cert = linkedin.dir.path().join("cert.pem");
+        let access = linkedin.url("/sandbox/uas/oauth/accessToken");
+        let api = linkedin.url("/sandbox");
+        let dir = dir.clone();
+        async move {
+            let mut config = test_config(&dir);
+            config.session_store = store;
+            config.sandbox = Some(false);
+            config.linkedin_access_token_url = Some(access.parse().unwrap());
+            config.linkedin_api_url = Some(api.parse().unwrap());
+            config.upstream_ca_cert = Some(linkedin_cert);
+            let _guard = START_LOCK.lock().await;
+            TestApp::start(config, dir).await
+        }
+    };
+    let a = start(store.clone()).await;
+    let b = start(store).await;
+    assert_ne!(a.addr.port(), b.addr.port());
+
+    // One browser; its cookies go to both instances (cookies ignore ports).
+    let cookie = linkedin.authorize("shared-member").await;
+    a.set_jsapi_cookie(&a.jar, &cookie);
+    let on = |app: &TestApp, path: &str| a.client.get(app.url(path));
+    let post_on = |app: &TestApp, path: &str| a.client.post(app.url(path)).header("origin", &app.base);
+
+    let (status, body) = json_of(post_on(&a, "/token-exchange").send().await.unwrap()).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("connected")), "{body}");
+    assert!(session_id_in(&a.jar, &b.base).is_some());
+
+    let on_b: serde_json::Value = on(&b, "/session").send().await.unwrap().json().await.unwrap();
+    assert_eq!(on_b["member_id"], "shared-member", "B sees A's exchange");
+    let profile: serde_json::Value = on(&b, "/me").send().await.unwrap().json().await.unwrap();
+    assert_eq!(profile["id"], "shared-member");
+
+    assert_eq!(post_on(&b, "/logout").send().await.unwrap().status(), 200);
+    let on_a: serde_json::Value = on(&a, "/session").send().await.unwrap().json().await.unwrap();
+    assert_eq!(on_a, json!({"connected": false}), "A sees B's logout");
+}
+
+#[tokio::test]
+async fn two_instances_share_sessions_through_redis() {
+    two_instances_share(StoreUrl::Redis(REDIS_URL.into())).await;
+}
+
+#[tokio::test]
+async fn two_instances_share_sessions_through_postgres() {
+    two_instances_share(StoreUrl::Postgres(POSTGRES_URL.into())).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_store_fails_the_start_fast_naming_session_store() {
+    for url in ["redis://127.0.0.1:1", "postgres://postgres@127.0.0.1:1/test"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(&dir);
+        config.session_store = url.parse().unwrap();
+        let started = Instant::now();
+        let err = Server::build(&config).await.err().expect("the start fails");
+        assert!(started.elapsed() < Duration::from_secs(8), "{url}: took {:?}", started.elapsed());
+        assert_eq!(err.variable, "SESSION_STORE");
+        assert!(err.to_string().starts_with("SESSION_STORE: cannot use"), "{err}");
+        assert!(!err.to_string().contains('\n'));
+    }
+}
