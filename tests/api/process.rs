@@ -1,0 +1,226 @@
+//! The binary as a person runs it: its log output (no secrets, even at `trace`), its
+//! graceful shutdown on SIGTERM, and its one-line refusal of a bad configuration.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::helpers::{API_KEY, Behaviour, FakeUpstream, SECRET_KEY, encode_cookie, json_of, signed_cookie, trusting_client};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_linkedin-token-exchange");
+
+/// The binary, running, with everything it prints collected.
+struct Running {
+    child: Child,
+    output: Arc<Mutex<String>>,
+    base: String,
+    dir: TempDir,
+}
+
+impl Running {
+    /// Starts the binary with `env` (plus a temp dir for certificates and port 0) and waits
+    /// for the line that says where it listens.
+    fn start(env: &[(&str, &str)]) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(BINARY);
+        command
+            .env_clear()
+            .env("BIND", "127.0.0.1:0")
+            .env("TLS_CERT", dir.path().join("cert.pem"))
+            .env("TLS_KEY", dir.path().join("key.pem"))
+            .env("SESSION_STORE", "memory")
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+            let output = output.clone();
+            let port_tx = port_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(rest) = line.split("open https://localhost:").nth(1) {
+                        let _ = port_tx.send(rest.trim_end_matches('/').to_owned());
+                    }
+                    let mut all = output.lock().unwrap();
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            });
+        }
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("the server did not start: {}", output.lock().unwrap()));
+        Running {
+            child,
+            output,
+            base: format!("https://localhost:{port}"),
+            dir,
+        }
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < limit, "the server did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_appears_in_any_response_page_or_log_line_even_at_trace() {
+    // The token secret comes from this upstream, so the test knows what to look for.
+    let upstream = FakeUpstream::start(Behaviour::Grant {
+        delay: Duration::ZERO,
+        expires_in: 5_183_999,
+    })
+    .await;
+    let access = upstream.url("/uas/oauth/accessToken").to_string();
+    let api = upstream.url("").to_string();
+    let server = Running::start(&[
+        ("RUST_LOG", "trace"),
+        ("LINKEDIN_API_KEY", API_KEY),
+        ("LINKEDIN_SECRET_KEY", SECRET_KEY),
+        ("LINKEDIN_ACCESS_TOKEN_URL", &access),
+        ("LINKEDIN_API_URL", &api),
+    ]);
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let browser = trusting_client(&server.dir, jar.clone());
+    jar.add_cookie_str(
+        &format!("linkedin_oauth_{API_KEY}={}; Path=/", signed_cookie("jsapi-token", "log-member", SECRET_KEY)),
+        &server.base.parse().unwrap(),
+    );
+
+    let mut seen = String::new();
+    let (status, body) = json_of(browser.post(format!("{}/token-exchange", server.base)).header("origin", &server.base).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    seen.push_str(&body.to_string());
+    for path in ["/session", "/me", "/"] {
+        seen.push_str(&browser.get(format!("{}{path}", server.base)).send().await.unwrap().text().await.unwrap());
+    }
+    // A refused exchange and an upstream refusal are logged too.
+    upstream.set(Behaviour::Answer(401, "oauth_problem=token_rejected")).await;
+    jar.add_cookie_str(
+        &format!("linkedin_oauth_{API_KEY}={}; Path=/", signed_cookie("jsapi-token-2", "other-member", SECRET_KEY)),
+        &server.base.parse().unwrap(),
+    );
+    let response = browser.post(format!("{}/token-exchange", server.base)).header("origin", &server.base).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    seen.push_str(&response.text().await.unwrap());
+    jar.add_cookie_str(&format!("linkedin_oauth_{API_KEY}={}; Path=/", encode_cookie("{}")), &server.base.parse().unwrap());
+    seen.push_str(&browser.post(format!("{}/token-exchange", server.base)).header("origin", &server.base).send().await.unwrap().text().await.unwrap());
+    seen.push_str(&browser.post(format!("{}/logout", server.base)).header("origin", &server.base).send().await.unwrap().text().await.unwrap());
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = server.output();
+    assert!(log.contains("TRACE"), "the log runs at trace level");
+    assert!(log.contains("member connected"), "the log shows the flow:\n{log}");
+    for secret in [SECRET_KEY, "fake-secret-1"] {
+        assert!(!log.contains(secret), "{secret} leaked into the log:\n{log}");
+        assert!(!seen.contains(secret), "{secret} leaked into a response: {seen}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_exchange_in_flight_then_exits_zero() {
+    let upstream = FakeUpstream::start(Behaviour::Grant {
+        delay: Duration::from_millis(1_500),
+        expires_in: 5_183_999,
+    })
+    .await;
+    let access = upstream.url("/uas/oauth/accessToken").to_string();
+    let api = upstream.url("").to_string();
+    let mut server = Running::start(&[
+        ("LINKEDIN_API_KEY", API_KEY),
+        ("LINKEDIN_SECRET_KEY", SECRET_KEY),
+        ("LINKEDIN_ACCESS_TOKEN_URL", &access),
+        ("LINKEDIN_API_URL", &api),
+        ("UPSTREAM_TIMEOUT_MS", "5000"),
+    ]);
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let browser = trusting_client(&server.dir, jar.clone());
+    jar.add_cookie_str(
+        &format!("linkedin_oauth_{API_KEY}={}; Path=/", signed_cookie("slow-token", "slow-member", SECRET_KEY)),
+        &server.base.parse().unwrap(),
+    );
+    let in_flight = tokio::spawn({
+        let (browser, base) = (browser.clone(), server.base.clone());
+        async move { json_of(browser.post(format!("{base}/token-exchange")).header("origin", &base).send().await.unwrap()).await }
+    });
+    // Wait until the exchange has reached the upstream, then ask the server to stop.
+    let started = Instant::now();
+    while upstream.calls() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.sigterm();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fresh = trusting_client(&server.dir, Arc::new(reqwest::cookie::Jar::default()));
+    assert!(fresh.get(format!("{}/healthz", server.base)).send().await.is_err(), "no new connections after SIGTERM");
+
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!((status, body["status"].as_str()), (200, Some("connected")), "{body}");
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = server.wait(Duration::from_secs(10));
+        (status, server.output())
+    })
+    .await
+    .unwrap();
+    assert_eq!(exit.0.code(), Some(0), "{}", exit.1);
+    assert!(exit.1.contains("shutting down"));
+}
+
+fn refused(env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BINARY)
+        .env_clear()
+        .env("BIND", "127.0.0.1:0")
+        .env("SESSION_STORE", "memory")
+        .env("TLS_CERT", dir.path().join("cert.pem"))
+        .env("TLS_KEY", dir.path().join("key.pem"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    stderr
+}
+
+#[test]
+fn a_bad_configuration_stops_the_start_with_one_line_naming_the_variable() {
+    assert!(refused(&[("LINKEDIN_API_KEY", "abc")]).contains("LINKEDIN_SECRET_KEY"));
+    assert!(refused(&[("BIND", "not-an-address")]).contains("BIND"));
+    assert!(refused(&[("LINKEDIN_API_URL", "::nope")]).contains("LINKEDIN_API_URL"));
+    assert!(refused(&[("SESSION_STORE", "mysql://x")]).contains("SESSION_STORE"));
+    assert!(refused(&[("SESSION_STORE", "redis://127.0.0.1:1")]).contains("SESSION_STORE"));
+    assert!(refused(&[("PUBLIC_ORIGIN", "ftp://x")]).contains("PUBLIC_ORIGIN"));
+}
