@@ -58,7 +58,7 @@ async fn token_exchange(State(state): State<AppState>, session: Session, headers
         expires_at: now.saturating_add(expires_in),
     };
     linkedin_session.store(&credentials, previous.as_ref()).await?;
-    tracing::info!(member_id = %credentials.member_id, "member connected");
+    tracing::debug!(member_id = %credentials.member_id, "member connected");
     Ok(Json(ExchangeReply {
         status: "connected",
         member_id: credentials.member_id,

@@ -1,6 +1,13 @@
 //! Integration tests: one binary, a real HTTPS server per test on a random port.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 mod helpers;
 
+mod errors;
 mod flow;
+mod process;
 mod sandbox;
+mod stores;
+mod browser;

@@ -1,0 +1,619 @@
+//! A real browser (headless Chromium over WebDriver) signs in with the sandbox's JSAPI, reloads and signs out.
+
+use std::fmt::Display;
+use std::fs::File;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use fantoccini::error::CmdError;
+use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::helpers::{API_KEY, TestApp, spawn_app};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// How long one step of the flow may take in the browser.
+const STEP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long chromedriver and Chromium may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_and_out_in_a_real_browser() {
+    if std::env::var("SKIP_BROWSER_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("browser test skipped: SKIP_BROWSER_TESTS=1");
+        return;
+    }
+    for binary in [CHROMEDRIVER, CHROMIUM] {
+        assert!(
+            Path::new(binary).exists(),
+            "{binary} is missing: the real-browser test needs Debian's `chromium` and `chromium-driver` \
+             packages (`apt-get install chromium chromium-driver`, as CI does), or set SKIP_BROWSER_TESTS=1 to skip it"
+        );
+    }
+
+    let app = spawn_app().await;
+    let started = Instant::now();
+    let driver = Chromedriver::start(&app).await;
+    let browser = Browser::connect(&driver).await;
+    let cookie_name = format!("linkedin_oauth_{API_KEY}");
+
+    // The login page, before anything: not connected, the JSAPI renders its button.
+    browser
+        .step(
+            "open the login page",
+            browser.client.goto(&app.url("/")).await,
+        )
+        .await;
+    browser
+        .wait_for(
+            "the page says it is not connected",
+            "const s = document.getElementById('status');
+             return !!s && s.dataset.state === 'disconnected' && s.textContent.includes('Not connected');",
+        )
+        .await;
+    let sign_in = browser
+        .step(
+            "the JSAPI renders the “Sign in with LinkedIn” button",
+            browser
+                .client
+                .wait()
+                .at_most(STEP_TIMEOUT)
+                .for_element(Locator::Css("button.in-login"))
+                .await,
+        )
+        .await;
+    assert_eq!(
+        browser
+            .step("read the sign-in button", sign_in.text().await)
+            .await,
+        "Sign in with LinkedIn"
+    );
+    assert!(
+        browser
+            .step("look at the sign-in button", sign_in.is_displayed().await)
+            .await,
+        "the sign-in button is not visible before signing in"
+    );
+    let sign_out = browser
+        .step(
+            "find the sign-out button",
+            browser.client.find(Locator::Id("sign-out")).await,
+        )
+        .await;
+    assert!(
+        !browser
+            .step("look at the sign-out button", sign_out.is_displayed().await)
+            .await,
+        "the sign-out button is visible before signing in"
+    );
+
+    // Sign in: the sandbox writes the JSAPI cookie, onAuth exchanges it and shows the member.
+    browser
+        .step("click “Sign in with LinkedIn”", sign_in.click().await)
+        .await;
+    browser
+        .wait_for(
+            "#status to say connected as SandboxAda after signing in",
+            "const s = document.getElementById('status'), m = document.getElementById('member');
+             return !!s && s.dataset.state === 'connected' && !!m && m.textContent === 'SandboxAda';",
+        )
+        .await;
+    browser
+        .wait_for(
+            "the profile to show “Ada Lovelace”",
+            "const p = document.getElementById('profile'), n = document.getElementById('profile-name');
+             return !!p && !p.hidden && !!n && n.textContent === 'Ada Lovelace';",
+        )
+        .await;
+    let status = browser.text_of("status").await;
+    assert_eq!(
+        status, "Connected as SandboxAda.",
+        "the status line after signing in"
+    );
+    assert!(
+        !browser
+            .step("look at the sign-in button", sign_in.is_displayed().await)
+            .await,
+        "the sign-in button is still visible once signed in"
+    );
+    assert!(
+        browser
+            .step("look at the sign-out button", sign_out.is_displayed().await)
+            .await,
+        "the sign-out button is not visible once signed in"
+    );
+
+    // The server agrees, as seen from the page.
+    let session = browser.fetch_json("/session").await;
+    assert_eq!(
+        session["connected"], true,
+        "/session from the browser after signing in: {session}"
+    );
+    assert_eq!(
+        session["member_id"], "SandboxAda",
+        "/session from the browser after signing in: {session}"
+    );
+    assert!(
+        session["expires_at"]
+            .as_i64()
+            .is_some_and(|at| at > 1_700_000_000),
+        "/session from the browser has no plausible expires_at: {session}"
+    );
+
+    // The cookies the browser holds: the JSAPI's credentials cookie and the session cookie.
+    let jsapi = browser
+        .step(
+            &format!("read the {cookie_name} cookie"),
+            browser.client.get_named_cookie(&cookie_name).await,
+        )
+        .await;
+    assert_eq!(
+        jsapi.secure(),
+        Some(true),
+        "the {cookie_name} cookie is not Secure: {jsapi}"
+    );
+    assert_eq!(
+        jsapi.path(),
+        Some("/"),
+        "the {cookie_name} cookie's path: {jsapi}"
+    );
+    let decoded = percent_encoding::percent_decode_str(jsapi.value())
+        .decode_utf8()
+        .unwrap_or_else(|e| {
+            panic!("the {cookie_name} cookie is not percent-encoded UTF-8 ({e}): {jsapi}")
+        });
+    let credentials: Value = serde_json::from_str(&decoded).unwrap_or_else(|e| {
+        panic!("the {cookie_name} cookie does not decode to JSON ({e}): {decoded}")
+    });
+    assert_eq!(
+        credentials["signature_method"], "HMAC-SHA1",
+        "the JSAPI cookie: {credentials}"
+    );
+    assert_eq!(
+        credentials["member_id"], "SandboxAda",
+        "the JSAPI cookie: {credentials}"
+    );
+    assert!(
+        credentials["access_token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "the JSAPI cookie has no access_token: {credentials}"
+    );
+    let session_cookie = browser
+        .step(
+            "read the lte_session cookie",
+            browser.client.get_named_cookie("lte_session").await,
+        )
+        .await;
+    assert_eq!(
+        session_cookie.http_only(),
+        Some(true),
+        "lte_session is not HttpOnly: {session_cookie}"
+    );
+    assert_eq!(
+        session_cookie.secure(),
+        Some(true),
+        "lte_session is not Secure: {session_cookie}"
+    );
+    let script_cookies = browser
+        .step(
+            "read document.cookie",
+            browser
+                .client
+                .execute("return document.cookie;", vec![])
+                .await,
+        )
+        .await;
+    assert!(
+        !script_cookies
+            .as_str()
+            .unwrap_or_default()
+            .contains("lte_session"),
+        "scripts can read the session cookie: {script_cookies}"
+    );
+
+    // Reload: the server renders the page connected (the JSAPI then restores its sign-in).
+    browser
+        .step("reload the page", browser.client.refresh().await)
+        .await;
+    let rendered = browser
+        .execute_async(
+            "fetch the login page's HTML from the browser",
+            "fetch('/', { credentials: 'same-origin' })
+               .then(r => r.text())
+               .then(html => {
+                 const s = new DOMParser().parseFromString(html, 'text/html').getElementById('status');
+                 done(s ? { state: s.dataset.state, text: s.textContent } : { error: 'no #status in ' + html });
+               }, e => done({ error: String(e) }));",
+        )
+        .await;
+    assert_eq!(
+        rendered["state"], "connected",
+        "the server-rendered page after reload: {rendered}"
+    );
+    assert_eq!(
+        rendered["text"], "Connected as SandboxAda.",
+        "the server-rendered page after reload: {rendered}"
+    );
+    browser
+        .wait_for(
+            "the reloaded page to show connected as SandboxAda with the profile",
+            "const s = document.getElementById('status'), m = document.getElementById('member'),
+                   n = document.getElementById('profile-name');
+             return !!s && s.dataset.state === 'connected' && !!m && m.textContent === 'SandboxAda'
+               && !!n && n.textContent === 'Ada Lovelace' && !document.getElementById('profile').hidden;",
+        )
+        .await;
+    let sign_in = browser
+        .step(
+            "find the sign-in button",
+            browser.client.find(Locator::Css("button.in-login")).await,
+        )
+        .await;
+    let sign_out = browser
+        .step(
+            "find the sign-out button",
+            browser.client.find(Locator::Id("sign-out")).await,
+        )
+        .await;
+    assert!(
+        browser
+            .step("look at the sign-out button", sign_out.is_displayed().await)
+            .await,
+        "the sign-out button is not visible on the reloaded page"
+    );
+
+    // Sign out: the JSAPI expires its cookie, onLogout ends the session.
+    browser
+        .step("click “Sign out”", sign_out.click().await)
+        .await;
+    browser
+        .wait_for(
+            "#status to say not connected after signing out",
+            "const s = document.getElementById('status');
+             return !!s && s.dataset.state === 'disconnected' && s.textContent === 'Not connected.';",
+        )
+        .await;
+    let session = browser.fetch_json("/session").await;
+    assert_eq!(
+        session,
+        json!({"connected": false}),
+        "/session from the browser after signing out"
+    );
+    browser
+        .wait_for(
+            "the sign-in button to be visible again",
+            "const b = document.querySelector('button.in-login'); return !!b && !b.hidden;",
+        )
+        .await;
+    assert!(
+        browser
+            .step("look at the sign-in button", sign_in.is_displayed().await)
+            .await,
+        "the sign-in button is not visible after signing out"
+    );
+    assert!(
+        !browser
+            .step("look at the sign-out button", sign_out.is_displayed().await)
+            .await,
+        "the sign-out button is still visible after signing out"
+    );
+    let profile = browser
+        .step(
+            "find the profile",
+            browser.client.find(Locator::Id("profile")).await,
+        )
+        .await;
+    assert!(
+        !browser
+            .step("look at the profile", profile.is_displayed().await)
+            .await,
+        "the profile is still visible after signing out"
+    );
+    match browser.client.get_named_cookie(&cookie_name).await {
+        Err(e) if e.is_no_such_cookie() => {}
+        other => panic!("the {cookie_name} cookie survived signing out: {other:?}"),
+    }
+
+    // And the server renders the page signed out.
+    browser
+        .step("reload the page", browser.client.refresh().await)
+        .await;
+    browser
+        .wait_for(
+            "the reloaded page to say not connected",
+            "const s = document.getElementById('status');
+             return !!s && s.dataset.state === 'disconnected' && s.textContent.includes('Not connected');",
+        )
+        .await;
+
+    browser.close().await;
+    drop(driver);
+    eprintln!(
+        "browser part of the sign-in/sign-out test took {:.2?}",
+        started.elapsed()
+    );
+    app.stop().await;
+}
+
+/// chromedriver on a free port, in its own process group with the Chromium it starts; the
+/// whole group is killed on drop, also when the test fails.
+struct Chromedriver {
+    child: Child,
+    url: String,
+    log: std::path::PathBuf,
+    /// Chromium's fresh profile (and chromedriver's log), removed after the kill.
+    dir: TempDir,
+}
+
+impl Chromedriver {
+    async fn start(app: &TestApp) -> Chromedriver {
+        use std::os::unix::process::CommandExt;
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("chromedriver.log");
+        let out = File::create(&log).unwrap();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
+        let mut driver = Chromedriver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+            dir,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(exit)) = driver.child.try_wait() {
+                panic!("chromedriver exited at start ({exit}): {}", driver.output());
+            }
+            let status = app
+                .client
+                .get(format!("{}/status", driver.url))
+                .send()
+                .await;
+            if let Ok(response) = status
+                && let Ok(body) = response.json::<Value>().await
+                && body["value"]["ready"] == true
+            {
+                return driver;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not answer on {} within {START_TIMEOUT:?}: {}",
+                driver.url,
+                driver.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        // chromedriver leads its process group; Chromium and its helpers are in it too.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A WebDriver session in headless Chromium, with the checks the test needs.
+struct Browser {
+    client: Client,
+}
+
+impl Browser {
+    async fn connect(driver: &Chromedriver) -> Browser {
+        let profile = driver.dir.path().join("profile");
+        let mut caps = Capabilities::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--disable-quic",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }),
+        );
+        // The server's certificate is self-signed: accepted for this session only.
+        caps.insert("acceptInsecureCerts".into(), json!(true));
+        caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(caps);
+        let client = match tokio::time::timeout(START_TIMEOUT, builder.connect(&driver.url)).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => panic!(
+                "cannot open a Chromium session through chromedriver: {e}\n{}",
+                driver.output()
+            ),
+            Err(_) => panic!(
+                "no Chromium session within {START_TIMEOUT:?}\n{}",
+                driver.output()
+            ),
+        };
+        Browser { client }
+    }
+
+    /// The result of a browser command, or a failure naming `what` with the page's state.
+    async fn step<T>(&self, what: &str, result: Result<T, CmdError>) -> T {
+        match result {
+            Ok(value) => value,
+            Err(e) => panic!(
+                "browser step failed: {what}: {e}\n{}",
+                self.diagnostics().await
+            ),
+        }
+    }
+
+    /// Polls `condition` (a script body returning a boolean) until it holds.
+    /// Stops early if the page shows an error (`#status` with `data-state="error"`).
+    async fn wait_for(&self, what: &str, condition: &str) {
+        let script = format!(
+            "const met = (() => {{ {condition} }})();
+             const s = document.getElementById('status');
+             return {{ met: met === true, error: !!s && s.dataset.state === 'error' }};"
+        );
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            let last = self.client.execute(&script, vec![]).await;
+            if let Ok(check) = &last {
+                if check["met"] == true {
+                    return;
+                }
+                if check["error"] == true {
+                    panic!(
+                        "the page shows an error while waiting for {what}\n{}",
+                        self.diagnostics().await
+                    );
+                }
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {STEP_TIMEOUT:?} waiting for {what} (last check: {last:?})\n{}",
+                    self.diagnostics().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs `body` as an async script; it answers by calling `done(value)`.
+    async fn execute_async(&self, what: &str, body: &str) -> Value {
+        let script = format!("const done = arguments[arguments.length - 1];\n{body}");
+        let value = self
+            .step(what, self.client.execute_async(&script, vec![]).await)
+            .await;
+        if value.get("error").is_some() {
+            panic!("{what}: {value}\n{}", self.diagnostics().await);
+        }
+        value
+    }
+
+    /// `GET path` from the page (same origin, its cookies), answered as JSON.
+    async fn fetch_json(&self, path: &str) -> Value {
+        let body = format!(
+            "fetch({path:?}, {{ credentials: 'same-origin' }})
+               .then(r => r.text().then(text => {{
+                 try {{ done({{ status: r.status, body: JSON.parse(text) }}); }}
+                 catch (e) {{ done({{ error: 'not JSON (' + r.status + '): ' + text }}); }}
+               }}), e => done({{ error: String(e) }}));"
+        );
+        let answer = self
+            .execute_async(&format!("fetch {path} from the browser"), &body)
+            .await;
+        assert_eq!(
+            answer["status"], 200,
+            "GET {path} from the browser: {answer}"
+        );
+        answer["body"].clone()
+    }
+
+    async fn text_of(&self, id: &str) -> String {
+        let element = self
+            .step(
+                &format!("find #{id}"),
+                self.client.find(Locator::Id(id)).await,
+            )
+            .await;
+        self.step(&format!("read #{id}"), element.text().await)
+            .await
+    }
+
+    /// The page's URL, `#status` and console, for failure messages.
+    async fn diagnostics(&self) -> String {
+        let url = describe(self.client.current_url().await.map(|u| u.to_string()));
+        let status = describe(
+            self.client
+                .execute(
+                    "const s = document.getElementById('status');
+                     return s ? s.dataset.state + ': ' + s.textContent : '(no #status)';",
+                    vec![],
+                )
+                .await,
+        );
+        let console = match self.client.issue_cmd(BrowserLog).await {
+            Ok(Value::Array(entries)) if entries.is_empty() => "(empty)".to_owned(),
+            Ok(Value::Array(entries)) => entries
+                .iter()
+                .map(|e| {
+                    format!(
+                        "  [{}] {}",
+                        e["level"].as_str().unwrap_or("?"),
+                        e["message"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Ok(other) => other.to_string(),
+            Err(e) => format!("(unavailable: {e})"),
+        };
+        format!("page: {url}\n#status: {status}\nbrowser console:\n{console}")
+    }
+
+    async fn close(self) {
+        if let Err(e) = self.client.close().await {
+            eprintln!("closing the browser session failed (chromedriver is killed anyway): {e}");
+        }
+    }
+}
+
+fn describe<T: Into<Value>, E: Display>(result: Result<T, E>) -> String {
+    match result.map(Into::into) {
+        Ok(Value::String(text)) => text,
+        Ok(value) => value.to_string(),
+        Err(e) => format!("(unavailable: {e})"),
+    }
+}
+
+/// chromedriver's log endpoint: the browser console since the last call.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (Method, Option<String>) {
+        (Method::POST, Some(json!({"type": "browser"}).to_string()))
+    }
+}
