@@ -66,7 +66,10 @@ pub fn build_app(state: AppState, sessions: SessionBackend) -> Router {
         .merge(handlers::login::router())
         .merge(handlers::exchange::router())
         .merge(handlers::member::router())
-        .layer(middleware::from_fn_with_state(state.clone(), require_public_origin))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_public_origin,
+        ))
         .layer(session_layer)
         .merge(handlers::assets::router())
         .fallback(not_found)
@@ -106,8 +109,15 @@ async fn limit_body(request: Request, next: Next) -> Result<Response, AppError> 
 /// Refuses a state-changing request whose `Origin` (or, failing that, `Referer`) is not one
 /// of the public origins. A request with neither is refused too: browsers send `Origin` on
 /// every cross-site and same-site `POST`.
-async fn require_public_origin(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, AppError> {
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+async fn require_public_origin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
         return Ok(next.run(request).await);
     }
     let headers = request.headers();
@@ -120,12 +130,26 @@ async fn require_public_origin(State(state): State<AppState>, request: Request, 
             .map(|r| r.origin().ascii_serialization()),
     };
     match origin {
-        Some(origin) if state.public_origins.iter().any(|o| o.eq_ignore_ascii_case(&origin)) => Ok(next.run(request).await),
-        Some(origin) => Err(AppError::CrossOrigin(format!("origin {} is not allowed", truncate(&origin)))),
+        Some(origin)
+            if state
+                .public_origins
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(&origin)) =>
+        {
+            Ok(next.run(request).await)
+        }
+        Some(origin) => Err(AppError::CrossOrigin(format!(
+            "origin {} is not allowed",
+            truncate(&origin)
+        ))),
         None => Err(AppError::CrossOrigin("no Origin or Referer header".into())),
     }
 }
 
 fn truncate(origin: &str) -> String {
-    origin.chars().filter(|c| !c.is_control()).take(100).collect()
+    origin
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(100)
+        .collect()
 }

@@ -30,11 +30,20 @@ pub struct Config {
     pub linkedin_api_key: Option<String>,
 
     /// The app's secret key: verifies the cookie and signs OAuth requests.
-    #[arg(long, env = "LINKEDIN_SECRET_KEY", value_name = "LINKEDIN_SECRET_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LINKEDIN_SECRET_KEY",
+        value_name = "LINKEDIN_SECRET_KEY",
+        hide_env_values = true
+    )]
     pub linkedin_secret_key: Option<Secret>,
 
     /// The OAuth 1.0a access-token (exchange) endpoint.
-    #[arg(long, env = "LINKEDIN_ACCESS_TOKEN_URL", value_name = "LINKEDIN_ACCESS_TOKEN_URL")]
+    #[arg(
+        long,
+        env = "LINKEDIN_ACCESS_TOKEN_URL",
+        value_name = "LINKEDIN_ACCESS_TOKEN_URL"
+    )]
     pub linkedin_access_token_url: Option<Url>,
 
     /// The REST API base (`/v1/people/~` is appended).
@@ -51,15 +60,30 @@ pub struct Config {
     pub sandbox: Option<bool>,
 
     /// HTTPS listen address.
-    #[arg(long, env = "BIND", value_name = "BIND", default_value = "127.0.0.1:8443")]
+    #[arg(
+        long,
+        env = "BIND",
+        value_name = "BIND",
+        default_value = "127.0.0.1:8443"
+    )]
     pub bind: SocketAddr,
 
     /// PEM certificate chain; generated (self-signed) together with the key when both are missing.
-    #[arg(long, env = "TLS_CERT", value_name = "TLS_CERT", default_value = "certs/localhost.pem")]
+    #[arg(
+        long,
+        env = "TLS_CERT",
+        value_name = "TLS_CERT",
+        default_value = "certs/localhost.pem"
+    )]
     pub tls_cert: PathBuf,
 
     /// PEM private key.
-    #[arg(long, env = "TLS_KEY", value_name = "TLS_KEY", default_value = "certs/localhost-key.pem")]
+    #[arg(
+        long,
+        env = "TLS_KEY",
+        value_name = "TLS_KEY",
+        default_value = "certs/localhost-key.pem"
+    )]
     pub tls_key: PathBuf,
 
     /// The origin(s) browsers use, comma-separated. Default: https://localhost:<port> and
@@ -91,7 +115,12 @@ pub struct Config {
     pub upstream_ca_cert: Option<PathBuf>,
 
     /// The tracing filter.
-    #[arg(long, env = "RUST_LOG", value_name = "RUST_LOG", default_value = "info")]
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        value_name = "RUST_LOG",
+        default_value = "info"
+    )]
     pub rust_log: String,
 }
 
@@ -142,7 +171,11 @@ impl Config {
         match (&self.linkedin_api_key, &self.linkedin_secret_key) {
             (None, None) => Ok(None),
             (Some(key), Some(secret)) => {
-                if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                if key.is_empty()
+                    || !key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
                     return Err(ConfigError::new(
                         "LINKEDIN_API_KEY",
                         "must be a non-empty key of letters, digits, '_' or '-'",
@@ -200,7 +233,10 @@ impl Config {
             .filter(|s| !s.is_empty())
             .map(|origin| {
                 let url = Url::parse(origin).map_err(|err| {
-                    ConfigError::new("PUBLIC_ORIGIN", format!("{origin:?} is not an origin: {err}"))
+                    ConfigError::new(
+                        "PUBLIC_ORIGIN",
+                        format!("{origin:?} is not an origin: {err}"),
+                    )
                 })?;
                 if url.host().is_none() || !matches!(url.scheme(), "https" | "http") {
                     return Err(ConfigError::new(
@@ -293,7 +329,9 @@ mod tests {
 
     #[test]
     fn a_key_without_a_secret_is_refused_naming_the_secret() {
-        let err = parse(&["--linkedin-api-key", "abc"]).app_credentials().unwrap_err();
+        let err = parse(&["--linkedin-api-key", "abc"])
+            .app_credentials()
+            .unwrap_err();
         assert_eq!(err.variable, "LINKEDIN_SECRET_KEY");
         assert!(!parse(&["--linkedin-api-key", "abc"]).sandbox_enabled());
     }
@@ -311,16 +349,31 @@ mod tests {
     #[test]
     fn public_origins_default_to_localhost_and_the_bind_address() {
         let config = Config::defaults();
-        let origins = config.public_origins("127.0.0.1:9000".parse().unwrap()).unwrap();
-        assert_eq!(origins, ["https://localhost:9000", "https://127.0.0.1:9000"]);
-        let config = parse(&["--public-origin", "https://example.com/, https://a.example:8443"]);
-        let origins = config.public_origins("127.0.0.1:9000".parse().unwrap()).unwrap();
+        let origins = config
+            .public_origins("127.0.0.1:9000".parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            origins,
+            ["https://localhost:9000", "https://127.0.0.1:9000"]
+        );
+        let config = parse(&[
+            "--public-origin",
+            "https://example.com/, https://a.example:8443",
+        ]);
+        let origins = config
+            .public_origins("127.0.0.1:9000".parse().unwrap())
+            .unwrap();
         assert_eq!(origins, ["https://example.com", "https://a.example:8443"]);
     }
 
     #[test]
     fn debug_output_redacts_the_secret() {
-        let config = parse(&["--linkedin-api-key", "k", "--linkedin-secret-key", "hunter2"]);
+        let config = parse(&[
+            "--linkedin-api-key",
+            "k",
+            "--linkedin-secret-key",
+            "hunter2",
+        ]);
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("redacted"));

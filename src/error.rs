@@ -50,14 +50,26 @@ impl AppError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Cookie(CookieError::Missing(_)) => (StatusCode::BAD_REQUEST, "missing_cookie"),
-            Self::Cookie(CookieError::Malformed(_)) => (StatusCode::BAD_REQUEST, "malformed_cookie"),
-            Self::Cookie(CookieError::InvalidSignature(_)) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
+            Self::Cookie(CookieError::Malformed(_)) => {
+                (StatusCode::BAD_REQUEST, "malformed_cookie")
+            }
+            Self::Cookie(CookieError::InvalidSignature(_)) => {
+                (StatusCode::UNAUTHORIZED, "invalid_signature")
+            }
             Self::CrossOrigin(_) => (StatusCode::FORBIDDEN, "cross_origin"),
             Self::NotConnected => (StatusCode::UNAUTHORIZED, "not_connected"),
-            Self::Upstream(UpstreamError::Rejected { .. }) => (StatusCode::BAD_GATEWAY, "upstream_rejected"),
-            Self::Upstream(UpstreamError::Unavailable(_)) => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
-            Self::Upstream(UpstreamError::Malformed(_)) => (StatusCode::BAD_GATEWAY, "upstream_malformed"),
-            Self::Upstream(UpstreamError::Timeout(_)) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            Self::Upstream(UpstreamError::Rejected { .. }) => {
+                (StatusCode::BAD_GATEWAY, "upstream_rejected")
+            }
+            Self::Upstream(UpstreamError::Unavailable(_)) => {
+                (StatusCode::BAD_GATEWAY, "upstream_unavailable")
+            }
+            Self::Upstream(UpstreamError::Malformed(_)) => {
+                (StatusCode::BAD_GATEWAY, "upstream_malformed")
+            }
+            Self::Upstream(UpstreamError::Timeout(_)) => {
+                (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+            }
             Self::SessionStore(_) => (StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -107,7 +119,11 @@ impl IntoResponse for AppError {
             message: self.message(),
         };
         let mut response = (status, Json(body)).into_response();
-        response.extensions_mut().insert(LoggedError { code, status, detail });
+        response.extensions_mut().insert(LoggedError {
+            code,
+            status,
+            detail,
+        });
         response
     }
 }
@@ -140,9 +156,24 @@ mod tests {
     #[test]
     fn every_upstream_fault_is_a_502_or_504() {
         let cases = [
-            (UpstreamError::Rejected { status: 401, problem: "token_rejected".into() }, 502, "upstream_rejected"),
-            (UpstreamError::Unavailable("x".into()), 502, "upstream_unavailable"),
-            (UpstreamError::Malformed("x".into()), 502, "upstream_malformed"),
+            (
+                UpstreamError::Rejected {
+                    status: 401,
+                    problem: "token_rejected".into(),
+                },
+                502,
+                "upstream_rejected",
+            ),
+            (
+                UpstreamError::Unavailable("x".into()),
+                502,
+                "upstream_unavailable",
+            ),
+            (
+                UpstreamError::Malformed("x".into()),
+                502,
+                "upstream_malformed",
+            ),
             (UpstreamError::Timeout(10), 504, "upstream_timeout"),
         ];
         for (err, status, code) in cases {
@@ -153,8 +184,17 @@ mod tests {
 
     #[test]
     fn messages_are_sentences_and_name_the_problem() {
-        let err = AppError::from(UpstreamError::Rejected { status: 401, problem: "token_rejected".into() });
-        assert_eq!(err.message(), "LinkedIn refused the request (token_rejected).");
-        assert_eq!(AppError::NotConnected.message(), "No LinkedIn member is connected in this session: sign in first.");
+        let err = AppError::from(UpstreamError::Rejected {
+            status: 401,
+            problem: "token_rejected".into(),
+        });
+        assert_eq!(
+            err.message(),
+            "LinkedIn refused the request (token_rejected)."
+        );
+        assert_eq!(
+            AppError::NotConnected.message(),
+            "No LinkedIn member is connected in this session: sign in first."
+        );
     }
 }

@@ -15,7 +15,8 @@ use url::Url;
 
 use crate::app::{AppState, Settings, build_app};
 use crate::config::{
-    AppCredentials, Config, ConfigError, DEFAULT_ACCESS_TOKEN_URL, DEFAULT_API_URL, DEFAULT_JSAPI_URL, Secret,
+    AppCredentials, Config, ConfigError, DEFAULT_ACCESS_TOKEN_URL, DEFAULT_API_URL,
+    DEFAULT_JSAPI_URL, Secret,
 };
 use crate::linkedin::client::{LinkedInClient, LinkedInEndpoints};
 use crate::session::SessionBackend;
@@ -43,7 +44,11 @@ impl Server {
         let sandbox = config.sandbox_enabled();
         if sandbox && !cfg!(feature = "sandbox") {
             return Err(ConfigError::new(
-                if credentials.is_none() { "LINKEDIN_API_KEY" } else { "SANDBOX" },
+                if credentials.is_none() {
+                    "LINKEDIN_API_KEY"
+                } else {
+                    "SANDBOX"
+                },
                 "this build has no sandbox (feature \"sandbox\" is off): set LINKEDIN_API_KEY and LINKEDIN_SECRET_KEY",
             ));
         }
@@ -51,13 +56,16 @@ impl Server {
         let material = tls::load_or_generate(&config.tls_cert, &config.tls_key)?;
         let tls = RustlsConfig::from_pem(material.cert_pem.clone(), material.key_pem.clone())
             .await
-            .map_err(|e| ConfigError::new("TLS_CERT", format!("unusable certificate or key: {e}")))?;
+            .map_err(|e| {
+                ConfigError::new("TLS_CERT", format!("unusable certificate or key: {e}"))
+            })?;
         if material.generated {
             tracing::info!(cert = %config.tls_cert.display(), "generated a self-signed certificate for localhost");
         }
 
-        let listener = TcpListener::bind(config.bind)
-            .map_err(|e| ConfigError::new("BIND", format!("cannot listen on {}: {e}", config.bind)))?;
+        let listener = TcpListener::bind(config.bind).map_err(|e| {
+            ConfigError::new("BIND", format!("cannot listen on {}: {e}", config.bind))
+        })?;
         listener
             .set_nonblocking(true)
             .map_err(|e| ConfigError::new("BIND", e.to_string()))?;
@@ -65,7 +73,10 @@ impl Server {
             .local_addr()
             .map_err(|e| ConfigError::new("BIND", e.to_string()))?;
 
-        let AppCredentials { api_key, secret_key } = match credentials {
+        let AppCredentials {
+            api_key,
+            secret_key,
+        } = match credentials {
             Some(credentials) => credentials,
             None => generated_credentials(),
         };
@@ -73,18 +84,22 @@ impl Server {
 
         let mut roots = Vec::new();
         if let Some(path) = &config.upstream_ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|e| ConfigError::new("UPSTREAM_CA_CERT", format!("cannot read {}: {e}", path.display())))?;
-            roots.extend(
-                reqwest::Certificate::from_pem_bundle(&pem)
-                    .map_err(|e| ConfigError::new("UPSTREAM_CA_CERT", format!("not a PEM certificate: {e}")))?,
-            );
+            let pem = std::fs::read(path).map_err(|e| {
+                ConfigError::new(
+                    "UPSTREAM_CA_CERT",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            roots.extend(reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                ConfigError::new("UPSTREAM_CA_CERT", format!("not a PEM certificate: {e}"))
+            })?);
         }
         if sandbox {
             // The server calls its own sandbox over HTTPS: trust its own certificate for that.
             roots.extend(
-                reqwest::Certificate::from_pem_bundle(&material.cert_pem)
-                    .map_err(|e| ConfigError::new("TLS_CERT", format!("not a PEM certificate: {e}")))?,
+                reqwest::Certificate::from_pem_bundle(&material.cert_pem).map_err(|e| {
+                    ConfigError::new("TLS_CERT", format!("not a PEM certificate: {e}"))
+                })?,
             );
         }
         let endpoints = LinkedInEndpoints {
@@ -92,8 +107,13 @@ impl Server {
             api_url: urls.api,
             timeout: config.upstream_timeout(),
         };
-        let linkedin = LinkedInClient::new(&endpoints, &api_key, &secret_key, &roots)
-            .map_err(|e| ConfigError::new("UPSTREAM_CA_CERT", format!("cannot build the HTTPS client: {e}")))?;
+        let linkedin =
+            LinkedInClient::new(&endpoints, &api_key, &secret_key, &roots).map_err(|e| {
+                ConfigError::new(
+                    "UPSTREAM_CA_CERT",
+                    format!("cannot build the HTTPS client: {e}"),
+                )
+            })?;
 
         let sessions = SessionBackend::connect(&config.session_store).await?;
         let settings = Settings {
@@ -139,7 +159,10 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
     /// finish for up to [`SHUTDOWN_GRACE`].
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let handle = Handle::new();
         let on_signal = handle.clone();
         tokio::spawn(async move {
@@ -155,10 +178,11 @@ impl Server {
             .max_buf_size(16 * 1024)
             .header_read_timeout(Duration::from_secs(10))
             .timer(hyper_util::rt::TokioTimer::new());
-        server.http_builder().http2().max_header_list_size(16 * 1024);
         server
-            .serve(self.app.into_make_service())
-            .await
+            .http_builder()
+            .http2()
+            .max_header_list_size(16 * 1024);
+        server.serve(self.app.into_make_service()).await
     }
 }
 
@@ -171,7 +195,9 @@ struct Urls {
 
 impl Urls {
     fn resolve(config: &Config, sandbox: bool, addr: SocketAddr) -> Result<Self, ConfigError> {
-        let parse = |variable, url: &str| Url::parse(url).map_err(|e| ConfigError::new(variable, e.to_string()));
+        let parse = |variable, url: &str| {
+            Url::parse(url).map_err(|e| ConfigError::new(variable, e.to_string()))
+        };
         let (access_token, api, jsapi) = if sandbox {
             // The server reaches its own sandbox through the name its certificate carries.
             let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
@@ -198,16 +224,28 @@ impl Urls {
             )
         };
         Ok(Self {
-            access_token: config.linkedin_access_token_url.clone().unwrap_or(access_token),
+            access_token: config
+                .linkedin_access_token_url
+                .clone()
+                .unwrap_or(access_token),
             api: config.linkedin_api_url.clone().unwrap_or(api),
-            jsapi: config.linkedin_jsapi_url.as_ref().map_or(jsapi, Url::to_string),
+            jsapi: config
+                .linkedin_jsapi_url
+                .as_ref()
+                .map_or(jsapi, Url::to_string),
         })
     }
 }
 
 /// A key pair for a sandbox started without one.
 fn generated_credentials() -> AppCredentials {
-    let random = |n| rand::rng().sample_iter(Alphanumeric).take(n).map(char::from).collect::<String>();
+    let random = |n| {
+        rand::rng()
+            .sample_iter(Alphanumeric)
+            .take(n)
+            .map(char::from)
+            .collect::<String>()
+    };
     AppCredentials {
         api_key: format!("sandbox{}", random(8)),
         secret_key: Secret::new(random(24)),

@@ -17,9 +17,13 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use tower_sessions::{Expiry, MemoryStore, Session, SessionManagerLayer};
 use tower_sessions_redis_store::RedisStore;
-use tower_sessions_redis_store::fred::prelude::{ClientLike, Config as RedisConfig, Pool as RedisPool, ReconnectPolicy};
+use tower_sessions_redis_store::fred::prelude::{
+    ClientLike, Config as RedisConfig, Pool as RedisPool, ReconnectPolicy,
+};
 use tower_sessions_sqlx_store::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tower_sessions_sqlx_store::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tower_sessions_sqlx_store::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 use crate::config::{ConfigError, Secret};
@@ -105,7 +109,8 @@ impl SessionBackend {
             StoreUrl::Memory => Self::Memory(MemoryStore::default()),
             StoreUrl::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| fail("cannot create its folder", &e))?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| fail("cannot create its folder", &e))?;
                 }
                 let options = SqliteConnectOptions::new()
                     .filename(path)
@@ -120,7 +125,10 @@ impl SessionBackend {
                     .await
                     .map_err(|e| fail("cannot open", &e))?;
                 let store = SqliteStore::new(pool);
-                store.migrate().await.map_err(|e| fail("migration failed", &e))?;
+                store
+                    .migrate()
+                    .await
+                    .map_err(|e| fail("migration failed", &e))?;
                 spawn_sweeper(store.clone());
                 Self::Sqlite(store)
             }
@@ -133,7 +141,10 @@ impl SessionBackend {
                     .await
                     .map_err(|e| fail("cannot connect", &e))?;
                 let store = PostgresStore::new(pool);
-                store.migrate().await.map_err(|e| fail("migration failed", &e))?;
+                store
+                    .migrate()
+                    .await
+                    .map_err(|e| fail("migration failed", &e))?;
                 spawn_sweeper(store.clone());
                 Self::Postgres(store)
             }
@@ -251,7 +262,12 @@ impl<'a> LinkedInSession<'a> {
     /// The credentials when present and unexpired. Expired credentials end the session, and
     /// a session in use lives on for another idle period (never past its credentials).
     pub async fn credentials(&self) -> Result<Option<StoredCredentials>, session_store::Error> {
-        let Some(creds) = self.session.get::<StoredCredentials>(Self::KEY).await.map_err(unwrap_store)? else {
+        let Some(creds) = self
+            .session
+            .get::<StoredCredentials>(Self::KEY)
+            .await
+            .map_err(unwrap_store)?
+        else {
             return Ok(None);
         };
         let now = OffsetDateTime::now_utc();
@@ -265,12 +281,19 @@ impl<'a> LinkedInSession<'a> {
 
     /// Stores fresh credentials. A different member (or a first sign-in into an existing
     /// session) gets a new session id, so that nobody can fix a session id in advance.
-    pub async fn store(&self, creds: &StoredCredentials, previous: Option<&StoredCredentials>) -> Result<(), session_store::Error> {
+    pub async fn store(
+        &self,
+        creds: &StoredCredentials,
+        previous: Option<&StoredCredentials>,
+    ) -> Result<(), session_store::Error> {
         let same_member = previous.is_some_and(|p| p.member_id == creds.member_id);
         if !same_member && self.session.id().is_some() {
             self.session.cycle_id().await.map_err(unwrap_store)?;
         }
-        self.session.insert(Self::KEY, creds).await.map_err(unwrap_store)?;
+        self.session
+            .insert(Self::KEY, creds)
+            .await
+            .map_err(unwrap_store)?;
         self.set_expiry(creds, OffsetDateTime::now_utc());
         Ok(())
     }
@@ -284,14 +307,17 @@ impl<'a> LinkedInSession<'a> {
     fn set_expiry(&self, creds: &StoredCredentials, now: OffsetDateTime) {
         let idle_end = now + to_time(self.idle);
         let creds_end = OffsetDateTime::from_unix_timestamp(creds.expires_at).unwrap_or(idle_end);
-        self.session.set_expiry(Some(Expiry::AtDateTime(idle_end.min(creds_end))));
+        self.session
+            .set_expiry(Some(Expiry::AtDateTime(idle_end.min(creds_end))));
     }
 }
 
 fn unwrap_store(err: tower_sessions::session::Error) -> session_store::Error {
     match err {
         tower_sessions::session::Error::Store(err) => err,
-        tower_sessions::session::Error::SerdeJson(err) => session_store::Error::Decode(err.to_string()),
+        tower_sessions::session::Error::SerdeJson(err) => {
+            session_store::Error::Decode(err.to_string())
+        }
     }
 }
 

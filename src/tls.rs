@@ -24,10 +24,12 @@ pub struct TlsMaterial {
 pub fn load_or_generate(cert: &Path, key: &Path) -> Result<TlsMaterial, ConfigError> {
     match (cert.exists(), key.exists()) {
         (true, true) => {
-            let cert_pem = std::fs::read(cert)
-                .map_err(|e| ConfigError::new("TLS_CERT", format!("cannot read {}: {e}", cert.display())))?;
-            let key_pem = std::fs::read(key)
-                .map_err(|e| ConfigError::new("TLS_KEY", format!("cannot read {}: {e}", key.display())))?;
+            let cert_pem = std::fs::read(cert).map_err(|e| {
+                ConfigError::new("TLS_CERT", format!("cannot read {}: {e}", cert.display()))
+            })?;
+            let key_pem = std::fs::read(key).map_err(|e| {
+                ConfigError::new("TLS_KEY", format!("cannot read {}: {e}", key.display()))
+            })?;
             Ok(TlsMaterial {
                 cert_pem,
                 key_pem,
@@ -37,11 +39,17 @@ pub fn load_or_generate(cert: &Path, key: &Path) -> Result<TlsMaterial, ConfigEr
         (false, false) => generate(cert, key),
         (false, true) => Err(ConfigError::new(
             "TLS_CERT",
-            format!("{} is missing but its key exists; provide both or neither", cert.display()),
+            format!(
+                "{} is missing but its key exists; provide both or neither",
+                cert.display()
+            ),
         )),
         (true, false) => Err(ConfigError::new(
             "TLS_KEY",
-            format!("{} is missing but its certificate exists; provide both or neither", key.display()),
+            format!(
+                "{} is missing but its certificate exists; provide both or neither",
+                key.display()
+            ),
         )),
     }
 }
@@ -93,7 +101,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 
@@ -102,7 +113,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("key.pem");
         std::fs::write(&key, "x").unwrap();
-        let err = load_or_generate(&dir.path().join("cert.pem"), &key).err().unwrap();
+        let err = load_or_generate(&dir.path().join("cert.pem"), &key)
+            .err()
+            .unwrap();
         assert_eq!(err.variable, "TLS_CERT");
     }
 }

@@ -11,8 +11,16 @@ use crate::error::AppError;
 
 /// The files under `static/`, with their content types.
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../../static/app.js")),
-    ("app.css", "text/css; charset=utf-8", include_str!("../../static/app.css")),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../../static/app.css"),
+    ),
 ];
 
 /// The routes of this module.
@@ -21,6 +29,12 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn asset(Path(file): Path<String>) -> Result<impl IntoResponse, AppError> {
-    let (_, content_type, body) = ASSETS.iter().find(|(name, _, _)| *name == file).ok_or(AppError::NotFound)?;
-    Ok(([(CONTENT_TYPE, *content_type), (CACHE_CONTROL, "no-cache")], *body))
+    let (_, content_type, body) = ASSETS
+        .iter()
+        .find(|(name, _, _)| *name == file)
+        .ok_or(AppError::NotFound)?;
+    Ok((
+        [(CONTENT_TYPE, *content_type), (CACHE_CONTROL, "no-cache")],
+        *body,
+    ))
 }

@@ -32,16 +32,26 @@ pub fn router() -> Router<AppState> {
 
 /// Verifies the cookie, exchanges its token (unless the session already holds this member)
 /// and stores the credentials. A failure anywhere stores nothing.
-async fn token_exchange(State(state): State<AppState>, session: Session, headers: HeaderMap) -> Result<Json<ExchangeReply>> {
+async fn token_exchange(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+) -> Result<Json<ExchangeReply>> {
     let name = cookie_name(&state.api_key);
-    let cookie_headers = headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok());
+    let cookie_headers = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
     let raw = find_cookie(cookie_headers, &name).ok_or(CookieError::Missing(name.clone()))?;
     let cookie = JsapiCookie::parse(raw)?.verify(state.secret_key.expose().as_bytes())?;
 
     let linkedin_session = LinkedInSession::new(&session, state.session_idle);
     let previous = linkedin_session.credentials().await?;
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    if let Some(previous) = previous.as_ref().filter(|p| p.member_id == cookie.member_id()) {
+    if let Some(previous) = previous
+        .as_ref()
+        .filter(|p| p.member_id == cookie.member_id())
+    {
         return Ok(Json(ExchangeReply {
             status: "already_connected",
             member_id: previous.member_id.clone(),
@@ -57,7 +67,9 @@ async fn token_exchange(State(state): State<AppState>, session: Session, headers
         oauth_token_secret: token.secret,
         expires_at: now.saturating_add(expires_in),
     };
-    linkedin_session.store(&credentials, previous.as_ref()).await?;
+    linkedin_session
+        .store(&credentials, previous.as_ref())
+        .await?;
     tracing::debug!(member_id = %credentials.member_id, "member connected");
     Ok(Json(ExchangeReply {
         status: "connected",

@@ -28,11 +28,15 @@ pub struct LoginPage {
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(login_page)).route("/healthz", get(healthz))
+    Router::new()
+        .route("/", get(login_page))
+        .route("/healthz", get(healthz))
 }
 
 async fn login_page(State(state): State<AppState>, session: Session) -> Result<LoginPage> {
-    let credentials = LinkedInSession::new(&session, state.session_idle).credentials().await?;
+    let credentials = LinkedInSession::new(&session, state.session_idle)
+        .credentials()
+        .await?;
     Ok(LoginPage {
         jsapi_url: state.jsapi_url.clone(),
         api_key: state.api_key.clone(),

@@ -32,8 +32,13 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(logout))
 }
 
-async fn session_status(State(state): State<AppState>, session: Session) -> Result<Json<SessionReply>> {
-    let credentials = LinkedInSession::new(&session, state.session_idle).credentials().await?;
+async fn session_status(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Json<SessionReply>> {
+    let credentials = LinkedInSession::new(&session, state.session_idle)
+        .credentials()
+        .await?;
     Ok(Json(SessionReply {
         connected: credentials.is_some(),
         expires_at: credentials.as_ref().map(|c| c.expires_at),
@@ -55,6 +60,8 @@ async fn me(State(state): State<AppState>, session: Session) -> Result<Json<Valu
 }
 
 async fn logout(State(state): State<AppState>, session: Session) -> Result<Json<Value>> {
-    LinkedInSession::new(&session, state.session_idle).end().await?;
+    LinkedInSession::new(&session, state.session_idle)
+        .end()
+        .await?;
     Ok(Json(json!({"status": "logged_out"})))
 }

@@ -119,7 +119,10 @@ impl LinkedInClient {
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .tls_certs_merge(extra_roots.iter().cloned())
-            .user_agent(concat!("linkedin-token-exchange/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "linkedin-token-exchange/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()?;
         let mut api = endpoints.api_url.as_str().trim_end_matches('/').to_owned();
         api.push_str("/v1/people/~");
@@ -136,7 +139,10 @@ impl LinkedInClient {
     /// Exchanges a JSAPI (OAuth 2) access token for OAuth 1.0a REST credentials: a `POST`
     /// signed with the consumer key and secret (no token), with `xoauth_oauth2_access_token`
     /// in the form body, which is part of the signature.
-    pub async fn exchange_token(&self, access_token: &str) -> Result<TokenCredentials, UpstreamError> {
+    pub async fn exchange_token(
+        &self,
+        access_token: &str,
+    ) -> Result<TokenCredentials, UpstreamError> {
         let params = ExchangeParams {
             xoauth_oauth2_access_token: access_token,
         };
@@ -155,31 +161,63 @@ impl LinkedInClient {
     }
 
     /// The member's profile: `GET {api}/v1/people/~?format=json`, signed with the token.
-    pub async fn profile(&self, token: &str, token_secret: &Secret) -> Result<serde_json::Value, UpstreamError> {
+    pub async fn profile(
+        &self,
+        token: &str,
+        token_secret: &Secret,
+    ) -> Result<serde_json::Value, UpstreamError> {
         let params = ProfileParams { format: "json" };
-        let authorization = self.authorization("GET", &self.profile_url, &params, Some((token, token_secret.expose())));
+        let authorization = self.authorization(
+            "GET",
+            &self.profile_url,
+            &params,
+            Some((token, token_secret.expose())),
+        );
         let url = oauth1_request::to_query(self.profile_url.clone(), &params);
         let request = self.http.get(url).header(AUTHORIZATION, authorization);
         let (status, headers, body) = self.send(request).await?;
         if status != StatusCode::OK {
             return Err(status_error(status, &headers, &body));
         }
-        serde_json::from_slice(&body).map_err(|_| UpstreamError::Malformed("the profile is not JSON".into()))
+        serde_json::from_slice(&body)
+            .map_err(|_| UpstreamError::Malformed("the profile is not JSON".into()))
     }
 
-    fn authorization<R: OAuthRequest>(&self, method: &str, url: &str, params: &R, token: Option<(&str, &str)>) -> String {
+    fn authorization<R: OAuthRequest>(
+        &self,
+        method: &str,
+        url: &str,
+        params: &R,
+        token: Option<(&str, &str)>,
+    ) -> String {
         let consumer = Credentials::new(self.consumer_key.as_str(), self.consumer_secret.expose());
-        sign(consumer, token.map(|(t, s)| Credentials::new(t, s)), method, url, params, None)
+        sign(
+            consumer,
+            token.map(|(t, s)| Credentials::new(t, s)),
+            method,
+            url,
+            params,
+            None,
+        )
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), UpstreamError> {
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), UpstreamError> {
         let mut response = request.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status();
         let headers = std::mem::take(response.headers_mut());
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(&e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(&e))?
+        {
             if body.len() + chunk.len() > MAX_UPSTREAM_BODY {
-                return Err(UpstreamError::Malformed("the answer is larger than 1 MiB".into()));
+                return Err(UpstreamError::Malformed(
+                    "the answer is larger than 1 MiB".into(),
+                ));
             }
             body.extend_from_slice(&chunk);
         }
@@ -211,16 +249,23 @@ pub(crate) fn sign<R: OAuthRequest>(
     let mut builder = oauth1_request::Builder::<_, _>::new(consumer, HmacSha1::new());
     builder.token(token);
     if let Some((nonce, timestamp)) = fixed {
-        builder.nonce(nonce).timestamp(std::num::NonZeroU64::new(timestamp));
+        builder
+            .nonce(nonce)
+            .timestamp(std::num::NonZeroU64::new(timestamp));
     }
     builder.authorize(method, url, params)
 }
 
 /// Maps a non-200 answer: 4xx is a refusal naming LinkedIn's `oauth_problem`, 5xx is
 /// unavailability, anything else (a redirect, say) is not what the protocol promises.
-fn status_error(status: StatusCode, headers: &reqwest::header::HeaderMap, body: &[u8]) -> UpstreamError {
+fn status_error(
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+) -> UpstreamError {
     if status.is_client_error() {
-        let problem = oauth_problem(headers, body).unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
+        let problem =
+            oauth_problem(headers, body).unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
         UpstreamError::Rejected {
             status: status.as_u16(),
             problem,
@@ -236,7 +281,12 @@ fn status_error(status: StatusCode, headers: &reqwest::header::HeaderMap, body: 
 fn oauth_problem(headers: &reqwest::header::HeaderMap, body: &[u8]) -> Option<String> {
     let from_form = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
         .ok()
-        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "oauth_problem").map(|(_, v)| v));
+        .and_then(|pairs| {
+            pairs
+                .into_iter()
+                .find(|(k, _)| k == "oauth_problem")
+                .map(|(_, v)| v)
+        });
     let from_json = || {
         serde_json::from_slice::<serde_json::Value>(body)
             .ok()
@@ -247,9 +297,19 @@ fn oauth_problem(headers: &reqwest::header::HeaderMap, body: &[u8]) -> Option<St
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split("oauth_problem=").nth(1))
-            .map(|rest| rest.trim_start_matches('"').split(['"', ',', '&']).next().unwrap_or("").to_owned())
+            .map(|rest| {
+                rest.trim_start_matches('"')
+                    .split(['"', ',', '&'])
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
     };
-    from_form.or_else(from_json).or_else(from_header).filter(|p| is_printable(p)).map(|p| truncate(&p, 200))
+    from_form
+        .or_else(from_json)
+        .or_else(from_header)
+        .filter(|p| is_printable(p))
+        .map(|p| truncate(&p, 200))
 }
 
 fn is_printable(s: &str) -> bool {
@@ -264,11 +324,18 @@ fn truncate(s: &str, max: usize) -> String {
 pub fn parse_token_reply(body: &[u8]) -> Result<TokenCredentials, UpstreamError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
         .map_err(|_| UpstreamError::Malformed("the answer is not form-encoded".into()))?;
-    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     let token = get("oauth_token").filter(|t| !t.is_empty());
     let secret = get("oauth_token_secret").filter(|s| !s.is_empty());
     let (Some(token), Some(secret)) = (token, secret) else {
-        return Err(UpstreamError::Malformed("the answer lacks oauth_token or oauth_token_secret".into()));
+        return Err(UpstreamError::Malformed(
+            "the answer lacks oauth_token or oauth_token_secret".into(),
+        ));
     };
     let expires_in = match get("oauth_expires_in") {
         Some(v) => v
@@ -320,14 +387,31 @@ mod tests {
         let params = ExchangeParams {
             xoauth_oauth2_access_token: "AD2dpVe1",
         };
-        let header = sign(Credentials::new("key", "secret"), None, "POST", "https://x.example/t", &params, None);
+        let header = sign(
+            Credentials::new("key", "secret"),
+            None,
+            "POST",
+            "https://x.example/t",
+            &params,
+            None,
+        );
         assert!(header.starts_with("OAuth "));
         assert!(header.contains("oauth_consumer_key=\"key\""));
         assert!(!header.contains("oauth_token="));
         assert!(!header.contains("xoauth_oauth2_access_token"));
-        assert_eq!(oauth1_request::to_form(&params), "xoauth_oauth2_access_token=AD2dpVe1");
+        assert_eq!(
+            oauth1_request::to_form(&params),
+            "xoauth_oauth2_access_token=AD2dpVe1"
+        );
         // Fresh nonce each time.
-        let again = sign(Credentials::new("key", "secret"), None, "POST", "https://x.example/t", &params, None);
+        let again = sign(
+            Credentials::new("key", "secret"),
+            None,
+            "POST",
+            "https://x.example/t",
+            &params,
+            None,
+        );
         assert_ne!(header, again);
     }
 
@@ -345,8 +429,17 @@ mod tests {
 
     #[test]
     fn a_reply_without_token_or_secret_or_not_form_encoded_is_malformed() {
-        for body in [&b"oauth_token=t"[..], b"oauth_problem=x", b"", b"oauth_token=&oauth_token_secret=", b"%%%"] {
-            assert!(matches!(parse_token_reply(body), Err(UpstreamError::Malformed(_))), "{body:?}");
+        for body in [
+            &b"oauth_token=t"[..],
+            b"oauth_problem=x",
+            b"",
+            b"oauth_token=&oauth_token_secret=",
+            b"%%%",
+        ] {
+            assert!(
+                matches!(parse_token_reply(body), Err(UpstreamError::Malformed(_))),
+                "{body:?}"
+            );
         }
         assert!(matches!(
             parse_token_reply(b"oauth_token=t&oauth_token_secret=s&oauth_expires_in=soon"),
@@ -370,9 +463,22 @@ mod tests {
             }
         );
         let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(WWW_AUTHENTICATE, "OAuth realm=\"x\", oauth_problem=\"nonce_used\"".parse().unwrap());
-        assert!(matches!(status_error(StatusCode::UNAUTHORIZED, &headers, b""), UpstreamError::Rejected { problem, .. } if problem == "nonce_used"));
-        assert!(matches!(status_error(StatusCode::BAD_GATEWAY, &headers, b""), UpstreamError::Unavailable(_)));
-        assert!(matches!(status_error(StatusCode::FOUND, &headers, b""), UpstreamError::Malformed(_)));
+        headers.insert(
+            WWW_AUTHENTICATE,
+            "OAuth realm=\"x\", oauth_problem=\"nonce_used\""
+                .parse()
+                .unwrap(),
+        );
+        assert!(
+            matches!(status_error(StatusCode::UNAUTHORIZED, &headers, b""), UpstreamError::Rejected { problem, .. } if problem == "nonce_used")
+        );
+        assert!(matches!(
+            status_error(StatusCode::BAD_GATEWAY, &headers, b""),
+            UpstreamError::Unavailable(_)
+        ));
+        assert!(matches!(
+            status_error(StatusCode::FOUND, &headers, b""),
+            UpstreamError::Malformed(_)
+        ));
     }
 }

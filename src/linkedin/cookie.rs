@@ -78,7 +78,10 @@ impl JsapiCookie {
         if raw.len() > MAX_COOKIE_LEN {
             return Err(malformed("it is longer than 4096 bytes"));
         }
-        let raw = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')).unwrap_or(raw);
+        let raw = raw
+            .strip_prefix('"')
+            .and_then(|r| r.strip_suffix('"'))
+            .unwrap_or(raw);
         if has_broken_escape(raw) {
             return Err(malformed("it has a broken percent-escape"));
         }
@@ -168,8 +171,9 @@ impl JsapiCookie {
             }
         }
         // `verify_slice` compares in constant time.
-        mac.verify_slice(&self.signature)
-            .map_err(|_| CookieError::InvalidSignature("it was not made with this app's secret".into()))?;
+        mac.verify_slice(&self.signature).map_err(|_| {
+            CookieError::InvalidSignature("it was not made with this app's secret".into())
+        })?;
         Ok(VerifiedCookie {
             access_token: self.access_token,
             member_id: self.member_id,
@@ -201,8 +205,15 @@ mod tests {
     fn encode(json: &str) -> String {
         // What the JSAPI did: encodeURIComponent(JSON.stringify(obj)).
         const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-            .remove(b'-').remove(b'_').remove(b'.').remove(b'!').remove(b'~')
-            .remove(b'*').remove(b'\'').remove(b'(').remove(b')');
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.')
+            .remove(b'!')
+            .remove(b'~')
+            .remove(b'*')
+            .remove(b'\'')
+            .remove(b'(')
+            .remove(b')');
         percent_encoding::utf8_percent_encode(json, COMPONENT).to_string()
     }
 
@@ -237,15 +248,25 @@ mod tests {
         // The signature holds a '+': decoding it as a space would break verification.
         let raw = encode(&published_cookie()).replace("%2B", "+");
         assert!(raw.contains('+'));
-        assert!(JsapiCookie::parse(&raw).unwrap().verify(SECRET.as_bytes()).is_ok());
+        assert!(
+            JsapiCookie::parse(&raw)
+                .unwrap()
+                .verify(SECRET.as_bytes())
+                .is_ok()
+        );
     }
 
     #[test]
     fn another_secret_or_a_tampered_field_is_an_invalid_signature() {
-        let err = JsapiCookie::parse(&encode(&published_cookie())).unwrap().verify(b"other");
+        let err = JsapiCookie::parse(&encode(&published_cookie()))
+            .unwrap()
+            .verify(b"other");
         assert!(matches!(err, Err(CookieError::InvalidSignature(_))));
         let tampered = published_cookie().replace(MEMBER, "someoneElse");
-        assert!(matches!(check(&tampered), Err(CookieError::InvalidSignature(_))));
+        assert!(matches!(
+            check(&tampered),
+            Err(CookieError::InvalidSignature(_))
+        ));
     }
 
     #[test]
@@ -253,31 +274,59 @@ mod tests {
         let bytes = BASE64.decode(SIGNATURE).unwrap();
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let json = published_cookie().replace(SIGNATURE, &hex);
-        assert!(matches!(check(&json), Err(CookieError::InvalidSignature(_))));
+        assert!(matches!(
+            check(&json),
+            Err(CookieError::InvalidSignature(_))
+        ));
     }
 
     #[test]
     fn version_2_and_hmac_sha256_are_refused() {
         let v2 = published_cookie().replace(r#""signature_version":1"#, r#""signature_version":2"#);
-        assert!(matches!(check(&v2), Err(CookieError::Malformed(m)) if m.contains("signature_version")));
+        assert!(
+            matches!(check(&v2), Err(CookieError::Malformed(m)) if m.contains("signature_version"))
+        );
         let sha256 = published_cookie().replace("HMAC-SHA1", "HMAC-SHA256");
-        assert!(matches!(check(&sha256), Err(CookieError::Malformed(m)) if m.contains("HMAC-SHA256")));
+        assert!(
+            matches!(check(&sha256), Err(CookieError::Malformed(m)) if m.contains("HMAC-SHA256"))
+        );
     }
 
     #[test]
     fn a_signature_order_naming_a_missing_field_or_leaving_one_out_is_refused() {
-        let missing = published_cookie().replace(r#"["access_token","member_id"]"#, r#"["access_token","member_id","email"]"#);
-        assert!(matches!(check(&missing), Err(CookieError::InvalidSignature(m)) if m.contains("email")));
-        let partial = published_cookie().replace(r#"["access_token","member_id"]"#, r#"["access_token"]"#);
-        assert!(matches!(check(&partial), Err(CookieError::InvalidSignature(m)) if m.contains("member_id")));
+        let missing = published_cookie().replace(
+            r#"["access_token","member_id"]"#,
+            r#"["access_token","member_id","email"]"#,
+        );
+        assert!(
+            matches!(check(&missing), Err(CookieError::InvalidSignature(m)) if m.contains("email"))
+        );
+        let partial =
+            published_cookie().replace(r#"["access_token","member_id"]"#, r#"["access_token"]"#);
+        assert!(
+            matches!(check(&partial), Err(CookieError::InvalidSignature(m)) if m.contains("member_id"))
+        );
     }
 
     #[test]
     fn broken_encoding_non_json_arrays_and_wrong_shapes_are_malformed() {
-        for raw in ["%7B%zz", "not-json", "%5B1%2C2%5D", "%7B%7D", "%7B%22access_token%22%3A5%7D", "%FF%FE"] {
-            assert!(matches!(JsapiCookie::parse(raw), Err(CookieError::Malformed(_))), "{raw}");
+        for raw in [
+            "%7B%zz",
+            "not-json",
+            "%5B1%2C2%5D",
+            "%7B%7D",
+            "%7B%22access_token%22%3A5%7D",
+            "%FF%FE",
+        ] {
+            assert!(
+                matches!(JsapiCookie::parse(raw), Err(CookieError::Malformed(_))),
+                "{raw}"
+            );
         }
-        assert!(matches!(JsapiCookie::parse(&"a".repeat(MAX_COOKIE_LEN + 1)), Err(CookieError::Malformed(_))));
+        assert!(matches!(
+            JsapiCookie::parse(&"a".repeat(MAX_COOKIE_LEN + 1)),
+            Err(CookieError::Malformed(_))
+        ));
     }
 
     #[test]

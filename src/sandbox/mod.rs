@@ -75,12 +75,18 @@ struct Inner {
 pub fn router(config: SandboxConfig) -> Router {
     let state = SandboxState(Arc::new(Inner {
         config,
-        jsapi_tokens: Cache::builder().max_capacity(MAX_TOKENS).time_to_live(JSAPI_TOKEN_TTL).build(),
+        jsapi_tokens: Cache::builder()
+            .max_capacity(MAX_TOKENS)
+            .time_to_live(JSAPI_TOKEN_TTL)
+            .build(),
         oauth_tokens: Cache::builder()
             .max_capacity(MAX_TOKENS)
             .time_to_live(Duration::from_secs(OAUTH_TOKEN_TTL_SECS))
             .build(),
-        nonces: Cache::builder().max_capacity(MAX_NONCES).time_to_live(NONCE_TTL).build(),
+        nonces: Cache::builder()
+            .max_capacity(MAX_NONCES)
+            .time_to_live(NONCE_TTL)
+            .build(),
         exchanges_accepted: AtomicU64::new(0),
         profiles_served: AtomicU64::new(0),
     }));
@@ -106,7 +112,10 @@ fn random_token() -> String {
 
 async fn jsapi_script() -> impl IntoResponse {
     (
-        [(CONTENT_TYPE, "text/javascript; charset=utf-8"), (CACHE_CONTROL, "no-cache")],
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (CACHE_CONTROL, "no-cache"),
+        ],
         include_str!("in.js"),
     )
 }
@@ -125,10 +134,16 @@ fn oauth_refusal(problem: &Problem) -> Response {
         problem.code(),
         oauth::encode(&problem.advice())
     );
-    let challenge = format!("OAuth realm=\"https://api.linkedin.com\", oauth_problem=\"{}\"", problem.code());
+    let challenge = format!(
+        "OAuth realm=\"https://api.linkedin.com\", oauth_problem=\"{}\"",
+        problem.code()
+    );
     (
         StatusCode::UNAUTHORIZED,
-        [(CONTENT_TYPE, "application/x-www-form-urlencoded".to_owned()), (WWW_AUTHENTICATE, challenge)],
+        [
+            (CONTENT_TYPE, "application/x-www-form-urlencoded".to_owned()),
+            (WWW_AUTHENTICATE, challenge),
+        ],
         body,
     )
         .into_response()
@@ -136,7 +151,10 @@ fn oauth_refusal(problem: &Problem) -> Response {
 
 /// A sandbox member id: what LinkedIn's looked like, letters, digits, `-` and `_`.
 fn valid_member_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `POST /sandbox/oauth2/authorize` (form: `api_key`, optional `member_id`): issues a JSAPI
@@ -144,17 +162,33 @@ fn valid_member_id(id: &str) -> bool {
 /// LinkedIn signed it.
 async fn authorize(State(state): State<SandboxState>, body: Bytes) -> Response {
     let params = oauth::form_pairs(&body);
-    let get = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
     if get("api_key") != Some(state.0.config.api_key.as_str()) {
         return json_error(StatusCode::UNAUTHORIZED, "Unknown API key.");
     }
-    let member_id = get("member_id").filter(|m| !m.is_empty()).unwrap_or(DEFAULT_MEMBER_ID);
+    let member_id = get("member_id")
+        .filter(|m| !m.is_empty())
+        .unwrap_or(DEFAULT_MEMBER_ID);
     if !valid_member_id(member_id) {
-        return json_error(StatusCode::BAD_REQUEST, "member_id must be 1 to 64 letters, digits, '-' or '_'.");
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "member_id must be 1 to 64 letters, digits, '-' or '_'.",
+        );
     }
     let access_token = random_token();
-    state.0.jsapi_tokens.insert(access_token.clone(), member_id.to_owned());
-    let signature = sign_cookie(state.0.config.secret_key.expose(), &[&access_token, member_id]);
+    state
+        .0
+        .jsapi_tokens
+        .insert(access_token.clone(), member_id.to_owned());
+    let signature = sign_cookie(
+        state.0.config.secret_key.expose(),
+        &[&access_token, member_id],
+    );
     axum::Json(json!({
         "signature_method": "HMAC-SHA1",
         "signature_order": ["access_token", "member_id"],
@@ -178,7 +212,12 @@ fn sign_cookie(secret: &str, values: &[&str]) -> String {
 }
 
 /// Reads what the verifier needs from an axum request.
-fn incoming<'a>(method: &'a Method, uri: &'a axum::http::Uri, headers: &'a HeaderMap, body: Option<&'a [u8]>) -> IncomingRequest<'a> {
+fn incoming<'a>(
+    method: &'a Method,
+    uri: &'a axum::http::Uri,
+    headers: &'a HeaderMap,
+    body: Option<&'a [u8]>,
+) -> IncomingRequest<'a> {
     let is_form = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -201,9 +240,16 @@ fn incoming<'a>(method: &'a Method, uri: &'a axum::http::Uri, headers: &'a Heade
 impl SandboxState {
     /// Checks the nonce after the signature verified, so that garbage cannot burn nonces.
     fn check_nonce(&self, verified: &oauth::VerifiedRequest) -> Result<(), Problem> {
-        let key = format!("{} {} {}", self.0.config.api_key, verified.nonce, verified.timestamp);
+        let key = format!(
+            "{} {} {}",
+            self.0.config.api_key, verified.nonce, verified.timestamp
+        );
         let entry = self.0.nonces.entry(key).or_insert(());
-        if entry.is_fresh() { Ok(()) } else { Err(Problem::NonceUsed) }
+        if entry.is_fresh() {
+            Ok(())
+        } else {
+            Err(Problem::NonceUsed)
+        }
     }
 
     fn token_secret(&self, token: &str) -> Option<String> {
@@ -222,23 +268,38 @@ async fn access_token(
 ) -> Response {
     let request = incoming(&method, &uri, &headers, Some(&body));
     let config = &state.0.config;
-    let result = oauth::verify(&request, &config.api_key, config.secret_key.expose(), |_| None, now())
-        .and_then(|verified| {
-            if verified.token.is_some() {
-                return Err(Problem::ParameterRejected("oauth_token (the exchange takes none)".into()));
-            }
-            state.check_nonce(&verified)?;
-            let jsapi_token = verified
-                .param("xoauth_oauth2_access_token")
-                .ok_or_else(|| Problem::ParameterAbsent("xoauth_oauth2_access_token".into()))?;
-            state.0.jsapi_tokens.get(jsapi_token).ok_or(Problem::TokenRejected)
-        });
+    let result = oauth::verify(
+        &request,
+        &config.api_key,
+        config.secret_key.expose(),
+        |_| None,
+        now(),
+    )
+    .and_then(|verified| {
+        if verified.token.is_some() {
+            return Err(Problem::ParameterRejected(
+                "oauth_token (the exchange takes none)".into(),
+            ));
+        }
+        state.check_nonce(&verified)?;
+        let jsapi_token = verified
+            .param("xoauth_oauth2_access_token")
+            .ok_or_else(|| Problem::ParameterAbsent("xoauth_oauth2_access_token".into()))?;
+        state
+            .0
+            .jsapi_tokens
+            .get(jsapi_token)
+            .ok_or(Problem::TokenRejected)
+    });
     let member_id = match result {
         Ok(member_id) => member_id,
         Err(problem) => return oauth_refusal(&problem),
     };
     let (token, secret) = (random_token(), random_token());
-    state.0.oauth_tokens.insert(token.clone(), Arc::new((secret.clone(), member_id)));
+    state
+        .0
+        .oauth_tokens
+        .insert(token.clone(), Arc::new((secret.clone(), member_id)));
     state.0.exchanges_accepted.fetch_add(1, Ordering::Relaxed);
     (
         [(CONTENT_TYPE, "application/x-www-form-urlencoded")],
@@ -252,27 +313,57 @@ async fn access_token(
 /// `GET /sandbox/v1/people/~`: the member's profile, for a request signed with the consumer
 /// secret and the issued token secret, or (as the JSAPI's own calls were) for an
 /// `oauth_token` header carrying a JSAPI access token.
-async fn profile(State(state): State<SandboxState>, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap) -> Response {
-    let member_id = if let Some(jsapi_token) = headers.get("oauth_token").and_then(|v| v.to_str().ok()) {
+async fn profile(
+    State(state): State<SandboxState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
+    let member_id = if let Some(jsapi_token) =
+        headers.get("oauth_token").and_then(|v| v.to_str().ok())
+    {
         match state.0.jsapi_tokens.get(jsapi_token) {
             Some(member_id) => member_id,
-            None => return json_error(StatusCode::UNAUTHORIZED, "[unauthorized]. The token used in the request has expired or was not issued here."),
+            None => {
+                return json_error(
+                    StatusCode::UNAUTHORIZED,
+                    "[unauthorized]. The token used in the request has expired or was not issued here.",
+                );
+            }
         }
     } else {
         let request = incoming(&method, &uri, &headers, None);
         let config = &state.0.config;
-        let verified = oauth::verify(&request, &config.api_key, config.secret_key.expose(), |t| state.token_secret(t), now())
-            .and_then(|verified| state.check_nonce(&verified).map(|()| verified));
+        let verified = oauth::verify(
+            &request,
+            &config.api_key,
+            config.secret_key.expose(),
+            |t| state.token_secret(t),
+            now(),
+        )
+        .and_then(|verified| state.check_nonce(&verified).map(|()| verified));
         let verified = match verified {
             Ok(verified) => verified,
             Err(problem) => {
-                return json_error(StatusCode::UNAUTHORIZED, &format!("[unauthorized]. OAuth problem: {}; {}", problem.code(), problem.advice()));
+                return json_error(
+                    StatusCode::UNAUTHORIZED,
+                    &format!(
+                        "[unauthorized]. OAuth problem: {}; {}",
+                        problem.code(),
+                        problem.advice()
+                    ),
+                );
             }
         };
         let token = verified.token.unwrap_or_default();
         match state.0.oauth_tokens.get(&token) {
             Some(issued) => issued.1.clone(),
-            None => return json_error(StatusCode::UNAUTHORIZED, "[unauthorized]. The token used in the request was not issued here."),
+            None => {
+                return json_error(
+                    StatusCode::UNAUTHORIZED,
+                    "[unauthorized]. The token used in the request was not issued here.",
+                );
+            }
         }
     };
     state.0.profiles_served.fetch_add(1, Ordering::Relaxed);
@@ -291,7 +382,11 @@ async fn stats(State(state): State<SandboxState>) -> axum::Json<Value> {
 /// The profile of a sandbox member: the default one is Ada, any other is synthesised.
 fn member_profile(member_id: &str) -> Value {
     let (first, last, headline) = if member_id == DEFAULT_MEMBER_ID {
-        ("Ada", "Lovelace", "Analyst of the Analytical Engine (sandbox member)")
+        (
+            "Ada",
+            "Lovelace",
+            "Analyst of the Analytical Engine (sandbox member)",
+        )
     } else {
         ("Sandbox", member_id, "Sandbox member")
     };
@@ -313,7 +408,10 @@ mod tests {
     #[test]
     fn cookies_are_signed_like_the_published_example() {
         // strikingly/omniauth-linkedin-jsapi's vector, signed by the sandbox's own code.
-        let signature = sign_cookie("X19zkd7LdmSPVcrV", &["AD2dpVe1tOclAsNYsCri4nOatfstw7ZnMzWP", "vvUNSej47H"]);
+        let signature = sign_cookie(
+            "X19zkd7LdmSPVcrV",
+            &["AD2dpVe1tOclAsNYsCri4nOatfstw7ZnMzWP", "vvUNSej47H"],
+        );
         assert_eq!(signature, "4pgJrTAD+EktW7c5VTuZFhLrmOA=");
     }
 

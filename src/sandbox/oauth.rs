@@ -11,7 +11,11 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use sha1::Sha1;
 
 /// RFC 5849 section 3.6: everything but ALPHA, DIGIT, '-', '.', '_' and '~' is encoded.
-const RFC3986_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const RFC3986_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// How far a request's timestamp may be from the sandbox's clock.
 pub const TIMESTAMP_WINDOW_SECS: i64 = 300;
@@ -64,7 +68,9 @@ impl Problem {
             Self::SignatureMethodRejected => "only HMAC-SHA1 is supported".into(),
             Self::VersionRejected => "only OAuth 1.0 is supported".into(),
             Self::ConsumerKeyUnknown => "the consumer key is not known".into(),
-            Self::TimestampRefused => format!("oauth_timestamp must be within {TIMESTAMP_WINDOW_SECS} seconds of the server's clock"),
+            Self::TimestampRefused => format!(
+                "oauth_timestamp must be within {TIMESTAMP_WINDOW_SECS} seconds of the server's clock"
+            ),
             Self::NonceUsed => "this nonce was already used".into(),
             Self::SignatureInvalid => "the signature does not match the request".into(),
             Self::TokenRejected => "the token was not issued here or has expired".into(),
@@ -132,7 +138,8 @@ pub fn base_uri(scheme: &str, authority: &str, path: &str) -> String {
 /// The signature base string (section 3.4.1.1) over already-decoded parameters, which must
 /// not include `oauth_signature` (section 3.4.1.3.1).
 pub fn base_string(method: &str, base_uri: &str, params: &[(String, String)]) -> String {
-    let mut encoded: Vec<(String, String)> = params.iter().map(|(n, v)| (encode(n), encode(v))).collect();
+    let mut encoded: Vec<(String, String)> =
+        params.iter().map(|(n, v)| (encode(n), encode(v))).collect();
     encoded.sort();
     let normalized = encoded
         .iter()
@@ -149,13 +156,24 @@ pub fn base_string(method: &str, base_uri: &str, params: &[(String, String)]) ->
 
 /// HMAC-SHA1 signature (section 3.4.2), base64.
 pub fn hmac_sha1(base_string: &str, consumer_secret: &str, token_secret: &str) -> String {
-    BASE64.encode(mac(base_string, consumer_secret, token_secret).finalize().into_bytes())
+    BASE64.encode(
+        mac(base_string, consumer_secret, token_secret)
+            .finalize()
+            .into_bytes(),
+    )
 }
 
 /// Whether `signature` (base64) is the HMAC-SHA1 of `base_string`, compared in constant time.
-pub fn verify_hmac_sha1(base_string: &str, consumer_secret: &str, token_secret: &str, signature: &str) -> bool {
+pub fn verify_hmac_sha1(
+    base_string: &str,
+    consumer_secret: &str,
+    token_secret: &str,
+    signature: &str,
+) -> bool {
     match BASE64.decode(signature) {
-        Ok(given) => mac(base_string, consumer_secret, token_secret).verify_slice(&given).is_ok(),
+        Ok(given) => mac(base_string, consumer_secret, token_secret)
+            .verify_slice(&given)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -204,7 +222,10 @@ pub struct VerifiedRequest {
 impl VerifiedRequest {
     /// A query or body parameter by name.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -224,9 +245,24 @@ pub fn verify(
         .authorization
         .ok_or_else(|| Problem::ParameterAbsent("an OAuth Authorization header".into()))?;
     let protocol = parse_authorization(authorization)?;
-    let get = |name: &str| protocol.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
-    let required = ["oauth_consumer_key", "oauth_signature_method", "oauth_signature", "oauth_timestamp", "oauth_nonce"];
-    let missing: Vec<&str> = required.iter().copied().filter(|n| get(n).is_none()).collect();
+    let get = |name: &str| {
+        protocol
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let required = [
+        "oauth_consumer_key",
+        "oauth_signature_method",
+        "oauth_signature",
+        "oauth_timestamp",
+        "oauth_nonce",
+    ];
+    let missing: Vec<&str> = required
+        .iter()
+        .copied()
+        .filter(|n| get(n).is_none())
+        .collect();
     if !missing.is_empty() {
         return Err(Problem::ParameterAbsent(missing.join(", ")));
     }
@@ -241,15 +277,22 @@ pub fn verify(
     if get("oauth_version").is_some_and(|v| v != "1.0") {
         return Err(Problem::VersionRejected);
     }
-    let timestamp: i64 = field("oauth_timestamp").parse().map_err(|_| Problem::TimestampRefused)?;
+    let timestamp: i64 = field("oauth_timestamp")
+        .parse()
+        .map_err(|_| Problem::TimestampRefused)?;
     if (timestamp - now).abs() > TIMESTAMP_WINDOW_SECS {
         return Err(Problem::TimestampRefused);
     }
 
-    let mut params = request.query.map(|q| form_pairs(q.as_bytes())).unwrap_or_default();
+    let mut params = request
+        .query
+        .map(|q| form_pairs(q.as_bytes()))
+        .unwrap_or_default();
     params.extend(request.form_body.map(form_pairs).unwrap_or_default());
     if let Some((name, _)) = params.iter().find(|(n, _)| n.starts_with("oauth_")) {
-        return Err(Problem::ParameterRejected(format!("{name} (protocol parameters belong in the header)")));
+        return Err(Problem::ParameterRejected(format!(
+            "{name} (protocol parameters belong in the header)"
+        )));
     }
     let token = get("oauth_token").map(str::to_owned);
     let token_secret = match &token {
@@ -257,11 +300,20 @@ pub fn verify(
         None => String::new(),
     };
 
-    let mut signed: Vec<(String, String)> = protocol.iter().filter(|(n, _)| n != "oauth_signature").cloned().collect();
+    let mut signed: Vec<(String, String)> = protocol
+        .iter()
+        .filter(|(n, _)| n != "oauth_signature")
+        .cloned()
+        .collect();
     signed.extend(params.iter().cloned());
     let uri = base_uri(request.scheme, request.authority, request.path);
     let base = base_string(request.method, &uri, &signed);
-    if !verify_hmac_sha1(&base, consumer_secret, &token_secret, field("oauth_signature")) {
+    if !verify_hmac_sha1(
+        &base,
+        consumer_secret,
+        &token_secret,
+        field("oauth_signature"),
+    ) {
         return Err(Problem::SignatureInvalid);
     }
     Ok(VerifiedRequest {
@@ -284,10 +336,17 @@ mod tests {
         )
         .unwrap();
         assert!(protocol.iter().all(|(n, _)| n != "realm"));
-        let mut params: Vec<_> = protocol.into_iter().filter(|(n, _)| n != "oauth_signature").collect();
+        let mut params: Vec<_> = protocol
+            .into_iter()
+            .filter(|(n, _)| n != "oauth_signature")
+            .collect();
         params.extend(form_pairs(b"b5=%3D%253D&a3=a&c%40=&a2=r%20b"));
         params.extend(form_pairs(b"c2&a3=2+q"));
-        let base = base_string("POST", &base_uri("http", "EXAMPLE.COM:80", "/request"), &params);
+        let base = base_string(
+            "POST",
+            &base_uri("http", "EXAMPLE.COM:80", "/request"),
+            &params,
+        );
         assert_eq!(
             base,
             "POST&http%3A%2F%2Fexample.com%2Frequest&a2%3Dr%2520b%26a3%3D2%2520q\
@@ -301,9 +360,18 @@ mod tests {
     /// RFC 5849 section 3.4.1.2: base string URIs.
     #[test]
     fn normalises_base_string_uris() {
-        assert_eq!(base_uri("HTTP", "EXAMPLE.COM:80", "/r%20v/X"), "http://example.com/r%20v/X");
-        assert_eq!(base_uri("https", "www.example.net:8080", "/"), "https://www.example.net:8080/");
-        assert_eq!(base_uri("https", "localhost:443", "/x"), "https://localhost/x");
+        assert_eq!(
+            base_uri("HTTP", "EXAMPLE.COM:80", "/r%20v/X"),
+            "http://example.com/r%20v/X"
+        );
+        assert_eq!(
+            base_uri("https", "www.example.net:8080", "/"),
+            "https://www.example.net:8080/"
+        );
+        assert_eq!(
+            base_uri("https", "localhost:443", "/x"),
+            "https://localhost/x"
+        );
     }
 
     /// RFC 5849 section 1.2: the three signed requests of the example exchange.
@@ -315,29 +383,56 @@ mod tests {
             authority: "photos.example.net",
             path: "/initiate",
             query: None,
-            authorization: Some(r#"OAuth realm="Photos", oauth_consumer_key="dpf43f3p2l4k3l03", oauth_signature_method="HMAC-SHA1", oauth_timestamp="137131200", oauth_nonce="wIjqoS", oauth_callback="http%3A%2F%2Fprinter.example.com%2Fready", oauth_signature="74KNZJeDHnMBp0EMJ9ZHt%2FXKycU%3D""#),
+            authorization: Some(
+                r#"OAuth realm="Photos", oauth_consumer_key="dpf43f3p2l4k3l03", oauth_signature_method="HMAC-SHA1", oauth_timestamp="137131200", oauth_nonce="wIjqoS", oauth_callback="http%3A%2F%2Fprinter.example.com%2Fready", oauth_signature="74KNZJeDHnMBp0EMJ9ZHt%2FXKycU%3D""#,
+            ),
             form_body: None,
         };
-        verify(&initiate, "dpf43f3p2l4k3l03", "kd94hf93k423kf44", |_| None, 137_131_200).unwrap();
+        verify(
+            &initiate,
+            "dpf43f3p2l4k3l03",
+            "kd94hf93k423kf44",
+            |_| None,
+            137_131_200,
+        )
+        .unwrap();
 
         let token = IncomingRequest {
             path: "/token",
-            authorization: Some(r#"OAuth realm="Photos", oauth_consumer_key="dpf43f3p2l4k3l03", oauth_token="hh5s93j4hdidpola", oauth_signature_method="HMAC-SHA1", oauth_timestamp="137131201", oauth_nonce="walatlh", oauth_verifier="hfdp7dh39dks9884", oauth_signature="gKgrFCywp7rO0OXSjdot%2FIHF7IU%3D""#),
+            authorization: Some(
+                r#"OAuth realm="Photos", oauth_consumer_key="dpf43f3p2l4k3l03", oauth_token="hh5s93j4hdidpola", oauth_signature_method="HMAC-SHA1", oauth_timestamp="137131201", oauth_nonce="walatlh", oauth_verifier="hfdp7dh39dks9884", oauth_signature="gKgrFCywp7rO0OXSjdot%2FIHF7IU%3D""#,
+            ),
             ..initiate
         };
         let secret = |t: &str| (t == "hh5s93j4hdidpola").then(|| "hdhd0244k9j7ao03".to_owned());
-        verify(&token, "dpf43f3p2l4k3l03", "kd94hf93k423kf44", secret, 137_131_201).unwrap();
+        verify(
+            &token,
+            "dpf43f3p2l4k3l03",
+            "kd94hf93k423kf44",
+            secret,
+            137_131_201,
+        )
+        .unwrap();
 
         let photo = IncomingRequest {
             method: "GET",
             scheme: "http",
             path: "/photos",
             query: Some("file=vacation.jpg&size=original"),
-            authorization: Some(r#"OAuth realm="Photos", oauth_consumer_key="dpf43f3p2l4k3l03", oauth_token="nnch734d00sl2jdk", oauth_signature_method="HMAC-SHA1", oauth_timestamp="137131202", oauth_nonce="chapoH", oauth_signature="MdpQcU8iPSUjWoN%2FUDMsK2sui9I%3D""#),
+            authorization: Some(
+                r#"OAuth realm="Photos", oauth_consumer_key="dpf43f3p2l4k3l03", oauth_token="nnch734d00sl2jdk", oauth_signature_method="HMAC-SHA1", oauth_timestamp="137131202", oauth_nonce="chapoH", oauth_signature="MdpQcU8iPSUjWoN%2FUDMsK2sui9I%3D""#,
+            ),
             ..initiate
         };
         let secret = |t: &str| (t == "nnch734d00sl2jdk").then(|| "pfkkdhi9sl3r4s00".to_owned());
-        let verified = verify(&photo, "dpf43f3p2l4k3l03", "kd94hf93k423kf44", secret, 137_131_202).unwrap();
+        let verified = verify(
+            &photo,
+            "dpf43f3p2l4k3l03",
+            "kd94hf93k423kf44",
+            secret,
+            137_131_202,
+        )
+        .unwrap();
         assert_eq!(verified.param("file"), Some("vacation.jpg"));
         assert_eq!(verified.token.as_deref(), Some("nnch734d00sl2jdk"));
     }
@@ -368,18 +463,41 @@ mod tests {
             query: Some("file=vacation.jpg&size=large"),
             ..photo_request(PHOTO_AUTH)
         };
-        assert_eq!(check(&tampered, 137_131_202).unwrap_err(), Problem::SignatureInvalid);
-        assert_eq!(check(&photo_request(PHOTO_AUTH), 137_131_202 + 301).unwrap_err(), Problem::TimestampRefused);
+        assert_eq!(
+            check(&tampered, 137_131_202).unwrap_err(),
+            Problem::SignatureInvalid
+        );
+        assert_eq!(
+            check(&photo_request(PHOTO_AUTH), 137_131_202 + 301).unwrap_err(),
+            Problem::TimestampRefused
+        );
         let other_key = PHOTO_AUTH.replace("dpf43f3p2l4k3l03", "nobody");
-        assert_eq!(check(&photo_request(&other_key), 137_131_202).unwrap_err(), Problem::ConsumerKeyUnknown);
+        assert_eq!(
+            check(&photo_request(&other_key), 137_131_202).unwrap_err(),
+            Problem::ConsumerKeyUnknown
+        );
         let other_token = PHOTO_AUTH.replace("nnch734d00sl2jdk", "unknown");
-        assert_eq!(check(&photo_request(&other_token), 137_131_202).unwrap_err(), Problem::TokenRejected);
+        assert_eq!(
+            check(&photo_request(&other_token), 137_131_202).unwrap_err(),
+            Problem::TokenRejected
+        );
         let plaintext = PHOTO_AUTH.replace("HMAC-SHA1", "PLAINTEXT");
-        assert_eq!(check(&photo_request(&plaintext), 137_131_202).unwrap_err(), Problem::SignatureMethodRejected);
+        assert_eq!(
+            check(&photo_request(&plaintext), 137_131_202).unwrap_err(),
+            Problem::SignatureMethodRejected
+        );
         let no_nonce = PHOTO_AUTH.replace(r#" oauth_nonce="chapoH","#, "");
-        assert!(matches!(check(&photo_request(&no_nonce), 137_131_202).unwrap_err(), Problem::ParameterAbsent(p) if p == "oauth_nonce"));
-        let no_header = IncomingRequest { authorization: None, ..photo_request(PHOTO_AUTH) };
-        assert!(matches!(check(&no_header, 137_131_202).unwrap_err(), Problem::ParameterAbsent(_)));
+        assert!(
+            matches!(check(&photo_request(&no_nonce), 137_131_202).unwrap_err(), Problem::ParameterAbsent(p) if p == "oauth_nonce")
+        );
+        let no_header = IncomingRequest {
+            authorization: None,
+            ..photo_request(PHOTO_AUTH)
+        };
+        assert!(matches!(
+            check(&no_header, 137_131_202).unwrap_err(),
+            Problem::ParameterAbsent(_)
+        ));
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Behaviour, FakeUpstream, GRANT, SECRET_KEY, TestApp, encode_cookie, json_of, signed_cookie, spawn_app, spawn_real_app,
+    Behaviour, FakeUpstream, GRANT, SECRET_KEY, TestApp, encode_cookie, json_of, signed_cookie,
+    spawn_app, spawn_real_app,
 };
 
 /// Sends `cookie` (already encoded) as the JSAPI cookie to a real-mode app and checks the
@@ -16,7 +17,11 @@ async fn refused_cookie(cookie: &str, status: u16, code: &str) -> Value {
     let app = spawn_real_app(&upstream).await;
     app.set_jsapi_cookie(&app.jar, cookie);
     let (got_status, body) = app.exchange().await;
-    assert_eq!((got_status, body["error"].as_str()), (status, Some(code)), "{body}");
+    assert_eq!(
+        (got_status, body["error"].as_str()),
+        (status, Some(code)),
+        "{body}"
+    );
     assert!(body["message"].as_str().unwrap().len() > 10);
     assert_eq!(upstream.calls(), 0, "nothing reaches upstream");
     assert_eq!(app.session().await, json!({"connected": false}));
@@ -37,8 +42,17 @@ fn cookie_json(signature: &str, version: Value, method: &str, order: Value) -> S
 
 /// The signature of the token and member above under the test app's secret.
 fn good_signature() -> String {
-    let cookie = signed_cookie("AD2dpVe1tOclAsNYsCri4nOatfstw7ZnMzWP", "vvUNSej47H", SECRET_KEY);
-    let json: Value = serde_json::from_str(&percent_encoding::percent_decode_str(&cookie).decode_utf8().unwrap()).unwrap();
+    let cookie = signed_cookie(
+        "AD2dpVe1tOclAsNYsCri4nOatfstw7ZnMzWP",
+        "vvUNSej47H",
+        SECRET_KEY,
+    );
+    let json: Value = serde_json::from_str(
+        &percent_encoding::percent_decode_str(&cookie)
+            .decode_utf8()
+            .unwrap(),
+    )
+    .unwrap();
     json["signature"].as_str().unwrap().to_owned()
 }
 
@@ -47,7 +61,10 @@ async fn a_missing_cookie_is_missing_cookie() {
     let upstream = FakeUpstream::start(GRANT).await;
     let app = spawn_real_app(&upstream).await;
     let (status, body) = app.exchange().await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("missing_cookie")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("missing_cookie"))
+    );
     assert_eq!(upstream.calls(), 0);
 }
 
@@ -63,53 +80,101 @@ async fn a_cookie_that_is_not_json_is_malformed_cookie() {
 
 #[tokio::test]
 async fn a_json_array_is_malformed_cookie() {
-    refused_cookie(&encode_cookie(r#"["access_token","member_id"]"#), 400, "malformed_cookie").await;
+    refused_cookie(
+        &encode_cookie(r#"["access_token","member_id"]"#),
+        400,
+        "malformed_cookie",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_json_object_of_the_wrong_shape_is_malformed_cookie() {
-    refused_cookie(&encode_cookie(r#"{"access_token":42,"member_id":null}"#), 400, "malformed_cookie").await;
+    refused_cookie(
+        &encode_cookie(r#"{"access_token":42,"member_id":null}"#),
+        400,
+        "malformed_cookie",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_tampered_signature_is_invalid_signature() {
     let mut signature = good_signature();
-    signature.replace_range(0..2, if signature.starts_with("AA") { "BB" } else { "AA" });
-    let cookie = cookie_json(&signature, json!(1), "HMAC-SHA1", json!(["access_token", "member_id"]));
+    signature.replace_range(
+        0..2,
+        if signature.starts_with("AA") {
+            "BB"
+        } else {
+            "AA"
+        },
+    );
+    let cookie = cookie_json(
+        &signature,
+        json!(1),
+        "HMAC-SHA1",
+        json!(["access_token", "member_id"]),
+    );
     refused_cookie(&encode_cookie(&cookie), 401, "invalid_signature").await;
 }
 
 #[tokio::test]
 async fn a_cookie_signed_with_another_secret_is_invalid_signature() {
-    let cookie = signed_cookie("AD2dpVe1tOclAsNYsCri4nOatfstw7ZnMzWP", "vvUNSej47H", "another-apps-secret");
+    let cookie = signed_cookie(
+        "AD2dpVe1tOclAsNYsCri4nOatfstw7ZnMzWP",
+        "vvUNSej47H",
+        "another-apps-secret",
+    );
     refused_cookie(&cookie, 401, "invalid_signature").await;
 }
 
 #[tokio::test]
 async fn a_hex_signature_is_invalid_signature() {
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(good_signature()).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(good_signature())
+        .unwrap();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let cookie = cookie_json(&hex, json!(1), "HMAC-SHA1", json!(["access_token", "member_id"]));
+    let cookie = cookie_json(
+        &hex,
+        json!(1),
+        "HMAC-SHA1",
+        json!(["access_token", "member_id"]),
+    );
     refused_cookie(&encode_cookie(&cookie), 401, "invalid_signature").await;
 }
 
 #[tokio::test]
 async fn a_signature_over_a_missing_field_is_invalid_signature() {
-    let cookie = cookie_json(&good_signature(), json!(1), "HMAC-SHA1", json!(["access_token", "member_id", "email_address"]));
+    let cookie = cookie_json(
+        &good_signature(),
+        json!(1),
+        "HMAC-SHA1",
+        json!(["access_token", "member_id", "email_address"]),
+    );
     let body = refused_cookie(&encode_cookie(&cookie), 401, "invalid_signature").await;
     assert!(body["message"].as_str().unwrap().contains("email_address"));
 }
 
 #[tokio::test]
 async fn an_unsupported_signature_version_is_refused() {
-    let cookie = cookie_json(&good_signature(), json!(2), "HMAC-SHA1", json!(["access_token", "member_id"]));
+    let cookie = cookie_json(
+        &good_signature(),
+        json!(2),
+        "HMAC-SHA1",
+        json!(["access_token", "member_id"]),
+    );
     refused_cookie(&encode_cookie(&cookie), 400, "malformed_cookie").await;
 }
 
 #[tokio::test]
 async fn an_unsupported_signature_method_is_refused() {
-    let cookie = cookie_json(&good_signature(), json!(1), "HMAC-SHA256", json!(["access_token", "member_id"]));
+    let cookie = cookie_json(
+        &good_signature(),
+        json!(1),
+        "HMAC-SHA256",
+        json!(["access_token", "member_id"]),
+    );
     refused_cookie(&encode_cookie(&cookie), 400, "malformed_cookie").await;
 }
 
@@ -117,10 +182,19 @@ async fn an_unsupported_signature_method_is_refused() {
 async fn the_published_cookie_shape_with_a_string_version_is_accepted() {
     let upstream = FakeUpstream::start(GRANT).await;
     let app = spawn_real_app(&upstream).await;
-    let cookie = cookie_json(&good_signature().replace('/', "\\/"), json!("1"), "HMAC-SHA1", json!(["access_token", "member_id"]));
+    let cookie = cookie_json(
+        &good_signature().replace('/', "\\/"),
+        json!("1"),
+        "HMAC-SHA1",
+        json!(["access_token", "member_id"]),
+    );
     app.set_jsapi_cookie(&app.jar, &encode_cookie(&cookie));
     let (status, body) = app.exchange().await;
-    assert_eq!((status, body["member_id"].as_str()), (200, Some("vvUNSej47H")), "{body}");
+    assert_eq!(
+        (status, body["member_id"].as_str()),
+        (200, Some("vvUNSej47H")),
+        "{body}"
+    );
     assert_eq!(upstream.calls(), 1);
 }
 
@@ -134,7 +208,11 @@ async fn raw_status(app: &TestApp, request: reqwest::RequestBuilder) -> Option<u
 }
 
 async fn still_serving(app: &TestApp) {
-    assert_eq!(app.get("/healthz").await.status(), 200, "the server keeps serving");
+    assert_eq!(
+        app.get("/healthz").await.status(),
+        200,
+        "the server keeps serving"
+    );
 }
 
 #[tokio::test]
@@ -142,11 +220,25 @@ async fn a_20_kb_cookie_gets_a_4xx_over_http1_and_http2() {
     let app = spawn_app().await;
     let huge = format!("linkedin_oauth_testAppKey={}", "a".repeat(20 * 1024));
     let (browser, _) = app.new_browser();
-    let status = raw_status(&app, browser.post(app.url("/token-exchange")).header("origin", &app.base).header("cookie", &huge)).await;
+    let status = raw_status(
+        &app,
+        browser
+            .post(app.url("/token-exchange"))
+            .header("origin", &app.base)
+            .header("cookie", &huge),
+    )
+    .await;
     assert!(matches!(status, Some(400..=499)), "http/2: {status:?}");
 
     let http1 = crate::helpers::http1_client(&app.dir);
-    let status = raw_status(&app, http1.post(app.url("/token-exchange")).header("origin", &app.base).header("cookie", &huge)).await;
+    let status = raw_status(
+        &app,
+        http1
+            .post(app.url("/token-exchange"))
+            .header("origin", &app.base)
+            .header("cookie", &huge),
+    )
+    .await;
     assert!(matches!(status, Some(431 | 400)), "http/1.1: {status:?}");
     still_serving(&app).await;
 }
@@ -156,7 +248,10 @@ async fn a_cookie_just_over_the_browser_limit_is_malformed_not_a_crash() {
     let app = spawn_app().await;
     app.set_jsapi_cookie(&app.jar, &"a".repeat(5000));
     let (status, body) = app.exchange().await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("malformed_cookie")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("malformed_cookie"))
+    );
 }
 
 #[tokio::test]
@@ -186,8 +281,15 @@ async fn a_huge_body_gets_413() {
         .await
         .unwrap();
     let (status, body) = json_of(response).await;
-    assert_eq!((status, body["error"].as_str()), (413, Some("payload_too_large")));
-    assert_eq!(app.session().await, json!({"connected": false}), "nothing stored");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    assert_eq!(
+        app.session().await,
+        json!({"connected": false}),
+        "nothing stored"
+    );
     still_serving(&app).await;
 }
 
@@ -206,11 +308,26 @@ async fn upstream_fault(fault: Behaviour, status: u16, code: &str) -> Value {
     app.set_jsapi_cookie(&app.jar, &signed_cookie("token-b", "member-b", SECRET_KEY));
     let started = Instant::now();
     let (got, body) = app.exchange().await;
-    assert_eq!((got, body["error"].as_str()), (status, Some(code)), "{body}");
-    assert!(started.elapsed() < Duration::from_secs(4), "answered within the bound");
+    assert_eq!(
+        (got, body["error"].as_str()),
+        (status, Some(code)),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered within the bound"
+    );
 
-    assert_eq!(app.session_id().unwrap(), before_id, "the session id is unchanged");
-    assert_eq!(app.session().await, before, "the session is exactly as it was");
+    assert_eq!(
+        app.session_id().unwrap(),
+        before_id,
+        "the session id is unchanged"
+    );
+    assert_eq!(
+        app.session().await,
+        before,
+        "the session is exactly as it was"
+    );
     assert_eq!(app.session().await["member_id"], "member-a");
     body
 }
@@ -218,27 +335,48 @@ async fn upstream_fault(fault: Behaviour, status: u16, code: &str) -> Value {
 #[tokio::test]
 async fn linkedin_refusing_the_token_is_upstream_rejected_naming_the_problem() {
     let body = upstream_fault(
-        Behaviour::Answer(401, "oauth_problem=token_rejected&oauth_problem_advice=expired"),
+        Behaviour::Answer(
+            401,
+            "oauth_problem=token_rejected&oauth_problem_advice=expired",
+        ),
         502,
         "upstream_rejected",
     )
     .await;
-    assert!(body["message"].as_str().unwrap().contains("token_rejected"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("token_rejected"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn a_5xx_upstream_is_upstream_unavailable() {
-    upstream_fault(Behaviour::Answer(503, "maintenance"), 502, "upstream_unavailable").await;
+    upstream_fault(
+        Behaviour::Answer(503, "maintenance"),
+        502,
+        "upstream_unavailable",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_200_without_token_and_secret_is_upstream_malformed() {
-    upstream_fault(Behaviour::Answer(200, "oauth_expires_in=5183999"), 502, "upstream_malformed").await;
+    upstream_fault(
+        Behaviour::Answer(200, "oauth_expires_in=5183999"),
+        502,
+        "upstream_malformed",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_200_that_is_not_form_encoded_is_upstream_malformed() {
-    upstream_fault(Behaviour::Answer(200, "{\"oauth_token\": \"t\"}"), 502, "upstream_malformed").await;
+    upstream_fault(
+        Behaviour::Answer(200, "{\"oauth_token\": \"t\"}"),
+        502,
+        "upstream_malformed",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -260,12 +398,20 @@ async fn a_refused_connection_is_upstream_unavailable() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let mut config = crate::helpers::test_config(&dir);
     config.sandbox = Some(false);
-    config.linkedin_access_token_url = Some(format!("http://127.0.0.1:{port}/uas/oauth/accessToken").parse().unwrap());
+    config.linkedin_access_token_url = Some(
+        format!("http://127.0.0.1:{port}/uas/oauth/accessToken")
+            .parse()
+            .unwrap(),
+    );
     config.linkedin_api_url = Some(upstream.url(""));
     let app = TestApp::start(config, dir).await;
     app.set_jsapi_cookie(&app.jar, &signed_cookie("token-a", "member-a", SECRET_KEY));
     let (status, body) = app.exchange().await;
-    assert_eq!((status, body["error"].as_str()), (502, Some("upstream_unavailable")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (502, Some("upstream_unavailable")),
+        "{body}"
+    );
     assert_eq!(app.session().await, json!({"connected": false}));
 }
 
@@ -274,9 +420,19 @@ async fn a_post_from_another_origin_is_refused_on_exchange_and_logout() {
     let app = spawn_app().await;
     app.sign_in("SandboxAda").await;
     for path in ["/token-exchange", "/logout"] {
-        let response = app.client.post(app.url(path)).header("origin", "https://evil.example").send().await.unwrap();
+        let response = app
+            .client
+            .post(app.url(path))
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
         let (status, body) = json_of(response).await;
-        assert_eq!((status, body["error"].as_str()), (403, Some("cross_origin")), "{path}");
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (403, Some("cross_origin")),
+            "{path}"
+        );
     }
     assert_eq!(app.sandbox_stats().await["exchanges_accepted"], 0);
 
@@ -299,18 +455,35 @@ async fn a_post_from_another_origin_is_refused_on_exchange_and_logout() {
     assert_eq!(response.status(), 200);
 
     // A cross-origin logout leaves the session alone.
-    let response = app.client.post(app.url("/logout")).header("origin", "https://evil.example").send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/logout"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 403);
     assert_eq!(app.session().await["connected"], true);
     // With neither header, a POST is refused too.
-    assert_eq!(app.client.post(app.url("/logout")).send().await.unwrap().status(), 403);
+    assert_eq!(
+        app.client
+            .post(app.url("/logout"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
 }
 
 #[tokio::test]
 async fn a_session_id_planted_before_sign_in_is_not_kept() {
     let app = spawn_app().await;
     let planted = "AAAAAAAAAAAAAAAAAAAAAA";
-    app.jar.add_cookie_str(&format!("lte_session={planted}; Path=/; Secure"), &app.base.parse().unwrap());
+    app.jar.add_cookie_str(
+        &format!("lte_session={planted}; Path=/; Secure"),
+        &app.base.parse().unwrap(),
+    );
     app.sign_in("SandboxAda").await;
     assert_eq!(app.exchange().await.0, 200);
     let id = app.session_id().unwrap();
@@ -335,25 +508,47 @@ async fn sixty_four_concurrent_exchanges_each_make_one_upstream_call_and_keep_th
     for task in tasks {
         browsers.push(task.await.unwrap());
     }
-    let before = app.sandbox_stats().await["exchanges_accepted"].as_u64().unwrap();
+    let before = app.sandbox_stats().await["exchanges_accepted"]
+        .as_u64()
+        .unwrap();
     let exchanges = browsers.iter().map(|(member, browser, _)| {
         let (app, member, browser) = (app.clone(), member.clone(), browser.clone());
         async move {
-            let response = browser.post(app.url("/token-exchange")).header("origin", &app.base).send().await.unwrap();
+            let response = browser
+                .post(app.url("/token-exchange"))
+                .header("origin", &app.base)
+                .send()
+                .await
+                .unwrap();
             let (status, body) = json_of(response).await;
-            assert_eq!((status, body["member_id"].as_str()), (200, Some(member.as_str())), "{body}");
+            assert_eq!(
+                (status, body["member_id"].as_str()),
+                (200, Some(member.as_str())),
+                "{body}"
+            );
         }
     });
     futures_join_all(exchanges).await;
-    let after = app.sandbox_stats().await["exchanges_accepted"].as_u64().unwrap();
+    let after = app.sandbox_stats().await["exchanges_accepted"]
+        .as_u64()
+        .unwrap();
     assert_eq!(after - before, 64, "exactly one upstream call each");
     for (member, browser, _) in &browsers {
-        let session: Value = browser.get(app.url("/session")).send().await.unwrap().json().await.unwrap();
+        let session: Value = browser
+            .get(app.url("/session"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(session["member_id"], member.as_str());
     }
 }
 
-async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(futures: impl Iterator<Item = F>) {
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
     for handle in handles {
         handle.await.unwrap();

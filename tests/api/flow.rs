@@ -65,8 +65,18 @@ async fn logout_deletes_the_session_in_the_store_not_only_the_cookie() {
 
     // Replaying the old id from elsewhere finds nothing.
     let (browser, jar) = app.new_browser();
-    jar.add_cookie_str(&format!("lte_session={old_id}; Path=/; Secure"), &app.base.parse().unwrap());
-    let session: serde_json::Value = browser.get(app.url("/session")).send().await.unwrap().json().await.unwrap();
+    jar.add_cookie_str(
+        &format!("lte_session={old_id}; Path=/; Secure"),
+        &app.base.parse().unwrap(),
+    );
+    let session: serde_json::Value = browser
+        .get(app.url("/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(session, json!({"connected": false}));
 }
 
@@ -86,8 +96,18 @@ async fn a_new_member_in_an_existing_session_gets_a_new_session_id() {
 
     // The old id no longer opens anything.
     let (browser, jar) = app.new_browser();
-    jar.add_cookie_str(&format!("lte_session={first_id}; Path=/; Secure"), &app.base.parse().unwrap());
-    let session: serde_json::Value = browser.get(app.url("/session")).send().await.unwrap().json().await.unwrap();
+    jar.add_cookie_str(
+        &format!("lte_session={first_id}; Path=/; Secure"),
+        &app.base.parse().unwrap(),
+    );
+    let session: serde_json::Value = browser
+        .get(app.url("/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(session, json!({"connected": false}));
 }
 
@@ -104,7 +124,10 @@ async fn the_session_cookie_is_secure_http_only_and_same_site_lax() {
         .find(|c| c.starts_with("lte_session="))
         .expect("a session cookie is set");
     for flag in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
-        assert!(cookie.split("; ").any(|part| part == flag), "{flag} missing in {cookie}");
+        assert!(
+            cookie.split("; ").any(|part| part == flag),
+            "{flag} missing in {cookie}"
+        );
     }
 }
 
@@ -112,12 +135,17 @@ async fn the_session_cookie_is_secure_http_only_and_same_site_lax() {
 async fn the_login_page_embeds_the_jsapi_and_shows_the_connected_member() {
     let app = spawn_app().await;
     let page = app.get("/").await.text().await.unwrap();
-    assert!(page.contains(r#"<script type="text/javascript" src="/sandbox/in.js">"#), "{page}");
+    assert!(
+        page.contains(r#"<script type="text/javascript" src="/sandbox/in.js">"#),
+        "{page}"
+    );
     assert!(page.contains(&format!("api_key: {API_KEY}")));
     assert!(page.contains("authorize: true"));
     assert!(page.contains("credentials_cookie: true"));
     assert!(page.contains("onLoad: onLinkedInLoad"));
-    assert!(page.contains(r#"<script type="IN/Login" data-onAuth="onAuth" data-onLogout="onLogout"></script>"#));
+    assert!(page.contains(
+        r#"<script type="IN/Login" data-onAuth="onAuth" data-onLogout="onLogout"></script>"#
+    ));
     assert!(page.contains(r#"data-state="disconnected""#));
 
     app.sign_in("SandboxAda").await;
@@ -136,7 +164,12 @@ async fn health_static_assets_and_unknown_routes() {
 
     let js = app.get("/static/app.js").await;
     assert_eq!(js.status(), 200);
-    assert!(js.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
     assert!(js.text().await.unwrap().contains("function onAuth"));
     assert_eq!(app.get("/static/app.css").await.status(), 200);
     assert_eq!(app.get("/sandbox/in.js").await.status(), 200);

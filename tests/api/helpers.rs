@@ -157,7 +157,10 @@ impl TestApp {
 
     pub fn set_jsapi_cookie(&self, jar: &Jar, value: &str) {
         let url = Url::parse(&self.base).unwrap();
-        jar.add_cookie_str(&format!("linkedin_oauth_{API_KEY}={value}; Path=/; Secure"), &url);
+        jar.add_cookie_str(
+            &format!("linkedin_oauth_{API_KEY}={value}; Path=/; Secure"),
+            &url,
+        );
     }
 
     /// A same-origin POST from the default browser.
@@ -214,7 +217,8 @@ impl Drop for TestApp {
 pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
-    let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    let value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
     (status, value)
 }
 
@@ -251,7 +255,10 @@ pub fn signed_cookie(access_token: &str, member_id: &str, secret: &str) -> Strin
 }
 
 /// Credentials at once, valid for 60 days.
-pub const GRANT: Behaviour = Behaviour::Grant { delay: Duration::ZERO, expires_in: 5_183_999 };
+pub const GRANT: Behaviour = Behaviour::Grant {
+    delay: Duration::ZERO,
+    expires_in: 5_183_999,
+};
 
 /// How the fake upstream answers the exchange.
 #[derive(Clone, Debug)]
@@ -320,9 +327,17 @@ impl FakeUpstream {
     }
 }
 
-async fn fake_exchange(State(state): State<FakeState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn fake_exchange(
+    State(state): State<FakeState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     state.calls.fetch_add(1, Ordering::SeqCst);
-    assert!(headers.get("authorization").is_some_and(|h| h.to_str().unwrap().starts_with("OAuth ")));
+    assert!(
+        headers
+            .get("authorization")
+            .is_some_and(|h| h.to_str().unwrap().starts_with("OAuth "))
+    );
     let token = String::from_utf8_lossy(&body).to_string();
     let behaviour = state.behaviour.lock().await.clone();
     match behaviour {
@@ -335,7 +350,9 @@ async fn fake_exchange(State(state): State<FakeState>, headers: HeaderMap, body:
             )
                 .into_response()
         }
-        Behaviour::Answer(status, body) => (StatusCode::from_u16(status).unwrap(), body).into_response(),
+        Behaviour::Answer(status, body) => {
+            (StatusCode::from_u16(status).unwrap(), body).into_response()
+        }
         Behaviour::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK.into_response()
@@ -348,5 +365,9 @@ async fn fake_exchange(State(state): State<FakeState>, headers: HeaderMap, body:
 }
 
 async fn fake_profile() -> Response {
-    (StatusCode::OK, axum::Json(serde_json::json!({"id": "fake"}))).into_response()
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"id": "fake"})),
+    )
+        .into_response()
 }

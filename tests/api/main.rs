@@ -5,9 +5,9 @@
 
 mod helpers;
 
+mod browser;
 mod errors;
 mod flow;
 mod process;
 mod sandbox;
 mod stores;
-mod browser;

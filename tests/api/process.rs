@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::helpers::{API_KEY, Behaviour, FakeUpstream, SECRET_KEY, encode_cookie, json_of, signed_cookie, trusting_client};
+use crate::helpers::{
+    API_KEY, Behaviour, FakeUpstream, SECRET_KEY, encode_cookie, json_of, signed_cookie,
+    trusting_client,
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_linkedin-token-exchange");
 
@@ -41,7 +44,10 @@ impl Running {
         let mut child = command.spawn().unwrap();
         let output = Arc::new(Mutex::new(String::new()));
         let (port_tx, port_rx) = std::sync::mpsc::channel();
-        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
             let output = output.clone();
             let port_tx = port_tx.clone();
             std::thread::spawn(move || {
@@ -72,7 +78,10 @@ impl Running {
     }
 
     fn sigterm(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -82,7 +91,10 @@ impl Running {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(started.elapsed() < limit, "the server did not exit within {limit:?}");
+            assert!(
+                started.elapsed() < limit,
+                "the server did not exit within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -115,37 +127,99 @@ async fn no_secret_appears_in_any_response_page_or_log_line_even_at_trace() {
     let jar = Arc::new(reqwest::cookie::Jar::default());
     let browser = trusting_client(&server.dir, jar.clone());
     jar.add_cookie_str(
-        &format!("linkedin_oauth_{API_KEY}={}; Path=/", signed_cookie("jsapi-token", "log-member", SECRET_KEY)),
+        &format!(
+            "linkedin_oauth_{API_KEY}={}; Path=/",
+            signed_cookie("jsapi-token", "log-member", SECRET_KEY)
+        ),
         &server.base.parse().unwrap(),
     );
 
     let mut seen = String::new();
-    let (status, body) = json_of(browser.post(format!("{}/token-exchange", server.base)).header("origin", &server.base).send().await.unwrap()).await;
+    let (status, body) = json_of(
+        browser
+            .post(format!("{}/token-exchange", server.base))
+            .header("origin", &server.base)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     seen.push_str(&body.to_string());
     for path in ["/session", "/me", "/"] {
-        seen.push_str(&browser.get(format!("{}{path}", server.base)).send().await.unwrap().text().await.unwrap());
+        seen.push_str(
+            &browser
+                .get(format!("{}{path}", server.base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
     }
     // A refused exchange and an upstream refusal are logged too.
-    upstream.set(Behaviour::Answer(401, "oauth_problem=token_rejected")).await;
+    upstream
+        .set(Behaviour::Answer(401, "oauth_problem=token_rejected"))
+        .await;
     jar.add_cookie_str(
-        &format!("linkedin_oauth_{API_KEY}={}; Path=/", signed_cookie("jsapi-token-2", "other-member", SECRET_KEY)),
+        &format!(
+            "linkedin_oauth_{API_KEY}={}; Path=/",
+            signed_cookie("jsapi-token-2", "other-member", SECRET_KEY)
+        ),
         &server.base.parse().unwrap(),
     );
-    let response = browser.post(format!("{}/token-exchange", server.base)).header("origin", &server.base).send().await.unwrap();
+    let response = browser
+        .post(format!("{}/token-exchange", server.base))
+        .header("origin", &server.base)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 502);
     seen.push_str(&response.text().await.unwrap());
-    jar.add_cookie_str(&format!("linkedin_oauth_{API_KEY}={}; Path=/", encode_cookie("{}")), &server.base.parse().unwrap());
-    seen.push_str(&browser.post(format!("{}/token-exchange", server.base)).header("origin", &server.base).send().await.unwrap().text().await.unwrap());
-    seen.push_str(&browser.post(format!("{}/logout", server.base)).header("origin", &server.base).send().await.unwrap().text().await.unwrap());
+    jar.add_cookie_str(
+        &format!("linkedin_oauth_{API_KEY}={}; Path=/", encode_cookie("{}")),
+        &server.base.parse().unwrap(),
+    );
+    seen.push_str(
+        &browser
+            .post(format!("{}/token-exchange", server.base))
+            .header("origin", &server.base)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    seen.push_str(
+        &browser
+            .post(format!("{}/logout", server.base))
+            .header("origin", &server.base)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = server.output();
     assert!(log.contains("TRACE"), "the log runs at trace level");
-    assert!(log.contains("member connected"), "the log shows the flow:\n{log}");
+    assert!(
+        log.contains("member connected"),
+        "the log shows the flow:\n{log}"
+    );
     for secret in [SECRET_KEY, "fake-secret-1"] {
-        assert!(!log.contains(secret), "{secret} leaked into the log:\n{log}");
-        assert!(!seen.contains(secret), "{secret} leaked into a response: {seen}");
+        assert!(
+            !log.contains(secret),
+            "{secret} leaked into the log:\n{log}"
+        );
+        assert!(
+            !seen.contains(secret),
+            "{secret} leaked into a response: {seen}"
+        );
     }
 }
 
@@ -168,12 +242,25 @@ async fn sigterm_finishes_the_exchange_in_flight_then_exits_zero() {
     let jar = Arc::new(reqwest::cookie::Jar::default());
     let browser = trusting_client(&server.dir, jar.clone());
     jar.add_cookie_str(
-        &format!("linkedin_oauth_{API_KEY}={}; Path=/", signed_cookie("slow-token", "slow-member", SECRET_KEY)),
+        &format!(
+            "linkedin_oauth_{API_KEY}={}; Path=/",
+            signed_cookie("slow-token", "slow-member", SECRET_KEY)
+        ),
         &server.base.parse().unwrap(),
     );
     let in_flight = tokio::spawn({
         let (browser, base) = (browser.clone(), server.base.clone());
-        async move { json_of(browser.post(format!("{base}/token-exchange")).header("origin", &base).send().await.unwrap()).await }
+        async move {
+            json_of(
+                browser
+                    .post(format!("{base}/token-exchange"))
+                    .header("origin", &base)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
     });
     // Wait until the exchange has reached the upstream, then ask the server to stop.
     let started = Instant::now();
@@ -184,10 +271,21 @@ async fn sigterm_finishes_the_exchange_in_flight_then_exits_zero() {
     server.sigterm();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let fresh = trusting_client(&server.dir, Arc::new(reqwest::cookie::Jar::default()));
-    assert!(fresh.get(format!("{}/healthz", server.base)).send().await.is_err(), "no new connections after SIGTERM");
+    assert!(
+        fresh
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .is_err(),
+        "no new connections after SIGTERM"
+    );
 
     let (status, body) = in_flight.await.unwrap();
-    assert_eq!((status, body["status"].as_str()), (200, Some("connected")), "{body}");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("connected")),
+        "{body}"
+    );
     let exit = tokio::task::spawn_blocking(move || {
         let status = server.wait(Duration::from_secs(10));
         (status, server.output())

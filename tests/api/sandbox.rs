@@ -39,13 +39,19 @@ async fn jsapi_token(app: &TestApp, member: &str) -> String {
 
 fn problem(result: Result<impl std::fmt::Debug, UpstreamError>) -> String {
     match result {
-        Err(UpstreamError::Rejected { status: 401, problem }) => problem,
+        Err(UpstreamError::Rejected {
+            status: 401,
+            problem,
+        }) => problem,
         other => panic!("expected a 401 oauth_problem, got {other:?}"),
     }
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 #[derive(oauth1_request::Request)]
@@ -54,12 +60,20 @@ struct Exchange<'a> {
 }
 
 /// Sends an exchange signed by hand: `fixed` pins nonce and timestamp.
-async fn hand_signed_exchange(app: &TestApp, token: Option<&str>, nonce: &str, timestamp: u64) -> (u16, String) {
+async fn hand_signed_exchange(
+    app: &TestApp,
+    token: Option<&str>,
+    nonce: &str,
+    timestamp: u64,
+) -> (u16, String) {
     let url = app.url("/sandbox/uas/oauth/accessToken");
     let params = Exchange {
         xoauth_oauth2_access_token: token,
     };
-    let mut builder = oauth1_request::Builder::<_, _>::new(Credentials::new(API_KEY, SECRET_KEY), HmacSha1::new());
+    let mut builder = oauth1_request::Builder::<_, _>::new(
+        Credentials::new(API_KEY, SECRET_KEY),
+        HmacSha1::new(),
+    );
     builder.nonce(nonce).timestamp(NonZeroU64::new(timestamp));
     let authorization = builder.post(&url, &params);
     let response = app
@@ -84,8 +98,16 @@ async fn the_clients_signed_exchange_is_granted_and_the_token_opens_the_profile(
     assert_eq!(creds.token.len(), 36, "a uuid");
     let profile = linkedin.profile(&creds.token, &creds.secret).await.unwrap();
     assert_eq!(profile["id"], "SandboxAda");
-    assert_eq!(profile["headline"], "Analyst of the Analytical Engine (sandbox member)");
-    assert!(profile["siteStandardProfileRequest"]["url"].as_str().unwrap().starts_with("https://"));
+    assert_eq!(
+        profile["headline"],
+        "Analyst of the Analytical Engine (sandbox member)"
+    );
+    assert!(
+        profile["siteStandardProfileRequest"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://")
+    );
 }
 
 #[tokio::test]
@@ -102,7 +124,9 @@ async fn a_still_valid_jsapi_token_may_be_exchanged_again() {
 async fn a_wrong_secret_is_signature_invalid() {
     let app = spawn_app().await;
     let token = jsapi_token(&app, "SandboxAda").await;
-    let result = client(&app, API_KEY, "not-the-secret").exchange_token(&token).await;
+    let result = client(&app, API_KEY, "not-the-secret")
+        .exchange_token(&token)
+        .await;
     assert_eq!(problem(result), "signature_invalid");
 }
 
@@ -110,14 +134,18 @@ async fn a_wrong_secret_is_signature_invalid() {
 async fn an_unknown_consumer_key_is_consumer_key_unknown() {
     let app = spawn_app().await;
     let token = jsapi_token(&app, "SandboxAda").await;
-    let result = client(&app, "someOtherApp", SECRET_KEY).exchange_token(&token).await;
+    let result = client(&app, "someOtherApp", SECRET_KEY)
+        .exchange_token(&token)
+        .await;
     assert_eq!(problem(result), "consumer_key_unknown");
 }
 
 #[tokio::test]
 async fn a_token_the_sandbox_did_not_issue_is_token_rejected() {
     let app = spawn_app().await;
-    let result = client(&app, API_KEY, SECRET_KEY).exchange_token("never-issued").await;
+    let result = client(&app, API_KEY, SECRET_KEY)
+        .exchange_token("never-issued")
+        .await;
     assert_eq!(problem(result), "token_rejected");
 }
 
@@ -127,7 +155,10 @@ async fn a_stale_timestamp_is_timestamp_refused() {
     let token = jsapi_token(&app, "SandboxAda").await;
     let (status, body) = hand_signed_exchange(&app, Some(&token), "n-stale", now() - 301).await;
     assert_eq!(status, 401);
-    assert!(body.starts_with("oauth_problem=timestamp_refused&oauth_problem_advice="), "{body}");
+    assert!(
+        body.starts_with("oauth_problem=timestamp_refused&oauth_problem_advice="),
+        "{body}"
+    );
     let (status, _) = hand_signed_exchange(&app, Some(&token), "n-near", now() - 200).await;
     assert_eq!(status, 200, "within the window");
 }
@@ -164,7 +195,10 @@ async fn a_tampered_body_is_signature_invalid() {
         xoauth_oauth2_access_token: Some(&token),
     };
     // Signed for one JSAPI token, sent with another.
-    let builder = oauth1_request::Builder::<_, _>::new(Credentials::new(API_KEY, SECRET_KEY), HmacSha1::new());
+    let builder = oauth1_request::Builder::<_, _>::new(
+        Credentials::new(API_KEY, SECRET_KEY),
+        HmacSha1::new(),
+    );
     let authorization = builder.post(&url, &params);
     let response = app
         .client
@@ -176,7 +210,13 @@ async fn a_tampered_body_is_signature_invalid() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
-    assert!(response.text().await.unwrap().starts_with("oauth_problem=signature_invalid"));
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .starts_with("oauth_problem=signature_invalid")
+    );
 }
 
 #[tokio::test]
@@ -194,7 +234,12 @@ async fn the_profile_refuses_a_wrong_token_secret_with_linkedins_json_error() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], 401);
     assert_eq!(body["errorCode"], 0);
-    assert!(body["message"].as_str().unwrap().contains("parameter_absent"));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("parameter_absent")
+    );
 }
 
 #[tokio::test]
@@ -214,5 +259,8 @@ async fn authorize_refuses_an_unknown_api_key_and_signs_with_the_apps_secret() {
         .unwrap()
         .verify(SECRET_KEY.as_bytes())
         .unwrap();
-    assert_eq!(cookie.member_id(), linkedin_token_exchange::sandbox::DEFAULT_MEMBER_ID);
+    assert_eq!(
+        cookie.member_id(),
+        linkedin_token_exchange::sandbox::DEFAULT_MEMBER_ID
+    );
 }

@@ -13,7 +13,10 @@ use linkedin_token_exchange::session::StoreUrl;
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::helpers::{Behaviour, FakeUpstream, SECRET_KEY, TestApp, json_of, session_id_in, signed_cookie, test_config, trusting_client};
+use crate::helpers::{
+    Behaviour, FakeUpstream, SECRET_KEY, TestApp, json_of, session_id_in, signed_cookie,
+    test_config, trusting_client,
+};
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/1";
 pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -67,7 +70,11 @@ async fn exchange_session_profile_logout(store: fn(&TempDir) -> StoreUrl) {
     let age = max_age(&response);
     assert!((86_000..=86_400).contains(&age), "Max-Age {age}");
     let (status, body) = json_of(response).await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("connected")), "{body}");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("connected")),
+        "{body}"
+    );
 
     assert_eq!(app.session().await["member_id"], "store-member");
     let profile: serde_json::Value = app.get("/me").await.json().await.unwrap();
@@ -91,9 +98,23 @@ async fn session_id_cycles_for_a_new_member(store: fn(&TempDir) -> StoreUrl) {
     assert_eq!(app.session().await["member_id"], "cycle-two");
 
     let (browser, jar) = app.new_browser();
-    jar.add_cookie_str(&format!("lte_session={first}; Path=/; Secure"), &app.base.parse().unwrap());
-    let old: serde_json::Value = browser.get(app.url("/session")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(old, json!({"connected": false}), "the old id is gone from the store");
+    jar.add_cookie_str(
+        &format!("lte_session={first}; Path=/; Secure"),
+        &app.base.parse().unwrap(),
+    );
+    let old: serde_json::Value = browser
+        .get(app.url("/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        old,
+        json!({"connected": false}),
+        "the old id is gone from the store"
+    );
 }
 
 async fn sessions_end_when_their_credentials_expire(store: fn(&TempDir) -> StoreUrl) {
@@ -110,9 +131,15 @@ async fn sessions_end_when_their_credentials_expire(store: fn(&TempDir) -> Store
         let _guard = START_LOCK.lock().await;
         TestApp::start(config, dir).await
     };
-    app.set_jsapi_cookie(&app.jar, &signed_cookie("short-lived", "expiring-member", SECRET_KEY));
+    app.set_jsapi_cookie(
+        &app.jar,
+        &signed_cookie("short-lived", "expiring-member", SECRET_KEY),
+    );
     let response = app.post("/token-exchange").await;
-    assert!(max_age(&response) <= 2, "the session ends with its credentials");
+    assert!(
+        max_age(&response) <= 2,
+        "the session ends with its credentials"
+    );
     assert_eq!(response.status(), 200);
     assert_eq!(app.session().await["connected"], true);
     tokio::time::sleep(Duration::from_millis(3_100)).await;
@@ -153,14 +180,24 @@ async fn sqlite_sessions_survive_a_restart() {
 
     let first = TestApp::start(config.clone(), dir.clone()).await;
     let jar = first.jar.clone();
-    first.set_jsapi_cookie(&jar, &signed_cookie("restart-token", "restart-member", SECRET_KEY));
+    first.set_jsapi_cookie(
+        &jar,
+        &signed_cookie("restart-token", "restart-member", SECRET_KEY),
+    );
     assert_eq!(first.exchange().await.0, 200);
     first.stop().await;
 
     let second = TestApp::start(config, dir.clone()).await;
     // The old browser (same cookie jar: cookies ignore ports) talks to the new process.
     let browser = trusting_client(&dir, jar.clone());
-    let session: serde_json::Value = browser.get(second.url("/session")).send().await.unwrap().json().await.unwrap();
+    let session: serde_json::Value = browser
+        .get(second.url("/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(session["member_id"], "restart-member", "{session}");
     let profile = browser.get(second.url("/me")).send().await.unwrap();
     assert_eq!(profile.status(), 200);
@@ -196,19 +233,36 @@ async fn two_instances_share(store: StoreUrl) {
     let cookie = linkedin.authorize("shared-member").await;
     a.set_jsapi_cookie(&a.jar, &cookie);
     let on = |app: &TestApp, path: &str| a.client.get(app.url(path));
-    let post_on = |app: &TestApp, path: &str| a.client.post(app.url(path)).header("origin", &app.base);
+    let post_on =
+        |app: &TestApp, path: &str| a.client.post(app.url(path)).header("origin", &app.base);
 
     let (status, body) = json_of(post_on(&a, "/token-exchange").send().await.unwrap()).await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("connected")), "{body}");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("connected")),
+        "{body}"
+    );
     assert!(session_id_in(&a.jar, &b.base).is_some());
 
-    let on_b: serde_json::Value = on(&b, "/session").send().await.unwrap().json().await.unwrap();
+    let on_b: serde_json::Value = on(&b, "/session")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(on_b["member_id"], "shared-member", "B sees A's exchange");
     let profile: serde_json::Value = on(&b, "/me").send().await.unwrap().json().await.unwrap();
     assert_eq!(profile["id"], "shared-member");
 
     assert_eq!(post_on(&b, "/logout").send().await.unwrap().status(), 200);
-    let on_a: serde_json::Value = on(&a, "/session").send().await.unwrap().json().await.unwrap();
+    let on_a: serde_json::Value = on(&a, "/session")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(on_a, json!({"connected": false}), "A sees B's logout");
 }
 
@@ -224,15 +278,25 @@ async fn two_instances_share_sessions_through_postgres() {
 
 #[tokio::test]
 async fn an_unreachable_store_fails_the_start_fast_naming_session_store() {
-    for url in ["redis://127.0.0.1:1", "postgres://postgres@127.0.0.1:1/test"] {
+    for url in [
+        "redis://127.0.0.1:1",
+        "postgres://postgres@127.0.0.1:1/test",
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(&dir);
         config.session_store = url.parse().unwrap();
         let started = Instant::now();
         let err = Server::build(&config).await.err().expect("the start fails");
-        assert!(started.elapsed() < Duration::from_secs(8), "{url}: took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{url}: took {:?}",
+            started.elapsed()
+        );
         assert_eq!(err.variable, "SESSION_STORE");
-        assert!(err.to_string().starts_with("SESSION_STORE: cannot use"), "{err}");
+        assert!(
+            err.to_string().starts_with("SESSION_STORE: cannot use"),
+            "{err}"
+        );
         assert!(!err.to_string().contains('\n'));
     }
 }
