@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use url::Url;
@@ -171,7 +172,9 @@ impl Server {
             on_signal.graceful_shutdown(Some(SHUTDOWN_GRACE));
         });
         tracing::info!("listening; open https://localhost:{}/", self.addr.port());
-        let mut server = axum_server::from_tcp_rustls(self.listener, self.tls)?.handle(handle);
+        // TCP_NODELAY: answers are small; waiting to coalesce them only adds latency.
+        let acceptor = RustlsAcceptor::new(self.tls).acceptor(NoDelayAcceptor::new());
+        let mut server = axum_server::from_tcp(self.listener)?.acceptor(acceptor).handle(handle);
         server
             .http_builder()
             .http1()

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
-use tower_sessions::{Expiry, MemoryStore, Session, SessionManagerLayer};
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
 use tower_sessions_redis_store::RedisStore;
 use tower_sessions_redis_store::fred::prelude::{
     ClientLike, Config as RedisConfig, Pool as RedisPool, ReconnectPolicy,
@@ -106,7 +106,7 @@ impl SessionBackend {
             ConfigError::new("SESSION_STORE", format!("cannot use {url}: {what}: {err}"))
         };
         let backend = match url {
-            StoreUrl::Memory => Self::Memory(MemoryStore::default()),
+            StoreUrl::Memory => Self::Memory(MemoryStore::new()),
             StoreUrl::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)
@@ -119,7 +119,7 @@ impl SessionBackend {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(5));
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(2)
                     .acquire_timeout(CONNECT_TIMEOUT)
                     .connect_with(options)
                     .await
@@ -217,6 +217,68 @@ impl SessionStore for SessionBackend {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         forward!(self, store => store.delete(id).await)
+    }
+}
+
+/// Sessions in this process, each dropped at its own expiry date so that memory comes back
+/// as sessions end (tower-sessions' `MemoryStore` never forgets an expired session).
+#[derive(Clone)]
+pub struct MemoryStore(moka::sync::Cache<Id, Record>);
+
+impl MemoryStore {
+    fn new() -> Self {
+        Self(moka::sync::Cache::builder().expire_after(RecordExpiry).build())
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore").field("sessions", &self.0.entry_count()).finish()
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        // Insert only under an id nobody holds, atomically.
+        while !self.0.entry(record.id).or_insert_with(|| record.clone()).is_fresh() {
+            record.id = Id::default();
+        }
+        Ok(())
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.0.insert(record.id, record.clone());
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        Ok(self.0.get(id).filter(|r| r.expiry_date > OffsetDateTime::now_utc()))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.0.invalidate(id);
+        Ok(())
+    }
+}
+
+/// A record lives in memory until its own expiry date.
+struct RecordExpiry;
+
+impl RecordExpiry {
+    fn remaining(record: &Record) -> Option<Duration> {
+        let left = record.expiry_date - OffsetDateTime::now_utc();
+        Some(Duration::try_from(left).unwrap_or(Duration::ZERO))
+    }
+}
+
+impl moka::Expiry<Id, Record> for RecordExpiry {
+    fn expire_after_create(&self, _: &Id, record: &Record, _: std::time::Instant) -> Option<Duration> {
+        Self::remaining(record)
+    }
+
+    fn expire_after_update(&self, _: &Id, record: &Record, _: std::time::Instant, _: Option<Duration>) -> Option<Duration> {
+        Self::remaining(record)
     }
 }
 
