@@ -24,9 +24,15 @@ use tower_sessions_sqlx_store::sqlx::postgres::{PgConnectOptions, PgPoolOptions}
 use tower_sessions_sqlx_store::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+use tower_sessions_sqlx_store::PostgresStore;
 
 use crate::config::{ConfigError, Secret};
+
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteSessions;
 
 /// The cookie that carries the session id.
 pub const SESSION_COOKIE: &str = "lte_session";
@@ -91,7 +97,7 @@ pub enum SessionBackend {
     /// `memory`.
     Memory(MemoryStore),
     /// `sqlite://…`.
-    Sqlite(SqliteStore),
+    Sqlite(SqliteSessions),
     /// `redis://…`.
     Redis(RedisStore<RedisPool>),
     /// `postgres://…`.
@@ -124,13 +130,9 @@ impl SessionBackend {
                     .connect_with(options)
                     .await
                     .map_err(|e| fail("cannot open", &e))?;
-                let store = SqliteStore::new(pool);
-                store
-                    .migrate()
-                    .await
-                    .map_err(|e| fail("migration failed", &e))?;
-                spawn_sweeper(store.clone());
-                Self::Sqlite(store)
+                let sessions = SqliteSessions::open(pool).await.map_err(|e| fail("migration failed", &e))?;
+                spawn_sweeper(sessions.clone());
+                Self::Sqlite(sessions)
             }
             StoreUrl::Postgres(dsn) => {
                 let options = PgConnectOptions::from_str(dsn).map_err(|e| fail("bad URL", &e))?;
@@ -217,68 +219,6 @@ impl SessionStore for SessionBackend {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         forward!(self, store => store.delete(id).await)
-    }
-}
-
-/// Sessions in this process, each dropped at its own expiry date so that memory comes back
-/// as sessions end (tower-sessions' `MemoryStore` never forgets an expired session).
-#[derive(Clone)]
-pub struct MemoryStore(moka::sync::Cache<Id, Record>);
-
-impl MemoryStore {
-    fn new() -> Self {
-        Self(moka::sync::Cache::builder().expire_after(RecordExpiry).build())
-    }
-}
-
-impl fmt::Debug for MemoryStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore").field("sessions", &self.0.entry_count()).finish()
-    }
-}
-
-#[async_trait]
-impl SessionStore for MemoryStore {
-    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        // Insert only under an id nobody holds, atomically.
-        while !self.0.entry(record.id).or_insert_with(|| record.clone()).is_fresh() {
-            record.id = Id::default();
-        }
-        Ok(())
-    }
-
-    async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.0.insert(record.id, record.clone());
-        Ok(())
-    }
-
-    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        Ok(self.0.get(id).filter(|r| r.expiry_date > OffsetDateTime::now_utc()))
-    }
-
-    async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.0.invalidate(id);
-        Ok(())
-    }
-}
-
-/// A record lives in memory until its own expiry date.
-struct RecordExpiry;
-
-impl RecordExpiry {
-    fn remaining(record: &Record) -> Option<Duration> {
-        let left = record.expiry_date - OffsetDateTime::now_utc();
-        Some(Duration::try_from(left).unwrap_or(Duration::ZERO))
-    }
-}
-
-impl moka::Expiry<Id, Record> for RecordExpiry {
-    fn expire_after_create(&self, _: &Id, record: &Record, _: std::time::Instant) -> Option<Duration> {
-        Self::remaining(record)
-    }
-
-    fn expire_after_update(&self, _: &Id, record: &Record, _: std::time::Instant, _: Option<Duration>) -> Option<Duration> {
-        Self::remaining(record)
     }
 }
 

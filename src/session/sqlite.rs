@@ -1,0 +1,195 @@
+//! The `sqlite://` store with group commit: new sessions from concurrent requests are
+//! written by one task in one multi-row `INSERT`, so that a burst of sign-ins costs one
+//! statement (one trip to SQLite's worker thread, one transaction) instead of one each.
+//! Every request still gets its answer only after its row is committed.
+//!
+//! Loading, saving, deleting and sweeping are `tower-sessions-sqlx-store`'s, on the same
+//! table and with the same encoding.
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use tower_sessions_sqlx_store::SqliteStore;
+use tower_sessions_sqlx_store::sqlx::{self, SqlitePool};
+
+/// The most rows one `INSERT` carries (three parameters each, far below SQLite's limit).
+const MAX_BATCH: usize = 64;
+/// New sessions waiting for the writer; a full queue makes requests wait (back-pressure).
+const QUEUE: usize = 4 * MAX_BATCH;
+/// `SqliteStore`'s table.
+const TABLE: &str = "tower_sessions";
+
+/// SQLite sessions; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct SqliteSessions {
+    store: SqliteStore,
+    creates: mpsc::Sender<PendingCreate>,
+}
+
+#[derive(Debug)]
+struct PendingCreate {
+    record: Record,
+    done: oneshot::Sender<session_store::Result<Id>>,
+}
+
+impl SqliteSessions {
+    /// Creates the table when missing and starts the writer task.
+    pub async fn open(pool: SqlitePool) -> sqlx::Result<Self> {
+        let store = SqliteStore::new(pool.clone());
+        store.migrate().await?;
+        let (creates, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(write_batches(pool, store.clone(), queue));
+        Ok(Self { store, creates })
+    }
+}
+
+async fn write_batches(pool: SqlitePool, store: SqliteStore, mut queue: mpsc::Receiver<PendingCreate>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        insert_batch(&pool, &store, batch.drain(..).collect()).await;
+    }
+}
+
+/// Inserts `batch` in one statement. Should an id already exist (ids are 128 random bits, so
+/// this is for correctness, not expected), each record is created on its own by the store,
+/// which draws new ids until one is free.
+async fn insert_batch(pool: &SqlitePool, store: &SqliteStore, batch: Vec<PendingCreate>) {
+    let mut rows = Vec::with_capacity(batch.len());
+    for pending in batch {
+        match rmp_serde::to_vec(&pending.record) {
+            Ok(data) => rows.push((pending, data)),
+            Err(err) => {
+                let _ = pending.done.send(Err(session_store::Error::Encode(err.to_string())));
+            }
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let placeholders = vec!["(?, ?, ?)"; rows.len()].join(", ");
+    let sql = format!("insert or abort into {TABLE} (id, data, expiry_date) values {placeholders}");
+    let mut query = sqlx::query(&sql);
+    for (pending, data) in &rows {
+        query = query
+            .bind(pending.record.id.to_string())
+            .bind(data.as_slice())
+            .bind(pending.record.expiry_date);
+    }
+    match query.execute(pool).await {
+        Ok(_) => {
+            for (pending, _) in rows {
+                let _ = pending.done.send(Ok(pending.record.id));
+            }
+        }
+        Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
+            for (mut pending, _) in rows {
+                let result = store.create(&mut pending.record).await.map(|()| pending.record.id);
+                let _ = pending.done.send(result);
+            }
+        }
+        Err(err) => {
+            for (pending, _) in rows {
+                let _ = pending.done.send(Err(session_store::Error::Backend(err.to_string())));
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteSessions {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let (done, answer) = oneshot::channel();
+        let stopped = || session_store::Error::Backend("the SQLite writer has stopped".into());
+        self.creates
+            .send(PendingCreate {
+                record: record.clone(),
+                done,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        record.id = answer.await.map_err(|_| stopped())??;
+        Ok(())
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.store.save(record).await
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        self.store.load(id).await
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.store.delete(id).await
+    }
+}
+
+#[async_trait]
+impl ExpiredDeletion for SqliteSessions {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        self.store.delete_expired().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use time::OffsetDateTime;
+
+    use super::*;
+
+    async fn open() -> (SqliteSessions, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("s.db"))
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        (SqliteSessions::open(pool).await.unwrap(), dir)
+    }
+
+    fn record(id: i128) -> Record {
+        Record {
+            id: Id(id),
+            data: [("k".to_owned(), serde_json::json!(id.to_string()))].into(),
+            expiry_date: OffsetDateTime::now_utc() + time::Duration::hours(1),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_creates_are_all_stored_and_readable_by_the_store() {
+        let (sessions, _dir) = open().await;
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let sessions = sessions.clone();
+                tokio::spawn(async move {
+                    let mut r = record(1_000 + i);
+                    sessions.create(&mut r).await.unwrap();
+                    r
+                })
+            })
+            .collect();
+        let mut ids = HashSet::new();
+        for task in tasks {
+            let created = task.await.unwrap();
+            let loaded = sessions.load(&created.id).await.unwrap().expect("stored");
+            assert_eq!(loaded.data, created.data);
+            ids.insert(created.id);
+        }
+        assert_eq!(ids.len(), 200);
+    }
+
+    #[tokio::test]
+    async fn a_colliding_id_gets_a_new_one_and_leaves_the_existing_row_alone() {
+        let (sessions, _dir) = open().await;
+        let mut first = record(42);
+        sessions.create(&mut first).await.unwrap();
+        let mut second = record(42);
+        second.data = [("k".to_owned(), serde_json::json!("second"))].into();
+        sessions.create(&mut second).await.unwrap();
+        assert_ne!(second.id, Id(42));
+        assert_eq!(sessions.load(&Id(42)).await.unwrap().unwrap().data, first.data);
+        assert_eq!(sessions.load(&second.id).await.unwrap().unwrap().data, second.data);
+    }
+}
