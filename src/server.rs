@@ -174,7 +174,9 @@ impl Server {
         tracing::info!("listening; open https://localhost:{}/", self.addr.port());
         // TCP_NODELAY: answers are small; waiting to coalesce them only adds latency.
         let acceptor = RustlsAcceptor::new(self.tls).acceptor(NoDelayAcceptor::new());
-        let mut server = axum_server::from_tcp(self.listener)?.acceptor(acceptor).handle(handle);
+        let mut server = axum_server::from_tcp(self.listener)?
+            .acceptor(acceptor)
+            .handle(handle);
         server
             .http_builder()
             .http1()

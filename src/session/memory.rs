@@ -13,16 +13,21 @@ use tower_sessions::session_store::{self, SessionStore};
 #[derive(Clone)]
 pub struct MemoryStore(moka::sync::Cache<Id, Record>);
 
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self(moka::sync::Cache::builder().expire_after(RecordExpiry).build())
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .expire_after(RecordExpiry)
+                .build(),
+        )
     }
 }
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore").field("sessions", &self.0.entry_count()).finish()
+        f.debug_struct("MemoryStore")
+            .field("sessions", &self.0.entry_count())
+            .finish()
     }
 }
 
@@ -30,7 +35,12 @@ impl fmt::Debug for MemoryStore {
 impl SessionStore for MemoryStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         // Insert only under an id nobody holds, atomically.
-        while !self.0.entry(record.id).or_insert_with(|| record.clone()).is_fresh() {
+        while !self
+            .0
+            .entry(record.id)
+            .or_insert_with(|| record.clone())
+            .is_fresh()
+        {
             record.id = Id::default();
         }
         Ok(())
@@ -42,7 +52,10 @@ impl SessionStore for MemoryStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        Ok(self.0.get(id).filter(|r| r.expiry_date > OffsetDateTime::now_utc()))
+        Ok(self
+            .0
+            .get(id)
+            .filter(|r| r.expiry_date > OffsetDateTime::now_utc()))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
@@ -62,12 +75,22 @@ impl RecordExpiry {
 }
 
 impl moka::Expiry<Id, Record> for RecordExpiry {
-    fn expire_after_create(&self, _: &Id, record: &Record, _: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &Id,
+        record: &Record,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
         Self::remaining(record)
     }
 
-    fn expire_after_update(&self, _: &Id, record: &Record, _: std::time::Instant, _: Option<Duration>) -> Option<Duration> {
+    fn expire_after_update(
+        &self,
+        _: &Id,
+        record: &Record,
+        _: std::time::Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
         Self::remaining(record)
     }
 }
-

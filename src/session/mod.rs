@@ -20,11 +20,11 @@ use tower_sessions_redis_store::RedisStore;
 use tower_sessions_redis_store::fred::prelude::{
     ClientLike, Config as RedisConfig, Pool as RedisPool, ReconnectPolicy,
 };
+use tower_sessions_sqlx_store::PostgresStore;
 use tower_sessions_sqlx_store::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tower_sessions_sqlx_store::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use tower_sessions_sqlx_store::PostgresStore;
 
 use crate::config::{ConfigError, Secret};
 
@@ -112,7 +112,7 @@ impl SessionBackend {
             ConfigError::new("SESSION_STORE", format!("cannot use {url}: {what}: {err}"))
         };
         let backend = match url {
-            StoreUrl::Memory => Self::Memory(MemoryStore::new()),
+            StoreUrl::Memory => Self::Memory(MemoryStore::default()),
             StoreUrl::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)
@@ -130,7 +130,9 @@ impl SessionBackend {
                     .connect_with(options)
                     .await
                     .map_err(|e| fail("cannot open", &e))?;
-                let sessions = SqliteSessions::open(pool).await.map_err(|e| fail("migration failed", &e))?;
+                let sessions = SqliteSessions::open(pool)
+                    .await
+                    .map_err(|e| fail("migration failed", &e))?;
                 spawn_sweeper(sessions.clone());
                 Self::Sqlite(sessions)
             }

@@ -44,10 +44,14 @@ impl SqliteSessions {
     }
 }
 
-async fn write_batches(pool: SqlitePool, store: SqliteStore, mut queue: mpsc::Receiver<PendingCreate>) {
+async fn write_batches(
+    pool: SqlitePool,
+    store: SqliteStore,
+    mut queue: mpsc::Receiver<PendingCreate>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        insert_batch(&pool, &store, batch.drain(..).collect()).await;
+        insert_batch(&pool, &store, std::mem::take(&mut batch)).await;
     }
 }
 
@@ -60,7 +64,9 @@ async fn insert_batch(pool: &SqlitePool, store: &SqliteStore, batch: Vec<Pending
         match rmp_serde::to_vec(&pending.record) {
             Ok(data) => rows.push((pending, data)),
             Err(err) => {
-                let _ = pending.done.send(Err(session_store::Error::Encode(err.to_string())));
+                let _ = pending
+                    .done
+                    .send(Err(session_store::Error::Encode(err.to_string())));
             }
         }
     }
@@ -84,13 +90,18 @@ async fn insert_batch(pool: &SqlitePool, store: &SqliteStore, batch: Vec<Pending
         }
         Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
             for (mut pending, _) in rows {
-                let result = store.create(&mut pending.record).await.map(|()| pending.record.id);
+                let result = store
+                    .create(&mut pending.record)
+                    .await
+                    .map(|()| pending.record.id);
                 let _ = pending.done.send(result);
             }
         }
         Err(err) => {
             for (pending, _) in rows {
-                let _ = pending.done.send(Err(session_store::Error::Backend(err.to_string())));
+                let _ = pending
+                    .done
+                    .send(Err(session_store::Error::Backend(err.to_string())));
             }
         }
     }
@@ -189,7 +200,13 @@ mod tests {
         second.data = [("k".to_owned(), serde_json::json!("second"))].into();
         sessions.create(&mut second).await.unwrap();
         assert_ne!(second.id, Id(42));
-        assert_eq!(sessions.load(&Id(42)).await.unwrap().unwrap().data, first.data);
-        assert_eq!(sessions.load(&second.id).await.unwrap().unwrap().data, second.data);
+        assert_eq!(
+            sessions.load(&Id(42)).await.unwrap().unwrap().data,
+            first.data
+        );
+        assert_eq!(
+            sessions.load(&second.id).await.unwrap().unwrap().data,
+            second.data
+        );
     }
 }

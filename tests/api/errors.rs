@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Behaviour, FakeUpstream, GRANT, SECRET_KEY, TestApp, encode_cookie, json_of, signed_cookie,
-    spawn_app, spawn_real_app,
+    Behaviour, FakeUpstream, FetchJson, GRANT, SECRET_KEY, TestApp, encode_cookie, json_of,
+    signed_cookie, spawn_app, spawn_real_app,
 };
 
 /// Sends `cookie` (already encoded) as the JSAPI cookie to a real-mode app and checks the
@@ -534,14 +534,7 @@ async fn sixty_four_concurrent_exchanges_each_make_one_upstream_call_and_keep_th
         .unwrap();
     assert_eq!(after - before, 64, "exactly one upstream call each");
     for (member, browser, _) in &browsers {
-        let session: Value = browser
-            .get(app.url("/session"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let session: Value = browser.get(app.url("/session")).fetch_json().await;
         assert_eq!(session["member_id"], member.as_str());
     }
 }

@@ -132,21 +132,18 @@ impl TestApp {
         (trusting_client(&self.dir, jar.clone()), jar)
     }
 
-    /// Signs `member` in at the sandbox and returns the cookie value, as the JSAPI writes it.
-    pub async fn authorize(&self, member: &str) -> String {
-        let payload: Value = self
-            .client
+    /// Signs `member` in at the sandbox: the cookie payload it answers.
+    pub async fn authorize_payload(&self, member: &str) -> Value {
+        self.client
             .post(self.url("/sandbox/oauth2/authorize"))
             .form(&[("api_key", API_KEY), ("member_id", member)])
-            .send()
+            .fetch_json()
             .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        encode_cookie(&payload.to_string())
+    }
+
+    /// Signs `member` in at the sandbox and returns the cookie value, as the JSAPI writes it.
+    pub async fn authorize(&self, member: &str) -> String {
+        encode_cookie(&self.authorize_payload(member).await.to_string())
     }
 
     /// Puts the JSAPI cookie for `member` into the default browser, as the JSAPI would.
@@ -186,6 +183,16 @@ impl TestApp {
         self.get("/session").await.json().await.unwrap()
     }
 
+    /// `GET /session` from another browser that holds session id `id`.
+    pub async fn session_with_id(&self, id: &str) -> Value {
+        let (browser, jar) = self.new_browser();
+        jar.add_cookie_str(
+            &format!("lte_session={id}; Path=/; Secure"),
+            &Url::parse(&self.base).unwrap(),
+        );
+        browser.get(self.url("/session")).fetch_json().await
+    }
+
     /// The session id the default browser holds.
     pub fn session_id(&self) -> Option<String> {
         session_id_in(&self.jar, &self.base)
@@ -194,6 +201,17 @@ impl TestApp {
     /// The sandbox's counters.
     pub async fn sandbox_stats(&self) -> Value {
         self.get("/sandbox/stats").await.json().await.unwrap()
+    }
+}
+
+/// Sends a request and reads its JSON answer.
+pub trait FetchJson {
+    fn fetch_json(self) -> impl std::future::Future<Output = Value>;
+}
+
+impl FetchJson for reqwest::RequestBuilder {
+    async fn fetch_json(self) -> Value {
+        self.send().await.unwrap().json().await.unwrap()
     }
 }
 

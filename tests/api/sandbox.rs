@@ -24,17 +24,10 @@ fn client(app: &TestApp, key: &str, secret: &str) -> LinkedInClient {
 
 /// A JSAPI access token issued by the sandbox for `member`.
 async fn jsapi_token(app: &TestApp, member: &str) -> String {
-    let payload: serde_json::Value = app
-        .client
-        .post(app.url("/sandbox/oauth2/authorize"))
-        .form(&[("api_key", API_KEY), ("member_id", member)])
-        .send()
-        .await
+    app.authorize_payload(member).await["access_token"]
+        .as_str()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    payload["access_token"].as_str().unwrap().to_owned()
+        .to_owned()
 }
 
 fn problem(result: Result<impl std::fmt::Debug, UpstreamError>) -> String {

@@ -14,7 +14,7 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::helpers::{
-    Behaviour, FakeUpstream, SECRET_KEY, TestApp, json_of, session_id_in, signed_cookie,
+    Behaviour, FakeUpstream, FetchJson, SECRET_KEY, TestApp, json_of, session_id_in, signed_cookie,
     test_config, trusting_client,
 };
 
@@ -97,21 +97,8 @@ async fn session_id_cycles_for_a_new_member(store: fn(&TempDir) -> StoreUrl) {
     assert_ne!(first, second);
     assert_eq!(app.session().await["member_id"], "cycle-two");
 
-    let (browser, jar) = app.new_browser();
-    jar.add_cookie_str(
-        &format!("lte_session={first}; Path=/; Secure"),
-        &app.base.parse().unwrap(),
-    );
-    let old: serde_json::Value = browser
-        .get(app.url("/session"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     assert_eq!(
-        old,
+        app.session_with_id(&first).await,
         json!({"connected": false}),
         "the old id is gone from the store"
     );
@@ -190,14 +177,7 @@ async fn sqlite_sessions_survive_a_restart() {
     let second = TestApp::start(config, dir.clone()).await;
     // The old browser (same cookie jar: cookies ignore ports) talks to the new process.
     let browser = trusting_client(&dir, jar.clone());
-    let session: serde_json::Value = browser
-        .get(second.url("/session"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session: serde_json::Value = browser.get(second.url("/session")).fetch_json().await;
     assert_eq!(session["member_id"], "restart-member", "{session}");
     let profile = browser.get(second.url("/me")).send().await.unwrap();
     assert_eq!(profile.status(), 200);
@@ -244,25 +224,13 @@ async fn two_instances_share(store: StoreUrl) {
     );
     assert!(session_id_in(&a.jar, &b.base).is_some());
 
-    let on_b: serde_json::Value = on(&b, "/session")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let on_b: serde_json::Value = on(&b, "/session").fetch_json().await;
     assert_eq!(on_b["member_id"], "shared-member", "B sees A's exchange");
-    let profile: serde_json::Value = on(&b, "/me").send().await.unwrap().json().await.unwrap();
+    let profile: serde_json::Value = on(&b, "/me").fetch_json().await;
     assert_eq!(profile["id"], "shared-member");
 
     assert_eq!(post_on(&b, "/logout").send().await.unwrap().status(), 200);
-    let on_a: serde_json::Value = on(&a, "/session")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let on_a: serde_json::Value = on(&a, "/session").fetch_json().await;
     assert_eq!(on_a, json!({"connected": false}), "A sees B's logout");
 }
 
