@@ -123,6 +123,8 @@ impl SessionBackend {
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
+                    // Checkpoints (and their fsync) run in the background, not in a commit.
+                    .pragma("wal_autocheckpoint", "0")
                     .busy_timeout(Duration::from_secs(5));
                 let pool = SqlitePoolOptions::new()
                     .max_connections(2)

@@ -17,6 +17,8 @@ use tower_sessions_sqlx_store::sqlx::{self, SqlitePool};
 const MAX_BATCH: usize = 64;
 /// New sessions waiting for the writer; a full queue makes requests wait (back-pressure).
 const QUEUE: usize = 4 * MAX_BATCH;
+/// How often the write-ahead log is checkpointed.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// `SqliteStore`'s table.
 const TABLE: &str = "tower_sessions";
 
@@ -39,8 +41,25 @@ impl SqliteSessions {
         let store = SqliteStore::new(pool.clone());
         store.migrate().await?;
         let (creates, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(checkpoint(pool.clone()));
         tokio::spawn(write_batches(pool, store.clone(), queue));
         Ok(Self { store, creates })
+    }
+}
+
+/// Copies the write-ahead log into the database now and then, off the request path (the
+/// connection runs with `wal_autocheckpoint=0`). A passive checkpoint never blocks writers;
+/// once it is complete, the next commit starts the log from its beginning again.
+async fn checkpoint(pool: SqlitePool) {
+    let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
+    loop {
+        ticks.tick().await;
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(%err, "SQLite checkpoint failed");
+        }
     }
 }
 
