@@ -1,4 +1,5 @@
-//! `GET /static/*`: the page's JS and CSS, embedded in the binary.
+//! What needs no session: `GET /static/*` (the page's JS and CSS, embedded in the binary)
+//! and `GET /healthz`.
 
 use axum::Router;
 use axum::extract::Path;
@@ -25,7 +26,9 @@ const ASSETS: &[(&str, &str, &str)] = &[
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/static/{file}", get(asset))
+    Router::new()
+        .route("/static/{file}", get(asset))
+        .route("/healthz", get(healthz))
 }
 
 async fn asset(Path(file): Path<String>) -> Result<impl IntoResponse, AppError> {
@@ -37,4 +40,8 @@ async fn asset(Path(file): Path<String>) -> Result<impl IntoResponse, AppError> 
         [(CONTENT_TYPE, *content_type), (CACHE_CONTROL, "no-cache")],
         *body,
     ))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
 }

@@ -1,5 +1,4 @@
-//! `GET /`: the login page (askama), with the JSAPI script and its `IN/Login` button, and
-//! `GET /healthz`.
+//! `GET /`: the login page (askama), with the JSAPI script and its `IN/Login` button.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -28,9 +27,7 @@ pub struct LoginPage {
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(login_page))
-        .route("/healthz", get(healthz))
+    Router::new().route("/", get(login_page))
 }
 
 async fn login_page(State(state): State<AppState>, session: Session) -> Result<LoginPage> {
@@ -43,8 +40,4 @@ async fn login_page(State(state): State<AppState>, session: Session) -> Result<L
         member_id: credentials.map(|c| c.member_id),
         sandbox: state.sandbox,
     })
-}
-
-async fn healthz() -> &'static str {
-    "ok"
 }
