@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{API_KEY, spawn_app};
+use crate::helpers::{API_KEY, session_set_cookie, spawn_app};
 
 #[tokio::test]
 async fn a_signed_in_member_is_exchanged_stored_and_can_fetch_the_profile() {
@@ -75,13 +75,7 @@ async fn the_session_cookie_is_secure_http_only_and_same_site_lax() {
     let app = spawn_app().await;
     app.sign_in("SandboxAda").await;
     let response = app.post("/token-exchange").await;
-    let cookie = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("lte_session="))
-        .expect("a session cookie is set");
+    let cookie = session_set_cookie(&response);
     for flag in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(
             cookie.split("; ").any(|part| part == flag),

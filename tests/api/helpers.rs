@@ -204,6 +204,17 @@ impl TestApp {
     }
 }
 
+/// The session cookie a response sets (`lte_session=…; Flags`).
+pub fn session_set_cookie(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("lte_session="))
+        .expect("a session cookie is set")
+}
+
 /// Sends a request and reads its JSON answer.
 pub trait FetchJson {
     fn fetch_json(self) -> impl std::future::Future<Output = Value>;

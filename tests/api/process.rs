@@ -73,6 +73,16 @@ impl Running {
         }
     }
 
+    /// A same-origin `POST` from `browser`.
+    async fn post(&self, browser: &reqwest::Client, path: &str) -> reqwest::Response {
+        browser
+            .post(format!("{}{path}", self.base))
+            .header("origin", &self.base)
+            .send()
+            .await
+            .unwrap()
+    }
+
     fn output(&self) -> String {
         self.output.lock().unwrap().clone()
     }
@@ -135,15 +145,7 @@ async fn no_secret_appears_in_any_response_page_or_log_line_even_at_trace() {
     );
 
     let mut seen = String::new();
-    let (status, body) = json_of(
-        browser
-            .post(format!("{}/token-exchange", server.base))
-            .header("origin", &server.base)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = json_of(server.post(&browser, "/token-exchange").await).await;
     assert_eq!(status, 200, "{body}");
     seen.push_str(&body.to_string());
     for path in ["/session", "/me", "/"] {
@@ -169,40 +171,17 @@ async fn no_secret_appears_in_any_response_page_or_log_line_even_at_trace() {
         ),
         &server.base.parse().unwrap(),
     );
-    let response = browser
-        .post(format!("{}/token-exchange", server.base))
-        .header("origin", &server.base)
-        .send()
-        .await
-        .unwrap();
+    let response = server.post(&browser, "/token-exchange").await;
     assert_eq!(response.status(), 502);
     seen.push_str(&response.text().await.unwrap());
     jar.add_cookie_str(
         &format!("linkedin_oauth_{API_KEY}={}; Path=/", encode_cookie("{}")),
         &server.base.parse().unwrap(),
     );
-    seen.push_str(
-        &browser
-            .post(format!("{}/token-exchange", server.base))
-            .header("origin", &server.base)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
-    seen.push_str(
-        &browser
-            .post(format!("{}/logout", server.base))
-            .header("origin", &server.base)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    for path in ["/token-exchange", "/logout"] {
+        let response = server.post(&browser, path).await;
+        seen.push_str(&response.text().await.unwrap());
+    }
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = server.output();

@@ -14,8 +14,8 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::helpers::{
-    Behaviour, FakeUpstream, FetchJson, SECRET_KEY, TestApp, json_of, session_id_in, signed_cookie,
-    test_config, trusting_client,
+    Behaviour, FakeUpstream, FetchJson, SECRET_KEY, TestApp, json_of, session_id_in,
+    session_set_cookie, signed_cookie, test_config, trusting_client,
 };
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/1";
@@ -47,14 +47,7 @@ async fn sandbox_app(store: fn(&TempDir) -> StoreUrl) -> TestApp {
 }
 
 fn max_age(response: &reqwest::Response) -> i64 {
-    let cookie = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("lte_session="))
-        .expect("a session cookie");
-    cookie
+    session_set_cookie(response)
         .split("; ")
         .find_map(|p| p.strip_prefix("Max-Age="))
         .expect("Max-Age")
