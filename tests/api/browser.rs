@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
+use fantoccini::elements::Element;
 use fantoccini::error::CmdError;
 use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -73,24 +74,15 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
             .await,
         "Sign in with LinkedIn"
     );
-    assert!(
-        browser
-            .step("look at the sign-in button", sign_in.is_displayed().await)
-            .await,
-        "the sign-in button is not visible before signing in"
-    );
     let sign_out = browser
         .step(
             "find the sign-out button",
             browser.client.find(Locator::Id("sign-out")).await,
         )
         .await;
-    assert!(
-        !browser
-            .step("look at the sign-out button", sign_out.is_displayed().await)
-            .await,
-        "the sign-out button is visible before signing in"
-    );
+    browser
+        .expect_signed_out_buttons(&sign_in, &sign_out, "before signing in")
+        .await;
 
     // Sign in: the sandbox writes the JSAPI cookie, onAuth exchanges it and shows the member.
     browser
@@ -291,18 +283,9 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
             "const b = document.querySelector('button.in-login'); return !!b && !b.hidden;",
         )
         .await;
-    assert!(
-        browser
-            .step("look at the sign-in button", sign_in.is_displayed().await)
-            .await,
-        "the sign-in button is not visible after signing out"
-    );
-    assert!(
-        !browser
-            .step("look at the sign-out button", sign_out.is_displayed().await)
-            .await,
-        "the sign-out button is still visible after signing out"
-    );
+    browser
+        .expect_signed_out_buttons(&sign_in, &sign_out, "after signing out")
+        .await;
     let profile = browser
         .step(
             "find the profile",
@@ -467,6 +450,22 @@ impl Browser {
     }
 
     /// The result of a browser command, or a failure naming `what` with the page's state.
+    /// Signed out, the sign-in button shows and the sign-out button does not.
+    async fn expect_signed_out_buttons(&self, sign_in: &Element, sign_out: &Element, when: &str) {
+        let shown = |element: &Element, what: &'static str| {
+            let element = element.clone();
+            async move { self.step(what, element.is_displayed().await).await }
+        };
+        assert!(
+            shown(sign_in, "look at the sign-in button").await,
+            "the sign-in button is not visible {when}"
+        );
+        assert!(
+            !shown(sign_out, "look at the sign-out button").await,
+            "the sign-out button is visible {when}"
+        );
+    }
+
     async fn step<T>(&self, what: &str, result: Result<T, CmdError>) -> T {
         match result {
             Ok(value) => value,
