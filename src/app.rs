@@ -28,8 +28,10 @@ pub struct AppState(Arc<Settings>);
 /// The resolved settings behind [`AppState`].
 #[derive(Debug)]
 pub struct Settings {
-    /// The app's API key (names the cookie, goes into the page).
+    /// The app's API key (goes into the page).
     pub api_key: String,
+    /// `linkedin_oauth_<API_KEY>`, the JSAPI cookie's name.
+    pub cookie_name: String,
     /// The app's secret key (verifies the cookie).
     pub secret_key: Secret,
     /// The client for the LinkedIn side.

@@ -20,6 +20,7 @@ use crate::config::{
     DEFAULT_JSAPI_URL, Secret,
 };
 use crate::linkedin::client::{LinkedInClient, LinkedInEndpoints};
+use crate::linkedin::cookie::cookie_name;
 use crate::session::SessionBackend;
 use crate::tls;
 
@@ -91,17 +92,11 @@ impl Server {
                     format!("cannot read {}: {e}", path.display()),
                 )
             })?;
-            roots.extend(reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                ConfigError::new("UPSTREAM_CA_CERT", format!("not a PEM certificate: {e}"))
-            })?);
+            roots.extend(pem_roots(&pem, "UPSTREAM_CA_CERT")?);
         }
         if sandbox {
             // The server calls its own sandbox over HTTPS: trust its own certificate for that.
-            roots.extend(
-                reqwest::Certificate::from_pem_bundle(&material.cert_pem).map_err(|e| {
-                    ConfigError::new("TLS_CERT", format!("not a PEM certificate: {e}"))
-                })?,
-            );
+            roots.extend(pem_roots(&material.cert_pem, "TLS_CERT")?);
         }
         let endpoints = LinkedInEndpoints {
             access_token_url: urls.access_token,
@@ -118,6 +113,7 @@ impl Server {
 
         let sessions = SessionBackend::connect(&config.session_store).await?;
         let settings = Settings {
+            cookie_name: cookie_name(&api_key),
             api_key: api_key.clone(),
             secret_key: secret_key.clone(),
             linkedin,
@@ -240,6 +236,12 @@ impl Urls {
                 .map_or(jsapi, Url::to_string),
         })
     }
+}
+
+/// The certificates of a PEM bundle, as roots for the upstream client.
+fn pem_roots(pem: &[u8], variable: &'static str) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+    reqwest::Certificate::from_pem_bundle(pem)
+        .map_err(|e| ConfigError::new(variable, format!("not a PEM certificate: {e}")))
 }
 
 /// A key pair for a sandbox started without one.

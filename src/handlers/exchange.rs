@@ -11,7 +11,7 @@ use tower_sessions::Session;
 
 use crate::app::AppState;
 use crate::error::Result;
-use crate::linkedin::cookie::{CookieError, JsapiCookie, cookie_name, find_cookie};
+use crate::linkedin::cookie::{CookieError, JsapiCookie, find_cookie};
 use crate::session::{LinkedInSession, StoredCredentials};
 
 /// The answer to a successful exchange.
@@ -37,12 +37,12 @@ async fn token_exchange(
     session: Session,
     headers: HeaderMap,
 ) -> Result<Json<ExchangeReply>> {
-    let name = cookie_name(&state.api_key);
     let cookie_headers = headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok());
-    let raw = find_cookie(cookie_headers, &name).ok_or(CookieError::Missing(name.clone()))?;
+    let raw = find_cookie(cookie_headers, &state.cookie_name)
+        .ok_or_else(|| CookieError::Missing(state.cookie_name.clone()))?;
     let cookie = JsapiCookie::parse(raw)?.verify(state.secret_key.expose().as_bytes())?;
 
     let linkedin_session = LinkedInSession::new(&session, state.session_idle);
@@ -67,9 +67,7 @@ async fn token_exchange(
         oauth_token_secret: token.secret,
         expires_at: now.saturating_add(expires_in),
     };
-    linkedin_session
-        .store(&credentials, previous.as_ref())
-        .await?;
+    linkedin_session.store(&credentials).await?;
     tracing::debug!(member_id = %credentials.member_id, "member connected");
     Ok(Json(ExchangeReply {
         status: "connected",

@@ -387,14 +387,17 @@ mod tests {
         let params = ExchangeParams {
             xoauth_oauth2_access_token: "AD2dpVe1",
         };
-        let header = sign(
-            Credentials::new("key", "secret"),
-            None,
-            "POST",
-            "https://x.example/t",
-            &params,
-            None,
-        );
+        let sign_exchange = || {
+            sign(
+                Credentials::new("key", "secret"),
+                None,
+                "POST",
+                "https://x.example/t",
+                &params,
+                None,
+            )
+        };
+        let header = sign_exchange();
         assert!(header.starts_with("OAuth "));
         assert!(header.contains("oauth_consumer_key=\"key\""));
         assert!(!header.contains("oauth_token="));
@@ -404,15 +407,7 @@ mod tests {
             "xoauth_oauth2_access_token=AD2dpVe1"
         );
         // Fresh nonce each time.
-        let again = sign(
-            Credentials::new("key", "secret"),
-            None,
-            "POST",
-            "https://x.example/t",
-            &params,
-            None,
-        );
-        assert_ne!(header, again);
+        assert_ne!(header, sign_exchange());
     }
 
     #[test]

@@ -285,15 +285,10 @@ impl<'a> LinkedInSession<'a> {
         Ok(Some(creds))
     }
 
-    /// Stores fresh credentials. A different member (or a first sign-in into an existing
-    /// session) gets a new session id, so that nobody can fix a session id in advance.
-    pub async fn store(
-        &self,
-        creds: &StoredCredentials,
-        previous: Option<&StoredCredentials>,
-    ) -> Result<(), session_store::Error> {
-        let same_member = previous.is_some_and(|p| p.member_id == creds.member_id);
-        if !same_member && self.session.id().is_some() {
+    /// Stores the credentials of a member the session did not hold. A session that already
+    /// has an id gets a new one, so that nobody can fix a session id in advance.
+    pub async fn store(&self, creds: &StoredCredentials) -> Result<(), session_store::Error> {
+        if self.session.id().is_some() {
             self.session.cycle_id().await.map_err(unwrap_store)?;
         }
         self.session

@@ -199,8 +199,7 @@ async fn the_published_cookie_shape_with_a_string_version_is_accepted() {
 }
 
 /// Answers a raw request; `None` when the server closed the connection without an answer.
-async fn raw_status(app: &TestApp, request: reqwest::RequestBuilder) -> Option<u16> {
-    let _ = app;
+async fn raw_status(request: reqwest::RequestBuilder) -> Option<u16> {
     match request.send().await {
         Ok(response) => Some(response.status().as_u16()),
         Err(_) => None,
@@ -221,7 +220,6 @@ async fn a_20_kb_cookie_gets_a_4xx_over_http1_and_http2() {
     let huge = format!("linkedin_oauth_testAppKey={}", "a".repeat(20 * 1024));
     let (browser, _) = app.new_browser();
     let status = raw_status(
-        &app,
         browser
             .post(app.url("/token-exchange"))
             .header("origin", &app.base)
@@ -232,7 +230,6 @@ async fn a_20_kb_cookie_gets_a_4xx_over_http1_and_http2() {
 
     let http1 = crate::helpers::http1_client(&app.dir);
     let status = raw_status(
-        &app,
         http1
             .post(app.url("/token-exchange"))
             .header("origin", &app.base)
@@ -262,7 +259,7 @@ async fn a_header_flood_gets_a_4xx() {
         for i in 0..400 {
             request = request.header(format!("x-flood-{i}"), "x".repeat(64));
         }
-        let status = raw_status(&app, request).await;
+        let status = raw_status(request).await;
         assert!(matches!(status, Some(400..=499)), "{status:?}");
     }
     still_serving(&app).await;
