@@ -5,21 +5,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{FromRef, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::Secret;
-use crate::error::{AppError, log_errors, not_found};
+use crate::error::{AppError, json_errors, log_errors, not_found};
 use crate::handlers;
 use crate::linkedin::client::LinkedInClient;
-use crate::session::SessionBackend;
+use crate::secret::Secret;
+use crate::session::{self, SessionBackend, SessionPolicy};
 
 /// The largest request body accepted (the routes take none, or a small one).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// How long a request body may take to arrive.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
@@ -60,24 +65,33 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// Builds the router: every route of the SPEC, the session layer, the same-origin check on
-/// state-changing requests, body limits, security headers, tracing and error logging.
-pub fn build_app(state: AppState, sessions: SessionBackend) -> Router {
-    let session_layer = sessions.layer(state.session_idle);
-    Router::new()
+impl FromRef<AppState> for SessionPolicy {
+    fn from_ref(state: &AppState) -> Self {
+        SessionPolicy {
+            idle: state.session_idle,
+        }
+    }
+}
+
+/// Builds the router: the routes that use the session (behind the same-origin check on
+/// state-changing requests), the assets and health check (no session), `extra` routes that
+/// bring their own state (the sandbox), and one stack of layers over all of them: tracing,
+/// security headers, error logging, JSON for framework errors, the body limit and deadline.
+pub fn build_app(state: AppState, sessions: SessionBackend, extra: Router) -> Router {
+    let policy = SessionPolicy::from_ref(&state);
+    let member_routes = Router::new()
         .merge(handlers::login::router())
         .merge(handlers::exchange::router())
         .merge(handlers::member::router())
-        .layer(middleware::from_fn_with_state(
+        .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_public_origin,
         ))
-        .layer(session_layer)
-        .merge(handlers::assets::router())
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(limit_body))
-        .layer(middleware::from_fn(log_errors))
+        .layer(session::layer(sessions.clone(), policy))
+        .layer(middleware::from_fn_with_state(sessions, session::guard));
+    let layers = ServiceBuilder::new()
+        // `log_errors` logs each failed request once; the trace layer only spans them.
+        .layer(TraceLayer::new_for_http().on_failure(()))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -90,22 +104,17 @@ pub fn build_app(state: AppState, sessions: SessionBackend) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(log_errors))
+        .layer(middleware::from_fn(json_errors))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(RequestBodyDeadlineLayer::new(BODY_DEADLINE));
+    Router::new()
+        .merge(member_routes)
+        .merge(handlers::assets::router())
         .with_state(state)
-}
-
-/// Refuses a body announced as larger than [`MAX_BODY_BYTES`] before anything reads it
-/// (extractors enforce the same limit on bodies without a length).
-async fn limit_body(request: Request, next: Next) -> Result<Response, AppError> {
-    let announced = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        return Err(AppError::PayloadTooLarge(MAX_BODY_BYTES));
-    }
-    Ok(next.run(request).await)
+        .merge(extra)
+        .fallback(not_found)
+        .layer(layers)
 }
 
 /// Refuses a state-changing request whose `Origin` (or, failing that, `Referer`) is not one

@@ -1,18 +1,21 @@
 //! Configuration: the only place that reads the environment (and `.env`, and the command line).
 //!
-//! [`Config`] is what a person writes; [`Config::validate`] turns it into typed values and
-//! fails fast with one line naming the variable. Turning the configuration into URLs that
-//! depend on the bound port is left to `server`, which knows that port.
+//! [`Config`] is what a person writes, parsed into typed values ([`StoreUrl`], addresses,
+//! URLs); whatever cannot be parsed stops the start with one line naming the variable
+//! ([`ConfigError`]). This module depends on no other part of the crate but [`Secret`]:
+//! turning the configuration into URLs that depend on the bound port is left to `server`,
+//! which knows that port, and connecting to the store is left to `session`.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
 use url::Url;
 
-use crate::session::StoreUrl;
+use crate::secret::Secret;
 
 /// The production LinkedIn endpoints, used when neither a URL nor the sandbox says otherwise.
 pub const DEFAULT_ACCESS_TOKEN_URL: &str = "https://api.linkedin.com/uas/oauth/accessToken";
@@ -114,14 +117,100 @@ pub struct Config {
     #[arg(long, env = "UPSTREAM_CA_CERT", value_name = "UPSTREAM_CA_CERT")]
     pub upstream_ca_cert: Option<PathBuf>,
 
-    /// The tracing filter.
+    /// Connections held at once; more wait in the listen queue. Default: a safe share of the
+    /// open-file limit.
+    #[arg(long, env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: Option<u32>,
+
+    /// The tracing filter (`info`, `debug`, `linkedin_token_exchange=trace`, …).
     #[arg(
         long,
         env = "RUST_LOG",
         value_name = "RUST_LOG",
-        default_value = "info"
+        default_value = "info",
+        value_parser = parse_log_filter
     )]
     pub rust_log: String,
+}
+
+/// Refuses a `RUST_LOG` that tracing would silently ignore.
+fn parse_log_filter(value: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(value)
+        .map(|_| value.to_owned())
+        .map_err(|err| format!("not a tracing filter: {err}"))
+}
+
+/// Where sessions live, as written in `SESSION_STORE`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// In this process only: lost at restart, not shared.
+    Memory,
+    /// A SQLite file (created with its folder when missing).
+    Sqlite(PathBuf),
+    /// A Redis server (`redis://` or `rediss://`), shared by several instances.
+    Redis(Url),
+    /// A PostgreSQL database, shared by several instances.
+    Postgres(Url),
+}
+
+impl StoreUrl {
+    /// Whether several instances can share this store (and so must share its keys).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Redis(_) | Self::Postgres(_))
+    }
+}
+
+impl FromStr for StoreUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "memory" {
+            return Ok(Self::Memory);
+        }
+        if let Some(path) = s.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, as in sqlite://data/sessions.db".into());
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        let scheme = s.split_once("://").map_or("", |(scheme, _)| scheme);
+        let parse = |what: &str| {
+            Url::parse(s)
+                .ok()
+                .filter(|url| url.host_str().is_some_and(|h| !h.is_empty()))
+                .ok_or_else(|| format!("not a {what} URL with a host"))
+        };
+        match scheme {
+            "redis" | "rediss" => parse("Redis").map(Self::Redis),
+            "postgres" | "postgresql" => parse("PostgreSQL").map(Self::Postgres),
+            _ => Err("expected memory, sqlite://PATH, redis://HOST:PORT or postgres://…".into()),
+        }
+    }
+}
+
+/// Shows where the store is (scheme, host, port, database) and never a user or password.
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory"),
+            Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Self::Redis(url) | Self::Postgres(url) => {
+                write!(f, "{}://{}", url.scheme(), url.host_str().unwrap_or(""))?;
+                if let Some(port) = url.port() {
+                    write!(f, ":{port}")?;
+                }
+                f.write_str(url.path())
+            }
+        }
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreUrl({self})")
+    }
 }
 
 /// A configuration error: one line that names the variable.
@@ -215,18 +304,25 @@ impl Config {
         Duration::from_millis(self.upstream_timeout_ms)
     }
 
-    /// The origins allowed to POST, given the port actually bound.
+    /// The origins allowed to POST, given the port actually bound: `PUBLIC_ORIGIN`, or else
+    /// `https://localhost:<port>` and the bound address (`127.0.0.1` and `[::1]` for an
+    /// unspecified one). Port 443 is left out, as browsers leave it out of `Origin`.
     pub fn public_origins(&self, bound: SocketAddr) -> Result<Vec<String>, ConfigError> {
         let Some(list) = &self.public_origin else {
-            let mut origins = vec![format!("https://localhost:{}", bound.port())];
-            let ip = bound.ip();
-            if ip.is_unspecified() {
-                origins.push(format!("https://127.0.0.1:{}", bound.port()));
-                origins.push(format!("https://[::1]:{}", bound.port()));
+            let port = bound.port();
+            let hosts = if bound.ip().is_unspecified() {
+                vec!["localhost".to_owned(), "127.0.0.1".into(), "[::1]".into()]
             } else {
-                origins.push(format!("https://{bound}"));
-            }
-            return Ok(origins);
+                let ip = SocketAddr::new(bound.ip(), 0).to_string();
+                vec!["localhost".to_owned(), ip.trim_end_matches(":0").to_owned()]
+            };
+            return Ok(hosts
+                .into_iter()
+                .map(|host| match port {
+                    443 => format!("https://{host}"),
+                    port => format!("https://{host}:{port}"),
+                })
+                .collect());
         };
         list.split(',')
             .map(str::trim)
@@ -274,37 +370,9 @@ impl fmt::Debug for Config {
             .field("session_idle_minutes", &self.session_idle_minutes)
             .field("upstream_timeout_ms", &self.upstream_timeout_ms)
             .field("upstream_ca_cert", &self.upstream_ca_cert)
+            .field("max_connections", &self.max_connections)
+            .field("rust_log", &self.rust_log)
             .finish_non_exhaustive()
-    }
-}
-
-/// A secret string whose `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for signing and verifying only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(\"[redacted]\")")
     }
 }
 
@@ -364,6 +432,54 @@ mod tests {
             .public_origins("127.0.0.1:9000".parse().unwrap())
             .unwrap();
         assert_eq!(origins, ["https://example.com", "https://a.example:8443"]);
+    }
+
+    #[test]
+    fn the_default_https_port_is_left_out_of_the_default_origins() {
+        let origins = Config::defaults()
+            .public_origins("127.0.0.1:443".parse().unwrap())
+            .unwrap();
+        assert_eq!(origins, ["https://localhost", "https://127.0.0.1"]);
+        let origins = Config::defaults()
+            .public_origins("[::]:8443".parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            origins,
+            [
+                "https://localhost:8443",
+                "https://127.0.0.1:8443",
+                "https://[::1]:8443"
+            ]
+        );
+    }
+
+    #[test]
+    fn store_urls_parse_and_show_host_port_and_database_but_no_password() {
+        assert_eq!("memory".parse::<StoreUrl>(), Ok(StoreUrl::Memory));
+        assert_eq!(
+            "sqlite://data/sessions.db".parse::<StoreUrl>(),
+            Ok(StoreUrl::Sqlite("data/sessions.db".into()))
+        );
+        let pg: StoreUrl = "postgres://user:pw@db.example:6543/app".parse().unwrap();
+        assert_eq!(pg.to_string(), "postgres://db.example:6543/app");
+        let redis: StoreUrl = "rediss://:pw@cache.example:6380/2".parse().unwrap();
+        assert_eq!(redis.to_string(), "rediss://cache.example:6380/2");
+        assert!(!format!("{redis:?}").contains("pw"));
+        for bad in ["mysql://x", "sqlite://", "redis://", "postgres://:5432/x"] {
+            assert!(bad.parse::<StoreUrl>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_log_filter_is_refused_naming_rust_log() {
+        let argv = ["x", "--rust-log", "info,[=bad"];
+        let message = Config::try_parse_from(argv).err().unwrap().to_string();
+        assert!(message.contains("RUST_LOG"), "{message}");
+        assert!(
+            parse(&["--rust-log", "warn,linkedin_token_exchange=debug"])
+                .rust_log
+                .contains("debug")
+        );
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //!
 //! Handlers return `Result<T>` and use `?`; they never build an error response by hand.
 //! Logging is not done here: the response carries the error in an extension and
-//! [`log_errors`] writes one line per failed request.
+//! [`log_errors`] writes one line per failed request. [`json_errors`] gives the answers that
+//! come from the framework rather than from a handler (a wrong method, a body over the
+//! limit, an extractor's rejection) the same JSON shape.
 
 use axum::Json;
 use axum::extract::Request;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -43,6 +45,24 @@ pub enum AppError {
     /// 413 `payload_too_large`: a body over the limit.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// 405 `method_not_allowed`: the route exists, but not for this method (`Allow` says
+    /// which methods it takes).
+    #[error("this address does not accept {method}; it accepts {allow}")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+        /// The methods the route accepts, as in `Allow`.
+        allow: String,
+    },
+    /// A request the framework refused before any handler ran (a form that does not parse, a
+    /// stalled body): its own status, code [`AppError::code_for`] and message.
+    #[error("{message}")]
+    Rejected {
+        /// The framework's status.
+        status: StatusCode,
+        /// The framework's explanation.
+        message: String,
+    },
 }
 
 impl AppError {
@@ -73,6 +93,22 @@ impl AppError {
             Self::SessionStore(_) => (StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Rejected { status, .. } => (*status, Self::code_for(*status)),
+        }
+    }
+
+    /// The code of a framework answer with `status`.
+    pub fn code_for(status: StatusCode) -> &'static str {
+        match status.as_u16() {
+            404 => "not_found",
+            405 => "method_not_allowed",
+            408 => "request_timeout",
+            413 => "payload_too_large",
+            415 => "unsupported_media_type",
+            422 => "unprocessable_entity",
+            500.. => "internal_error",
+            _ => "bad_request",
         }
     }
 
@@ -147,6 +183,72 @@ pub async fn log_errors(request: Request, next: Next) -> Response {
 /// The fallback for unknown routes.
 pub async fn not_found() -> AppError {
     AppError::NotFound
+}
+
+/// The largest framework error text kept as the message.
+const MAX_REJECTION_TEXT: usize = 300;
+
+/// Renders the framework's own error answers (plain text or empty, with a 4xx or 5xx status)
+/// in the JSON shape of [`AppError`], keeping their status and headers (`Allow`). Answers
+/// that already are JSON, or carry a content type of their own (the sandbox emulating
+/// LinkedIn), pass untouched.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.as_u16() < 400 || response.extensions().get::<LoggedError>().is_some() {
+        return response;
+    }
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|t| t.as_bytes().starts_with(b"text/plain"));
+    if !plain {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4 * MAX_REJECTION_TEXT)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    let error = match status {
+        StatusCode::NOT_FOUND => AppError::NotFound,
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge(crate::app::MAX_BODY_BYTES),
+        StatusCode::METHOD_NOT_ALLOWED => AppError::MethodNotAllowed {
+            method: method.to_string(),
+            allow: parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("no method")
+                .to_owned(),
+        },
+        status => AppError::Rejected {
+            status,
+            message: rejection_message(status, &text),
+        },
+    };
+    let mut rendered = error.into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(value) = parts.headers.get(&name) {
+            rendered.headers_mut().insert(name, value.clone());
+        }
+    }
+    rendered
+}
+
+/// The framework's text when it is a short printable sentence, else the status's reason.
+fn rejection_message(status: StatusCode, text: &str) -> String {
+    let text = text.trim();
+    if !text.is_empty() && text.len() <= MAX_REJECTION_TEXT && text.chars().all(|c| !c.is_control())
+    {
+        text.to_owned()
+    } else {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_owned()
+    }
 }
 
 #[cfg(test)]

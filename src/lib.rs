@@ -2,10 +2,13 @@
 //! OAuth 1.0a REST credentials kept in a server-side session.
 //!
 //! - [`config`]: the only reader of the environment; typed, fail-fast settings.
+//! - [`secret`]: [`secret::Secret`], a string that never shows itself in `Debug`.
 //! - [`app`]: [`app::AppState`] and [`app::build_app`], the router shared by `main` and tests.
-//! - [`server`], [`tls`]: listening over HTTPS, the self-signed bootstrap, graceful shutdown.
+//! - [`server`], [`tls`]: listening over HTTPS, bounded connections, the self-signed
+//!   bootstrap, graceful shutdown.
 //! - [`error`]: one error enum, one status and code mapping, the JSON rendering.
-//! - [`session`]: the session store chosen at run time and the typed credentials it holds.
+//! - [`session`]: the session store chosen at run time (bounded in time), the typed member
+//!   it holds, and the extractors handlers reach it through.
 //! - [`linkedin::cookie`] (pure) and [`linkedin::client`] (I/O): the LinkedIn side.
 //! - [`handlers`]: thin handlers, one `router()` each.
 //! - `sandbox` (feature `sandbox`, on by default): the emulated LinkedIn under `/sandbox/`.
@@ -17,6 +20,7 @@ pub mod handlers;
 pub mod linkedin;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod secret;
 pub mod server;
 pub mod session;
 pub mod tls;

@@ -26,7 +26,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_new(&config.rust_log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter(&config.rust_log);
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -49,4 +49,15 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `RUST_LOG` (already validated by `Config`), with tower-sessions' own warnings about
+/// unknown or malformed session ids kept out unless asked for by name: any client can cause
+/// them at will, and the service logs those cases at debug itself.
+fn log_filter(rust_log: &str) -> EnvFilter {
+    let mut directives = rust_log.to_owned();
+    if !rust_log.contains("tower_sessions") {
+        directives.push_str(",tower_sessions=error,tower_sessions_core=error");
+    }
+    EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"))
 }

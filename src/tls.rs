@@ -1,10 +1,19 @@
 //! TLS material: loading the PEM pair, or generating a self-signed one for local development
-//! (rcgen) when both files are missing. Listening is `server`'s business.
+//! (rcgen) when both files are missing, and turning it into a rustls server configuration
+//! whose every failure names the file at fault. Listening is `server`'s business.
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::ConfigError;
+
+/// The protocols offered in ALPN, most preferred first.
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// The names a generated certificate is valid for.
 const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -51,6 +60,33 @@ pub fn load_or_generate(cert: &Path, key: &Path) -> Result<TlsMaterial, ConfigEr
                 key.display()
             ),
         )),
+    }
+}
+
+impl TlsMaterial {
+    /// The rustls configuration for this pair (HTTP/2 and HTTP/1.1 offered). A certificate
+    /// that does not parse names `TLS_CERT`; a key that does not parse, or does not belong to
+    /// the certificate, names `TLS_KEY`.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, ConfigError> {
+        let chain = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::new("TLS_CERT", format!("not a PEM certificate: {e}")))?;
+        if chain.is_empty() {
+            return Err(ConfigError::new("TLS_CERT", "holds no PEM certificate"));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
+            .map_err(|e| ConfigError::new("TLS_KEY", format!("not a PEM private key: {e}")))?;
+        let mut config = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| {
+                ConfigError::new(
+                    "TLS_KEY",
+                    format!("unusable with the certificate of TLS_CERT: {e}"),
+                )
+            })?;
+        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
     }
 }
 
@@ -106,6 +142,43 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[test]
+    fn a_garbage_or_foreign_key_names_the_key_and_a_garbage_certificate_names_the_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = |name: &str| {
+            load_or_generate(
+                &dir.path().join(format!("{name}.pem")),
+                &dir.path().join(format!("{name}-key.pem")),
+            )
+            .unwrap()
+        };
+        let (a, b) = (pair("a"), pair("b"));
+        assert!(a.server_config().is_ok());
+        let foreign = TlsMaterial {
+            cert_pem: a.cert_pem.clone(),
+            key_pem: b.key_pem.clone(),
+            generated: false,
+        };
+        assert_eq!(foreign.server_config().err().unwrap().variable, "TLS_KEY");
+        let garbage_key = TlsMaterial {
+            key_pem: b"garbage".to_vec(),
+            ..foreign
+        };
+        assert_eq!(
+            garbage_key.server_config().err().unwrap().variable,
+            "TLS_KEY"
+        );
+        let garbage_cert = TlsMaterial {
+            cert_pem: b"garbage".to_vec(),
+            key_pem: a.key_pem.clone(),
+            generated: false,
+        };
+        assert_eq!(
+            garbage_cert.server_config().err().unwrap().variable,
+            "TLS_CERT"
+        );
     }
 
     #[test]

@@ -7,12 +7,11 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Serialize;
 use time::OffsetDateTime;
-use tower_sessions::Session;
 
 use crate::app::AppState;
 use crate::error::Result;
 use crate::linkedin::cookie::{CookieError, JsapiCookie, find_cookie};
-use crate::session::{LinkedInSession, StoredCredentials};
+use crate::session::{Credentials, Member, MemberSession};
 
 /// The answer to a successful exchange.
 #[derive(Debug, Serialize)]
@@ -34,7 +33,7 @@ pub fn router() -> Router<AppState> {
 /// and stores the credentials. A failure anywhere stores nothing.
 async fn token_exchange(
     State(state): State<AppState>,
-    session: Session,
+    session: MemberSession,
     headers: HeaderMap,
 ) -> Result<Json<ExchangeReply>> {
     let cookie_headers = headers
@@ -45,8 +44,7 @@ async fn token_exchange(
         .ok_or_else(|| CookieError::Missing(state.cookie_name.clone()))?;
     let cookie = JsapiCookie::parse(raw)?.verify(state.secret_key.expose().as_bytes())?;
 
-    let linkedin_session = LinkedInSession::new(&session, state.session_idle);
-    let previous = linkedin_session.credentials().await?;
+    let previous = session.member().await?;
     let now = OffsetDateTime::now_utc().unix_timestamp();
     if let Some(previous) = previous
         .as_ref()
@@ -61,17 +59,19 @@ async fn token_exchange(
 
     let token = state.linkedin.exchange_token(cookie.access_token()).await?;
     let expires_in = i64::try_from(token.expires_in).unwrap_or(i64::MAX / 2);
-    let credentials = StoredCredentials {
+    let member = Member {
         member_id: cookie.member_id().to_owned(),
-        oauth_token: token.token,
-        oauth_token_secret: token.secret,
         expires_at: now.saturating_add(expires_in),
+        credentials: Credentials::Jsapi {
+            oauth_token: token.token,
+            oauth_token_secret: token.secret,
+        },
     };
-    linkedin_session.store(&credentials).await?;
-    tracing::debug!(member_id = %credentials.member_id, "member connected");
+    session.sign_in(&member).await?;
+    tracing::debug!(member_id = %member.member_id, "member connected");
     Ok(Json(ExchangeReply {
         status: "connected",
-        member_id: credentials.member_id,
+        member_id: member.member_id,
         expires_in,
     }))
 }

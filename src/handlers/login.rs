@@ -5,11 +5,10 @@ use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use tower_sessions::Session;
 
 use crate::app::AppState;
 use crate::error::Result;
-use crate::session::LinkedInSession;
+use crate::session::MemberSession;
 
 /// The login page.
 #[derive(Template, WebTemplate)]
@@ -30,14 +29,12 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/", get(login_page))
 }
 
-async fn login_page(State(state): State<AppState>, session: Session) -> Result<LoginPage> {
-    let credentials = LinkedInSession::new(&session, state.session_idle)
-        .credentials()
-        .await?;
+async fn login_page(State(state): State<AppState>, session: MemberSession) -> Result<LoginPage> {
+    let member = session.member().await?;
     Ok(LoginPage {
         jsapi_url: state.jsapi_url.clone(),
         api_key: state.api_key.clone(),
-        member_id: credentials.map(|c| c.member_id),
+        member_id: member.map(|m| m.member_id),
         sandbox: state.sandbox,
     })
 }

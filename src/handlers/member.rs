@@ -5,17 +5,19 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tower_sessions::Session;
 
 use crate::app::AppState;
-use crate::error::{AppError, Result};
-use crate::session::LinkedInSession;
+use crate::error::Result;
+use crate::session::{Connected, Credentials, MemberSession};
 
 /// The answer of `GET /session`.
 #[derive(Debug, Serialize)]
 pub struct SessionReply {
     /// Whether the session holds unexpired credentials.
     pub connected: bool,
+    /// The flow that signed the member in (`jsapi`), when connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<&'static str>,
     /// The member, when connected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member_id: Option<String>,
@@ -32,36 +34,33 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(logout))
 }
 
-async fn session_status(
-    State(state): State<AppState>,
-    session: Session,
-) -> Result<Json<SessionReply>> {
-    let credentials = LinkedInSession::new(&session, state.session_idle)
-        .credentials()
-        .await?;
+async fn session_status(session: MemberSession) -> Result<Json<SessionReply>> {
+    let member = session.member().await?;
     Ok(Json(SessionReply {
-        connected: credentials.is_some(),
-        expires_at: credentials.as_ref().map(|c| c.expires_at),
-        member_id: credentials.map(|c| c.member_id),
+        connected: member.is_some(),
+        flow: member.as_ref().map(|m| m.credentials.flow()),
+        expires_at: member.as_ref().map(|m| m.expires_at),
+        member_id: member.map(|m| m.member_id),
     }))
 }
 
-/// The member's profile, fetched with the stored token (OAuth 1.0a signed).
-async fn me(State(state): State<AppState>, session: Session) -> Result<Json<Value>> {
-    let credentials = LinkedInSession::new(&session, state.session_idle)
-        .credentials()
-        .await?
-        .ok_or(AppError::NotConnected)?;
-    let profile = state
-        .linkedin
-        .profile(&credentials.oauth_token, &credentials.oauth_token_secret)
-        .await?;
+/// The member's profile, fetched with the stored credentials of their flow.
+async fn me(State(state): State<AppState>, Connected(member): Connected) -> Result<Json<Value>> {
+    let profile = match &member.credentials {
+        Credentials::Jsapi {
+            oauth_token,
+            oauth_token_secret,
+        } => {
+            state
+                .linkedin
+                .profile(oauth_token, oauth_token_secret)
+                .await?
+        }
+    };
     Ok(Json(profile))
 }
 
-async fn logout(State(state): State<AppState>, session: Session) -> Result<Json<Value>> {
-    LinkedInSession::new(&session, state.session_idle)
-        .end()
-        .await?;
+async fn logout(session: MemberSession) -> Result<Json<Value>> {
+    session.end().await?;
     Ok(Json(json!({"status": "logged_out"})))
 }

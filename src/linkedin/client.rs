@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use url::Url;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The largest upstream body read; a larger one is `upstream_malformed`.
 const MAX_UPSTREAM_BODY: usize = 1 << 20;

@@ -30,7 +30,7 @@ use moka::sync::Cache;
 use serde_json::{Value, json};
 use sha1::Sha1;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use oauth::{IncomingRequest, Problem};
 
 /// The member signed in by one click, with no parameter.

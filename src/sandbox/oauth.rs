@@ -154,15 +154,6 @@ pub fn base_string(method: &str, base_uri: &str, params: &[(String, String)]) ->
     )
 }
 
-/// HMAC-SHA1 signature (section 3.4.2), base64.
-pub fn hmac_sha1(base_string: &str, consumer_secret: &str, token_secret: &str) -> String {
-    BASE64.encode(
-        mac(base_string, consumer_secret, token_secret)
-            .finalize()
-            .into_bytes(),
-    )
-}
-
 /// Whether `signature` (base64) is the HMAC-SHA1 of `base_string`, compared in constant time.
 pub fn verify_hmac_sha1(
     base_string: &str,

@@ -10,4 +10,5 @@ mod errors;
 mod flow;
 mod process;
 mod sandbox;
+mod servers;
 mod stores;

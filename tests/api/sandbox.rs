@@ -4,8 +4,8 @@
 use std::num::NonZeroU64;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use linkedin_token_exchange::config::Secret;
 use linkedin_token_exchange::linkedin::client::{LinkedInClient, LinkedInEndpoints, UpstreamError};
+use linkedin_token_exchange::secret::Secret;
 use oauth1_request::Credentials;
 use oauth1_request::signature_method::HmacSha1;
 

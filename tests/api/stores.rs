@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use linkedin_token_exchange::config::StoreUrl;
 use linkedin_token_exchange::server::Server;
-use linkedin_token_exchange::session::StoreUrl;
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -31,10 +31,10 @@ fn sqlite(dir: &TempDir) -> StoreUrl {
     StoreUrl::Sqlite(dir.path().join("data/sessions.db"))
 }
 fn redis(_: &TempDir) -> StoreUrl {
-    StoreUrl::Redis(REDIS_URL.into())
+    REDIS_URL.parse().unwrap()
 }
 fn postgres(_: &TempDir) -> StoreUrl {
-    StoreUrl::Postgres(POSTGRES_URL.into())
+    POSTGRES_URL.parse().unwrap()
 }
 
 /// The sandbox app on `store`.
@@ -229,12 +229,12 @@ async fn two_instances_share(store: StoreUrl) {
 
 #[tokio::test]
 async fn two_instances_share_sessions_through_redis() {
-    two_instances_share(StoreUrl::Redis(REDIS_URL.into())).await;
+    two_instances_share(REDIS_URL.parse().unwrap()).await;
 }
 
 #[tokio::test]
 async fn two_instances_share_sessions_through_postgres() {
-    two_instances_share(StoreUrl::Postgres(POSTGRES_URL.into())).await;
+    two_instances_share(POSTGRES_URL.parse().unwrap()).await;
 }
 
 #[tokio::test]

@@ -1,0 +1,234 @@
+//! Start-up and listening: turns a [`Config`] into a bound HTTPS server (rustls via
+//! axum-server), with bounded connections, and shuts it down gracefully.
+//!
+//! [`Server::build`] runs the steps in order, each naming the variable at fault: the mode
+//! (key pair, sandbox), TLS, the socket, the URLs and upstream client ([`wiring`]), the
+//! session store, and the app. [`connections`] bounds what clients can hold open.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum_server::Handle;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+
+use crate::app::{AppState, Settings, build_app};
+use crate::config::{Config, ConfigError};
+use crate::linkedin::cookie::cookie_name;
+use crate::session::SessionBackend;
+use crate::tls;
+
+pub mod connections;
+pub mod wiring;
+
+use connections::{IDLE_TIMEOUT, LimitedAcceptor, Tracker};
+use wiring::Urls;
+
+/// How long in-flight requests may run after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long a TLS handshake, and then the first request on a connection, may take; and how
+/// long a request's headers may take to arrive.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A server that is bound and ready to serve.
+pub struct Server {
+    listener: TcpListener,
+    tls: RustlsConfig,
+    app: Router,
+    addr: SocketAddr,
+    connections: Arc<Tracker>,
+}
+
+impl Server {
+    /// Validates `config`, loads or generates the certificate, binds the port, connects the
+    /// session store and builds the app. Every failure names the variable at fault.
+    pub async fn build(config: &Config) -> Result<Self, ConfigError> {
+        // One crypto provider for the whole process (ring); a second call is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+
+        let credentials = config.app_credentials()?;
+        let sandbox = config.sandbox_enabled();
+        if sandbox && !cfg!(feature = "sandbox") {
+            return Err(ConfigError::new(
+                if credentials.is_none() {
+                    "LINKEDIN_API_KEY"
+                } else {
+                    "SANDBOX"
+                },
+                "this build has no sandbox (feature \"sandbox\" is off): set LINKEDIN_API_KEY and LINKEDIN_SECRET_KEY",
+            ));
+        }
+        let credentials = wiring::app_credentials(config)?;
+
+        let material = tls::load_or_generate(&config.tls_cert, &config.tls_key)?;
+        let tls = RustlsConfig::from_config(material.server_config()?);
+        if material.generated {
+            tracing::info!(cert = %config.tls_cert.display(), "generated a self-signed certificate for localhost");
+        }
+
+        let (listener, addr) = bind(config.bind)?;
+        let urls = Urls::resolve(config, sandbox, addr)?;
+        // In sandbox mode the server calls its own sandbox over HTTPS: it trusts its own
+        // certificate for that.
+        let linkedin =
+            wiring::upstream_client(config, &urls, &credentials, sandbox.then_some(&material))?;
+        let sessions = SessionBackend::connect(&config.session_store)
+            .await
+            .map_err(|e| ConfigError::new("SESSION_STORE", e.to_string()))?;
+
+        log_mode(config, sandbox, addr, &credentials.api_key, &urls);
+        let settings = Settings {
+            cookie_name: cookie_name(&credentials.api_key),
+            api_key: credentials.api_key.clone(),
+            secret_key: credentials.secret_key.clone(),
+            linkedin,
+            jsapi_url: urls.jsapi,
+            public_origins: config.public_origins(addr)?,
+            session_idle: config.session_idle(),
+            sandbox,
+        };
+        tracing::debug!(?settings, "settings");
+        let app = build_app(
+            AppState::new(settings),
+            sessions,
+            sandbox_routes(sandbox, credentials),
+        );
+        let max_connections = config
+            .max_connections
+            .map_or_else(connections::default_max_connections, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            });
+        Ok(Self {
+            listener,
+            tls,
+            app,
+            addr,
+            connections: Tracker::new(max_connections, IDLE_TIMEOUT),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, closes idle connections at
+    /// once and lets in-flight requests finish for up to [`SHUTDOWN_GRACE`].
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let handle = Handle::new();
+        let on_signal = handle.clone();
+        let connections = self.connections.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests in flight");
+            on_signal.graceful_shutdown(Some(SHUTDOWN_GRACE));
+            connections.drain();
+        });
+        tracing::info!(
+            max_connections = self.connections.max(),
+            "connections are bounded"
+        );
+        tracing::info!("listening; open https://localhost:{}/", self.addr.port());
+        // TCP_NODELAY: answers are small; waiting to coalesce them only adds latency.
+        let limited = LimitedAcceptor::new(NoDelayAcceptor::new(), self.connections.clone());
+        let acceptor = RustlsAcceptor::new(self.tls)
+            .handshake_timeout(REQUEST_DEADLINE)
+            .acceptor(limited);
+        let mut server = axum_server::from_tcp(self.listener)?
+            .acceptor(acceptor)
+            .first_request_timeout(REQUEST_DEADLINE)
+            .handle(handle);
+        server
+            .http_builder()
+            .http1()
+            .max_buf_size(16 * 1024)
+            .header_read_timeout(REQUEST_DEADLINE)
+            .timer(hyper_util::rt::TokioTimer::new());
+        server
+            .http_builder()
+            .http2()
+            .max_header_list_size(16 * 1024)
+            .keep_alive_interval(Some(IDLE_TIMEOUT / 2))
+            .keep_alive_timeout(REQUEST_DEADLINE)
+            .timer(hyper_util::rt::TokioTimer::new());
+        server.serve(self.app.into_make_service()).await
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ConfigError> {
+    let fail =
+        |e: std::io::Error| ConfigError::new("BIND", format!("cannot listen on {addr}: {e}"));
+    let listener = TcpListener::bind(addr).map_err(fail)?;
+    listener.set_nonblocking(true).map_err(fail)?;
+    let bound = listener.local_addr().map_err(fail)?;
+    Ok((listener, bound))
+}
+
+/// Says which mode the server runs in, and warns about what an operator should know.
+fn log_mode(config: &Config, sandbox: bool, addr: SocketAddr, api_key: &str, urls: &Urls) {
+    if sandbox {
+        tracing::info!(%api_key, "sandbox mode: LinkedIn is emulated under /sandbox/");
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                %addr,
+                "sandbox mode on a non-loopback address: anyone who can reach {addr} can mint signed cookies for any member and sign in as them; bind to 127.0.0.1 or set LINKEDIN_API_KEY"
+            );
+        }
+    } else {
+        tracing::info!(%api_key, access_token_url = %urls.access_token, "real mode");
+        for url in urls.plain_http() {
+            tracing::warn!(%url, "a LinkedIn URL uses plain http://: credentials travel unencrypted (fine for a local mock only)");
+        }
+    }
+    tracing::info!(store = %config.session_store, "sessions stored in {}", config.session_store);
+}
+
+/// The sandbox's routes under `/sandbox`, in sandbox mode.
+#[cfg(feature = "sandbox")]
+fn sandbox_routes(sandbox: bool, credentials: crate::config::AppCredentials) -> Router {
+    if !sandbox {
+        return Router::new();
+    }
+    Router::new().nest(
+        "/sandbox",
+        crate::sandbox::router(crate::sandbox::SandboxConfig {
+            api_key: credentials.api_key,
+            secret_key: credentials.secret_key,
+        }),
+    )
+}
+
+#[cfg(not(feature = "sandbox"))]
+fn sandbox_routes(_: bool, _: crate::config::AppCredentials) -> Router {
+    Router::new()
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,143 @@
+//! What `Server::build` resolves from the configuration besides sockets: the app's key pair,
+//! the LinkedIn URLs (explicit settings, then the sandbox, then LinkedIn), and the one
+//! upstream HTTPS client with its roots.
+
+use std::net::SocketAddr;
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use url::Url;
+
+use crate::config::{
+    AppCredentials, Config, ConfigError, DEFAULT_ACCESS_TOKEN_URL, DEFAULT_API_URL,
+    DEFAULT_JSAPI_URL,
+};
+use crate::linkedin::client::{LinkedInClient, LinkedInEndpoints};
+use crate::secret::Secret;
+use crate::tls::TlsMaterial;
+
+/// The three LinkedIn URLs, resolved.
+pub struct Urls {
+    /// The OAuth 1.0a exchange endpoint.
+    pub access_token: Url,
+    /// The REST base.
+    pub api: Url,
+    /// The JSAPI script the page embeds (absolute, or a path on this server).
+    pub jsapi: String,
+}
+
+impl Urls {
+    /// Explicit settings win, then the sandbox (reached through the name its certificate
+    /// carries), then LinkedIn's own.
+    pub fn resolve(config: &Config, sandbox: bool, addr: SocketAddr) -> Result<Self, ConfigError> {
+        let parse = |variable, url: &str| {
+            Url::parse(url).map_err(|e| ConfigError::new(variable, e.to_string()))
+        };
+        let (access_token, api, jsapi) = if sandbox {
+            let base = format!("https://{}:{}/sandbox", sandbox_host(addr), addr.port());
+            (
+                parse("BIND", &format!("{base}/uas/oauth/accessToken"))?,
+                parse("BIND", &base)?,
+                // The page loads the sandbox's script from whatever origin the browser uses.
+                "/sandbox/in.js".to_owned(),
+            )
+        } else {
+            (
+                parse("LINKEDIN_ACCESS_TOKEN_URL", DEFAULT_ACCESS_TOKEN_URL)?,
+                parse("LINKEDIN_API_URL", DEFAULT_API_URL)?,
+                DEFAULT_JSAPI_URL.to_owned(),
+            )
+        };
+        Ok(Self {
+            access_token: config
+                .linkedin_access_token_url
+                .clone()
+                .unwrap_or(access_token),
+            api: config.linkedin_api_url.clone().unwrap_or(api),
+            jsapi: config
+                .linkedin_jsapi_url
+                .as_ref()
+                .map_or(jsapi, Url::to_string),
+        })
+    }
+
+    /// The upstream URLs that travel in plain text.
+    pub fn plain_http(&self) -> Vec<&Url> {
+        [&self.access_token, &self.api]
+            .into_iter()
+            .filter(|url| url.scheme() == "http")
+            .collect()
+    }
+}
+
+/// The host the server reaches its own sandbox by: a name its certificate carries.
+fn sandbox_host(addr: SocketAddr) -> String {
+    match addr.ip() {
+        ip if ip.is_unspecified() || ip.is_loopback() => "localhost".to_owned(),
+        ip if ip.is_ipv6() => format!("[{ip}]"),
+        ip => ip.to_string(),
+    }
+}
+
+/// The configured key pair, or one made up for a sandbox started without one.
+pub fn app_credentials(config: &Config) -> Result<AppCredentials, ConfigError> {
+    Ok(config.app_credentials()?.unwrap_or_else(|| {
+        let random = |n| {
+            rand::rng()
+                .sample_iter(Alphanumeric)
+                .take(n)
+                .map(char::from)
+                .collect::<String>()
+        };
+        AppCredentials {
+            api_key: format!("sandbox{}", random(8)),
+            secret_key: Secret::new(random(24)),
+        }
+    }))
+}
+
+/// The one upstream client: the system's roots, plus `UPSTREAM_CA_CERT`, plus the server's
+/// own certificate when it calls its own sandbox.
+pub fn upstream_client(
+    config: &Config,
+    urls: &Urls,
+    credentials: &AppCredentials,
+    own_tls: Option<&TlsMaterial>,
+) -> Result<LinkedInClient, ConfigError> {
+    let mut roots = Vec::new();
+    if let Some(path) = &config.upstream_ca_cert {
+        let pem = std::fs::read(path).map_err(|e| {
+            ConfigError::new(
+                "UPSTREAM_CA_CERT",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        roots.extend(pem_roots(&pem, "UPSTREAM_CA_CERT")?);
+    }
+    if let Some(material) = own_tls {
+        roots.extend(pem_roots(&material.cert_pem, "TLS_CERT")?);
+    }
+    let endpoints = LinkedInEndpoints {
+        access_token_url: urls.access_token.clone(),
+        api_url: urls.api.clone(),
+        timeout: config.upstream_timeout(),
+    };
+    LinkedInClient::new(
+        &endpoints,
+        &credentials.api_key,
+        &credentials.secret_key,
+        &roots,
+    )
+    .map_err(|e| {
+        ConfigError::new(
+            "UPSTREAM_CA_CERT",
+            format!("cannot build the HTTPS client: {e}"),
+        )
+    })
+}
+
+/// The certificates of a PEM bundle, as roots for the upstream client.
+fn pem_roots(pem: &[u8], variable: &'static str) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+    reqwest::Certificate::from_pem_bundle(pem)
+        .map_err(|e| ConfigError::new(variable, format!("not a PEM certificate: {e}")))
+}

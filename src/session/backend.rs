@@ -1,0 +1,326 @@
+//! [`SessionBackend`]: the store chosen at run time, bounded in time, and [`guard`], the
+//! middleware that makes each request's store changes land in a safe order.
+//!
+//! Every store operation answers within [`STORE_TIMEOUT`] or fails with a typed error, so a
+//! store outage becomes a prompt 503 instead of a hang. Deletes made while a request runs
+//! (`cycle_id`'s removal of the old id, a logout) are held back until the request's writes
+//! have succeeded: a sign-in writes the new record before the old one goes, and a failed
+//! write leaves the previous session exactly as it was.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use tower_sessions_redis_store::RedisStore;
+use tower_sessions_redis_store::fred::prelude::{
+    ClientLike, Config as RedisConfig, ConnectionConfig, PerformanceConfig, Pool as RedisPool,
+    ReconnectPolicy,
+};
+use tower_sessions_sqlx_store::PostgresStore;
+use tower_sessions_sqlx_store::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tower_sessions_sqlx_store::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{MemoryStore, SqliteSessions};
+use crate::config::StoreUrl;
+use crate::error::{AppError, LoggedError};
+
+/// The longest a store operation may take before the request is answered 503.
+pub const STORE_TIMEOUT: Duration = Duration::from_millis(1_500);
+/// How long connecting to a store may take before the start is abandoned.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often expired sessions are swept from stores that do not expire them themselves.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Why the store could not be used at start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use {store}: {what}: {detail}")]
+pub struct ConnectError {
+    /// The store, shown without credentials.
+    pub store: String,
+    /// The step that failed.
+    pub what: &'static str,
+    /// What went wrong.
+    pub detail: String,
+}
+
+/// The session store chosen at run time; forwards all four `SessionStore` methods, each
+/// bounded by [`STORE_TIMEOUT`].
+#[derive(Clone, Debug)]
+pub enum SessionBackend {
+    /// `memory`.
+    Memory(MemoryStore),
+    /// `sqlite://…`.
+    Sqlite(SqliteSessions),
+    /// `redis://…`.
+    Redis(RedisStore<RedisPool>),
+    /// `postgres://…`.
+    Postgres(PostgresStore),
+}
+
+impl SessionBackend {
+    /// Connects to the store, runs its migrations and, where the store needs one, starts the
+    /// task that deletes expired sessions. Fails within seconds.
+    pub async fn connect(url: &StoreUrl) -> Result<Self, ConnectError> {
+        let fail = |what: &'static str, err: &dyn fmt::Display| ConnectError {
+            store: url.to_string(),
+            what,
+            detail: err.to_string(),
+        };
+        let backend = match url {
+            StoreUrl::Memory => Self::Memory(MemoryStore::default()),
+            StoreUrl::Sqlite(path) => {
+                prepare_private_file(path).map_err(|e| fail("cannot create it", &e))?;
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    // Checkpoints (and their fsync) run in the background, not in a commit.
+                    .pragma("wal_autocheckpoint", "0")
+                    .busy_timeout(STORE_TIMEOUT);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(STORE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(|e| fail("cannot open", &e))?;
+                let sessions = SqliteSessions::open(pool)
+                    .await
+                    .map_err(|e| fail("migration failed", &e))?;
+                spawn_sweeper(sessions.clone());
+                Self::Sqlite(sessions)
+            }
+            StoreUrl::Postgres(dsn) => {
+                let options =
+                    PgConnectOptions::from_str(dsn.as_str()).map_err(|e| fail("bad URL", &e))?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(STORE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(|e| fail("cannot connect", &e))?;
+                let store = PostgresStore::new(pool);
+                store
+                    .migrate()
+                    .await
+                    .map_err(|e| fail("migration failed", &e))?;
+                spawn_sweeper(store.clone());
+                Self::Postgres(store)
+            }
+            StoreUrl::Redis(dsn) => {
+                let config =
+                    RedisConfig::from_url(dsn.as_str()).map_err(|e| fail("bad URL", &e))?;
+                // Commands fail once their time is up instead of queueing for a whole outage;
+                // the connection comes back by itself, retried every second at most.
+                let performance = PerformanceConfig {
+                    default_command_timeout: STORE_TIMEOUT,
+                    ..PerformanceConfig::default()
+                };
+                let connection = ConnectionConfig {
+                    connection_timeout: Duration::from_secs(1),
+                    internal_command_timeout: Duration::from_secs(1),
+                    max_command_attempts: 1,
+                    ..ConnectionConfig::default()
+                };
+                let policy = ReconnectPolicy::new_exponential(0, 100, 1_000, 2);
+                let pool =
+                    RedisPool::new(config, Some(performance), Some(connection), Some(policy), 4)
+                        .map_err(|e| fail("bad configuration", &e))?;
+                match tokio::time::timeout(CONNECT_TIMEOUT, pool.init()).await {
+                    Ok(Ok(_task)) => {}
+                    Ok(Err(e)) => return Err(fail("cannot connect", &e)),
+                    Err(_) => return Err(fail("cannot connect", &"no answer within 5 s")),
+                }
+                // Redis expires keys itself (EXAT), so no sweeper is needed.
+                Self::Redis(RedisStore::new(pool))
+            }
+        };
+        Ok(backend)
+    }
+}
+
+/// Creates the SQLite file's folder (owner only) and the file itself readable by its owner
+/// only; SQLite gives its `-wal` and `-shm` files the same mode. An existing file that others
+/// can read is narrowed.
+fn prepare_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if file.metadata()?.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            tracing::info!(path = %path.display(), "made the session file readable by its owner only");
+        }
+    }
+    Ok(())
+}
+
+fn spawn_sweeper<S: ExpiredDeletion + Clone>(store: S) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
+        loop {
+            ticks.tick().await;
+            if let Err(err) = store.delete_expired().await {
+                tracing::warn!(%err, "could not delete expired sessions");
+            }
+        }
+    });
+}
+
+macro_rules! forward {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Self::Memory($store) => $call,
+            Self::Sqlite($store) => $call,
+            Self::Redis($store) => $call,
+            Self::Postgres($store) => $call,
+        }
+    };
+}
+
+/// Runs one store operation within [`STORE_TIMEOUT`]; a failure is noted in the request's
+/// journal, where there is one.
+async fn bounded<T>(
+    operation: &'static str,
+    call: impl Future<Output = session_store::Result<T>>,
+) -> session_store::Result<T> {
+    let result = match tokio::time::timeout(STORE_TIMEOUT, call).await {
+        Ok(result) => result,
+        Err(_) => Err(session_store::Error::Backend(format!(
+            "no answer within {} ms",
+            STORE_TIMEOUT.as_millis()
+        ))),
+    };
+    if let Err(err) = &result {
+        let _ = JOURNAL.try_with(|journal| journal.failed(operation, err));
+    }
+    result
+}
+
+#[async_trait]
+impl SessionStore for SessionBackend {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        bounded("create", forward!(self, store => store.create(record))).await
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        bounded("save", forward!(self, store => store.save(record))).await
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        bounded("load", forward!(self, store => store.load(id))).await
+    }
+
+    /// Inside a request, the delete waits until the request's writes have succeeded.
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        if JOURNAL
+            .try_with(|journal| journal.defer_delete(*id))
+            .is_ok()
+        {
+            return Ok(());
+        }
+        self.delete_now(id).await
+    }
+}
+
+impl SessionBackend {
+    async fn delete_now(&self, id: &Id) -> session_store::Result<()> {
+        bounded("delete", forward!(self, store => store.delete(id))).await
+    }
+}
+
+tokio::task_local! {
+    /// The store changes of the request running on this task.
+    static JOURNAL: Arc<Journal>;
+}
+
+/// What a request did to the store that must be finished, or answered, after the session
+/// layer has written the session.
+#[derive(Default)]
+struct Journal {
+    deferred_deletes: Mutex<Vec<Id>>,
+    failure: Mutex<Option<(&'static str, String)>>,
+}
+
+impl Journal {
+    fn defer_delete(&self, id: Id) {
+        if let Ok(mut ids) = self.deferred_deletes.lock() {
+            ids.push(id);
+        }
+    }
+
+    fn failed(&self, operation: &'static str, err: &session_store::Error) {
+        if let Ok(mut failure) = self.failure.lock() {
+            failure.get_or_insert((operation, err.to_string()));
+        }
+    }
+
+    fn take(&self) -> (Vec<Id>, Option<(&'static str, String)>) {
+        let ids = self
+            .deferred_deletes
+            .lock()
+            .map(|mut ids| std::mem::take(&mut *ids))
+            .unwrap_or_default();
+        let failure = self.failure.lock().ok().and_then(|mut f| f.take());
+        (ids, failure)
+    }
+}
+
+/// Wraps the session layer: answers a store failure in the layer's own save (which the layer
+/// would answer with an empty 500) as 503 `session_store_unavailable`, and carries out the
+/// request's deletes once its writes have succeeded. A delete that fails turns the answer
+/// into a 503 too: the browser then keeps its old session id, and that session is intact.
+pub async fn guard(
+    State(backend): State<SessionBackend>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let journal = Arc::new(Journal::default());
+    let response = JOURNAL.scope(journal.clone(), next.run(request)).await;
+    let (deletes, failure) = journal.take();
+    // The session layer's own answer to a failed save: an empty 500.
+    if let Some((operation, detail)) = failure
+        && response.extensions().get::<LoggedError>().is_none()
+        && response.status().is_server_error()
+    {
+        return store_unavailable(operation, detail);
+    }
+    if response.status().is_server_error() {
+        return response;
+    }
+    for id in deletes {
+        if let Err(err) = backend.delete_now(&id).await {
+            return store_unavailable("delete", err.to_string());
+        }
+    }
+    response
+}
+
+fn store_unavailable(operation: &'static str, detail: String) -> Response {
+    AppError::SessionStore(session_store::Error::Backend(format!(
+        "{operation}: {detail}"
+    )))
+    .into_response()
+}

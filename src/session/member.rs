@@ -1,0 +1,216 @@
+//! What a session holds once someone signed in: a [`Member`] with the [`Credentials`] of the
+//! flow that signed them in, and the extractors through which handlers reach it
+//! ([`MemberSession`], [`Connected`]) without knowing the flow, the key or the store.
+
+use std::time::Duration;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tower_sessions::session_store;
+use tower_sessions::{Expiry, Session};
+
+use crate::error::AppError;
+use crate::secret::Secret;
+
+/// The session rules every route shares.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionPolicy {
+    /// A session ends after this much inactivity (or when its credentials expire).
+    pub idle: Duration,
+}
+
+/// The credentials one sign-in flow obtained. A new flow is a new variant, not a copy of the
+/// session code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "flow", rename_all = "lowercase")]
+pub enum Credentials {
+    /// OAuth 1.0a REST credentials from the JSAPI cookie exchange.
+    Jsapi {
+        /// The OAuth 1.0a token.
+        oauth_token: String,
+        /// The OAuth 1.0a token secret (never leaves the server).
+        oauth_token_secret: Secret,
+    },
+}
+
+impl Credentials {
+    /// The flow's name, as `/session` and the metrics show it.
+    pub fn flow(&self) -> &'static str {
+        match self {
+            Self::Jsapi { .. } => "jsapi",
+        }
+    }
+}
+
+/// A signed-in member, as the session keeps them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// LinkedIn's id for the member.
+    pub member_id: String,
+    /// When the credentials expire, as a Unix timestamp.
+    pub expires_at: i64,
+    /// What the flow obtained.
+    pub credentials: Credentials,
+}
+
+impl Member {
+    /// Whether the credentials are still valid at `now`.
+    pub fn is_valid_at(&self, now: OffsetDateTime) -> bool {
+        self.expires_at > now.unix_timestamp()
+    }
+}
+
+/// A request's session, typed: the one place that names the session key. Extract it in a
+/// handler that reads or changes who is signed in.
+pub struct MemberSession {
+    session: Session,
+    policy: SessionPolicy,
+}
+
+impl MemberSession {
+    /// The session key of the member. Records written by earlier versions under another key
+    /// read as "not connected".
+    const KEY: &'static str = "lte.member";
+
+    /// Wraps a request's session.
+    pub fn new(session: Session, policy: SessionPolicy) -> Self {
+        Self { session, policy }
+    }
+
+    /// The member when present and unexpired. Expired credentials end the session; a session
+    /// in use lives on for another idle period (never past its credentials). A record that
+    /// cannot be decoded reads as "not connected".
+    pub async fn member(&self) -> Result<Option<Member>, session_store::Error> {
+        let member = match self.session.get::<Member>(Self::KEY).await {
+            Ok(member) => member,
+            Err(tower_sessions::session::Error::Store(err)) => return Err(err),
+            Err(tower_sessions::session::Error::SerdeJson(err)) => {
+                tracing::debug!(%err, "a session record that does not decode reads as signed out");
+                None
+            }
+        };
+        let Some(member) = member else {
+            return Ok(None);
+        };
+        let now = OffsetDateTime::now_utc();
+        if !member.is_valid_at(now) {
+            self.end().await?;
+            return Ok(None);
+        }
+        self.set_expiry(&member, now);
+        Ok(Some(member))
+    }
+
+    /// Signs `member` in. A session that already has an id gets a new one, so that nobody can
+    /// fix a session id in advance; the old record is removed only once the new one is
+    /// written (see `session::guard`).
+    pub async fn sign_in(&self, member: &Member) -> Result<(), session_store::Error> {
+        if self.session.id().is_some() {
+            self.session.cycle_id().await.map_err(store_error)?;
+        }
+        self.session
+            .insert(Self::KEY, member)
+            .await
+            .map_err(store_error)?;
+        self.set_expiry(member, OffsetDateTime::now_utc());
+        Ok(())
+    }
+
+    /// Ends the session: its record is deleted and its cookie cleared. A request without a
+    /// session has nothing to end.
+    pub async fn end(&self) -> Result<(), session_store::Error> {
+        if self.session.id().is_none() {
+            return Ok(());
+        }
+        self.session.flush().await.map_err(store_error)
+    }
+
+    /// A session lives until the earlier of "idle for too long" and "credentials expired".
+    fn set_expiry(&self, member: &Member, now: OffsetDateTime) {
+        let idle_end = now + super::to_time(self.policy.idle);
+        let creds_end = OffsetDateTime::from_unix_timestamp(member.expires_at).unwrap_or(idle_end);
+        self.session
+            .set_expiry(Some(Expiry::AtDateTime(idle_end.min(creds_end))));
+    }
+}
+
+fn store_error(err: tower_sessions::session::Error) -> session_store::Error {
+    match err {
+        tower_sessions::session::Error::Store(err) => err,
+        tower_sessions::session::Error::SerdeJson(err) => {
+            session_store::Error::Encode(err.to_string())
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for MemberSession
+where
+    SessionPolicy: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let session = parts.extensions.get::<Session>().cloned().ok_or_else(|| {
+            AppError::SessionStore(session_store::Error::Backend(
+                "this route has no session layer".into(),
+            ))
+        })?;
+        Ok(Self::new(session, SessionPolicy::from_ref(state)))
+    }
+}
+
+/// The signed-in member; a request without one is refused with 401 `not_connected`.
+pub struct Connected(pub Member);
+
+impl<S> FromRequestParts<S> for Connected
+where
+    SessionPolicy: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let session = MemberSession::from_request_parts(parts, state).await?;
+        session
+            .member()
+            .await?
+            .map(Connected)
+            .ok_or(AppError::NotConnected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(expires_at: i64) -> Member {
+        Member {
+            member_id: "m".into(),
+            expires_at,
+            credentials: Credentials::Jsapi {
+                oauth_token: "t".into(),
+                oauth_token_secret: Secret::new("s3cr3t"),
+            },
+        }
+    }
+
+    #[test]
+    fn credentials_expire_at_their_timestamp() {
+        let member = member(1_000);
+        assert!(member.is_valid_at(OffsetDateTime::from_unix_timestamp(999).unwrap()));
+        assert!(!member.is_valid_at(OffsetDateTime::from_unix_timestamp(1_000).unwrap()));
+        assert!(!format!("{member:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_flow_is_a_tag_of_the_stored_record() {
+        let json = serde_json::to_value(member(5)).unwrap();
+        assert_eq!(json["credentials"]["flow"], "jsapi");
+        assert_eq!(member(5).credentials.flow(), "jsapi");
+        let back: Member = serde_json::from_value(json).unwrap();
+        assert_eq!(back, member(5));
+    }
+}
