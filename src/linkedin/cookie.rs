@@ -7,7 +7,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha1::Sha1;
 
 /// Browsers cap a cookie at about 4 KiB; anything longer is not a JSAPI cookie.
@@ -35,8 +35,7 @@ pub enum CookieError {
 /// A decoded cookie whose signature has not been checked yet.
 #[derive(Debug, Clone)]
 pub struct JsapiCookie {
-    fields: Map<String, Value>,
-    signature_order: Vec<String>,
+    signature_order: [SignedField; 2],
     signature: Vec<u8>,
     access_token: String,
     member_id: String,
@@ -102,28 +101,23 @@ impl JsapiCookie {
         let method = text("signature_method")?;
         if method != "HMAC-SHA1" {
             return Err(CookieError::Malformed(format!(
-                "signature_method {method:?} is not supported (only HMAC-SHA1)"
+                "signature_method {} is not supported (only HMAC-SHA1)",
+                escaped_list(&[&method])
             )));
         }
         match fields.get("signature_version") {
             Some(Value::String(v)) if v == "1" => {}
             Some(Value::Number(v)) if v.as_u64() == Some(1) => {}
             Some(other) => {
+                let shown = other.to_string();
                 return Err(CookieError::Malformed(format!(
-                    "signature_version {other} is not supported (only 1)"
+                    "signature_version {} is not supported (only 1)",
+                    escaped_list(&[&shown])
                 )));
             }
             None => return Err(malformed("signature_version is missing")),
         }
-        let signature_order = match fields.get("signature_order") {
-            Some(Value::Array(items)) if !items.is_empty() => items
-                .iter()
-                .map(|item| item.as_str().map(str::to_owned))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| malformed("signature_order holds a value that is not a string"))?,
-            Some(_) => return Err(malformed("signature_order is not a list of field names")),
-            None => return Err(malformed("signature_order is missing")),
-        };
+        let signature_order = signed_fields(fields.get("signature_order"))?;
         let access_token = text("access_token")?;
         let member_id = text("member_id")?;
         if access_token.is_empty() || member_id.is_empty() {
@@ -134,7 +128,6 @@ impl JsapiCookie {
             .map_err(|_| CookieError::InvalidSignature("the signature is not base64".into()))?;
 
         Ok(Self {
-            fields,
             signature_order,
             signature,
             access_token,
@@ -142,33 +135,17 @@ impl JsapiCookie {
         })
     }
 
-    /// Checks the signature: base64 of HMAC-SHA1 keyed by `secret` over the concatenated values
-    /// of the fields named in `signature_order`, compared in constant time.
+    /// Checks the signature: base64 of HMAC-SHA1 keyed by `secret` over the values of
+    /// `access_token` and `member_id`, concatenated in the cookie's `signature_order`,
+    /// compared in constant time.
     pub fn verify(self, secret: &[u8]) -> Result<VerifiedCookie, CookieError> {
-        for required in ["access_token", "member_id"] {
-            if !self.signature_order.iter().any(|f| f == required) {
-                return Err(CookieError::InvalidSignature(format!(
-                    "signature_order does not cover {required}"
-                )));
-            }
-        }
         let mut mac = Hmac::<Sha1>::new_from_slice(secret)
             .map_err(|_| CookieError::InvalidSignature("unusable secret".into()))?;
-        for name in &self.signature_order {
-            match self.fields.get(name) {
-                Some(Value::String(s)) => mac.update(s.as_bytes()),
-                Some(Value::Number(n)) => mac.update(n.to_string().as_bytes()),
-                Some(_) => {
-                    return Err(CookieError::InvalidSignature(format!(
-                        "signed field {name} is not a string or a number"
-                    )));
-                }
-                None => {
-                    return Err(CookieError::InvalidSignature(format!(
-                        "signed field {name} is missing"
-                    )));
-                }
-            }
+        for field in self.signature_order {
+            mac.update(match field {
+                SignedField::AccessToken => self.access_token.as_bytes(),
+                SignedField::MemberId => self.member_id.as_bytes(),
+            });
         }
         // `verify_slice` compares in constant time.
         mac.verify_slice(&self.signature).map_err(|_| {
@@ -178,6 +155,55 @@ impl JsapiCookie {
             access_token: self.access_token,
             member_id: self.member_id,
         })
+    }
+}
+
+/// A field the signature covers. Exactly these two, each once: with any other list, the
+/// boundary between the signed values could move (`member_id` "Sandbox" plus a field "Ada"
+/// signs the same bytes as `member_id` "SandboxAda").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SignedField {
+    AccessToken,
+    MemberId,
+}
+
+/// `signature_order`, which must be `["access_token", "member_id"]` in either order.
+fn signed_fields(order: Option<&Value>) -> Result<[SignedField; 2], CookieError> {
+    const EXPECTED: &str = "signature_order must name access_token and member_id, each once";
+    let names: Vec<&str> = match order {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(Value::as_str)
+            .collect::<Option<_>>()
+            .ok_or_else(|| CookieError::Malformed(EXPECTED.into()))?,
+        Some(_) => return Err(CookieError::Malformed(EXPECTED.into())),
+        None => return Err(CookieError::Malformed("signature_order is missing".into())),
+    };
+    match names.as_slice() {
+        ["access_token", "member_id"] => Ok([SignedField::AccessToken, SignedField::MemberId]),
+        ["member_id", "access_token"] => Ok([SignedField::MemberId, SignedField::AccessToken]),
+        _ => Err(CookieError::Malformed(format!(
+            "{EXPECTED} (it names {})",
+            escaped_list(&names)
+        ))),
+    }
+}
+
+/// Names from a request, fit for a message or a log line: quoted and escaped, and at most a
+/// few of them.
+fn escaped_list(names: &[&str]) -> String {
+    let mut shown: Vec<String> = names
+        .iter()
+        .take(4)
+        .map(|n| format!("{:?}", n.chars().take(40).collect::<String>()))
+        .collect();
+    if names.len() > 4 {
+        shown.push(format!("and {} more", names.len() - 4));
+    }
+    if shown.is_empty() {
+        "nothing".into()
+    } else {
+        shown.join(", ")
     }
 }
 
@@ -292,20 +318,57 @@ mod tests {
         );
     }
 
+    fn with_order(order: &str) -> String {
+        published_cookie().replace(r#"["access_token","member_id"]"#, order)
+    }
+
     #[test]
-    fn a_signature_order_naming_a_missing_field_or_leaving_one_out_is_refused() {
-        let missing = published_cookie().replace(
-            r#"["access_token","member_id"]"#,
+    fn the_signature_order_must_be_the_two_fields_each_once_in_either_order() {
+        for order in [
             r#"["access_token","member_id","email"]"#,
-        );
-        assert!(
-            matches!(check(&missing), Err(CookieError::InvalidSignature(m)) if m.contains("email"))
-        );
-        let partial =
-            published_cookie().replace(r#"["access_token","member_id"]"#, r#"["access_token"]"#);
-        assert!(
-            matches!(check(&partial), Err(CookieError::InvalidSignature(m)) if m.contains("member_id"))
-        );
+            r#"["access_token"]"#,
+            r#"["access_token","access_token"]"#,
+            r#"["access_token","member_id","member_id"]"#,
+            r#"[]"#,
+            r#"["access_token",5]"#,
+            r#""access_token,member_id""#,
+        ] {
+            assert!(
+                matches!(check(&with_order(order)), Err(CookieError::Malformed(m)) if m.contains("each once")),
+                "{order}"
+            );
+        }
+        // The reverse order is a different signed string: it parses, and is checked as such.
+        assert!(matches!(
+            check(&with_order(r#"["member_id","access_token"]"#)),
+            Err(CookieError::InvalidSignature(_))
+        ));
+    }
+
+    #[test]
+    fn a_member_id_cut_across_an_extra_field_does_not_verify() {
+        // "vvUNSej4" + "7H" signs the same bytes as the published "vvUNSej47H".
+        let forged = published_cookie()
+            .replace(MEMBER, "vvUNSej4")
+            .replace(
+                r#"["access_token","member_id"]"#,
+                r#"["access_token","member_id","zz"]"#,
+            )
+            .replace(
+                r#""signature_version":1"#,
+                r#""signature_version":1,"zz":"7H""#,
+            );
+        assert!(matches!(check(&forged), Err(CookieError::Malformed(_))));
+    }
+
+    #[test]
+    fn names_from_the_request_are_escaped_in_messages() {
+        let order = r#"["access_token\nINFO forged line","member_id"]"#;
+        let Err(CookieError::Malformed(message)) = check(&with_order(order)) else {
+            panic!("refused");
+        };
+        assert!(!message.contains('\n'), "{message}");
+        assert!(message.contains(r"\nINFO forged line"), "{message}");
     }
 
     #[test]

@@ -433,7 +433,10 @@ mod tests {
             async move { tracker.admit().await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(first.asked_to_close(), "the idle connection was asked to close");
+        assert!(
+            first.asked_to_close(),
+            "the idle connection was asked to close"
+        );
         assert!(!second.asked_to_close(), "the busy one was not");
         drop(first);
         let permit = tokio::time::timeout(Duration::from_secs(2), waiting)

@@ -115,6 +115,12 @@ impl Server {
         self.addr
     }
 
+    /// Closes connections idle for `idle` instead of [`IDLE_TIMEOUT`] (tests use seconds).
+    pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
+        self.connections = Tracker::new(self.connections.max(), idle);
+        self
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, closes idle connections at
     /// once and lets in-flight requests finish for up to [`SHUTDOWN_GRACE`].
     pub async fn run(

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::helpers::{API_KEY, TestApp, spawn_app};
+use crate::servers::skip_or_fail;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -25,16 +26,23 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_signs_in_and_out_in_a_real_browser() {
+    const TEST: &str = "browser::a_person_signs_in_and_out_in_a_real_browser";
     if std::env::var("SKIP_BROWSER_TESTS").is_ok_and(|v| v == "1") {
-        eprintln!("browser test skipped: SKIP_BROWSER_TESTS=1");
+        skip_or_fail(TEST, "SKIP_BROWSER_TESTS=1");
         return;
     }
-    for binary in [CHROMEDRIVER, CHROMIUM] {
-        assert!(
-            Path::new(binary).exists(),
-            "{binary} is missing: the real-browser test needs Debian's `chromium` and `chromium-driver` \
-             packages (`apt-get install chromium chromium-driver`, as CI does), or set SKIP_BROWSER_TESTS=1 to skip it"
+    if let Some(missing) = [CHROMEDRIVER, CHROMIUM]
+        .into_iter()
+        .find(|binary| !Path::new(binary).exists())
+    {
+        skip_or_fail(
+            TEST,
+            &format!(
+                "{missing} is missing: install Debian's `chromium` and `chromium-driver` packages \
+                 (`apt-get install chromium chromium-driver`, as .ci/run does)"
+            ),
         );
+        return;
     }
 
     let app = spawn_app().await;

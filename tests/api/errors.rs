@@ -144,16 +144,81 @@ async fn a_hex_signature_is_invalid_signature() {
     refused_cookie(&encode_cookie(&cookie), 401, "invalid_signature").await;
 }
 
+/// A cookie for `member` signed the way the forgery was: HMAC over the values of
+/// every field in `order`, with `extra` fields added to the JSON.
+fn cookie_signed_over(order: &[&str], member: &str, extra: &[(&str, &str)]) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let mut json = json!({
+        "signature_method": "HMAC-SHA1",
+        "signature_order": order,
+        "access_token": "AD2dpVe1tOclAsNYsCri4nOatfstw7ZnMzWP",
+        "member_id": member,
+        "signature_version": 1,
+    });
+    for (name, value) in extra {
+        json[*name] = json!(value);
+    }
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SECRET_KEY.as_bytes()).unwrap();
+    for name in order {
+        mac.update(json[*name].as_str().unwrap().as_bytes());
+    }
+    json["signature"] =
+        json!(base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    encode_cookie(&json.to_string())
+}
+
 #[tokio::test]
-async fn a_signature_over_a_missing_field_is_invalid_signature() {
+async fn an_extra_signed_field_cannot_move_the_member_id_boundary() {
+    // Signed bytes: token + "Sandbox" + "Ada", the same as for member "SandboxAda".
+    let forged = cookie_signed_over(
+        &["access_token", "member_id", "zz"],
+        "Sandbox",
+        &[("zz", "Ada")],
+    );
+    let body = refused_cookie(&forged, 400, "malformed_cookie").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("each once"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_field_signed_twice_is_malformed_cookie() {
+    let cookie = cookie_signed_over(&["access_token", "member_id", "member_id"], "twice", &[]);
+    refused_cookie(&cookie, 400, "malformed_cookie").await;
+}
+
+#[tokio::test]
+async fn a_signature_order_leaving_out_the_member_is_malformed_cookie() {
+    let cookie = cookie_signed_over(&["access_token"], "unsigned-member", &[]);
+    refused_cookie(&cookie, 400, "malformed_cookie").await;
+}
+
+#[tokio::test]
+async fn a_signature_over_a_missing_field_is_malformed_cookie() {
     let cookie = cookie_json(
         &good_signature(),
         json!(1),
         "HMAC-SHA1",
         json!(["access_token", "member_id", "email_address"]),
     );
-    let body = refused_cookie(&encode_cookie(&cookie), 401, "invalid_signature").await;
+    let body = refused_cookie(&encode_cookie(&cookie), 400, "malformed_cookie").await;
     assert!(body["message"].as_str().unwrap().contains("email_address"));
+}
+
+#[tokio::test]
+async fn the_reverse_signature_order_is_accepted_when_signed_that_way() {
+    let upstream = FakeUpstream::start(GRANT).await;
+    let app = spawn_real_app(&upstream).await;
+    let cookie = cookie_signed_over(&["member_id", "access_token"], "reverse-member", &[]);
+    app.set_jsapi_cookie(&app.jar, &cookie);
+    let (status, body) = app.exchange().await;
+    assert_eq!(
+        (status, body["member_id"].as_str()),
+        (200, Some("reverse-member")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -288,6 +353,91 @@ async fn a_huge_body_gets_413() {
         "nothing stored"
     );
     still_serving(&app).await;
+}
+
+/// The security headers every answer carries, errors and the sandbox included.
+fn assert_security_headers(response: &reqwest::Response) {
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "same-origin"),
+    ] {
+        assert_eq!(
+            response.headers().get(name).map(|v| v.to_str().unwrap()),
+            Some(value),
+            "{name} on {}",
+            response.url()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_405_method_not_allowed_json_with_allow() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        (reqwest::Method::GET, "/token-exchange", "POST"),
+        (reqwest::Method::DELETE, "/session", "GET,HEAD"),
+        (reqwest::Method::PUT, "/logout", "POST"),
+        (reqwest::Method::POST, "/healthz", "GET,HEAD"),
+        (
+            reqwest::Method::GET,
+            "/sandbox/uas/oauth/accessToken",
+            "POST",
+        ),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), app.url(path))
+            .header("origin", &app.base)
+            .send()
+            .await
+            .unwrap();
+        assert_security_headers(&response);
+        let allowed = response
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let (status, body) = json_of(response).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (405, Some("method_not_allowed")),
+            "{method} {path}: {body}"
+        );
+        assert_eq!(allowed.as_deref(), Some(allow), "{method} {path}");
+        assert!(
+            body["message"].as_str().unwrap().contains(method.as_str()),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_sandbox_answers_errors_in_json_under_the_same_layers() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/sandbox/oauth2/authorize"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'x'; 64 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_security_headers(&response);
+    let (status, body) = json_of(response).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("payload_too_large")),
+        "{body}"
+    );
+
+    let response = app.get("/sandbox/no-such-thing").await;
+    assert_security_headers(&response);
+    let (status, body) = json_of(response).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
 }
 
 /// An app with a session for `member-a`; then the upstream turns to `fault`, `member-b`

@@ -2,8 +2,10 @@
 //! the real HTTP interface; plus what only some stores promise: surviving a restart (SQLite)
 //! and being shared by several instances (Redis, PostgreSQL).
 //!
-//! Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432, database `test`) must be running:
-//! `.ci/run` starts them when they are down.
+//! Redis and PostgreSQL come from `TEST_REDIS_URL` and `TEST_POSTGRES_URL` (by default
+//! 127.0.0.1:6379 and 127.0.0.1:5432, database `test`); a test whose server does not answer
+//! says that it is skipped and why, and fails instead under `LTE_REQUIRE_ALL_TESTS=1`, as
+//! `.ci/run` sets it (it also starts both servers when they are down).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,33 +19,43 @@ use crate::helpers::{
     Behaviour, FakeUpstream, FetchJson, SECRET_KEY, TestApp, json_of, session_id_in,
     session_set_cookie, signed_cookie, test_config, trusting_client,
 };
-
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379/1";
-pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+use crate::servers::{postgres_url_for_tests, redis_url_for_tests, skip_or_fail};
 
 /// PostgreSQL migrations are not safe to run concurrently: start such apps one at a time.
 static START_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn memory(_: &TempDir) -> StoreUrl {
-    StoreUrl::Memory
+/// A store for a test in `dir`, or why there is none here.
+type Store = fn(&TempDir) -> Result<StoreUrl, &'static str>;
+
+fn memory(_: &TempDir) -> Result<StoreUrl, &'static str> {
+    Ok(StoreUrl::Memory)
 }
-fn sqlite(dir: &TempDir) -> StoreUrl {
-    StoreUrl::Sqlite(dir.path().join("data/sessions.db"))
+fn sqlite(dir: &TempDir) -> Result<StoreUrl, &'static str> {
+    Ok(StoreUrl::Sqlite(dir.path().join("data/sessions.db")))
 }
-fn redis(_: &TempDir) -> StoreUrl {
-    REDIS_URL.parse().unwrap()
+fn redis(_: &TempDir) -> Result<StoreUrl, &'static str> {
+    redis_url_for_tests()
+        .map(|url| url.parse().unwrap())
+        .ok_or("no Redis answers at TEST_REDIS_URL (default redis://127.0.0.1:6379/1)")
 }
-fn postgres(_: &TempDir) -> StoreUrl {
-    POSTGRES_URL.parse().unwrap()
+fn postgres(_: &TempDir) -> Result<StoreUrl, &'static str> {
+    postgres_url_for_tests()
+        .map(|url| url.parse().unwrap())
+        .ok_or("no PostgreSQL answers at TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test)")
+}
+
+/// `store` in `dir`, or `None` after saying that `test` is skipped.
+fn store_or_skip(test: &str, store: Store, dir: &TempDir) -> Option<StoreUrl> {
+    store(dir).map_err(|reason| skip_or_fail(test, reason)).ok()
 }
 
 /// The sandbox app on `store`.
-async fn sandbox_app(store: fn(&TempDir) -> StoreUrl) -> TestApp {
+async fn sandbox_app(test: &str, store: Store) -> Option<TestApp> {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.session_store = store(&dir);
+    config.session_store = store_or_skip(test, store, &dir)?;
     let _guard = START_LOCK.lock().await;
-    TestApp::start(config, dir).await
+    Some(TestApp::start(config, dir).await)
 }
 
 fn max_age(response: &reqwest::Response) -> i64 {
@@ -55,8 +67,10 @@ fn max_age(response: &reqwest::Response) -> i64 {
         .unwrap()
 }
 
-async fn exchange_session_profile_logout(store: fn(&TempDir) -> StoreUrl) {
-    let app = sandbox_app(store).await;
+async fn exchange_session_profile_logout(test: &str, store: Store) {
+    let Some(app) = sandbox_app(test, store).await else {
+        return;
+    };
     app.sign_in("store-member").await;
     let response = app.post("/token-exchange").await;
     // Credentials live 60 days, the idle limit is a day: the session lives a day.
@@ -79,8 +93,10 @@ async fn exchange_session_profile_logout(store: fn(&TempDir) -> StoreUrl) {
     assert_eq!(app.get("/me").await.status(), 401);
 }
 
-async fn session_id_cycles_for_a_new_member(store: fn(&TempDir) -> StoreUrl) {
-    let app = sandbox_app(store).await;
+async fn session_id_cycles_for_a_new_member(test: &str, store: Store) {
+    let Some(app) = sandbox_app(test, store).await else {
+        return;
+    };
     app.sign_in("cycle-one").await;
     app.exchange().await;
     let first = app.session_id().unwrap();
@@ -97,7 +113,7 @@ async fn session_id_cycles_for_a_new_member(store: fn(&TempDir) -> StoreUrl) {
     );
 }
 
-async fn sessions_end_when_their_credentials_expire(store: fn(&TempDir) -> StoreUrl) {
+async fn sessions_end_when_their_credentials_expire(test: &str, store: Store) {
     let upstream = FakeUpstream::start(Behaviour::Grant {
         delay: Duration::ZERO,
         expires_in: 2,
@@ -105,7 +121,10 @@ async fn sessions_end_when_their_credentials_expire(store: fn(&TempDir) -> Store
     .await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.session_store = store(&dir);
+    let Some(store) = store_or_skip(test, store, &dir) else {
+        return;
+    };
+    config.session_store = store;
     upstream.configure(&mut config);
     let app = {
         let _guard = START_LOCK.lock().await;
@@ -132,17 +151,20 @@ macro_rules! session_suite {
         mod $store {
             #[tokio::test]
             async fn exchange_then_session_then_profile_then_logout() {
-                super::exchange_session_profile_logout(super::$store).await;
+                let test = concat!(stringify!($store), "::exchange_then_session_then_profile_then_logout");
+                super::exchange_session_profile_logout(test, super::$store).await;
             }
 
             #[tokio::test]
             async fn a_new_member_cycles_the_session_id() {
-                super::session_id_cycles_for_a_new_member(super::$store).await;
+                let test = concat!(stringify!($store), "::a_new_member_cycles_the_session_id");
+                super::session_id_cycles_for_a_new_member(test, super::$store).await;
             }
 
             #[tokio::test]
             async fn a_session_ends_when_its_credentials_expire() {
-                super::sessions_end_when_their_credentials_expire(super::$store).await;
+                let test = concat!(stringify!($store), "::a_session_ends_when_its_credentials_expire");
+                super::sessions_end_when_their_credentials_expire(test, super::$store).await;
             }
         }
     )*};
@@ -155,7 +177,7 @@ async fn sqlite_sessions_survive_a_restart() {
     let upstream = FakeUpstream::start(crate::helpers::GRANT).await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.session_store = sqlite(&dir);
+    config.session_store = sqlite(&dir).unwrap();
     upstream.configure(&mut config);
 
     let first = TestApp::start(config.clone(), dir.clone()).await;
@@ -229,12 +251,22 @@ async fn two_instances_share(store: StoreUrl) {
 
 #[tokio::test]
 async fn two_instances_share_sessions_through_redis() {
-    two_instances_share(REDIS_URL.parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(store) = store_or_skip("two_instances_share_sessions_through_redis", redis, &dir) {
+        two_instances_share(store).await;
+    }
 }
 
 #[tokio::test]
 async fn two_instances_share_sessions_through_postgres() {
-    two_instances_share(POSTGRES_URL.parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(store) = store_or_skip(
+        "two_instances_share_sessions_through_postgres",
+        postgres,
+        &dir,
+    ) {
+        two_instances_share(store).await;
+    }
 }
 
 #[tokio::test]
