@@ -34,7 +34,7 @@ use crate::config::StoreUrl;
 use crate::error::{AppError, LoggedError};
 
 /// The longest a store operation may take before the request is answered 503.
-pub const STORE_TIMEOUT: Duration = Duration::from_millis(1_500);
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long connecting to a store may take before the start is abandoned.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often expired sessions are swept from stores that do not expire them themselves.

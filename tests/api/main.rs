@@ -7,6 +7,7 @@ mod helpers;
 
 mod browser;
 mod errors;
+mod faults;
 mod flow;
 mod process;
 mod sandbox;

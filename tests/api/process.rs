@@ -28,12 +28,31 @@ impl Running {
     /// for the line that says where it listens.
     fn start(env: &[(&str, &str)]) -> Running {
         let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        Self::start_in(dir, env, &cert, &key)
+    }
+
+    /// Starts the binary with its certificate pair at `cert` and `key`.
+    fn start_with_tls(
+        env: &[(&str, &str)],
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Running {
+        Self::start_in(tempfile::tempdir().unwrap(), env, cert, key)
+    }
+
+    fn start_in(
+        dir: TempDir,
+        env: &[(&str, &str)],
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Running {
         let mut command = Command::new(BINARY);
         command
             .env_clear()
             .env("BIND", "127.0.0.1:0")
-            .env("TLS_CERT", dir.path().join("cert.pem"))
-            .env("TLS_KEY", dir.path().join("key.pem"))
+            .env("TLS_CERT", cert)
+            .env("TLS_KEY", key)
             .env("SESSION_STORE", "memory")
             .current_dir(dir.path())
             .stdout(Stdio::piped())
@@ -300,4 +319,159 @@ fn a_bad_configuration_stops_the_start_with_one_line_naming_the_variable() {
     assert!(refused(&[("SESSION_STORE", "mysql://x")]).contains("SESSION_STORE"));
     assert!(refused(&[("SESSION_STORE", "redis://127.0.0.1:1")]).contains("SESSION_STORE"));
     assert!(refused(&[("PUBLIC_ORIGIN", "ftp://x")]).contains("PUBLIC_ORIGIN"));
+    let bad_filter = refused(&[("RUST_LOG", "info,[=oops")]);
+    assert!(bad_filter.contains("RUST_LOG"), "{bad_filter}");
+    let store = refused(&[(
+        "SESSION_STORE",
+        "postgres://app:hunter2@127.0.0.1:1/sessions",
+    )]);
+    assert!(
+        store.contains("127.0.0.1:1/sessions"),
+        "port and database: {store}"
+    );
+    assert!(
+        !store.contains("hunter2") && !store.contains("app:"),
+        "{store}"
+    );
+}
+
+#[test]
+fn a_garbage_or_mismatched_key_is_reported_as_tls_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let other_key = dir.path().join("other-key.pem");
+    // Two generated pairs: the first's certificate with the second's key.
+    let generate = |cert: &std::path::Path, key: &std::path::Path| {
+        let mut running = Running::start_with_tls(&[], cert, key);
+        running.sigterm();
+        running.wait(Duration::from_secs(10));
+    };
+    generate(&cert, &key);
+    generate(&dir.path().join("other.pem"), &other_key);
+    let with_pair = |key: &std::path::Path| {
+        refused(&[
+            ("TLS_CERT", cert.to_str().unwrap()),
+            ("TLS_KEY", key.to_str().unwrap()),
+        ])
+    };
+    let mismatched = with_pair(&other_key);
+    assert!(mismatched.contains("TLS_KEY"), "{mismatched}");
+    std::fs::write(&other_key, "garbage").unwrap();
+    let garbage = with_pair(&other_key);
+    assert!(garbage.contains("TLS_KEY"), "{garbage}");
+}
+
+/// Lines of `output` that are WARN or worse.
+fn warnings(output: &str) -> Vec<&str> {
+    output
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_cannot_forge_log_lines_or_write_warnings_at_will() {
+    let server = Running::start(&[
+        ("LINKEDIN_API_KEY", API_KEY),
+        ("LINKEDIN_SECRET_KEY", SECRET_KEY),
+    ]);
+    let startup_warnings = warnings(&server.output()).len();
+    let browser = trusting_client(&server.dir, Arc::new(reqwest::cookie::Jar::default()));
+    // A signature_order whose name carries a newline and a whole fake log line.
+    let forged = "2026-01-01T00:00:00.000000Z  INFO linkedin_token_exchange: member connected member_id=admin";
+    let cookie = encode_cookie(
+        &serde_json::json!({
+            "signature_method": "HMAC-SHA1",
+            "signature_order": [format!("access_token\n{forged}"), "member_id"],
+            "access_token": "t", "member_id": "m", "signature": "AAAA", "signature_version": 1,
+        })
+        .to_string(),
+    );
+    let send = |cookie: String| {
+        browser
+            .post(format!("{}/token-exchange", server.base))
+            .header("origin", &server.base)
+            .header("cookie", cookie)
+            .send()
+    };
+    let (status, body) = json_of(
+        send(format!("linkedin_oauth_{API_KEY}={cookie}"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("malformed_cookie")),
+        "{body}"
+    );
+    // Junk and unknown session ids, and a logout with no session at all.
+    for cookie in [
+        "lte_session=junk%0A",
+        "lte_session=AAAAAAAAAAAAAAAAAAAAAA",
+        "lte_session=",
+    ] {
+        let response = browser
+            .get(format!("{}/session", server.base))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{cookie}");
+        let response = browser
+            .post(format!("{}/logout", server.base))
+            .header("origin", &server.base)
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{cookie}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let output = server.output();
+    assert!(
+        !output.lines().any(|line| line.starts_with(forged)),
+        "a request forged a log line:\n{output}"
+    );
+    assert!(
+        output.contains("malformed_cookie"),
+        "the refusal is logged: {output}"
+    );
+    assert_eq!(
+        warnings(&output).len(),
+        startup_warnings,
+        "requests wrote WARN lines:\n{output}"
+    );
+}
+
+#[test]
+fn the_start_warns_about_plain_http_upstreams_and_an_exposed_sandbox() {
+    let mut real = Running::start(&[
+        ("LINKEDIN_API_KEY", API_KEY),
+        ("LINKEDIN_SECRET_KEY", SECRET_KEY),
+        (
+            "LINKEDIN_ACCESS_TOKEN_URL",
+            "http://127.0.0.1:9/uas/oauth/accessToken",
+        ),
+    ]);
+    real.sigterm();
+    real.wait(Duration::from_secs(10));
+    let output = real.output();
+    assert!(
+        warnings(&output)
+            .iter()
+            .any(|l| l.contains("plain http://")),
+        "{output}"
+    );
+
+    let mut exposed = Running::start(&[("BIND", "0.0.0.0:0")]);
+    exposed.sigterm();
+    exposed.wait(Duration::from_secs(10));
+    let output = exposed.output();
+    assert!(
+        warnings(&output)
+            .iter()
+            .any(|l| l.contains("anyone who can reach")),
+        "{output}"
+    );
 }

@@ -290,6 +290,27 @@ impl RedisServer {
         );
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing answers, as with a
+    /// hung server; [`RedisServer::resume`] thaws it with its data intact.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("the server is running");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// Starts the server again, empty, on the same port (killing it first if it runs), and waits
     /// until it answers `PING`. Retries for a while when the port is still taken.
     pub fn restart(&mut self) {

@@ -293,3 +293,28 @@ async fn an_unreachable_store_fails_the_start_fast_naming_session_store() {
         assert!(!err.to_string().contains('\n'));
     }
 }
+
+#[tokio::test]
+async fn the_sqlite_file_and_its_new_folder_are_for_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    let db = dir.path().join("fresh/sessions.db");
+    config.session_store = StoreUrl::Sqlite(db.clone());
+    let app = TestApp::start(config.clone(), dir.clone()).await;
+    app.sign_in("private-member").await;
+    assert_eq!(app.exchange().await.0, 200);
+    assert_eq!(mode(&db), 0o600, "the file");
+    assert_eq!(mode(db.parent().unwrap()), 0o700, "the folder it created");
+    let wal = db.with_extension("db-wal");
+    assert!(!wal.exists() || mode(&wal) == 0o600, "the write-ahead log");
+    app.stop().await;
+
+    // A file an earlier version left readable by others is narrowed at the next start.
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let app = TestApp::start(config, dir).await;
+    assert_eq!(mode(&db), 0o600);
+    app.stop().await;
+}
