@@ -1,5 +1,5 @@
-//! Hardening: every bad input and every upstream fault gets the SPEC's answer, nothing is
-//! stored half-way, nothing reaches upstream that should not.
+//! Hardening: every bad input and every upstream fault gets the answer the README's Errors
+//! section gives, nothing is stored half-way, nothing reaches upstream that should not.
 
 use std::time::{Duration, Instant};
 
