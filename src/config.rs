@@ -103,6 +103,26 @@ pub struct Config {
     )]
     pub session_store: StoreUrl,
 
+    /// Keys that encrypt the sessions at rest: a comma list of base64 32-byte keys; the first
+    /// encrypts, every one decrypts. Unset: a key generated into `SESSION_KEY_FILE` (memory
+    /// and SQLite only).
+    #[arg(
+        long,
+        env = "SESSION_KEYS",
+        value_name = "SESSION_KEYS",
+        hide_env_values = true
+    )]
+    pub session_keys: Option<Secret>,
+
+    /// Where the generated session key is kept when `SESSION_KEYS` is unset.
+    #[arg(
+        long,
+        env = "SESSION_KEY_FILE",
+        value_name = "SESSION_KEY_FILE",
+        default_value = "data/session.key"
+    )]
+    pub session_key_file: PathBuf,
+
     /// A session ends after this much inactivity, or when its credentials expire.
     #[arg(long, env = "SESSION_IDLE_MINUTES", value_name = "SESSION_IDLE_MINUTES", default_value_t = 1440,
           value_parser = clap::value_parser!(u64).range(1..=525_600))]
@@ -367,6 +387,8 @@ impl fmt::Debug for Config {
             .field("tls_key", &self.tls_key)
             .field("public_origin", &self.public_origin)
             .field("session_store", &self.session_store)
+            .field("session_keys", &self.session_keys)
+            .field("session_key_file", &self.session_key_file)
             .field("session_idle_minutes", &self.session_idle_minutes)
             .field("upstream_timeout_ms", &self.upstream_timeout_ms)
             .field("upstream_ca_cert", &self.upstream_ca_cert)

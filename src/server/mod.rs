@@ -18,7 +18,9 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use crate::app::{AppState, Settings, build_app};
 use crate::config::{Config, ConfigError};
 use crate::linkedin::cookie::cookie_name;
+use crate::secret::Secret;
 use crate::session::SessionBackend;
+use crate::session::keys::{self, KeySource};
 use crate::tls;
 
 pub mod connections;
@@ -75,9 +77,7 @@ impl Server {
         // certificate for that.
         let linkedin =
             wiring::upstream_client(config, &urls, &credentials, sandbox.then_some(&material))?;
-        let sessions = SessionBackend::connect(&config.session_store)
-            .await
-            .map_err(|e| ConfigError::new("SESSION_STORE", e.to_string()))?;
+        let sessions = connect_sessions(config).await?;
 
         log_mode(config, sandbox, addr, &credentials.api_key, &urls);
         let settings = Settings {
@@ -165,6 +165,33 @@ impl Server {
             .timer(hyper_util::rt::TokioTimer::new());
         server.serve(self.app.into_make_service()).await
     }
+}
+
+/// The session store, with the keys that seal its records.
+async fn connect_sessions(config: &Config) -> Result<SessionBackend, ConfigError> {
+    let (keyring, source) = keys::keyring(
+        config.session_keys.as_ref().map(Secret::expose),
+        &config.session_store,
+        &config.session_key_file,
+    )
+    .map_err(|e| ConfigError::new(e.variable, e.message))?;
+    let key_id = keyring.sealing_key_id();
+    match source {
+        KeySource::Configured(count) => {
+            tracing::info!(%key_id, keys = count, "sessions encrypted with SESSION_KEYS");
+        }
+        KeySource::Generated(path) => tracing::info!(
+            %key_id,
+            "generated a session key into {} (keep it: without it stored sessions read as signed out)",
+            path.display()
+        ),
+        KeySource::Loaded(path) => {
+            tracing::info!(%key_id, "sessions encrypted with the key in {}", path.display());
+        }
+    }
+    SessionBackend::connect(&config.session_store, keyring)
+        .await
+        .map_err(|e| ConfigError::new("SESSION_STORE", e.to_string()))
 }
 
 fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ConfigError> {

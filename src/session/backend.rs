@@ -1,5 +1,11 @@
-//! [`SessionBackend`]: the store chosen at run time, bounded in time, and [`guard`], the
-//! middleware that makes each request's store changes land in a safe order.
+//! [`SessionBackend`]: the store chosen at run time, bounded in time, sealing what it
+//! stores, and [`guard`], the middleware that makes each request's store changes land in a
+//! safe order.
+//!
+//! Every record is sealed ([`seal`](super::seal)) before it reaches the store and opened when
+//! it comes back, bound to its session id: the store only ever holds ciphertext. A record
+//! that no configured key opens, or one written in plain text by an earlier version, reads as
+//! an empty session (not connected), with one warning per record.
 //!
 //! Every store operation answers within [`STORE_TIMEOUT`] or fails with a typed error, so a
 //! store outage becomes a prompt 503 instead of a hang. Deletes made while a request runs
@@ -29,9 +35,14 @@ use tower_sessions_sqlx_store::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::private;
+use super::seal::Keyring;
 use super::{MemoryStore, SqliteSessions};
 use crate::config::StoreUrl;
 use crate::error::{AppError, LoggedError};
+
+/// The one key of a sealed record's data.
+const SEALED: &str = "lte.sealed";
 
 /// The longest a store operation may take before the request is answered 503.
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -53,9 +64,27 @@ pub struct ConnectError {
 }
 
 /// The session store chosen at run time; forwards all four `SessionStore` methods, each
-/// bounded by [`STORE_TIMEOUT`].
+/// bounded by [`STORE_TIMEOUT`], sealing records on the way in and opening them on the way
+/// out.
+#[derive(Clone)]
+pub struct SessionBackend {
+    store: Store,
+    keyring: Arc<Keyring>,
+    /// Records already reported as unreadable (so each is reported once).
+    unreadable: moka::sync::Cache<Id, ()>,
+}
+
+impl fmt::Debug for SessionBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionBackend")
+            .field("store", &self.store)
+            .field("keyring", &self.keyring)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Clone, Debug)]
-pub enum SessionBackend {
+enum Store {
     /// `memory`.
     Memory(MemoryStore),
     /// `sqlite://…`.
@@ -68,8 +97,59 @@ pub enum SessionBackend {
 
 impl SessionBackend {
     /// Connects to the store, runs its migrations and, where the store needs one, starts the
-    /// task that deletes expired sessions. Fails within seconds.
-    pub async fn connect(url: &StoreUrl) -> Result<Self, ConnectError> {
+    /// task that deletes expired sessions; `keyring` seals and opens its records. Fails within
+    /// seconds.
+    pub async fn connect(url: &StoreUrl, keyring: Keyring) -> Result<Self, ConnectError> {
+        Ok(Self {
+            store: Store::connect(url).await?,
+            keyring: Arc::new(keyring),
+            unreadable: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(3_600))
+                .build(),
+        })
+    }
+
+    /// `record` with its data sealed for its id.
+    fn seal(&self, record: &Record) -> session_store::Result<Record> {
+        let plain = serde_json::to_vec(&record.data)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let sealed = self.keyring.seal(&plain, &associated_data(&record.id));
+        Ok(Record {
+            id: record.id,
+            data: [(SEALED.to_owned(), serde_json::Value::String(sealed))].into(),
+            expiry_date: record.expiry_date,
+        })
+    }
+
+    /// `record` with its data opened; what does not open reads as no data.
+    fn open(&self, mut record: Record) -> Record {
+        let opened = match record.data.get(SEALED) {
+            Some(serde_json::Value::String(sealed)) => self
+                .keyring
+                .open(sealed, &associated_data(&record.id))
+                .map_err(|e| e.to_string())
+                .and_then(|plain| serde_json::from_slice(&plain).map_err(|e| e.to_string())),
+            _ => Err("it is not sealed (written by an earlier version)".to_owned()),
+        };
+        record.data = opened.unwrap_or_else(|why| {
+            if !self.unreadable.contains_key(&record.id) {
+                self.unreadable.insert(record.id, ());
+                tracing::warn!("a stored session does not open and reads as signed out: {why}");
+            }
+            Default::default()
+        });
+        record
+    }
+}
+
+/// What binds a sealed record to its session.
+fn associated_data(id: &Id) -> Vec<u8> {
+    format!("lte-session {id}").into_bytes()
+}
+
+impl Store {
+    async fn connect(url: &StoreUrl) -> Result<Self, ConnectError> {
         let fail = |what: &'static str, err: &dyn fmt::Display| ConnectError {
             store: url.to_string(),
             what,
@@ -152,29 +232,9 @@ impl SessionBackend {
 /// only; SQLite gives its `-wal` and `-shm` files the same mode. An existing file that others
 /// can read is narrowed.
 fn prepare_private_file(path: &std::path::Path) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-        && !dir.exists()
-    {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir)?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.append(true).create(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if file.metadata()?.permissions().mode() & 0o077 != 0 {
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            tracing::info!(path = %path.display(), "made the session file readable by its owner only");
-        }
-    }
-    Ok(())
+    private::create_parent(path)?;
+    private::options().append(true).create(true).open(path)?;
+    private::narrow_to_owner(path)
 }
 
 fn spawn_sweeper<S: ExpiredDeletion + Clone>(store: S) {
@@ -190,12 +250,12 @@ fn spawn_sweeper<S: ExpiredDeletion + Clone>(store: S) {
 }
 
 macro_rules! forward {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            Self::Memory($store) => $call,
-            Self::Sqlite($store) => $call,
-            Self::Redis($store) => $call,
-            Self::Postgres($store) => $call,
+    ($store:ident, $s:ident => $call:expr) => {
+        match $store {
+            Store::Memory($s) => $call,
+            Store::Sqlite($s) => $call,
+            Store::Redis($s) => $call,
+            Store::Postgres($s) => $call,
         }
     };
 }
@@ -222,15 +282,28 @@ async fn bounded<T>(
 #[async_trait]
 impl SessionStore for SessionBackend {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        bounded("create", forward!(self, store => store.create(record))).await
+        let mut sealed = self.seal(record)?;
+        let store = &self.store;
+        bounded("create", forward!(store, s => s.create(&mut sealed))).await?;
+        if sealed.id != record.id {
+            // The store drew another id (a collision): seal again for the id it kept.
+            record.id = sealed.id;
+            let resealed = self.seal(record)?;
+            bounded("save", forward!(store, s => s.save(&resealed))).await?;
+        }
+        Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        bounded("save", forward!(self, store => store.save(record))).await
+        let sealed = self.seal(record)?;
+        let store = &self.store;
+        bounded("save", forward!(store, s => s.save(&sealed))).await
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        bounded("load", forward!(self, store => store.load(id))).await
+        let store = &self.store;
+        let loaded = bounded("load", forward!(store, s => s.load(id))).await?;
+        Ok(loaded.map(|record| self.open(record)))
     }
 
     /// Inside a request, the delete waits until the request's writes have succeeded.
@@ -247,7 +320,8 @@ impl SessionStore for SessionBackend {
 
 impl SessionBackend {
     async fn delete_now(&self, id: &Id) -> session_store::Result<()> {
-        bounded("delete", forward!(self, store => store.delete(id))).await
+        let store = &self.store;
+        bounded("delete", forward!(store, s => s.delete(id))).await
     }
 }
 

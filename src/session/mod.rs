@@ -4,6 +4,8 @@
 //!   operation bounded in time, and the [`guard`] that orders a request's writes and deletes;
 //! - [`member`]: the typed [`Member`] and its flow's [`Credentials`], reached by handlers
 //!   through the [`MemberSession`] and [`Connected`] extractors;
+//! - [`seal`] (pure) and [`keys`]: records sealed at rest with AES-256-GCM, and where the
+//!   keys come from;
 //! - [`memory`], [`sqlite`]: the two stores written here.
 //!
 //! Only this module knows which store is in use, and handlers never see a raw key. Cookie
@@ -15,8 +17,11 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 pub mod backend;
+pub mod keys;
 pub mod member;
 pub mod memory;
+mod private;
+pub mod seal;
 pub mod sqlite;
 
 pub use backend::{ConnectError, SessionBackend, guard};

@@ -27,6 +27,8 @@ use url::Url;
 
 pub const API_KEY: &str = "testAppKey";
 pub const SECRET_KEY: &str = "test-secret-Kq93";
+/// The session key of every test app (base64 of 32 bytes), so that instances share it.
+pub const SESSION_KEY: &str = "dGVzdC1zZXNzaW9uLWtleS0wMTIzNDU2Nzg5YWJjZGU=";
 
 /// A running server and a browser-like client for it.
 pub struct TestApp {
@@ -47,6 +49,8 @@ pub fn test_config(dir: &TempDir) -> Config {
     config.tls_cert = dir.path().join("cert.pem");
     config.tls_key = dir.path().join("key.pem");
     config.session_store = StoreUrl::Memory;
+    config.session_keys = Some(Secret::new(SESSION_KEY));
+    config.session_key_file = dir.path().join("session.key");
     config.linkedin_api_key = Some(API_KEY.into());
     config.linkedin_secret_key = Some(Secret::new(SECRET_KEY));
     config.sandbox = Some(true);

@@ -1,0 +1,142 @@
+//! Where the [`Keyring`] comes from: `SESSION_KEYS`, or for a store of this machine alone
+//! (memory, SQLite) a key generated once into a file readable by its owner only.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use super::private;
+use super::seal::{KEY_LEN, Keyring, parse_keys};
+use crate::config::StoreUrl;
+
+/// Why the keys cannot be had; `variable` names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct KeyError {
+    /// `SESSION_KEYS` or `SESSION_KEY_FILE`.
+    pub variable: &'static str,
+    /// What is wrong (never a key).
+    pub message: String,
+}
+
+/// Where the keys came from, for the start-up log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `SESSION_KEYS`, with this many keys.
+    Configured(usize),
+    /// Generated at this start into the file.
+    Generated(PathBuf),
+    /// Read from the file generated at an earlier start.
+    Loaded(PathBuf),
+}
+
+/// The keyring for `store`: `configured` (`SESSION_KEYS`) when given; otherwise, for a store
+/// that is not shared, the key in `key_file`, generated there on the first start. A shared
+/// store (Redis, PostgreSQL) needs `SESSION_KEYS`: every instance must hold the same keys.
+pub fn keyring(
+    configured: Option<&str>,
+    store: &StoreUrl,
+    key_file: &Path,
+) -> Result<(Keyring, KeySource), KeyError> {
+    let keys_error = |message: String| KeyError {
+        variable: "SESSION_KEYS",
+        message,
+    };
+    if let Some(list) = configured {
+        let keys = parse_keys(list).map_err(keys_error)?;
+        let count = keys.len();
+        let keyring = Keyring::new(&keys).ok_or_else(|| keys_error("names no key".into()))?;
+        return Ok((keyring, KeySource::Configured(count)));
+    }
+    if store.is_shared() {
+        return Err(keys_error(format!(
+            "is required with {store}: every instance must share the keys that encrypt sessions \
+             (make one with: openssl rand -base64 32)"
+        )));
+    }
+    let file_error = |message: String| KeyError {
+        variable: "SESSION_KEY_FILE",
+        message: format!("{}: {message}", key_file.display()),
+    };
+    let (key, source) = match std::fs::read_to_string(key_file) {
+        Ok(text) => {
+            let keys = parse_keys(&text).map_err(file_error)?;
+            private::narrow_to_owner(key_file).map_err(|e| file_error(e.to_string()))?;
+            (keys[0], KeySource::Loaded(key_file.to_owned()))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let key = generate().map_err(file_error)?;
+            write_private(key_file, &key)
+                .map_err(|e| file_error(format!("cannot write it: {e}")))?;
+            (key, KeySource::Generated(key_file.to_owned()))
+        }
+        Err(err) => return Err(file_error(format!("cannot read it: {err}"))),
+    };
+    let keyring = Keyring::new(&[key]).ok_or_else(|| file_error("holds no key".into()))?;
+    Ok((keyring, source))
+}
+
+fn generate() -> Result<[u8; KEY_LEN], String> {
+    let mut key = [0u8; KEY_LEN];
+    SystemRandom::new()
+        .fill(&mut key)
+        .map_err(|_| "the system gave no randomness".to_owned())?;
+    Ok(key)
+}
+
+/// Writes the key, base64, into a new file of mode 0600 (its folder 0700 when created here).
+fn write_private(path: &Path, key: &[u8; KEY_LEN]) -> std::io::Result<()> {
+    private::create_parent(path)?;
+    let mut file = private::options().write(true).create_new(true).open(path)?;
+    writeln!(file, "{}", BASE64.encode(key))?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_store_gets_a_generated_key_once_then_reuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data/session.key");
+        let (first, source) = keyring(None, &StoreUrl::Memory, &file).unwrap();
+        assert_eq!(source, KeySource::Generated(file.clone()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&file), 0o600);
+            assert_eq!(mode(file.parent().unwrap()), 0o700);
+        }
+        let (second, source) = keyring(None, &StoreUrl::Memory, &file).unwrap();
+        assert_eq!(source, KeySource::Loaded(file));
+        assert_eq!(first.sealing_key_id(), second.sealing_key_id());
+    }
+
+    #[test]
+    fn a_shared_store_needs_session_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: StoreUrl = "redis://127.0.0.1:6379".parse().unwrap();
+        let err = keyring(None, &store, &dir.path().join("k")).unwrap_err();
+        assert_eq!(err.variable, "SESSION_KEYS");
+        assert!(
+            !dir.path().join("k").exists(),
+            "no key file for a shared store"
+        );
+        let key = BASE64.encode([5u8; 32]);
+        let (_, source) = keyring(Some(&key), &store, &dir.path().join("k")).unwrap();
+        assert_eq!(source, KeySource::Configured(1));
+    }
+
+    #[test]
+    fn a_malformed_key_names_the_variable_and_not_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = keyring(Some("c2VjcmV0"), &StoreUrl::Memory, &dir.path().join("k")).unwrap_err();
+        assert_eq!(err.variable, "SESSION_KEYS");
+        assert!(!err.to_string().contains("c2VjcmV0"), "{err}");
+    }
+}
