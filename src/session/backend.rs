@@ -122,12 +122,14 @@ impl SessionBackend {
         })
     }
 
-    /// `record` with its data opened; what does not open reads as no data.
-    fn open(&self, mut record: Record) -> Record {
+    /// `record`, found under `id`, with its data opened for that id; what does not open
+    /// (another key, another session's record moved here, plain text) reads as no data.
+    fn open(&self, id: &Id, mut record: Record) -> Record {
+        record.id = *id;
         let opened = match record.data.get(SEALED) {
             Some(serde_json::Value::String(sealed)) => self
                 .keyring
-                .open(sealed, &associated_data(&record.id))
+                .open(sealed, &associated_data(id))
                 .map_err(|e| e.to_string())
                 .and_then(|plain| serde_json::from_slice(&plain).map_err(|e| e.to_string())),
             _ => Err("it is not sealed (written by an earlier version)".to_owned()),
@@ -303,7 +305,7 @@ impl SessionStore for SessionBackend {
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let store = &self.store;
         let loaded = bounded("load", forward!(store, s => s.load(id))).await?;
-        Ok(loaded.map(|record| self.open(record)))
+        Ok(loaded.map(|record| self.open(id, record)))
     }
 
     /// Inside a request, the delete waits until the request's writes have succeeded.

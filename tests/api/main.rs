@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod at_rest;
 mod browser;
 mod errors;
 mod faults;

@@ -317,7 +317,19 @@ fn a_bad_configuration_stops_the_start_with_one_line_naming_the_variable() {
     assert!(refused(&[("BIND", "not-an-address")]).contains("BIND"));
     assert!(refused(&[("LINKEDIN_API_URL", "::nope")]).contains("LINKEDIN_API_URL"));
     assert!(refused(&[("SESSION_STORE", "mysql://x")]).contains("SESSION_STORE"));
-    assert!(refused(&[("SESSION_STORE", "redis://127.0.0.1:1")]).contains("SESSION_STORE"));
+    assert!(refused(&[("SESSION_STORE", "redis://127.0.0.1:1")]).contains("SESSION_KEYS"));
+    let key = "c2Vzc2lvbi1rZXktZm9yLXRoZS1wcm9jZXNzLXRlc3Q=";
+    let unreachable = refused(&[
+        ("SESSION_STORE", "redis://127.0.0.1:1"),
+        ("SESSION_KEYS", key),
+    ]);
+    assert!(unreachable.contains("SESSION_STORE"), "{unreachable}");
+    let malformed = refused(&[("SESSION_KEYS", "c2hvcnQta2V5")]);
+    assert!(malformed.contains("SESSION_KEYS"), "{malformed}");
+    assert!(
+        !malformed.contains("c2hvcnQta2V5"),
+        "the key is never printed: {malformed}"
+    );
     assert!(refused(&[("PUBLIC_ORIGIN", "ftp://x")]).contains("PUBLIC_ORIGIN"));
     let bad_filter = refused(&[("RUST_LOG", "info,[=oops")]);
     assert!(bad_filter.contains("RUST_LOG"), "{bad_filter}");
