@@ -2,6 +2,7 @@
 //! and the tests drive. No sockets, no TLS, no environment here: `server` does those.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::Router;
@@ -11,6 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
@@ -18,13 +20,17 @@ use tower_http::trace::TraceLayer;
 use crate::error::{AppError, json_errors, log_errors, not_found};
 use crate::handlers;
 use crate::linkedin::client::LinkedInClient;
+use crate::ratelimit::{RateLimits, limit_clients};
 use crate::secret::Secret;
 use crate::session::{self, SessionBackend, SessionPolicy};
+use crate::telemetry::{self, MakeId, Telemetry};
 
 /// The largest request body accepted (the routes take none, or a small one).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// How long a request body may take to arrive.
 pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+/// `Strict-Transport-Security` for public origins: a year.
+const HSTS: &str = "max-age=31536000";
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
@@ -49,6 +55,14 @@ pub struct Settings {
     pub session_idle: Duration,
     /// Whether the emulated LinkedIn is mounted (the page says so).
     pub sandbox: bool,
+    /// The session store (the session layer's, and readiness's).
+    pub sessions: SessionBackend,
+    /// The metrics.
+    pub telemetry: Telemetry,
+    /// The rate limits of the sign-in routes.
+    pub limits: RateLimits,
+    /// Set once shutdown begins: readiness then answers 503.
+    pub shutting_down: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -74,24 +88,56 @@ impl FromRef<AppState> for SessionPolicy {
 }
 
 /// Builds the router: the routes that use the session (behind the same-origin check on
-/// state-changing requests), the assets and health check (no session), `extra` routes that
-/// bring their own state (the sandbox), and one stack of layers over all of them: tracing,
-/// security headers, error logging, JSON for framework errors, the body limit and deadline.
-pub fn build_app(state: AppState, sessions: SessionBackend, extra: Router) -> Router {
+/// state-changing requests, answered `Cache-Control: no-store`), the sign-in routes' rate
+/// limit, the assets and health checks (no session), `extra` routes that bring their own
+/// state (the sandbox), per-route metrics, and one stack of layers over all of them: request
+/// ids, tracing, security headers, error logging, JSON for framework errors, the body limit
+/// and deadline.
+pub fn build_app(state: AppState, extra: Router) -> Router {
     let policy = SessionPolicy::from_ref(&state);
+    let sign_in_routes = handlers::exchange::router().route_layer(middleware::from_fn_with_state(
+        state.limits.clone(),
+        limit_clients,
+    ));
     let member_routes = Router::new()
         .merge(handlers::login::router())
-        .merge(handlers::exchange::router())
+        .merge(sign_in_routes)
         .merge(handlers::member::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_public_origin,
         ))
-        .layer(session::layer(sessions.clone(), policy))
-        .layer(middleware::from_fn_with_state(sessions, session::guard));
+        .layer(session::layer(state.sessions.clone(), policy))
+        .layer(middleware::from_fn_with_state(
+            state.sessions.clone(),
+            session::guard,
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    let csp = content_security_policy(&state.jsapi_url);
+    let hsts = state
+        .public_origins
+        .iter()
+        .any(|origin| !is_loopback_origin(origin))
+        .then(|| {
+            SetResponseHeaderLayer::overriding(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static(HSTS),
+            )
+        });
     let layers = ServiceBuilder::new()
+        .layer(middleware::from_fn(telemetry::drop_insane_request_id))
+        .layer(SetRequestIdLayer::x_request_id(MakeId))
+        .layer(PropagateRequestIdLayer::x_request_id())
         // `log_errors` logs each failed request once; the trace layer only spans them.
-        .layer(TraceLayer::new_for_http().on_failure(()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(telemetry::request_span)
+                .on_failure(()),
+        )
+        .option_layer(hsts)
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -104,17 +150,64 @@ pub fn build_app(state: AppState, sessions: SessionBackend, extra: Router) -> Ro
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            move |response: &Response| is_html(response).then(|| csp.clone()),
+        ))
         .layer(middleware::from_fn(log_errors))
         .layer(middleware::from_fn(json_errors))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(RequestBodyDeadlineLayer::new(BODY_DEADLINE));
+    let telemetry = state.telemetry.clone();
     Router::new()
         .merge(member_routes)
         .merge(handlers::assets::router())
+        .merge(handlers::health::router())
         .with_state(state)
         .merge(extra)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            telemetry,
+            telemetry::observe,
+        ))
         .layer(layers)
+}
+
+/// The policy of HTML pages: scripts from this server and the JSAPI script's origin only,
+/// no inline script or style, no framing.
+fn content_security_policy(jsapi_url: &str) -> HeaderValue {
+    let jsapi = url::Url::parse(jsapi_url)
+        .ok()
+        .map(|url| url.origin().ascii_serialization())
+        .filter(|origin| origin != "null")
+        .map(|origin| format!(" {origin}"))
+        .unwrap_or_default();
+    let policy = format!(
+        "default-src 'self'; script-src 'self'{jsapi}; connect-src 'self'{jsapi}; \
+         frame-src 'self'{jsapi}; img-src 'self' data:{jsapi}; style-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    );
+    HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("default-src 'self'"))
+}
+
+fn is_html(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/html"))
+}
+
+/// Whether an origin names this machine (`localhost`, a loopback address).
+fn is_loopback_origin(origin: &str) -> bool {
+    match url::Url::parse(origin)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Domain(name)) => name == "localhost" || name.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// Refuses a state-changing request whose `Origin` (or, failing that, `Referer`) is not one
@@ -150,17 +243,41 @@ async fn require_public_origin(
             Ok(next.run(request).await)
         }
         Some(origin) => Err(AppError::CrossOrigin(format!(
-            "origin {} is not allowed",
-            truncate(&origin)
+            "origin {:?} is not allowed",
+            origin.chars().take(100).collect::<String>()
         ))),
         None => Err(AppError::CrossOrigin("no Origin or Referer header".into())),
     }
 }
 
-fn truncate(origin: &str) -> String {
-    origin
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(100)
-        .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_origins_are_told_apart_from_public_ones() {
+        for origin in [
+            "https://localhost:8443",
+            "https://127.0.0.1",
+            "https://[::1]:9",
+        ] {
+            assert!(is_loopback_origin(origin), "{origin}");
+        }
+        for origin in ["https://login.example.com", "https://10.0.0.5:8443"] {
+            assert!(!is_loopback_origin(origin), "{origin}");
+        }
+    }
+
+    #[test]
+    fn the_policy_admits_the_jsapi_origin_and_no_inline_code() {
+        let policy = content_security_policy("https://platform.linkedin.com/in.js");
+        let policy = policy.to_str().unwrap();
+        assert!(
+            policy.contains("script-src 'self' https://platform.linkedin.com;"),
+            "{policy}"
+        );
+        assert!(!policy.contains("unsafe-inline"));
+        let sandbox = content_security_policy("/sandbox/in.js");
+        assert!(sandbox.to_str().unwrap().contains("script-src 'self';"));
+    }
 }

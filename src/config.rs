@@ -143,6 +143,38 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: Option<u32>,
 
+    /// Plain-HTTP listener serving `GET /metrics` (Prometheus text format). Unset: off.
+    #[arg(long, env = "METRICS_BIND", value_name = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// Plain-HTTP listener that answers 308 to the same path and query on the HTTPS origin.
+    /// Unset: off.
+    #[arg(long, env = "HTTP_REDIRECT_BIND", value_name = "HTTP_REDIRECT_BIND")]
+    pub http_redirect_bind: Option<SocketAddr>,
+
+    /// Per client address, for the sign-in routes: `BURST,PER_SECOND`, or `off`.
+    #[arg(
+        long,
+        env = "RATE_LIMIT",
+        value_name = "RATE_LIMIT",
+        default_value = "20,2"
+    )]
+    pub rate_limit: RateLimit,
+
+    /// Comma list of CIDRs (or addresses) whose `X-Forwarded-For` names the client.
+    #[arg(long, env = "TRUSTED_PROXIES", value_name = "TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<TrustedProxies>,
+
+    /// `text` (for people) or `json` (one JSON object a line).
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_name = "LOG_FORMAT",
+        default_value = "text",
+        value_enum
+    )]
+    pub log_format: LogFormat,
+
     /// The tracing filter (`info`, `debug`, `linkedin_token_exchange=trace`, …).
     #[arg(
         long,
@@ -152,6 +184,82 @@ pub struct Config {
         value_parser = parse_log_filter
     )]
     pub rust_log: String,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// `RATE_LIMIT`: a burst, then a steady rate, per client address; or no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimit {
+    /// `off`.
+    Off,
+    /// `BURST,PER_SECOND`.
+    PerClient {
+        /// Requests allowed at once.
+        burst: std::num::NonZeroU32,
+        /// Requests per second after the burst.
+        per_second: std::num::NonZeroU32,
+    },
+}
+
+impl FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("off") {
+            return Ok(Self::Off);
+        }
+        let number = |part: Option<&str>| {
+            part.and_then(|p| p.trim().parse::<std::num::NonZeroU32>().ok())
+                .ok_or_else(|| {
+                    "expected BURST,PER_SECOND (two whole numbers from 1) or off".to_owned()
+                })
+        };
+        let mut parts = s.split(',');
+        let limit = Self::PerClient {
+            burst: number(parts.next())?,
+            per_second: number(parts.next())?,
+        };
+        match parts.next() {
+            None => Ok(limit),
+            Some(_) => Err("expected BURST,PER_SECOND (two whole numbers from 1) or off".into()),
+        }
+    }
+}
+
+/// `TRUSTED_PROXIES`: the networks whose `X-Forwarded-For` is believed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedProxies(pub Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    /// Whether `addr` is one of the trusted proxies.
+    pub fn contains(&self, addr: std::net::IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(&addr))
+    }
+}
+
+impl FromStr for TrustedProxies {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|part| {
+                part.parse::<ipnet::IpNet>()
+                    .or_else(|_| part.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("{part:?} is not a CIDR (10.0.0.0/8) or an address"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
 }
 
 /// Refuses a `RUST_LOG` that tracing would silently ignore.
@@ -268,6 +376,16 @@ impl Config {
         // A missing .env is normal; a broken one is reported by the values it fails to provide.
         let _ = dotenvy::dotenv();
         Self::try_parse()
+    }
+
+    /// The log format asked for, read on its own: for reporting a configuration that did not
+    /// parse in the format the operator expects.
+    pub fn log_format_hint() -> LogFormat {
+        let _ = dotenvy::dotenv();
+        match std::env::var("LOG_FORMAT") {
+            Ok(format) if format.eq_ignore_ascii_case("json") => LogFormat::Json,
+            _ => LogFormat::Text,
+        }
     }
 
     /// A configuration with every default and no environment: the base that tests adjust.
@@ -393,6 +511,11 @@ impl fmt::Debug for Config {
             .field("upstream_timeout_ms", &self.upstream_timeout_ms)
             .field("upstream_ca_cert", &self.upstream_ca_cert)
             .field("max_connections", &self.max_connections)
+            .field("metrics_bind", &self.metrics_bind)
+            .field("http_redirect_bind", &self.http_redirect_bind)
+            .field("rate_limit", &self.rate_limit)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("log_format", &self.log_format)
             .field("rust_log", &self.rust_log)
             .finish_non_exhaustive()
     }
@@ -502,6 +625,29 @@ mod tests {
                 .rust_log
                 .contains("debug")
         );
+    }
+
+    #[test]
+    fn rate_limits_and_trusted_proxies_parse() {
+        assert_eq!(Config::defaults().rate_limit.to_string_for_test(), "20,2");
+        assert_eq!("off".parse::<RateLimit>(), Ok(RateLimit::Off));
+        for bad in ["", "5", "0,1", "1,0", "1,2,3", "x,y"] {
+            assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
+        }
+        let proxies: TrustedProxies = "10.0.0.0/8, 127.0.0.2".parse().unwrap();
+        assert!(proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(proxies.contains("127.0.0.2".parse().unwrap()));
+        assert!(!proxies.contains("127.0.0.1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<TrustedProxies>().is_err());
+    }
+
+    impl RateLimit {
+        fn to_string_for_test(self) -> String {
+            match self {
+                RateLimit::Off => "off".into(),
+                RateLimit::PerClient { burst, per_second } => format!("{burst},{per_second}"),
+            }
+        }
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub enum AppError {
         /// The methods the route accepts, as in `Allow`.
         allow: String,
     },
+    /// 429 `rate_limited`: too many sign-ins from this client (or with this cookie); the
+    /// number is `Retry-After`, in seconds.
+    #[error("too many sign-in attempts; try again in {0} s")]
+    RateLimited(u64),
     /// A request the framework refused before any handler ran (a form that does not parse, a
     /// stalled body): its own status, code [`AppError::code_for`] and message.
     #[error("{message}")]
@@ -94,6 +98,7 @@ impl AppError {
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Rejected { status, .. } => (*status, Self::code_for(*status)),
         }
     }
@@ -107,6 +112,7 @@ impl AppError {
             413 => "payload_too_large",
             415 => "unsupported_media_type",
             422 => "unprocessable_entity",
+            429 => "rate_limited",
             500.. => "internal_error",
             _ => "bad_request",
         }
@@ -127,12 +133,15 @@ impl AppError {
 }
 
 /// The JSON body of every error.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct ErrorBody {
     /// The stable code.
     pub error: &'static str,
     /// One sentence for a person.
     pub message: String,
+    /// The request's id (`X-Request-Id`), added by [`log_errors`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// What [`log_errors`] finds on a failed response.
@@ -141,6 +150,7 @@ pub struct LoggedError {
     code: &'static str,
     status: StatusCode,
     detail: String,
+    body: ErrorBody,
 }
 
 impl IntoResponse for AppError {
@@ -153,31 +163,56 @@ impl IntoResponse for AppError {
         let body = ErrorBody {
             error: code,
             message: self.message(),
+            request_id: None,
         };
-        let mut response = (status, Json(body)).into_response();
+        let mut response = (status, Json(body.clone())).into_response();
+        if let Self::RateLimited(seconds) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
         response.extensions_mut().insert(LoggedError {
             code,
             status,
             detail,
+            body,
         });
         response
     }
 }
 
-/// Writes one log line per failed request: server and upstream faults at `warn`, the
-/// caller's mistakes at `info`. Messages never hold secrets, so they can be logged whole.
+/// Writes one log line per failed request (in the request's span, so with its id): server
+/// and upstream faults at `warn`, the caller's mistakes at `info`. Messages never hold
+/// secrets, and values from the request are escaped where they are put into a message, so
+/// they can be logged whole. Adds the request id to the error body.
 pub async fn log_errors(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let request_id = crate::telemetry::request_id(&request);
     let response = next.run(request).await;
-    if let Some(err) = response.extensions().get::<LoggedError>() {
-        if err.status.is_server_error() {
-            tracing::warn!(%method, %path, status = err.status.as_u16(), code = err.code, "{}", err.detail);
-        } else {
-            tracing::info!(%method, %path, status = err.status.as_u16(), code = err.code, "{}", err.detail);
-        }
+    let Some(err) = response.extensions().get::<LoggedError>().cloned() else {
+        return response;
+    };
+    let status = err.status.as_u16();
+    if err.status.is_server_error() {
+        tracing::warn!(status, code = err.code, "{}", err.detail);
+    } else {
+        tracing::info!(status, code = err.code, "{}", err.detail);
     }
-    response
+    if request_id.is_none() {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let body = ErrorBody {
+        request_id,
+        ..err.body
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut rendered = Json(body).into_response();
+    *rendered.status_mut() = parts.status;
+    for (name, value) in &parts.headers {
+        rendered.headers_mut().insert(name.clone(), value.clone());
+    }
+    *rendered.extensions_mut() = parts.extensions;
+    rendered
 }
 
 /// The fallback for unknown routes.

@@ -11,6 +11,7 @@
 //!   it holds, and the extractors handlers reach it through.
 //! - [`linkedin::cookie`] (pure) and [`linkedin::client`] (I/O): the LinkedIn side.
 //! - [`handlers`]: thin handlers, one `router()` each.
+//! - [`telemetry`]: metrics, request ids, the log format; [`ratelimit`]: the sign-in limits.
 //! - `sandbox` (feature `sandbox`, on by default): the emulated LinkedIn under `/sandbox/`.
 
 pub mod app;
@@ -18,9 +19,11 @@ pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod linkedin;
+pub mod ratelimit;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod telemetry;
 pub mod tls;

@@ -1,10 +1,10 @@
-//! The binary: parse the configuration, start tracing, serve until SIGTERM or Ctrl-C.
+//! The binary: parse the configuration, start logging, serve until SIGTERM or Ctrl-C.
 
 use std::process::ExitCode;
 
-use linkedin_token_exchange::config::Config;
+use linkedin_token_exchange::config::{Config, LogFormat};
 use linkedin_token_exchange::server::{Server, shutdown_signal};
-use tracing_subscriber::EnvFilter;
+use linkedin_token_exchange::telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,20 +22,16 @@ async fn main() -> ExitCode {
             // One line, naming the variable (clap names it by its value name).
             let rendered = err.to_string();
             let line = rendered.lines().next().unwrap_or("invalid configuration");
-            eprintln!("linkedin-token-exchange: configuration {line}");
+            fail(Config::log_format_hint(), &format!("configuration {line}"));
             return ExitCode::from(2);
         }
     };
-    let filter = log_filter(&config.rust_log);
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    telemetry::init_logging(config.log_format, &config.rust_log);
 
     let server = match Server::build(&config).await {
         Ok(server) => server,
         Err(err) => {
-            eprintln!("linkedin-token-exchange: configuration error: {err}");
+            fail(config.log_format, &format!("configuration error: {err}"));
             return ExitCode::from(2);
         }
     };
@@ -45,19 +41,20 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("linkedin-token-exchange: server error: {err}");
+            tracing::error!(%err, "server error");
             ExitCode::FAILURE
         }
     }
 }
 
-/// `RUST_LOG` (already validated by `Config`), with tower-sessions' own warnings about
-/// unknown or malformed session ids kept out unless asked for by name: any client can cause
-/// them at will, and the service logs those cases at debug itself.
-fn log_filter(rust_log: &str) -> EnvFilter {
-    let mut directives = rust_log.to_owned();
-    if !rust_log.contains("tower_sessions") {
-        directives.push_str(",tower_sessions=error,tower_sessions_core=error");
+/// Says why the start failed, on one line of stderr, as JSON when the logs are.
+fn fail(format: LogFormat, message: &str) {
+    let message = format!("linkedin-token-exchange: {message}");
+    match format {
+        LogFormat::Text => eprintln!("{message}"),
+        LogFormat::Json => eprintln!(
+            "{}",
+            serde_json::json!({"level": "ERROR", "target": "linkedin_token_exchange", "message": message})
+        ),
     }
-    EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"))
 }

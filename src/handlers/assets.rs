@@ -1,5 +1,4 @@
-//! What needs no session: `GET /static/*` (the page's JS and CSS, embedded in the binary)
-//! and `GET /healthz`.
+//! `GET /static/*`: the page's JS and CSS, embedded in the binary. No session.
 
 use axum::Router;
 use axum::extract::Path;
@@ -26,9 +25,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/static/{file}", get(asset))
-        .route("/healthz", get(healthz))
+    Router::new().route("/static/{file}", get(asset))
 }
 
 async fn asset(Path(file): Path<String>) -> Result<impl IntoResponse, AppError> {
@@ -40,8 +37,4 @@ async fn asset(Path(file): Path<String>) -> Result<impl IntoResponse, AppError> 
         [(CONTENT_TYPE, *content_type), (CACHE_CONTROL, "no-cache")],
         *body,
     ))
-}
-
-async fn healthz() -> &'static str {
-    "ok"
 }

@@ -30,12 +30,28 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Verifies the cookie, exchanges its token (unless the session already holds this member)
-/// and stores the credentials. A failure anywhere stores nothing.
+/// and stores the credentials. A failure anywhere stores nothing. Every outcome is counted
+/// and logged at info, with the member and (through the request's span) its id.
 async fn token_exchange(
     State(state): State<AppState>,
     session: MemberSession,
     headers: HeaderMap,
 ) -> Result<Json<ExchangeReply>> {
+    let result = exchange(&state, &session, &headers).await;
+    let (outcome, member_id) = match &result {
+        Ok(reply) => (reply.status, Some(reply.member_id.as_str())),
+        Err(err) => (err.status_and_code().1, None),
+    };
+    state.telemetry.exchange("jsapi", outcome);
+    tracing::info!(flow = "jsapi", outcome, member_id = ?member_id.unwrap_or(""), "exchange");
+    result.map(Json)
+}
+
+async fn exchange(
+    state: &AppState,
+    session: &MemberSession,
+    headers: &HeaderMap,
+) -> Result<ExchangeReply> {
     let cookie_headers = headers
         .get_all(COOKIE)
         .iter()
@@ -50,13 +66,15 @@ async fn token_exchange(
         .as_ref()
         .filter(|p| p.member_id == cookie.member_id())
     {
-        return Ok(Json(ExchangeReply {
+        return Ok(ExchangeReply {
             status: "already_connected",
             member_id: previous.member_id.clone(),
             expires_in: previous.expires_at - now,
-        }));
+        });
     }
 
+    // One cookie replayed without a session must not buy unlimited upstream exchanges.
+    state.limits.check_token(cookie.access_token())?;
     let token = state.linkedin.exchange_token(cookie.access_token()).await?;
     let expires_in = i64::try_from(token.expires_in).unwrap_or(i64::MAX / 2);
     let member = Member {
@@ -68,10 +86,9 @@ async fn token_exchange(
         },
     };
     session.sign_in(&member).await?;
-    tracing::debug!(member_id = %member.member_id, "member connected");
-    Ok(Json(ExchangeReply {
+    Ok(ExchangeReply {
         status: "connected",
         member_id: member.member_id,
         expires_in,
-    }))
+    })
 }

@@ -4,5 +4,6 @@
 
 pub mod assets;
 pub mod exchange;
+pub mod health;
 pub mod login;
 pub mod member;

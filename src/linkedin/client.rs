@@ -6,7 +6,8 @@
 //! caller sees is `error`'s.
 
 use std::fmt;
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use oauth1_request::signature_method::HmacSha1;
 use oauth1_request::{Credentials, Request as OAuthRequest};
@@ -15,6 +16,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use url::Url;
 
 use crate::secret::Secret;
+use crate::telemetry::Telemetry;
 
 /// The largest upstream body read; a larger one is `upstream_malformed`.
 const MAX_UPSTREAM_BODY: usize = 1 << 20;
@@ -82,6 +84,7 @@ pub struct LinkedInClient {
     access_token_url: String,
     profile_url: String,
     timeout_ms: u64,
+    telemetry: Telemetry,
 }
 
 impl fmt::Debug for LinkedInClient {
@@ -133,7 +136,35 @@ impl LinkedInClient {
             access_token_url: endpoints.access_token_url.to_string(),
             profile_url: api,
             timeout_ms: u64::try_from(endpoints.timeout.as_millis()).unwrap_or(u64::MAX),
+            telemetry: Telemetry::disabled(),
         })
+    }
+
+    /// Times each call in `telemetry`, by endpoint and outcome.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Runs one call to `endpoint` and records its time and outcome.
+    async fn timed<T>(
+        &self,
+        endpoint: &'static str,
+        call: impl Future<Output = Result<T, UpstreamError>>,
+    ) -> Result<T, UpstreamError> {
+        let started = Instant::now();
+        let result = call.await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(err) => {
+                crate::error::AppError::from(err.clone())
+                    .status_and_code()
+                    .1
+            }
+        };
+        self.telemetry
+            .upstream(endpoint, outcome, started.elapsed());
+        result
     }
 
     /// Exchanges a JSAPI (OAuth 2) access token for OAuth 1.0a REST credentials: a `POST`
@@ -143,6 +174,11 @@ impl LinkedInClient {
         &self,
         access_token: &str,
     ) -> Result<TokenCredentials, UpstreamError> {
+        self.timed("access_token", self.exchange_once(access_token))
+            .await
+    }
+
+    async fn exchange_once(&self, access_token: &str) -> Result<TokenCredentials, UpstreamError> {
         let params = ExchangeParams {
             xoauth_oauth2_access_token: access_token,
         };
@@ -162,6 +198,15 @@ impl LinkedInClient {
 
     /// The member's profile: `GET {api}/v1/people/~?format=json`, signed with the token.
     pub async fn profile(
+        &self,
+        token: &str,
+        token_secret: &Secret,
+    ) -> Result<serde_json::Value, UpstreamError> {
+        self.timed("profile", self.profile_once(token, token_secret))
+            .await
+    }
+
+    async fn profile_once(
         &self,
         token: &str,
         token_secret: &Secret,

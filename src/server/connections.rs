@@ -55,11 +55,13 @@ pub struct Tracker {
     next_id: AtomicU64,
     live: Mutex<HashMap<u64, Weak<Connection>>>,
     draining: AtomicBool,
+    open_gauge: metrics::Gauge,
 }
 
 impl Tracker {
-    /// A tracker that holds at most `max` connections.
-    pub fn new(max: usize, idle_timeout: Duration) -> Arc<Self> {
+    /// A tracker that holds at most `max` connections, closes those idle for
+    /// `idle_timeout`, and keeps `open_gauge` at the number held.
+    pub fn new(max: usize, idle_timeout: Duration, open_gauge: metrics::Gauge) -> Arc<Self> {
         Arc::new(Self {
             permits: Arc::new(Semaphore::new(max)),
             max,
@@ -68,12 +70,18 @@ impl Tracker {
             next_id: AtomicU64::new(0),
             live: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
+            open_gauge,
         })
     }
 
     /// The cap.
     pub fn max(&self) -> usize {
         self.max
+    }
+
+    /// How long a connection may sit idle.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
     }
 
     /// Connections held now.
@@ -98,9 +106,12 @@ impl Tracker {
                 return permit;
             }
             self.close_idle(1);
-            // The semaphore is never closed; a timeout means: look for idle ones again.
+            // The semaphore is never closed; a timeout means: look for idle ones again, once
+            // the one just asked has had its grace to go (else every round closes another).
             let wait = self.permits.clone().acquire_owned();
-            if let Ok(Ok(permit)) = tokio::time::timeout(Duration::from_millis(200), wait).await {
+            if let Ok(Ok(permit)) =
+                tokio::time::timeout(CLOSE_GRACE + Duration::from_millis(200), wait).await
+            {
                 return permit;
             }
         }
@@ -138,6 +149,7 @@ impl Tracker {
         if let Ok(mut live) = self.live.lock() {
             live.insert(id, Arc::downgrade(&connection));
         }
+        self.open_gauge.increment(1.0);
         tokio::spawn(watch_idle(Arc::downgrade(&connection), self.idle_timeout));
         connection
     }
@@ -239,10 +251,11 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if let Some(tracker) = self.tracker.upgrade()
-            && let Ok(mut live) = tracker.live.lock()
-        {
-            live.remove(&self.id);
+        if let Some(tracker) = self.tracker.upgrade() {
+            tracker.open_gauge.decrement(1.0);
+            if let Ok(mut live) = tracker.live.lock() {
+                live.remove(&self.id);
+            }
         }
     }
 }
@@ -306,12 +319,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for TrackedStream<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        // Register first, then look: a close that lands in between still wakes this read.
+        if let Ok(mut reader) = self.connection.reader.lock() {
+            *reader = Some(cx.waker().clone());
+        }
         // Closed while idle: the peer is treated as gone.
         if self.connection.ended() {
             return Poll::Ready(Ok(()));
-        }
-        if let Ok(mut reader) = self.connection.reader.lock() {
-            *reader = Some(cx.waker().clone());
         }
         let filled = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
@@ -422,7 +436,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_tracker_closes_its_longest_idle_connection_to_admit_a_new_one() {
-        let tracker = Tracker::new(2, IDLE_TIMEOUT);
+        let tracker = Tracker::new(2, IDLE_TIMEOUT, metrics::Gauge::noop());
         let first = tracker.register(tracker.admit().await);
         tokio::time::sleep(Duration::from_millis(5)).await;
         let second = tracker.register(tracker.admit().await);

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -18,15 +19,20 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use crate::app::{AppState, Settings, build_app};
 use crate::config::{Config, ConfigError};
 use crate::linkedin::cookie::cookie_name;
+use crate::ratelimit::RateLimits;
 use crate::secret::Secret;
 use crate::session::SessionBackend;
 use crate::session::keys::{self, KeySource};
+use crate::telemetry::Telemetry;
 use crate::tls;
 
 pub mod connections;
+pub mod listeners;
+pub mod reload;
 pub mod wiring;
 
 use connections::{IDLE_TIMEOUT, LimitedAcceptor, Tracker};
+use reload::CertFiles;
 use wiring::Urls;
 
 /// How long in-flight requests may run after a shutdown signal.
@@ -39,9 +45,14 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 pub struct Server {
     listener: TcpListener,
     tls: RustlsConfig,
+    cert_files: CertFiles,
     app: Router,
     addr: SocketAddr,
     connections: Arc<Tracker>,
+    telemetry: Telemetry,
+    shutting_down: Arc<AtomicBool>,
+    metrics: Option<TcpListener>,
+    redirect: Option<(TcpListener, String)>,
 }
 
 impl Server {
@@ -71,13 +82,31 @@ impl Server {
             tracing::info!(cert = %config.tls_cert.display(), "generated a self-signed certificate for localhost");
         }
 
-        let (listener, addr) = bind(config.bind)?;
+        let (listener, addr) = bind(config.bind, "BIND")?;
+        let metrics = match config.metrics_bind {
+            Some(at) => Some(bind(at, "METRICS_BIND")?.0),
+            None => None,
+        };
+        let public_origins = config.public_origins(addr)?;
+        let redirect = match config.http_redirect_bind {
+            Some(at) => Some((bind(at, "HTTP_REDIRECT_BIND")?.0, public_origins[0].clone())),
+            None => None,
+        };
+        let telemetry = if metrics.is_some() {
+            Telemetry::enabled()
+        } else {
+            Telemetry::disabled()
+        };
         let urls = Urls::resolve(config, sandbox, addr)?;
         // In sandbox mode the server calls its own sandbox over HTTPS: it trusts its own
         // certificate for that.
         let linkedin =
-            wiring::upstream_client(config, &urls, &credentials, sandbox.then_some(&material))?;
-        let sessions = connect_sessions(config).await?;
+            wiring::upstream_client(config, &urls, &credentials, sandbox.then_some(&material))?
+                .with_telemetry(telemetry.clone());
+        let sessions = connect_sessions(config)
+            .await?
+            .with_telemetry(telemetry.clone());
+        let shutting_down = Arc::new(AtomicBool::new(false));
 
         log_mode(config, sandbox, addr, &credentials.api_key, &urls);
         let settings = Settings {
@@ -86,14 +115,17 @@ impl Server {
             secret_key: credentials.secret_key.clone(),
             linkedin,
             jsapi_url: urls.jsapi,
-            public_origins: config.public_origins(addr)?,
+            public_origins,
             session_idle: config.session_idle(),
             sandbox,
+            sessions,
+            telemetry: telemetry.clone(),
+            limits: RateLimits::new(config.rate_limit, config.trusted_proxies.clone()),
+            shutting_down: shutting_down.clone(),
         };
         tracing::debug!(?settings, "settings");
         let app = build_app(
             AppState::new(settings),
-            sessions,
             sandbox_routes(sandbox, credentials),
         );
         let max_connections = config
@@ -104,9 +136,17 @@ impl Server {
         Ok(Self {
             listener,
             tls,
+            cert_files: CertFiles {
+                cert: config.tls_cert.clone(),
+                key: config.tls_key.clone(),
+            },
             app,
             addr,
-            connections: Tracker::new(max_connections, IDLE_TIMEOUT),
+            connections: Tracker::new(max_connections, IDLE_TIMEOUT, telemetry.connections_open()),
+            telemetry,
+            shutting_down,
+            metrics,
+            redirect,
         })
     }
 
@@ -117,8 +157,24 @@ impl Server {
 
     /// Closes connections idle for `idle` instead of [`IDLE_TIMEOUT`] (tests use seconds).
     pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
-        self.connections = Tracker::new(self.connections.max(), idle);
+        self.connections = Tracker::new(
+            self.connections.max(),
+            idle,
+            self.telemetry.connections_open(),
+        );
         self
+    }
+
+    /// The metrics listener's address, when `METRICS_BIND` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The redirect listener's address, when `HTTP_REDIRECT_BIND` is set.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` completes, then stops accepting, closes idle connections at
@@ -130,12 +186,42 @@ impl Server {
         let handle = Handle::new();
         let on_signal = handle.clone();
         let connections = self.connections.clone();
+        let shutting_down = self.shutting_down.clone();
+        let (stop_side, side_stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing requests in flight");
+            shutting_down.store(true, Ordering::Release);
             on_signal.graceful_shutdown(Some(SHUTDOWN_GRACE));
             connections.drain();
+            let _ = stop_side.send(true);
         });
+        let stopped = move || {
+            let mut stopped = side_stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let side = |listener: TcpListener| tokio::net::TcpListener::from_std(listener);
+        if let Some(listener) = self.metrics {
+            let addr = listener.local_addr()?;
+            tokio::spawn(listeners::serve_metrics(
+                side(listener)?,
+                self.telemetry.clone(),
+                stopped(),
+            ));
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
+        if let Some((listener, origin)) = self.redirect {
+            let addr = listener.local_addr()?;
+            tokio::spawn(listeners::serve_redirect(
+                side(listener)?,
+                origin,
+                stopped(),
+            ));
+            tracing::info!("plain HTTP on {addr} redirects to HTTPS");
+        }
+        let watcher = tokio::spawn(reload::watch(self.cert_files, self.tls.clone()));
         tracing::info!(
             max_connections = self.connections.max(),
             "connections are bounded"
@@ -160,10 +246,16 @@ impl Server {
             .http_builder()
             .http2()
             .max_header_list_size(16 * 1024)
-            .keep_alive_interval(Some(IDLE_TIMEOUT / 2))
+            // Pings move bytes, and bytes count as activity: an interval shorter than the
+            // idle timeout would keep every idle HTTP/2 connection open for ever.
+            .keep_alive_interval(Some(self.connections.idle_timeout() * 3))
             .keep_alive_timeout(REQUEST_DEADLINE)
             .timer(hyper_util::rt::TokioTimer::new());
-        server.serve(self.app.into_make_service()).await
+        let served = server
+            .serve(self.app.into_make_service_with_connect_info::<SocketAddr>())
+            .await;
+        watcher.abort();
+        served
     }
 }
 
@@ -194,9 +286,12 @@ async fn connect_sessions(config: &Config) -> Result<SessionBackend, ConfigError
         .map_err(|e| ConfigError::new("SESSION_STORE", e.to_string()))
 }
 
-fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ConfigError> {
+fn bind(
+    addr: SocketAddr,
+    variable: &'static str,
+) -> Result<(TcpListener, SocketAddr), ConfigError> {
     let fail =
-        |e: std::io::Error| ConfigError::new("BIND", format!("cannot listen on {addr}: {e}"));
+        |e: std::io::Error| ConfigError::new(variable, format!("cannot listen on {addr}: {e}"));
     let listener = TcpListener::bind(addr).map_err(fail)?;
     listener.set_nonblocking(true).map_err(fail)?;
     let bound = listener.local_addr().map_err(fail)?;

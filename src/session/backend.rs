@@ -40,9 +40,22 @@ use super::seal::Keyring;
 use super::{MemoryStore, SqliteSessions};
 use crate::config::StoreUrl;
 use crate::error::{AppError, LoggedError};
+use crate::telemetry::Telemetry;
 
 /// The one key of a sealed record's data.
 const SEALED: &str = "lte.sealed";
+
+/// Calls the same method on whichever store is in use.
+macro_rules! forward {
+    ($store:ident, $s:ident => $call:expr) => {
+        match $store {
+            Store::Memory($s) => $call,
+            Store::Sqlite($s) => $call,
+            Store::Redis($s) => $call,
+            Store::Postgres($s) => $call,
+        }
+    };
+}
 
 /// The longest a store operation may take before the request is answered 503.
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -70,6 +83,7 @@ pub struct ConnectError {
 pub struct SessionBackend {
     store: Store,
     keyring: Arc<Keyring>,
+    telemetry: Telemetry,
     /// Records already reported as unreadable (so each is reported once).
     unreadable: moka::sync::Cache<Id, ()>,
 }
@@ -103,11 +117,49 @@ impl SessionBackend {
         Ok(Self {
             store: Store::connect(url).await?,
             keyring: Arc::new(keyring),
+            telemetry: Telemetry::disabled(),
             unreadable: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(3_600))
                 .build(),
         })
+    }
+
+    /// Counts store failures in `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// One lookup, as a request would make it: whether the store answers, within
+    /// [`STORE_TIMEOUT`].
+    pub async fn ping(&self) -> session_store::Result<()> {
+        let store = &self.store;
+        let id = Id::default();
+        self.bounded("ping", forward!(store, s => s.load(&id)))
+            .await
+            .map(drop)
+    }
+
+    /// Runs one store operation within [`STORE_TIMEOUT`]; a failure is counted, and noted in
+    /// the request's journal where there is one.
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = session_store::Result<T>>,
+    ) -> session_store::Result<T> {
+        let result = match tokio::time::timeout(STORE_TIMEOUT, call).await {
+            Ok(result) => result,
+            Err(_) => Err(session_store::Error::Backend(format!(
+                "no answer within {} ms",
+                STORE_TIMEOUT.as_millis()
+            ))),
+        };
+        if let Err(err) = &result {
+            self.telemetry.store_error(operation);
+            let _ = JOURNAL.try_with(|journal| journal.failed(operation, err));
+        }
+        result
     }
 
     /// `record` with its data sealed for its id.
@@ -251,47 +303,19 @@ fn spawn_sweeper<S: ExpiredDeletion + Clone>(store: S) {
     });
 }
 
-macro_rules! forward {
-    ($store:ident, $s:ident => $call:expr) => {
-        match $store {
-            Store::Memory($s) => $call,
-            Store::Sqlite($s) => $call,
-            Store::Redis($s) => $call,
-            Store::Postgres($s) => $call,
-        }
-    };
-}
-
-/// Runs one store operation within [`STORE_TIMEOUT`]; a failure is noted in the request's
-/// journal, where there is one.
-async fn bounded<T>(
-    operation: &'static str,
-    call: impl Future<Output = session_store::Result<T>>,
-) -> session_store::Result<T> {
-    let result = match tokio::time::timeout(STORE_TIMEOUT, call).await {
-        Ok(result) => result,
-        Err(_) => Err(session_store::Error::Backend(format!(
-            "no answer within {} ms",
-            STORE_TIMEOUT.as_millis()
-        ))),
-    };
-    if let Err(err) = &result {
-        let _ = JOURNAL.try_with(|journal| journal.failed(operation, err));
-    }
-    result
-}
-
 #[async_trait]
 impl SessionStore for SessionBackend {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let mut sealed = self.seal(record)?;
         let store = &self.store;
-        bounded("create", forward!(store, s => s.create(&mut sealed))).await?;
+        self.bounded("create", forward!(store, s => s.create(&mut sealed)))
+            .await?;
         if sealed.id != record.id {
             // The store drew another id (a collision): seal again for the id it kept.
             record.id = sealed.id;
             let resealed = self.seal(record)?;
-            bounded("save", forward!(store, s => s.save(&resealed))).await?;
+            self.bounded("save", forward!(store, s => s.save(&resealed)))
+                .await?;
         }
         Ok(())
     }
@@ -299,12 +323,15 @@ impl SessionStore for SessionBackend {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let sealed = self.seal(record)?;
         let store = &self.store;
-        bounded("save", forward!(store, s => s.save(&sealed))).await
+        self.bounded("save", forward!(store, s => s.save(&sealed)))
+            .await
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let store = &self.store;
-        let loaded = bounded("load", forward!(store, s => s.load(id))).await?;
+        let loaded = self
+            .bounded("load", forward!(store, s => s.load(id)))
+            .await?;
         Ok(loaded.map(|record| self.open(id, record)))
     }
 
@@ -323,7 +350,8 @@ impl SessionStore for SessionBackend {
 impl SessionBackend {
     async fn delete_now(&self, id: &Id) -> session_store::Result<()> {
         let store = &self.store;
-        bounded("delete", forward!(store, s => s.delete(id))).await
+        self.bounded("delete", forward!(store, s => s.delete(id)))
+            .await
     }
 }
 

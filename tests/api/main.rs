@@ -7,6 +7,7 @@ mod helpers;
 
 mod at_rest;
 mod browser;
+mod connections;
 mod errors;
 mod faults;
 mod flow;

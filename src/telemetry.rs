@@ -1,0 +1,327 @@
+//! Telemetry: the Prometheus metrics, request ids, and the log format. One module owns them,
+//! so that handlers, the store and the upstream client record what happened through one
+//! function each ([`Telemetry::exchange`], [`Telemetry::upstream`], …) and never format a
+//! label themselves.
+//!
+//! A [`Telemetry`] holds its own recorder (not the process-wide one), so that each server,
+//! including each test server, counts only its own work; with `METRICS_BIND` unset it is
+//! [`Telemetry::disabled`] and every call is a no-op.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use tower_http::request_id::{MakeRequestId, RequestId};
+
+use crate::config::LogFormat;
+
+/// The request id header.
+pub const REQUEST_ID: &str = "x-request-id";
+/// Histogram buckets, in seconds: from half a millisecond to the longest upstream bound.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The metrics of one server; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Telemetry(Option<Arc<Inner>>);
+
+struct Inner {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Telemetry").field(&self.0.is_some()).finish()
+    }
+}
+
+impl Telemetry {
+    /// Metrics that are recorded and can be rendered.
+    pub fn enabled() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS)
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let handle = recorder.handle();
+        let process = metrics_process::Collector::new("lte_");
+        metrics::with_local_recorder(&recorder, || process.describe());
+        let telemetry = Self(Some(Arc::new(Inner {
+            recorder,
+            handle,
+            process,
+        })));
+        telemetry.describe();
+        telemetry
+    }
+
+    /// No metrics: every call does nothing.
+    pub fn disabled() -> Self {
+        Self(None)
+    }
+
+    fn describe(&self) {
+        let Some(inner) = &self.0 else { return };
+        let describe = |name: &'static str, text: &'static str| {
+            inner
+                .recorder
+                .describe_counter(name.into(), None, text.into());
+        };
+        describe(
+            "lte_http_requests_total",
+            "HTTP requests answered, by route pattern, method and status",
+        );
+        describe(
+            "lte_http_request_duration_seconds",
+            "Time to answer, by route pattern",
+        );
+        describe(
+            "lte_exchanges_total",
+            "Sign-ins attempted, by flow and outcome (connected, already_connected or the error code)",
+        );
+        describe(
+            "lte_upstream_request_duration_seconds",
+            "Calls to LinkedIn, by endpoint and outcome",
+        );
+        describe(
+            "lte_session_store_errors_total",
+            "Session store failures, by operation",
+        );
+        describe("lte_connections_open", "Client connections held open");
+    }
+
+    fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        match &self.0 {
+            Some(inner) => inner
+                .recorder
+                .register_counter(&Key::from_parts(name, labels), &METADATA),
+            None => Counter::noop(),
+        }
+    }
+
+    fn histogram(&self, name: &'static str, labels: Vec<Label>, value: Duration) {
+        if let Some(inner) = &self.0 {
+            inner
+                .recorder
+                .register_histogram(&Key::from_parts(name, labels), &METADATA)
+                .record(value.as_secs_f64());
+        }
+    }
+
+    /// One answered request: `route` is the route pattern, never a raw path.
+    pub fn http_request(&self, route: &str, method: &Method, status: u16, elapsed: Duration) {
+        if self.0.is_none() {
+            return;
+        }
+        let route = Label::new("route", route.to_owned());
+        self.counter(
+            "lte_http_requests_total",
+            vec![
+                route.clone(),
+                Label::new("method", method.as_str().to_owned()),
+                Label::new("status", status.to_string()),
+            ],
+        )
+        .increment(1);
+        self.histogram("lte_http_request_duration_seconds", vec![route], elapsed);
+    }
+
+    /// One sign-in attempt of `flow`, and how it ended.
+    pub fn exchange(&self, flow: &'static str, outcome: &'static str) {
+        self.counter(
+            "lte_exchanges_total",
+            vec![Label::new("flow", flow), Label::new("outcome", outcome)],
+        )
+        .increment(1);
+    }
+
+    /// One call to LinkedIn's `endpoint`, how it ended (`ok` or an error code), and its time.
+    pub fn upstream(&self, endpoint: &'static str, outcome: &'static str, elapsed: Duration) {
+        self.histogram(
+            "lte_upstream_request_duration_seconds",
+            vec![
+                Label::new("endpoint", endpoint),
+                Label::new("outcome", outcome),
+            ],
+            elapsed,
+        );
+    }
+
+    /// One failed store operation.
+    pub fn store_error(&self, operation: &'static str) {
+        self.counter(
+            "lte_session_store_errors_total",
+            vec![Label::new("operation", operation)],
+        )
+        .increment(1);
+    }
+
+    /// The gauge of open client connections.
+    pub fn connections_open(&self) -> Gauge {
+        match &self.0 {
+            Some(inner) => inner
+                .recorder
+                .register_gauge(&Key::from_name("lte_connections_open"), &METADATA),
+            None => Gauge::noop(),
+        }
+    }
+
+    /// Everything, in Prometheus text format (the process's memory and CPU read now).
+    pub fn render(&self) -> String {
+        let Some(inner) = &self.0 else {
+            return String::new();
+        };
+        metrics::with_local_recorder(&inner.recorder, || inner.process.collect());
+        inner.handle.render()
+    }
+}
+
+/// Times a request and counts it under its route pattern (unmatched paths count as
+/// `unmatched`, so that no raw path ever becomes a label).
+pub async fn observe(State(telemetry): State<Telemetry>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    telemetry.http_request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// Makes request ids: 22 random letters and digits.
+#[derive(Clone, Copy, Default)]
+pub struct MakeId;
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id: String = rand::rng()
+            .sample_iter(Alphanumeric)
+            .take(22)
+            .map(char::from)
+            .collect();
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+/// Whether a client's request id can be kept: at most 64 letters, digits, `.`, `_`, `-`.
+pub fn is_sane_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Drops a client's request id that is not sane, so that a fresh one replaces it.
+pub async fn drop_insane_request_id(mut request: Request, next: Next) -> Response {
+    if request
+        .headers()
+        .get(REQUEST_ID)
+        .is_some_and(|v| !is_sane_request_id(v))
+    {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(request).await
+}
+
+/// The request's id, for error bodies and spans.
+pub fn request_id<B>(request: &axum::http::Request<B>) -> Option<String> {
+    request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The span of one request: every log line of the request carries its id.
+pub fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        request_id = request_id(request).as_deref().unwrap_or(""),
+        method = %request.method(),
+        path = %request.uri().path(),
+    )
+}
+
+/// Starts logging: `filter` (already validated), as text or as one JSON object a line.
+/// tower-sessions' own warnings about unknown or malformed session ids are kept out unless
+/// asked for by name: any client can cause them at will.
+pub fn init_logging(format: LogFormat, filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let mut directives = filter.to_owned();
+    if !filter.contains("tower_sessions") {
+        directives.push_str(",tower_sessions=error,tower_sessions_core=error");
+    }
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sane_request_ids_are_short_tokens() {
+        for sane in ["abc", "a.b_c-D9", &"x".repeat(64)] {
+            assert!(
+                is_sane_request_id(&HeaderValue::from_str(sane).unwrap()),
+                "{sane}"
+            );
+        }
+        for insane in ["", "a b", "a/b", "ünï", &"x".repeat(65), "a\tb"] {
+            let Ok(value) = HeaderValue::from_str(insane) else {
+                continue;
+            };
+            assert!(!is_sane_request_id(&value), "{insane:?}");
+        }
+    }
+
+    #[test]
+    fn counters_render_with_their_labels_and_a_disabled_telemetry_renders_nothing() {
+        let telemetry = Telemetry::enabled();
+        telemetry.exchange("jsapi", "connected");
+        telemetry.exchange("jsapi", "connected");
+        telemetry.http_request("/session", &Method::GET, 200, Duration::from_millis(3));
+        let text = telemetry.render();
+        assert!(
+            text.contains(r#"lte_exchanges_total{flow="jsapi",outcome="connected"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("lte_http_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(text.contains("lte_process_resident_memory_bytes"), "{text}");
+        assert_eq!(Telemetry::disabled().render(), "");
+    }
+}
