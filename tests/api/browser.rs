@@ -323,6 +323,24 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
         )
         .await;
 
+    // The page ran under its Content-Security-Policy the whole time, and broke none of it.
+    let page = app.get("/").await;
+    let policy = page
+        .headers()
+        .get("content-security-policy")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .expect("the page has a Content-Security-Policy");
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    let console = browser.console().await.expect("the browser console");
+    let violations: Vec<_> = console
+        .iter()
+        .filter(|line| line.contains("Content Security Policy") || line.contains("Refused to"))
+        .collect();
+    assert!(
+        violations.is_empty(),
+        "CSP violations:\n{violations:#?}\nunder {policy}"
+    );
+
     browser.close().await;
     drop(driver);
     eprintln!(
@@ -570,9 +588,18 @@ impl Browser {
                 )
                 .await,
         );
-        let console = match self.client.issue_cmd(BrowserLog).await {
-            Ok(Value::Array(entries)) if entries.is_empty() => "(empty)".to_owned(),
-            Ok(Value::Array(entries)) => entries
+        let console = match self.console().await {
+            Ok(lines) if lines.is_empty() => "(empty)".to_owned(),
+            Ok(lines) => lines.join("\n"),
+            Err(e) => format!("(unavailable: {e})"),
+        };
+        format!("page: {url}\n#status: {status}\nbrowser console:\n{console}")
+    }
+
+    /// The browser console since the last call, one `  [LEVEL] message` a line.
+    async fn console(&self) -> Result<Vec<String>, String> {
+        match self.client.issue_cmd(BrowserLog).await {
+            Ok(Value::Array(entries)) => Ok(entries
                 .iter()
                 .map(|e| {
                     format!(
@@ -581,12 +608,10 @@ impl Browser {
                         e["message"].as_str().unwrap_or("?")
                     )
                 })
-                .collect::<Vec<_>>()
-                .join("\n"),
-            Ok(other) => other.to_string(),
-            Err(e) => format!("(unavailable: {e})"),
-        };
-        format!("page: {url}\n#status: {status}\nbrowser console:\n{console}")
+                .collect()),
+            Ok(other) => Ok(vec![other.to_string()]),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     async fn close(self) {

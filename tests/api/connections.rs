@@ -21,8 +21,6 @@ use axum::http::Request;
 use linkedin_token_exchange::config::Config;
 use linkedin_token_exchange::server::{REQUEST_DEADLINE, Server};
 use reqwest::cookie::Jar;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -30,11 +28,10 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::helpers::{
-    API_KEY, Behaviour, FakeUpstream, SECRET_KEY, http1_client, json_of, signed_cookie,
+    API_KEY, Behaviour, FakeUpstream, SECRET_KEY, http1_client, json_of, raw_tls, signed_cookie,
     test_config, trusting_client,
 };
 
@@ -123,23 +120,7 @@ impl Served {
 
     /// A TLS connection that offers only `alpn` (`b"http/1.1"` or `b"h2"`).
     async fn tls(&self, alpn: &[u8]) -> TlsStream<TcpStream> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(self.dir.path().join("cert.pem")).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let mut config = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![alpn.to_vec()];
-        let tcp = TcpStream::connect(self.addr).await.unwrap();
-        tcp.set_nodelay(true).unwrap();
-        let handshake = TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from("localhost").unwrap(), tcp);
-        timeout(PROMPT, handshake)
-            .await
-            .expect("the TLS handshake completes at once")
-            .unwrap()
+        raw_tls(&self.dir, self.addr, alpn).await
     }
 
     /// An HTTP/2 connection: its request handle, and the task that drives it, which ends when

@@ -33,6 +33,10 @@ pub const SESSION_KEY: &str = "dGVzdC1zZXNzaW9uLWtleS0wMTIzNDU2Nzg5YWJjZGU=";
 /// A running server and a browser-like client for it.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The metrics listener, when the config sets `METRICS_BIND`.
+    pub metrics: Option<SocketAddr>,
+    /// The redirect listener, when the config sets `HTTP_REDIRECT_BIND`.
+    pub redirect: Option<SocketAddr>,
     pub base: String,
     pub client: reqwest::Client,
     pub jar: Arc<Jar>,
@@ -99,6 +103,7 @@ impl TestApp {
     pub async fn start(config: Config, dir: Arc<TempDir>) -> TestApp {
         let server = Server::build(&config).await.expect("server starts");
         let addr = server.local_addr();
+        let (metrics, redirect) = (server.metrics_addr(), server.redirect_addr());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
             let _ = rx.await;
@@ -107,6 +112,8 @@ impl TestApp {
         let client = trusting_client(&dir, jar.clone());
         TestApp {
             addr,
+            metrics,
+            redirect,
             base: format!("https://localhost:{}", addr.port()),
             client,
             jar,
@@ -403,4 +410,35 @@ async fn fake_profile() -> Response {
         axum::Json(serde_json::json!({"id": "fake"})),
     )
         .into_response()
+}
+
+/// A raw TLS connection to `addr` that trusts the certificate in `dir` and offers only `alpn`
+/// (`b"http/1.1"` or `b"h2"`): for tests that write requests by hand.
+pub async fn raw_tls(
+    dir: &TempDir,
+    addr: SocketAddr,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        rustls::pki_types::CertificateDer::pem_file_iter(dir.path().join("cert.pem")).unwrap()
+    {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let handshake = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+        tcp,
+    );
+    tokio::time::timeout(Duration::from_secs(5), handshake)
+        .await
+        .expect("the TLS handshake completes at once")
+        .unwrap()
 }

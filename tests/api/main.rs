@@ -11,6 +11,7 @@ mod connections;
 mod errors;
 mod faults;
 mod flow;
+mod operations;
 mod process;
 mod sandbox;
 mod servers;

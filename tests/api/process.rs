@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::helpers::{
@@ -73,7 +74,8 @@ impl Running {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
                     if let Some(rest) = line.split("open https://localhost:").nth(1) {
-                        let _ = port_tx.send(rest.trim_end_matches('/').to_owned());
+                        let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                        let _ = port_tx.send(port);
                     }
                     let mut all = output.lock().unwrap();
                     all.push_str(&line);
@@ -487,4 +489,202 @@ fn the_start_warns_about_plain_http_upstreams_and_an_exposed_sandbox() {
             .any(|l| l.contains("anyone who can reach")),
         "{output}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_log_format_json_every_line_is_json_and_exchanges_log_member_and_request_id() {
+    let upstream = FakeUpstream::start(Behaviour::Grant {
+        delay: Duration::ZERO,
+        expires_in: 5_183_999,
+    })
+    .await;
+    let access = upstream.url("/uas/oauth/accessToken").to_string();
+    let api = upstream.url("").to_string();
+    let mut server = Running::start(&[
+        ("LOG_FORMAT", "json"),
+        ("LINKEDIN_API_KEY", API_KEY),
+        ("LINKEDIN_SECRET_KEY", SECRET_KEY),
+        ("LINKEDIN_ACCESS_TOKEN_URL", &access),
+        ("LINKEDIN_API_URL", &api),
+    ]);
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let browser = trusting_client(&server.dir, jar.clone());
+    jar.add_cookie_str(
+        &format!(
+            "linkedin_oauth_{API_KEY}={}; Path=/",
+            signed_cookie("json-token", "json-member", SECRET_KEY)
+        ),
+        &server.base.parse().unwrap(),
+    );
+    let response = server.post(&browser, "/token-exchange").await;
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(response.status(), 200);
+    let stranger = trusting_client(&server.dir, Arc::new(reqwest::cookie::Jar::default()));
+    assert_eq!(
+        server.post(&stranger, "/token-exchange").await.status(),
+        400
+    );
+    server.sigterm();
+    assert!(server.wait(Duration::from_secs(10)).success());
+
+    let output = server.output();
+    let lines: Vec<Value> = output
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    assert!(lines.len() >= 5, "{output}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"].as_str().unwrap_or("").contains("listening"))
+    );
+    let exchange = lines
+        .iter()
+        .find(|l| l["message"] == "exchange" && l["outcome"] == "connected")
+        .unwrap_or_else(|| panic!("no exchange line: {output}"));
+    assert_eq!(exchange["level"], "INFO");
+    assert_eq!(
+        exchange["span"]["request_id"],
+        request_id.as_str(),
+        "{exchange}"
+    );
+    assert!(
+        exchange["member_id"]
+            .as_str()
+            .unwrap()
+            .contains("json-member"),
+        "{exchange}"
+    );
+    assert!(!output.contains("fake-secret-1") && !output.contains(SECRET_KEY));
+
+    // A configuration that does not parse is reported in JSON too.
+    let dir = tempfile::tempdir().unwrap();
+    let refused = Command::new(BINARY)
+        .env_clear()
+        .env("LOG_FORMAT", "json")
+        .env("BIND", "nowhere")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let line: Value = serde_json::from_slice(&refused.stderr).unwrap();
+    assert!(line["message"].as_str().unwrap().contains("BIND"), "{line}");
+}
+
+/// A self-signed pair for localhost, PEM.
+fn new_pair() -> (Vec<u8>, Vec<u8>) {
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    (
+        pair.cert.pem().into_bytes(),
+        pair.signing_key.serialize_pem().into_bytes(),
+    )
+}
+
+/// The certificate the server at `base` presents in a new handshake (DER), trusting `roots`.
+async fn presented(base: &str, roots: &[&[u8]]) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut store = rustls::RootCertStore::empty();
+    for pem in roots {
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+            store.add(cert.unwrap()).unwrap();
+        }
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn der(pem: &[u8]) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem)
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_or_new_files_reload_the_certificate_and_open_connections_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.pem"), dir.path().join("tls-key.pem"));
+    let (a, a_key) = new_pair();
+    std::fs::write(&cert, &a).unwrap();
+    std::fs::write(&key, &a_key).unwrap();
+    let server = Running::start_with_tls(&[], &cert, &key);
+    let (b, b_key) = new_pair();
+    let (c, c_key) = new_pair();
+    let roots = [a.as_slice(), b.as_slice(), c.as_slice()];
+    assert_eq!(presented(&server.base, &roots).await, der(&a));
+
+    // A keep-alive client that trusts the first certificate only: it can only go on working
+    // over the connection it already has.
+    let old = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&a).unwrap())
+        .build()
+        .unwrap();
+    let healthz = format!("{}/healthz", server.base);
+    assert_eq!(old.get(&healthz).send().await.unwrap().status(), 200);
+
+    std::fs::write(&cert, &b).unwrap();
+    std::fs::write(&key, &b_key).unwrap();
+    let hup = |child: u32| {
+        let status = Command::new("kill")
+            .args(["-HUP", &child.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    hup(server.child.id());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while presented(&server.base, &roots).await != der(&b) {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP reloaded the pair: {}",
+            server.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        old.get(&healthz).send().await.unwrap().status(),
+        200,
+        "the open connection works"
+    );
+
+    // A broken pair is refused, and the server keeps the one it has.
+    std::fs::write(&cert, b"garbage").unwrap();
+    hup(server.child.id());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        server.output().contains("certificate not reloaded"),
+        "{}",
+        server.output()
+    );
+    assert_eq!(presented(&server.base, &roots).await, der(&b));
+
+    // New files are picked up without a signal.
+    std::fs::write(&key, &c_key).unwrap();
+    std::fs::write(&cert, &c).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while presented(&server.base, &roots).await != der(&c) {
+        assert!(
+            Instant::now() < deadline,
+            "the change was picked up: {}",
+            server.output()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
