@@ -75,13 +75,7 @@ async fn connect(app: &TestApp, browser: &(reqwest::Client, Arc<Jar>), member: &
         &browser.1,
         &signed_cookie(&format!("token-{member}"), member, SECRET_KEY),
     );
-    let response = browser
-        .0
-        .post(app.url("/token-exchange"))
-        .header("origin", &app.base)
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_from(&browser.0, "/token-exchange").await;
     let (status, body) = json_of(response).await;
     assert_eq!(
         (status, body["member_id"].as_str()),

@@ -665,12 +665,7 @@ async fn sixty_four_concurrent_exchanges_each_make_one_upstream_call_and_keep_th
     let exchanges = browsers.iter().map(|(member, browser, _)| {
         let (app, member, browser) = (app.clone(), member.clone(), browser.clone());
         async move {
-            let response = browser
-                .post(app.url("/token-exchange"))
-                .header("origin", &app.base)
-                .send()
-                .await
-                .unwrap();
+            let response = app.post_from(&browser, "/token-exchange").await;
             let (status, body) = json_of(response).await;
             assert_eq!(
                 (status, body["member_id"].as_str()),

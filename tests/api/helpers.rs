@@ -173,7 +173,12 @@ impl TestApp {
 
     /// A same-origin POST from the default browser.
     pub async fn post(&self, path: &str) -> reqwest::Response {
-        self.client
+        self.post_from(&self.client, path).await
+    }
+
+    /// A same-origin POST from `browser`.
+    pub async fn post_from(&self, browser: &reqwest::Client, path: &str) -> reqwest::Response {
+        browser
             .post(self.url(path))
             .header("Origin", &self.base)
             .send()

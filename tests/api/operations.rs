@@ -69,22 +69,12 @@ async fn metrics_count_exchanges_by_outcome_on_their_own_listener_and_never_a_ra
             &jar,
             &signed_cookie(&format!("token-{i}"), &format!("counted-{i}"), SECRET_KEY),
         );
-        let response = browser
-            .post(app.url("/token-exchange"))
-            .header("origin", &app.base)
-            .send()
-            .await
-            .unwrap();
+        let response = app.post_from(&browser, "/token-exchange").await;
         assert_eq!(response.status(), 200);
     }
     for _ in 0..2 {
         let (browser, _) = app.new_browser();
-        let response = browser
-            .post(app.url("/token-exchange"))
-            .header("origin", &app.base)
-            .send()
-            .await
-            .unwrap();
+        let response = app.post_from(&browser, "/token-exchange").await;
         assert_eq!(response.status(), 400, "missing_cookie");
     }
     app.set_jsapi_cookie(&app.jar, &encode_cookie("not json"));

@@ -94,6 +94,37 @@ impl Running {
         }
     }
 
+    /// The binary in real mode against `upstream`, with `env` on top.
+    fn real(upstream: &FakeUpstream, env: &[(&str, &str)]) -> Running {
+        let access = upstream.url("/uas/oauth/accessToken").to_string();
+        let api = upstream.url("").to_string();
+        let mut all = vec![
+            ("LINKEDIN_API_KEY", API_KEY),
+            ("LINKEDIN_SECRET_KEY", SECRET_KEY),
+            ("LINKEDIN_ACCESS_TOKEN_URL", access.as_str()),
+            ("LINKEDIN_API_URL", api.as_str()),
+        ];
+        all.extend_from_slice(env);
+        Running::start(&all)
+    }
+
+    /// A browser holding a JSAPI cookie for `member` (signed over `token`), and its jar.
+    fn browser_signed_in(
+        &self,
+        token: &str,
+        member: &str,
+    ) -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        jar.add_cookie_str(
+            &format!(
+                "linkedin_oauth_{API_KEY}={}; Path=/",
+                signed_cookie(token, member, SECRET_KEY)
+            ),
+            &self.base.parse().unwrap(),
+        );
+        (trusting_client(&self.dir, jar.clone()), jar)
+    }
+
     /// A same-origin `POST` from `browser`.
     async fn post(&self, browser: &reqwest::Client, path: &str) -> reqwest::Response {
         browser
@@ -146,24 +177,8 @@ async fn no_secret_appears_in_any_response_page_or_log_line_even_at_trace() {
         expires_in: 5_183_999,
     })
     .await;
-    let access = upstream.url("/uas/oauth/accessToken").to_string();
-    let api = upstream.url("").to_string();
-    let server = Running::start(&[
-        ("RUST_LOG", "trace"),
-        ("LINKEDIN_API_KEY", API_KEY),
-        ("LINKEDIN_SECRET_KEY", SECRET_KEY),
-        ("LINKEDIN_ACCESS_TOKEN_URL", &access),
-        ("LINKEDIN_API_URL", &api),
-    ]);
-    let jar = Arc::new(reqwest::cookie::Jar::default());
-    let browser = trusting_client(&server.dir, jar.clone());
-    jar.add_cookie_str(
-        &format!(
-            "linkedin_oauth_{API_KEY}={}; Path=/",
-            signed_cookie("jsapi-token", "log-member", SECRET_KEY)
-        ),
-        &server.base.parse().unwrap(),
-    );
+    let server = Running::real(&upstream, &[("RUST_LOG", "trace")]);
+    let (browser, jar) = server.browser_signed_in("jsapi-token", "log-member");
 
     let mut seen = String::new();
     let (status, body) = json_of(server.post(&browser, "/token-exchange").await).await;
@@ -231,24 +246,8 @@ async fn sigterm_finishes_the_exchange_in_flight_then_exits_zero() {
         expires_in: 5_183_999,
     })
     .await;
-    let access = upstream.url("/uas/oauth/accessToken").to_string();
-    let api = upstream.url("").to_string();
-    let mut server = Running::start(&[
-        ("LINKEDIN_API_KEY", API_KEY),
-        ("LINKEDIN_SECRET_KEY", SECRET_KEY),
-        ("LINKEDIN_ACCESS_TOKEN_URL", &access),
-        ("LINKEDIN_API_URL", &api),
-        ("UPSTREAM_TIMEOUT_MS", "5000"),
-    ]);
-    let jar = Arc::new(reqwest::cookie::Jar::default());
-    let browser = trusting_client(&server.dir, jar.clone());
-    jar.add_cookie_str(
-        &format!(
-            "linkedin_oauth_{API_KEY}={}; Path=/",
-            signed_cookie("slow-token", "slow-member", SECRET_KEY)
-        ),
-        &server.base.parse().unwrap(),
-    );
+    let mut server = Running::real(&upstream, &[("UPSTREAM_TIMEOUT_MS", "5000")]);
+    let (browser, _) = server.browser_signed_in("slow-token", "slow-member");
     let in_flight = tokio::spawn({
         let (browser, base) = (browser.clone(), server.base.clone());
         async move {
@@ -498,24 +497,8 @@ async fn with_log_format_json_every_line_is_json_and_exchanges_log_member_and_re
         expires_in: 5_183_999,
     })
     .await;
-    let access = upstream.url("/uas/oauth/accessToken").to_string();
-    let api = upstream.url("").to_string();
-    let mut server = Running::start(&[
-        ("LOG_FORMAT", "json"),
-        ("LINKEDIN_API_KEY", API_KEY),
-        ("LINKEDIN_SECRET_KEY", SECRET_KEY),
-        ("LINKEDIN_ACCESS_TOKEN_URL", &access),
-        ("LINKEDIN_API_URL", &api),
-    ]);
-    let jar = Arc::new(reqwest::cookie::Jar::default());
-    let browser = trusting_client(&server.dir, jar.clone());
-    jar.add_cookie_str(
-        &format!(
-            "linkedin_oauth_{API_KEY}={}; Path=/",
-            signed_cookie("json-token", "json-member", SECRET_KEY)
-        ),
-        &server.base.parse().unwrap(),
-    );
+    let mut server = Running::real(&upstream, &[("LOG_FORMAT", "json")]);
+    let (browser, _) = server.browser_signed_in("json-token", "json-member");
     let response = server.post(&browser, "/token-exchange").await;
     let request_id = response.headers()["x-request-id"]
         .to_str()
