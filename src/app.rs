@@ -20,6 +20,7 @@ use tower_http::trace::TraceLayer;
 use crate::error::{AppError, json_errors, log_errors, not_found};
 use crate::handlers;
 use crate::linkedin::client::LinkedInClient;
+use crate::linkedin::oidc::OidcClient;
 use crate::ratelimit::{RateLimits, limit_clients};
 use crate::secret::Secret;
 use crate::session::{self, SessionBackend, SessionPolicy};
@@ -47,6 +48,8 @@ pub struct Settings {
     pub secret_key: Secret,
     /// The client for the LinkedIn side.
     pub linkedin: LinkedInClient,
+    /// The OpenID Connect relying party, when configured.
+    pub oidc: Option<OidcClient>,
     /// The JSAPI script the page embeds (absolute, or a path on this server).
     pub jsapi_url: String,
     /// The origins allowed to send state-changing requests.
@@ -95,10 +98,12 @@ impl FromRef<AppState> for SessionPolicy {
 /// and deadline.
 pub fn build_app(state: AppState, extra: Router) -> Router {
     let policy = SessionPolicy::from_ref(&state);
-    let sign_in_routes = handlers::exchange::router().route_layer(middleware::from_fn_with_state(
-        state.limits.clone(),
-        limit_clients,
-    ));
+    let sign_in_routes = handlers::exchange::router()
+        .merge(handlers::oidc::router())
+        .route_layer(middleware::from_fn_with_state(
+            state.limits.clone(),
+            limit_clients,
+        ));
     let member_routes = Router::new()
         .merge(handlers::login::router())
         .merge(sign_in_routes)

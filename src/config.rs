@@ -23,6 +23,8 @@ pub const DEFAULT_ACCESS_TOKEN_URL: &str = "https://api.linkedin.com/uas/oauth/a
 pub const DEFAULT_API_URL: &str = "https://api.linkedin.com";
 /// The production JSAPI script.
 pub const DEFAULT_JSAPI_URL: &str = "https://platform.linkedin.com/in.js";
+/// LinkedIn's OpenID Connect issuer (a path, since April 2024).
+pub const DEFAULT_OIDC_ISSUER: &str = "https://www.linkedin.com/oauth";
 
 /// Everything the service can be told, from the environment or from flags of the same names.
 #[derive(Parser, Clone)]
@@ -56,6 +58,47 @@ pub struct Config {
     /// The JSAPI script the login page embeds.
     #[arg(long, env = "LINKEDIN_JSAPI_URL", value_name = "LINKEDIN_JSAPI_URL")]
     pub linkedin_jsapi_url: Option<Url>,
+
+    /// The OAuth 2.0 client of "Sign In with LinkedIn using OpenID Connect". Unset: OpenID
+    /// Connect is off (in sandbox mode: the sandbox's own client).
+    #[arg(long, env = "LINKEDIN_CLIENT_ID", value_name = "LINKEDIN_CLIENT_ID")]
+    pub linkedin_client_id: Option<String>,
+
+    /// The OAuth 2.0 client's secret (sent to the token endpoint, `client_secret_post`).
+    #[arg(
+        long,
+        env = "LINKEDIN_CLIENT_SECRET",
+        value_name = "LINKEDIN_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub linkedin_client_secret: Option<Secret>,
+
+    /// The OpenID Connect issuer; discovery is `<issuer>/.well-known/openid-configuration`.
+    /// Default: LinkedIn's (`https://www.linkedin.com/oauth`), or the sandbox's.
+    #[arg(
+        long,
+        env = "LINKEDIN_OIDC_ISSUER",
+        value_name = "LINKEDIN_OIDC_ISSUER"
+    )]
+    pub linkedin_oidc_issuer: Option<Url>,
+
+    /// The redirect URI registered with the provider. Default: the first public origin's
+    /// `/auth/linkedin/callback`.
+    #[arg(
+        long,
+        env = "LINKEDIN_OIDC_REDIRECT_URL",
+        value_name = "LINKEDIN_OIDC_REDIRECT_URL"
+    )]
+    pub linkedin_oidc_redirect_url: Option<Url>,
+
+    /// The scopes asked for, space-separated.
+    #[arg(
+        long,
+        env = "LINKEDIN_OIDC_SCOPES",
+        value_name = "LINKEDIN_OIDC_SCOPES",
+        default_value = "openid profile email"
+    )]
+    pub linkedin_oidc_scopes: String,
 
     /// Mount the emulated LinkedIn under /sandbox/ and point the URLs at it.
     /// Default: true when no API key is set.
@@ -427,6 +470,32 @@ impl Config {
         }
     }
 
+    /// The OpenID Connect client, when one was configured; an id without a secret (or the
+    /// reverse) is an error.
+    pub fn oidc_client(&self) -> Result<Option<(String, Secret)>, ConfigError> {
+        match (&self.linkedin_client_id, &self.linkedin_client_secret) {
+            (None, None) => Ok(None),
+            (Some(id), Some(secret)) if !id.trim().is_empty() && !secret.expose().is_empty() => {
+                Ok(Some((id.trim().to_owned(), secret.clone())))
+            }
+            (Some(id), Some(_)) if id.trim().is_empty() => {
+                Err(ConfigError::new("LINKEDIN_CLIENT_ID", "must not be empty"))
+            }
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                "LINKEDIN_CLIENT_SECRET",
+                "must not be empty",
+            )),
+            (Some(_), None) => Err(ConfigError::new(
+                "LINKEDIN_CLIENT_SECRET",
+                "is required when LINKEDIN_CLIENT_ID is set",
+            )),
+            (None, Some(_)) => Err(ConfigError::new(
+                "LINKEDIN_CLIENT_ID",
+                "is required when LINKEDIN_CLIENT_SECRET is set",
+            )),
+        }
+    }
+
     /// Whether the emulated LinkedIn is mounted: `SANDBOX`, or else "no API key".
     pub fn sandbox_enabled(&self) -> bool {
         self.sandbox.unwrap_or(self.linkedin_api_key.is_none())
@@ -499,6 +568,14 @@ impl fmt::Debug for Config {
             .field("linkedin_access_token_url", &self.linkedin_access_token_url)
             .field("linkedin_api_url", &self.linkedin_api_url)
             .field("linkedin_jsapi_url", &self.linkedin_jsapi_url)
+            .field("linkedin_client_id", &self.linkedin_client_id)
+            .field("linkedin_client_secret", &self.linkedin_client_secret)
+            .field("linkedin_oidc_issuer", &self.linkedin_oidc_issuer)
+            .field(
+                "linkedin_oidc_redirect_url",
+                &self.linkedin_oidc_redirect_url,
+            )
+            .field("linkedin_oidc_scopes", &self.linkedin_oidc_scopes)
             .field("sandbox", &self.sandbox)
             .field("bind", &self.bind)
             .field("tls_cert", &self.tls_cert)

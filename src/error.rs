@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::linkedin::client::UpstreamError;
 use crate::linkedin::cookie::CookieError;
+use crate::linkedin::oidc::OidcError;
 
 /// The handlers' result.
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
@@ -54,6 +55,18 @@ pub enum AppError {
         /// The methods the route accepts, as in `Allow`.
         allow: String,
     },
+    /// 404 `oidc_not_configured`: OpenID Connect sign-in is off.
+    #[error("signing in with OpenID Connect is not configured on this server")]
+    OidcNotConfigured,
+    /// 400 `oidc_state_mismatch`: the callback's `state` is missing, unknown, used or expired.
+    #[error("this sign-in is unknown, expired or already used ({0}); start again")]
+    OidcStateMismatch(&'static str),
+    /// 400 `oidc_denied`: the provider answered with an error (named in the message).
+    #[error("LinkedIn did not sign you in ({0})")]
+    OidcDenied(String),
+    /// 401 `oidc_invalid_id_token`: the id_token failed a check (named in the message).
+    #[error("{0}")]
+    OidcInvalidIdToken(String),
     /// 429 `rate_limited`: too many sign-ins from this client (or with this cookie); the
     /// number is `Retry-After`, in seconds.
     #[error("too many sign-in attempts; try again in {0} s")]
@@ -99,6 +112,10 @@ impl AppError {
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::OidcNotConfigured => (StatusCode::NOT_FOUND, "oidc_not_configured"),
+            Self::OidcStateMismatch(_) => (StatusCode::BAD_REQUEST, "oidc_state_mismatch"),
+            Self::OidcDenied(_) => (StatusCode::BAD_REQUEST, "oidc_denied"),
+            Self::OidcInvalidIdToken(_) => (StatusCode::UNAUTHORIZED, "oidc_invalid_id_token"),
             Self::Rejected { status, .. } => (*status, Self::code_for(*status)),
         }
     }
@@ -197,7 +214,11 @@ pub async fn log_errors(request: Request, next: Next) -> Response {
     } else {
         tracing::info!(status, code = err.code, "{}", err.detail);
     }
-    if request_id.is_none() {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if request_id.is_none() || !is_json {
         return response;
     }
     let (mut parts, _) = response.into_parts();
@@ -215,6 +236,44 @@ pub async fn log_errors(request: Request, next: Next) -> Response {
     rendered
 }
 
+impl From<OidcError> for AppError {
+    fn from(err: OidcError) -> Self {
+        match err {
+            OidcError::Upstream(err) => Self::Upstream(err),
+            OidcError::InvalidIdToken(why) => {
+                Self::OidcInvalidIdToken(format!("the id_token was refused: {why}"))
+            }
+        }
+    }
+}
+
+/// The page a person sees when a sign-in fails in the browser: the message, the code and a
+/// way back.
+#[derive(askama::Template, askama_web::WebTemplate)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    message: String,
+    code: &'static str,
+}
+
+impl AppError {
+    /// This error as an HTML page for a person (same status, logged the same way).
+    pub fn into_page(self) -> Response {
+        let json = self.into_response();
+        let (parts, _) = json.into_parts();
+        let Some(logged) = parts.extensions.get::<LoggedError>().cloned() else {
+            return Response::from_parts(parts, axum::body::Body::empty());
+        };
+        let page = ErrorPage {
+            message: logged.body.message.clone(),
+            code: logged.code,
+        };
+        let mut response = page.into_response();
+        *response.status_mut() = parts.status;
+        response.extensions_mut().insert(logged);
+        response
+    }
+}
 /// The fallback for unknown routes.
 pub async fn not_found() -> AppError {
     AppError::NotFound

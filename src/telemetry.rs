@@ -66,6 +66,22 @@ impl Telemetry {
         telemetry
     }
 
+    /// Folds the histograms' recent samples into their buckets now and then, so that memory
+    /// stays flat between scrapes (the exporter keeps raw samples until then). Needs a Tokio
+    /// runtime; ends when the last clone of this `Telemetry` is dropped.
+    pub fn spawn_upkeep(&self) {
+        let Some(inner) = &self.0 else { return };
+        let weak = Arc::downgrade(inner);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                ticks.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner.handle.run_upkeep();
+            }
+        });
+    }
+
     /// No metrics: every call does nothing.
     pub fn disabled() -> Self {
         Self(None)

@@ -28,8 +28,10 @@ async function showProfile() {
   const response = await fetch("/me", { credentials: "same-origin" });
   if (!response.ok) return;
   const profile = await response.json();
-  document.getElementById("profile-name").textContent = [profile.firstName, profile.lastName].join(" ");
-  document.getElementById("profile-headline").textContent = profile.headline || "";
+  // A v1 profile (JSAPI flow) or OpenID Connect userinfo.
+  document.getElementById("profile-name").textContent =
+    profile.name || [profile.firstName, profile.lastName].join(" ");
+  document.getElementById("profile-headline").textContent = profile.headline || profile.email || "";
   document.getElementById("profile").hidden = false;
 }
 

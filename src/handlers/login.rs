@@ -20,6 +20,10 @@ pub struct LoginPage {
     api_key: String,
     /// The connected member, when the session holds credentials.
     member_id: Option<String>,
+    /// How they signed in: "the JavaScript API" or "OpenID Connect".
+    flow: &'static str,
+    /// Whether the page offers "Sign in with LinkedIn (OpenID Connect)".
+    oidc: bool,
     /// Whether the page talks to the built-in sandbox.
     sandbox: bool,
 }
@@ -31,10 +35,16 @@ pub fn router() -> Router<AppState> {
 
 async fn login_page(State(state): State<AppState>, session: MemberSession) -> Result<LoginPage> {
     let member = session.member().await?;
+    let flow = match member.as_ref().map(|m| m.credentials.flow()) {
+        Some("oidc") => "OpenID Connect",
+        _ => "the JavaScript API",
+    };
     Ok(LoginPage {
         jsapi_url: state.jsapi_url.clone(),
         api_key: state.api_key.clone(),
         member_id: member.map(|m| m.member_id),
+        flow,
+        oidc: state.oidc.is_some(),
         sandbox: state.sandbox,
     })
 }

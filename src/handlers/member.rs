@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::error::Result;
+use crate::error::{AppError, Result};
 use crate::session::{Connected, Credentials, MemberSession};
 
 /// The answer of `GET /session`.
@@ -15,9 +15,15 @@ use crate::session::{Connected, Credentials, MemberSession};
 pub struct SessionReply {
     /// Whether the session holds unexpired credentials.
     pub connected: bool,
-    /// The flow that signed the member in (`jsapi`), when connected.
+    /// The flow that signed the member in (`jsapi` or `oidc`), when connected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flow: Option<&'static str>,
+    /// The member's name (`oidc`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The member's email (`oidc`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     /// The member, when connected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member_id: Option<String>,
@@ -36,11 +42,17 @@ pub fn router() -> Router<AppState> {
 
 async fn session_status(session: MemberSession) -> Result<Json<SessionReply>> {
     let member = session.member().await?;
+    let (name, email) = match member.as_ref().map(|m| &m.credentials) {
+        Some(Credentials::Oidc { name, email, .. }) => (name.clone(), email.clone()),
+        _ => (None, None),
+    };
     Ok(Json(SessionReply {
         connected: member.is_some(),
         flow: member.as_ref().map(|m| m.credentials.flow()),
         expires_at: member.as_ref().map(|m| m.expires_at),
         member_id: member.map(|m| m.member_id),
+        name,
+        email,
     }))
 }
 
@@ -55,6 +67,10 @@ async fn me(State(state): State<AppState>, Connected(member): Connected) -> Resu
                 .linkedin
                 .profile(oauth_token, oauth_token_secret)
                 .await?
+        }
+        Credentials::Oidc { access_token, .. } => {
+            let oidc = state.oidc.as_ref().ok_or(AppError::OidcNotConfigured)?;
+            oidc.userinfo(access_token).await?
         }
     };
     Ok(Json(profile))

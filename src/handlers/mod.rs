@@ -7,3 +7,4 @@ pub mod exchange;
 pub mod health;
 pub mod login;
 pub mod member;
+pub mod oidc;

@@ -146,8 +146,19 @@ impl LinkedInClient {
         self
     }
 
+    /// The HTTPS client (redirects off, the configured roots and timeout), for the other calls
+    /// to LinkedIn (OpenID Connect).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Records one call to `endpoint` that ended with `outcome`.
+    pub(crate) fn record(&self, endpoint: &'static str, outcome: &'static str, elapsed: Duration) {
+        self.telemetry.upstream(endpoint, outcome, elapsed);
+    }
+
     /// Runs one call to `endpoint` and records its time and outcome.
-    async fn timed<T>(
+    pub(crate) async fn timed<T>(
         &self,
         endpoint: &'static str,
         call: impl Future<Output = Result<T, UpstreamError>>,
@@ -246,7 +257,8 @@ impl LinkedInClient {
         )
     }
 
-    async fn send(
+    /// Sends `request` and reads the answer (at most 1 MiB), mapping transport failures.
+    pub(crate) async fn send(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), UpstreamError> {
@@ -303,7 +315,7 @@ pub(crate) fn sign<R: OAuthRequest>(
 
 /// Maps a non-200 answer: 4xx is a refusal naming LinkedIn's `oauth_problem`, 5xx is
 /// unavailability, anything else (a redirect, say) is not what the protocol promises.
-fn status_error(
+pub(crate) fn status_error(
     status: StatusCode,
     headers: &reqwest::header::HeaderMap,
     body: &[u8],

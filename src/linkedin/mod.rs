@@ -1,5 +1,7 @@
-//! The LinkedIn side as the service sees it: the JSAPI cookie ([`cookie`], pure) and the
-//! OAuth 1.0a calls ([`client`], I/O).
+//! The LinkedIn side as the service sees it: the JSAPI cookie ([`cookie`], pure), the
+//! OAuth 1.0a calls ([`client`], I/O, and the one upstream HTTPS client), and the OpenID
+//! Connect relying party ([`oidc`], I/O over the same client).
 
 pub mod client;
 pub mod cookie;
+pub mod oidc;

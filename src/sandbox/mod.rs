@@ -8,9 +8,11 @@
 //! - `POST /sandbox/oauth2/authorize`: a signed JSAPI cookie payload for a sandbox member;
 //! - `POST /sandbox/uas/oauth/accessToken`: the OAuth 1.0a exchange;
 //! - `GET /sandbox/v1/people/~`: the member's profile;
-//! - `GET /sandbox/stats`: counts of what it granted (for tests and benchmarks).
+//! - `GET /sandbox/stats`: counts of what it granted (for tests and benchmarks);
+//! - the OpenID Connect provider ([`oidc`]) under `/sandbox/oauth/` and `/sandbox/v2/`.
 
 pub mod oauth;
+pub mod oidc;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +54,8 @@ pub struct SandboxConfig {
     pub api_key: String,
     /// The secret it signs cookies with and verifies OAuth signatures against.
     pub secret_key: Secret,
+    /// The OpenID Connect client it knows, when OpenID Connect is on.
+    pub oidc: Option<oidc::OidcSandboxConfig>,
 }
 
 #[derive(Clone)]
@@ -73,6 +77,7 @@ struct Inner {
 
 /// The sandbox's router, to be nested under `/sandbox`.
 pub fn router(config: SandboxConfig) -> Router {
+    let provider = config.oidc.clone().map(oidc::router).unwrap_or_default();
     let state = SandboxState(Arc::new(Inner {
         config,
         jsapi_tokens: Cache::builder()
@@ -97,6 +102,7 @@ pub fn router(config: SandboxConfig) -> Router {
         .route("/v1/people/~", get(profile))
         .route("/stats", get(stats))
         .with_state(state)
+        .merge(provider)
 }
 
 fn now() -> i64 {

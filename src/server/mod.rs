@@ -19,6 +19,7 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use crate::app::{AppState, Settings, build_app};
 use crate::config::{Config, ConfigError};
 use crate::linkedin::cookie::cookie_name;
+use crate::linkedin::oidc::OidcClient;
 use crate::ratelimit::RateLimits;
 use crate::secret::Secret;
 use crate::session::SessionBackend;
@@ -97,12 +98,17 @@ impl Server {
         } else {
             Telemetry::disabled()
         };
+        telemetry.spawn_upkeep();
         let urls = Urls::resolve(config, sandbox, addr)?;
         // In sandbox mode the server calls its own sandbox over HTTPS: it trusts its own
         // certificate for that.
         let linkedin =
             wiring::upstream_client(config, &urls, &credentials, sandbox.then_some(&material))?
                 .with_telemetry(telemetry.clone());
+        let oidc_settings = wiring::oidc_settings(config, sandbox, addr, &public_origins)?;
+        let oidc = oidc_settings
+            .clone()
+            .map(|settings| OidcClient::new(linkedin.clone(), settings));
         let sessions = connect_sessions(config)
             .await?
             .with_telemetry(telemetry.clone());
@@ -114,6 +120,7 @@ impl Server {
             api_key: credentials.api_key.clone(),
             secret_key: credentials.secret_key.clone(),
             linkedin,
+            oidc,
             jsapi_url: urls.jsapi,
             public_origins,
             session_idle: config.session_idle(),
@@ -126,7 +133,7 @@ impl Server {
         tracing::debug!(?settings, "settings");
         let app = build_app(
             AppState::new(settings),
-            sandbox_routes(sandbox, credentials),
+            sandbox_routes(sandbox, addr, credentials, oidc_settings),
         );
         let max_connections = config
             .max_connections
@@ -317,23 +324,42 @@ fn log_mode(config: &Config, sandbox: bool, addr: SocketAddr, api_key: &str, url
     tracing::info!(store = %config.session_store, "sessions stored in {}", config.session_store);
 }
 
-/// The sandbox's routes under `/sandbox`, in sandbox mode.
+/// The sandbox's routes under `/sandbox`, in sandbox mode: the JSAPI side for the app's key
+/// pair, and the OpenID Connect provider for the relying party's client.
 #[cfg(feature = "sandbox")]
-fn sandbox_routes(sandbox: bool, credentials: crate::config::AppCredentials) -> Router {
+fn sandbox_routes(
+    sandbox: bool,
+    addr: SocketAddr,
+    credentials: crate::config::AppCredentials,
+    oidc: Option<crate::linkedin::oidc::OidcSettings>,
+) -> Router {
     if !sandbox {
         return Router::new();
     }
+    let oidc = oidc.map(|settings| crate::sandbox::oidc::OidcSandboxConfig {
+        issuer: settings.issuer.as_str().trim_end_matches('/').to_owned(),
+        api_base: wiring::sandbox_base(addr),
+        client_id: settings.client_id,
+        client_secret: settings.client_secret,
+        redirect_uri: settings.redirect_url.to_string(),
+    });
     Router::new().nest(
         "/sandbox",
         crate::sandbox::router(crate::sandbox::SandboxConfig {
             api_key: credentials.api_key,
             secret_key: credentials.secret_key,
+            oidc,
         }),
     )
 }
 
 #[cfg(not(feature = "sandbox"))]
-fn sandbox_routes(_: bool, _: crate::config::AppCredentials) -> Router {
+fn sandbox_routes(
+    _: bool,
+    _: SocketAddr,
+    _: crate::config::AppCredentials,
+    _: Option<crate::linkedin::oidc::OidcSettings>,
+) -> Router {
     Router::new()
 }
 

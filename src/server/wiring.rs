@@ -10,9 +10,10 @@ use url::Url;
 
 use crate::config::{
     AppCredentials, Config, ConfigError, DEFAULT_ACCESS_TOKEN_URL, DEFAULT_API_URL,
-    DEFAULT_JSAPI_URL,
+    DEFAULT_JSAPI_URL, DEFAULT_OIDC_ISSUER,
 };
 use crate::linkedin::client::{LinkedInClient, LinkedInEndpoints};
+use crate::linkedin::oidc::OidcSettings;
 use crate::secret::Secret;
 use crate::tls::TlsMaterial;
 
@@ -34,7 +35,7 @@ impl Urls {
             Url::parse(url).map_err(|e| ConfigError::new(variable, e.to_string()))
         };
         let (access_token, api, jsapi) = if sandbox {
-            let base = format!("https://{}:{}/sandbox", sandbox_host(addr), addr.port());
+            let base = sandbox_base(addr);
             (
                 parse("BIND", &format!("{base}/uas/oauth/accessToken"))?,
                 parse("BIND", &base)?,
@@ -70,6 +71,71 @@ impl Urls {
     }
 }
 
+/// The sandbox's base URL as the server reaches it.
+pub fn sandbox_base(addr: SocketAddr) -> String {
+    format!("https://{}:{}/sandbox", sandbox_host(addr), addr.port())
+}
+
+/// The OpenID Connect relying party's settings: configured, or (in sandbox mode) the
+/// sandbox's own client at the sandbox's issuer; `None` when OpenID Connect is off.
+pub fn oidc_settings(
+    config: &Config,
+    sandbox: bool,
+    addr: SocketAddr,
+    public_origins: &[String],
+) -> Result<Option<OidcSettings>, ConfigError> {
+    let configured = config.oidc_client()?;
+    let (client_id, client_secret) = match configured {
+        Some(client) => client,
+        None if sandbox => (
+            format!("sandbox-client-{}", random(8)),
+            Secret::new(random(32)),
+        ),
+        None => return Ok(None),
+    };
+    let default_issuer = if sandbox {
+        format!("{}/oauth", sandbox_base(addr))
+    } else {
+        DEFAULT_OIDC_ISSUER.to_owned()
+    };
+    let issuer = match &config.linkedin_oidc_issuer {
+        Some(issuer) => issuer.clone(),
+        None => Url::parse(&default_issuer)
+            .map_err(|e| ConfigError::new("LINKEDIN_OIDC_ISSUER", e.to_string()))?,
+    };
+    let redirect_url = match &config.linkedin_oidc_redirect_url {
+        Some(url) => url.clone(),
+        None => Url::parse(&format!("{}/auth/linkedin/callback", public_origins[0]))
+            .map_err(|e| ConfigError::new("LINKEDIN_OIDC_REDIRECT_URL", e.to_string()))?,
+    };
+    let scopes: Vec<String> = config
+        .linkedin_oidc_scopes
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err(ConfigError::new(
+            "LINKEDIN_OIDC_SCOPES",
+            "must include openid",
+        ));
+    }
+    Ok(Some(OidcSettings {
+        issuer,
+        client_id,
+        client_secret,
+        redirect_url,
+        scopes,
+    }))
+}
+
+fn random(n: usize) -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
+}
+
 /// The host the server reaches its own sandbox by: a name its certificate carries.
 fn sandbox_host(addr: SocketAddr) -> String {
     match addr.ip() {
@@ -81,18 +147,9 @@ fn sandbox_host(addr: SocketAddr) -> String {
 
 /// The configured key pair, or one made up for a sandbox started without one.
 pub fn app_credentials(config: &Config) -> Result<AppCredentials, ConfigError> {
-    Ok(config.app_credentials()?.unwrap_or_else(|| {
-        let random = |n| {
-            rand::rng()
-                .sample_iter(Alphanumeric)
-                .take(n)
-                .map(char::from)
-                .collect::<String>()
-        };
-        AppCredentials {
-            api_key: format!("sandbox{}", random(8)),
-            secret_key: Secret::new(random(24)),
-        }
+    Ok(config.app_credentials()?.unwrap_or_else(|| AppCredentials {
+        api_key: format!("sandbox{}", random(8)),
+        secret_key: Secret::new(random(24)),
     }))
 }
 

@@ -33,6 +33,16 @@ pub enum Credentials {
         /// The OAuth 1.0a token secret (never leaves the server).
         oauth_token_secret: Secret,
     },
+    /// An OAuth 2.0 access token from "Sign In with LinkedIn using OpenID Connect", with the
+    /// name and email of the id_token.
+    Oidc {
+        /// The Bearer token for userinfo (never leaves the server).
+        access_token: Secret,
+        /// The member's name, when the provider gave one.
+        name: Option<String>,
+        /// The member's email, when the provider gave one.
+        email: Option<String>,
+    },
 }
 
 impl Credentials {
@@ -40,6 +50,7 @@ impl Credentials {
     pub fn flow(&self) -> &'static str {
         match self {
             Self::Jsapi { .. } => "jsapi",
+            Self::Oidc { .. } => "oidc",
         }
     }
 }
@@ -62,7 +73,26 @@ impl Member {
     }
 }
 
-/// A request's session, typed: the one place that names the session key. Extract it in a
+/// An OpenID Connect sign-in that has been started and not finished: what the callback must
+/// find again. Kept in the browser's session, single use, for [`PendingSignIn::LIFETIME`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSignIn {
+    /// The `state` sent to the provider.
+    pub state: Secret,
+    /// The `nonce` the id_token must carry.
+    pub nonce: Secret,
+    /// The PKCE verifier, when the provider takes PKCE.
+    pub pkce_verifier: Option<Secret>,
+    /// When it stops being accepted, as a Unix timestamp.
+    pub expires_at: i64,
+}
+
+impl PendingSignIn {
+    /// How long a sign-in may take.
+    pub const LIFETIME: Duration = Duration::from_secs(600);
+}
+
+/// A request's session, typed: the one place that names the session keys. Extract it in a
 /// handler that reads or changes who is signed in.
 pub struct MemberSession {
     session: Session,
@@ -73,6 +103,43 @@ impl MemberSession {
     /// The session key of the member. Records written by earlier versions under another key
     /// read as "not connected".
     const KEY: &'static str = "lte.member";
+    /// The session key of a sign-in in progress.
+    const PENDING: &'static str = "lte.oidc.pending";
+
+    /// Remembers a sign-in that has been sent to the provider (one at a time: a newer one
+    /// replaces an older one).
+    pub async fn begin_sign_in(&self, pending: &PendingSignIn) -> Result<(), session_store::Error> {
+        self.session
+            .insert(Self::PENDING, pending)
+            .await
+            .map_err(store_error)
+    }
+
+    /// The pending sign-in whose `state` this is, removed so that it cannot be used twice.
+    /// A state that does not match (or has expired) is `None`, and leaves the pending sign-in
+    /// alone: a stranger's request cannot cancel someone's sign-in.
+    pub async fn take_sign_in(
+        &self,
+        state: &str,
+    ) -> Result<Option<PendingSignIn>, session_store::Error> {
+        let pending = match self.session.get::<PendingSignIn>(Self::PENDING).await {
+            Ok(pending) => pending,
+            Err(tower_sessions::session::Error::Store(err)) => return Err(err),
+            Err(tower_sessions::session::Error::SerdeJson(_)) => None,
+        };
+        let Some(pending) = pending else {
+            return Ok(None);
+        };
+        if !constant_time_eq(pending.state.expose().as_bytes(), state.as_bytes()) {
+            return Ok(None);
+        }
+        self.session
+            .remove_value(Self::PENDING)
+            .await
+            .map_err(store_error)?;
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        Ok((pending.expires_at > now).then_some(pending))
+    }
 
     /// Wraps a request's session.
     pub fn new(session: Session, policy: SessionPolicy) -> Self {
@@ -134,6 +201,11 @@ impl MemberSession {
         self.session
             .set_expiry(Some(Expiry::AtDateTime(idle_end.min(creds_end))));
     }
+}
+
+/// Compares without stopping at the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn store_error(err: tower_sessions::session::Error) -> session_store::Error {

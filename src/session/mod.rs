@@ -25,7 +25,7 @@ pub mod seal;
 pub mod sqlite;
 
 pub use backend::{ConnectError, SessionBackend, guard};
-pub use member::{Connected, Credentials, Member, MemberSession, SessionPolicy};
+pub use member::{Connected, Credentials, Member, MemberSession, PendingSignIn, SessionPolicy};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteSessions;
 

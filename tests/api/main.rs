@@ -11,6 +11,7 @@ mod connections;
 mod errors;
 mod faults;
 mod flow;
+mod oidc;
 mod operations;
 mod process;
 mod sandbox;

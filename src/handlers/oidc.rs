@@ -1,0 +1,150 @@
+//! "Sign In with LinkedIn using OpenID Connect": `GET /auth/linkedin` sends the browser to
+//! the provider, `GET /auth/linkedin/callback` brings it back signed in, into the same
+//! session as the JSAPI flow. Callback errors are a page for a person (JSON when asked for).
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::header::{ACCEPT, LOCATION};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::app::AppState;
+use crate::error::{AppError, Result};
+use crate::session::{Credentials, Member, MemberSession};
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/linkedin", get(start))
+        .route("/auth/linkedin/callback", get(callback))
+}
+
+/// Remembers a fresh `state` and `nonce` in the session and sends the browser to the
+/// provider's authorization endpoint.
+async fn start(State(state): State<AppState>, session: MemberSession) -> Result<Response> {
+    let oidc = state.oidc.as_ref().ok_or(AppError::OidcNotConfigured)?;
+    let authorization = oidc.authorize().await?;
+    session.begin_sign_in(&authorization.pending).await?;
+    Ok((
+        StatusCode::FOUND,
+        [(LOCATION, authorization.url.as_str().to_owned())],
+    )
+        .into_response())
+}
+
+/// What the provider sends back.
+#[derive(Debug, Deserialize)]
+struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Checks `state`, trades the code, verifies the id_token and signs the member in (a new
+/// session id); then back to the page. A failure stores nothing.
+async fn callback(
+    State(state): State<AppState>,
+    session: MemberSession,
+    headers: HeaderMap,
+    Query(callback): Query<Callback>,
+) -> Response {
+    let result = finish(&state, &session, callback).await;
+    let outcome = match &result {
+        Ok(_) => "connected",
+        Err(err) => err.status_and_code().1,
+    };
+    state.telemetry.exchange("oidc", outcome);
+    let member_id = result.as_ref().ok().map(String::as_str).unwrap_or("");
+    tracing::info!(flow = "oidc", outcome, member_id = ?member_id, "exchange");
+    match result {
+        Ok(_) => (StatusCode::SEE_OTHER, [(LOCATION, "/")]).into_response(),
+        Err(err) if prefers_json(&headers) => err.into_response(),
+        Err(err) => err.into_page(),
+    }
+}
+
+async fn finish(state: &AppState, session: &MemberSession, callback: Callback) -> Result<String> {
+    let oidc = state.oidc.as_ref().ok_or(AppError::OidcNotConfigured)?;
+    let given = callback
+        .state
+        .as_deref()
+        .ok_or(AppError::OidcStateMismatch("the callback has no state"))?;
+    let pending = session
+        .take_sign_in(given)
+        .await?
+        .ok_or(AppError::OidcStateMismatch(
+            "its state matches no sign-in of this browser",
+        ))?;
+    if let Some(error) = callback.error {
+        let said = match callback.error_description {
+            Some(description) => format!("{error}: {description}"),
+            None => error,
+        };
+        return Err(AppError::OidcDenied(
+            said.chars().filter(|c| !c.is_control()).take(200).collect(),
+        ));
+    }
+    let code = callback
+        .code
+        .ok_or_else(|| AppError::OidcDenied("the provider sent no code".into()))?;
+    let signed_in = oidc.finish(&code, &pending).await?;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let member = Member {
+        member_id: signed_in.subject,
+        expires_at: now.saturating_add(i64::try_from(signed_in.expires_in).unwrap_or(i64::MAX / 2)),
+        credentials: Credentials::Oidc {
+            access_token: signed_in.access_token,
+            name: signed_in.name,
+            email: signed_in.email,
+        },
+    };
+    session.sign_in(&member).await?;
+    Ok(member.member_id)
+}
+
+/// Whether the request's `Accept` prefers JSON to HTML.
+fn prefers_json(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let weight = |kind: &str| {
+        accept
+            .split(',')
+            .filter_map(|part| {
+                let mut pieces = part.split(';').map(str::trim);
+                let media = pieces.next()?;
+                let q = pieces
+                    .find_map(|p| p.strip_prefix("q="))
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                (media == kind).then_some(q)
+            })
+            .fold(0.0_f32, f32::max)
+    };
+    weight("application/json") > weight("text/html")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_chosen_only_when_preferred() {
+        let accept = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(ACCEPT, value.parse().unwrap());
+            prefers_json(&headers)
+        };
+        assert!(accept("application/json"));
+        assert!(accept("application/json, text/html;q=0.5"));
+        assert!(!accept(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        ));
+        assert!(!accept("text/html, application/json;q=0.9"));
+        assert!(!prefers_json(&HeaderMap::new()));
+    }
+}
