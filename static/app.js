@@ -14,7 +14,11 @@ function setStatus(state, text, memberId) {
     status.append(strong, ".");
   }
   document.getElementById("sign-out").hidden = state !== "connected";
-  if (state !== "connected") document.getElementById("profile").hidden = true;
+  if (state !== "connected") {
+    document.getElementById("profile").hidden = true;
+    const flow = document.getElementById("flow");
+    if (flow) flow.hidden = true;
+  }
 }
 
 async function postJson(path) {

@@ -323,6 +323,63 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
         )
         .await;
 
+    // OpenID Connect, into the same session: the link, the provider's consent page, Allow.
+    let link = browser
+        .step(
+            "find “Sign in with LinkedIn (OpenID Connect)”",
+            browser.client.find(Locator::Id("oidc-sign-in")).await,
+        )
+        .await;
+    browser
+        .step("click the OpenID Connect link", link.click().await)
+        .await;
+    let allow = browser
+        .step(
+            "the sandbox's consent page offers Allow",
+            browser
+                .client
+                .wait()
+                .at_most(STEP_TIMEOUT)
+                .for_element(Locator::Id("allow"))
+                .await,
+        )
+        .await;
+    browser.step("click Allow", allow.click().await).await;
+    browser
+        .wait_for(
+            "the page to say connected as SandboxAda through OpenID Connect, with the userinfo",
+            "const s = document.getElementById('status'), m = document.getElementById('member'),
+                   f = document.getElementById('flow'), n = document.getElementById('profile-name');
+             return location.pathname === '/' && !!s && s.dataset.state === 'connected'
+               && !!m && m.textContent === 'SandboxAda' && !!f && f.textContent.includes('OpenID Connect')
+               && !!n && n.textContent === 'Ada Lovelace';",
+        )
+        .await;
+    let session = browser.fetch_json("/session").await;
+    assert_eq!(session["flow"], "oidc", "{session}");
+    let me = browser.fetch_json("/me").await;
+    assert_eq!(me["email"], "sandboxada@sandbox.example", "{me}");
+    let sign_out = browser
+        .step(
+            "find the sign-out button",
+            browser.client.find(Locator::Id("sign-out")).await,
+        )
+        .await;
+    browser
+        .step("click “Sign out”", sign_out.click().await)
+        .await;
+    browser
+        .wait_for(
+            "the page to say not connected after the OpenID Connect sign-out",
+            "const s = document.getElementById('status');
+             return !!s && s.dataset.state === 'disconnected';",
+        )
+        .await;
+    assert_eq!(
+        browser.fetch_json("/session").await,
+        json!({"connected": false})
+    );
+
     // The page ran under its Content-Security-Policy the whole time, and broke none of it.
     let page = app.get("/").await;
     let policy = page
