@@ -146,6 +146,11 @@ pub struct Config {
     )]
     pub session_store: StoreUrl,
 
+    /// The most sessions the `memory` store holds; past it, the least recently used goes.
+    #[arg(long, env = "MEMORY_SESSIONS", value_name = "MEMORY_SESSIONS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub memory_sessions: u64,
+
     /// Keys that encrypt the sessions at rest: a comma list of base64 32-byte keys; the first
     /// encrypts, every one decrypts. Unset: a key generated into `SESSION_KEY_FILE` (memory
     /// and SQLite only).
@@ -582,6 +587,7 @@ impl fmt::Debug for Config {
             .field("tls_key", &self.tls_key)
             .field("public_origin", &self.public_origin)
             .field("session_store", &self.session_store)
+            .field("memory_sessions", &self.memory_sessions)
             .field("session_keys", &self.session_keys)
             .field("session_key_file", &self.session_key_file)
             .field("session_idle_minutes", &self.session_idle_minutes)

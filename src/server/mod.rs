@@ -288,7 +288,7 @@ async fn connect_sessions(config: &Config) -> Result<SessionBackend, ConfigError
             tracing::info!(%key_id, "sessions encrypted with the key in {}", path.display());
         }
     }
-    SessionBackend::connect(&config.session_store, keyring)
+    SessionBackend::connect(&config.session_store, keyring, config.memory_sessions)
         .await
         .map_err(|e| ConfigError::new("SESSION_STORE", e.to_string()))
 }

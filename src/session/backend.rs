@@ -23,7 +23,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_sessions::session::{Id, Record};
-use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions_redis_store::RedisStore;
 use tower_sessions_redis_store::fred::prelude::{
     ClientLike, Config as RedisConfig, ConnectionConfig, PerformanceConfig, Pool as RedisPool,
@@ -37,6 +37,7 @@ use tower_sessions_sqlx_store::sqlx::sqlite::{
 
 use super::private;
 use super::seal::Keyring;
+use super::sweep::Sweeper;
 use super::{MemoryStore, SqliteSessions};
 use crate::config::StoreUrl;
 use crate::error::{AppError, LoggedError};
@@ -61,8 +62,6 @@ macro_rules! forward {
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long connecting to a store may take before the start is abandoned.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often expired sessions are swept from stores that do not expire them themselves.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Why the store could not be used at start.
 #[derive(Debug, thiserror::Error)]
@@ -111,11 +110,15 @@ enum Store {
 
 impl SessionBackend {
     /// Connects to the store, runs its migrations and, where the store needs one, starts the
-    /// task that deletes expired sessions; `keyring` seals and opens its records. Fails within
-    /// seconds.
-    pub async fn connect(url: &StoreUrl, keyring: Keyring) -> Result<Self, ConnectError> {
+    /// task that deletes expired sessions; `keyring` seals and opens its records; the
+    /// `memory` store holds at most `memory_capacity` sessions. Fails within seconds.
+    pub async fn connect(
+        url: &StoreUrl,
+        keyring: Keyring,
+        memory_capacity: u64,
+    ) -> Result<Self, ConnectError> {
         Ok(Self {
-            store: Store::connect(url).await?,
+            store: Store::connect(url, memory_capacity).await?,
             keyring: Arc::new(keyring),
             telemetry: Telemetry::disabled(),
             unreadable: moka::sync::Cache::builder()
@@ -203,14 +206,14 @@ fn associated_data(id: &Id) -> Vec<u8> {
 }
 
 impl Store {
-    async fn connect(url: &StoreUrl) -> Result<Self, ConnectError> {
+    async fn connect(url: &StoreUrl, memory_capacity: u64) -> Result<Self, ConnectError> {
         let fail = |what: &'static str, err: &dyn fmt::Display| ConnectError {
             store: url.to_string(),
             what,
             detail: err.to_string(),
         };
         let backend = match url {
-            StoreUrl::Memory => Self::Memory(MemoryStore::default()),
+            StoreUrl::Memory => Self::Memory(MemoryStore::with_capacity(memory_capacity)),
             StoreUrl::Sqlite(path) => {
                 prepare_private_file(path).map_err(|e| fail("cannot create it", &e))?;
                 let options = SqliteConnectOptions::new()
@@ -230,7 +233,9 @@ impl Store {
                 let sessions = SqliteSessions::open(pool)
                     .await
                     .map_err(|e| fail("migration failed", &e))?;
-                spawn_sweeper(sessions.clone());
+                let sweeper = Sweeper::Sqlite(sessions.pool());
+                sweeper.index().await.map_err(|e| fail("migration failed", &e))?;
+                sweeper.spawn();
                 Self::Sqlite(sessions)
             }
             StoreUrl::Postgres(dsn) => {
@@ -242,12 +247,14 @@ impl Store {
                     .connect_with(options)
                     .await
                     .map_err(|e| fail("cannot connect", &e))?;
-                let store = PostgresStore::new(pool);
+                let store = PostgresStore::new(pool.clone());
                 store
                     .migrate()
                     .await
                     .map_err(|e| fail("migration failed", &e))?;
-                spawn_sweeper(store.clone());
+                let sweeper = Sweeper::Postgres(pool);
+                sweeper.index().await.map_err(|e| fail("migration failed", &e))?;
+                sweeper.spawn();
                 Self::Postgres(store)
             }
             StoreUrl::Redis(dsn) => {
@@ -289,18 +296,6 @@ fn prepare_private_file(path: &std::path::Path) -> std::io::Result<()> {
     private::create_parent(path)?;
     private::options().append(true).create(true).open(path)?;
     private::narrow_to_owner(path)
-}
-
-fn spawn_sweeper<S: ExpiredDeletion + Clone>(store: S) {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
-        loop {
-            ticks.tick().await;
-            if let Err(err) = store.delete_expired().await {
-                tracing::warn!(%err, "could not delete expired sessions");
-            }
-        }
-    });
 }
 
 #[async_trait]

@@ -6,7 +6,8 @@
 //!   through the [`MemberSession`] and [`Connected`] extractors;
 //! - [`seal`] (pure) and [`keys`]: records sealed at rest with AES-256-GCM, and where the
 //!   keys come from;
-//! - [`memory`], [`sqlite`]: the two stores written here.
+//! - [`memory`], [`sqlite`]: the two stores written here; [`sweep`]: expired rows deleted
+//!   in small batches.
 //!
 //! Only this module knows which store is in use, and handlers never see a raw key. Cookie
 //! flags and expiry policy are set here too ([`layer`]).
@@ -23,6 +24,7 @@ pub mod memory;
 mod private;
 pub mod seal;
 pub mod sqlite;
+pub mod sweep;
 
 pub use backend::{ConnectError, SessionBackend, guard};
 pub use member::{Connected, Credentials, Member, MemberSession, PendingSignIn, SessionPolicy};

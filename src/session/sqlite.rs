@@ -3,13 +3,13 @@
 //! statement (one trip to SQLite's worker thread, one transaction) instead of one each.
 //! Every request still gets its answer only after its row is committed.
 //!
-//! Loading, saving, deleting and sweeping are `tower-sessions-sqlx-store`'s, on the same
-//! table and with the same encoding.
+//! Loading, saving and deleting are `tower-sessions-sqlx-store`'s, on the same table and with
+//! the same encoding; sweeping is `sweep`'s.
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 use tower_sessions::session::{Id, Record};
-use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions_sqlx_store::SqliteStore;
 use tower_sessions_sqlx_store::sqlx::{self, SqlitePool};
 
@@ -26,6 +26,7 @@ const TABLE: &str = "tower_sessions";
 #[derive(Clone, Debug)]
 pub struct SqliteSessions {
     store: SqliteStore,
+    pool: SqlitePool,
     creates: mpsc::Sender<PendingCreate>,
 }
 
@@ -42,8 +43,17 @@ impl SqliteSessions {
         store.migrate().await?;
         let (creates, queue) = mpsc::channel(QUEUE);
         tokio::spawn(checkpoint(pool.clone()));
-        tokio::spawn(write_batches(pool, store.clone(), queue));
-        Ok(Self { store, creates })
+        tokio::spawn(write_batches(pool.clone(), store.clone(), queue));
+        Ok(Self {
+            store,
+            pool,
+            creates,
+        })
+    }
+
+    /// The connection pool (for the sweeper).
+    pub fn pool(&self) -> SqlitePool {
+        self.pool.clone()
     }
 }
 
@@ -152,13 +162,6 @@ impl SessionStore for SqliteSessions {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         self.store.delete(id).await
-    }
-}
-
-#[async_trait]
-impl ExpiredDeletion for SqliteSessions {
-    async fn delete_expired(&self) -> session_store::Result<()> {
-        self.store.delete_expired().await
     }
 }
 
