@@ -290,7 +290,7 @@ impl OidcClient {
             .set_issue_time_verifier_fn(move |iat| {
                 let latest = now + MAX_SKEW;
                 if iat.timestamp() > latest.unix_timestamp() {
-                    Err(format!("it was issued in the future ({iat})"))
+                    Err(format!("{ISSUED_IN_THE_FUTURE} ({iat})"))
                 } else {
                     Ok(())
                 }
@@ -378,6 +378,9 @@ type Client = openidconnect::Client<
     openidconnect::EndpointMaybeSet,
 >;
 
+/// The message of a failed `iat` check (the crate reports it as `Expired`).
+const ISSUED_IN_THE_FUTURE: &str = "it was issued in the future";
+
 /// The message of a signature check that found no key for the token's `kid`.
 const NO_MATCHING_KEY: &str = "no key of the provider's key set matches its kid";
 
@@ -392,6 +395,9 @@ fn describe(err: &ClaimsVerificationError) -> String {
         }
         ClaimsVerificationError::InvalidIssuer(why) => format!("wrong issuer ({why})"),
         ClaimsVerificationError::InvalidAudience(why) => format!("wrong audience ({why})"),
+        ClaimsVerificationError::Expired(why) if why.starts_with(ISSUED_IN_THE_FUTURE) => {
+            why.clone()
+        }
         ClaimsVerificationError::Expired(why) => format!("expired ({why})"),
         ClaimsVerificationError::InvalidNonce(why) => format!("wrong or missing nonce ({why})"),
         ClaimsVerificationError::Unsupported(why) => format!("unsupported ({why})"),

@@ -234,7 +234,10 @@ impl Store {
                     .await
                     .map_err(|e| fail("migration failed", &e))?;
                 let sweeper = Sweeper::Sqlite(sessions.pool());
-                sweeper.index().await.map_err(|e| fail("migration failed", &e))?;
+                sweeper
+                    .index()
+                    .await
+                    .map_err(|e| fail("migration failed", &e))?;
                 sweeper.spawn();
                 Self::Sqlite(sessions)
             }
@@ -253,7 +256,10 @@ impl Store {
                     .await
                     .map_err(|e| fail("migration failed", &e))?;
                 let sweeper = Sweeper::Postgres(pool);
-                sweeper.index().await.map_err(|e| fail("migration failed", &e))?;
+                sweeper
+                    .index()
+                    .await
+                    .map_err(|e| fail("migration failed", &e))?;
                 sweeper.spawn();
                 Self::Postgres(store)
             }

@@ -179,8 +179,14 @@ mod tests {
             store.save(&record(n)).await.unwrap();
         }
         assert!(store.len() <= 100, "{}", store.len());
-        assert!(store.load(&Id(0)).await.unwrap().is_some(), "recently used: kept");
-        assert!(store.load(&Id(1)).await.unwrap().is_none(), "least recently used: evicted");
+        assert!(
+            store.load(&Id(0)).await.unwrap().is_some(),
+            "recently used: kept"
+        );
+        assert!(
+            store.load(&Id(1)).await.unwrap().is_none(),
+            "least recently used: evicted"
+        );
         assert!(store.load(&Id(149)).await.unwrap().is_some());
     }
 }

@@ -154,7 +154,8 @@ mod tests {
                 .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
                 .collect();
         assert!(
-            plan.iter().any(|step| step.contains("tower_sessions_expiry")),
+            plan.iter()
+                .any(|step| step.contains("tower_sessions_expiry")),
             "the sweep uses the index: {plan:?}"
         );
     }

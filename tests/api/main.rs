@@ -12,6 +12,7 @@ mod errors;
 mod faults;
 mod flow;
 mod oidc;
+mod oidc_refusals;
 mod operations;
 mod process;
 mod sandbox;

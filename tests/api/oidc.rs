@@ -2,27 +2,36 @@
 //! provider: the redirect, the consent, the callback, the session, `/me`, sign-out.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
+use reqwest::cookie::Jar;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, json_of, spawn_app};
 
 /// A browser that does not follow redirects (to look at each one), sharing `app`'s jar.
-fn step_by_step(app: &TestApp) -> reqwest::Client {
+pub(crate) fn step_by_step(app: &TestApp) -> reqwest::Client {
+    step_by_step_with(app, app.jar.clone())
+}
+
+/// A browser that does not follow redirects, with the cookie jar `jar`.
+pub(crate) fn step_by_step_with(app: &TestApp, jar: Arc<Jar>) -> reqwest::Client {
     let pem = std::fs::read(app.dir.path().join("cert.pem")).unwrap();
     reqwest::Client::builder()
         .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
-        .cookie_provider(app.jar.clone())
+        .cookie_provider(jar)
         .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
 }
 
-fn location(response: &reqwest::Response) -> url::Url {
+pub(crate) fn location(response: &reqwest::Response) -> url::Url {
     url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
 }
 
-fn query(url: &url::Url) -> HashMap<String, String> {
+pub(crate) fn query(url: &url::Url) -> HashMap<String, String> {
     url.query_pairs().into_owned().collect()
 }
 
