@@ -23,6 +23,7 @@ use crate::linkedin::oidc::OidcClient;
 use crate::ratelimit::RateLimits;
 use crate::secret::Secret;
 use crate::session::SessionBackend;
+use crate::session::backend::BackendOptions;
 use crate::session::keys::{self, KeySource};
 use crate::telemetry::Telemetry;
 use crate::tls;
@@ -109,9 +110,7 @@ impl Server {
         let oidc = oidc_settings
             .clone()
             .map(|settings| OidcClient::new(linkedin.clone(), settings));
-        let sessions = connect_sessions(config)
-            .await?
-            .with_telemetry(telemetry.clone());
+        let sessions = connect_sessions(config, telemetry.clone()).await?;
         let shutting_down = Arc::new(AtomicBool::new(false));
 
         log_mode(config, sandbox, addr, &credentials.api_key, &urls);
@@ -267,7 +266,10 @@ impl Server {
 }
 
 /// The session store, with the keys that seal its records.
-async fn connect_sessions(config: &Config) -> Result<SessionBackend, ConfigError> {
+async fn connect_sessions(
+    config: &Config,
+    telemetry: Telemetry,
+) -> Result<SessionBackend, ConfigError> {
     let (keyring, source) = keys::keyring(
         config.session_keys.as_ref().map(Secret::expose),
         &config.session_store,
@@ -288,7 +290,12 @@ async fn connect_sessions(config: &Config) -> Result<SessionBackend, ConfigError
             tracing::info!(%key_id, "sessions encrypted with the key in {}", path.display());
         }
     }
-    SessionBackend::connect(&config.session_store, keyring, config.memory_sessions)
+    let options = BackendOptions {
+        keyring,
+        memory_capacity: config.memory_sessions,
+        telemetry,
+    };
+    SessionBackend::connect(&config.session_store, options)
         .await
         .map_err(|e| ConfigError::new("SESSION_STORE", e.to_string()))
 }

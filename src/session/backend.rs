@@ -77,21 +77,33 @@ pub struct ConnectError {
 
 /// The session store chosen at run time; forwards all four `SessionStore` methods, each
 /// bounded by [`STORE_TIMEOUT`], sealing records on the way in and opening them on the way
-/// out.
+/// out. Cheap to clone (the session layer and the guard take one per request).
 #[derive(Clone)]
-pub struct SessionBackend {
+pub struct SessionBackend(Arc<Backend>);
+
+struct Backend {
     store: Store,
-    keyring: Arc<Keyring>,
+    keyring: Keyring,
     telemetry: Telemetry,
     /// Records already reported as unreadable (so each is reported once).
     unreadable: moka::sync::Cache<Id, ()>,
 }
 
+/// What a [`SessionBackend`] needs besides the store's URL.
+pub struct BackendOptions {
+    /// Seals and opens the records.
+    pub keyring: Keyring,
+    /// The most sessions the `memory` store holds.
+    pub memory_capacity: u64,
+    /// Where store failures are counted.
+    pub telemetry: Telemetry,
+}
+
 impl fmt::Debug for SessionBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionBackend")
-            .field("store", &self.store)
-            .field("keyring", &self.keyring)
+            .field("store", &self.0.store)
+            .field("keyring", &self.0.keyring)
             .finish_non_exhaustive()
     }
 }
@@ -110,34 +122,23 @@ enum Store {
 
 impl SessionBackend {
     /// Connects to the store, runs its migrations and, where the store needs one, starts the
-    /// task that deletes expired sessions; `keyring` seals and opens its records; the
-    /// `memory` store holds at most `memory_capacity` sessions. Fails within seconds.
-    pub async fn connect(
-        url: &StoreUrl,
-        keyring: Keyring,
-        memory_capacity: u64,
-    ) -> Result<Self, ConnectError> {
-        Ok(Self {
-            store: Store::connect(url, memory_capacity).await?,
-            keyring: Arc::new(keyring),
-            telemetry: Telemetry::disabled(),
+    /// task that deletes expired sessions. Fails within seconds.
+    pub async fn connect(url: &StoreUrl, options: BackendOptions) -> Result<Self, ConnectError> {
+        Ok(Self(Arc::new(Backend {
+            store: Store::connect(url, options.memory_capacity).await?,
+            keyring: options.keyring,
+            telemetry: options.telemetry,
             unreadable: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(3_600))
                 .build(),
-        })
-    }
-
-    /// Counts store failures in `telemetry`.
-    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
-        self.telemetry = telemetry;
-        self
+        })))
     }
 
     /// One lookup, as a request would make it: whether the store answers, within
     /// [`STORE_TIMEOUT`].
     pub async fn ping(&self) -> session_store::Result<()> {
-        let store = &self.store;
+        let store = &self.0.store;
         let id = Id::default();
         self.bounded("ping", forward!(store, s => s.load(&id)))
             .await
@@ -159,7 +160,7 @@ impl SessionBackend {
             ))),
         };
         if let Err(err) = &result {
-            self.telemetry.store_error(operation);
+            self.0.telemetry.store_error(operation);
             let _ = JOURNAL.try_with(|journal| journal.failed(operation, err));
         }
         result
@@ -169,7 +170,7 @@ impl SessionBackend {
     fn seal(&self, record: &Record) -> session_store::Result<Record> {
         let plain = serde_json::to_vec(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        let sealed = self.keyring.seal(&plain, &associated_data(&record.id));
+        let sealed = self.0.keyring.seal(&plain, &associated_data(&record.id));
         Ok(Record {
             id: record.id,
             data: [(SEALED.to_owned(), serde_json::Value::String(sealed))].into(),
@@ -183,6 +184,7 @@ impl SessionBackend {
         record.id = *id;
         let opened = match record.data.get(SEALED) {
             Some(serde_json::Value::String(sealed)) => self
+                .0
                 .keyring
                 .open(sealed, &associated_data(id))
                 .map_err(|e| e.to_string())
@@ -190,8 +192,8 @@ impl SessionBackend {
             _ => Err("it is not sealed (written by an earlier version)".to_owned()),
         };
         record.data = opened.unwrap_or_else(|why| {
-            if !self.unreadable.contains_key(&record.id) {
-                self.unreadable.insert(record.id, ());
+            if !self.0.unreadable.contains_key(&record.id) {
+                self.0.unreadable.insert(record.id, ());
                 tracing::warn!("a stored session does not open and reads as signed out: {why}");
             }
             Default::default()
@@ -308,7 +310,7 @@ fn prepare_private_file(path: &std::path::Path) -> std::io::Result<()> {
 impl SessionStore for SessionBackend {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let mut sealed = self.seal(record)?;
-        let store = &self.store;
+        let store = &self.0.store;
         self.bounded("create", forward!(store, s => s.create(&mut sealed)))
             .await?;
         if sealed.id != record.id {
@@ -323,13 +325,13 @@ impl SessionStore for SessionBackend {
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let sealed = self.seal(record)?;
-        let store = &self.store;
+        let store = &self.0.store;
         self.bounded("save", forward!(store, s => s.save(&sealed)))
             .await
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let store = &self.store;
+        let store = &self.0.store;
         let loaded = self
             .bounded("load", forward!(store, s => s.load(id)))
             .await?;
@@ -350,7 +352,7 @@ impl SessionStore for SessionBackend {
 
 impl SessionBackend {
     async fn delete_now(&self, id: &Id) -> session_store::Result<()> {
-        let store = &self.store;
+        let store = &self.0.store;
         self.bounded("delete", forward!(store, s => s.delete(id)))
             .await
     }
