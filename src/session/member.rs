@@ -122,12 +122,7 @@ impl MemberSession {
         &self,
         state: &str,
     ) -> Result<Option<PendingSignIn>, session_store::Error> {
-        let pending = match self.session.get::<PendingSignIn>(Self::PENDING).await {
-            Ok(pending) => pending,
-            Err(tower_sessions::session::Error::Store(err)) => return Err(err),
-            Err(tower_sessions::session::Error::SerdeJson(_)) => None,
-        };
-        let Some(pending) = pending else {
+        let Some(pending) = self.get::<PendingSignIn>(Self::PENDING).await? else {
             return Ok(None);
         };
         if !constant_time_eq(pending.state.expose().as_bytes(), state.as_bytes()) {
@@ -150,15 +145,7 @@ impl MemberSession {
     /// in use lives on for another idle period (never past its credentials). A record that
     /// cannot be decoded reads as "not connected".
     pub async fn member(&self) -> Result<Option<Member>, session_store::Error> {
-        let member = match self.session.get::<Member>(Self::KEY).await {
-            Ok(member) => member,
-            Err(tower_sessions::session::Error::Store(err)) => return Err(err),
-            Err(tower_sessions::session::Error::SerdeJson(err)) => {
-                tracing::debug!(%err, "a session record that does not decode reads as signed out");
-                None
-            }
-        };
-        let Some(member) = member else {
+        let Some(member) = self.get::<Member>(Self::KEY).await? else {
             return Ok(None);
         };
         let now = OffsetDateTime::now_utc();
@@ -168,6 +155,21 @@ impl MemberSession {
         }
         self.set_expiry(&member, now);
         Ok(Some(member))
+    }
+
+    /// The value under `key`; one that does not decode (an earlier version's) reads as absent.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, session_store::Error> {
+        match self.session.get::<T>(key).await {
+            Ok(value) => Ok(value),
+            Err(tower_sessions::session::Error::Store(err)) => Err(err),
+            Err(tower_sessions::session::Error::SerdeJson(err)) => {
+                tracing::debug!(%err, key, "a session value that does not decode reads as absent");
+                Ok(None)
+            }
+        }
     }
 
     /// Signs `member` in. A session that already has an id gets a new one, so that nobody can
