@@ -89,9 +89,14 @@ impl Sweeper {
             let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
             loop {
                 ticks.tick().await;
+                let started = std::time::Instant::now();
                 match self.sweep().await {
                     Ok(0) => {}
-                    Ok(deleted) => tracing::debug!(deleted, "deleted expired sessions"),
+                    Ok(deleted) => tracing::info!(
+                        deleted,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "deleted expired sessions"
+                    ),
                     Err(err) => tracing::warn!(%err, "could not delete expired sessions"),
                 }
             }
