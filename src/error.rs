@@ -203,11 +203,16 @@ impl IntoResponse for AppError {
 /// secrets, and values from the request are escaped where they are put into a message, so
 /// they can be logged whole. Adds the request id to the error body.
 pub async fn log_errors(request: Request, next: Next) -> Response {
-    let request_id = crate::telemetry::request_id(&request);
+    // A cheap clone (a shared header value); turned into text only for an error.
+    let request_id = request
+        .extensions()
+        .get::<tower_http::request_id::RequestId>()
+        .cloned();
     let response = next.run(request).await;
     let Some(err) = response.extensions().get::<LoggedError>().cloned() else {
         return response;
     };
+    let request_id = request_id.and_then(|id| id.header_value().to_str().ok().map(str::to_owned));
     let status = err.status.as_u16();
     if err.status.is_server_error() {
         tracing::warn!(status, code = err.code, "{}", err.detail);
