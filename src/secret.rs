@@ -18,6 +18,17 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `given` is this secret, compared without stopping at the first difference.
+    pub fn matches(&self, given: &str) -> bool {
+        let (expected, given) = (self.0.as_bytes(), given.as_bytes());
+        expected.len() == given.len()
+            && expected
+                .iter()
+                .zip(given)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
 }
 
 impl std::str::FromStr for Secret {
@@ -42,5 +53,7 @@ mod tests {
         let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret:?}"), "Secret(\"[redacted]\")");
         assert_eq!(secret.expose(), "hunter2");
+        assert!(secret.matches("hunter2"));
+        assert!(!secret.matches("hunter3") && !secret.matches("hunter") && !secret.matches(""));
     }
 }

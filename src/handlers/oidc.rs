@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use crate::app::AppState;
 use crate::error::{AppError, Result};
+use crate::linkedin::oidc::printable;
 use crate::session::{Credentials, Member, MemberSession};
 
 /// The routes of this module.
@@ -84,9 +85,7 @@ async fn finish(state: &AppState, session: &MemberSession, callback: Callback) -
             Some(description) => format!("{error}: {description}"),
             None => error,
         };
-        return Err(AppError::OidcDenied(
-            said.chars().filter(|c| !c.is_control()).take(200).collect(),
-        ));
+        return Err(AppError::OidcDenied(printable(&said)));
     }
     let code = callback
         .code

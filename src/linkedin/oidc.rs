@@ -451,7 +451,7 @@ fn token_error(
 }
 
 /// A provider's words, fit for a message: no control characters, at most 200 of them.
-fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 

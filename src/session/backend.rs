@@ -235,12 +235,10 @@ impl Store {
                 let sessions = SqliteSessions::open(pool)
                     .await
                     .map_err(|e| fail("migration failed", &e))?;
-                let sweeper = Sweeper::Sqlite(sessions.pool());
-                sweeper
-                    .index()
+                Sweeper::Sqlite(sessions.pool())
+                    .start()
                     .await
                     .map_err(|e| fail("migration failed", &e))?;
-                sweeper.spawn();
                 Self::Sqlite(sessions)
             }
             StoreUrl::Postgres(dsn) => {
@@ -257,12 +255,10 @@ impl Store {
                     .migrate()
                     .await
                     .map_err(|e| fail("migration failed", &e))?;
-                let sweeper = Sweeper::Postgres(pool);
-                sweeper
-                    .index()
+                Sweeper::Postgres(pool)
+                    .start()
                     .await
                     .map_err(|e| fail("migration failed", &e))?;
-                sweeper.spawn();
                 Self::Postgres(store)
             }
             StoreUrl::Redis(dsn) => {

@@ -125,7 +125,7 @@ impl MemberSession {
         let Some(pending) = self.get::<PendingSignIn>(Self::PENDING).await? else {
             return Ok(None);
         };
-        if !constant_time_eq(pending.state.expose().as_bytes(), state.as_bytes()) {
+        if !pending.state.matches(state) {
             return Ok(None);
         }
         self.session
@@ -203,11 +203,6 @@ impl MemberSession {
         self.session
             .set_expiry(Some(Expiry::AtDateTime(idle_end.min(creds_end))));
     }
-}
-
-/// Compares without stopping at the first difference.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn store_error(err: tower_sessions::session::Error) -> session_store::Error {

@@ -83,8 +83,14 @@ impl Sweeper {
         }
     }
 
-    /// Sweeps every [`SWEEP_INTERVAL`], for as long as the process runs.
-    pub fn spawn(self) {
+    /// Adds the index, then sweeps every [`SWEEP_INTERVAL`] for as long as the process runs.
+    pub async fn start(self) -> sqlx::Result<()> {
+        self.index().await?;
+        self.spawn();
+        Ok(())
+    }
+
+    fn spawn(self) {
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
             loop {

@@ -82,12 +82,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
             .await,
         "Sign in with LinkedIn"
     );
-    let sign_out = browser
-        .step(
-            "find the sign-out button",
-            browser.client.find(Locator::Id("sign-out")).await,
-        )
-        .await;
+    let sign_out = browser.find("find the sign-out button", "sign-out").await;
     browser
         .expect_signed_out_buttons(&sign_in, &sign_out, "before signing in")
         .await;
@@ -255,12 +250,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
             browser.client.find(Locator::Css("button.in-login")).await,
         )
         .await;
-    let sign_out = browser
-        .step(
-            "find the sign-out button",
-            browser.client.find(Locator::Id("sign-out")).await,
-        )
-        .await;
+    let sign_out = browser.find("find the sign-out button", "sign-out").await;
     assert!(
         browser
             .step("look at the sign-out button", sign_out.is_displayed().await)
@@ -294,12 +284,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
     browser
         .expect_signed_out_buttons(&sign_in, &sign_out, "after signing out")
         .await;
-    let profile = browser
-        .step(
-            "find the profile",
-            browser.client.find(Locator::Id("profile")).await,
-        )
-        .await;
+    let profile = browser.find("find the profile", "profile").await;
     assert!(
         !browser
             .step("look at the profile", profile.is_displayed().await)
@@ -325,9 +310,9 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
 
     // OpenID Connect, into the same session: the link, the provider's consent page, Allow.
     let link = browser
-        .step(
+        .find(
             "find “Sign in with LinkedIn (OpenID Connect)”",
-            browser.client.find(Locator::Id("oidc-sign-in")).await,
+            "oidc-sign-in",
         )
         .await;
     browser
@@ -359,12 +344,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
     assert_eq!(session["flow"], "oidc", "{session}");
     let me = browser.fetch_json("/me").await;
     assert_eq!(me["email"], "sandboxada@sandbox.example", "{me}");
-    let sign_out = browser
-        .step(
-            "find the sign-out button",
-            browser.client.find(Locator::Id("sign-out")).await,
-        )
-        .await;
+    let sign_out = browser.find("find the sign-out button", "sign-out").await;
     browser
         .step("click “Sign out”", sign_out.click().await)
         .await;
@@ -547,6 +527,12 @@ impl Browser {
             !shown(sign_out, "look at the sign-out button").await,
             "the sign-out button is visible {when}"
         );
+    }
+
+    /// The element with id `id`, found as step `what`.
+    async fn find(&self, what: &str, id: &str) -> Element {
+        self.step(what, self.client.find(Locator::Id(id)).await)
+            .await
     }
 
     async fn step<T>(&self, what: &str, result: Result<T, CmdError>) -> T {
