@@ -105,6 +105,17 @@ pub struct Config {
     #[arg(long, env = "SANDBOX", value_name = "SANDBOX")]
     pub sandbox: Option<bool>,
 
+    /// Sandbox mode only: `false` makes the server speak HTTP/1.1 only and close every
+    /// connection after one answer, as an HTTP/1.0-style upstream does (for benchmarks).
+    #[arg(
+        long,
+        env = "SANDBOX_KEEP_ALIVE",
+        value_name = "SANDBOX_KEEP_ALIVE",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub sandbox_keep_alive: bool,
+
     /// HTTPS listen address.
     #[arg(
         long,
@@ -506,6 +517,18 @@ impl Config {
         self.sandbox.unwrap_or(self.linkedin_api_key.is_none())
     }
 
+    /// Whether connections are kept open between requests: always, unless the sandbox is told
+    /// otherwise by `SANDBOX_KEEP_ALIVE=false` (which outside sandbox mode is an error).
+    pub fn keep_alive(&self) -> Result<bool, ConfigError> {
+        if !self.sandbox_keep_alive && !self.sandbox_enabled() {
+            return Err(ConfigError::new(
+                "SANDBOX_KEEP_ALIVE",
+                "applies only in sandbox mode (SANDBOX=true)",
+            ));
+        }
+        Ok(self.sandbox_keep_alive)
+    }
+
     /// The inactivity limit of a session.
     pub fn session_idle(&self) -> Duration {
         Duration::from_secs(self.session_idle_minutes * 60)
@@ -630,6 +653,27 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.variable, "LINKEDIN_SECRET_KEY");
         assert!(!parse(&["--linkedin-api-key", "abc"]).sandbox_enabled());
+    }
+
+    #[test]
+    fn closing_connections_is_for_the_sandbox_only() {
+        assert!(Config::defaults().keep_alive().unwrap());
+        assert!(
+            !parse(&["--sandbox-keep-alive", "false"])
+                .keep_alive()
+                .unwrap()
+        );
+        let err = parse(&[
+            "--linkedin-api-key",
+            "abc",
+            "--linkedin-secret-key",
+            "s",
+            "--sandbox-keep-alive",
+            "false",
+        ])
+        .keep_alive()
+        .unwrap_err();
+        assert_eq!(err.variable, "SANDBOX_KEEP_ALIVE");
     }
 
     #[test]

@@ -6,14 +6,29 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
 
 use crate::config::ConfigError;
 
-/// The protocols offered in ALPN, most preferred first.
-const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// The HTTP versions a server offers in ALPN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alpn {
+    /// HTTP/2, then HTTP/1.1: the server's own.
+    Http2AndHttp1,
+    /// HTTP/1.1 only: a sandbox that closes every connection (`SANDBOX_KEEP_ALIVE=false`).
+    Http1Only,
+}
+
+impl Alpn {
+    fn protocols(self) -> Vec<Vec<u8>> {
+        match self {
+            Self::Http2AndHttp1 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            Self::Http1Only => vec![b"http/1.1".to_vec()],
+        }
+    }
+}
 
 /// The names a generated certificate is valid for.
 const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -64,10 +79,10 @@ pub fn load_or_generate(cert: &Path, key: &Path) -> Result<TlsMaterial, ConfigEr
 }
 
 impl TlsMaterial {
-    /// The rustls configuration for this pair (HTTP/2 and HTTP/1.1 offered). A certificate
+    /// The rustls configuration for this pair, offering `alpn`. A certificate
     /// that does not parse names `TLS_CERT`; a key that does not parse, or does not belong to
     /// the certificate, names `TLS_KEY`.
-    pub fn server_config(&self) -> Result<Arc<ServerConfig>, ConfigError> {
+    pub fn server_config(&self, alpn: Alpn) -> Result<Arc<ServerConfig>, ConfigError> {
         let chain = CertificateDer::pem_slice_iter(&self.cert_pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ConfigError::new("TLS_CERT", format!("not a PEM certificate: {e}")))?;
@@ -85,7 +100,7 @@ impl TlsMaterial {
                     format!("unusable with the certificate of TLS_CERT: {e}"),
                 )
             })?;
-        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        config.alpn_protocols = alpn.protocols();
         Ok(Arc::new(config))
     }
 }
@@ -122,6 +137,7 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     #[test]
@@ -155,19 +171,30 @@ mod tests {
             .unwrap()
         };
         let (a, b) = (pair("a"), pair("b"));
-        assert!(a.server_config().is_ok());
+        assert!(a.server_config(Alpn::Http2AndHttp1).is_ok());
         let foreign = TlsMaterial {
             cert_pem: a.cert_pem.clone(),
             key_pem: b.key_pem.clone(),
             generated: false,
         };
-        assert_eq!(foreign.server_config().err().unwrap().variable, "TLS_KEY");
+        assert_eq!(
+            foreign
+                .server_config(Alpn::Http2AndHttp1)
+                .err()
+                .unwrap()
+                .variable,
+            "TLS_KEY"
+        );
         let garbage_key = TlsMaterial {
             key_pem: b"garbage".to_vec(),
             ..foreign
         };
         assert_eq!(
-            garbage_key.server_config().err().unwrap().variable,
+            garbage_key
+                .server_config(Alpn::Http2AndHttp1)
+                .err()
+                .unwrap()
+                .variable,
             "TLS_KEY"
         );
         let garbage_cert = TlsMaterial {
@@ -176,7 +203,11 @@ mod tests {
             generated: false,
         };
         assert_eq!(
-            garbage_cert.server_config().err().unwrap().variable,
+            garbage_cert
+                .server_config(Alpn::Http2AndHttp1)
+                .err()
+                .unwrap()
+                .variable,
             "TLS_CERT"
         );
     }

@@ -26,7 +26,7 @@ use crate::session::SessionBackend;
 use crate::session::backend::BackendOptions;
 use crate::session::keys::{self, KeySource};
 use crate::telemetry::Telemetry;
-use crate::tls;
+use crate::tls::{self, Alpn};
 
 pub mod connections;
 pub mod listeners;
@@ -48,6 +48,8 @@ pub struct Server {
     listener: TcpListener,
     tls: RustlsConfig,
     cert_files: CertFiles,
+    /// False only for a sandbox told to close every connection after one answer.
+    keep_alive: bool,
     app: Router,
     addr: SocketAddr,
     connections: Arc<Tracker>,
@@ -78,8 +80,14 @@ impl Server {
         }
         let credentials = wiring::app_credentials(config)?;
 
+        let keep_alive = config.keep_alive()?;
+        let alpn = if keep_alive {
+            Alpn::Http2AndHttp1
+        } else {
+            Alpn::Http1Only
+        };
         let material = tls::load_or_generate(&config.tls_cert, &config.tls_key)?;
-        let tls = RustlsConfig::from_config(material.server_config()?);
+        let tls = RustlsConfig::from_config(material.server_config(alpn)?);
         if material.generated {
             tracing::info!(cert = %config.tls_cert.display(), "generated a self-signed certificate for localhost");
         }
@@ -145,7 +153,9 @@ impl Server {
             cert_files: CertFiles {
                 cert: config.tls_cert.clone(),
                 key: config.tls_key.clone(),
+                alpn,
             },
+            keep_alive,
             app,
             addr,
             connections: Tracker::new(max_connections, IDLE_TIMEOUT, telemetry.connections_open()),
@@ -245,6 +255,7 @@ impl Server {
         server
             .http_builder()
             .http1()
+            .keep_alive(self.keep_alive)
             .max_buf_size(16 * 1024)
             .header_read_timeout(REQUEST_DEADLINE)
             .timer(hyper_util::rt::TokioTimer::new());
@@ -320,6 +331,11 @@ fn log_mode(config: &Config, sandbox: bool, addr: SocketAddr, api_key: &str, url
             tracing::warn!(
                 %addr,
                 "sandbox mode on a non-loopback address: anyone who can reach {addr} can mint signed cookies for any member and sign in as them; bind to 127.0.0.1 or set LINKEDIN_API_KEY"
+            );
+        }
+        if !config.sandbox_keep_alive {
+            tracing::info!(
+                "HTTP/1.1 only, every connection closed after one answer (SANDBOX_KEEP_ALIVE=false)"
             );
         }
     } else {

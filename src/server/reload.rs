@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use axum_server::tls_rustls::RustlsConfig;
 
-use crate::tls::TlsMaterial;
+use crate::tls::{Alpn, TlsMaterial};
 
 /// How often the files are checked for a change.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(10);
@@ -20,6 +20,8 @@ pub struct CertFiles {
     pub cert: PathBuf,
     /// `TLS_KEY`.
     pub key: PathBuf,
+    /// What the reloaded configuration offers.
+    pub alpn: Alpn,
 }
 
 impl CertFiles {
@@ -43,7 +45,7 @@ impl CertFiles {
                 return false;
             }
         };
-        match material.server_config() {
+        match material.server_config(self.alpn) {
             Ok(config) => {
                 tls.reload_from_config(config);
                 tracing::info!(cert = %self.cert.display(), "certificate reloaded ({why})");
