@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oauth1_request::signature_method::HmacSha1;
@@ -15,6 +16,7 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use url::Url;
 
+use super::dns::{self, CachingResolver};
 use crate::secret::Secret;
 use crate::telemetry::Telemetry;
 
@@ -121,6 +123,7 @@ impl LinkedInClient {
             .connect_timeout(endpoints.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
+            .dns_resolver(Arc::new(CachingResolver::new(dns::TTL)))
             .tls_certs_merge(extra_roots.iter().cloned())
             .user_agent(concat!(
                 "linkedin-token-exchange/",

@@ -1,7 +1,9 @@
 //! The LinkedIn side as the service sees it: the JSAPI cookie ([`cookie`], pure), the
-//! OAuth 1.0a calls ([`client`], I/O, and the one upstream HTTPS client), and the OpenID
-//! Connect relying party ([`oidc`], I/O over the same client).
+//! OAuth 1.0a calls ([`client`], I/O, and the one upstream HTTPS client, whose resolver
+//! keeps its answers ([`dns`])), and the OpenID Connect relying party ([`oidc`], I/O over
+//! the same client).
 
 pub mod client;
 pub mod cookie;
+pub mod dns;
 pub mod oidc;
