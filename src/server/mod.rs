@@ -64,7 +64,7 @@ impl Server {
     /// session store and builds the app. Every failure names the variable at fault.
     pub async fn build(config: &Config) -> Result<Self, ConfigError> {
         // One crypto provider for the whole process (ring); a second call is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        tls::install_crypto_provider();
 
         let credentials = config.app_credentials()?;
         let sandbox = config.sandbox_enabled();

@@ -78,7 +78,7 @@ pub async fn spawn_real_app(upstream: &FakeUpstream) -> TestApp {
 }
 
 pub fn trusting_client(dir: &TempDir, jar: Arc<Jar>) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    linkedin_token_exchange::tls::install_crypto_provider();
     let pem = std::fs::read(dir.path().join("cert.pem")).unwrap();
     reqwest::Client::builder()
         .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
@@ -425,7 +425,7 @@ pub async fn raw_tls(
     alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls::pki_types::pem::PemObject;
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    linkedin_token_exchange::tls::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in
         rustls::pki_types::CertificateDer::pem_file_iter(dir.path().join("cert.pem")).unwrap()

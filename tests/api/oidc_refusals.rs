@@ -181,7 +181,7 @@ impl Provider {
             .route("/v2/userinfo", get(userinfo))
             .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        linkedin_token_exchange::tls::install_crypto_provider();
         let browser = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
