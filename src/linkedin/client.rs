@@ -83,7 +83,8 @@ pub struct LinkedInClient {
     http: reqwest::Client,
     consumer_key: String,
     consumer_secret: Secret,
-    access_token_url: String,
+    /// Parsed once: reqwest would parse a string again for every call.
+    access_token_url: Url,
     profile_url: String,
     timeout_ms: u64,
     telemetry: Telemetry,
@@ -136,7 +137,7 @@ impl LinkedInClient {
             http,
             consumer_key: consumer_key.to_owned(),
             consumer_secret: consumer_secret.clone(),
-            access_token_url: endpoints.access_token_url.to_string(),
+            access_token_url: endpoints.access_token_url.clone(),
             profile_url: api,
             timeout_ms: u64::try_from(endpoints.timeout.as_millis()).unwrap_or(u64::MAX),
             telemetry: Telemetry::disabled(),
@@ -196,10 +197,11 @@ impl LinkedInClient {
         let params = ExchangeParams {
             xoauth_oauth2_access_token: access_token,
         };
-        let authorization = self.authorization("POST", &self.access_token_url, &params, None);
+        let authorization =
+            self.authorization("POST", self.access_token_url.as_str(), &params, None);
         let request = self
             .http
-            .post(&self.access_token_url)
+            .post(self.access_token_url.clone())
             .header(AUTHORIZATION, authorization)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(oauth1_request::to_form(&params));
