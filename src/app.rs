@@ -17,7 +17,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::error::{AppError, json_errors, log_errors, not_found};
+use crate::error::{AppError, errors, not_found};
 use crate::handlers;
 use crate::linkedin::client::LinkedInClient;
 use crate::linkedin::oidc::OidcClient;
@@ -98,12 +98,14 @@ impl FromRef<AppState> for SessionPolicy {
 /// and deadline.
 pub fn build_app(state: AppState, extra: Router) -> Router {
     let policy = SessionPolicy::from_ref(&state);
+    // With `RATE_LIMIT=off`, no middleware at all (the per-token check is in the handler).
+    let client_limit = state
+        .limits
+        .is_enabled()
+        .then(|| middleware::from_fn_with_state(state.limits.clone(), limit_clients));
     let sign_in_routes = handlers::exchange::router()
         .merge(handlers::oidc::router())
-        .route_layer(middleware::from_fn_with_state(
-            state.limits.clone(),
-            limit_clients,
-        ));
+        .route_layer(tower::util::option_layer(client_limit));
     let member_routes = Router::new()
         .merge(handlers::login::router())
         .merge(sign_in_routes)
@@ -133,10 +135,10 @@ pub fn build_app(state: AppState, extra: Router) -> Router {
             )
         });
     let layers = ServiceBuilder::new()
-        .layer(middleware::from_fn(telemetry::drop_insane_request_id))
+        .map_request(telemetry::drop_insane_request_id)
         .layer(SetRequestIdLayer::x_request_id(MakeId))
         .layer(PropagateRequestIdLayer::x_request_id())
-        // `log_errors` logs each failed request once; the trace layer only spans them.
+        // `errors` logs each failed request once; the trace layer only spans them.
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(telemetry::request_span)
@@ -159,11 +161,14 @@ pub fn build_app(state: AppState, extra: Router) -> Router {
             header::CONTENT_SECURITY_POLICY,
             move |response: &Response| is_html(response).then(|| csp.clone()),
         ))
-        .layer(middleware::from_fn(log_errors))
-        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(errors))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(RequestBodyDeadlineLayer::new(BODY_DEADLINE));
-    let telemetry = state.telemetry.clone();
+    // Per-route metrics only when they are on: no middleware at all otherwise.
+    let observer = state
+        .telemetry
+        .is_enabled()
+        .then(|| middleware::from_fn_with_state(state.telemetry.clone(), telemetry::observe));
     Router::new()
         .merge(member_routes)
         .merge(handlers::assets::router())
@@ -171,10 +176,7 @@ pub fn build_app(state: AppState, extra: Router) -> Router {
         .with_state(state)
         .merge(extra)
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            telemetry,
-            telemetry::observe,
-        ))
+        .layer(tower::util::option_layer(observer))
         .layer(layers)
 }
 

@@ -2,14 +2,14 @@
 //! rendering (`{"error": code, "message": sentence}`).
 //!
 //! Handlers return `Result<T>` and use `?`; they never build an error response by hand.
-//! Logging is not done here: the response carries the error in an extension and
-//! [`log_errors`] writes one line per failed request. [`json_errors`] gives the answers that
-//! come from the framework rather than from a handler (a wrong method, a body over the
-//! limit, an extractor's rejection) the same JSON shape.
+//! Logging is not done here: the response carries the error in an extension, and the one
+//! middleware [`errors`] gives the answers that come from the framework rather than from a
+//! handler (a wrong method, a body over the limit, an extractor's rejection) the same JSON
+//! shape, then writes one line per failed request.
 
 use axum::Json;
 use axum::extract::Request;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -154,12 +154,12 @@ pub struct ErrorBody {
     pub error: &'static str,
     /// One sentence for a person.
     pub message: String,
-    /// The request's id (`X-Request-Id`), added by [`log_errors`].
+    /// The request's id (`X-Request-Id`), added by [`errors`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
 }
 
-/// What [`log_errors`] finds on a failed response.
+/// What [`errors`] finds on a failed response.
 #[derive(Clone, Debug)]
 pub struct LoggedError {
     code: &'static str,
@@ -196,17 +196,32 @@ impl IntoResponse for AppError {
     }
 }
 
-/// Writes one log line per failed request (in the request's span, so with its id): server
-/// and upstream faults at `warn`, the caller's mistakes at `info`. Messages never hold
-/// secrets, and values from the request are escaped where they are put into a message, so
-/// they can be logged whole. Adds the request id to the error body.
-pub async fn log_errors(request: Request, next: Next) -> Response {
+/// The middleware for failed answers: the framework's own get the JSON shape
+/// ([`framework_error_as_json`]), then each failed request is logged once
+/// ([`log_error`]). A successful answer passes at once.
+pub async fn errors(request: Request, next: Next) -> Response {
     // A cheap clone (a shared header value); turned into text only for an error.
     let request_id = request
         .extensions()
         .get::<tower_http::request_id::RequestId>()
         .cloned();
+    let method = request.method().clone();
     let response = next.run(request).await;
+    if response.status().as_u16() < 400 {
+        return response;
+    }
+    let response = framework_error_as_json(&method, response).await;
+    log_error(request_id, response)
+}
+
+/// Writes one log line for a failed request (in the request's span, so with its id): server
+/// and upstream faults at `warn`, the caller's mistakes at `info`. Messages never hold
+/// secrets, and values from the request are escaped where they are put into a message, so
+/// they can be logged whole. Adds the request id to the error body.
+fn log_error(
+    request_id: Option<tower_http::request_id::RequestId>,
+    response: Response,
+) -> Response {
     let Some(err) = response.extensions().get::<LoggedError>().cloned() else {
         return response;
     };
@@ -289,9 +304,7 @@ const MAX_REJECTION_TEXT: usize = 300;
 /// in the JSON shape of [`AppError`], keeping their status and headers (`Allow`). Answers
 /// that already are JSON, or carry a content type of their own (the sandbox emulating
 /// LinkedIn), pass untouched.
-pub async fn json_errors(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let response = next.run(request).await;
+async fn framework_error_as_json(method: &Method, response: Response) -> Response {
     let status = response.status();
     if status.as_u16() < 400 || response.extensions().get::<LoggedError>().is_some() {
         return response;

@@ -68,6 +68,11 @@ impl RateLimits {
         Self(Some(inner))
     }
 
+    /// Whether any limit applies (`RATE_LIMIT` is not `off`).
+    pub fn is_enabled(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// The client's address: the peer's, or from `X-Forwarded-For` when the peer is trusted.
     pub fn client_addr(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let Some(trusted) = self.0.as_ref().and_then(|i| i.trusted.as_ref()) else {

@@ -17,7 +17,6 @@ use axum::response::Response;
 use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use rand::Rng;
-use rand::distr::Alphanumeric;
 use tower_http::request_id::{MakeRequestId, RequestId};
 
 use crate::config::LogFormat;
@@ -80,6 +79,11 @@ impl Telemetry {
                 inner.handle.run_upkeep();
             }
         });
+    }
+
+    /// Whether metrics are recorded (`METRICS_BIND` set).
+    pub fn is_enabled(&self) -> bool {
+        self.0.is_some()
     }
 
     /// No metrics: every call does nothing.
@@ -205,10 +209,8 @@ impl Telemetry {
 
 /// Times a request and counts it under its route pattern (unmatched paths count as
 /// `unmatched`, so that no raw path ever becomes a label).
+/// Layered only when metrics are on (see [`Telemetry::observer`]).
 pub async fn observe(State(telemetry): State<Telemetry>, request: Request, next: Next) -> Response {
-    if telemetry.0.is_none() {
-        return next.run(request).await;
-    }
     let started = Instant::now();
     let route = request
         .extensions()
@@ -231,13 +233,23 @@ pub struct MakeId;
 
 impl MakeRequestId for MakeId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let id: String = rand::rng()
-            .sample_iter(Alphanumeric)
-            .take(22)
-            .map(char::from)
-            .collect();
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
+        HeaderValue::from_str(&new_request_id())
+            .ok()
+            .map(RequestId::new)
     }
+}
+
+/// 22 random letters and digits: one random `u128` in base 62 (62^22 > 2^128), instead of
+/// 22 draws with rejection.
+fn new_request_id() -> String {
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut n: u128 = rand::rng().random();
+    let mut id = String::with_capacity(22);
+    for _ in 0..22 {
+        id.push(char::from(DIGITS[(n % 62) as usize]));
+        n /= 62;
+    }
+    id
 }
 
 /// Whether a client's request id can be kept: at most 64 letters, digits, `.`, `_`, `-`.
@@ -250,8 +262,9 @@ pub fn is_sane_request_id(value: &HeaderValue) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Drops a client's request id that is not sane, so that a fresh one replaces it.
-pub async fn drop_insane_request_id(mut request: Request, next: Next) -> Response {
+/// Drops a client's request id that is not sane, so that a fresh one replaces it (a plain
+/// `map_request`: no middleware future or service clone per request).
+pub fn drop_insane_request_id<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
     if request
         .headers()
         .get(REQUEST_ID)
@@ -259,7 +272,7 @@ pub async fn drop_insane_request_id(mut request: Request, next: Next) -> Respons
     {
         request.headers_mut().remove(REQUEST_ID);
     }
-    next.run(request).await
+    request
 }
 
 /// The request's id, for error bodies and spans.
@@ -322,6 +335,16 @@ mod tests {
                 continue;
             };
             assert!(!is_sane_request_id(&value), "{insane:?}");
+        }
+    }
+
+    #[test]
+    fn generated_request_ids_are_22_letters_and_digits_and_differ() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            assert_eq!(id.len(), 22, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
         }
     }
 
