@@ -239,15 +239,17 @@ impl MakeRequestId for MakeId {
     }
 }
 
-/// 22 random letters and digits: one random `u128` in base 62 (62^22 > 2^128), instead of
-/// 22 draws with rejection.
+/// 22 random letters and digits: two random `u64`s in base 62, 11 digits each (62^11 > 2^64),
+/// 128 random bits in all; instead of 22 draws with rejection.
 fn new_request_id() -> String {
     const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut n: u128 = rand::rng().random();
+    let mut rng = rand::rng();
     let mut id = String::with_capacity(22);
-    for _ in 0..22 {
-        id.push(char::from(DIGITS[(n % 62) as usize]));
-        n /= 62;
+    for mut n in [rng.random::<u64>(), rng.random::<u64>()] {
+        for _ in 0..11 {
+            id.push(char::from(DIGITS[(n % 62) as usize]));
+            n /= 62;
+        }
     }
     id
 }

@@ -2,6 +2,7 @@
 //! client's code and by deliberately wrong variants.
 
 use std::num::NonZeroU64;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use linkedin_token_exchange::linkedin::client::{LinkedInClient, LinkedInEndpoints, UpstreamError};
@@ -9,7 +10,7 @@ use linkedin_token_exchange::secret::Secret;
 use oauth1_request::Credentials;
 use oauth1_request::signature_method::HmacSha1;
 
-use crate::helpers::{API_KEY, SECRET_KEY, TestApp, spawn_app};
+use crate::helpers::{API_KEY, SECRET_KEY, TestApp, spawn_app, test_config};
 
 fn client(app: &TestApp, key: &str, secret: &str) -> LinkedInClient {
     let endpoints = LinkedInEndpoints {
@@ -243,4 +244,26 @@ async fn authorize_refuses_an_unknown_api_key_and_signs_with_the_apps_secret() {
         cookie.member_id(),
         linkedin_token_exchange::sandbox::DEFAULT_MEMBER_ID
     );
+}
+
+#[tokio::test]
+async fn a_sandbox_without_keep_alive_answers_over_http1_closes_each_connection_and_still_exchanges()
+ {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.sandbox_keep_alive = false;
+    let app = TestApp::start(config, dir).await;
+
+    // The test client offers HTTP/2 first; the server offers HTTP/1.1 only, then closes.
+    let health = app.get("/healthz").await;
+    assert_eq!(health.version(), reqwest::Version::HTTP_11);
+    assert_eq!(health.headers()["connection"], "close");
+
+    // The exchange: this server's upstream is its own sandbox, over a connection of its own.
+    app.sign_in("SandboxAda").await;
+    let (status, body) = app.exchange().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "connected", "{body}");
+    assert_eq!(app.session().await["member_id"], "SandboxAda");
+    assert_eq!(app.sandbox_stats().await["exchanges_accepted"], 1);
 }
