@@ -79,22 +79,31 @@ impl Inner {
                 answers: HashMap::new(),
             }
         });
-        let (method, status) = &answer;
-        let labels = vec![
-            route_label(),
-            Label::new("method", *method),
-            Label::new("status", status.to_string()),
-        ];
+        let (method, status) = answer;
         let counter = known
             .answers
             .entry(answer)
             .or_insert_with(|| {
+                let labels = vec![
+                    route_label(),
+                    Label::new("method", method),
+                    Label::new("status", status.to_string()),
+                ];
                 let key = Key::from_parts("lte_http_requests_total", labels);
                 self.recorder.register_counter(&key, &METADATA)
             })
             .clone();
         Some((known.duration.clone(), counter))
     }
+}
+
+/// The key of `name` with two labels, `(label, value)` each.
+fn two_labels(
+    name: &'static str,
+    (k1, v1): (&'static str, &'static str),
+    (k2, v2): (&'static str, &'static str),
+) -> Key {
+    Key::from_parts(name, vec![Label::new(k1, v1), Label::new(k2, v2)])
 }
 
 /// The handle under `key`, made by `make` the first time.
@@ -195,38 +204,6 @@ impl Telemetry {
         describe("lte_connections_open", "Client connections held open");
     }
 
-    /// The counter `name` with two labels (`(label, value)` each), cached.
-    fn counter(
-        &self,
-        name: &'static str,
-        (k1, v1): (&'static str, &'static str),
-        (k2, v2): (&'static str, &'static str),
-    ) -> Counter {
-        let Some(inner) = &self.0 else {
-            return Counter::noop();
-        };
-        cached(&inner.handles.counters, (name, v1, v2), || {
-            let key = Key::from_parts(name, vec![Label::new(k1, v1), Label::new(k2, v2)]);
-            inner.recorder.register_counter(&key, &METADATA)
-        })
-    }
-
-    /// The histogram `name` with two labels, cached.
-    fn histogram(
-        &self,
-        name: &'static str,
-        (k1, v1): (&'static str, &'static str),
-        (k2, v2): (&'static str, &'static str),
-    ) -> Histogram {
-        let Some(inner) = &self.0 else {
-            return Histogram::noop();
-        };
-        cached(&inner.handles.histograms, (name, v1, v2), || {
-            let key = Key::from_parts(name, vec![Label::new(k1, v1), Label::new(k2, v2)]);
-            inner.recorder.register_histogram(&key, &METADATA)
-        })
-    }
-
     /// One answered request: `route` is the route pattern, never a raw path. Methods other
     /// than the standard ones count as `other`, so that no client can add series at will.
     pub fn http_request(&self, route: &str, method: &Method, status: u16, elapsed: Duration) {
@@ -251,17 +228,23 @@ impl Telemetry {
 
     /// One sign-in attempt of `flow`, and how it ended.
     pub fn exchange(&self, flow: &'static str, outcome: &'static str) {
-        self.counter("lte_exchanges_total", ("flow", flow), ("outcome", outcome))
-            .increment(1);
+        let Some(inner) = &self.0 else { return };
+        let name = "lte_exchanges_total";
+        cached(&inner.handles.counters, (name, flow, outcome), || {
+            let key = two_labels(name, ("flow", flow), ("outcome", outcome));
+            inner.recorder.register_counter(&key, &METADATA)
+        })
+        .increment(1);
     }
 
     /// One call to LinkedIn's `endpoint`, how it ended (`ok` or an error code), and its time.
     pub fn upstream(&self, endpoint: &'static str, outcome: &'static str, elapsed: Duration) {
-        self.histogram(
-            "lte_upstream_request_duration_seconds",
-            ("endpoint", endpoint),
-            ("outcome", outcome),
-        )
+        let Some(inner) = &self.0 else { return };
+        let name = "lte_upstream_request_duration_seconds";
+        cached(&inner.handles.histograms, (name, endpoint, outcome), || {
+            let key = two_labels(name, ("endpoint", endpoint), ("outcome", outcome));
+            inner.recorder.register_histogram(&key, &METADATA)
+        })
         .record(elapsed.as_secs_f64());
     }
 

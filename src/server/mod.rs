@@ -387,8 +387,9 @@ fn sandbox_routes(
 }
 
 /// Completes on SIGTERM or Ctrl-C. The handlers are installed by this call, not when the
-/// future is first polled: a signal sent as soon as the server says it is listening is never
-/// lost (it was, once in a while, when the listener was only made inside the running server).
+/// future is first polled, so a signal sent as soon as the server says it is listening finds
+/// its listener already made (one full-suite run saw a server not stop on such a signal when
+/// the listener was made inside the running server; not reproduced since).
 /// Needs a Tokio runtime.
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
