@@ -229,10 +229,10 @@ impl Store {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(2)
                     .acquire_timeout(STORE_TIMEOUT)
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await
                     .map_err(|e| fail("cannot open", &e))?;
-                let sessions = SqliteSessions::open(pool)
+                let sessions = SqliteSessions::open(pool, options)
                     .await
                     .map_err(|e| fail("migration failed", &e))?;
                 Sweeper::Sqlite(sessions.pool())

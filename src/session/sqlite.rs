@@ -3,6 +3,12 @@
 //! statement (one trip to SQLite's worker thread, one transaction) instead of one each.
 //! Every request still gets its answer only after its row is committed.
 //!
+//! The writer has a connection of its own, outside the pool: SQLite drops a connection's page
+//! cache whenever another connection has written since its last use, so batches that took
+//! turns on the pool's connections read the index pages they touch again each time. No
+//! acquire (and its ping) per batch either. Should that connection fail, the next batch opens
+//! another.
+//!
 //! Loading, saving and deleting are `tower-sessions-sqlx-store`'s, on the same table and with
 //! the same encoding; sweeping is `sweep`'s.
 
@@ -11,7 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions_sqlx_store::SqliteStore;
-use tower_sessions_sqlx_store::sqlx::{self, SqlitePool};
+use tower_sessions_sqlx_store::sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use tower_sessions_sqlx_store::sqlx::{self, ConnectOptions, SqlitePool};
 
 /// The most rows one `INSERT` carries (three parameters each, far below SQLite's limit).
 const MAX_BATCH: usize = 64;
@@ -37,13 +44,15 @@ struct PendingCreate {
 }
 
 impl SqliteSessions {
-    /// Creates the table when missing and starts the writer task.
-    pub async fn open(pool: SqlitePool) -> sqlx::Result<Self> {
+    /// Creates the table when missing and starts the writer task, whose connection is made
+    /// with `writer` (the options `pool` was made with).
+    pub async fn open(pool: SqlitePool, writer: SqliteConnectOptions) -> sqlx::Result<Self> {
         let store = SqliteStore::new(pool.clone());
         store.migrate().await?;
+        let connection = writer.connect().await?;
         let (creates, queue) = mpsc::channel(QUEUE);
         tokio::spawn(checkpoint(pool.clone()));
-        tokio::spawn(write_batches(pool.clone(), store.clone(), queue));
+        tokio::spawn(write_batches(writer, connection, store.clone(), queue));
         Ok(Self {
             store,
             pool,
@@ -74,20 +83,50 @@ async fn checkpoint(pool: SqlitePool) {
 }
 
 async fn write_batches(
-    pool: SqlitePool,
+    options: SqliteConnectOptions,
+    connection: SqliteConnection,
     store: SqliteStore,
     mut queue: mpsc::Receiver<PendingCreate>,
 ) {
+    let mut connection = Some(connection);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        insert_batch(&pool, &store, std::mem::take(&mut batch)).await;
+        let batch = std::mem::take(&mut batch);
+        let writer = match &mut connection {
+            Some(writer) => writer,
+            None => match options.connect().await {
+                Ok(writer) => connection.insert(writer),
+                Err(err) => {
+                    fail(batch, &err);
+                    continue;
+                }
+            },
+        };
+        if !insert_batch(writer, &store, batch).await {
+            tracing::warn!("SQLite writer connection failed; the next batch opens another");
+            connection = None;
+        }
+    }
+}
+
+/// Answers every request of `batch` with `err`.
+fn fail(batch: Vec<PendingCreate>, err: &sqlx::Error) {
+    for pending in batch {
+        let _ = pending
+            .done
+            .send(Err(session_store::Error::Backend(err.to_string())));
     }
 }
 
 /// Inserts `batch` in one statement. Should an id already exist (ids are 128 random bits, so
 /// this is for correctness, not expected), each record is created on its own by the store,
-/// which draws new ids until one is free.
-async fn insert_batch(pool: &SqlitePool, store: &SqliteStore, batch: Vec<PendingCreate>) {
+/// which draws new ids until one is free. False when the connection itself failed, not only
+/// the statement (as on a full disk), so that the caller replaces it.
+async fn insert_batch(
+    writer: &mut SqliteConnection,
+    store: &SqliteStore,
+    batch: Vec<PendingCreate>,
+) -> bool {
     let mut rows = Vec::with_capacity(batch.len());
     for pending in batch {
         match rmp_serde::to_vec(&pending.record) {
@@ -100,7 +139,7 @@ async fn insert_batch(pool: &SqlitePool, store: &SqliteStore, batch: Vec<Pending
         }
     }
     if rows.is_empty() {
-        return;
+        return true;
     }
     let placeholders = vec!["(?, ?, ?)"; rows.len()].join(", ");
     let sql = format!("insert or abort into {TABLE} (id, data, expiry_date) values {placeholders}");
@@ -111,11 +150,12 @@ async fn insert_batch(pool: &SqlitePool, store: &SqliteStore, batch: Vec<Pending
             .bind(data.as_slice())
             .bind(pending.record.expiry_date);
     }
-    match query.execute(pool).await {
+    match query.execute(&mut *writer).await {
         Ok(_) => {
             for (pending, _) in rows {
                 let _ = pending.done.send(Ok(pending.record.id));
             }
+            true
         }
         Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
             for (mut pending, _) in rows {
@@ -125,13 +165,12 @@ async fn insert_batch(pool: &SqlitePool, store: &SqliteStore, batch: Vec<Pending
                     .map(|()| pending.record.id);
                 let _ = pending.done.send(result);
             }
+            true
         }
         Err(err) => {
-            for (pending, _) in rows {
-                let _ = pending
-                    .done
-                    .send(Err(session_store::Error::Backend(err.to_string())));
-            }
+            let statement_failed = matches!(err, sqlx::Error::Database(_));
+            fail(rows.into_iter().map(|(pending, _)| pending).collect(), &err);
+            statement_failed
         }
     }
 }
@@ -178,8 +217,8 @@ mod tests {
         let options = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(dir.path().join("s.db"))
             .create_if_missing(true);
-        let pool = SqlitePool::connect_with(options).await.unwrap();
-        (SqliteSessions::open(pool).await.unwrap(), dir)
+        let pool = SqlitePool::connect_with(options.clone()).await.unwrap();
+        (SqliteSessions::open(pool, options).await.unwrap(), dir)
     }
 
     fn record(id: i128) -> Record {
