@@ -42,7 +42,8 @@ fn assert_store_unavailable(status: u16, body: &Value, what: &str) {
 
 /// Member A is connected; member B's exchange, in the same browser, meets `fault` while the
 /// upstream is answering (after the session was read, before it is written). The answer is
-/// a prompt 503, and once `heal` has run, A's session is exactly as it was.
+/// a prompt 503, and once `heal` has run, A's session is exactly as it was and B's exchange
+/// goes through.
 async fn an_exchange_meeting_a_store_fault_keeps_the_previous_session(
     store: StoreUrl,
     fault: impl FnOnce() + Send + 'static,
@@ -114,6 +115,12 @@ async fn an_exchange_meeting_a_store_fault_keeps_the_previous_session(
     };
     assert_eq!(after, before, "the previous session is exactly as it was");
     assert_eq!(app.get("/me").await.status(), 200);
+
+    // The store takes new sessions again (SQLite: through the writer that met the fault).
+    upstream.set(GRANT).await;
+    let (status, body) = app.exchange().await;
+    assert_eq!(status, 200, "the exchange after the fault: {body}");
+    assert_eq!(app.session().await["member_id"], "member-b");
     took
 }
 
