@@ -81,11 +81,9 @@ impl JsapiCookie {
             .strip_prefix('"')
             .and_then(|r| r.strip_suffix('"'))
             .unwrap_or(raw);
-        if has_broken_escape(raw) {
-            return Err(malformed("it has a broken percent-escape"));
-        }
-        let json = percent_encoding::percent_decode_str(raw)
-            .decode_utf8()
+        let json = percent_decode_strict(raw)
+            .ok_or_else(|| malformed("it has a broken percent-escape"))?;
+        let json = String::from_utf8(json)
             .map_err(|_| malformed("it is not UTF-8 once percent-decoded"))?;
         let fields = match serde_json::from_str::<Value>(&json) {
             Ok(Value::Object(fields)) => fields,
@@ -207,14 +205,22 @@ fn escaped_list(names: &[&str]) -> String {
     }
 }
 
-/// `%` not followed by two hex digits (percent-encoding's decoder would pass it through).
-fn has_broken_escape(raw: &str) -> bool {
-    let bytes = raw.as_bytes();
-    bytes.iter().enumerate().any(|(i, &b)| {
-        b == b'%'
-            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-    })
+/// Percent-decodes `raw` in one pass (a `+` stays a `+`); `None` when a `%` is not followed
+/// by two hex digits, which `percent-encoding`'s lenient decoder would pass through as is.
+/// Runs between escapes are copied whole: a JSAPI cookie is mostly escapes and such runs.
+fn percent_decode_strict(raw: &str) -> Option<Vec<u8>> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut rest = raw.as_bytes();
+    while let Some(at) = rest.iter().position(|&b| b == b'%') {
+        decoded.extend_from_slice(&rest[..at]);
+        let (&high, &low) = (rest.get(at + 1)?, rest.get(at + 2)?);
+        let byte = hex(high)? << 4 | hex(low)?;
+        decoded.push(u8::try_from(byte).ok()?);
+        rest = &rest[at + 3..];
+    }
+    decoded.extend_from_slice(rest);
+    Some(decoded)
 }
 
 #[cfg(test)]
@@ -400,7 +406,22 @@ mod tests {
         assert_eq!(cookie_name("KEY"), "linkedin_oauth_KEY");
     }
 
+    #[test]
+    fn a_percent_without_two_hex_digits_is_refused_by_the_decoder() {
+        for raw in ["%", "a%", "%4", "%4g", "%g4", "ab%+1", "%%41", "%-1"] {
+            assert_eq!(percent_decode_strict(raw), None, "{raw}");
+        }
+        assert_eq!(percent_decode_strict("a+b%2Bc%7e").unwrap(), b"a+b+c~");
+    }
+
     proptest! {
+        /// Wherever every `%` starts an escape, the one-pass decoder agrees with the crate's.
+        #[test]
+        fn the_strict_decoder_agrees_with_percent_encoding(raw in "([^%]{0,8}(%[0-9a-fA-F]{2})?){0,40}") {
+            let expected: Vec<u8> = percent_encoding::percent_decode_str(&raw).collect();
+            prop_assert_eq!(percent_decode_strict(&raw), Some(expected));
+        }
+
         #[test]
         fn arbitrary_strings_never_panic(raw in ".{0,600}") {
             if let Ok(cookie) = JsapiCookie::parse(&raw) {

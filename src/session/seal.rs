@@ -51,6 +51,8 @@ pub enum OpenError {
 
 struct Key {
     id: KeyId,
+    /// `v1.<id>.`, what every value this key seals starts with (made once, not per seal).
+    prefix: String,
     aead: LessSafeKey,
 }
 
@@ -78,8 +80,10 @@ impl Keyring {
             .iter()
             .filter_map(|bytes| {
                 let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).ok()?);
+                let id = key_id(bytes);
                 Some(Key {
-                    id: key_id(bytes),
+                    id,
+                    prefix: format!("{VERSION}.{id}."),
                     aead,
                 })
             })
@@ -120,20 +124,22 @@ impl Keyring {
             std::process::abort();
         };
         sealed.extend_from_slice(tag.as_ref());
-        format!("{VERSION}.{}.{}", key.id, BASE64URL.encode(sealed))
+        let mut text = String::with_capacity(key.prefix.len() + sealed.len().div_ceil(3) * 4);
+        text.push_str(&key.prefix);
+        BASE64URL.encode_string(sealed, &mut text);
+        text
     }
 
     /// Opens a value sealed for `aad` by any key of this keyring.
     pub fn open(&self, sealed: &str, aad: &[u8]) -> Result<Vec<u8>, OpenError> {
         let mut parts = sealed.splitn(3, '.');
-        let (Some(VERSION), Some(id), Some(body)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(VERSION), Some(id), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(OpenError::Malformed);
         };
-        let key = self
+        let (key, body) = self
             .keys
             .iter()
-            .find(|k| k.id.to_string() == id)
+            .find_map(|k| Some((k, sealed.strip_prefix(k.prefix.as_str())?)))
             .ok_or_else(|| {
                 OpenError::UnknownKey(id.chars().filter(char::is_ascii_hexdigit).take(8).collect())
             })?;
