@@ -234,7 +234,7 @@ impl Store {
                     .map_err(|e| fail("cannot open", &e))?;
                 let sessions = SqliteSessions::open(pool, options)
                     .await
-                    .map_err(|e| fail("migration failed", &e))?;
+                    .map_err(|e| fail("migration or writer connection failed", &e))?;
                 Sweeper::Sqlite(sessions.pool())
                     .start()
                     .await
