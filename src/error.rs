@@ -304,9 +304,10 @@ const MAX_REJECTION_TEXT: usize = 300;
 /// in the JSON shape of [`AppError`], keeping their status and headers (`Allow`). Answers
 /// that already are JSON, or carry a content type of their own (the sandbox emulating
 /// LinkedIn), pass untouched.
+/// [`errors`] calls it for failed answers only.
 async fn framework_error_as_json(method: &Method, response: Response) -> Response {
     let status = response.status();
-    if status.as_u16() < 400 || response.extensions().get::<LoggedError>().is_some() {
+    if response.extensions().get::<LoggedError>().is_some() {
         return response;
     }
     let plain = response

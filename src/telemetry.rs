@@ -282,7 +282,7 @@ impl Telemetry {
 
 /// Times a request and counts it under its route pattern (unmatched paths count as
 /// `unmatched`, so that no raw path ever becomes a label).
-/// Layered only when metrics are on (see [`Telemetry::observer`]).
+/// Layered only when metrics are on (`build_app`).
 pub async fn observe(State(telemetry): State<Telemetry>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request.extensions().get::<MatchedPath>().cloned();

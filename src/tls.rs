@@ -164,6 +164,8 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn aes_128_gcm_leads_and_every_suite_is_still_offered() {
         let ours: Vec<_> = super::crypto_provider()
@@ -182,8 +184,6 @@ mod tests {
         all.sort_by_key(|s| u16::from(*s));
         assert_eq!(sorted, all);
     }
-
-    use super::*;
 
     #[test]
     fn generates_a_pair_once_then_loads_it() {
@@ -215,6 +215,13 @@ mod tests {
             )
             .unwrap()
         };
+        let refused = |material: &TlsMaterial| {
+            material
+                .server_config(Alpn::Http2AndHttp1)
+                .err()
+                .unwrap()
+                .variable
+        };
         let (a, b) = (pair("a"), pair("b"));
         assert!(a.server_config(Alpn::Http2AndHttp1).is_ok());
         let foreign = TlsMaterial {
@@ -222,39 +229,18 @@ mod tests {
             key_pem: b.key_pem.clone(),
             generated: false,
         };
-        assert_eq!(
-            foreign
-                .server_config(Alpn::Http2AndHttp1)
-                .err()
-                .unwrap()
-                .variable,
-            "TLS_KEY"
-        );
+        assert_eq!(refused(&foreign), "TLS_KEY");
         let garbage_key = TlsMaterial {
             key_pem: b"garbage".to_vec(),
             ..foreign
         };
-        assert_eq!(
-            garbage_key
-                .server_config(Alpn::Http2AndHttp1)
-                .err()
-                .unwrap()
-                .variable,
-            "TLS_KEY"
-        );
+        assert_eq!(refused(&garbage_key), "TLS_KEY");
         let garbage_cert = TlsMaterial {
             cert_pem: b"garbage".to_vec(),
             key_pem: a.key_pem.clone(),
             generated: false,
         };
-        assert_eq!(
-            garbage_cert
-                .server_config(Alpn::Http2AndHttp1)
-                .err()
-                .unwrap()
-                .variable,
-            "TLS_CERT"
-        );
+        assert_eq!(refused(&garbage_cert), "TLS_CERT");
     }
 
     #[test]
