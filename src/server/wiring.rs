@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::config::{
     AppCredentials, Config, ConfigError, DEFAULT_ACCESS_TOKEN_URL, DEFAULT_API_URL,
-    DEFAULT_JSAPI_URL, DEFAULT_OIDC_ISSUER,
+    DEFAULT_JSAPI_URL, DEFAULT_OIDC_ISSUER, oidc_scopes,
 };
 use crate::linkedin::client::{LinkedInClient, LinkedInEndpoints};
 use crate::linkedin::oidc::OidcSettings;
@@ -84,6 +84,7 @@ pub fn oidc_settings(
     addr: SocketAddr,
     public_origins: &[String],
 ) -> Result<Option<OidcSettings>, ConfigError> {
+    let scopes = oidc_scopes(&config.linkedin_oidc_scopes)?;
     let configured = config.oidc_client()?;
     let (client_id, client_secret) = match configured {
         Some(client) => client,
@@ -108,23 +109,14 @@ pub fn oidc_settings(
         None => Url::parse(&format!("{}/auth/linkedin/callback", public_origins[0]))
             .map_err(|e| ConfigError::new("LINKEDIN_OIDC_REDIRECT_URL", e.to_string()))?,
     };
-    let scopes: Vec<String> = config
-        .linkedin_oidc_scopes
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
-    if !scopes.iter().any(|s| s == "openid") {
-        return Err(ConfigError::new(
-            "LINKEDIN_OIDC_SCOPES",
-            "must include openid",
-        ));
-    }
     Ok(Some(OidcSettings {
         issuer,
         client_id,
         client_secret,
         redirect_url,
         scopes,
+        pkce: config.linkedin_oidc_pkce,
+        require_nonce: config.linkedin_oidc_require_nonce,
     }))
 }
 
