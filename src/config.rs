@@ -30,6 +30,10 @@ pub const DEFAULT_OIDC_ISSUER: &str = "https://www.linkedin.com/oauth";
 #[derive(Parser, Clone)]
 #[command(version, about)]
 pub struct Config {
+    /// What to run: the server (no subcommand), or a tool.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The app's API key; names the `linkedin_oauth_<API_KEY>` cookie. Unset: sandbox mode.
     #[arg(long, env = "LINKEDIN_API_KEY", value_name = "LINKEDIN_API_KEY")]
     pub linkedin_api_key: Option<String>,
@@ -275,6 +279,15 @@ pub enum LogFormat {
     Text,
     /// One JSON object a line.
     Json,
+}
+
+/// The tools beside the server.
+#[derive(Clone, Debug, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Checks the OpenID Connect provider (LINKEDIN_OIDC_ISSUER) before going live: fetches
+    /// its discovery document and key set, prints what the service will do with it and what
+    /// will fail; exits 1 on a problem.
+    CheckProvider,
 }
 
 /// `LINKEDIN_OIDC_PKCE`: when the sign-in sends a PKCE challenge.

@@ -57,6 +57,21 @@ pub const DISCOVERY_TTL: Duration = Duration::from_secs(3_600);
 pub const MAX_STALE: Duration = Duration::from_secs(24 * 3_600);
 /// The least time between two JWKS refetches for an unknown `kid`.
 pub const JWKS_REFETCH_COOLDOWN: Duration = Duration::from_secs(60);
+/// The id_token signature algorithms accepted: asymmetric only (never `none`, never HMAC,
+/// whose key would be the client secret).
+const ACCEPTED: [CoreJwsSigningAlgorithm; 7] = [
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
+/// [`ACCEPTED`] as JOSE names, for the provider check.
+pub(crate) const ACCEPTED_ALGS: [&str; 7] = [
+    "RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA",
+];
 /// How far in the future an id_token's `iat` may lie (clock skew).
 const MAX_SKEW: Duration = Duration::from_secs(60);
 /// LinkedIn's access tokens last 60 days; the lifetime assumed when the answer says nothing.
@@ -139,7 +154,8 @@ pub struct PkceMetadata {
 
 impl AdditionalProviderMetadata for PkceMetadata {}
 
-type Metadata = ProviderMetadata<
+/// Discovery as the relying party reads it.
+pub(crate) type Metadata = ProviderMetadata<
     PkceMetadata,
     CoreAuthDisplay,
     CoreClientAuthMethod,
@@ -406,15 +422,7 @@ impl OidcClient {
         let now = OffsetDateTime::now_utc();
         let verifier = client
             .id_token_verifier()
-            .set_allowed_algs([
-                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
-                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
-                CoreJwsSigningAlgorithm::RsaSsaPssSha256,
-                CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-                CoreJwsSigningAlgorithm::EcdsaP384Sha384,
-                CoreJwsSigningAlgorithm::EdDsa,
-            ])
+            .set_allowed_algs(ACCEPTED)
             .set_issue_time_verifier_fn(move |iat| {
                 let latest = now + MAX_SKEW;
                 if iat.timestamp() > latest.unix_timestamp() {
@@ -761,5 +769,25 @@ impl<'c> AsyncHttpClient<'c> for Http<'_> {
                 .body(body)
                 .map_err(|e| HttpError(UpstreamError::Malformed(e.to_string())))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accepted_algorithms_have_the_names_the_provider_check_uses() {
+        let names: Vec<String> = ACCEPTED
+            .iter()
+            .map(|alg| {
+                serde_json::to_value(alg)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(names, ACCEPTED_ALGS);
     }
 }
