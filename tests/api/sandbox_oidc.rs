@@ -545,3 +545,46 @@ async fn sandbox_member_on_the_page_reaches_the_openid_connect_sign_in() {
     let callback = consent(&sandbox.browser, &authorization, "allow", "Grace").await;
     assert!(query(&callback).contains_key("code"), "{callback}");
 }
+
+#[tokio::test]
+async fn sandbox_member_is_ignored_outside_sandbox_mode() {
+    // A provider (another server's sandbox) and an app in real mode that signs in there.
+    let provider = Sandbox::start().await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.sandbox = Some(false);
+    config.linkedin_client_id = Some(SANDBOX_CLIENT_ID.into());
+    config.linkedin_client_secret = Some(Secret::new(SANDBOX_CLIENT_SECRET));
+    config.linkedin_oidc_issuer = Some(provider.app.url("/sandbox/oauth").parse().unwrap());
+    config.upstream_ca_cert = Some(provider.app.dir.path().join("cert.pem"));
+    let app = TestApp::start(config, dir).await;
+    let browser = step_by_step(&app);
+
+    let page = app
+        .get("/?sandbox_member=Grace")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"href="/auth/linkedin""#), "{page}");
+    assert!(!page.contains("sandbox_member"), "{page}");
+    for asked in ["Grace", "not%20a%20member"] {
+        let response = browser
+            .get(app.url(&format!("/auth/linkedin?sandbox_member={asked}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302, "{asked}");
+        let authorization = location(&response);
+        assert!(
+            authorization
+                .as_str()
+                .starts_with(&provider.app.url("/sandbox/oauth/v2/authorization")),
+            "{authorization}"
+        );
+        assert!(
+            !query(&authorization).contains_key("sandbox_member"),
+            "{authorization}"
+        );
+    }
+}
