@@ -281,19 +281,40 @@ impl From<OidcError> for AppError {
 #[derive(askama::Template, askama_web::WebTemplate)]
 #[template(path = "error.html")]
 struct ErrorPage {
+    /// "Sign-in cancelled" for a deliberate cancel, "Sign-in failed" otherwise.
+    title: &'static str,
     message: String,
     code: &'static str,
 }
 
+/// The provider's `error=` codes for a member who chose not to sign in (LinkedIn's: Cancel
+/// on the sign-in page, or on the consent screen).
+const CANCELLED: [&str; 2] = ["user_cancelled_login", "user_cancelled_authorize"];
+
 impl AppError {
+    /// Whether the member cancelled on purpose: the provider's `error=` is a cancel.
+    fn is_cancel(&self) -> bool {
+        let Self::OidcDenied(said) = self else {
+            return false;
+        };
+        let error = said.split(':').next().unwrap_or_default().trim();
+        CANCELLED.contains(&error)
+    }
+
     /// This error as an HTML page for a person (same status, logged the same way).
     pub fn into_page(self) -> Response {
+        let title = if self.is_cancel() {
+            "Sign-in cancelled"
+        } else {
+            "Sign-in failed"
+        };
         let json = self.into_response();
         let (parts, _) = json.into_parts();
         let Some(logged) = parts.extensions.get::<LoggedError>().cloned() else {
             return Response::from_parts(parts, axum::body::Body::empty());
         };
         let page = ErrorPage {
+            title,
             message: logged.body.message.clone(),
             code: logged.code,
         };

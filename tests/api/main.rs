@@ -17,5 +17,6 @@ mod oidc_refusals;
 mod operations;
 mod process;
 mod sandbox;
+mod sandbox_oidc;
 mod servers;
 mod stores;
