@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod helpers;
+mod support;
 
 mod at_rest;
 mod browser;
