@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::linkedin::client::UpstreamError;
 use crate::linkedin::cookie::CookieError;
-use crate::linkedin::oidc::OidcError;
+use crate::linkedin::oidc::{OidcError, Refusal};
 
 /// The handlers' result.
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
@@ -65,8 +65,8 @@ pub enum AppError {
     #[error("LinkedIn did not sign you in ({0})")]
     OidcDenied(String),
     /// 401 `oidc_invalid_id_token`: the id_token failed a check (named in the message).
-    #[error("{0}")]
-    OidcInvalidIdToken(String),
+    #[error("{1}")]
+    OidcInvalidIdToken(Refusal, String),
     /// 429 `rate_limited`: too many sign-ins from this client (or with this cookie); the
     /// number is `Retry-After`, in seconds.
     #[error("too many sign-in attempts; try again in {0} s")]
@@ -115,8 +115,19 @@ impl AppError {
             Self::OidcNotConfigured => (StatusCode::NOT_FOUND, "oidc_not_configured"),
             Self::OidcStateMismatch(_) => (StatusCode::BAD_REQUEST, "oidc_state_mismatch"),
             Self::OidcDenied(_) => (StatusCode::BAD_REQUEST, "oidc_denied"),
-            Self::OidcInvalidIdToken(_) => (StatusCode::UNAUTHORIZED, "oidc_invalid_id_token"),
+            Self::OidcInvalidIdToken(..) => (StatusCode::UNAUTHORIZED, "oidc_invalid_id_token"),
             Self::Rejected { status, .. } => (*status, Self::code_for(*status)),
+        }
+    }
+
+    /// The `reason` of `lte_oidc_refusals_total` when this error refuses a sign-in callback:
+    /// the state, the provider's denial, or the id_token check that failed.
+    pub fn refusal_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::OidcStateMismatch(_) => Some("state"),
+            Self::OidcDenied(_) => Some("denied"),
+            Self::OidcInvalidIdToken(reason, _) => Some(reason.label()),
+            _ => None,
         }
     }
 
@@ -258,8 +269,8 @@ impl From<OidcError> for AppError {
     fn from(err: OidcError) -> Self {
         match err {
             OidcError::Upstream(err) => Self::Upstream(err),
-            OidcError::InvalidIdToken(why) => {
-                Self::OidcInvalidIdToken(format!("the id_token was refused: {why}"))
+            OidcError::InvalidIdToken { reason, why } => {
+                Self::OidcInvalidIdToken(reason, format!("the id_token was refused: {why}"))
             }
         }
     }

@@ -56,7 +56,12 @@ async fn callback(
     let result = finish(&state, &session, callback).await;
     let outcome = match &result {
         Ok(_) => "connected",
-        Err(err) => err.status_and_code().1,
+        Err(err) => {
+            if let Some(reason) = err.refusal_reason() {
+                state.telemetry.oidc_refusal(reason);
+            }
+            err.status_and_code().1
+        }
     };
     state.telemetry.exchange("oidc", outcome);
     let member_id = result.as_ref().ok().map(String::as_str).unwrap_or("");
