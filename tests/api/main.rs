@@ -13,6 +13,8 @@ mod errors;
 mod faults;
 mod flow;
 mod oidc;
+mod oidc_check_provider;
+mod oidc_observed;
 mod oidc_refusals;
 mod operations;
 mod process;

@@ -55,6 +55,8 @@ against_both_providers!(
     an_unknown_kid_is_accepted_after_exactly_one_more_jwks_fetch,
     a_kid_still_unknown_after_one_refetch_is_refused_without_another,
     a_nonce_other_than_the_one_sent_is_refused,
+    a_missing_nonce_is_accepted_by_default,
+    a_missing_nonce_is_refused_with_linkedin_oidc_require_nonce,
     a_missing_forged_foreign_or_replayed_state_is_a_state_mismatch_before_any_exchange,
     a_cancelled_login_is_oidc_denied_naming_the_providers_error,
     a_code_the_token_endpoint_refuses_is_upstream_rejected_naming_invalid_grant,
@@ -166,6 +168,30 @@ async fn a_kid_still_unknown_after_one_refetch_is_refused_without_another(profil
 async fn a_nonce_other_than_the_one_sent_is_refused(profile: Profile) {
     let rig = Rig::signed_in(profile).await;
     rig.provider.claim("nonce", json!("not-the-nonce"));
+    rig.id_token_refused("nonce").await;
+}
+
+/// LinkedIn never echoes the nonce (see `oidc_observed`): by default, an id_token without one
+/// is accepted, from either provider.
+async fn a_missing_nonce_is_accepted_by_default(profile: Profile) {
+    let rig = Rig::signed_in(profile).await;
+    rig.provider.set(|k| k.echo_nonce = false);
+    let response = rig.round().await;
+    assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
+    assert_eq!(rig.app.session().await["member_id"], "member-b");
+}
+
+/// `LINKEDIN_OIDC_REQUIRE_NONCE=true`, for providers that echo it: an id_token without a
+/// nonce is refused, and nothing is stored.
+async fn a_missing_nonce_is_refused_with_linkedin_oidc_require_nonce(profile: Profile) {
+    let provider = Provider::start(profile).await;
+    // Even the observed provider echoes it here, for the first, good round.
+    provider.set(|k| k.echo_nonce = true);
+    let rig = Rig::start(provider, |config| config.linkedin_oidc_require_nonce = true)
+        .await
+        .after_a_good_round()
+        .await;
+    rig.provider.set(|k| k.echo_nonce = false);
     rig.id_token_refused("nonce").await;
 }
 

@@ -1,0 +1,273 @@
+//! `linkedin-token-exchange check-provider`, the binary as a person runs it before going
+//! live: against the observed-LinkedIn test provider, against one whose discovery names
+//! another issuer, and against a running sandbox over HTTPS.
+
+use std::fs::File;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::binary;
+use crate::support::oidc_provider::{Profile, Provider};
+
+/// Every subject the check names, each on its own line.
+const SUBJECTS: [&str; 9] = [
+    "discovery",
+    "issuer",
+    "jwks",
+    "auth method",
+    "pkce",
+    "nonce",
+    "algorithms",
+    "scopes",
+    "userinfo",
+];
+
+/// What `check-provider` printed and how it exited.
+struct Checked {
+    code: Option<i32>,
+    lines: Vec<String>,
+    stderr: String,
+}
+
+impl Checked {
+    fn last(&self) -> &str {
+        self.lines.last().map(String::as_str).unwrap_or_default()
+    }
+
+    /// The report's finding lines (after the heading, before the summary).
+    fn findings(&self) -> &[String] {
+        match self.lines.len() {
+            0..=2 => &[],
+            n => &self.lines[1..n - 1],
+        }
+    }
+
+    /// The finding line about `subject`.
+    fn about(&self, subject: &str) -> Option<&str> {
+        self.findings().iter().map(String::as_str).find(|l| {
+            l.get(5..)
+                .is_some_and(|rest| rest.starts_with(&format!("{subject}:")))
+        })
+    }
+}
+
+impl std::fmt::Display for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n{}\nstderr: {}",
+            self.code,
+            self.lines.join("\n"),
+            self.stderr
+        )
+    }
+}
+
+/// Runs `check-provider` with `env` (off the runtime's threads, so that a provider on this
+/// runtime can answer it).
+async fn check_provider(env: &[(&str, &str)]) -> Checked {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let run = tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        binary(dir.path())
+            .arg("check-provider")
+            .envs(env)
+            .output()
+            .unwrap()
+    });
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("check-provider finishes within a minute")
+        .unwrap();
+    Checked {
+        code: status.code(),
+        lines: String::from_utf8(stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// The check against the test provider at its own issuer, with `env` on top.
+async fn check(provider: &Provider, env: &[(&str, &str)]) -> Checked {
+    let issuer = provider.issuer.to_string();
+    let mut all = vec![
+        ("LINKEDIN_OIDC_ISSUER", issuer.as_str()),
+        ("SANDBOX", "false"),
+        ("UPSTREAM_TIMEOUT_MS", "5000"),
+    ];
+    all.extend_from_slice(env);
+    check_provider(&all).await
+}
+
+#[tokio::test]
+async fn against_linkedin_as_observed_every_subject_passes_and_the_provider_is_ready() {
+    let provider = Provider::start(Profile::Observed).await;
+    let checked = check(&provider, &[]).await;
+    assert_eq!(checked.code, Some(0), "{checked}");
+    assert_eq!(checked.last(), "provider ready", "{checked}");
+    for line in checked.findings() {
+        assert!(
+            line.starts_with("ok   ") || line.starts_with("warn "),
+            "{line:?} in {checked}"
+        );
+    }
+    for subject in SUBJECTS {
+        assert!(checked.about(subject).is_some(), "{subject} in {checked}");
+    }
+    // What the service will do with LinkedIn's discovery, which lists neither auth methods
+    // nor PKCE methods: the secret in the form, no PKCE.
+    let auth = checked.about("auth method").unwrap_or_default();
+    assert!(auth.contains("client_secret_post"), "{checked}");
+}
+
+#[tokio::test]
+async fn a_discovery_naming_another_issuer_fails_naming_both() {
+    let provider = Provider::start(Profile::Observed).await;
+    // LinkedIn's issuer before (and after) its unannounced change differed by the `/oauth`
+    // path (supabase/auth#1536, keycloak/keycloak#28686).
+    let pathless = provider.origin();
+    provider.set(|k| {
+        k.discovery.insert("issuer".into(), json!(pathless));
+    });
+    let checked = check(&provider, &[]).await;
+    assert_eq!(checked.code, Some(1), "{checked}");
+    let line = checked.about("issuer").unwrap_or_default();
+    assert!(line.starts_with("FAIL issuer"), "{checked}");
+    assert!(
+        line.contains(&format!("discovery names {pathless},"))
+            && line.contains(&format!("LINKEDIN_OIDC_ISSUER is {}", provider.issuer)),
+        "{line}"
+    );
+    assert!(checked.last().ends_with("problem(s) found"), "{checked}");
+}
+
+#[tokio::test]
+async fn scopes_the_provider_does_not_offer_fail_and_a_retired_one_is_a_configuration_error() {
+    let provider = Provider::start(Profile::Observed).await;
+    let checked = check(
+        &provider,
+        &[(
+            "LINKEDIN_OIDC_SCOPES",
+            "openid profile email w_member_social",
+        )],
+    )
+    .await;
+    assert_eq!(checked.code, Some(1), "{checked}");
+    let line = checked.about("scopes").unwrap_or_default();
+    assert!(
+        line.starts_with("FAIL scopes") && line.contains("w_member_social"),
+        "{checked}"
+    );
+
+    let checked = check(
+        &provider,
+        &[("LINKEDIN_OIDC_SCOPES", "openid r_liteprofile")],
+    )
+    .await;
+    assert_eq!(checked.code, Some(2), "{checked}");
+    assert!(checked.stderr.contains("LINKEDIN_OIDC_SCOPES"), "{checked}");
+}
+
+/// The binary in sandbox mode, killed when dropped.
+struct Sandbox {
+    child: Child,
+    dir: tempfile::TempDir,
+    origin: String,
+}
+
+impl Sandbox {
+    /// Starts the binary in sandbox mode on a free port, its `PUBLIC_ORIGIN`
+    /// `https://127.0.0.1:PORT`, and waits until its discovery document answers.
+    async fn start() -> Sandbox {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let origin = format!("https://127.0.0.1:{port}");
+        let log = File::create(dir.path().join("server.log")).unwrap();
+        let child = binary(dir.path())
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .env("PUBLIC_ORIGIN", &origin)
+            .env("TLS_CERT", dir.path().join("cert.pem"))
+            .env("TLS_KEY", dir.path().join("key.pem"))
+            .env("SESSION_STORE", "memory")
+            .env("SANDBOX", "true")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let sandbox = Sandbox { child, dir, origin };
+        let discovery = format!(
+            "{}/sandbox/oauth/.well-known/openid-configuration",
+            sandbox.origin
+        );
+        let started = Instant::now();
+        loop {
+            if let Ok(pem) = std::fs::read(sandbox.dir.path().join("cert.pem")) {
+                let client = reqwest::Client::builder()
+                    .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap();
+                if let Ok(response) = client.get(&discovery).send().await
+                    && response.status() == 200
+                {
+                    return sandbox;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the sandbox did not start: {}",
+                std::fs::read_to_string(sandbox.dir.path().join("server.log")).unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn against_a_running_sandbox_over_https_the_provider_is_ready() {
+    linkedin_token_exchange::tls::install_crypto_provider();
+    let sandbox = Sandbox::start().await;
+    let issuer = format!("{}/sandbox/oauth", sandbox.origin);
+    let cert = sandbox.dir.path().join("cert.pem");
+    let checked = check_provider(&[
+        ("LINKEDIN_OIDC_ISSUER", issuer.as_str()),
+        ("SANDBOX", "false"),
+        ("UPSTREAM_CA_CERT", cert.to_str().unwrap()),
+        ("UPSTREAM_TIMEOUT_MS", "5000"),
+    ])
+    .await;
+    assert_eq!(checked.code, Some(0), "{checked}");
+    assert_eq!(checked.last(), "provider ready", "{checked}");
+    for subject in SUBJECTS {
+        assert!(checked.about(subject).is_some(), "{subject} in {checked}");
+    }
+    assert!(
+        checked
+            .about("issuer")
+            .is_some_and(|l| l.starts_with("ok   ")),
+        "{checked}"
+    );
+}
