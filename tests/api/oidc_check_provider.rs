@@ -2,14 +2,13 @@
 //! live: against the observed-LinkedIn test provider, against one whose discovery names
 //! another issuer, and against a running sandbox over HTTPS.
 
-use std::fs::File;
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::binary;
 use crate::support::oidc_provider::{Profile, Provider};
+use crate::support::{Served, binary};
 
 /// Every subject the check names, each on its own line.
 const SUBJECTS: [&str; 9] = [
@@ -180,78 +179,16 @@ async fn scopes_the_provider_does_not_offer_fail_and_a_retired_one_is_a_configur
     assert!(checked.stderr.contains("LINKEDIN_OIDC_SCOPES"), "{checked}");
 }
 
-/// The binary in sandbox mode, killed when dropped.
-struct Sandbox {
-    child: Child,
-    dir: tempfile::TempDir,
-    origin: String,
-}
-
-impl Sandbox {
-    /// Starts the binary in sandbox mode on a free port, its `PUBLIC_ORIGIN`
-    /// `https://127.0.0.1:PORT`, and waits until its discovery document answers.
-    async fn start() -> Sandbox {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let origin = format!("https://127.0.0.1:{port}");
-        let log = File::create(dir.path().join("server.log")).unwrap();
-        let child = binary(dir.path())
-            .env("BIND", format!("127.0.0.1:{port}"))
-            .env("PUBLIC_ORIGIN", &origin)
-            .env("TLS_CERT", dir.path().join("cert.pem"))
-            .env("TLS_KEY", dir.path().join("key.pem"))
-            .env("SESSION_STORE", "memory")
-            .env("SANDBOX", "true")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let sandbox = Sandbox { child, dir, origin };
-        let discovery = format!(
-            "{}/sandbox/oauth/.well-known/openid-configuration",
-            sandbox.origin
-        );
-        let started = Instant::now();
-        loop {
-            if let Ok(pem) = std::fs::read(sandbox.dir.path().join("cert.pem")) {
-                let client = reqwest::Client::builder()
-                    .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
-                    .timeout(Duration::from_secs(5))
-                    .build()
-                    .unwrap();
-                if let Ok(response) = client.get(&discovery).send().await
-                    && response.status() == 200
-                {
-                    return sandbox;
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the sandbox did not start: {}",
-                std::fs::read_to_string(sandbox.dir.path().join("server.log")).unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn against_a_running_sandbox_over_https_the_provider_is_ready() {
-    linkedin_token_exchange::tls::install_crypto_provider();
-    let sandbox = Sandbox::start().await;
-    let issuer = format!("{}/sandbox/oauth", sandbox.origin);
-    let cert = sandbox.dir.path().join("cert.pem");
+    let sandbox = Served::start(
+        "127.0.0.1",
+        &[("SANDBOX", "true")],
+        "/sandbox/oauth/.well-known/openid-configuration",
+    )
+    .await;
+    let issuer = sandbox.url("/sandbox/oauth");
+    let cert = sandbox.cert();
     let checked = check_provider(&[
         ("LINKEDIN_OIDC_ISSUER", issuer.as_str()),
         ("SANDBOX", "false"),

@@ -6,16 +6,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use linkedin_token_exchange::config::PkceMode;
 use serde_json::{Value, json};
 
-use crate::helpers::json_of;
-use crate::oidc::{query, start, step_by_step_with};
-use crate::support::binary;
+use crate::helpers::{API_KEY, SECRET_KEY, json_of};
+use crate::oidc::{location, query, start, step_by_step_with};
 use crate::support::oidc_provider::{
     CLIENT_ID, CLIENT_SECRET, Profile, Provider, Rig, Signing, fixture,
 };
+use crate::support::{Served, binary};
 
 /// A good round: 303 to `/`, the session now `member`'s.
 async fn signs_in(rig: &Rig, member: &str) {
@@ -366,6 +367,79 @@ async fn an_issuer_refusal_is_counted_in_lte_oidc_refusals_total() {
     rig.id_token_refused("issuer").await;
     let (after, text) = metric(metrics, "lte_oidc_refusals_total", &issuer).await;
     assert_eq!(after, Some(2.0), "{text}");
+}
+
+/// The same change, seen in the log: the refusal is a warning naming the issuer the id_token
+/// claimed and the one discovery named (supabase/auth#1536, keycloak/keycloak#28686 show
+/// operators reading exactly this from their logs).
+#[tokio::test]
+async fn an_issuer_refusal_logs_a_warning_naming_the_issuer_seen_and_expected() {
+    let provider = Provider::start(Profile::Observed).await;
+    let pathless = provider.origin();
+    provider.claim("iss", json!(pathless));
+    let issuer = provider.issuer.to_string();
+    let server = Served::start(
+        "localhost",
+        &[
+            ("SANDBOX", "false"),
+            ("LINKEDIN_API_KEY", API_KEY),
+            ("LINKEDIN_SECRET_KEY", SECRET_KEY),
+            ("LINKEDIN_CLIENT_ID", CLIENT_ID),
+            ("LINKEDIN_CLIENT_SECRET", CLIENT_SECRET),
+            ("LINKEDIN_OIDC_ISSUER", issuer.as_str()),
+            ("LOG_FORMAT", "json"),
+        ],
+        "/",
+    )
+    .await;
+    let browser = server.client(Some(Arc::default()));
+    let response = browser
+        .get(server.url("/auth/linkedin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302, "{}", server.output());
+    let authorization = location(&response);
+    let consented = provider.browser.get(authorization).send().await.unwrap();
+    let back = location(&consented);
+    let (status, body) = json_of(
+        browser
+            .get(back)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("oidc_invalid_id_token")),
+        "{body}"
+    );
+
+    let started = Instant::now();
+    let warning = loop {
+        let output = server.output();
+        let found = output
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("id_token refused"))
+            });
+        match found {
+            Some(line) => break line,
+            None if started.elapsed() < Duration::from_secs(5) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            None => panic!("no refusal in the log:\n{output}"),
+        }
+    };
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert_eq!(warning["reason"], "issuer", "{warning}");
+    assert_eq!(warning["issuer_seen"], pathless.as_str(), "{warning}");
+    assert_eq!(warning["issuer_expected"], issuer.as_str(), "{warning}");
 }
 
 /// LinkedIn retired `r_liteprofile`, `r_emailaddress` and `r_basicprofile` for new apps
