@@ -9,6 +9,7 @@ mod support;
 mod at_rest;
 mod browser;
 mod connections;
+mod discovery;
 mod errors;
 mod faults;
 mod flow;
