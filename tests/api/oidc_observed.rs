@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::helpers::{API_KEY, SECRET_KEY, json_of};
 use crate::oidc::{location, query, start, step_by_step_with};
 use crate::support::oidc_provider::{
-    CLIENT_ID, CLIENT_SECRET, Profile, Provider, Rig, Signing, fixture,
+    CLIENT_ID, CLIENT_SECRET, Profile, Provider, Rig, Signing, fixture, unix_now,
 };
 use crate::support::{Served, binary};
 
@@ -367,6 +367,76 @@ async fn an_issuer_refusal_is_counted_in_lte_oidc_refusals_total() {
     rig.id_token_refused("issuer").await;
     let (after, text) = metric(metrics, "lte_oidc_refusals_total", &issuer).await;
     assert_eq!(after, Some(2.0), "{text}");
+}
+
+/// Every refused callback counts once, under the reason that refused it (the interface's
+/// labels), so that a dashboard tells an issuer change from forged callbacks.
+#[tokio::test]
+async fn each_refused_callback_counts_once_under_its_reason() {
+    let rig = Rig::start(Provider::start(Profile::Observed).await, |config| {
+        config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await
+    .after_a_good_round()
+    .await;
+    let metrics = rig.app.metrics.expect("the metrics listener is bound");
+    let now = unix_now();
+    let claim_cases = [
+        ("issuer", "iss", json!("https://www.linkedin.com")),
+        ("audience", "aud", json!("another-client")),
+        ("nonce", "nonce", json!("not-the-nonce")),
+    ];
+    for (reason, claim, value) in claim_cases {
+        rig.provider.claim(claim, value);
+        rig.id_token_refused(reason).await;
+        rig.provider.set(|k| k.claims.clear());
+    }
+    rig.provider.claim("exp", json!(now - 120));
+    rig.provider.claim("iat", json!(now - 3_720));
+    rig.id_token_refused("expired").await;
+    rig.provider.claim("iat", json!(now + 600));
+    rig.provider.claim("exp", json!(now + 4_200));
+    rig.id_token_refused("issued in the future").await;
+    rig.provider.set(|k| {
+        k.claims.clear();
+        k.signing = Signing::OtherKey;
+    });
+    rig.id_token_refused("signature").await;
+    rig.provider.set(|k| k.signing = Signing::Rotated);
+    rig.id_token_refused("kid").await;
+    rig.provider.set(|k| k.signing = Signing::Current);
+    let forged = rig.tampered_round(|q| {
+        q.insert("state".into(), "forged-state".into());
+    });
+    rig.refused(400, "oidc_state_mismatch", forged).await;
+    let cancelled = rig.tampered_round(|q| {
+        q.remove("code");
+        q.insert("error".into(), "user_cancelled_login".into());
+    });
+    rig.refused(400, "oidc_denied", cancelled).await;
+
+    let reasons = [
+        "issuer",
+        "audience",
+        "nonce",
+        "expired",
+        "issued_in_future",
+        "signature",
+        "unknown_kid",
+        "state",
+        "denied",
+    ];
+    for reason in reasons {
+        let (count, text) = metric(metrics, "lte_oidc_refusals_total", &[("reason", reason)]).await;
+        assert_eq!(count, Some(1.0), "{reason}: {text}");
+    }
+    let (_, text) = metric(metrics, "lte_oidc_refusals_total", &[]).await;
+    let total: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("lte_oidc_refusals_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(total, 9.0, "nine refusals, no other reason counted: {text}");
 }
 
 /// The same change, seen in the log: the refusal is a warning naming the issuer the id_token
