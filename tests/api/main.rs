@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod helpers;
+mod support;
 
 mod at_rest;
 mod browser;
@@ -13,6 +14,8 @@ mod errors;
 mod faults;
 mod flow;
 mod oidc;
+mod oidc_check_provider;
+mod oidc_observed;
 mod oidc_refusals;
 mod operations;
 mod process;
