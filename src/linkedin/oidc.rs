@@ -223,6 +223,9 @@ struct Discovered {
 struct DiscoveryCache {
     upstream: LinkedInClient,
     issuer: Url,
+    /// [`DISCOVERY_TTL`], and [`MAX_STALE`] (shorter in unit tests).
+    ttl: Duration,
+    max_stale: Duration,
     /// The copy readers use; never held across an await.
     current: RwLock<Option<Arc<Discovered>>>,
     /// Held by the one fetch in flight; keeps how the last fetch ended.
@@ -261,14 +264,11 @@ impl OidcClient {
     /// no redirects, and error mapping). Nothing is fetched yet: an unreachable provider
     /// does not stop the start.
     pub fn new(upstream: LinkedInClient, settings: OidcSettings) -> Self {
-        let cache = Arc::new(DiscoveryCache {
-            upstream,
-            issuer: settings.issuer.clone(),
-            current: RwLock::new(None),
-            fetching: tokio::sync::Mutex::new(Fetches::default()),
-            refreshing: AtomicBool::new(false),
-        });
-        Self { settings, cache }
+        let cache = DiscoveryCache::new(upstream, settings.issuer.clone());
+        Self {
+            settings,
+            cache: Arc::new(cache),
+        }
     }
 
     /// Starts a sign-in: a fresh `state` and `nonce` (and a PKCE verifier when
@@ -466,6 +466,18 @@ impl OidcClient {
 }
 
 impl DiscoveryCache {
+    fn new(upstream: LinkedInClient, issuer: Url) -> Self {
+        Self {
+            upstream,
+            issuer,
+            ttl: DISCOVERY_TTL,
+            max_stale: MAX_STALE,
+            current: RwLock::new(None),
+            fetching: tokio::sync::Mutex::new(Fetches::default()),
+            refreshing: AtomicBool::new(false),
+        }
+    }
+
     /// The discovered metadata (with the JWKS). A fresh copy is returned at once; a stale
     /// one too, while one refresh runs in the background; without a usable copy the caller
     /// waits for the one fetch in flight, or makes it.
@@ -473,10 +485,10 @@ impl DiscoveryCache {
         let asked = Instant::now();
         if let Some(found) = self.cached() {
             let age = found.fetched.elapsed();
-            if age < DISCOVERY_TTL {
+            if age < self.ttl {
                 return Ok(found);
             }
-            if age < MAX_STALE {
+            if age < self.max_stale {
                 self.refresh_in_background();
                 return Ok(found);
             }
@@ -520,7 +532,7 @@ impl DiscoveryCache {
             let mut fetches = cache.fetching.lock().await;
             let stale = cache
                 .cached()
-                .is_none_or(|d| d.fetched.elapsed() >= DISCOVERY_TTL);
+                .is_none_or(|d| d.fetched.elapsed() >= cache.ttl);
             if stale && let Err(err) = cache.fetch_discovery(&mut fetches).await {
                 let age = cache.cached().map_or(0, |d| d.fetched.elapsed().as_secs());
                 tracing::warn!(
@@ -775,6 +787,67 @@ impl<'c> AsyncHttpClient<'c> for Http<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cache whose copy went stale at once, and a provider that no longer answers.
+    fn stale_cache(max_stale: Duration) -> Arc<DiscoveryCache> {
+        crate::tls::install_crypto_provider();
+        let dead: Url = "http://127.0.0.1:9/oauth".parse().unwrap();
+        let endpoints = super::super::client::LinkedInEndpoints {
+            access_token_url: dead.clone(),
+            api_url: dead.clone(),
+            timeout: Duration::from_secs(2),
+        };
+        let upstream = LinkedInClient::new(&endpoints, "key", &Secret::new("secret"), &[]).unwrap();
+        let mut cache = DiscoveryCache::new(upstream, dead.clone());
+        cache.ttl = Duration::ZERO;
+        cache.max_stale = max_stale;
+        let metadata: Metadata = serde_json::from_value(serde_json::json!({
+            "issuer": dead,
+            "authorization_endpoint": "http://127.0.0.1:9/oauth/v2/authorization",
+            "jwks_uri": "http://127.0.0.1:9/oauth/openid/jwks",
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        }))
+        .unwrap();
+        cache.store(metadata);
+        Arc::new(cache)
+    }
+
+    #[tokio::test]
+    async fn a_stale_copy_serves_at_once_while_the_refresh_fails_in_the_background() {
+        let cache = stale_cache(Duration::from_secs(3_600));
+        let before = cache.cached().unwrap();
+        let started = Instant::now();
+        for _ in 0..5 {
+            let served = cache.metadata().await.unwrap();
+            assert!(Arc::ptr_eq(&served, &before));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "no reader waited"
+        );
+        // One refresh ran (the flag was taken once), failed, and left the copy in place.
+        for _ in 0..100 {
+            if !cache.refreshing.load(Ordering::Acquire) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let fetches = cache.fetching.lock().await;
+        assert!(matches!(fetches.last_discovery, Some((_, Some(_)))));
+        drop(fetches);
+        assert!(Arc::ptr_eq(&cache.cached().unwrap(), &before));
+    }
+
+    #[tokio::test]
+    async fn a_copy_older_than_the_stale_limit_is_not_served() {
+        let cache = stale_cache(Duration::ZERO);
+        let Err(err) = cache.metadata().await else {
+            panic!("a copy past the stale limit was served");
+        };
+        assert!(matches!(err, UpstreamError::Unavailable(_)), "{err:?}");
+    }
 
     #[test]
     fn the_accepted_algorithms_have_the_names_the_provider_check_uses() {

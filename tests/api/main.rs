@@ -8,6 +8,7 @@ mod helpers;
 mod at_rest;
 mod browser;
 mod connections;
+mod discovery;
 mod errors;
 mod faults;
 mod flow;
