@@ -71,6 +71,9 @@ pub enum AppError {
     /// number is `Retry-After`, in seconds.
     #[error("too many sign-in attempts; try again in {0} s")]
     RateLimited(u64),
+    /// 400 `bad_request`: a query parameter a handler cannot use (the sentence says which).
+    #[error("{0}")]
+    InvalidParameter(&'static str),
     /// A request the framework refused before any handler ran (a form that does not parse, a
     /// stalled body): its own status, code [`AppError::code_for`] and message.
     #[error("{message}")]
@@ -116,6 +119,7 @@ impl AppError {
             Self::OidcStateMismatch(_) => (StatusCode::BAD_REQUEST, "oidc_state_mismatch"),
             Self::OidcDenied(_) => (StatusCode::BAD_REQUEST, "oidc_denied"),
             Self::OidcInvalidIdToken(..) => (StatusCode::UNAUTHORIZED, "oidc_invalid_id_token"),
+            Self::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Rejected { status, .. } => (*status, Self::code_for(*status)),
         }
     }

@@ -32,11 +32,7 @@ async fn start(
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     let oidc = state.oidc.as_ref().ok_or(AppError::OidcNotConfigured)?;
-    let member =
-        sandbox_member(&state, query.as_deref()).map_err(|message| AppError::Rejected {
-            status: StatusCode::BAD_REQUEST,
-            message: message.to_owned(),
-        })?;
+    let member = sandbox_member(&state, query.as_deref()).map_err(AppError::InvalidParameter)?;
     let authorization = oidc.authorize().await?;
     session.begin_sign_in(&authorization.pending).await?;
     let mut url = authorization.url;
