@@ -24,12 +24,9 @@ function setStatus(state, text, memberId, flow) {
   if (!connected) document.getElementById("profile").hidden = true;
 }
 
-// Whether the page already shows the member the JSAPI signed in as connected.
-function showsJsapiMember() {
-  const status = document.getElementById("status");
-  const member = document.getElementById("member");
-  const jsapiMember = window.IN && IN.User && IN.User.getMemberId ? IN.User.getMemberId() : null;
-  return status.dataset.state === "connected" && !!member && member.textContent === jsapiMember;
+// Whether the page already shows a member connected, through either flow.
+function showsConnected() {
+  return document.getElementById("status").dataset.state === "connected";
 }
 
 async function postJson(path) {
@@ -51,10 +48,12 @@ async function showProfile() {
 }
 
 // Called by the JSAPI once the member has signed in (and the credentials cookie is set), and
-// again on every load of the page while its cookie lasts: a member the page already shows
-// connected needs no second exchange.
+// again on every load of the page while its cookie lasts. A page that already shows a member
+// connected makes no exchange: not a second one for the same member, and no silent switch of
+// a session (an OpenID Connect one, say) to whoever a leftover JSAPI cookie names. The
+// sign-in buttons are hidden while connected; "Sign out" comes first.
 async function onAuth() {
-  if (showsJsapiMember()) return;
+  if (showsConnected()) return;
   setStatus("working", "Connecting…");
   try {
     const result = await postJson("/token-exchange");
