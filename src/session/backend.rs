@@ -235,7 +235,7 @@ impl Store {
                 let sessions = SqliteSessions::open(pool, options)
                     .await
                     .map_err(|e| fail("migration or writer connection failed", &e))?;
-                Sweeper::Sqlite(sessions.pool())
+                Sweeper::Sqlite(sessions.clone())
                     .start()
                     .await
                     .map_err(|e| fail("migration failed", &e))?;

@@ -9,10 +9,21 @@
 //! acquire (and its ping) per batch either. Should that connection fail, the next batch opens
 //! another.
 //!
+//! The sweep of expired rows (`sweep`) takes turns with new sessions on that same connection:
+//! the writer runs one batch of the sweep when no new session is waiting, or after a batch of
+//! new sessions, never two sweep batches in a row while new sessions wait. So a sign-in waits
+//! behind one small `DELETE` at most, and never for SQLite's lock: a `DELETE` on another
+//! connection would make the writer's `INSERT` meet a busy database, and SQLite's busy handler
+//! sleeps 1, 2, 5, 10 ms… before it tries again, however soon the lock is free; it would also
+//! drop the writer's page cache.
+//!
 //! Loading, saving and deleting are `tower-sessions-sqlx-store`'s, on the same table and with
-//! the same encoding; sweeping is `sweep`'s.
+//! the same encoding.
+
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
@@ -35,12 +46,33 @@ pub struct SqliteSessions {
     store: SqliteStore,
     pool: SqlitePool,
     creates: mpsc::Sender<PendingCreate>,
+    sweeps: mpsc::Sender<PendingSweep>,
 }
 
 #[derive(Debug)]
 struct PendingCreate {
     record: Record,
     done: oneshot::Sender<session_store::Result<Id>>,
+}
+
+/// One batch of the sweep, waiting for its turn on the writer's connection.
+#[derive(Debug)]
+struct PendingSweep {
+    before: OffsetDateTime,
+    limit: i64,
+    done: oneshot::Sender<sqlx::Result<Swept>>,
+}
+
+/// What one batch of the sweep did ([`SqliteSessions::delete_expired`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Swept {
+    /// Rows deleted.
+    pub deleted: u64,
+    /// How long the `DELETE` held the writer.
+    pub took: Duration,
+    /// Whether the writer stored new sessions since the previous batch of the sweep: requests
+    /// are coming in, so the sweep should leave the writer to them for a while.
+    pub busy: bool,
 }
 
 impl SqliteSessions {
@@ -51,18 +83,41 @@ impl SqliteSessions {
         store.migrate().await?;
         let connection = writer.connect().await?;
         let (creates, queue) = mpsc::channel(QUEUE);
+        let (sweeps, sweep_queue) = mpsc::channel(1);
         tokio::spawn(checkpoint(pool.clone()));
-        tokio::spawn(write_batches(writer, connection, store.clone(), queue));
+        let writer = Writer {
+            options: writer,
+            connection: Some(connection),
+            store: store.clone(),
+        };
+        tokio::spawn(writer.run(queue, sweep_queue));
         Ok(Self {
             store,
             pool,
             creates,
+            sweeps,
         })
     }
 
-    /// The connection pool (for the sweeper).
+    /// The connection pool (for the sweeper's index).
     pub fn pool(&self) -> SqlitePool {
         self.pool.clone()
+    }
+
+    /// Deletes up to `limit` rows that expired before `before`, on the writer's connection in
+    /// its turn (see the module documentation).
+    pub async fn delete_expired(&self, before: OffsetDateTime, limit: i64) -> sqlx::Result<Swept> {
+        let (done, answer) = oneshot::channel();
+        let stopped = || sqlx::Error::WorkerCrashed;
+        self.sweeps
+            .send(PendingSweep {
+                before,
+                limit,
+                done,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
@@ -82,30 +137,105 @@ async fn checkpoint(pool: SqlitePool) {
     }
 }
 
-async fn write_batches(
+/// The task that owns the writer connection.
+struct Writer {
     options: SqliteConnectOptions,
-    connection: SqliteConnection,
+    /// None after a failure: the next batch opens another.
+    connection: Option<SqliteConnection>,
     store: SqliteStore,
-    mut queue: mpsc::Receiver<PendingCreate>,
-) {
-    let mut connection = Some(connection);
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let batch = std::mem::take(&mut batch);
-        let writer = match &mut connection {
-            Some(writer) => writer,
-            None => match options.connect().await {
-                Ok(writer) => connection.insert(writer),
-                Err(err) => {
-                    fail(batch, &err);
-                    continue;
+}
+
+impl Writer {
+    /// Writes batches of new sessions as they come, with the sweep's batches in turn between
+    /// them, until the store is dropped.
+    async fn run(
+        mut self,
+        mut creates: mpsc::Receiver<PendingCreate>,
+        mut sweeps: mpsc::Receiver<PendingSweep>,
+    ) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut inserted = false;
+        loop {
+            tokio::select! {
+                biased;
+                received = creates.recv_many(&mut batch, MAX_BATCH) => {
+                    if received == 0 {
+                        return;
+                    }
+                    self.insert(std::mem::take(&mut batch)).await;
+                    // The sweep's turn: one batch of it between two of new sessions, however
+                    // many wait, so that it is neither starved nor ahead of them.
+                    if let Ok(sweep) = sweeps.try_recv() {
+                        self.sweep(sweep, true).await;
+                        inserted = false;
+                    } else {
+                        inserted = true;
+                    }
                 }
-            },
-        };
-        if !insert_batch(writer, &store, batch).await {
-            tracing::warn!("SQLite writer connection failed; the next batch opens another");
-            connection = None;
+                Some(sweep) = sweeps.recv() => {
+                    self.sweep(sweep, inserted).await;
+                    inserted = false;
+                }
+            }
         }
+    }
+
+    /// The connection, opened again when the last one failed.
+    async fn connection(&mut self) -> sqlx::Result<&mut SqliteConnection> {
+        let connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => self.options.connect().await?,
+        };
+        Ok(self.connection.insert(connection))
+    }
+
+    /// Forgets the connection after an error that was not only the statement's (as on a full
+    /// disk), so that the next batch opens another.
+    fn check(&mut self, err: &sqlx::Error) {
+        if !matches!(err, sqlx::Error::Database(_)) {
+            tracing::warn!(%err, "SQLite writer connection failed; the next batch opens another");
+            self.connection = None;
+        }
+    }
+
+    async fn insert(&mut self, batch: Vec<PendingCreate>) {
+        let store = self.store.clone();
+        let result = match self.connection().await {
+            Ok(writer) => insert_batch(writer, &store, batch).await,
+            Err(err) => {
+                fail(batch, &err);
+                Err(err)
+            }
+        };
+        if let Err(err) = result {
+            self.check(&err);
+        }
+    }
+
+    /// Runs one batch of the sweep; `busy` is whether new sessions were stored since the
+    /// previous one.
+    async fn sweep(&mut self, sweep: PendingSweep, busy: bool) {
+        let started = Instant::now();
+        let result = match self.connection().await {
+            Ok(writer) => sqlx::query(
+                "delete from tower_sessions where rowid in \
+                 (select rowid from tower_sessions where expiry_date < ? limit ?)",
+            )
+            .bind(sweep.before)
+            .bind(sweep.limit)
+            .execute(writer)
+            .await
+            .map(|done| Swept {
+                deleted: done.rows_affected(),
+                took: started.elapsed(),
+                busy,
+            }),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = &result {
+            self.check(err);
+        }
+        let _ = sweep.done.send(result);
     }
 }
 
@@ -120,13 +250,13 @@ fn fail(batch: Vec<PendingCreate>, err: &sqlx::Error) {
 
 /// Inserts `batch` in one statement. Should an id already exist (ids are 128 random bits, so
 /// this is for correctness, not expected), each record is created on its own by the store,
-/// which draws new ids until one is free. False when the connection itself failed, not only
-/// the statement (as on a full disk), so that the caller replaces it.
+/// which draws new ids until one is free. Every request is answered; the error, if any, is
+/// returned too, so that the caller can tell whether the connection failed.
 async fn insert_batch(
     writer: &mut SqliteConnection,
     store: &SqliteStore,
     batch: Vec<PendingCreate>,
-) -> bool {
+) -> sqlx::Result<()> {
     let mut rows = Vec::with_capacity(batch.len());
     for pending in batch {
         match rmp_serde::to_vec(&pending.record) {
@@ -139,7 +269,7 @@ async fn insert_batch(
         }
     }
     if rows.is_empty() {
-        return true;
+        return Ok(());
     }
     let placeholders = vec!["(?, ?, ?)"; rows.len()].join(", ");
     let sql = format!("insert or abort into {TABLE} (id, data, expiry_date) values {placeholders}");
@@ -155,7 +285,7 @@ async fn insert_batch(
             for (pending, _) in rows {
                 let _ = pending.done.send(Ok(pending.record.id));
             }
-            true
+            Ok(())
         }
         Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
             for (mut pending, _) in rows {
@@ -165,12 +295,11 @@ async fn insert_batch(
                     .map(|()| pending.record.id);
                 let _ = pending.done.send(result);
             }
-            true
+            Ok(())
         }
         Err(err) => {
-            let statement_failed = matches!(err, sqlx::Error::Database(_));
             fail(rows.into_iter().map(|(pending, _)| pending).collect(), &err);
-            statement_failed
+            Err(err)
         }
     }
 }

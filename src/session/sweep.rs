@@ -3,14 +3,21 @@
 //! writer (and PostgreSQL's locks) for the whole time, and every sign-in would wait behind it.
 //! Each batch has a time budget ([`BATCH_BUDGET`]): one that took longer (the writer was busy
 //! with requests, or the disk slow) makes the next one smaller, one that took less than half
-//! makes it larger; and the pause after a batch is at least twice as long as the batch took,
-//! so that requests have the writer at least two thirds of the time.
+//! makes it larger. While requests are coming in, the pause after a batch is at least twice as
+//! long as the batch took, so that requests have the writer at least two thirds of the time;
+//! when none came since the previous batch (SQLite tells), the next batch follows at once.
+//! SQLite's batches run on the group-commit writer's own connection, in turn with the new
+//! sessions (see `sqlite`), so a sign-in waits behind one batch at most and never for the lock.
 //! Redis expires its keys itself; the memory store forgets at each record's expiry.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
-use tower_sessions_sqlx_store::sqlx::{self, PgPool, SqlitePool};
+use tower_sessions_sqlx_store::sqlx::{self, PgPool};
+
+use super::SqliteSessions;
+use super::sqlite::Swept;
 
 /// How often a sweep starts.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
@@ -19,7 +26,7 @@ pub const BATCH: i64 = 500;
 /// The fewest rows deleted by one statement (unless fewer are left).
 const MIN_BATCH: i64 = 16;
 /// How long one batch should hold the writer.
-pub const BATCH_BUDGET: Duration = Duration::from_millis(4);
+pub const BATCH_BUDGET: Duration = Duration::from_millis(2);
 /// The shortest pause between two batches, in which requests get the writer.
 const PAUSE: Duration = Duration::from_millis(10);
 
@@ -36,11 +43,35 @@ fn next_batch(size: i64, took: Duration) -> i64 {
     }
 }
 
+/// Runs `batch` with the sizes [`next_batch`] picks and the pauses the module documentation
+/// describes, until a batch deletes fewer rows than it was given; how many went in all.
+async fn sweep_with<B, F>(mut batch: B) -> sqlx::Result<u64>
+where
+    B: FnMut(i64) -> F,
+    F: Future<Output = sqlx::Result<Swept>>,
+{
+    let mut total = 0;
+    let mut size = MIN_BATCH * 4;
+    loop {
+        let swept = batch(size).await?;
+        total += swept.deleted;
+        if swept.deleted < size.unsigned_abs() {
+            return Ok(total);
+        }
+        size = next_batch(size, swept.took);
+        if swept.busy {
+            tokio::time::sleep(PAUSE.max(swept.took * 2)).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 /// A SQL table of sessions with expired rows to delete.
 #[derive(Clone, Debug)]
 pub enum Sweeper {
-    /// `tower_sessions` in SQLite.
-    Sqlite(SqlitePool),
+    /// `tower_sessions` in SQLite, swept by its writer.
+    Sqlite(SqliteSessions),
     /// `"tower_sessions"."session"` in PostgreSQL.
     Postgres(PgPool),
 }
@@ -49,9 +80,9 @@ impl Sweeper {
     /// Adds the index that finds expired rows without reading the whole table.
     pub async fn index(&self) -> sqlx::Result<()> {
         match self {
-            Self::Sqlite(pool) => {
+            Self::Sqlite(sessions) => {
                 sqlx::query("create index if not exists tower_sessions_expiry on tower_sessions (expiry_date)")
-                    .execute(pool)
+                    .execute(&sessions.pool())
                     .await?;
             }
             Self::Postgres(pool) => {
@@ -65,47 +96,33 @@ impl Sweeper {
         Ok(())
     }
 
-    /// Deletes up to `size` rows expired before `now`; how many went.
-    async fn batch(&self, now: OffsetDateTime, size: i64) -> sqlx::Result<u64> {
-        let done = match self {
-            Self::Sqlite(pool) => sqlx::query(
-                "delete from tower_sessions where id in \
-                 (select id from tower_sessions where expiry_date < ? limit ?)",
-            )
-            .bind(now)
-            .bind(size)
-            .execute(pool)
-            .await?
-            .rows_affected(),
-            Self::Postgres(pool) => sqlx::query(
-                r#"delete from "tower_sessions"."session" where id in
+    /// Deletes up to `size` rows expired before `now`.
+    async fn batch(&self, now: OffsetDateTime, size: i64) -> sqlx::Result<Swept> {
+        match self {
+            Self::Sqlite(sessions) => sessions.delete_expired(now, size).await,
+            Self::Postgres(pool) => {
+                let started = Instant::now();
+                let done = sqlx::query(
+                    r#"delete from "tower_sessions"."session" where id in
                    (select id from "tower_sessions"."session" where expiry_date < $1 limit $2)"#,
-            )
-            .bind(now)
-            .bind(size)
-            .execute(pool)
-            .await?
-            .rows_affected(),
-        };
-        Ok(done)
+                )
+                .bind(now)
+                .bind(size)
+                .execute(pool)
+                .await?;
+                Ok(Swept {
+                    deleted: done.rows_affected(),
+                    took: started.elapsed(),
+                    busy: true,
+                })
+            }
+        }
     }
 
     /// Deletes every row expired now, batch by batch within [`BATCH_BUDGET`]; how many went.
     pub async fn sweep(&self) -> sqlx::Result<u64> {
         let now = OffsetDateTime::now_utc();
-        let mut total = 0;
-        let mut size = MIN_BATCH * 4;
-        loop {
-            let started = Instant::now();
-            let done = self.batch(now, size).await?;
-            let took = started.elapsed();
-            total += done;
-            if done < size.unsigned_abs() {
-                return Ok(total);
-            }
-            size = next_batch(size, took);
-            tokio::time::sleep(PAUSE.max(took * 2)).await;
-        }
+        sweep_with(|size| self.batch(now, size)).await
     }
 
     /// Adds the index, then sweeps every [`SWEEP_INTERVAL`] for as long as the process runs.
@@ -141,6 +158,7 @@ mod tests {
     use tower_sessions::session::{Id, Record};
     use tower_sessions::session_store::SessionStore;
     use tower_sessions_sqlx_store::SqliteStore;
+    use tower_sessions_sqlx_store::sqlx::SqlitePool;
 
     #[test]
     fn a_batch_over_its_budget_halves_the_next_and_a_quick_one_grows_it_within_bounds() {
@@ -152,21 +170,87 @@ mod tests {
         assert_eq!(next_batch(100, fair), 100);
     }
 
+    /// A fake table of `rows` rows where deleting one takes `per_row`: the sizes the sweep
+    /// asked for, and how many it deleted in all.
+    async fn sweep_fake(rows: u64, per_row: Duration, busy: bool) -> (Vec<i64>, u64) {
+        let mut left = rows;
+        let mut sizes = Vec::new();
+        let total = sweep_with(|size| {
+            sizes.push(size);
+            let deleted = left.min(size.unsigned_abs());
+            left -= deleted;
+            let took = per_row * u32::try_from(deleted).unwrap();
+            async move {
+                Ok(Swept {
+                    deleted,
+                    took,
+                    busy,
+                })
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(left, 0, "every row went");
+        (sizes, total)
+    }
+
     #[tokio::test]
-    async fn every_expired_row_goes_batch_by_batch_and_live_ones_stay() {
+    async fn batches_over_the_budget_shrink_until_within_it_and_every_row_still_goes() {
+        // 100 µs a row: 64 rows take 6.4 ms, over the 2 ms budget; 16 take 1.6 ms, within it.
+        let (sizes, total) = sweep_fake(5_000, Duration::from_micros(100), false).await;
+        assert_eq!(total, 5_000);
+        assert_eq!(&sizes[..3], &[64, 32, 16], "halved while over the budget");
+        assert!(
+            sizes.iter().skip(2).all(|&size| size == MIN_BATCH),
+            "then within it: {sizes:?}"
+        );
+
+        // 1 µs a row: every batch takes less than half the budget, so they grow to BATCH.
+        let (sizes, total) = sweep_fake(20_000, Duration::from_micros(1), false).await;
+        assert_eq!(total, 20_000);
+        assert_eq!(&sizes[..4], &[64, 96, 144, 216]);
+        assert_eq!(sizes.iter().max(), Some(&BATCH));
+    }
+
+    #[tokio::test]
+    async fn while_requests_come_in_the_sweep_pauses_between_batches_and_not_otherwise() {
+        let started = Instant::now();
+        let (sizes, _) = sweep_fake(2_000, Duration::from_micros(1), false).await;
+        let idle = started.elapsed();
+        assert!(sizes.len() > 5, "{sizes:?}");
+        assert!(idle < PAUSE, "no pause when idle: {idle:?}");
+
+        let started = Instant::now();
+        let (sizes, _) = sweep_fake(2_000, Duration::from_micros(1), true).await;
+        let busy = started.elapsed();
+        let pauses = u32::try_from(sizes.len() - 1).unwrap();
+        assert!(
+            busy >= PAUSE * pauses,
+            "a pause after each full batch: {busy:?}"
+        );
+    }
+
+    /// A SQLite store in a fresh folder, with the expiry index.
+    async fn open() -> (SqliteSessions, SqlitePool, Sweeper, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let options = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(dir.path().join("s.db"))
             .create_if_missing(true);
-        let pool = SqlitePool::connect_with(options).await.unwrap();
-        let store = SqliteStore::new(pool.clone());
-        store.migrate().await.unwrap();
-        let sweeper = Sweeper::Sqlite(pool.clone());
+        let pool = SqlitePool::connect_with(options.clone()).await.unwrap();
+        let sessions = SqliteSessions::open(pool.clone(), options).await.unwrap();
+        let sweeper = Sweeper::Sqlite(sessions.clone());
         sweeper.index().await.unwrap();
-        let at = |minutes: i64| OffsetDateTime::now_utc() + time::Duration::minutes(minutes);
-        let expired = 3 * BATCH + 7;
+        (sessions, pool, sweeper, dir)
+    }
+
+    fn at(minutes: i64) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + time::Duration::minutes(minutes)
+    }
+
+    /// Stores `count` sessions that expired five minutes ago, with ids from `first` on.
+    async fn insert_expired(pool: &SqlitePool, first: i64, count: i64) {
         let mut insert = pool.begin().await.unwrap();
-        for n in 0..expired {
+        for n in first..first + count {
             sqlx::query("insert into tower_sessions (id, data, expiry_date) values (?, ?, ?)")
                 .bind(Id(i128::from(n)).to_string())
                 .bind(&b"expired"[..])
@@ -176,6 +260,78 @@ mod tests {
                 .unwrap();
         }
         insert.commit().await.unwrap();
+    }
+
+    async fn count(pool: &SqlitePool) -> i64 {
+        sqlx::query_scalar("select count(*) from tower_sessions")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_writer_tells_the_sweep_whether_new_sessions_came_since_its_last_batch() {
+        let (sessions, pool, _sweeper, _dir) = open().await;
+        insert_expired(&pool, 0, 10).await;
+        let first = sessions.delete_expired(at(0), 2).await.unwrap();
+        assert_eq!((first.deleted, first.busy), (2, false));
+        let mut live = Record {
+            id: Id(-1),
+            data: Default::default(),
+            expiry_date: at(60),
+        };
+        sessions.create(&mut live).await.unwrap();
+        let second = sessions.delete_expired(at(0), 3).await.unwrap();
+        assert_eq!((second.deleted, second.busy), (3, true));
+        let third = sessions.delete_expired(at(0), 100).await.unwrap();
+        assert_eq!((third.deleted, third.busy), (5, false));
+        assert_eq!(count(&pool).await, 1, "only the live session is left");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_sweep_ends_while_new_sessions_keep_the_writer_busy_and_they_all_stay() {
+        let (sessions, pool, sweeper, _dir) = open().await;
+        let expired = 4_000;
+        insert_expired(&pool, 0, expired).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..16)
+            .map(|_| {
+                let (sessions, stop) = (sessions.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut created = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let mut record = Record {
+                            id: Id::default(),
+                            data: Default::default(),
+                            expiry_date: at(60),
+                        };
+                        sessions.create(&mut record).await.unwrap();
+                        created += 1;
+                    }
+                    created
+                })
+            })
+            .collect();
+        let deleted = tokio::time::timeout(Duration::from_secs(60), sweeper.sweep())
+            .await
+            .expect("the sweep is not starved by new sessions")
+            .unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut created = 0;
+        for writer in writers {
+            created += writer.await.unwrap();
+        }
+        assert_eq!(deleted, expired.unsigned_abs());
+        assert!(created > 0);
+        assert_eq!(count(&pool).await, created, "every new session stayed");
+    }
+
+    #[tokio::test]
+    async fn every_expired_row_goes_batch_by_batch_and_live_ones_stay() {
+        let (_sessions, pool, sweeper, _dir) = open().await;
+        let store = SqliteStore::new(pool.clone());
+        let expired = 3 * BATCH + 7;
+        insert_expired(&pool, 0, expired).await;
         let live = Record {
             id: Id(-1),
             data: Default::default(),
@@ -184,11 +340,7 @@ mod tests {
         store.save(&live).await.unwrap();
 
         assert_eq!(sweeper.sweep().await.unwrap(), expired.unsigned_abs());
-        let left: i64 = sqlx::query_scalar("select count(*) from tower_sessions")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(left, 1, "only the live session is left");
+        assert_eq!(count(&pool).await, 1, "only the live session is left");
         assert!(store.load(&Id(-1)).await.unwrap().is_some());
         let plan: Vec<String> =
             sqlx::query("explain query plan select id from tower_sessions where expiry_date < ?")
