@@ -171,9 +171,21 @@ impl SessionBackend {
         let plain = serde_json::to_vec(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let sealed = self.0.keyring.seal(&plain, &associated_data(&record.id));
+        let mut data: std::collections::HashMap<_, _> =
+            [(SEALED.to_owned(), serde_json::Value::String(sealed))].into();
+        // The memory store cannot read sealed data: it is told which sessions hold only a
+        // sign-in in progress, so that it evicts those before any signed-in member.
+        if matches!(self.0.store, Store::Memory(_))
+            && super::member::holds_only_a_pending_sign_in(&record.data)
+        {
+            data.insert(
+                super::memory::PENDING_ONLY.to_owned(),
+                serde_json::Value::Bool(true),
+            );
+        }
         Ok(Record {
             id: record.id,
-            data: [(SEALED.to_owned(), serde_json::Value::String(sealed))].into(),
+            data,
             expiry_date: record.expiry_date,
         })
     }

@@ -11,6 +11,7 @@ mod connections;
 mod errors;
 mod faults;
 mod flow;
+mod hardening;
 mod oidc;
 mod oidc_refusals;
 mod operations;

