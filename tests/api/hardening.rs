@@ -96,3 +96,53 @@ async fn a_flood_of_sign_in_starts_never_evicts_a_signed_in_member_from_memory()
     assert_eq!(session["connected"], true, "{session}");
     assert_eq!(session["member_id"], "kept-member");
 }
+
+#[tokio::test]
+async fn a_jsapi_exchange_over_an_oidc_session_of_the_same_member_replaces_it() {
+    let app = crate::helpers::spawn_app().await;
+    let browser = step_by_step(&app);
+    let authorization = start(&app, &browser).await;
+    let callback = consent(&browser, &authorization, "allow", "both-flows").await;
+    assert_eq!(browser.get(callback).send().await.unwrap().status(), 303);
+    let session = app.session().await;
+    assert_eq!(
+        (session["flow"].as_str(), session["member_id"].as_str()),
+        (Some("oidc"), Some("both-flows")),
+        "{session}"
+    );
+    let oidc_id = app.session_id().unwrap();
+    let accepted = || async {
+        app.sandbox_stats().await["exchanges_accepted"]
+            .as_u64()
+            .unwrap()
+    };
+    let exchanges_before = accepted().await;
+
+    app.sign_in("both-flows").await;
+    let (status, body) = app.exchange().await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("connected")),
+        "the same member through another flow is not already connected: {body}"
+    );
+    assert_ne!(app.session_id().unwrap(), oidc_id, "a new session id");
+    let session = app.session().await;
+    assert_eq!(
+        (session["flow"].as_str(), session["member_id"].as_str()),
+        (Some("jsapi"), Some("both-flows")),
+        "{session}"
+    );
+    assert_eq!(accepted().await, exchanges_before + 1, "LinkedIn was asked");
+    assert_eq!(
+        app.session_with_id(&oidc_id).await["connected"],
+        false,
+        "the OpenID Connect session is gone"
+    );
+
+    // Through the same flow again, it is already connected.
+    let (status, body) = app.exchange().await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("already_connected"))
+    );
+}
