@@ -300,6 +300,7 @@ pub struct TrustedProxies(pub Vec<ipnet::IpNet>);
 impl TrustedProxies {
     /// Whether `addr` is one of the trusted proxies.
     pub fn contains(&self, addr: std::net::IpAddr) -> bool {
+        let addr = addr.to_canonical();
         self.0.iter().any(|net| net.contains(&addr))
     }
 }

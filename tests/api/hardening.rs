@@ -146,3 +146,93 @@ async fn a_jsapi_exchange_over_an_oidc_session_of_the_same_member_replaces_it() 
         (200, Some("already_connected"))
     );
 }
+
+/// A client that connects from `local`, keeps no cookie and follows no redirect.
+fn client_from(app: &TestApp, local: &str) -> reqwest::Client {
+    let pem = std::fs::read(app.dir.path().join("cert.pem")).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+        .local_address(local.parse::<std::net::IpAddr>().unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A server with `RATE_LIMIT=3,1` behind trusted proxies `trusted`, bound to `bind`.
+async fn limited_app(bind: &str, trusted: &str) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.bind = bind.parse().unwrap();
+    config.rate_limit = "3,1".parse().unwrap();
+    config.trusted_proxies = Some(trusted.parse().unwrap());
+    TestApp::start(config, dir).await
+}
+
+/// The statuses of `GET /auth/linkedin` sent from `local` to 127.0.0.1 with each
+/// `X-Forwarded-For` of `forwarded`.
+async fn statuses(
+    app: &TestApp,
+    local: &str,
+    forwarded: impl IntoIterator<Item = String>,
+) -> Vec<u16> {
+    let client = client_from(app, local);
+    let url = format!("https://127.0.0.1:{}/auth/linkedin", app.addr.port());
+    let mut statuses = Vec::new();
+    for xff in forwarded {
+        let response = client
+            .get(&url)
+            .header("x-forwarded-for", xff)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn forwarded_entries_with_a_port_brackets_or_garbage_cannot_dodge_the_limit() {
+    for last in ["198.51.100.8:4711", "[2001:db8::1]:4711", "unknown"] {
+        let app = limited_app("127.0.0.1:0", "127.0.0.0/8").await;
+        let sent = (0..10).map(|i| format!("10.9.8.{i}, {last}"));
+        let statuses = statuses(&app, "127.0.0.1", sent).await;
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 302).count(),
+            3,
+            "{last}: {statuses:?}"
+        );
+        assert_eq!(statuses[9], 429, "{last}: {statuses:?}");
+    }
+}
+
+#[tokio::test]
+async fn ipv6_clients_share_one_budget_per_64() {
+    let app = limited_app("127.0.0.1:0", "127.0.0.0/8").await;
+    let sent = (1..=10).map(|i| format!("2001:db8:7:7::{i:x}"));
+    let statuses = statuses(&app, "127.0.0.1", sent).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 302).count(),
+        3,
+        "{statuses:?}"
+    );
+    // Another /64 has its own budget.
+    let other = statuses_from_other_net(&app).await;
+    assert_eq!(other, 302);
+}
+
+async fn statuses_from_other_net(app: &TestApp) -> u16 {
+    statuses(app, "127.0.0.1", ["2001:db8:7:8::1".to_owned()]).await[0]
+}
+
+#[tokio::test]
+async fn on_a_dual_stack_listener_ipv4_peers_match_trusted_proxies() {
+    let app = limited_app("[::]:0", "127.0.0.0/8").await;
+    // Three proxies on this machine forward the same client, twice each: one budget.
+    let mut all = Vec::new();
+    for proxy in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        let sent = (0..2).map(|_| "203.0.113.7".to_owned());
+        all.extend(statuses(&app, proxy, sent).await);
+    }
+    assert_eq!(all.iter().filter(|s| **s == 302).count(), 3, "{all:?}");
+    assert_eq!(all[5], 429, "{all:?}");
+}
