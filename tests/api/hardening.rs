@@ -236,3 +236,109 @@ async fn on_a_dual_stack_listener_ipv4_peers_match_trusted_proxies() {
     assert_eq!(all.iter().filter(|s| **s == 302).count(), 3, "{all:?}");
     assert_eq!(all[5], 429, "{all:?}");
 }
+
+const BINARY: &str = env!("CARGO_BIN_EXE_linkedin-token-exchange");
+
+/// Runs the binary with only `env` (and `args`), in an empty folder: exit code, stdout and
+/// stderr.
+fn run(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(BINARY)
+        .env_clear()
+        .env("BIND", "127.0.0.1:0")
+        .env("TLS_CERT", dir.path().join("cert.pem"))
+        .env("TLS_KEY", dir.path().join("key.pem"))
+        .envs(env.iter().copied())
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn help_never_shows_a_secret_or_a_urls_password() {
+    let (code, help, _) = run(
+        &[
+            ("SESSION_STORE", "postgres://app:PW@db/x"),
+            ("LINKEDIN_ACCESS_TOKEN_URL", "https://u:PW@x.example/token"),
+            ("LINKEDIN_API_URL", "https://u:PW@x.example"),
+            ("LINKEDIN_JSAPI_URL", "https://u:PW@x.example/in.js"),
+            ("LINKEDIN_OIDC_ISSUER", "https://u:PW@x.example/oauth"),
+            ("LINKEDIN_OIDC_REDIRECT_URL", "https://u:PW@x.example/cb"),
+            ("PUBLIC_ORIGIN", "https://u:PW@x.example"),
+            ("LINKEDIN_SECRET_KEY", "PW"),
+            ("LINKEDIN_CLIENT_SECRET", "PW"),
+            ("SESSION_KEYS", "PW"),
+        ],
+        &["--help"],
+    );
+    assert_eq!(code, Some(0));
+    assert!(help.contains("SESSION_STORE"), "{help}");
+    assert!(!help.contains("PW"), "{help}");
+}
+
+#[test]
+fn a_mistyped_store_url_is_reported_without_its_password_in_text_and_in_json() {
+    for format in ["text", "json"] {
+        let (code, _, stderr) = run(
+            &[
+                ("SESSION_STORE", "postgress://app:PW@db/x"),
+                ("LOG_FORMAT", format),
+            ],
+            &[],
+        );
+        assert_eq!(code, Some(2), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        assert!(!stderr.contains("PW"), "{format}: {stderr}");
+        let line = if format == "json" {
+            let json: serde_json::Value = serde_json::from_str(stderr.trim()).unwrap();
+            json["message"].as_str().unwrap().to_owned()
+        } else {
+            stderr.clone()
+        };
+        assert!(
+            line.contains("SESSION_STORE") && line.contains("postgress://app:***@db/x"),
+            "{format}: {stderr}"
+        );
+    }
+    // A URL that parses but whose server cannot be reached: the password stays hidden too.
+    let (code, _, stderr) = run(
+        &[
+            ("SESSION_STORE", "postgres://app:PW@127.0.0.1:1/x"),
+            ("SESSION_KEYS", crate::helpers::SESSION_KEY),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(!stderr.contains("PW"), "{stderr}");
+}
+
+#[test]
+fn values_clap_checks_name_the_variable_and_keep_the_allowed_values() {
+    let (code, _, stderr) = run(&[("SANDBOX", "yes")], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("SANDBOX: invalid value 'yes'") && !stderr.contains("--sandbox"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("true, false"),
+        "the allowed values: {stderr}"
+    );
+    let (_, _, stderr) = run(&[("LOG_FORMAT", "xml")], &[]);
+    assert!(
+        stderr.contains("LOG_FORMAT") && stderr.contains("text, json"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&[("BIND", "localhost:9443")], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("BIND") && stderr.contains("takes an IP address and a port"),
+        "{stderr}"
+    );
+}
