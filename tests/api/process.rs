@@ -661,3 +661,67 @@ async fn sighup_or_new_files_reload_the_certificate_and_open_connections_keep_wo
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_error_description_cannot_forge_a_log_line_or_hide_text() {
+    let server = Running::start(&[]);
+    linkedin_token_exchange::tls::install_crypto_provider();
+    let pem = std::fs::read(server.dir.path().join("cert.pem")).unwrap();
+    let browser = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+        .cookie_provider(Arc::new(reqwest::cookie::Jar::default()))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let started = browser
+        .get(format!("{}/auth/linkedin", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 302);
+    let authorization = url::Url::parse(started.headers()["location"].to_str().unwrap()).unwrap();
+    let state = authorization
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    // What a hostile provider (or a crafted link) sends back: a quote that closes the message,
+    // a fake field, a line separator and a right-to-left override.
+    let description = "no\" member_id=\"admin\u{2028}2026-01-01T00:00:00Z  INFO forged\u{202e}";
+    let mut callback = url::Url::parse(&format!("{}/auth/linkedin/callback", server.base)).unwrap();
+    callback
+        .query_pairs_mut()
+        .append_pair("state", &state)
+        .append_pair("error", "access_denied")
+        .append_pair("error_description", description);
+    let (status, body) = json_of(
+        browser
+            .get(callback)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("oidc_denied")));
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(r#"no\" member_id=\"admin\u{2028}"#) && message.contains(r"\u{202e}"),
+        "escaped as request values are: {message}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let output = server.output();
+    let line = output
+        .lines()
+        .find(|l| l.contains("oidc_denied") && l.contains("access_denied"))
+        .unwrap_or_else(|| panic!("the refusal is logged: {output}"));
+    assert!(
+        !line.contains(r#"member_id="admin"#) && line.contains(r#"member_id=\"admin"#),
+        "the quote cannot pose as a field: {line}"
+    );
+    assert!(
+        !output.contains('\u{2028}') && !output.contains('\u{202e}'),
+        "no line separator or override reaches the log: {output}"
+    );
+}
