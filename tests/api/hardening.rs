@@ -342,3 +342,23 @@ fn values_clap_checks_name_the_variable_and_keep_the_allowed_values() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn an_empty_session_key_file_left_by_a_crash_no_longer_stops_every_start() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let key_file = dir.path().join("session.key");
+    std::fs::write(&key_file, "").unwrap();
+    let mut config = test_config(&dir);
+    config.session_keys = None;
+    config.session_key_file = key_file.clone();
+    let app = TestApp::start(config.clone(), dir.clone()).await;
+    app.sign_in("after-a-crash").await;
+    assert_eq!(app.exchange().await.0, 200);
+    app.stop().await;
+    let written = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(written.trim().len(), 44, "a whole base64 key: {written:?}");
+    // The next start loads that key.
+    let again = TestApp::start(config, dir.clone()).await;
+    assert_eq!(again.get("/healthz").await.status(), 200);
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), written);
+}
