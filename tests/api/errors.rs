@@ -628,7 +628,7 @@ async fn a_session_id_planted_before_sign_in_is_not_kept() {
     let app = spawn_app().await;
     let planted = "AAAAAAAAAAAAAAAAAAAAAA";
     app.jar.add_cookie_str(
-        &format!("lte_session={planted}; Path=/; Secure"),
+        &format!("__Host-lte_session={planted}; Path=/; Secure"),
         &app.base.parse().unwrap(),
     );
     app.sign_in("SandboxAda").await;

@@ -362,3 +362,27 @@ async fn an_empty_session_key_file_left_by_a_crash_no_longer_stops_every_start()
     assert_eq!(again.get("/healthz").await.status(), 200);
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), written);
 }
+
+#[tokio::test]
+async fn a_session_cookie_without_the_host_prefix_is_not_read() {
+    let app = crate::helpers::spawn_app().await;
+    app.sign_in("prefixed").await;
+    assert_eq!(app.exchange().await.0, 200);
+    let id = app.session_id().unwrap();
+    assert_eq!(app.session_with_id(&id).await["connected"], true);
+    // What a sibling subdomain could plant: the name without the prefix.
+    let (browser, jar) = app.new_browser();
+    jar.add_cookie_str(
+        &format!("lte_session={id}; Path=/; Secure"),
+        &app.base.parse().unwrap(),
+    );
+    let session: serde_json::Value = browser
+        .get(app.url("/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["connected"], false, "{session}");
+}

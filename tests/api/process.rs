@@ -421,9 +421,9 @@ async fn requests_cannot_forge_log_lines_or_write_warnings_at_will() {
     );
     // Junk and unknown session ids, and a logout with no session at all.
     for cookie in [
-        "lte_session=junk%0A",
-        "lte_session=AAAAAAAAAAAAAAAAAAAAAA",
-        "lte_session=",
+        "__Host-lte_session=junk%0A",
+        "__Host-lte_session=AAAAAAAAAAAAAAAAAAAAAA",
+        "__Host-lte_session=",
     ] {
         let response = browser
             .get(format!("{}/session", server.base))
