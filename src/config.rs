@@ -450,6 +450,45 @@ impl ConfigError {
     }
 }
 
+/// Loads `.env` (looked for in the working directory, then its parents) into the
+/// environment; a missing file is normal. A line that does not parse is named by its number
+/// and variable, never its value (it may be a secret).
+fn load_dotenv() -> Result<(), String> {
+    let err = match dotenvy::dotenv() {
+        Ok(_) => return Ok(()),
+        Err(err) if err.not_found() => return Ok(()),
+        Err(err) => err,
+    };
+    let path = std::env::current_dir().ok().and_then(|dir| {
+        dir.ancestors()
+            .map(|d| d.join(".env"))
+            .find(|candidate| candidate.is_file())
+    });
+    let shown = path
+        .as_deref()
+        .map_or_else(|| ".env".to_owned(), |p| p.display().to_string());
+    match err {
+        dotenvy::Error::LineParse(text, _) => {
+            let first = text.lines().next().unwrap_or("").trim();
+            let number = path
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .and_then(|file| file.lines().position(|l| l.trim() == first))
+                .map_or_else(String::new, |n| format!(" line {}", n + 1));
+            let variable = first
+                .trim_start_matches("export ")
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim();
+            Err(format!(
+                "{shown}{number} ({variable}=…) cannot be read: expected NAME=value, with its \
+                 quotes closed (the start stops rather than skip it and every line after it)"
+            ))
+        }
+        other => Err(format!("{shown} cannot be read: {other}")),
+    }
+}
+
 /// A command-line or environment error as one line that names the variable (not the flag),
 /// keeps the reason and the allowed values, and shows no URL's password.
 pub fn describe_parse_error(err: &clap::Error) -> String {
@@ -521,10 +560,10 @@ pub struct AppCredentials {
 }
 
 impl Config {
-    /// Reads `.env` (when present), the environment and the command line.
+    /// Reads `.env` (when present), the environment and the command line. A `.env` that cannot
+    /// be read completely stops the start, naming the line.
     pub fn load() -> Result<Self, clap::Error> {
-        // A missing .env is normal; a broken one is reported by the values it fails to provide.
-        let _ = dotenvy::dotenv();
+        load_dotenv().map_err(|message| clap::Error::raw(clap::error::ErrorKind::Io, message))?;
         Self::try_parse()
     }
 

@@ -242,8 +242,20 @@ const BINARY: &str = env!("CARGO_BIN_EXE_linkedin-token-exchange");
 /// Runs the binary with only `env` (and `args`), in an empty folder: exit code, stdout and
 /// stderr.
 fn run(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, String) {
+    run_with_dotenv(None, env, args)
+}
+
+/// [`run`], with a `.env` file of `dotenv` in the folder.
+fn run_with_dotenv(
+    dotenv: Option<&str>,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (Option<i32>, String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(BINARY)
+    if let Some(text) = dotenv {
+        std::fs::write(dir.path().join(".env"), text).unwrap();
+    }
+    let mut child = std::process::Command::new(BINARY)
         .env_clear()
         .env("BIND", "127.0.0.1:0")
         .env("TLS_CERT", dir.path().join("cert.pem"))
@@ -251,8 +263,17 @@ fn run(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, String) {
         .envs(env.iter().copied())
         .args(args)
         .current_dir(dir.path())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // A binary that starts instead of refusing is stopped after a while (exit code None).
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
     (
         output.status.code(),
         String::from_utf8(output.stdout).unwrap(),
@@ -385,4 +406,20 @@ async fn a_session_cookie_without_the_host_prefix_is_not_read() {
         .await
         .unwrap();
     assert_eq!(session["connected"], false, "{session}");
+}
+
+#[test]
+fn a_malformed_dotenv_line_stops_the_start_naming_the_line_and_not_its_value() {
+    let (code, _, stderr) = run_with_dotenv(
+        Some("RUST_LOG=info\nLINKEDIN_SECRET_KEY=s3cr3t\"oops\nBIND=127.0.0.1:9543\n"),
+        &[("SESSION_STORE", "memory")],
+        &[],
+    );
+    assert_eq!(code, Some(2), "the start stops: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains(".env line 2 (LINKEDIN_SECRET_KEY=…)"),
+        "names the file, the line and the variable: {stderr}"
+    );
+    assert!(!stderr.contains("s3cr3t"), "never the value: {stderr}");
 }
