@@ -169,15 +169,18 @@ pub fn build_app(state: AppState, extra: Router) -> Router {
         .telemetry
         .is_enabled()
         .then(|| middleware::from_fn_with_state(state.telemetry.clone(), telemetry::observe));
-    Router::new()
+    let routes = Router::new()
         .merge(member_routes)
         .merge(handlers::assets::router())
         .merge(handlers::health::router())
         .with_state(state)
         .merge(extra)
         .fallback(not_found)
-        .layer(tower::util::option_layer(observer))
-        .layer(layers)
+        .layer(tower::util::option_layer(observer));
+    // Around the whole router, not each route: a route's 405 gets its `Allow` header from the
+    // router itself, after any layer of the route, and `errors` must see it to name the
+    // accepted methods.
+    Router::new().fallback_service(routes).layer(layers)
 }
 
 /// The policy of HTML pages: scripts from this server and the JSAPI script's origin only,
