@@ -423,3 +423,29 @@ fn a_malformed_dotenv_line_stops_the_start_naming_the_line_and_not_its_value() {
     );
     assert!(!stderr.contains("s3cr3t"), "never the value: {stderr}");
 }
+
+#[test]
+fn a_store_on_a_closed_port_is_connection_refused_at_host_and_port_in_words() {
+    for store in [
+        "redis://127.0.0.1:1",
+        "postgres://app:PW@127.0.0.1:1/sessions",
+    ] {
+        let (code, _, stderr) = run(
+            &[
+                ("SESSION_STORE", store),
+                ("SESSION_KEYS", crate::helpers::SESSION_KEY),
+            ],
+            &[],
+        );
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(
+            stderr.contains("SESSION_STORE")
+                && stderr.contains("connection refused at 127.0.0.1:1"),
+            "{store}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("Os {") && !stderr.contains("timed out"),
+            "no debug output, no pool timeout: {stderr}"
+        );
+    }
+}
