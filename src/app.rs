@@ -157,7 +157,9 @@ pub fn build_app(state: AppState, extra: Router) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
-        .layer(SetResponseHeaderLayer::overriding(
+        // A page with a policy of its own keeps it (the sandbox's consent page, whose form
+        // leads to the registered redirect URI).
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             move |response: &Response| is_html(response).then(|| csp.clone()),
         ))

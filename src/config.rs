@@ -30,6 +30,10 @@ pub const DEFAULT_OIDC_ISSUER: &str = "https://www.linkedin.com/oauth";
 #[derive(Parser, Clone)]
 #[command(version, about)]
 pub struct Config {
+    /// What to run: the server (no subcommand), or a tool.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The app's API key; names the `linkedin_oauth_<API_KEY>` cookie. Unset: sandbox mode.
     #[arg(long, env = "LINKEDIN_API_KEY", value_name = "LINKEDIN_API_KEY")]
     pub linkedin_api_key: Option<String>,
@@ -112,6 +116,29 @@ pub struct Config {
         default_value = "openid profile email"
     )]
     pub linkedin_oidc_scopes: String,
+
+    /// PKCE (S256) on the sign-in: `auto` sends it only when discovery lists `S256`
+    /// (LinkedIn's lists nothing, and its token endpoint refuses a web app's `code_verifier`
+    /// with 401 `invalid_client`); `on` always; `off` never.
+    #[arg(
+        long,
+        env = "LINKEDIN_OIDC_PKCE",
+        value_name = "LINKEDIN_OIDC_PKCE",
+        default_value = "auto"
+    )]
+    pub linkedin_oidc_pkce: PkceMode,
+
+    /// Refuse an id_token that carries no `nonce`. LinkedIn never echoes the nonce, so the
+    /// default accepts its absence (a present nonce must still match); `true` is for
+    /// providers that do echo it.
+    #[arg(
+        long,
+        env = "LINKEDIN_OIDC_REQUIRE_NONCE",
+        value_name = "LINKEDIN_OIDC_REQUIRE_NONCE",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub linkedin_oidc_require_nonce: bool,
 
     /// Mount the emulated LinkedIn under /sandbox/ and point the URLs at it.
     /// Default: true when no API key is set.
@@ -272,6 +299,65 @@ pub enum LogFormat {
     Text,
     /// One JSON object a line.
     Json,
+}
+
+/// The tools beside the server.
+#[derive(Clone, Debug, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Checks the OpenID Connect provider (LINKEDIN_OIDC_ISSUER) before going live: fetches
+    /// its discovery document and key set, prints what the service will do with it and what
+    /// will fail; exits 1 on a problem.
+    CheckProvider,
+}
+
+/// `LINKEDIN_OIDC_PKCE`: when the sign-in sends a PKCE challenge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PkceMode {
+    /// Only when discovery lists `S256` in `code_challenge_methods_supported`.
+    #[default]
+    Auto,
+    /// Always (S256).
+    On,
+    /// Never.
+    Off,
+}
+
+/// The scopes LinkedIn retired for new apps, with what to ask for instead.
+pub const RETIRED_SCOPES: [&str; 3] = ["r_liteprofile", "r_emailaddress", "r_basicprofile"];
+
+/// `LINKEDIN_OIDC_SCOPES` as a list: each scope once, in the order given, `openid` required,
+/// LinkedIn's retired scopes refused.
+pub fn oidc_scopes(value: &str) -> Result<Vec<String>, ConfigError> {
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in value.split_whitespace() {
+        if !scopes.iter().any(|s| s == scope) {
+            scopes.push(scope.to_owned());
+        }
+    }
+    let retired: Vec<&str> = scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|s| RETIRED_SCOPES.contains(s))
+        .collect();
+    if !retired.is_empty() {
+        return Err(ConfigError::new(
+            "LINKEDIN_OIDC_SCOPES",
+            format!(
+                "{} retired by LinkedIn for new apps; ask for `openid profile email` (Sign In with LinkedIn using OpenID Connect)",
+                match retired.as_slice() {
+                    [one] => format!("{one} is"),
+                    many => format!("{} are", many.join(", ")),
+                }
+            ),
+        ));
+    }
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err(ConfigError::new(
+            "LINKEDIN_OIDC_SCOPES",
+            "must include openid (as in `openid profile email`)",
+        ));
+    }
+    Ok(scopes)
 }
 
 /// `RATE_LIMIT`: a burst, then a steady rate, per client address; or no limit.

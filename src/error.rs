@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::linkedin::client::UpstreamError;
 use crate::linkedin::cookie::CookieError;
-use crate::linkedin::oidc::OidcError;
+use crate::linkedin::oidc::{OidcError, Refusal};
 
 /// The handlers' result.
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
@@ -65,12 +65,15 @@ pub enum AppError {
     #[error("LinkedIn did not sign you in ({0})")]
     OidcDenied(String),
     /// 401 `oidc_invalid_id_token`: the id_token failed a check (named in the message).
-    #[error("{0}")]
-    OidcInvalidIdToken(String),
+    #[error("{1}")]
+    OidcInvalidIdToken(Refusal, String),
     /// 429 `rate_limited`: too many sign-ins from this client (or with this cookie); the
     /// number is `Retry-After`, in seconds.
     #[error("too many sign-in attempts; try again in {0} s")]
     RateLimited(u64),
+    /// 400 `bad_request`: a query parameter a handler cannot use (the sentence says which).
+    #[error("{0}")]
+    InvalidParameter(&'static str),
     /// A request the framework refused before any handler ran (a form that does not parse, a
     /// stalled body): its own status, code [`AppError::code_for`] and message.
     #[error("{message}")]
@@ -115,8 +118,20 @@ impl AppError {
             Self::OidcNotConfigured => (StatusCode::NOT_FOUND, "oidc_not_configured"),
             Self::OidcStateMismatch(_) => (StatusCode::BAD_REQUEST, "oidc_state_mismatch"),
             Self::OidcDenied(_) => (StatusCode::BAD_REQUEST, "oidc_denied"),
-            Self::OidcInvalidIdToken(_) => (StatusCode::UNAUTHORIZED, "oidc_invalid_id_token"),
+            Self::OidcInvalidIdToken(..) => (StatusCode::UNAUTHORIZED, "oidc_invalid_id_token"),
+            Self::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Rejected { status, .. } => (*status, Self::code_for(*status)),
+        }
+    }
+
+    /// The `reason` of `lte_oidc_refusals_total` when this error refuses a sign-in callback:
+    /// the state, the provider's denial, or the id_token check that failed.
+    pub fn refusal_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::OidcStateMismatch(_) => Some("state"),
+            Self::OidcDenied(_) => Some("denied"),
+            Self::OidcInvalidIdToken(reason, _) => Some(reason.label()),
+            _ => None,
         }
     }
 
@@ -258,8 +273,8 @@ impl From<OidcError> for AppError {
     fn from(err: OidcError) -> Self {
         match err {
             OidcError::Upstream(err) => Self::Upstream(err),
-            OidcError::InvalidIdToken(why) => {
-                Self::OidcInvalidIdToken(format!("the id_token was refused: {why}"))
+            OidcError::InvalidIdToken { reason, why } => {
+                Self::OidcInvalidIdToken(reason, format!("the id_token was refused: {why}"))
             }
         }
     }
@@ -270,19 +285,40 @@ impl From<OidcError> for AppError {
 #[derive(askama::Template, askama_web::WebTemplate)]
 #[template(path = "error.html")]
 struct ErrorPage {
+    /// "Sign-in cancelled" for a deliberate cancel, "Sign-in failed" otherwise.
+    title: &'static str,
     message: String,
     code: &'static str,
 }
 
+/// The provider's `error=` codes for a member who chose not to sign in (LinkedIn's: Cancel
+/// on the sign-in page, or on the consent screen).
+const CANCELLED: [&str; 2] = ["user_cancelled_login", "user_cancelled_authorize"];
+
 impl AppError {
+    /// Whether the member cancelled on purpose: the provider's `error=` is a cancel.
+    fn is_cancel(&self) -> bool {
+        let Self::OidcDenied(said) = self else {
+            return false;
+        };
+        let error = said.split(':').next().unwrap_or_default().trim();
+        CANCELLED.contains(&error)
+    }
+
     /// This error as an HTML page for a person (same status, logged the same way).
     pub fn into_page(self) -> Response {
+        let title = if self.is_cancel() {
+            "Sign-in cancelled"
+        } else {
+            "Sign-in failed"
+        };
         let json = self.into_response();
         let (parts, _) = json.into_parts();
         let Some(logged) = parts.extensions.get::<LoggedError>().cloned() else {
             return Response::from_parts(parts, axum::body::Body::empty());
         };
         let page = ErrorPage {
+            title,
             message: logged.body.message.clone(),
             code: logged.code,
         };

@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
-use linkedin_token_exchange::config::{Config, LogFormat};
+use linkedin_token_exchange::config::{Command, Config, LogFormat};
+use linkedin_token_exchange::linkedin::provider_check;
+use linkedin_token_exchange::server::wiring;
 use linkedin_token_exchange::server::{Server, shutdown_signal};
 use linkedin_token_exchange::telemetry;
 
@@ -34,6 +36,9 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init_logging(config.log_format, &config.rust_log);
+    if config.command == Some(Command::CheckProvider) {
+        return check_provider(&config).await;
+    }
 
     let server = match Server::build(&config).await {
         Ok(server) => server,
@@ -49,6 +54,33 @@ async fn main() -> ExitCode {
         }
         Err(err) => {
             tracing::error!(%err, "server error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check-provider`: one line per finding on stdout; exit 0 when nothing will fail, 1 when
+/// something will, 2 when the configuration itself is wrong.
+async fn check_provider(config: &Config) -> ExitCode {
+    let (http, settings) = match wiring::provider_check(config) {
+        Ok(found) => found,
+        Err(err) => {
+            fail(config.log_format, &format!("configuration error: {err}"));
+            return ExitCode::from(2);
+        }
+    };
+    println!("checking the OpenID Connect provider {}", settings.issuer);
+    let report = provider_check::check(&http, &settings).await;
+    for finding in &report.0 {
+        println!("{finding}");
+    }
+    match report.problems() {
+        0 => {
+            println!("provider ready");
+            ExitCode::SUCCESS
+        }
+        n => {
+            println!("{n} problem(s) found");
             ExitCode::FAILURE
         }
     }

@@ -201,6 +201,10 @@ impl Telemetry {
             "lte_session_store_errors_total",
             "Session store failures, by operation",
         );
+        describe(
+            "lte_oidc_refusals_total",
+            "OpenID Connect callbacks refused, by reason (state, denied, or the id_token check that failed)",
+        );
         describe("lte_connections_open", "Client connections held open");
     }
 
@@ -246,6 +250,18 @@ impl Telemetry {
             inner.recorder.register_histogram(&key, &METADATA)
         })
         .record(elapsed.as_secs_f64());
+    }
+
+    /// One refused OpenID Connect callback, by the check that refused it (rare: not cached).
+    pub fn oidc_refusal(&self, reason: &'static str) {
+        if let Some(inner) = &self.0 {
+            let labels = vec![Label::new("reason", reason)];
+            let key = Key::from_parts("lte_oidc_refusals_total", labels);
+            inner
+                .recorder
+                .register_counter(&key, &METADATA)
+                .increment(1);
+        }
     }
 
     /// One failed store operation (rare: not cached).

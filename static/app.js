@@ -2,7 +2,9 @@
 // both talk to this server and show the result. No framework, no build step.
 "use strict";
 
-function setStatus(state, text, memberId) {
+// Shows the page's state ("connected", "working", "error" or "disconnected"). Connected, the
+// page offers "Sign out" and the flow; otherwise the two sign-in buttons (not while working).
+function setStatus(state, text, memberId, flow) {
   const status = document.getElementById("status");
   status.dataset.state = state;
   status.textContent = text;
@@ -13,12 +15,18 @@ function setStatus(state, text, memberId) {
     status.textContent = "Connected as ";
     status.append(strong, ".");
   }
-  document.getElementById("sign-out").hidden = state !== "connected";
-  if (state !== "connected") {
-    document.getElementById("profile").hidden = true;
-    const flow = document.getElementById("flow");
-    if (flow) flow.hidden = true;
-  }
+  const connected = state === "connected";
+  document.getElementById("sign-out").hidden = !connected;
+  document.getElementById("sign-in").hidden = connected || state === "working";
+  const flowLine = document.getElementById("flow");
+  if (flow) flowLine.textContent = "Signed in through " + flow + ".";
+  flowLine.hidden = !connected;
+  if (!connected) document.getElementById("profile").hidden = true;
+}
+
+// Whether the page already shows a member connected, through either flow.
+function showsConnected() {
+  return document.getElementById("status").dataset.state === "connected";
 }
 
 async function postJson(path) {
@@ -39,12 +47,17 @@ async function showProfile() {
   document.getElementById("profile").hidden = false;
 }
 
-// Called by the JSAPI once the member has signed in (and the credentials cookie is set).
+// Called by the JSAPI once the member has signed in (and the credentials cookie is set), and
+// again on every load of the page while its cookie lasts. A page that already shows a member
+// connected makes no exchange: not a second one for the same member, and no silent switch of
+// a session (an OpenID Connect one, say) to whoever a leftover JSAPI cookie names. The
+// sign-in buttons are hidden while connected; "Sign out" comes first.
 async function onAuth() {
+  if (showsConnected()) return;
   setStatus("working", "Connecting…");
   try {
     const result = await postJson("/token-exchange");
-    setStatus("connected", "", result.member_id);
+    setStatus("connected", "", result.member_id, "the JavaScript API");
     await showProfile();
   } catch (err) {
     setStatus("error", "Could not connect: " + err.message);

@@ -3,11 +3,12 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::routing::get;
 
 use crate::app::AppState;
 use crate::error::Result;
+use crate::handlers::oidc::{SANDBOX_MEMBER, sandbox_member};
 use crate::session::MemberSession;
 
 /// The login page.
@@ -24,6 +25,9 @@ pub struct LoginPage {
     flow: &'static str,
     /// Whether the page offers "Sign in with LinkedIn (OpenID Connect)".
     oidc: bool,
+    /// Where that link leads: `/auth/linkedin`, with the page's `sandbox_member` in sandbox
+    /// mode.
+    oidc_href: String,
     /// Whether the page talks to the built-in sandbox.
     sandbox: bool,
 }
@@ -33,11 +37,20 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/", get(login_page))
 }
 
-async fn login_page(State(state): State<AppState>, session: MemberSession) -> Result<LoginPage> {
+async fn login_page(
+    State(state): State<AppState>,
+    session: MemberSession,
+    RawQuery(query): RawQuery,
+) -> Result<LoginPage> {
     let member = session.member().await?;
     let flow = match member.as_ref().map(|m| m.credentials.flow()) {
         Some("oidc") => "OpenID Connect",
         _ => "the JavaScript API",
+    };
+    // An invalid member is left off the link (`GET /auth/linkedin` would refuse it).
+    let oidc_href = match sandbox_member(&state, query.as_deref()) {
+        Ok(Some(member)) => format!("/auth/linkedin?{SANDBOX_MEMBER}={member}"),
+        _ => "/auth/linkedin".to_owned(),
     };
     Ok(LoginPage {
         jsapi_url: state.jsapi_url.clone(),
@@ -45,6 +58,7 @@ async fn login_page(State(state): State<AppState>, session: MemberSession) -> Re
         member_id: member.map(|m| m.member_id),
         flow,
         oidc: state.oidc.is_some(),
+        oidc_href,
         sandbox: state.sandbox,
     })
 }

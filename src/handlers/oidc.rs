@@ -3,7 +3,7 @@
 //! session as the JSAPI flow. Callback errors are a page for a person (JSON when asked for).
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::header::{ACCEPT, LOCATION};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,16 +24,52 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Remembers a fresh `state` and `nonce` in the session and sends the browser to the
-/// provider's authorization endpoint.
-async fn start(State(state): State<AppState>, session: MemberSession) -> Result<Response> {
+/// provider's authorization endpoint. In sandbox mode, `?sandbox_member=` picks the member
+/// the sandbox's consent page signs in (as it does for the JSAPI button).
+async fn start(
+    State(state): State<AppState>,
+    session: MemberSession,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
     let oidc = state.oidc.as_ref().ok_or(AppError::OidcNotConfigured)?;
+    let member = sandbox_member(&state, query.as_deref()).map_err(AppError::InvalidParameter)?;
     let authorization = oidc.authorize().await?;
     session.begin_sign_in(&authorization.pending).await?;
-    Ok((
-        StatusCode::FOUND,
-        [(LOCATION, authorization.url.as_str().to_owned())],
-    )
-        .into_response())
+    let mut url = authorization.url;
+    if let Some(member) = member {
+        url.query_pairs_mut().append_pair(SANDBOX_MEMBER, &member);
+    }
+    Ok((StatusCode::FOUND, [(LOCATION, url.as_str().to_owned())]).into_response())
+}
+
+/// The page's and the sign-in's parameter naming a sandbox member.
+pub const SANDBOX_MEMBER: &str = "sandbox_member";
+
+/// `sandbox_member` in `query`, in sandbox mode only (elsewhere it is ignored): `None` when
+/// absent or empty, an error when it is not 1 to 64 letters, digits, `-` or `_`.
+pub fn sandbox_member(
+    state: &AppState,
+    query: Option<&str>,
+) -> Result<Option<String>, &'static str> {
+    if !state.sandbox {
+        return Ok(None);
+    }
+    let Some(member) = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(name, _)| name == SANDBOX_MEMBER)
+        .map(|(_, value)| value.into_owned())
+        .filter(|value| !value.is_empty())
+    else {
+        return Ok(None);
+    };
+    let valid = member.len() <= 64
+        && member
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(Some(member))
+    } else {
+        Err("the sandbox member (sandbox_member) must be 1 to 64 letters, digits, '-' or '_'")
+    }
 }
 
 /// What the provider sends back.
@@ -56,7 +92,12 @@ async fn callback(
     let result = finish(&state, &session, callback).await;
     let outcome = match &result {
         Ok(_) => "connected",
-        Err(err) => err.status_and_code().1,
+        Err(err) => {
+            if let Some(reason) = err.refusal_reason() {
+                state.telemetry.oidc_refusal(reason);
+            }
+            err.status_and_code().1
+        }
     };
     state.telemetry.exchange("oidc", outcome);
     let member_id = result.as_ref().ok().map(String::as_str).unwrap_or("");

@@ -1,17 +1,34 @@
 //! I/O: the relying party of "Sign In with LinkedIn using OpenID Connect" (crate
 //! `openidconnect`), over the service's one upstream HTTPS client.
 //!
-//! Discovery (with the JWKS) is fetched at first use, cached, and refreshed after
-//! [`DISCOVERY_TTL`]; an id_token signed with a key the cached JWKS lacks triggers one
-//! refetch. LinkedIn's quirks: the issuer is a path (`https://www.linkedin.com/oauth`) and is
-//! compared exactly; PKCE is sent only when discovery lists `S256` (LinkedIn lists nothing,
-//! and refuses PKCE parameters); `client_secret_post` at the token endpoint; no refresh
-//! tokens relied on. Deciding what the caller sees is `error`'s.
+//! It signs members in against LinkedIn as LinkedIn behaves, which is not quite as its
+//! documentation reads (SPEC, "LinkedIn as it is observed"):
+//! - the id_token carries no `nonce`: one is always sent, a present one must match, a missing
+//!   one is accepted unless [`OidcSettings::require_nonce`];
+//! - `email_verified` is the string `"true"` in the id_token (the crate's
+//!   `accept-string-booleans`);
+//! - discovery lists no `token_endpoint_auth_methods_supported`, yet the token endpoint wants
+//!   `client_secret_post`: always used;
+//! - a web app's PKCE `code_verifier` gets 401 `invalid_client`: PKCE follows
+//!   [`PkceMode`], by default only when discovery lists `S256` (LinkedIn's does not);
+//! - JWKS keys may lack `alg` and `use`: an RSA key is taken by `kty` and `kid`;
+//! - the issuer (a path, `https://www.linkedin.com/oauth`) is compared exactly, and a refusal
+//!   logs the issuer seen.
+//!
+//! Discovery (with the JWKS) is fetched at first use and kept for [`DISCOVERY_TTL`]; then the
+//! first reader starts one refresh in the background and every reader goes on with the cached
+//! copy, which a failing provider leaves in use until it is [`MAX_STALE`] old. When no usable
+//! copy exists, one fetch is in flight at a time and its waiters share its result. An id_token
+//! signed with a key the cached JWKS lacks triggers one JWKS refetch, at most one per
+//! [`JWKS_REFETCH_COOLDOWN`] across all requests. Deciding what the caller sees is `error`'s.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use openidconnect::core::{
     CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod, CoreGrantType,
     CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
@@ -27,15 +44,34 @@ use openidconnect::{
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tokio::sync::RwLock;
 use url::Url;
 
 use super::client::{LinkedInClient, UpstreamError, status_error};
+use crate::config::PkceMode;
 use crate::secret::Secret;
 use crate::session::member::PendingSignIn;
 
-/// How long discovery and the JWKS are trusted before they are fetched again.
+/// How long discovery and the JWKS are used before a refresh is started.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(3_600);
+/// How long the last good discovery keeps serving while refreshes fail.
+pub const MAX_STALE: Duration = Duration::from_secs(24 * 3_600);
+/// The least time between two JWKS refetches for an unknown `kid`.
+pub const JWKS_REFETCH_COOLDOWN: Duration = Duration::from_secs(60);
+/// The id_token signature algorithms accepted: asymmetric only (never `none`, never HMAC,
+/// whose key would be the client secret).
+const ACCEPTED: [CoreJwsSigningAlgorithm; 7] = [
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
+/// [`ACCEPTED`] as JOSE names, for the provider check.
+pub(crate) const ACCEPTED_ALGS: [&str; 7] = [
+    "RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA",
+];
 /// How far in the future an id_token's `iat` may lie (clock skew).
 const MAX_SKEW: Duration = Duration::from_secs(60);
 /// LinkedIn's access tokens last 60 days; the lifetime assumed when the answer says nothing.
@@ -48,8 +84,65 @@ pub enum OidcError {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     /// The id_token did not pass a check; the check is named.
-    #[error("the id_token was refused: {0}")]
-    InvalidIdToken(String),
+    #[error("the id_token was refused: {why}")]
+    InvalidIdToken {
+        /// The check that failed.
+        reason: Refusal,
+        /// The check, in words.
+        why: String,
+    },
+}
+
+/// The check an id_token failed: the `reason` of `lte_oidc_refusals_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `iss` is not the discovered issuer.
+    Issuer,
+    /// `aud` does not hold the client id.
+    Audience,
+    /// `exp` has passed.
+    Expired,
+    /// `iat` lies more than a minute ahead.
+    IssuedInFuture,
+    /// The signature does not verify.
+    Signature,
+    /// No key of the JWKS has the token's `kid`, even after a refetch.
+    UnknownKid,
+    /// The `alg` is not one the service accepts (`none`, HMAC).
+    Algorithm,
+    /// `nonce` differs from the one sent (or is missing while required).
+    Nonce,
+    /// The token answer holds no id_token.
+    NoIdToken,
+    /// Any other claim check.
+    Claims,
+}
+
+impl Refusal {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Issuer => "issuer",
+            Self::Audience => "audience",
+            Self::Expired => "expired",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::Signature => "signature",
+            Self::UnknownKid => "unknown_kid",
+            Self::Algorithm => "algorithm",
+            Self::Nonce => "nonce",
+            Self::NoIdToken => "no_id_token",
+            Self::Claims => "claims",
+        }
+    }
+}
+
+impl OidcError {
+    fn refused(reason: Refusal, why: impl Into<String>) -> Self {
+        Self::InvalidIdToken {
+            reason,
+            why: why.into(),
+        }
+    }
 }
 
 /// What discovery says besides the standard fields: whether PKCE is offered.
@@ -61,7 +154,8 @@ pub struct PkceMetadata {
 
 impl AdditionalProviderMetadata for PkceMetadata {}
 
-type Metadata = ProviderMetadata<
+/// Discovery as the relying party reads it.
+pub(crate) type Metadata = ProviderMetadata<
     PkceMetadata,
     CoreAuthDisplay,
     CoreClientAuthMethod,
@@ -76,7 +170,7 @@ type Metadata = ProviderMetadata<
     CoreSubjectIdentifierType,
 >;
 
-/// Where the relying party is registered.
+/// Where the relying party is registered, and how it treats the provider.
 #[derive(Clone, Debug)]
 pub struct OidcSettings {
     /// The issuer, exactly as the provider's discovery names it.
@@ -87,8 +181,12 @@ pub struct OidcSettings {
     pub client_secret: Secret,
     /// The registered redirect URI.
     pub redirect_url: Url,
-    /// The scopes asked for.
+    /// The scopes asked for, each once, `openid` among them.
     pub scopes: Vec<String>,
+    /// When PKCE is sent.
+    pub pkce: PkceMode,
+    /// Whether an id_token without `nonce` is refused.
+    pub require_nonce: bool,
 }
 
 /// A sign-in to send the browser to: the authorization URL and what the callback needs.
@@ -115,16 +213,40 @@ pub struct SignedIn {
     pub email: Option<String>,
 }
 
+/// A discovery document with its key set, and when it was fetched.
 struct Discovered {
     metadata: Metadata,
     fetched: Instant,
 }
 
+/// The cached discovery, shared with the background refresh.
+struct DiscoveryCache {
+    upstream: LinkedInClient,
+    issuer: Url,
+    /// [`DISCOVERY_TTL`], and [`MAX_STALE`] (shorter in unit tests).
+    ttl: Duration,
+    max_stale: Duration,
+    /// The copy readers use; never held across an await.
+    current: RwLock<Option<Arc<Discovered>>>,
+    /// Held by the one fetch in flight; keeps how the last fetch ended.
+    fetching: tokio::sync::Mutex<Fetches>,
+    /// Whether a background refresh is under way.
+    refreshing: AtomicBool,
+}
+
+/// What the fetches so far left behind.
+#[derive(Default)]
+struct Fetches {
+    /// When the last fetch of discovery ended, and its error if it failed.
+    last_discovery: Option<(Instant, Option<UpstreamError>)>,
+    /// When the key set was last refetched for an unknown `kid`.
+    last_jwks_refetch: Option<Instant>,
+}
+
 /// The relying party; cheap to share behind the app state.
 pub struct OidcClient {
-    upstream: LinkedInClient,
     settings: OidcSettings,
-    discovered: RwLock<Option<Discovered>>,
+    cache: Arc<DiscoveryCache>,
 }
 
 impl std::fmt::Debug for OidcClient {
@@ -142,35 +264,37 @@ impl OidcClient {
     /// no redirects, and error mapping). Nothing is fetched yet: an unreachable provider
     /// does not stop the start.
     pub fn new(upstream: LinkedInClient, settings: OidcSettings) -> Self {
+        let cache = DiscoveryCache::new(upstream, settings.issuer.clone());
         Self {
-            upstream,
             settings,
-            discovered: RwLock::new(None),
+            cache: Arc::new(cache),
         }
     }
 
-    /// The registered redirect URI.
-    pub fn redirect_url(&self) -> &Url {
-        &self.settings.redirect_url
-    }
-
-    /// Starts a sign-in: a fresh `state` and `nonce` (and a PKCE verifier when the provider
-    /// takes PKCE), and the authorization URL that carries them.
+    /// Starts a sign-in: a fresh `state` and `nonce` (and a PKCE verifier when
+    /// [`OidcSettings::pkce`] says so), and the authorization URL that carries them.
     pub async fn authorize(&self) -> Result<Authorization, UpstreamError> {
-        let metadata = self.metadata(false).await?;
-        let pkce = metadata
+        let metadata = self.cache.metadata().await?;
+        let offered = metadata
+            .metadata
             .additional_metadata()
             .code_challenge_methods_supported
             .iter()
-            .any(|m| m == "S256")
-            .then(PkceCodeChallenge::new_random_sha256);
-        let client = self.client(&metadata)?;
+            .any(|m| m == "S256");
+        let pkce = match self.settings.pkce {
+            PkceMode::On => true,
+            PkceMode::Off => false,
+            PkceMode::Auto => offered,
+        }
+        .then(PkceCodeChallenge::new_random_sha256);
+        let client = self.client(&metadata.metadata);
         let mut request = client.authorize_url(
             AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
             CsrfToken::new_random,
             Nonce::new_random,
         );
-        for scope in &self.settings.scopes {
+        // The crate always asks for `openid` itself.
+        for scope in self.settings.scopes.iter().filter(|s| *s != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
         }
         let verifier = match pkce {
@@ -196,8 +320,8 @@ impl OidcClient {
 
     /// Trades `code` at the token endpoint and verifies the id_token against `pending`.
     pub async fn finish(&self, code: &str, pending: &PendingSignIn) -> Result<SignedIn, OidcError> {
-        let metadata = self.metadata(false).await?;
-        let client = self.client(&metadata)?;
+        let discovered = self.cache.metadata().await?;
+        let client = self.client(&discovered.metadata);
         let mut request = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|_| UpstreamError::Malformed("discovery names no token endpoint".into()))?;
@@ -205,30 +329,48 @@ impl OidcClient {
             request =
                 request.set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()));
         }
-        let http = Http(&self.upstream);
+        let http = Http(&self.cache.upstream);
         let started = Instant::now();
         let answer = request.request_async(&http).await;
         let outcome = match &answer {
             Ok(_) => "ok",
             Err(_) => "error",
         };
-        self.upstream
+        self.cache
+            .upstream
             .record("oidc_token", outcome, started.elapsed());
         let token = answer.map_err(token_error)?;
         let id_token = token.id_token().ok_or_else(|| {
-            OidcError::InvalidIdToken("the token answer holds no id_token".into())
+            OidcError::refused(Refusal::NoIdToken, "the token answer holds no id_token")
         })?;
-        let nonce = Nonce::new(pending.nonce.expose().to_owned());
 
-        let claims = match self.verify(&client, id_token, &nonce) {
-            Err(OidcError::InvalidIdToken(why)) if why == NO_MATCHING_KEY => {
-                // A key the cached JWKS lacks: the provider may have rotated. Fetch once more.
-                let metadata = self.metadata(true).await?;
-                let client = self.client(&metadata)?;
-                self.verify(&client, id_token, &nonce)?
+        let verified = match self.verify(&client, id_token, pending) {
+            Err(OidcError::InvalidIdToken {
+                reason: Refusal::UnknownKid,
+                ..
+            }) => {
+                // A key the cached JWKS lacks: the provider may have rotated.
+                match self.cache.refetch_jwks(&discovered).await? {
+                    Some(refreshed) => {
+                        let client = self.client(&refreshed.metadata);
+                        self.verify(&client, id_token, pending)
+                    }
+                    None => Err(OidcError::refused(
+                        Refusal::UnknownKid,
+                        format!(
+                            "{NO_MATCHING_KEY} (the key set was refetched less than {} s ago)",
+                            JWKS_REFETCH_COOLDOWN.as_secs()
+                        ),
+                    )),
+                }
             }
-            other => other?,
+            other => other,
         };
+        let claims = verified.inspect_err(|err| {
+            if let OidcError::InvalidIdToken { reason, why } = err {
+                log_refusal(*reason, why, id_token, &discovered.metadata);
+            }
+        })?;
         Ok(SignedIn {
             subject: claims.0,
             access_token: Secret::new(token.access_token().secret().clone()),
@@ -240,25 +382,27 @@ impl OidcClient {
         })
     }
 
-    /// The member's userinfo, with their access token.
+    /// The member's userinfo, with their access token. Kept as JSON: LinkedIn's userinfo
+    /// differs from its id_token (`locale` is an object there), so no strict type is imposed.
     pub async fn userinfo(
         &self,
         access_token: &Secret,
     ) -> Result<serde_json::Value, UpstreamError> {
-        let metadata = self.metadata(false).await?;
-        let url = metadata
+        let discovered = self.cache.metadata().await?;
+        let url = discovered
+            .metadata
             .userinfo_endpoint()
             .ok_or_else(|| UpstreamError::Malformed("discovery names no userinfo endpoint".into()))?
             .url()
             .clone();
-        let request = self
-            .upstream
+        let upstream = &self.cache.upstream;
+        let request = upstream
             .http()
             .get(url)
             .header(AUTHORIZATION, format!("Bearer {}", access_token.expose()));
-        self.upstream
+        upstream
             .timed("oidc_userinfo", async {
-                let (status, headers, body) = self.upstream.send(request).await?;
+                let (status, headers, body) = upstream.send(request).await?;
                 if status != reqwest::StatusCode::OK {
                     return Err(status_error(status, &headers, &body));
                 }
@@ -273,20 +417,12 @@ impl OidcClient {
         &self,
         client: &Client,
         id_token: &openidconnect::core::CoreIdToken,
-        nonce: &Nonce,
+        pending: &PendingSignIn,
     ) -> Result<(String, Option<String>, Option<String>), OidcError> {
         let now = OffsetDateTime::now_utc();
         let verifier = client
             .id_token_verifier()
-            .set_allowed_algs([
-                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
-                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
-                CoreJwsSigningAlgorithm::RsaSsaPssSha256,
-                CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-                CoreJwsSigningAlgorithm::EcdsaP384Sha384,
-                CoreJwsSigningAlgorithm::EdDsa,
-            ])
+            .set_allowed_algs(ACCEPTED)
             .set_issue_time_verifier_fn(move |iat| {
                 let latest = now + MAX_SKEW;
                 if iat.timestamp() > latest.unix_timestamp() {
@@ -295,9 +431,17 @@ impl OidcClient {
                     Ok(())
                 }
             });
+        let sent = pending.nonce.clone();
+        let require = self.settings.require_nonce;
+        let nonce_check = move |found: Option<&Nonce>| match found {
+            Some(found) if sent.matches(found.secret()) => Ok(()),
+            Some(_) => Err("it differs from the nonce sent".to_owned()),
+            None if require => Err("it has none, and LINKEDIN_OIDC_REQUIRE_NONCE is on".to_owned()),
+            None => Ok(()),
+        };
         let claims = id_token
-            .claims(&verifier, nonce)
-            .map_err(|err| OidcError::InvalidIdToken(describe(&err)))?;
+            .claims(&verifier, nonce_check)
+            .map_err(|err| describe(&err))?;
         let name = claims
             .name()
             .and_then(|n| n.get(None))
@@ -306,9 +450,9 @@ impl OidcClient {
         Ok((claims.subject().as_str().to_owned(), name, email))
     }
 
-    fn client(&self, metadata: &Metadata) -> Result<Client, UpstreamError> {
+    fn client(&self, metadata: &Metadata) -> Client {
         let redirect = RedirectUrl::from_url(self.settings.redirect_url.clone());
-        let client = CoreClient::from_provider_metadata(
+        CoreClient::from_provider_metadata(
             metadata.clone(),
             ClientId::new(self.settings.client_id.clone()),
             Some(ClientSecret::new(
@@ -316,46 +460,172 @@ impl OidcClient {
             )),
         )
         .set_redirect_uri(redirect)
-        .set_auth_type(AuthType::RequestBody);
-        Ok(client)
+        // LinkedIn lists no auth methods in discovery but wants the secret in the form.
+        .set_auth_type(AuthType::RequestBody)
+    }
+}
+
+impl DiscoveryCache {
+    fn new(upstream: LinkedInClient, issuer: Url) -> Self {
+        Self {
+            upstream,
+            issuer,
+            ttl: DISCOVERY_TTL,
+            max_stale: MAX_STALE,
+            current: RwLock::new(None),
+            fetching: tokio::sync::Mutex::new(Fetches::default()),
+            refreshing: AtomicBool::new(false),
+        }
     }
 
-    /// The discovered metadata (with the JWKS): cached, refetched when stale or `refresh`.
-    async fn metadata(&self, refresh: bool) -> Result<Metadata, UpstreamError> {
-        if !refresh
-            && let Some(found) = self.discovered.read().await.as_ref()
-            && found.fetched.elapsed() < DISCOVERY_TTL
-        {
-            return Ok(found.metadata.clone());
+    /// The discovered metadata (with the JWKS). A fresh copy is returned at once; a stale
+    /// one too, while one refresh runs in the background; without a usable copy the caller
+    /// waits for the one fetch in flight, or makes it.
+    async fn metadata(self: &Arc<Self>) -> Result<Arc<Discovered>, UpstreamError> {
+        let asked = Instant::now();
+        if let Some(found) = self.cached() {
+            let age = found.fetched.elapsed();
+            if age < self.ttl {
+                return Ok(found);
+            }
+            if age < self.max_stale {
+                self.refresh_in_background();
+                return Ok(found);
+            }
         }
-        let mut slot = self.discovered.write().await;
-        let issuer = IssuerUrl::from_url(self.settings.issuer.clone());
+        let mut fetches = self.fetching.lock().await;
+        // A second look: a fetch that ended while this caller waited answers for it too.
+        if let Some((ended, outcome)) = &fetches.last_discovery
+            && *ended >= asked
+        {
+            match (outcome, self.cached()) {
+                (None, Some(found)) => return Ok(found),
+                (Some(err), _) => return Err(err.clone()),
+                (None, None) => {}
+            }
+        }
+        self.fetch_discovery(&mut fetches).await
+    }
+
+    fn cached(&self) -> Option<Arc<Discovered>> {
+        self.current.read().ok().and_then(|slot| slot.clone())
+    }
+
+    fn store(&self, metadata: Metadata) -> Arc<Discovered> {
+        let discovered = Arc::new(Discovered {
+            metadata,
+            fetched: Instant::now(),
+        });
+        if let Ok(mut slot) = self.current.write() {
+            *slot = Some(discovered.clone());
+        }
+        discovered
+    }
+
+    /// Starts a refresh unless one is under way; readers keep the stale copy meanwhile.
+    fn refresh_in_background(self: &Arc<Self>) {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let cache = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut fetches = cache.fetching.lock().await;
+            let stale = cache
+                .cached()
+                .is_none_or(|d| d.fetched.elapsed() >= cache.ttl);
+            if stale && let Err(err) = cache.fetch_discovery(&mut fetches).await {
+                let age = cache.cached().map_or(0, |d| d.fetched.elapsed().as_secs());
+                tracing::warn!(
+                    issuer = %cache.issuer,
+                    %err,
+                    age_seconds = age,
+                    "OpenID Connect discovery could not be refreshed; the last good copy serves until it is 24 h old"
+                );
+            }
+            drop(fetches);
+            cache.refreshing.store(false, Ordering::Release);
+        });
+    }
+
+    /// Fetches discovery and the JWKS, under the fetch lock.
+    async fn fetch_discovery(
+        &self,
+        fetches: &mut Fetches,
+    ) -> Result<Arc<Discovered>, UpstreamError> {
         let http = Http(&self.upstream);
         let started = Instant::now();
-        let fetched = match (refresh, slot.as_ref()) {
-            // A refetch for an unknown key needs only the key set.
-            (true, Some(found)) => {
-                let keys = CoreJsonWebKeySet::fetch_async(found.metadata.jwks_uri(), &http)
-                    .await
-                    .map_err(discovery_error);
-                keys.map(|keys| found.metadata.clone().set_jwks(keys))
-            }
-            _ => Metadata::discover_async(issuer, &http)
-                .await
-                .map_err(discovery_error),
-        };
+        let fetched = Metadata::discover_async(IssuerUrl::from_url(self.issuer.clone()), &http)
+            .await
+            .map_err(discovery_error);
         self.upstream.record(
             "oidc_discovery",
             if fetched.is_ok() { "ok" } else { "error" },
             started.elapsed(),
         );
-        let metadata = fetched?;
-        *slot = Some(Discovered {
-            metadata: metadata.clone(),
-            fetched: Instant::now(),
-        });
-        Ok(metadata)
+        fetches.last_discovery = Some((Instant::now(), fetched.as_ref().err().cloned()));
+        fetched.map(|metadata| self.store(metadata))
     }
+
+    /// Refetches the key set after `seen` failed to name a token's `kid`: `None` when the
+    /// cooldown forbids a fetch and no newer key set has arrived meanwhile.
+    async fn refetch_jwks(
+        &self,
+        seen: &Arc<Discovered>,
+    ) -> Result<Option<Arc<Discovered>>, UpstreamError> {
+        let mut fetches = self.fetching.lock().await;
+        if let Some(newer) = self.cached().filter(|c| c.fetched > seen.fetched) {
+            return Ok(Some(newer));
+        }
+        if fetches
+            .last_jwks_refetch
+            .is_some_and(|at| at.elapsed() < JWKS_REFETCH_COOLDOWN)
+        {
+            return Ok(None);
+        }
+        fetches.last_jwks_refetch = Some(Instant::now());
+        let http = Http(&self.upstream);
+        let started = Instant::now();
+        let keys = CoreJsonWebKeySet::fetch_async(seen.metadata.jwks_uri(), &http)
+            .await
+            .map_err(discovery_error);
+        self.upstream.record(
+            "oidc_jwks",
+            if keys.is_ok() { "ok" } else { "error" },
+            started.elapsed(),
+        );
+        Ok(Some(self.store(seen.metadata.clone().set_jwks(keys?))))
+    }
+}
+
+/// Logs a refused id_token at warn: the check, and for the issuer the one seen, so that an
+/// operator notices when the provider changes its issuer.
+fn log_refusal(
+    reason: Refusal,
+    why: &str,
+    id_token: &openidconnect::core::CoreIdToken,
+    metadata: &Metadata,
+) {
+    if reason == Refusal::Issuer {
+        tracing::warn!(
+            reason = reason.label(),
+            issuer_seen = %printable(&unverified_issuer(id_token).unwrap_or_default()),
+            issuer_expected = %metadata.issuer().as_str(),
+            "id_token refused: {why}"
+        );
+    } else {
+        tracing::warn!(reason = reason.label(), "id_token refused: {why}");
+    }
+}
+
+/// The `iss` an id_token claims, read without verifying it: for the log only.
+fn unverified_issuer(id_token: &openidconnect::core::CoreIdToken) -> Option<String> {
+    let compact = id_token.to_string();
+    let payload = compact.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
 }
 
 type Client = openidconnect::Client<
@@ -384,25 +654,43 @@ const ISSUED_IN_THE_FUTURE: &str = "it was issued in the future";
 /// The message of a signature check that found no key for the token's `kid`.
 const NO_MATCHING_KEY: &str = "no key of the provider's key set matches its kid";
 
-/// The failed check, in words (no token content beyond the claim values the crate names).
-fn describe(err: &ClaimsVerificationError) -> String {
-    match err {
+/// The failed check, with its words (no token content beyond the claim values the crate
+/// names).
+fn describe(err: &ClaimsVerificationError) -> OidcError {
+    use SignatureVerificationError as Sig;
+    let (reason, why) = match err {
+        ClaimsVerificationError::SignatureVerification(Sig::NoMatchingKey) => {
+            (Refusal::UnknownKid, NO_MATCHING_KEY.to_owned())
+        }
         ClaimsVerificationError::SignatureVerification(
-            SignatureVerificationError::NoMatchingKey,
-        ) => NO_MATCHING_KEY.to_owned(),
-        ClaimsVerificationError::SignatureVerification(other) => {
-            format!("its signature does not verify ({other})")
+            other @ (Sig::DisallowedAlg(_) | Sig::UnsupportedAlg(_) | Sig::NoSignature),
+        ) => (
+            Refusal::Algorithm,
+            format!("its signature does not verify ({other})"),
+        ),
+        ClaimsVerificationError::SignatureVerification(other) => (
+            Refusal::Signature,
+            format!("its signature does not verify ({other})"),
+        ),
+        ClaimsVerificationError::InvalidIssuer(why) => {
+            (Refusal::Issuer, format!("wrong issuer ({why})"))
         }
-        ClaimsVerificationError::InvalidIssuer(why) => format!("wrong issuer ({why})"),
-        ClaimsVerificationError::InvalidAudience(why) => format!("wrong audience ({why})"),
+        ClaimsVerificationError::InvalidAudience(why) => {
+            (Refusal::Audience, format!("wrong audience ({why})"))
+        }
         ClaimsVerificationError::Expired(why) if why.starts_with(ISSUED_IN_THE_FUTURE) => {
-            why.clone()
+            (Refusal::IssuedInFuture, why.clone())
         }
-        ClaimsVerificationError::Expired(why) => format!("expired ({why})"),
-        ClaimsVerificationError::InvalidNonce(why) => format!("wrong or missing nonce ({why})"),
-        ClaimsVerificationError::Unsupported(why) => format!("unsupported ({why})"),
-        other => other.to_string(),
-    }
+        ClaimsVerificationError::Expired(why) => (Refusal::Expired, format!("expired ({why})")),
+        ClaimsVerificationError::InvalidNonce(why) => {
+            (Refusal::Nonce, format!("wrong or missing nonce ({why})"))
+        }
+        ClaimsVerificationError::Unsupported(why) => {
+            (Refusal::Algorithm, format!("unsupported ({why})"))
+        }
+        other => (Refusal::Claims, other.to_string()),
+    };
+    OidcError::refused(reason, why)
 }
 
 fn discovery_error(err: openidconnect::DiscoveryError<HttpError>) -> UpstreamError {
@@ -494,5 +782,86 @@ impl<'c> AsyncHttpClient<'c> for Http<'_> {
                 .body(body)
                 .map_err(|e| HttpError(UpstreamError::Malformed(e.to_string())))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cache whose copy went stale at once, and a provider that no longer answers.
+    fn stale_cache(max_stale: Duration) -> Arc<DiscoveryCache> {
+        crate::tls::install_crypto_provider();
+        let dead: Url = "http://127.0.0.1:9/oauth".parse().unwrap();
+        let endpoints = super::super::client::LinkedInEndpoints {
+            access_token_url: dead.clone(),
+            api_url: dead.clone(),
+            timeout: Duration::from_secs(2),
+        };
+        let upstream = LinkedInClient::new(&endpoints, "key", &Secret::new("secret"), &[]).unwrap();
+        let mut cache = DiscoveryCache::new(upstream, dead.clone());
+        cache.ttl = Duration::ZERO;
+        cache.max_stale = max_stale;
+        let metadata: Metadata = serde_json::from_value(serde_json::json!({
+            "issuer": dead,
+            "authorization_endpoint": "http://127.0.0.1:9/oauth/v2/authorization",
+            "jwks_uri": "http://127.0.0.1:9/oauth/openid/jwks",
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        }))
+        .unwrap();
+        cache.store(metadata);
+        Arc::new(cache)
+    }
+
+    #[tokio::test]
+    async fn a_stale_copy_serves_at_once_while_the_refresh_fails_in_the_background() {
+        let cache = stale_cache(Duration::from_secs(3_600));
+        let before = cache.cached().unwrap();
+        let started = Instant::now();
+        for _ in 0..5 {
+            let served = cache.metadata().await.unwrap();
+            assert!(Arc::ptr_eq(&served, &before));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "no reader waited"
+        );
+        // One refresh ran (the flag was taken once), failed, and left the copy in place.
+        for _ in 0..100 {
+            if !cache.refreshing.load(Ordering::Acquire) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let fetches = cache.fetching.lock().await;
+        assert!(matches!(fetches.last_discovery, Some((_, Some(_)))));
+        drop(fetches);
+        assert!(Arc::ptr_eq(&cache.cached().unwrap(), &before));
+    }
+
+    #[tokio::test]
+    async fn a_copy_older_than_the_stale_limit_is_not_served() {
+        let cache = stale_cache(Duration::ZERO);
+        let Err(err) = cache.metadata().await else {
+            panic!("a copy past the stale limit was served");
+        };
+        assert!(matches!(err, UpstreamError::Unavailable(_)), "{err:?}");
+    }
+
+    #[test]
+    fn the_accepted_algorithms_have_the_names_the_provider_check_uses() {
+        let names: Vec<String> = ACCEPTED
+            .iter()
+            .map(|alg| {
+                serde_json::to_value(alg)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(names, ACCEPTED_ALGS);
     }
 }

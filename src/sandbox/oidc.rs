@@ -1,7 +1,22 @@
-//! The sandbox's OpenID Connect provider, emulating LinkedIn's, quirks included: the issuer
-//! is a path (`…/sandbox/oauth`), discovery lists no PKCE methods and PKCE parameters are
-//! refused, the token endpoint takes `client_secret_post`, codes are single use and bound to
-//! the exact `redirect_uri`, and id_tokens are RS256 with a `kid`.
+//! The sandbox's OpenID Connect provider: LinkedIn's as integrators observe it (SPEC, "LinkedIn
+//! as it is observed"), not as its documentation reads, so that an app developed against it
+//! meets LinkedIn's quirks on its first day rather than in production:
+//! - the issuer is a path (`…/sandbox/oauth`), as LinkedIn's `/oauth`;
+//! - discovery lists neither `code_challenge_methods_supported` nor
+//!   `token_endpoint_auth_methods_supported`, yet the token endpoint takes `client_secret_post`;
+//! - PKCE parameters at the authorization endpoint are ignored, and a token request carrying a
+//!   `code_verifier` gets 401 `invalid_client`;
+//! - the id_token never carries `nonce`, whatever the request sent;
+//! - `email_verified` is the string `"true"` in the id_token and a boolean in userinfo;
+//!   `locale` is a string (`"en_US"`) in the id_token and an object in userinfo;
+//! - `sub` is pairwise: derived from the client id and the member, 10 base64url characters
+//!   like LinkedIn's, the same in the id_token and userinfo;
+//! - codes are single use and bound to the exact `redirect_uri`; id_tokens are RS256 with a
+//!   `kid`.
+//!
+//! The authorization endpoint (the consent page, the only URL a browser is sent to) is on the
+//! first public origin; the other endpoints are where the server reaches itself. The consent
+//! page's `form-action` admits the registered redirect URI's origin.
 //!
 //! It signs with code of its own (a JWS built here, signed by `ring`), not with the client's
 //! verifying crate run backwards. Its RSA key is generated once per process (the `rsa`
@@ -18,8 +33,8 @@ use std::time::Duration;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Query, State};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, LOCATION};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -43,14 +58,24 @@ const ACCESS_TOKEN_TTL_SECS: u64 = 5_184_000;
 const ID_TOKEN_TTL_SECS: i64 = 3_600;
 /// Bounds on memory.
 const MAX_GRANTS: u64 = 200_000;
+/// The key of the pairwise subjects: fixed, so that a member keeps their `sub` for a client
+/// id across restarts, as on LinkedIn.
+const PAIRWISE_KEY: &[u8] = b"linkedin-token-exchange sandbox: pairwise subject";
+/// The length of a subject: LinkedIn's are 10 base64url characters.
+const SUB_LEN: usize = 10;
 
 /// The client the sandbox provider knows.
 #[derive(Clone, Debug)]
 pub struct OidcSandboxConfig {
-    /// The issuer: `https://localhost:PORT/sandbox/oauth`.
+    /// The issuer, where the server reaches itself: `https://localhost:PORT/sandbox/oauth`
+    /// (the token endpoint and the JWKS live under it).
     pub issuer: String,
-    /// The sandbox's base: `https://localhost:PORT/sandbox` (userinfo lives there).
+    /// The sandbox's base where the server reaches itself: `https://localhost:PORT/sandbox`
+    /// (userinfo lives there).
     pub api_base: String,
+    /// The sandbox's base as the browser reaches it, on the first public origin:
+    /// `https://127.0.0.1:PORT/sandbox` (the authorization endpoint lives there).
+    pub browser_base: String,
     /// The registered client id.
     pub client_id: String,
     /// The registered client secret.
@@ -86,12 +111,11 @@ fn signing_key() -> Option<&'static SigningKey> {
     .as_ref()
 }
 
-/// A code granted on Allow.
+/// A code granted on Allow. No `nonce`: LinkedIn's id_tokens never carry one.
 #[derive(Clone)]
 struct Grant {
     member_id: String,
     redirect_uri: String,
-    nonce: Option<String>,
 }
 
 #[derive(Clone)]
@@ -132,7 +156,7 @@ async fn discovery(State(state): State<ProviderState>) -> Json<Value> {
     let config = &state.0.config;
     Json(json!({
         "issuer": config.issuer,
-        "authorization_endpoint": format!("{}/v2/authorization", config.issuer),
+        "authorization_endpoint": format!("{}/oauth/v2/authorization", config.browser_base),
         "token_endpoint": format!("{}/v2/accessToken", config.issuer),
         "userinfo_endpoint": format!("{}/v2/userinfo", config.api_base),
         "jwks_uri": format!("{}/openid/jwks", config.issuer),
@@ -142,7 +166,6 @@ async fn discovery(State(state): State<ProviderState>) -> Json<Value> {
         "scopes_supported": ["openid", "profile", "email"],
         "claims_supported": ["iss", "aud", "iat", "exp", "sub", "name", "given_name",
             "family_name", "picture", "email", "email_verified", "locale"],
-        "token_endpoint_auth_methods_supported": ["client_secret_post"],
     }))
 }
 
@@ -174,7 +197,8 @@ fn refuse(message: &str) -> Response {
         .into_response()
 }
 
-/// The authorization request's parameters.
+/// The authorization request's parameters. Anything else (`nonce`, `code_challenge`,
+/// `code_challenge_method`) is ignored, as LinkedIn ignores it.
 #[derive(Clone, Debug, Deserialize)]
 struct AuthorizationRequest {
     response_type: Option<String>,
@@ -182,9 +206,6 @@ struct AuthorizationRequest {
     redirect_uri: Option<String>,
     state: Option<String>,
     scope: Option<String>,
-    nonce: Option<String>,
-    code_challenge: Option<String>,
-    code_challenge_method: Option<String>,
     /// Which sandbox member signs in.
     sandbox_member: Option<String>,
 }
@@ -192,9 +213,6 @@ struct AuthorizationRequest {
 impl AuthorizationRequest {
     /// The request's own errors, which LinkedIn shows on its page rather than redirecting.
     fn check(&self, config: &OidcSandboxConfig) -> Result<(), &'static str> {
-        if self.code_challenge.is_some() || self.code_challenge_method.is_some() {
-            return Err("PKCE parameters (code_challenge) are not supported");
-        }
         if self.client_id.as_deref() != Some(config.client_id.as_str()) {
             return Err("unknown client_id");
         }
@@ -223,7 +241,6 @@ struct ConsentPage {
     redirect_uri: String,
     state: String,
     scope: String,
-    nonce: String,
     member: String,
 }
 
@@ -239,13 +256,35 @@ async fn consent(
         redirect_uri: request.redirect_uri.unwrap_or_default(),
         state: request.state.unwrap_or_default(),
         scope: request.scope.unwrap_or_default(),
-        nonce: request.nonce.unwrap_or_default(),
         member: request
             .sandbox_member
             .filter(|m| valid_member(m))
             .unwrap_or_else(|| DEFAULT_MEMBER_ID.to_owned()),
     };
-    ([(CACHE_CONTROL, "no-store")], page).into_response()
+    let policy = consent_policy(&state.0.config.redirect_uri);
+    (
+        [(CACHE_CONTROL, "no-store")],
+        [(CONTENT_SECURITY_POLICY, policy)],
+        page,
+    )
+        .into_response()
+}
+
+/// The consent page's policy: the app's, except that its form may lead to the registered
+/// redirect URI (Allow and Cancel answer with a redirect there, which Chromium checks against
+/// `form-action`).
+fn consent_policy(redirect_uri: &str) -> HeaderValue {
+    let redirect = url::Url::parse(redirect_uri)
+        .ok()
+        .map(|url| url.origin().ascii_serialization())
+        .filter(|origin| origin != "null")
+        .map(|origin| format!(" {origin}"))
+        .unwrap_or_default();
+    let policy = format!(
+        "default-src 'self'; script-src 'self'; img-src 'self' data:; style-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'{redirect}; frame-ancestors 'none'"
+    );
+    HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("default-src 'self'"))
 }
 
 fn valid_member(member: &str) -> bool {
@@ -287,7 +326,6 @@ async fn decide(State(state): State<ProviderState>, Form(form): Form<Decision>) 
                 Grant {
                     member_id: member,
                     redirect_uri: config.redirect_uri.clone(),
-                    nonce: request.nonce.filter(|n| !n.is_empty()),
                 },
             );
             query.append_pair("code", &code);
@@ -326,6 +364,15 @@ async fn access_token(
     Form(form): Form<TokenRequest>,
 ) -> Response {
     let config = &state.0.config;
+    // LinkedIn answers a web app's PKCE with a client authentication failure (the code stays
+    // unused).
+    if form.code_verifier.is_some() {
+        return token_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Client authentication failed",
+        );
+    }
     let secret_matches = form
         .client_secret
         .as_deref()
@@ -335,13 +382,6 @@ async fn access_token(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             "Client authentication failed",
-        );
-    }
-    if form.code_verifier.is_some() {
-        return token_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "PKCE is not supported",
         );
     }
     if form.grant_type.as_deref() != Some("authorization_code") {
@@ -374,18 +414,17 @@ async fn access_token(
         return unavailable();
     };
     let issued = now();
-    let mut claims = profile_claims(&grant.member_id);
-    // In the id_token the locale is a language tag; userinfo gives LinkedIn's object.
-    claims["locale"] = json!("en-US");
+    let mut claims = profile_claims(&config.client_id, &grant.member_id);
+    // The id_token's shapes differ from userinfo's: `email_verified` a string, `locale` a
+    // string. And no `nonce`, whatever the request sent.
+    claims["email_verified"] = json!("true");
+    claims["locale"] = json!("en_US");
     let extra = json!({
-        "iss": config.issuer, "aud": config.client_id, "sub": grant.member_id,
+        "iss": config.issuer, "aud": config.client_id,
         "iat": issued, "exp": issued + ID_TOKEN_TTL_SECS,
     });
     if let (Value::Object(claims), Value::Object(extra)) = (&mut claims, extra) {
         claims.extend(extra);
-        if let Some(nonce) = grant.nonce {
-            claims.insert("nonce".into(), Value::String(nonce));
-        }
     }
     let Some(id_token) = sign_jws(key, &claims) else {
         return unavailable();
@@ -425,15 +464,27 @@ fn sign_jws(key: &SigningKey, claims: &Value) -> Option<String> {
     Some(format!("{signing_input}.{}", BASE64URL.encode(signature)))
 }
 
-/// What LinkedIn says of a member.
-fn profile_claims(member_id: &str) -> Value {
+/// A member's subject for a client: pairwise, as LinkedIn's, so that two apps see two ids
+/// for one member. The first 10 base64url characters of an HMAC-SHA256 over both.
+fn pairwise_sub(client_id: &str, member_id: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, PAIRWISE_KEY);
+    // Length-prefixed, so that no other (client id, member) pair signs the same bytes.
+    let message = format!("{}:{client_id}{member_id}", client_id.len());
+    let tag = ring::hmac::sign(&key, message.as_bytes());
+    let mut sub = BASE64URL.encode(tag.as_ref());
+    sub.truncate(SUB_LEN);
+    sub
+}
+
+/// What LinkedIn's userinfo says of a member, for `client_id`.
+fn profile_claims(client_id: &str, member_id: &str) -> Value {
     let (given, family) = if member_id == DEFAULT_MEMBER_ID {
         ("Ada", "Lovelace")
     } else {
         ("Sandbox", member_id)
     };
     json!({
-        "sub": member_id,
+        "sub": pairwise_sub(client_id, member_id),
         "name": format!("{given} {family}"),
         "given_name": given,
         "family_name": family,
@@ -451,7 +502,7 @@ async fn userinfo(State(state): State<ProviderState>, headers: HeaderMap) -> Res
         .and_then(|v| v.strip_prefix("Bearer "))
         .and_then(|token| state.0.access_tokens.get(token.trim()));
     match member {
-        Some(member) => Json(profile_claims(&member)).into_response(),
+        Some(member) => Json(profile_claims(&state.0.config.client_id, &member)).into_response(),
         None => (
             StatusCode::UNAUTHORIZED,
             Json(json!({"serviceErrorCode": 65600, "message": "Invalid access token", "status": 401})),
@@ -485,5 +536,37 @@ mod tests {
                 &BASE64URL.decode(signature).unwrap(),
             )
             .unwrap();
+    }
+
+    #[test]
+    fn subjects_are_pairwise_stable_and_shaped_like_linkedins() {
+        let sub = pairwise_sub("client-a", "SandboxAda");
+        assert_eq!(sub, pairwise_sub("client-a", "SandboxAda"));
+        assert_eq!(sub.len(), 10);
+        assert!(
+            sub.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{sub}"
+        );
+        assert_ne!(sub, pairwise_sub("client-b", "SandboxAda"));
+        assert_ne!(sub, pairwise_sub("client-a", "SandboxGrace"));
+        // The length prefix keeps the pairs apart.
+        assert_ne!(pairwise_sub("ab", "c"), pairwise_sub("a", "bc"));
+    }
+
+    #[test]
+    fn the_consent_policy_admits_the_redirect_uris_origin_only() {
+        let policy = consent_policy("https://app.example:8443/auth/linkedin/callback?x=1");
+        let policy = policy.to_str().unwrap();
+        assert!(
+            policy.contains("form-action 'self' https://app.example:8443;"),
+            "{policy}"
+        );
+        assert!(!policy.contains("unsafe-inline"), "{policy}");
+        let policy = consent_policy("not a url");
+        assert!(
+            policy.to_str().unwrap().contains("form-action 'self';"),
+            "{policy:?}"
+        );
     }
 }

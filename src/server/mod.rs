@@ -57,6 +57,8 @@ pub struct Server {
     shutting_down: Arc<AtomicBool>,
     metrics: Option<TcpListener>,
     redirect: Option<(TcpListener, String)>,
+    /// Where a person opens the page: the first public origin.
+    page_origin: String,
 }
 
 impl Server {
@@ -122,6 +124,7 @@ impl Server {
         let shutting_down = Arc::new(AtomicBool::new(false));
 
         log_mode(config, sandbox, addr, &credentials.api_key, &urls);
+        let page_origin = public_origins[0].clone();
         let settings = Settings {
             cookie_name: cookie_name(&credentials.api_key),
             api_key: credentials.api_key.clone(),
@@ -140,7 +143,7 @@ impl Server {
         tracing::debug!(?settings, "settings");
         let app = build_app(
             AppState::new(settings),
-            sandbox_routes(sandbox, addr, credentials, oidc_settings),
+            sandbox_routes(sandbox, addr, &page_origin, credentials, oidc_settings),
         );
         let max_connections = config
             .max_connections
@@ -163,6 +166,7 @@ impl Server {
             shutting_down,
             metrics,
             redirect,
+            page_origin,
         })
     }
 
@@ -242,7 +246,7 @@ impl Server {
             max_connections = self.connections.max(),
             "connections are bounded"
         );
-        tracing::info!("listening; open https://localhost:{}/", self.addr.port());
+        tracing::info!("listening; open {}/", self.page_origin);
         // TCP_NODELAY: answers are small; waiting to coalesce them only adds latency.
         let limited = LimitedAcceptor::new(NoDelayAcceptor::new(), self.connections.clone());
         let acceptor = RustlsAcceptor::new(self.tls)
@@ -348,11 +352,13 @@ fn log_mode(config: &Config, sandbox: bool, addr: SocketAddr, api_key: &str, url
 }
 
 /// The sandbox's routes under `/sandbox`, in sandbox mode: the JSAPI side for the app's key
-/// pair, and the OpenID Connect provider for the relying party's client.
+/// pair, and the OpenID Connect provider for the relying party's client (its authorization
+/// endpoint on `page_origin`, where the browser is).
 #[cfg(feature = "sandbox")]
 fn sandbox_routes(
     sandbox: bool,
     addr: SocketAddr,
+    page_origin: &str,
     credentials: crate::config::AppCredentials,
     oidc: Option<crate::linkedin::oidc::OidcSettings>,
 ) -> Router {
@@ -362,6 +368,7 @@ fn sandbox_routes(
     let oidc = oidc.map(|settings| crate::sandbox::oidc::OidcSandboxConfig {
         issuer: settings.issuer.as_str().trim_end_matches('/').to_owned(),
         api_base: wiring::sandbox_base(addr),
+        browser_base: format!("{page_origin}/sandbox"),
         client_id: settings.client_id,
         client_secret: settings.client_secret,
         redirect_uri: settings.redirect_url.to_string(),
@@ -380,6 +387,7 @@ fn sandbox_routes(
 fn sandbox_routes(
     _: bool,
     _: SocketAddr,
+    _: &str,
     _: crate::config::AppCredentials,
     _: Option<crate::linkedin::oidc::OidcSettings>,
 ) -> Router {

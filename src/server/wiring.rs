@@ -10,10 +10,11 @@ use url::Url;
 
 use crate::config::{
     AppCredentials, Config, ConfigError, DEFAULT_ACCESS_TOKEN_URL, DEFAULT_API_URL,
-    DEFAULT_JSAPI_URL, DEFAULT_OIDC_ISSUER,
+    DEFAULT_JSAPI_URL, DEFAULT_OIDC_ISSUER, oidc_scopes,
 };
 use crate::linkedin::client::{LinkedInClient, LinkedInEndpoints};
 use crate::linkedin::oidc::OidcSettings;
+use crate::linkedin::provider_check::CheckSettings;
 use crate::secret::Secret;
 use crate::tls::TlsMaterial;
 
@@ -84,6 +85,7 @@ pub fn oidc_settings(
     addr: SocketAddr,
     public_origins: &[String],
 ) -> Result<Option<OidcSettings>, ConfigError> {
+    let scopes = oidc_scopes(&config.linkedin_oidc_scopes)?;
     let configured = config.oidc_client()?;
     let (client_id, client_secret) = match configured {
         Some(client) => client,
@@ -108,23 +110,14 @@ pub fn oidc_settings(
         None => Url::parse(&format!("{}/auth/linkedin/callback", public_origins[0]))
             .map_err(|e| ConfigError::new("LINKEDIN_OIDC_REDIRECT_URL", e.to_string()))?,
     };
-    let scopes: Vec<String> = config
-        .linkedin_oidc_scopes
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
-    if !scopes.iter().any(|s| s == "openid") {
-        return Err(ConfigError::new(
-            "LINKEDIN_OIDC_SCOPES",
-            "must include openid",
-        ));
-    }
     Ok(Some(OidcSettings {
         issuer,
         client_id,
         client_secret,
         redirect_url,
         scopes,
+        pkce: config.linkedin_oidc_pkce,
+        require_nonce: config.linkedin_oidc_require_nonce,
     }))
 }
 
@@ -161,16 +154,7 @@ pub fn upstream_client(
     credentials: &AppCredentials,
     own_tls: Option<&TlsMaterial>,
 ) -> Result<LinkedInClient, ConfigError> {
-    let mut roots = Vec::new();
-    if let Some(path) = &config.upstream_ca_cert {
-        let pem = std::fs::read(path).map_err(|e| {
-            ConfigError::new(
-                "UPSTREAM_CA_CERT",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
-        roots.extend(pem_roots(&pem, "UPSTREAM_CA_CERT")?);
-    }
+    let mut roots = upstream_roots(config)?;
     if let Some(material) = own_tls {
         roots.extend(pem_roots(&material.cert_pem, "TLS_CERT")?);
     }
@@ -191,6 +175,50 @@ pub fn upstream_client(
             format!("cannot build the HTTPS client: {e}"),
         )
     })
+}
+
+/// The extra roots of `UPSTREAM_CA_CERT`, if any.
+fn upstream_roots(config: &Config) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+    let Some(path) = &config.upstream_ca_cert else {
+        return Ok(Vec::new());
+    };
+    let pem = std::fs::read(path).map_err(|e| {
+        ConfigError::new(
+            "UPSTREAM_CA_CERT",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    pem_roots(&pem, "UPSTREAM_CA_CERT")
+}
+
+/// What `check-provider` checks, and the client it fetches with: the configured issuer (or
+/// LinkedIn's), the upstream roots and timeout, no redirects.
+pub fn provider_check(config: &Config) -> Result<(reqwest::Client, CheckSettings), ConfigError> {
+    let scopes = oidc_scopes(&config.linkedin_oidc_scopes)?;
+    let issuer = match &config.linkedin_oidc_issuer {
+        Some(issuer) => issuer.clone(),
+        None => Url::parse(DEFAULT_OIDC_ISSUER)
+            .map_err(|e| ConfigError::new("LINKEDIN_OIDC_ISSUER", e.to_string()))?,
+    };
+    crate::tls::install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .timeout(config.upstream_timeout())
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_certs_merge(upstream_roots(config)?)
+        .build()
+        .map_err(|e| {
+            ConfigError::new(
+                "UPSTREAM_CA_CERT",
+                format!("cannot build the HTTPS client: {e}"),
+            )
+        })?;
+    let settings = CheckSettings {
+        issuer,
+        scopes,
+        pkce: config.linkedin_oidc_pkce,
+        require_nonce: config.linkedin_oidc_require_nonce,
+    };
+    Ok((http, settings))
 }
 
 /// The certificates of a PEM bundle, as roots for the upstream client.

@@ -1,9 +1,14 @@
-//! A real browser (headless Chromium over WebDriver) signs in with the sandbox's JSAPI, reloads and signs out.
+//! A real browser (headless Chromium over WebDriver), on `https://127.0.0.1:PORT` (the only
+//! public origin), signs in with the sandbox's JSAPI, reloads and signs out; then signs in
+//! with OpenID Connect through the sandbox's consent page, as another member through
+//! `?sandbox_member=`, and cancels once.
 
 use std::fmt::Display;
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
@@ -14,7 +19,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::{API_KEY, TestApp, spawn_app};
+use crate::helpers::{API_KEY, TestApp, test_config};
 use crate::servers::skip_or_fail;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -45,7 +50,8 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
         return;
     }
 
-    let app = spawn_app().await;
+    let app = spawn_on_loopback_origin().await;
+    let metrics = app.metrics.expect("the metrics listener");
     let started = Instant::now();
     let driver = Chromedriver::start(&app).await;
     let browser = Browser::connect(&driver).await;
@@ -82,10 +88,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
             .await,
         "Sign in with LinkedIn"
     );
-    let sign_out = browser.find("find the sign-out button", "sign-out").await;
-    browser
-        .expect_signed_out_buttons(&sign_in, &sign_out, "before signing in")
-        .await;
+    browser.expect_signed_out("before signing in").await;
 
     // Sign in: the sandbox writes the JSAPI cookie, onAuth exchanges it and shows the member.
     browser
@@ -110,17 +113,11 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
         status, "Connected as SandboxAda.",
         "the status line after signing in"
     );
-    assert!(
-        !browser
-            .step("look at the sign-in button", sign_in.is_displayed().await)
-            .await,
-        "the sign-in button is still visible once signed in"
-    );
-    assert!(
-        browser
-            .step("look at the sign-out button", sign_out.is_displayed().await)
-            .await,
-        "the sign-out button is not visible once signed in"
+    // Without a reload: Sign out, and neither sign-in button.
+    browser.expect_signed_in("after the JSAPI sign-in").await;
+    assert_eq!(
+        browser.text_of("flow").await,
+        "Signed in through the JavaScript API."
     );
 
     // The server agrees, as seen from the page.
@@ -212,7 +209,9 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
         "scripts can read the session cookie: {script_cookies}"
     );
 
-    // Reload: the server renders the page connected (the JSAPI then restores its sign-in).
+    // Reload: the server renders the page connected, and the JSAPI restores its sign-in and
+    // fires `auth` again; the page, already showing this member, exchanges nothing more.
+    let exchanges = metric_lines(metrics, "lte_exchanges_total").await;
     browser
         .step("reload the page", browser.client.refresh().await)
         .await;
@@ -237,28 +236,52 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
     );
     browser
         .wait_for(
-            "the reloaded page to show connected as SandboxAda with the profile",
+            "the reloaded page to show connected as SandboxAda with the profile, the JSAPI signed in",
             "const s = document.getElementById('status'), m = document.getElementById('member'),
                    n = document.getElementById('profile-name');
              return !!s && s.dataset.state === 'connected' && !!m && m.textContent === 'SandboxAda'
-               && !!n && n.textContent === 'Ada Lovelace' && !document.getElementById('profile').hidden;",
+               && !!n && n.textContent === 'Ada Lovelace' && !document.getElementById('profile').hidden
+               && !!window.IN && IN.User.isAuthorized();",
         )
         .await;
-    let sign_in = browser
+    // Room for a redundant exchange to arrive, were one sent.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let posted = browser
         .step(
-            "find the sign-in button",
-            browser.client.find(Locator::Css("button.in-login")).await,
+            "list the page's requests",
+            browser
+                .client
+                .execute(
+                    "return performance.getEntriesByType('resource').map(e => e.name)
+                       .filter(n => n.includes('/token-exchange'));",
+                    vec![],
+                )
+                .await,
         )
         .await;
-    let sign_out = browser.find("find the sign-out button", "sign-out").await;
+    assert_eq!(
+        posted,
+        json!([]),
+        "the reloaded page posted /token-exchange"
+    );
+    assert_eq!(
+        metric_lines(metrics, "lte_exchanges_total").await,
+        exchanges,
+        "the reload made an exchange"
+    );
     assert!(
-        browser
-            .step("look at the sign-out button", sign_out.is_displayed().await)
-            .await,
-        "the sign-out button is not visible on the reloaded page"
+        !exchanges.iter().any(|l| l.contains("already_connected")),
+        "{exchanges:?}"
+    );
+    browser.expect_signed_in("on the reloaded page").await;
+    assert_eq!(
+        browser.text_of("flow").await,
+        "Signed in through the JavaScript API.",
+        "#flow on the reloaded page"
     );
 
     // Sign out: the JSAPI expires its cookie, onLogout ends the session.
+    let sign_out = browser.find("find the sign-out button", "sign-out").await;
     browser
         .step("click “Sign out”", sign_out.click().await)
         .await;
@@ -275,15 +298,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
         json!({"connected": false}),
         "/session from the browser after signing out"
     );
-    browser
-        .wait_for(
-            "the sign-in button to be visible again",
-            "const b = document.querySelector('button.in-login'); return !!b && !b.hidden;",
-        )
-        .await;
-    browser
-        .expect_signed_out_buttons(&sign_in, &sign_out, "after signing out")
-        .await;
+    browser.expect_signed_out("after signing out").await;
     let profile = browser.find("find the profile", "profile").await;
     assert!(
         !browser
@@ -307,60 +322,112 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
              return !!s && s.dataset.state === 'disconnected' && s.textContent.includes('Not connected');",
         )
         .await;
-
-    // OpenID Connect, into the same session: the link, the provider's consent page, Allow.
-    let link = browser
-        .find(
-            "find “Sign in with LinkedIn (OpenID Connect)”",
-            "oidc-sign-in",
-        )
-        .await;
     browser
-        .step("click the OpenID Connect link", link.click().await)
+        .expect_signed_out("on the reloaded page, signed out")
         .await;
-    let allow = browser
-        .step(
-            "the sandbox's consent page offers Allow",
-            browser
-                .client
-                .wait()
-                .at_most(STEP_TIMEOUT)
-                .for_element(Locator::Id("allow"))
-                .await,
-        )
-        .await;
+
+    // OpenID Connect, into the same session: the link, the provider's consent page (on the
+    // page's own origin), Allow.
+    browser.oidc_consent(&app, "SandboxAda").await;
+    let allow = browser.find("find Allow", "allow").await;
     browser.step("click Allow", allow.click().await).await;
     browser
         .wait_for(
-            "the page to say connected as SandboxAda through OpenID Connect, with the userinfo",
+            "the page to say connected through OpenID Connect, with the userinfo",
             "const s = document.getElementById('status'), m = document.getElementById('member'),
                    f = document.getElementById('flow'), n = document.getElementById('profile-name');
              return location.pathname === '/' && !!s && s.dataset.state === 'connected'
-               && !!m && m.textContent === 'SandboxAda' && !!f && f.textContent.includes('OpenID Connect')
+               && !!m && m.textContent.length === 10 && !!f && f.textContent.includes('OpenID Connect')
                && !!n && n.textContent === 'Ada Lovelace';",
         )
         .await;
     let session = browser.fetch_json("/session").await;
     assert_eq!(session["flow"], "oidc", "{session}");
+    assert_eq!(
+        session["member_id"].as_str(),
+        Some(browser.text_of("member").await.as_str()),
+        "the page shows the pairwise sub: {session}"
+    );
     let me = browser.fetch_json("/me").await;
     assert_eq!(me["email"], "sandboxada@sandbox.example", "{me}");
-    let sign_out = browser.find("find the sign-out button", "sign-out").await;
+    assert_eq!(me["sub"], session["member_id"], "{me}");
     browser
-        .step("click “Sign out”", sign_out.click().await)
+        .expect_signed_in("after the OpenID Connect sign-in")
         .await;
+    browser.sign_out("after the OpenID Connect sign-in").await;
+
+    // `?sandbox_member=` on the page reaches the OpenID Connect link.
     browser
-        .wait_for(
-            "the page to say not connected after the OpenID Connect sign-out",
-            "const s = document.getElementById('status');
-             return !!s && s.dataset.state === 'disconnected';",
+        .step(
+            "open the login page for Grace",
+            browser
+                .client
+                .goto(&app.url("/?sandbox_member=Grace"))
+                .await,
         )
         .await;
+    browser.oidc_consent(&app, "Grace").await;
+    let allow = browser.find("find Allow", "allow").await;
+    browser.step("click Allow", allow.click().await).await;
+    browser
+        .wait_for(
+            "the page to say connected as Grace through OpenID Connect",
+            "const s = document.getElementById('status'), n = document.getElementById('profile-name');
+             return location.pathname === '/' && !!s && s.dataset.state === 'connected'
+               && !!n && n.textContent === 'Sandbox Grace';",
+        )
+        .await;
+    let session = browser.fetch_json("/session").await;
+    assert_eq!(session["name"], "Sandbox Grace", "{session}");
+    assert_eq!(session["email"], "grace@sandbox.example", "{session}");
+    browser.sign_out("after Grace's sign-in").await;
+
+    // Cancel at the provider: a page titled as such, with a way back.
+    browser.oidc_consent(&app, "SandboxAda").await;
+    let cancel = browser.find("find Cancel", "cancel").await;
+    browser.step("click Cancel", cancel.click().await).await;
+    browser
+        .wait_for(
+            "the page that says the sign-in was cancelled",
+            "const h = document.querySelector('h1'), c = document.getElementById('code');
+             return location.pathname === '/auth/linkedin/callback' && !!h && !!c
+               && c.textContent === 'oidc_denied';",
+        )
+        .await;
+    let title = browser
+        .step(
+            "read the title",
+            browser
+                .client
+                .execute(
+                    "return [document.title, document.querySelector('h1').textContent];",
+                    vec![],
+                )
+                .await,
+        )
+        .await;
+    assert_eq!(
+        title,
+        json!(["Sign-in cancelled", "Sign-in cancelled"]),
+        "the cancel page"
+    );
     assert_eq!(
         browser.fetch_json("/session").await,
         json!({"connected": false})
     );
 
-    // The page ran under its Content-Security-Policy the whole time, and broke none of it.
+    // No page asked for /favicon.ico: the consent and error pages name an icon of their own.
+    let not_found = metric_lines(metrics, "lte_http_requests_total")
+        .await
+        .into_iter()
+        .filter(|line| line.contains(r#"status="404""#))
+        .collect::<Vec<_>>();
+    assert!(
+        not_found.is_empty(),
+        "requests answered 404 (a favicon?): {not_found:?}"
+    );
+
+    // The pages ran under their Content-Security-Policy the whole time, and broke none of it.
     let page = app.get("/").await;
     let policy = page
         .headers()
@@ -385,6 +452,38 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
         started.elapsed()
     );
     app.stop().await;
+}
+
+/// The sandbox app on `https://127.0.0.1:PORT`, its only public origin (as a person who
+/// opens the address the start-up log names), with metrics on a listener of their own.
+async fn spawn_on_loopback_origin() -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = test_config(&dir);
+    config.bind = format!("127.0.0.1:{port}").parse().unwrap();
+    config.public_origin = Some(format!("https://127.0.0.1:{port}"));
+    config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    let mut app = TestApp::start(config, dir).await;
+    app.base = format!("https://127.0.0.1:{port}");
+    app
+}
+
+/// The lines of the metric `name` (not its `# HELP` and `# TYPE` lines).
+async fn metric_lines(metrics: SocketAddr, name: &str) -> Vec<String> {
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| line.starts_with(name))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// chromedriver on a free port, in its own process group with the Chromium it starts; the
@@ -512,21 +611,107 @@ impl Browser {
         Browser { client }
     }
 
-    /// The result of a browser command, or a failure naming `what` with the page's state.
-    /// Signed out, the sign-in button shows and the sign-out button does not.
-    async fn expect_signed_out_buttons(&self, sign_in: &Element, sign_out: &Element, when: &str) {
-        let shown = |element: &Element, what: &'static str| {
-            let element = element.clone();
-            async move { self.step(what, element.is_displayed().await).await }
-        };
-        assert!(
-            shown(sign_in, "look at the sign-in button").await,
-            "the sign-in button is not visible {when}"
+    /// Which of the JSAPI button, the OpenID Connect link and "Sign out" are visible.
+    async fn buttons(&self) -> [bool; 3] {
+        let mut shown = [false; 3];
+        for (i, (what, locator)) in [
+            ("the JSAPI button", Locator::Css("button.in-login")),
+            ("the OpenID Connect link", Locator::Id("oidc-sign-in")),
+            ("the sign-out button", Locator::Id("sign-out")),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let element = self
+                .step(&format!("find {what}"), self.client.find(locator).await)
+                .await;
+            shown[i] = self
+                .step(&format!("look at {what}"), element.is_displayed().await)
+                .await;
+        }
+        shown
+    }
+
+    /// Signed out, both sign-in buttons show and "Sign out" does not.
+    async fn expect_signed_out(&self, when: &str) {
+        assert_eq!(
+            self.buttons().await,
+            [true, true, false],
+            "[JSAPI button, OpenID Connect link, Sign out] visible {when}"
         );
-        assert!(
-            !shown(sign_out, "look at the sign-out button").await,
-            "the sign-out button is visible {when}"
+    }
+
+    /// Signed in, "Sign out" shows and neither sign-in button does.
+    async fn expect_signed_in(&self, when: &str) {
+        assert_eq!(
+            self.buttons().await,
+            [false, false, true],
+            "[JSAPI button, OpenID Connect link, Sign out] visible {when}"
         );
+    }
+
+    /// Clicks the OpenID Connect link and waits for the sandbox's consent page, on the page's
+    /// own origin, offering `member`.
+    async fn oidc_consent(&self, app: &TestApp, member: &str) {
+        let link = self
+            .find(
+                "find “Sign in with LinkedIn (OpenID Connect)”",
+                "oidc-sign-in",
+            )
+            .await;
+        self.step("click the OpenID Connect link", link.click().await)
+            .await;
+        self.step(
+            "the sandbox's consent page offers Allow",
+            self.client
+                .wait()
+                .at_most(STEP_TIMEOUT)
+                .for_element(Locator::Id("allow"))
+                .await,
+        )
+        .await;
+        let url = self
+            .step(
+                "read the consent page's URL",
+                self.client.current_url().await,
+            )
+            .await;
+        assert_eq!(
+            url.origin().ascii_serialization(),
+            app.base,
+            "the consent page is on another origin than the page: {url}"
+        );
+        let offered = self
+            .step(
+                "read the member offered",
+                self.client
+                    .execute(
+                        "return document.getElementById('sandbox-member').value;",
+                        vec![],
+                    )
+                    .await,
+            )
+            .await;
+        assert_eq!(offered, json!(member), "the consent page's member");
+    }
+
+    /// Clicks "Sign out" and waits for the page to say so.
+    async fn sign_out(&self, when: &str) {
+        let sign_out = self.find("find the sign-out button", "sign-out").await;
+        self.step("click “Sign out”", sign_out.click().await).await;
+        self.wait_for(
+            "the page to say not connected",
+            "const s = document.getElementById('status');
+             return !!s && s.dataset.state === 'disconnected';",
+        )
+        .await;
+        assert_eq!(
+            self.fetch_json("/session").await,
+            json!({"connected": false}),
+            "/session {when}"
+        );
+        self.expect_signed_out(&format!("after signing out {when}"))
+            .await;
     }
 
     /// The element with id `id`, found as step `what`.
@@ -535,6 +720,7 @@ impl Browser {
             .await
     }
 
+    /// The result of a browser command, or a failure naming `what` with the page's state.
     async fn step<T>(&self, what: &str, result: Result<T, CmdError>) -> T {
         match result {
             Ok(value) => value,

@@ -4,18 +4,23 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod helpers;
+mod support;
 
 mod at_rest;
 mod browser;
 mod connections;
+mod discovery;
 mod errors;
 mod faults;
 mod flow;
 mod hardening;
 mod oidc;
+mod oidc_check_provider;
+mod oidc_observed;
 mod oidc_refusals;
 mod operations;
 mod process;
 mod sandbox;
+mod sandbox_oidc;
 mod servers;
 mod stores;

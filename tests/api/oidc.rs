@@ -106,15 +106,18 @@ async fn a_member_signs_in_with_openid_connect_into_the_same_session_and_out_aga
     let session = app.session().await;
     assert_eq!(session["connected"], true, "{session}");
     assert_eq!(session["flow"], "oidc");
-    assert_eq!(session["member_id"], "oidc-member");
     assert_eq!(session["name"], "Sandbox oidc-member");
     assert_eq!(session["email"], "oidc-member@sandbox.example");
     let me: Value = app.get("/me").await.json().await.unwrap();
-    assert_eq!(me["sub"], "oidc-member", "{me}");
     assert_eq!(me["email_verified"], true);
+    // The member id is the provider's pairwise `sub` for this client, not the member's name.
+    let sub = me["sub"].as_str().expect("a sub").to_owned();
+    assert_eq!(session["member_id"], sub.as_str(), "{session} {me}");
+    assert_ne!(sub, "oidc-member");
     let page = app.get("/").await.text().await.unwrap();
     assert!(
-        page.contains("oidc-member") && page.contains("OpenID Connect"),
+        page.contains(&format!(r#"<strong id="member">{sub}</strong>"#))
+            && page.contains("OpenID Connect"),
         "{page}"
     );
 
@@ -131,7 +134,7 @@ async fn a_member_signs_in_with_openid_connect_into_the_same_session_and_out_aga
         (400, Some("oidc_state_mismatch")),
         "{body}"
     );
-    assert_eq!(app.session().await["member_id"], "oidc-member");
+    assert_eq!(app.session().await["member_id"], sub.as_str());
 
     assert_eq!(app.post("/logout").await.status(), 200);
     assert_eq!(app.session().await, json!({"connected": false}));
@@ -163,5 +166,30 @@ async fn cancelling_at_the_provider_is_oidc_denied_on_a_page_for_a_person() {
         "{page}"
     );
     assert!(page.contains(r#"href="/""#), "a way back");
+    // A deliberate cancel is no failure, and the page asks for no favicon.
+    assert!(
+        page.contains("<title>Sign-in cancelled</title>")
+            && page.contains("<h1>Sign-in cancelled</h1>")
+            && !page.contains("Sign-in failed"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<link rel="icon" href="data:,">"#),
+        "{page}"
+    );
     assert_eq!(app.session().await, json!({"connected": false}));
+
+    // A callback that fails is still "Sign-in failed".
+    let failed = browser
+        .get(app.url("/auth/linkedin/callback?code=x&state=unknown"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 400);
+    let page = failed.text().await.unwrap();
+    assert!(
+        page.contains("<title>Sign-in failed</title>") && page.contains("oidc_state_mismatch"),
+        "{page}"
+    );
 }

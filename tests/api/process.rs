@@ -73,8 +73,17 @@ impl Running {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(rest) = line.split("open https://localhost:").nth(1) {
-                        let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    // "listening; open https://HOST:PORT/", HOST whatever PUBLIC_ORIGIN names.
+                    if let Some(rest) = line.split("listening; open https://").nth(1) {
+                        let origin: String =
+                            rest.chars().take_while(|&c| c != '/' && c != '"').collect();
+                        let port: String = origin
+                            .rsplit(':')
+                            .next()
+                            .unwrap_or_default()
+                            .chars()
+                            .take_while(char::is_ascii_digit)
+                            .collect();
                         let _ = port_tx.send(port);
                     }
                     let mut all = output.lock().unwrap();
@@ -478,6 +487,27 @@ fn the_start_warns_about_plain_http_upstreams_and_an_exposed_sandbox() {
     assert!(real.contains("plain http://"), "{real}");
     let exposed = start_warnings(&[("BIND", "0.0.0.0:0")]);
     assert!(exposed.contains("anyone who can reach"), "{exposed}");
+}
+
+#[test]
+fn the_start_names_the_first_public_origin_as_the_address_to_open() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let origin = format!("https://127.0.0.1:{port}");
+    let mut running =
+        Running::start(&[("BIND", bind.as_str()), ("PUBLIC_ORIGIN", origin.as_str())]);
+    running.sigterm();
+    running.wait(Duration::from_secs(10));
+    let output = running.output();
+    assert!(
+        output.contains(&format!("listening; open {origin}/")),
+        "{output}"
+    );
+    assert!(!output.contains("open https://localhost"), "{output}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,590 @@
+//! The sandbox's OpenID Connect provider, checked by a verifier that is not the service's:
+//! its id_tokens verify, its codes and clients are checked, and it behaves as LinkedIn is
+//! observed to behave (SPEC, "LinkedIn as it is observed"), each quirk with its public report.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use linkedin_token_exchange::secret::Secret;
+use serde_json::Value;
+use url::Url;
+
+use crate::helpers::{TestApp, json_of, test_config};
+use crate::oidc::{consent, location, query, start, step_by_step};
+
+const SANDBOX_CLIENT_ID: &str = "sandbox-rp";
+const SANDBOX_CLIENT_SECRET: &str = "sandbox-rp-secret-Zt4";
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .try_into()
+        .unwrap()
+}
+
+struct Sandbox {
+    app: TestApp,
+    browser: reqwest::Client,
+    client_id: &'static str,
+}
+
+impl Sandbox {
+    async fn start() -> Sandbox {
+        Self::start_for(SANDBOX_CLIENT_ID, |_| {}).await
+    }
+
+    /// The sandbox with `client_id` registered, and `change` made to its configuration.
+    async fn start_for(
+        client_id: &'static str,
+        change: impl FnOnce(&mut linkedin_token_exchange::config::Config),
+    ) -> Sandbox {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut config = test_config(&dir);
+        config.linkedin_client_id = Some(client_id.into());
+        config.linkedin_client_secret = Some(Secret::new(SANDBOX_CLIENT_SECRET));
+        change(&mut config);
+        let app = TestApp::start(config, dir).await;
+        let browser = step_by_step(&app);
+        Sandbox {
+            app,
+            browser,
+            client_id,
+        }
+    }
+
+    fn redirect_uri(&self) -> String {
+        self.app.url("/auth/linkedin/callback")
+    }
+
+    /// The authorization request's parameters, plus `extra`.
+    fn asked(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        [
+            ("response_type", "code"),
+            ("client_id", self.client_id),
+            ("redirect_uri", self.redirect_uri().as_str()),
+            ("scope", "openid profile email"),
+            ("state", "sandbox-state"),
+            ("nonce", "sandbox-nonce"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// The consent page for `extra` parameters.
+    async fn consent_page(&self, extra: &[(&str, &str)]) -> reqwest::Response {
+        let mut url = Url::parse(&self.app.url("/sandbox/oauth/v2/authorization")).unwrap();
+        url.query_pairs_mut().extend_pairs(self.asked(extra));
+        self.browser.get(url).send().await.unwrap()
+    }
+
+    /// Allow on the consent page for `member`: the code it sends back.
+    async fn code_for(&self, member: &str) -> String {
+        self.code_with(member, &[]).await
+    }
+
+    /// Allow for `member`, with `extra` parameters in the authorization request.
+    async fn code_with(&self, member: &str, extra: &[(&str, &str)]) -> String {
+        let page = self.consent_page(extra).await;
+        assert_eq!(page.status(), 200, "{}", page.text().await.unwrap());
+        let mut form = self.asked(extra);
+        form.push(("decision".into(), "allow".into()));
+        form.push(("sandbox_member".into(), member.into()));
+        let response = self
+            .browser
+            .post(self.app.url("/sandbox/oauth/v2/authorization"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302);
+        let back = location(&response);
+        assert!(back.as_str().starts_with(&self.redirect_uri()), "{back}");
+        assert_eq!(query(&back)["state"], "sandbox-state");
+        query(&back)["code"].clone()
+    }
+
+    /// `POST /sandbox/oauth/v2/accessToken`, with `changes` to the good form.
+    async fn trade(&self, code: &str, changes: &[(&str, &str)]) -> (u16, Value) {
+        let mut form: HashMap<&str, String> = HashMap::from([
+            ("grant_type", "authorization_code".into()),
+            ("code", code.into()),
+            ("redirect_uri", self.redirect_uri()),
+            ("client_id", self.client_id.into()),
+            ("client_secret", SANDBOX_CLIENT_SECRET.into()),
+        ]);
+        for (name, value) in changes {
+            form.insert(name, (*value).into());
+        }
+        let response = self
+            .browser
+            .post(self.app.url("/sandbox/oauth/v2/accessToken"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        json_of(response).await
+    }
+
+    /// A good token answer for `member`.
+    async fn token_answer(&self, member: &str) -> Value {
+        let code = self.code_for(member).await;
+        let (status, answer) = self.trade(&code, &[]).await;
+        assert_eq!(status, 200, "{answer}");
+        answer
+    }
+
+    async fn discovery(&self) -> Value {
+        self.app
+            .get("/sandbox/oauth/.well-known/openid-configuration")
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The id_token's claims, verified against the published JWKS with `jsonwebtoken` (not
+    /// the service's verifier), for this client at the sandbox's issuer.
+    async fn verified_claims(&self, id_token: &str) -> Value {
+        let jwks: Value = self
+            .app
+            .get("/sandbox/oauth/openid/jwks")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let key = &jwks["keys"][0];
+        let header = jsonwebtoken::decode_header(id_token).unwrap();
+        assert_eq!(header.alg, Algorithm::RS256);
+        assert_eq!(header.kid.as_deref(), key["kid"].as_str(), "{jwks}");
+        let decoding = DecodingKey::from_rsa_components(
+            key["n"].as_str().unwrap(),
+            key["e"].as_str().unwrap(),
+        )
+        .unwrap();
+        jsonwebtoken::decode::<Value>(id_token, &decoding, &self.validation())
+            .unwrap()
+            .claims
+    }
+
+    fn validation(&self) -> Validation {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[self.app.url("/sandbox/oauth")]);
+        validation.set_audience(&[self.client_id]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation
+    }
+
+    /// `GET /sandbox/v2/userinfo` with the answer's access token.
+    async fn userinfo(&self, answer: &Value) -> Value {
+        self.browser
+            .get(self.app.url("/sandbox/v2/userinfo"))
+            .bearer_auth(answer["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// The claims of an id_token, unverified (for the shape checks).
+fn claims_of(answer: &Value) -> Value {
+    let id_token = answer["id_token"].as_str().expect("an id_token");
+    let payload = id_token.split('.').nth(1).unwrap();
+    use base64::Engine;
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_sandbox_signs_id_tokens_that_an_independent_verifier_accepts() {
+    let sandbox = Sandbox::start().await;
+    let answer = sandbox.token_answer("indie-member").await;
+    assert_eq!(answer["token_type"], "Bearer");
+    assert_eq!(answer["expires_in"], 5_184_000);
+    let id_token = answer["id_token"].as_str().expect("an id_token");
+    let claims = sandbox.verified_claims(id_token).await;
+    assert_eq!(claims["email"], "indie-member@sandbox.example");
+    assert_eq!(claims["name"], "Sandbox indie-member");
+    let userinfo = sandbox.userinfo(&answer).await;
+    assert_eq!(userinfo["sub"], claims["sub"], "{userinfo}");
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
+    assert!((iat - unix_now()).abs() < 60, "{claims}");
+    assert!(exp > iat);
+
+    // Another issuer or audience: the same verifier refuses it.
+    let jwks: Value = sandbox
+        .app
+        .get("/sandbox/oauth/openid/jwks")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = &jwks["keys"][0];
+    let decoding =
+        DecodingKey::from_rsa_components(key["n"].as_str().unwrap(), key["e"].as_str().unwrap())
+            .unwrap();
+    let mut wrong = sandbox.validation();
+    wrong.set_issuer(&[sandbox.app.url("")]);
+    assert!(jsonwebtoken::decode::<Value>(id_token, &decoding, &wrong).is_err());
+    let mut wrong = sandbox.validation();
+    wrong.set_audience(&["another-client"]);
+    assert!(jsonwebtoken::decode::<Value>(id_token, &decoding, &wrong).is_err());
+
+    let discovery = sandbox.discovery().await;
+    assert_eq!(discovery["issuer"], sandbox.app.url("/sandbox/oauth"));
+}
+
+#[tokio::test]
+async fn the_sandbox_refuses_reused_codes_other_redirect_uris_and_wrong_secrets() {
+    let sandbox = Sandbox::start().await;
+    let invalid_grant = |(status, body): (u16, Value)| {
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
+    };
+
+    let code = sandbox.code_for("member-x").await;
+    assert_eq!(sandbox.trade(&code, &[]).await.0, 200);
+    invalid_grant(sandbox.trade(&code, &[]).await);
+
+    let code = sandbox.code_for("member-x").await;
+    let elsewhere = sandbox.app.url("/elsewhere");
+    invalid_grant(sandbox.trade(&code, &[("redirect_uri", &elsewhere)]).await);
+    invalid_grant(sandbox.trade(&code, &[]).await);
+
+    let code = sandbox.code_for("member-x").await;
+    let (status, body) = sandbox
+        .trade(&code, &[("client_secret", "not-the-secret")])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_id_token_never_carries_a_nonce_even_when_the_request_sent_one() {
+    // LinkedIn omits nonce: python-social-auth/social-core#833, authlib/authlib#763,
+    // linkedin-developers/linkedin-api-js-client#34, spring-projects/spring-security#7696,
+    // directus/directus#23645.
+    let sandbox = Sandbox::start().await;
+    let answer = sandbox.token_answer("nonce-member").await;
+    let claims = sandbox
+        .verified_claims(answer["id_token"].as_str().unwrap())
+        .await;
+    assert!(
+        sandbox.asked(&[]).iter().any(|(k, _)| k == "nonce"),
+        "the request sent a nonce"
+    );
+    assert!(claims.get("nonce").is_none(), "{claims}");
+
+    // Nor through the service's own sign-in, which always sends one.
+    let authorization = start(&sandbox.app, &sandbox.browser).await;
+    assert!(
+        query(&authorization)
+            .get("nonce")
+            .is_some_and(|n| !n.is_empty()),
+        "{authorization}"
+    );
+}
+
+#[tokio::test]
+async fn email_verified_and_locale_take_linkedins_two_shapes() {
+    // LinkedIn's id_token says email_verified "true" (a string), its userinfo true (a
+    // boolean): logto-io/logto#6843. locale: a string in the id_token, an object in userinfo
+    // (the same reports).
+    let sandbox = Sandbox::start().await;
+    let answer = sandbox.token_answer("shape-member").await;
+    let claims = claims_of(&answer);
+    assert_eq!(claims["email_verified"], Value::from("true"), "{claims}");
+    assert_eq!(claims["locale"], Value::from("en_US"), "{claims}");
+    let userinfo = sandbox.userinfo(&answer).await;
+    assert_eq!(userinfo["email_verified"], Value::Bool(true), "{userinfo}");
+    assert_eq!(
+        userinfo["locale"],
+        serde_json::json!({"country": "US", "language": "en"}),
+        "{userinfo}"
+    );
+    for field in ["name", "given_name", "family_name", "picture", "email"] {
+        assert_eq!(userinfo[field], claims[field], "{field}");
+    }
+}
+
+#[tokio::test]
+async fn discovery_lists_neither_auth_methods_nor_pkce_methods() {
+    // LinkedIn's discovery lists no token_endpoint_auth_methods_supported, yet its token
+    // endpoint wants client_secret_post: linkedin-developers/linkedin-api-python-client#63,
+    // pretix/pretix#4459. And no code_challenge_methods_supported: nextauthjs/next-auth#8831.
+    let sandbox = Sandbox::start().await;
+    let discovery = sandbox.discovery().await;
+    assert!(
+        discovery
+            .get("token_endpoint_auth_methods_supported")
+            .is_none(),
+        "{discovery}"
+    );
+    assert!(
+        discovery.get("code_challenge_methods_supported").is_none(),
+        "{discovery}"
+    );
+    assert_eq!(
+        discovery["id_token_signing_alg_values_supported"][0],
+        "RS256"
+    );
+    // client_secret_post works all the same.
+    assert_eq!(
+        sandbox.token_answer("post-member").await["token_type"],
+        "Bearer"
+    );
+}
+
+#[tokio::test]
+async fn pkce_is_ignored_at_authorization_and_a_code_verifier_is_invalid_client() {
+    // A web app's PKCE: LinkedIn's token endpoint answers 401 invalid_client to a request
+    // carrying code_verifier: nextauthjs/next-auth#8831, directus/directus#23645.
+    let sandbox = Sandbox::start().await;
+    let pkce = [
+        (
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        ),
+        ("code_challenge_method", "S256"),
+    ];
+    let code = sandbox.code_with("pkce-member", &pkce).await;
+    let (status, body) = sandbox
+        .trade(
+            &code,
+            &[(
+                "code_verifier",
+                "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            )],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    // The same code without the verifier is good: PKCE was simply ignored.
+    let (status, answer) = sandbox.trade(&code, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[tokio::test]
+async fn sub_is_pairwise_stable_for_a_member_and_different_per_client_id() {
+    // LinkedIn's sub differs per app (pairwise): SPEC, "LinkedIn as it is observed".
+    let first = Sandbox::start().await;
+    let second = Sandbox::start_for("sandbox-rp-other", |_| {}).await;
+    let sub = |answer: &Value| claims_of(answer)["sub"].as_str().unwrap().to_owned();
+
+    let ada = first.token_answer("Ada-pairwise").await;
+    let ada_sub = sub(&ada);
+    assert_eq!(ada_sub.len(), 10, "{ada_sub}");
+    assert!(
+        ada_sub
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{ada_sub}"
+    );
+    assert_ne!(ada_sub, "Ada-pairwise");
+    assert_eq!(first.userinfo(&ada).await["sub"], ada_sub.as_str());
+    assert_eq!(sub(&first.token_answer("Ada-pairwise").await), ada_sub);
+    assert_ne!(sub(&first.token_answer("Grace-pairwise").await), ada_sub);
+
+    let elsewhere = second.token_answer("Ada-pairwise").await;
+    assert_ne!(sub(&elsewhere), ada_sub, "another client id, another sub");
+    assert_eq!(
+        second.userinfo(&elsewhere).await["sub"],
+        sub(&elsewhere).as_str()
+    );
+}
+
+#[tokio::test]
+async fn the_browser_is_sent_to_the_first_public_origin_and_may_return_to_the_redirect_uri() {
+    // The browser-facing URL (the consent page) is on the first PUBLIC_ORIGIN; the server's
+    // own calls stay where it reaches itself; the consent form may lead to the registered
+    // redirect URI, on another origin.
+    let sandbox = Sandbox::start_for(SANDBOX_CLIENT_ID, |config| {
+        config.public_origin = Some("https://login.example, https://localhost:1".into());
+        config.linkedin_oidc_redirect_url = Some(
+            "https://app.example:8443/auth/linkedin/callback"
+                .parse()
+                .unwrap(),
+        );
+    })
+    .await;
+    let discovery = sandbox.discovery().await;
+    assert_eq!(
+        discovery["authorization_endpoint"], "https://login.example/sandbox/oauth/v2/authorization",
+        "{discovery}"
+    );
+    let own = sandbox.app.url("/sandbox");
+    assert_eq!(discovery["issuer"], format!("{own}/oauth"));
+    assert_eq!(
+        discovery["token_endpoint"],
+        format!("{own}/oauth/v2/accessToken")
+    );
+    assert_eq!(discovery["jwks_uri"], format!("{own}/oauth/openid/jwks"));
+    assert_eq!(discovery["userinfo_endpoint"], format!("{own}/v2/userinfo"));
+
+    // The service sends the browser there too.
+    let authorization = start(&sandbox.app, &sandbox.browser).await;
+    assert_eq!(
+        authorization.origin().ascii_serialization(),
+        "https://login.example",
+        "{authorization}"
+    );
+    assert_eq!(authorization.path(), "/sandbox/oauth/v2/authorization");
+
+    // The consent page (reached here directly) lets its form lead to the redirect URI.
+    let mut page = Url::parse(&sandbox.app.url("/sandbox/oauth/v2/authorization")).unwrap();
+    page.set_query(authorization.query());
+    let response = sandbox.browser.get(page).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let policy = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let form_action = policy
+        .split(';')
+        .map(str::trim)
+        .find(|d| d.starts_with("form-action"))
+        .unwrap_or_else(|| panic!("no form-action in {policy}"));
+    assert_eq!(
+        form_action, "form-action 'self' https://app.example:8443",
+        "{policy}"
+    );
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains(r#"<link rel="icon" href="data:,">"#),
+        "{html}"
+    );
+    // The app's own pages keep the app's policy.
+    let login = sandbox.app.get("/").await;
+    let app_policy = login.headers()["content-security-policy"].to_str().unwrap();
+    assert!(app_policy.contains("form-action 'self';"), "{app_policy}");
+}
+
+#[tokio::test]
+async fn sandbox_member_on_the_page_reaches_the_openid_connect_sign_in() {
+    let sandbox = Sandbox::start().await;
+    let page = sandbox
+        .app
+        .get("/?sandbox_member=Grace")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"href="/auth/linkedin?sandbox_member=Grace""#),
+        "{page}"
+    );
+    let page = sandbox.app.get("/").await.text().await.unwrap();
+    assert!(page.contains(r#"href="/auth/linkedin""#), "{page}");
+    // An invalid one is left off the link, and refused by the sign-in.
+    let page = sandbox
+        .app
+        .get("/?sandbox_member=a%20b")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"href="/auth/linkedin""#), "{page}");
+    let refused = sandbox
+        .browser
+        .get(sandbox.app.url("/auth/linkedin?sandbox_member=a%20b"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(refused).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("sandbox_member"),
+        "{body}"
+    );
+
+    // The sign-in forwards it to the consent page, which offers that member.
+    let response = sandbox
+        .browser
+        .get(sandbox.app.url("/auth/linkedin?sandbox_member=Grace"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let authorization = location(&response);
+    assert_eq!(query(&authorization)["sandbox_member"], "Grace");
+    let consent_page = sandbox
+        .browser
+        .get(authorization.clone())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(consent_page.contains(r#"value="Grace""#), "{consent_page}");
+    let callback = consent(&sandbox.browser, &authorization, "allow", "Grace").await;
+    assert!(query(&callback).contains_key("code"), "{callback}");
+}
+
+#[tokio::test]
+async fn sandbox_member_is_ignored_outside_sandbox_mode() {
+    // A provider (another server's sandbox) and an app in real mode that signs in there.
+    let provider = Sandbox::start().await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.sandbox = Some(false);
+    config.linkedin_client_id = Some(SANDBOX_CLIENT_ID.into());
+    config.linkedin_client_secret = Some(Secret::new(SANDBOX_CLIENT_SECRET));
+    config.linkedin_oidc_issuer = Some(provider.app.url("/sandbox/oauth").parse().unwrap());
+    config.upstream_ca_cert = Some(provider.app.dir.path().join("cert.pem"));
+    let app = TestApp::start(config, dir).await;
+    let browser = step_by_step(&app);
+
+    let page = app
+        .get("/?sandbox_member=Grace")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"href="/auth/linkedin""#), "{page}");
+    assert!(!page.contains("sandbox_member"), "{page}");
+    for asked in ["Grace", "not%20a%20member"] {
+        let response = browser
+            .get(app.url(&format!("/auth/linkedin?sandbox_member={asked}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302, "{asked}");
+        let authorization = location(&response);
+        assert!(
+            authorization
+                .as_str()
+                .starts_with(&provider.app.url("/sandbox/oauth/v2/authorization")),
+            "{authorization}"
+        );
+        assert!(
+            !query(&authorization).contains_key("sandbox_member"),
+            "{authorization}"
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! Test doubles and runners shared by several test modules: the fake OpenID Connect provider
+//! (in its documented and its observed-LinkedIn profile), the rig that signs in against it,
+//! and the service's binary as a person runs it (a one-off command, or a server).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::cookie::Jar;
+use tempfile::TempDir;
+
+pub mod oidc_provider;
+
+/// The service's binary, with no inherited environment and `dir` as its working directory
+/// (so that no `.env` is read but one the test writes there).
+pub fn binary(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_linkedin-token-exchange"));
+    command.env_clear().current_dir(dir);
+    command
+}
+
+/// The service's binary, serving on a free port of 127.0.0.1 with its own certificate, its
+/// output in a file; killed when dropped.
+pub struct Served {
+    child: Child,
+    pub dir: TempDir,
+    /// `https://HOST:PORT`, as `PUBLIC_ORIGIN` says.
+    pub origin: String,
+}
+
+impl Served {
+    /// Starts the binary with `env` on top of a free port, a certificate in its directory,
+    /// memory sessions and `PUBLIC_ORIGIN=https://HOST:PORT`, and waits until `ready` (a
+    /// path) answers 200.
+    pub async fn start(host: &str, env: &[(&str, &str)], ready: &str) -> Served {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let origin = format!("https://{host}:{port}");
+        let log = File::create(dir.path().join("server.log")).unwrap();
+        let child = binary(dir.path())
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .env("PUBLIC_ORIGIN", &origin)
+            .env("TLS_CERT", dir.path().join("cert.pem"))
+            .env("TLS_KEY", dir.path().join("key.pem"))
+            .env("SESSION_STORE", "memory")
+            .envs(env.iter().copied())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let served = Served { child, dir, origin };
+        let started = Instant::now();
+        loop {
+            if served.dir.path().join("cert.pem").exists()
+                && let Ok(response) = served.client(None).get(served.url(ready)).send().await
+                && response.status() == 200
+            {
+                return served;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the server did not start: {}",
+                served.output()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.origin)
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    /// A browser that trusts the server's certificate and follows no redirects.
+    pub fn client(&self, jar: Option<Arc<Jar>>) -> reqwest::Client {
+        linkedin_token_exchange::tls::install_crypto_provider();
+        let pem = std::fs::read(self.cert()).unwrap();
+        let mut builder = reqwest::Client::builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10));
+        if let Some(jar) = jar {
+            builder = builder.cookie_provider(jar);
+        }
+        builder.build().unwrap()
+    }
+
+    /// Everything the server printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,703 @@
+//! A fake OpenID Connect provider on 127.0.0.1, and the rig that points a real app at it.
+//!
+//! The provider has two profiles:
+//! - [`Profile::Documented`]: LinkedIn as its documentation and OpenID Connect Core read
+//!   (`nonce` echoed, `token_endpoint_auth_methods_supported` listed, JWKS keys with `alg` and
+//!   `use`, PKCE refused at authorization unless discovery lists it);
+//! - [`Profile::Observed`]: LinkedIn as integrators report it (SPEC.md, "LinkedIn as it is
+//!   observed"), serving the published shapes in `tests/fixtures/linkedin/`: no `nonce` in the
+//!   id_token whatever was asked, `email_verified` the string `"true"` in the id_token and a
+//!   boolean in userinfo, `locale` a string there and an object here, no auth methods or PKCE
+//!   methods in discovery, bare JWKS keys (`kty`, `kid`, `n`, `e`), PKCE ignored at
+//!   authorization and a token request carrying `code_verifier` refused with 401
+//!   `invalid_client`, the client secret expected in the form (`client_secret_post`).
+//!
+//! Both misbehave on purpose when a test turns a [`Knobs`] setting.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Query, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use linkedin_token_exchange::config::Config;
+use linkedin_token_exchange::secret::Secret;
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::pkcs8::{EncodePublicKey, LineEnding};
+use rsa::traits::PublicKeyParts;
+use serde_json::{Map, Value, json};
+use url::Url;
+
+use crate::helpers::{TestApp, json_of, test_config};
+use crate::oidc::{location, query, start, step_by_step};
+
+pub const CLIENT_ID: &str = "rp-client";
+pub const CLIENT_SECRET: &str = "rp-secret-7Qx";
+/// The app's `upstream_timeout_ms` against the provider (with room for a loaded machine).
+pub const TIMEOUT_MS: u64 = 2_000;
+
+/// Which provider the tests talk to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// As LinkedIn's documentation and OpenID Connect Core read.
+    Documented,
+    /// As LinkedIn behaves (the fixtures in `tests/fixtures/linkedin/`).
+    Observed,
+}
+
+/// One of LinkedIn's published shapes, from `tests/fixtures/linkedin/`.
+pub fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/linkedin/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// `value` with LinkedIn's hosts replaced by `origin` in every string.
+fn at_origin(value: Value, origin: &str) -> Value {
+    match value {
+        Value::String(s) => Value::String(
+            s.replace("https://www.linkedin.com", origin)
+                .replace("https://api.linkedin.com", origin),
+        ),
+        Value::Array(items) => items.into_iter().map(|v| at_origin(v, origin)).collect(),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k, at_origin(v, origin)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// `overrides` written over `object`'s fields; a `null` override removes the field.
+fn apply(object: &mut Value, overrides: &Map<String, Value>) {
+    for (name, value) in overrides {
+        object[name] = value.clone();
+    }
+    if let Value::Object(fields) = object {
+        fields.retain(|_, value| !value.is_null());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The provider's keys: made once per test process.
+
+struct TestKey {
+    kid: &'static str,
+    private: EncodingKey,
+    n: String,
+    e: String,
+    public_pem: String,
+}
+
+impl TestKey {
+    fn generate(kid: &'static str) -> TestKey {
+        let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let der = private.to_pkcs1_der().unwrap();
+        TestKey {
+            kid,
+            private: EncodingKey::from_rsa_der(der.as_bytes()),
+            n: B64URL.encode(private.n().to_bytes_be()),
+            e: B64URL.encode(private.e().to_bytes_be()),
+            public_pem: private
+                .to_public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .unwrap(),
+        }
+    }
+
+    /// The public key as a JWK: bare (`kty`, `kid`, `n`, `e`), or also with `alg` and `use`.
+    fn jwk(&self, bare: bool) -> Value {
+        let mut jwk = json!({"kty": "RSA", "kid": self.kid, "n": self.n, "e": self.e});
+        if !bare {
+            jwk["use"] = json!("sig");
+            jwk["alg"] = json!("RS256");
+        }
+        jwk
+    }
+}
+
+/// The key the JWKS always lists, and one it lists only after a rotation (if ever).
+struct Keys {
+    current: TestKey,
+    rotated: TestKey,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| Keys {
+        current: TestKey::generate("key-current"),
+        rotated: TestKey::generate("key-rotated"),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The provider.
+
+/// How the id_token is signed.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Signing {
+    /// RS256 with the key the JWKS lists.
+    #[default]
+    Current,
+    /// RS256 with another key, under the listed key's `kid`: a bad signature.
+    OtherKey,
+    /// RS256 with the rotated key and its own `kid`.
+    Rotated,
+    /// `alg: none`, no signature.
+    Unsigned,
+    /// HS256 keyed with the listed key's public PEM (the algorithm confusion attack).
+    Hs256WithPublicKey,
+}
+
+/// How the token endpoint answers.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum TokenAnswer {
+    /// Checks the request and grants a token.
+    #[default]
+    Grant,
+    /// This status and JSON body, whatever the request.
+    Status(u16, &'static str),
+    /// Grants, but only after this long.
+    Slow(Duration),
+}
+
+/// What a test may change.
+#[derive(Debug)]
+pub struct Knobs {
+    /// The id_token's `sub`.
+    pub sub: String,
+    /// Claims replaced in the id_token (`null`: left out).
+    pub claims: Map<String, Value>,
+    pub signing: Signing,
+    pub token: TokenAnswer,
+    /// Discovery lists `code_challenge_methods_supported: ["S256"]` (documented profile).
+    pub pkce: bool,
+    /// The JWKS lists the rotated key from this fetch (1-based) on.
+    pub rotated_from_fetch: Option<usize>,
+    /// The id_token carries the `nonce` of the authorization request (documented: yes,
+    /// observed: never).
+    pub echo_nonce: bool,
+    /// Fields replaced in the discovery document (`null`: left out).
+    pub discovery: Map<String, Value>,
+    /// The JWKS lists its keys without `alg` and `use` (documented: no, observed: yes).
+    pub bare_jwks: bool,
+}
+
+/// A code the authorization endpoint gave out.
+struct Grant {
+    redirect_uri: String,
+    nonce: Option<String>,
+    challenge: Option<String>,
+}
+
+struct ProviderState {
+    profile: Profile,
+    origin: String,
+    issuer: String,
+    knobs: Knobs,
+    codes: HashMap<String, Grant>,
+    access_tokens: HashMap<String, String>,
+    issued: usize,
+    jwks_fetches: usize,
+    token_requests: Vec<(HashMap<String, String>, Option<String>)>,
+}
+
+type Shared = Arc<Mutex<ProviderState>>;
+
+/// A plain-HTTP OpenID Connect provider on 127.0.0.1, issuer `http://127.0.0.1:PORT/oauth`.
+pub struct Provider {
+    pub issuer: Url,
+    state: Shared,
+    /// A browser for the provider's side: no redirects followed.
+    pub browser: reqwest::Client,
+}
+
+impl Provider {
+    pub async fn start(profile: Profile) -> Provider {
+        // The keys are made before any request can wait on them: RSA generation must not eat
+        // into the app's upstream deadline on a busy machine.
+        tokio::task::spawn_blocking(keys).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let origin = format!("http://{addr}");
+        let issuer = format!("{origin}/oauth");
+        let state = Arc::new(Mutex::new(ProviderState {
+            profile,
+            origin,
+            issuer: issuer.clone(),
+            knobs: Knobs {
+                sub: "member-a".into(),
+                claims: Map::new(),
+                signing: Signing::default(),
+                token: TokenAnswer::default(),
+                pkce: false,
+                rotated_from_fetch: None,
+                echo_nonce: profile == Profile::Documented,
+                discovery: Map::new(),
+                bare_jwks: profile == Profile::Observed,
+            },
+            codes: HashMap::new(),
+            access_tokens: HashMap::new(),
+            issued: 0,
+            jwks_fetches: 0,
+            token_requests: Vec::new(),
+        }));
+        let app = Router::new()
+            .route("/oauth/.well-known/openid-configuration", get(discovery))
+            .route("/oauth/v2/authorization", get(authorization))
+            .route("/oauth/v2/accessToken", post(token))
+            .route("/oauth/openid/jwks", get(jwks))
+            .route("/v2/userinfo", get(userinfo))
+            .with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        linkedin_token_exchange::tls::install_crypto_provider();
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        Provider {
+            issuer: Url::parse(&issuer).unwrap(),
+            state,
+            browser,
+        }
+    }
+
+    /// Changes the knobs.
+    pub fn set(&self, change: impl FnOnce(&mut Knobs)) {
+        change(&mut self.state.lock().unwrap().knobs);
+    }
+
+    /// Replaces one claim of the next id_tokens (`null`: leaves it out).
+    pub fn claim(&self, name: &str, value: Value) {
+        self.set(|k| {
+            k.claims.insert(name.into(), value);
+        });
+    }
+
+    pub fn jwks_fetches(&self) -> usize {
+        self.state.lock().unwrap().jwks_fetches
+    }
+
+    /// The forms the token endpoint received.
+    pub fn token_requests(&self) -> Vec<HashMap<String, String>> {
+        let state = self.state.lock().unwrap();
+        state
+            .token_requests
+            .iter()
+            .map(|(f, _)| f.clone())
+            .collect()
+    }
+
+    /// The `Authorization` headers the token endpoint received, one per request.
+    pub fn token_authorization_headers(&self) -> Vec<Option<String>> {
+        let state = self.state.lock().unwrap();
+        state
+            .token_requests
+            .iter()
+            .map(|(_, a)| a.clone())
+            .collect()
+    }
+
+    /// `http://127.0.0.1:PORT`, with no path.
+    pub fn origin(&self) -> String {
+        self.issuer.origin().ascii_serialization()
+    }
+}
+
+async fn discovery(State(state): State<Shared>) -> Json<Value> {
+    let state = state.lock().unwrap();
+    let issuer = &state.issuer;
+    let mut metadata = match state.profile {
+        Profile::Documented => json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/v2/authorization"),
+            "token_endpoint": format!("{issuer}/v2/accessToken"),
+            "userinfo_endpoint": format!("{}/v2/userinfo", state.origin),
+            "jwks_uri": format!("{issuer}/openid/jwks"),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "scopes_supported": ["openid", "profile", "email"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post"],
+        }),
+        Profile::Observed => at_origin(fixture("openid-configuration.json"), &state.origin),
+    };
+    if state.knobs.pkce {
+        metadata["code_challenge_methods_supported"] = json!(["S256"]);
+    }
+    apply(&mut metadata, &state.knobs.discovery);
+    Json(metadata)
+}
+
+/// Consents at once: back to `redirect_uri` with a fresh code and the `state`.
+async fn authorization(
+    State(state): State<Shared>,
+    Query(asked): Query<HashMap<String, String>>,
+) -> Response {
+    let mut state = state.lock().unwrap();
+    let pkce_sent = asked.contains_key("code_challenge");
+    if asked.get("client_id").map(String::as_str) != Some(CLIENT_ID)
+        || asked.get("response_type").map(String::as_str) != Some("code")
+        || (state.profile == Profile::Documented && pkce_sent && !state.knobs.pkce)
+    {
+        return oauth_error(400, "invalid_request", "refused by the test provider");
+    }
+    let Some(redirect_uri) = asked.get("redirect_uri") else {
+        return oauth_error(400, "invalid_request", "no redirect_uri");
+    };
+    let challenge = match state.profile {
+        Profile::Documented => asked.get("code_challenge").cloned(),
+        // LinkedIn ignores PKCE parameters on a web app's authorization request.
+        Profile::Observed => None,
+    };
+    state.issued += 1;
+    let code = format!("code-{}", state.issued);
+    state.codes.insert(
+        code.clone(),
+        Grant {
+            redirect_uri: redirect_uri.clone(),
+            nonce: asked.get("nonce").cloned(),
+            challenge,
+        },
+    );
+    let mut back = Url::parse(redirect_uri).unwrap();
+    back.query_pairs_mut().append_pair("code", &code);
+    if let Some(s) = asked.get("state") {
+        back.query_pairs_mut().append_pair("state", s);
+    }
+    (StatusCode::FOUND, [(LOCATION, back.to_string())]).into_response()
+}
+
+async fn token(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let answer = {
+        let mut state = state.lock().unwrap();
+        let authorization = headers
+            .get(AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or("(not text)").to_owned());
+        state.token_requests.push((form.clone(), authorization));
+        state.knobs.token
+    };
+    match answer {
+        TokenAnswer::Grant => {}
+        TokenAnswer::Status(status, body) => {
+            return (
+                StatusCode::from_u16(status).unwrap(),
+                [(CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response();
+        }
+        TokenAnswer::Slow(delay) => tokio::time::sleep(delay).await,
+    }
+    state.lock().unwrap().exchange(&form)
+}
+
+impl ProviderState {
+    /// The token endpoint's checks (`client_secret_post`, single-use codes bound to their
+    /// redirect URI, PKCE as the profile has it), then the token answer.
+    fn exchange(&mut self, form: &HashMap<String, String>) -> Response {
+        let field = |name: &str| form.get(name).map(String::as_str);
+        if field("client_id") != Some(CLIENT_ID) || field("client_secret") != Some(CLIENT_SECRET) {
+            return oauth_error(401, "invalid_client", "Client authentication failed");
+        }
+        if self.profile == Profile::Observed && field("code_verifier").is_some() {
+            // A web app's PKCE verifier makes LinkedIn's token endpoint fail the client
+            // (nextauthjs/next-auth#8831, directus/directus#23645).
+            return oauth_error(401, "invalid_client", "Client authentication failed");
+        }
+        if field("grant_type") != Some("authorization_code") {
+            return oauth_error(400, "unsupported_grant_type", "authorization_code only");
+        }
+        let Some(grant) = field("code").and_then(|code| self.codes.remove(code)) else {
+            return oauth_error(400, "invalid_grant", "The code is invalid, used or expired");
+        };
+        if field("redirect_uri") != Some(grant.redirect_uri.as_str()) {
+            return oauth_error(400, "invalid_grant", "redirect_uri does not match");
+        }
+        let verified = match (&grant.challenge, field("code_verifier")) {
+            (None, None) => true,
+            (Some(challenge), Some(verifier)) => s256(verifier) == *challenge,
+            _ => false,
+        };
+        if !verified {
+            return oauth_error(400, "invalid_grant", "PKCE verification failed");
+        }
+        let now = unix_now();
+        let sub = self.knobs.sub.clone();
+        let mut claims = match self.profile {
+            Profile::Documented => json!({
+                "name": format!("Member {sub}"), "email": format!("{sub}@example.test"),
+            }),
+            Profile::Observed => fixture("id_token_claims.json"),
+        };
+        claims["iss"] = json!(self.issuer);
+        claims["aud"] = json!(CLIENT_ID);
+        claims["sub"] = json!(sub);
+        claims["iat"] = json!(now);
+        claims["exp"] = json!(now + 3_600);
+        if self.knobs.echo_nonce {
+            claims["nonce"] = json!(grant.nonce);
+        }
+        apply(&mut claims, &self.knobs.claims);
+        self.issued += 1;
+        let access_token = format!("access-{}", self.issued);
+        self.access_tokens.insert(access_token.clone(), sub);
+        let mut answer = match self.profile {
+            Profile::Documented => json!({
+                "expires_in": 5_184_000,
+                "scope": "openid,profile,email",
+                "token_type": "Bearer",
+            }),
+            Profile::Observed => fixture("token_answer.json"),
+        };
+        answer["access_token"] = json!(access_token);
+        answer["id_token"] = json!(sign(self.knobs.signing, &claims));
+        Json(answer).into_response()
+    }
+}
+
+async fn jwks(State(state): State<Shared>) -> Json<Value> {
+    let mut state = state.lock().unwrap();
+    state.jwks_fetches += 1;
+    let bare = state.knobs.bare_jwks;
+    let mut listed = vec![keys().current.jwk(bare)];
+    if state
+        .knobs
+        .rotated_from_fetch
+        .is_some_and(|from| state.jwks_fetches >= from)
+    {
+        listed.push(keys().rotated.jwk(bare));
+    }
+    Json(json!({ "keys": listed }))
+}
+
+async fn userinfo(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let state = state.lock().unwrap();
+    let member = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|token| state.access_tokens.get(token));
+    match (member, state.profile) {
+        (Some(sub), Profile::Documented) => {
+            Json(json!({"sub": sub, "email": format!("{sub}@example.test")})).into_response()
+        }
+        (Some(sub), Profile::Observed) => {
+            let mut info = fixture("userinfo.json");
+            info["sub"] = json!(sub);
+            Json(info).into_response()
+        }
+        (None, _) => oauth_error(401, "invalid_token", "unknown access token"),
+    }
+}
+
+fn oauth_error(status: u16, error: &str, description: &str) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap(),
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
+}
+
+/// The id_token, signed as `signing` says. The unsigned and HS256 forms are built by hand.
+fn sign(signing: Signing, claims: &Value) -> String {
+    let keys = keys();
+    let rs256 = |key: &TestKey, kid: &str| {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, claims, &key.private).unwrap()
+    };
+    let unsigned = |header: Value| {
+        format!(
+            "{}.{}",
+            B64URL.encode(header.to_string()),
+            B64URL.encode(claims.to_string())
+        )
+    };
+    match signing {
+        Signing::Current => rs256(&keys.current, keys.current.kid),
+        Signing::OtherKey => rs256(&keys.rotated, keys.current.kid),
+        Signing::Rotated => rs256(&keys.rotated, keys.rotated.kid),
+        Signing::Unsigned => format!("{}.", unsigned(json!({"alg": "none", "typ": "JWT"}))),
+        Signing::Hs256WithPublicKey => {
+            let input = unsigned(json!({"alg": "HS256", "typ": "JWT", "kid": keys.current.kid}));
+            let key =
+                ring::hmac::Key::new(ring::hmac::HMAC_SHA256, keys.current.public_pem.as_bytes());
+            let tag = ring::hmac::sign(&key, input.as_bytes());
+            format!("{input}.{}", B64URL.encode(tag.as_ref()))
+        }
+    }
+}
+
+/// PKCE's S256: base64url(SHA-256(verifier)).
+pub fn s256(verifier: &str) -> String {
+    B64URL.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ))
+}
+
+pub fn unix_now() -> i64 {
+    let elapsed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    i64::try_from(elapsed.as_secs()).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// The app in real mode against the provider, and a browser that walks the redirects.
+
+pub struct Rig {
+    pub provider: Provider,
+    pub app: TestApp,
+    pub browser: reqwest::Client,
+}
+
+impl Rig {
+    /// The app against a fresh provider of `profile`, with the default settings.
+    pub async fn new(profile: Profile) -> Rig {
+        Rig::start(Provider::start(profile).await, |_| {}).await
+    }
+
+    /// The app in real mode against `provider`, its configuration changed by `adjust`.
+    pub async fn start(provider: Provider, adjust: impl FnOnce(&mut Config)) -> Rig {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut config = test_config(&dir);
+        config.sandbox = Some(false);
+        config.linkedin_client_id = Some(CLIENT_ID.into());
+        config.linkedin_client_secret = Some(Secret::new(CLIENT_SECRET));
+        config.linkedin_oidc_issuer = Some(provider.issuer.clone());
+        config.upstream_timeout_ms = TIMEOUT_MS;
+        adjust(&mut config);
+        let app = TestApp::start(config, dir).await;
+        let browser = step_by_step(&app);
+        Rig {
+            provider,
+            app,
+            browser,
+        }
+    }
+
+    /// A rig whose browser is signed in as `member-a` by a good round; the next id_tokens
+    /// are for `member-b`, so that a refused round that stored anything would show.
+    pub async fn signed_in(profile: Profile) -> Rig {
+        Rig::new(profile).await.after_a_good_round().await
+    }
+
+    /// Signs the browser in as `member-a`, then makes the next id_tokens `member-b`'s.
+    pub async fn after_a_good_round(self) -> Rig {
+        let response = self.round().await;
+        assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
+        let session = self.app.session().await;
+        assert_eq!(
+            (&session["flow"], &session["member_id"]),
+            (&json!("oidc"), &json!("member-a")),
+            "{session}"
+        );
+        self.provider.set(|k| k.sub = "member-b".into());
+        self
+    }
+
+    /// `GET /auth/linkedin`, then the provider's consent: the callback URL it sends back.
+    pub async fn authorize_and_consent(&self) -> Url {
+        let authorization = start(&self.app, &self.browser).await;
+        self.consent(&authorization).await
+    }
+
+    pub async fn consent(&self, authorization: &Url) -> Url {
+        let response = self
+            .provider
+            .browser
+            .get(authorization.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302, "{}", authorization);
+        location(&response)
+    }
+
+    /// The app's callback, asking for JSON.
+    pub async fn callback(&self, url: &Url) -> reqwest::Response {
+        assert!(url.as_str().starts_with(&self.app.base), "{url}");
+        self.browser
+            .get(url.clone())
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A whole sign-in, the callback's query edited on the way back.
+    pub async fn tampered_round(
+        &self,
+        edit: impl FnOnce(&mut HashMap<String, String>),
+    ) -> reqwest::Response {
+        let mut back = self.authorize_and_consent().await;
+        let mut pairs = query(&back);
+        edit(&mut pairs);
+        back.query_pairs_mut().clear().extend_pairs(&pairs);
+        self.callback(&back).await
+    }
+
+    pub async fn round(&self) -> reqwest::Response {
+        self.tampered_round(|_| {}).await
+    }
+
+    /// Runs `attempt`, checks that it is refused with `status` and `code` (JSON with a
+    /// request id), and that the browser's session, its id and its content, is exactly as
+    /// before. Returns the message.
+    pub async fn refused(
+        &self,
+        status: u16,
+        code: &str,
+        attempt: impl Future<Output = reqwest::Response>,
+    ) -> String {
+        let (id, session) = (self.app.session_id(), self.app.session().await);
+        assert!(id.is_some(), "a session to keep");
+        let (got, body) = json_of(attempt.await).await;
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+        assert!(
+            body["request_id"].as_str().is_some_and(|r| !r.is_empty()),
+            "{body}"
+        );
+        assert_eq!(self.app.session_id(), id, "the session id is unchanged");
+        assert_eq!(self.app.session().await, session, "nothing is stored");
+        body["message"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A round whose id_token is refused: 401 `oidc_invalid_id_token`, its message naming
+    /// `check`.
+    pub async fn id_token_refused(&self, check: &str) {
+        let message = self
+            .refused(401, "oidc_invalid_id_token", self.round())
+            .await;
+        assert!(message.contains(check), "{check:?} in {message:?}");
+        if check != "expired" {
+            assert!(
+                !message.contains("expired"),
+                "only the failed check is named: {message:?}"
+            );
+        }
+    }
+}
