@@ -452,3 +452,69 @@ fn a_store_on_a_closed_port_is_connection_refused_at_host_and_port_in_words() {
         );
     }
 }
+
+/// Starts `count` instances of the binary at the same moment, all with the session key file
+/// `key_file`: the `key_id` each reports, or what it printed instead.
+fn start_together(count: usize, key_file: &std::path::Path) -> Vec<Result<String, String>> {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let barrier = Arc::new(std::sync::Barrier::new(count));
+    let threads: Vec<_> = (0..count)
+        .map(|i| {
+            let (barrier, key_file) = (barrier.clone(), key_file.to_owned());
+            let (cert, key) = (
+                dir.path().join(format!("cert{i}.pem")),
+                dir.path().join(format!("key{i}.pem")),
+            );
+            std::thread::spawn(move || {
+                let mut command = std::process::Command::new(BINARY);
+                command
+                    .env_clear()
+                    .env("BIND", "127.0.0.1:0")
+                    .env("SESSION_STORE", "memory")
+                    .env("SESSION_KEY_FILE", &key_file)
+                    .env("TLS_CERT", cert)
+                    .env("TLS_KEY", key)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped());
+                barrier.wait();
+                let mut child = command.spawn().unwrap();
+                let stdout = BufReader::new(child.stdout.take().unwrap());
+                let mut seen = String::new();
+                let mut found = None;
+                for line in stdout.lines() {
+                    let line = line.unwrap();
+                    if let Some(rest) = line.split("key_id=").nth(1) {
+                        found = Some(
+                            rest.chars()
+                                .take_while(char::is_ascii_alphanumeric)
+                                .collect(),
+                        );
+                        break;
+                    }
+                    seen.push_str(&line);
+                }
+                let _ = child.kill();
+                let output = child.wait_with_output().unwrap();
+                seen.push_str(&String::from_utf8_lossy(&output.stderr));
+                found.ok_or(seen)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+#[test]
+fn instances_of_the_binary_starting_at_once_all_use_the_same_generated_key() {
+    for _ in 0..4 {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("data/session.key");
+        let ids = start_together(3, &key_file);
+        let first = ids[0]
+            .as_ref()
+            .unwrap_or_else(|e| panic!("did not start: {e}"));
+        for id in &ids {
+            assert_eq!(id.as_ref(), Ok(first), "every instance, one key: {ids:?}");
+        }
+    }
+}
