@@ -723,3 +723,165 @@ async fn shutdown_lets_the_exchange_in_flight_finish_with_200_then_stops_at_once
     );
     drop((idle, browser));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Clients that stop reading
+// ---------------------------------------------------------------------------------------------
+
+/// The receive buffer of a client that stops reading: small, so that the server's writes
+/// block soon.
+const SMALL_RECEIVE_BUFFER: u32 = 4 * 1024;
+/// How long a fresh client may wait for the slot a client that stopped reading held: the
+/// write stall limit (10 s), plus slack.
+const LOCKED_OUT_AT_MOST: Duration = Duration::from_secs(15);
+
+/// A TLS connection offering only `alpn`, whose socket has a receive buffer of
+/// [`SMALL_RECEIVE_BUFFER`] (set before connecting, so that the window it advertises stays
+/// small).
+async fn tls_with_small_receive_buffer(served: &Served, alpn: &[u8]) -> TlsStream<TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    linkedin_token_exchange::tls::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(served.dir.path().join("cert.pem"))
+        .unwrap()
+    {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(SMALL_RECEIVE_BUFFER).unwrap();
+    let tcp = socket.connect(served.addr).await.unwrap();
+    let handshake = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+        tcp,
+    );
+    timeout(PROMPT, handshake)
+        .await
+        .expect("the TLS handshake completes at once")
+        .unwrap()
+}
+
+/// The sockets of the server on `port` that the peer has closed but the server has not
+/// (state CLOSE-WAIT in `/proc/net/tcp`).
+fn close_wait_sockets(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields[1].rsplit(':').next().unwrap();
+            u16::from_str_radix(local_port, 16).unwrap() == port && fields[3] == "08"
+        })
+        .count()
+}
+
+/// How long a fresh HTTP/1.1 client took to be answered 200 on `/healthz`; fails if it
+/// took longer than [`LOCKED_OUT_AT_MOST`].
+async fn fresh_client_answered(served: &Served, who: &str) -> Duration {
+    let started = Instant::now();
+    let answer = timeout(
+        LOCKED_OUT_AT_MOST,
+        http1_client(&served.dir).get(served.url("/healthz")).send(),
+    )
+    .await;
+    let waited = started.elapsed();
+    match answer {
+        Ok(Ok(response)) => assert_eq!(response.status(), 200),
+        Ok(Err(err)) => panic!("after {who}, a fresh client failed after {waited:?}: {err}"),
+        Err(_) => panic!("after {who}, a fresh client was still locked out after {waited:?}"),
+    }
+    eprintln!("after {who}, a fresh client was answered after {waited:?}");
+    waited
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_client_that_pipelines_and_never_reads_loses_its_slot_within_the_write_stall_limit()
+ {
+    let served = Served::sandbox(Some(1), None).await;
+    let mut attacker = tls_with_small_receive_buffer(&served, b"http/1.1").await;
+    let pipelined = get("/static/app.js").repeat(2_000);
+    // Sends everything, then half-closes (FIN), and never reads: the socket the server keeps
+    // would sit in CLOSE-WAIT for as long as its write stays blocked.
+    let attacker = tokio::spawn(async move {
+        let _ = attacker.write_all(pipelined.as_bytes()).await;
+        let _ = attacker.shutdown().await;
+        std::future::pending::<()>().await;
+        drop(attacker);
+    });
+    // The server is busy answering into a buffer nobody reads.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    fresh_client_answered(&served, "2,000 pipelined requests never read over HTTP/1.1").await;
+    let started = Instant::now();
+    while close_wait_sockets(served.addr.port()) > 0 {
+        assert!(
+            started.elapsed() < PROMPT,
+            "the abandoned socket is still in CLOSE-WAIT"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    attacker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_opens_streams_and_never_reads_loses_its_slot_within_the_write_stall_limit()
+ {
+    let served = Served::sandbox(Some(1), None).await;
+    // Never reads the answers nor opens its flow-control window: the server's answers stall
+    // once the initial 64 KiB window is spent.
+    let stream = tls_with_small_receive_buffer(&served, b"h2").await;
+    let (send, connection) = timeout(PROMPT, h2::client::handshake(stream))
+        .await
+        .expect("the HTTP/2 handshake completes at once")
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let mut answers = Vec::new();
+    for _ in 0..100 {
+        let mut ready = timeout(PROMPT, send.clone().ready())
+            .await
+            .expect("room for another stream")
+            .unwrap();
+        let (answer, _) = ready
+            .send_request(h2_get(&served, "/static/app.js"), true)
+            .unwrap();
+        answers.push(answer);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fresh_client_answered(&served, "100 HTTP/2 streams never read").await;
+
+    // The same client, gone quiet at the socket too (reads nothing, so its receive buffer
+    // fills and the server's writes block).
+    let served = Served::sandbox(Some(1), None).await;
+    let frozen = Arc::new(AtomicBool::new(false));
+    let stream = Freezable {
+        inner: tls_with_small_receive_buffer(&served, b"h2").await,
+        frozen: frozen.clone(),
+    };
+    let (quiet, quiet_connection) = timeout(PROMPT, h2::client::handshake(stream))
+        .await
+        .expect("the HTTP/2 handshake completes at once")
+        .unwrap();
+    let quiet_connection = tokio::spawn(quiet_connection);
+    let mut quiet_answers = Vec::new();
+    for _ in 0..100 {
+        let mut ready = timeout(PROMPT, quiet.clone().ready())
+            .await
+            .expect("room for another stream")
+            .unwrap();
+        let (answer, _) = ready
+            .send_request(h2_get(&served, "/static/app.js"), true)
+            .unwrap();
+        quiet_answers.push(answer);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    frozen.store(true, Ordering::Release);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fresh_client_answered(&served, "100 HTTP/2 streams from a client gone quiet").await;
+    drop((send, answers, quiet, quiet_answers));
+    connection.abort();
+    quiet_connection.abort();
+}
