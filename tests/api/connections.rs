@@ -885,3 +885,128 @@ async fn an_http2_client_that_opens_streams_and_never_reads_loses_its_slot_withi
     connection.abort();
     quiet_connection.abort();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Oversized bodies
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_to_the_exchange_gets_its_413_every_time_over_http1_and_http2() {
+    let served = Served::sandbox(None, None).await;
+    let body = vec![b'a'; 100 * 1024];
+    let mut outcomes = Vec::new();
+    for _ in 0..10 {
+        let mut stream = served.tls(b"http/1.1").await;
+        let head = format!(
+            "POST /token-exchange HTTP/1.1\r\nHost: localhost:{}\r\nOrigin: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            served.addr.port(),
+            served.base,
+            body.len()
+        );
+        let mut request = head.into_bytes();
+        request.extend_from_slice(&body);
+        // Uploads everything before it looks for an answer, as curl --data-binary does with
+        // a body that fits its send buffer (an early answer may cut the upload short).
+        let _ = stream.write_all(&request).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut seen = Vec::new();
+        let read = timeout(PROMPT, async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match stream.read(&mut chunk).await {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => {
+                        seen.extend_from_slice(&chunk[..n]);
+                        if seen.windows(4).any(|w| w == b"\r\n\r\n")
+                            && String::from_utf8_lossy(&seen).contains('}')
+                        {
+                            return Ok(());
+                        }
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        })
+        .await
+        .expect("an answer or an end within 5 s");
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        outcomes.push(match read {
+            Ok(()) if text.starts_with("HTTP/1.1 413") && text.contains("payload_too_large") => {
+                Ok(())
+            }
+            Ok(()) => Err(format!("answered {text:?}")),
+            Err(err) => Err(format!("{err} after {text:?}")),
+        });
+    }
+    // Over HTTP/2: the upload's stream must not be reset (curl reports "Stream error in the
+    // HTTP/2 framing layer" and no status when it is).
+    let (send, _connection) = served.h2().await;
+    for _ in 0..10 {
+        let request = Request::post(served.url("/token-exchange"))
+            .header("origin", &served.base)
+            .header("content-length", body.len())
+            .body(())
+            .unwrap();
+        outcomes.push(
+            timeout(PROMPT, h2_upload(&send, request, &body))
+                .await
+                .expect("an HTTP/2 answer within 5 s"),
+        );
+    }
+    let failures: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of 20 uploads of 100 KiB did not see their 413: {failures:?}",
+        failures.len()
+    );
+}
+
+/// Sends `request` with `body` on an HTTP/2 connection, reads the answer, and fails if it is
+/// not a 413 `payload_too_large` or if the server reset the stream under the upload.
+async fn h2_upload(
+    send: &h2::client::SendRequest<Bytes>,
+    request: Request<()>,
+    body: &[u8],
+) -> Result<(), String> {
+    let cut = |e: h2::Error| format!("HTTP/2: the upload was cut: {e}");
+    let mut send = send.clone().ready().await.map_err(cut)?;
+    let (response, mut upload) = send.send_request(request, false).map_err(cut)?;
+    let mut rest = body;
+    while !rest.is_empty() {
+        upload.reserve_capacity(rest.len());
+        let granted = std::future::poll_fn(|cx| upload.poll_capacity(cx))
+            .await
+            .ok_or("HTTP/2: the upload's stream closed")?
+            .map_err(cut)?;
+        let n = granted.min(rest.len());
+        upload
+            .send_data(Bytes::copy_from_slice(&rest[..n]), n == rest.len())
+            .map_err(cut)?;
+        rest = &rest[n..];
+    }
+    let response = response.await.map_err(cut)?;
+    let status = response.status().as_u16();
+    let mut answer = response.into_body();
+    let mut text = Vec::new();
+    while let Some(data) = answer.data().await {
+        let data = data.map_err(cut)?;
+        let _ = answer.flow_control().release_capacity(data.len());
+        text.extend_from_slice(&data);
+    }
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let reset = timeout(
+        Duration::from_millis(200),
+        std::future::poll_fn(|cx| upload.poll_reset(cx)),
+    )
+    .await;
+    if let Ok(Ok(reason)) = reset {
+        return Err(format!(
+            "HTTP/2: answered {status}, and the upload was reset ({reason:?})"
+        ));
+    }
+    if status == 413 && text.contains("payload_too_large") {
+        Ok(())
+    } else {
+        Err(format!("HTTP/2: answered {status} {text}"))
+    }
+}
