@@ -26,7 +26,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use axum::extract::connect_info::Connected;
-use axum::http::Request;
+use axum::http::{HeaderValue, Request, Response, Version, header};
 use axum_server::accept::Accept;
 use axum_server::{AddrListener, Address, ConnectionShutdown};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -534,9 +534,9 @@ pub struct TrackedService<S> {
     connection: Arc<Connection>,
 }
 
-impl<S, B> Service<Request<B>> for TrackedService<S>
+impl<S, B, R> Service<Request<B>> for TrackedService<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<R>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -557,8 +557,14 @@ where
         }
         connection.in_flight.fetch_add(1, Ordering::AcqRel);
         connection.touch();
-        // The last request a connection is answered: the answer says goodbye.
-        if connection.requests.fetch_add(1, Ordering::AcqRel) + 1 >= MAX_REQUESTS_PER_CONNECTION
+        // The last request a connection is answered: its answer says goodbye, in HTTP/1 with
+        // `Connection: close` (exact, even with more requests pipelined behind it), in HTTP/2
+        // with GOAWAY.
+        let last =
+            connection.requests.fetch_add(1, Ordering::AcqRel) + 1 >= MAX_REQUESTS_PER_CONNECTION;
+        let http1 = request.version() < Version::HTTP_2;
+        if last
+            && !http1
             && let Some(shutdown) = request.extensions().get::<ConnectionShutdown>()
         {
             shutdown.graceful_shutdown();
@@ -566,8 +572,16 @@ where
         let finished = InFlight(connection);
         let response = self.inner.call(request);
         Box::pin(async move {
-            let result = response.await;
+            let mut result = response.await;
             drop(finished);
+            if last
+                && http1
+                && let Ok(response) = &mut result
+            {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             result
         })
     }

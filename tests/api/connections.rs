@@ -1010,3 +1010,35 @@ async fn h2_upload(
         Err(format!("HTTP/2: answered {status} {text}"))
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_is_answered_at_most_1000_requests_then_closed() {
+    let served = Served::sandbox(None, None).await;
+    let mut stream = served.tls(b"http/1.1").await;
+    let (mut reader, mut writer) = tokio::io::split(&mut stream);
+    let pipelined = get("/healthz").repeat(1_200);
+    let send = async {
+        // The server may close before it has read all of them.
+        let _ = writer.write_all(pipelined.as_bytes()).await;
+    };
+    let read = async {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match timeout(Duration::from_secs(10), reader.read(&mut chunk)).await {
+                Ok(Ok(0) | Err(_)) => return seen,
+                Ok(Ok(n)) => seen.extend_from_slice(&chunk[..n]),
+                Err(_) => panic!("still open 10 s after the last byte"),
+            }
+        }
+    };
+    let ((), seen) = tokio::join!(send, read);
+    let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+    let answers = text.matches("http/1.1 200").count();
+    assert_eq!(answers, 1_000, "answers on one connection");
+    let last = text.rsplit("http/1.1 200").next().unwrap();
+    assert!(
+        last.contains("connection: close"),
+        "the last answer says goodbye: {last}"
+    );
+}
