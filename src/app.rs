@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::{FromRef, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -28,6 +28,9 @@ use crate::telemetry::{self, MakeId, Telemetry};
 
 /// The largest request body accepted (the routes take none, or a small one).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// The most of an oversized body that is read (and thrown away) before its 413, so that a
+/// client still uploading sees the answer instead of a reset.
+pub const MAX_DRAINED_BYTES: u64 = 1024 * 1024;
 /// How long a request body may take to arrive.
 pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
 /// `Strict-Transport-Security` for public origins: a year.
@@ -164,6 +167,7 @@ pub fn build_app(state: AppState, extra: Router) -> Router {
             move |response: &Response| is_html(response).then(|| csp.clone()),
         ))
         .layer(middleware::from_fn(errors))
+        .layer(middleware::from_fn(refuse_oversized))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(RequestBodyDeadlineLayer::new(BODY_DEADLINE));
     // Per-route metrics only when they are on: no middleware at all otherwise.
@@ -171,15 +175,48 @@ pub fn build_app(state: AppState, extra: Router) -> Router {
         .telemetry
         .is_enabled()
         .then(|| middleware::from_fn_with_state(state.telemetry.clone(), telemetry::observe));
-    Router::new()
+    let routes = Router::new()
         .merge(member_routes)
         .merge(handlers::assets::router())
         .merge(handlers::health::router())
         .with_state(state)
         .merge(extra)
         .fallback(not_found)
-        .layer(tower::util::option_layer(observer))
-        .layer(layers)
+        .layer(tower::util::option_layer(observer));
+    // Around the whole router, not each route: a route's 405 gets its `Allow` header from the
+    // router itself, after any layer of the route, and `errors` must see it to name the
+    // accepted methods.
+    Router::new().fallback_service(routes).layer(layers)
+}
+
+/// Answers 413 to a request whose declared length is over [`MAX_BODY_BYTES`], after reading
+/// and discarding its body when it is at most [`MAX_DRAINED_BYTES`] (within
+/// [`BODY_DEADLINE`]): answering while the client still uploads would end in a connection
+/// reset (HTTP/1) or a stream reset (HTTP/2) that many clients report instead of the 413.
+async fn refuse_oversized(request: Request, next: Next) -> Response {
+    use axum::body::HttpBody;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(length) = declared.filter(|&n| n > MAX_BODY_BYTES as u64) else {
+        return next.run(request).await;
+    };
+    if length <= MAX_DRAINED_BYTES {
+        let mut body = request.into_body();
+        let drain = async {
+            while let Some(frame) =
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+            {
+                if frame.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(BODY_DEADLINE, drain).await;
+    }
+    axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response()
 }
 
 /// The policy of HTML pages: scripts from this server and the JSAPI script's origin only,

@@ -51,16 +51,27 @@ pub struct Config {
     #[arg(
         long,
         env = "LINKEDIN_ACCESS_TOKEN_URL",
-        value_name = "LINKEDIN_ACCESS_TOKEN_URL"
+        value_name = "LINKEDIN_ACCESS_TOKEN_URL",
+        hide_env_values = true
     )]
     pub linkedin_access_token_url: Option<Url>,
 
     /// The REST API base (`/v1/people/~` is appended).
-    #[arg(long, env = "LINKEDIN_API_URL", value_name = "LINKEDIN_API_URL")]
+    #[arg(
+        long,
+        env = "LINKEDIN_API_URL",
+        value_name = "LINKEDIN_API_URL",
+        hide_env_values = true
+    )]
     pub linkedin_api_url: Option<Url>,
 
     /// The JSAPI script the login page embeds.
-    #[arg(long, env = "LINKEDIN_JSAPI_URL", value_name = "LINKEDIN_JSAPI_URL")]
+    #[arg(
+        long,
+        env = "LINKEDIN_JSAPI_URL",
+        value_name = "LINKEDIN_JSAPI_URL",
+        hide_env_values = true
+    )]
     pub linkedin_jsapi_url: Option<Url>,
 
     /// The OAuth 2.0 client of "Sign In with LinkedIn using OpenID Connect". Unset: OpenID
@@ -82,7 +93,8 @@ pub struct Config {
     #[arg(
         long,
         env = "LINKEDIN_OIDC_ISSUER",
-        value_name = "LINKEDIN_OIDC_ISSUER"
+        value_name = "LINKEDIN_OIDC_ISSUER",
+        hide_env_values = true
     )]
     pub linkedin_oidc_issuer: Option<Url>,
 
@@ -91,7 +103,8 @@ pub struct Config {
     #[arg(
         long,
         env = "LINKEDIN_OIDC_REDIRECT_URL",
-        value_name = "LINKEDIN_OIDC_REDIRECT_URL"
+        value_name = "LINKEDIN_OIDC_REDIRECT_URL",
+        hide_env_values = true
     )]
     pub linkedin_oidc_redirect_url: Option<Url>,
 
@@ -148,7 +161,8 @@ pub struct Config {
         long,
         env = "BIND",
         value_name = "BIND",
-        default_value = "127.0.0.1:8443"
+        default_value = "127.0.0.1:8443",
+        value_parser = parse_listen_addr
     )]
     pub bind: SocketAddr,
 
@@ -172,7 +186,12 @@ pub struct Config {
 
     /// The origin(s) browsers use, comma-separated. Default: https://localhost:<port> and
     /// https://<bind address>.
-    #[arg(long, env = "PUBLIC_ORIGIN", value_name = "PUBLIC_ORIGIN")]
+    #[arg(
+        long,
+        env = "PUBLIC_ORIGIN",
+        value_name = "PUBLIC_ORIGIN",
+        hide_env_values = true
+    )]
     pub public_origin: Option<String>,
 
     /// `memory`, `sqlite://PATH`, `redis://HOST:PORT[/DB]` or `postgres://…`.
@@ -180,7 +199,8 @@ pub struct Config {
         long,
         env = "SESSION_STORE",
         value_name = "SESSION_STORE",
-        default_value = "sqlite://data/sessions.db"
+        default_value = "sqlite://data/sessions.db",
+        hide_env_values = true
     )]
     pub session_store: StoreUrl,
 
@@ -230,12 +250,12 @@ pub struct Config {
     pub max_connections: Option<u32>,
 
     /// Plain-HTTP listener serving `GET /metrics` (Prometheus text format). Unset: off.
-    #[arg(long, env = "METRICS_BIND", value_name = "METRICS_BIND")]
+    #[arg(long, env = "METRICS_BIND", value_name = "METRICS_BIND", value_parser = parse_listen_addr)]
     pub metrics_bind: Option<SocketAddr>,
 
     /// Plain-HTTP listener that answers 308 to the same path and query on the HTTPS origin.
     /// Unset: off.
-    #[arg(long, env = "HTTP_REDIRECT_BIND", value_name = "HTTP_REDIRECT_BIND")]
+    #[arg(long, env = "HTTP_REDIRECT_BIND", value_name = "HTTP_REDIRECT_BIND", value_parser = parse_listen_addr)]
     pub http_redirect_bind: Option<SocketAddr>,
 
     /// Per client address, for the sign-in routes: `BURST,PER_SECOND`, or `off`.
@@ -386,6 +406,7 @@ pub struct TrustedProxies(pub Vec<ipnet::IpNet>);
 impl TrustedProxies {
     /// Whether `addr` is one of the trusted proxies.
     pub fn contains(&self, addr: std::net::IpAddr) -> bool {
+        let addr = addr.to_canonical();
         self.0.iter().any(|net| net.contains(&addr))
     }
 }
@@ -405,6 +426,15 @@ impl FromStr for TrustedProxies {
             .collect::<Result<Vec<_>, _>>()
             .map(Self)
     }
+}
+
+/// A listen address: an IP address and a port; a host name is refused with a word on why.
+fn parse_listen_addr(value: &str) -> Result<SocketAddr, String> {
+    value.trim().parse::<SocketAddr>().map_err(|_| {
+        "takes an IP address and a port, as 127.0.0.1:8443, 0.0.0.0:8443 or [::]:8443 \
+         (not a host name: a listener binds an address)"
+            .to_owned()
+    })
 }
 
 /// Refuses a `RUST_LOG` that tracing would silently ignore.
@@ -506,6 +536,106 @@ impl ConfigError {
     }
 }
 
+/// Loads `.env` (looked for in the working directory, then its parents) into the
+/// environment; a missing file is normal. A line that does not parse is named by its number
+/// and variable, never its value (it may be a secret).
+fn load_dotenv() -> Result<(), String> {
+    let err = match dotenvy::dotenv() {
+        Ok(_) => return Ok(()),
+        Err(err) if err.not_found() => return Ok(()),
+        Err(err) => err,
+    };
+    let path = std::env::current_dir().ok().and_then(|dir| {
+        dir.ancestors()
+            .map(|d| d.join(".env"))
+            .find(|candidate| candidate.is_file())
+    });
+    let shown = path
+        .as_deref()
+        .map_or_else(|| ".env".to_owned(), |p| p.display().to_string());
+    match err {
+        dotenvy::Error::LineParse(text, _) => {
+            let first = text.lines().next().unwrap_or("").trim();
+            let number = path
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .and_then(|file| file.lines().position(|l| l.trim() == first))
+                .map_or_else(String::new, |n| format!(" line {}", n + 1));
+            let variable = first
+                .trim_start_matches("export ")
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim();
+            Err(format!(
+                "{shown}{number} ({variable}=…) cannot be read: expected NAME=value, with its \
+                 quotes closed (the start stops rather than skip it and every line after it)"
+            ))
+        }
+        other => Err(format!("{shown} cannot be read: {other}")),
+    }
+}
+
+/// A command-line or environment error as one line that names the variable (not the flag),
+/// keeps the reason and the allowed values, and shows no URL's password.
+pub fn describe_parse_error(err: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let context = |kind| match err.get(kind) {
+        Some(ContextValue::String(text)) => Some(text.as_str()),
+        _ => None,
+    };
+    let variable = context(ContextKind::InvalidArg).map(|arg| {
+        arg.split_once('<')
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .map_or(arg, |(name, _)| name)
+    });
+    let line = match (err.kind(), variable, context(ContextKind::InvalidValue)) {
+        (ErrorKind::InvalidValue | ErrorKind::ValueValidation, Some(variable), Some(value)) => {
+            let mut line = format!("{variable}: invalid value '{value}'");
+            if let Some(reason) = std::error::Error::source(err) {
+                line.push_str(&format!(": {reason}"));
+            }
+            if let Some(ContextValue::Strings(allowed)) = err.get(ContextKind::ValidValue) {
+                line.push_str(&format!(" (one of: {})", allowed.join(", ")));
+            }
+            line
+        }
+        _ => err
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more"))
+            .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    redact_urls(&line)
+}
+
+/// `text` with the password of every URL in it replaced by `***`
+/// (`postgres://app:***@db/x`), for messages that quote what a person configured.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| "/?#'\"<> ,;`".contains(c) || c.is_whitespace())
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _password)) => out.push_str(&format!("{user}:***@{host}")),
+                None => out.push_str(authority),
+            },
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The app's key pair, when one was configured.
 #[derive(Clone, Debug)]
 pub struct AppCredentials {
@@ -516,10 +646,10 @@ pub struct AppCredentials {
 }
 
 impl Config {
-    /// Reads `.env` (when present), the environment and the command line.
+    /// Reads `.env` (when present), the environment and the command line. A `.env` that cannot
+    /// be read completely stops the start, naming the line.
     pub fn load() -> Result<Self, clap::Error> {
-        // A missing .env is normal; a broken one is reported by the values it fails to provide.
-        let _ = dotenvy::dotenv();
+        load_dotenv().map_err(|message| clap::Error::raw(clap::error::ErrorKind::Io, message))?;
         Self::try_parse()
     }
 

@@ -27,10 +27,11 @@ async fn main() -> ExitCode {
                 let _ = err.print();
                 return ExitCode::SUCCESS;
             }
-            // One line, naming the variable (clap names it by its value name).
-            let rendered = err.to_string();
-            let line = rendered.lines().next().unwrap_or("invalid configuration");
-            fail(Config::log_format_hint(), &format!("configuration {line}"));
+            let line = linkedin_token_exchange::config::describe_parse_error(&err);
+            fail(
+                Config::log_format_hint(),
+                &format!("configuration error: {line}"),
+            );
             return ExitCode::from(2);
         }
     };
@@ -87,7 +88,10 @@ async fn check_provider(config: &Config) -> ExitCode {
 
 /// Says why the start failed, on one line of stderr, as JSON when the logs are.
 fn fail(format: LogFormat, message: &str) {
-    let message = format!("linkedin-token-exchange: {message}");
+    let message = format!(
+        "linkedin-token-exchange: {}",
+        linkedin_token_exchange::config::redact_urls(message)
+    );
     match format {
         LogFormat::Text => eprintln!("{message}"),
         LogFormat::Json => eprintln!(

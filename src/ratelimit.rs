@@ -1,7 +1,8 @@
 //! Rate limits on the sign-in routes: per client address (`RATE_LIMIT`, a burst then a
 //! steady rate), and per JSAPI token, so that replaying one cookie without a session cannot
 //! buy unlimited upstream exchanges. The client address is the peer's, or, when the peer is
-//! one of `TRUSTED_PROXIES`, the nearest untrusted address in its `X-Forwarded-For`.
+//! one of `TRUSTED_PROXIES`, the nearest untrusted address in its `X-Forwarded-For`. IPv6
+//! clients share a budget per /64.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -74,35 +75,48 @@ impl RateLimits {
     }
 
     /// The client's address: the peer's, or from `X-Forwarded-For` when the peer is trusted.
+    /// IPv4 addresses that arrive mapped into IPv6 (`::ffff:a.b.c.d`, a dual-stack listener)
+    /// are read as IPv4 first, for the trust check as for the key.
     pub fn client_addr(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = peer.to_canonical();
         let Some(trusted) = self.0.as_ref().and_then(|i| i.trusted.as_ref()) else {
             return peer;
         };
         if !trusted.contains(peer) {
             return peer;
         }
-        // The rightmost address that is not a trusted proxy is the client; a list made only
-        // of proxies (or none at all) leaves the peer.
-        let forwarded: Vec<IpAddr> = headers
+        // From the right: each trusted proxy names the address it received the request from.
+        // The first address that is not a trusted proxy is the client. An entry that cannot
+        // be read ends the walk too: the client is unknown and counts against the proxy that
+        // wrote the entry, so that garbage cannot open a fresh budget. A list made only of
+        // proxies (or none at all) leaves the nearest of them.
+        let entries: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .map(str::trim)
             .collect();
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|addr| !trusted.contains(*addr))
-            .unwrap_or(peer)
+        let mut nearest = peer;
+        for entry in entries.into_iter().rev() {
+            let Some(addr) = forwarded_addr(entry) else {
+                return nearest;
+            };
+            if !trusted.contains(addr) {
+                return addr;
+            }
+            nearest = addr;
+        }
+        nearest
     }
 
-    /// One request from `client`.
+    /// One request from `client`. IPv6 clients are counted per /64, the smallest network a
+    /// provider hands out: one subscriber cannot draw a fresh budget per address.
     pub fn check_client(&self, client: IpAddr) -> Result<(), AppError> {
         let Some(inner) = &self.0 else { return Ok(()) };
         inner
             .by_client
-            .check_key(&client)
+            .check_key(&budget_key(client))
             .map_err(|not_until| AppError::RateLimited(retry_after(&inner.clock, &not_until)))
     }
 
@@ -116,6 +130,34 @@ impl RateLimits {
             .by_token
             .check_key(&key)
             .map_err(|not_until| AppError::RateLimited(retry_after(&inner.clock, &not_until)))
+    }
+}
+
+/// An `X-Forwarded-For` entry as proxies write it: `IP`, `IP:port`, `[IPv6]` or
+/// `[IPv6]:port`; anything else (`unknown`, an obfuscated name) is `None`.
+fn forwarded_addr(entry: &str) -> Option<IpAddr> {
+    let addr = entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|e| e.strip_suffix(']'))
+                .and_then(|e| e.parse::<std::net::Ipv6Addr>().ok())
+                .map(IpAddr::V6)
+        })?;
+    Some(addr.to_canonical())
+}
+
+/// What a client's budget is kept under: an IPv4 address, or an IPv6 address's /64.
+fn budget_key(client: IpAddr) -> IpAddr {
+    match client.to_canonical() {
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(network.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -202,5 +244,37 @@ mod tests {
         limits.check_token("token-a").unwrap();
         assert!(limits.check_token("token-a").is_err());
         limits.check_token("token-b").unwrap();
+    }
+
+    #[tokio::test]
+    async fn forwarded_entries_with_ports_brackets_or_garbage_are_read_as_proxies_write_them() {
+        let limits = limits(3, Some("127.0.0.0/8"));
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let client = |xff: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-forwarded-for", xff.parse().unwrap());
+            limits.client_addr(proxy, &headers).to_string()
+        };
+        assert_eq!(client("10.9.8.1, 198.51.100.8:4711"), "198.51.100.8");
+        assert_eq!(client("10.9.8.1, [2001:db8::1]:4711"), "2001:db8::1");
+        assert_eq!(client("10.9.8.1, [2001:db8::1]"), "2001:db8::1");
+        assert_eq!(client("10.9.8.1, unknown"), "127.0.0.1");
+        assert_eq!(client("10.9.8.1, unknown, 127.0.0.5"), "127.0.0.5");
+        assert_eq!(
+            client("::ffff:127.0.0.9, ::ffff:203.0.113.4"),
+            "203.0.113.4"
+        );
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.4".parse().unwrap());
+        assert_eq!(
+            limits.client_addr(mapped, &headers).to_string(),
+            "203.0.113.4",
+            "a mapped peer is matched as IPv4"
+        );
+        assert_eq!(
+            budget_key("2001:db8:1:2:aaaa::1".parse().unwrap()).to_string(),
+            "2001:db8:1:2::"
+        );
     }
 }

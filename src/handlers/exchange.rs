@@ -16,7 +16,8 @@ use crate::session::{Credentials, Member, MemberSession};
 /// The answer to a successful exchange.
 #[derive(Debug, Serialize)]
 pub struct ExchangeReply {
-    /// `connected`, or `already_connected` when the session already held this member.
+    /// `connected`, or `already_connected` when the session already held this member through
+    /// the JSAPI flow.
     pub status: &'static str,
     /// The member.
     pub member_id: String,
@@ -29,7 +30,8 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/token-exchange", post(token_exchange))
 }
 
-/// Verifies the cookie, exchanges its token (unless the session already holds this member)
+/// Verifies the cookie, exchanges its token (unless the session already holds this member
+/// through the JSAPI flow)
 /// and stores the credentials. A failure anywhere stores nothing. Every outcome is counted
 /// and logged at info, with the member and (through the request's span) its id.
 async fn token_exchange(
@@ -62,10 +64,11 @@ async fn exchange(
 
     let previous = session.member().await?;
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    if let Some(previous) = previous
-        .as_ref()
-        .filter(|p| p.member_id == cookie.member_id())
-    {
+    // "Already connected" means this member through this flow: a member signed in with
+    // OpenID Connect holds no OAuth 1.0a credentials, so the exchange goes through.
+    if let Some(previous) = previous.as_ref().filter(|p| {
+        p.member_id == cookie.member_id() && matches!(p.credentials, Credentials::Jsapi { .. })
+    }) {
         return Ok(ExchangeReply {
             status: "already_connected",
             member_id: previous.member_id.clone(),

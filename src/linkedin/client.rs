@@ -370,16 +370,8 @@ fn oauth_problem(headers: &reqwest::header::HeaderMap, body: &[u8]) -> Option<St
     from_form
         .or_else(from_json)
         .or_else(from_header)
-        .filter(|p| is_printable(p))
-        .map(|p| truncate(&p, 200))
-}
-
-fn is_printable(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| !c.is_control())
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
+        .filter(|p| !p.is_empty())
+        .map(|p| crate::error::escape_text(&p, 200))
 }
 
 /// Parses `oauth_token=…&oauth_token_secret=…&oauth_expires_in=…&…`.

@@ -738,9 +738,10 @@ fn token_error(
     OidcError::Upstream(upstream)
 }
 
-/// A provider's words, fit for a message: no control characters, at most 200 of them.
+/// A provider's words, fit for a message and a log line: at most 200 characters, escaped as
+/// request values are (see [`crate::error::escape_text`]).
 pub(crate) fn printable(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(200).collect()
+    crate::error::escape_text(text, 200)
 }
 
 /// `openidconnect`'s HTTP client: the service's reqwest client (redirects off), with its

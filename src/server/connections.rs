@@ -2,38 +2,54 @@
 //! [`IDLE_TIMEOUT`] (HTTP/1 keep-alive and HTTP/2 alike), and idle ones closed at once when
 //! a new client is waiting for room or when the server shuts down.
 //!
-//! [`LimitedAcceptor`] sits under the TLS acceptor: a connection waits for a permit before
-//! its handshake, then its socket ([`TrackedStream`]) and its service ([`TrackedService`])
-//! share one [`Connection`] that knows whether a request is in flight and when the
-//! connection last moved bytes. Closing an idle connection sends what the protocol offers
-//! (HTTP/2 GOAWAY, through axum-server's `ConnectionShutdown`) and then ends the socket.
+//! [`BoundedListener`] accepts a connection only while it can give it a permit: with the cap
+//! reached, it holds the one connection just accepted until a permit frees up, and every later
+//! one waits in the kernel's listen queue, without a file descriptor. [`LimitedAcceptor`]
+//! then sits under the TLS acceptor (if any): the socket ([`TrackedStream`]) and the service
+//! ([`TrackedService`]) share one [`Connection`] that knows whether a request is in flight and
+//! when the connection last moved bytes. Closing an idle connection sends what the protocol
+//! offers (HTTP/2 GOAWAY, through axum-server's `ConnectionShutdown`) and then ends the socket.
+//!
+//! A client that stops reading is cut off: a write that makes no progress for
+//! [`WRITE_STALL`] fails, which aborts the connection (HTTP/1 and HTTP/2 alike) and frees its
+//! permit; and one connection answers at most [`MAX_REQUESTS_PER_CONNECTION`] requests, so
+//! that pipelining cannot queue endless work behind one socket.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use axum::http::Request;
-use axum_server::ConnectionShutdown;
+use axum::extract::connect_info::Connected;
+use axum::http::{HeaderValue, Request, Response, Version, header};
 use axum_server::accept::Accept;
+use axum_server::{AddrListener, Address, ConnectionShutdown};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
 use tower::Service;
 
 /// How long a connection may sit with no request in flight and no bytes moving.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a connection asked to close may take to finish writing and say goodbye before
+/// How long a write may make no progress (the client reads nothing) before the connection
+/// is aborted.
+pub const WRITE_STALL: Duration = Duration::from_secs(10);
+/// The most requests one connection is answered; the last answer closes it (HTTP/1
+/// `Connection: close`, HTTP/2 GOAWAY), and the client opens a new one.
+pub const MAX_REQUESTS_PER_CONNECTION: u64 = 1_000;
+/// How long a connection asked to close to finish writing and say goodbye before
 /// its socket is ended.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
-/// The default `MAX_CONNECTIONS`: half of the open-file limit (the rest is left for the
-/// store, the upstream and the files), at least 16.
-pub fn default_max_connections() -> usize {
-    let soft_limit = std::fs::read_to_string("/proc/self/limits")
+/// The process's soft limit on open files (1024 where it cannot be read).
+pub fn open_file_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
         .ok()
         .and_then(|limits| {
             limits
@@ -42,8 +58,39 @@ pub fn default_max_connections() -> usize {
                 .and_then(|line| line.split_whitespace().nth(3))
                 .and_then(|soft| soft.parse::<usize>().ok())
         })
-        .unwrap_or(1024);
-    (soft_limit / 2).max(16)
+        .unwrap_or(1024)
+}
+
+/// How many connections each listener may hold, as shares of the open-file limit: the main
+/// port half of it (unless `MAX_CONNECTIONS` says otherwise), the redirect listener an
+/// eighth, the metrics listener a sixteenth. Each listener also holds at most one accepted
+/// connection waiting for room. The rest (at least 5/16) is left for the store, the upstream
+/// and the files, so that no side listener can starve the main port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileBudget {
+    /// The HTTPS port.
+    pub main: usize,
+    /// `HTTP_REDIRECT_BIND`.
+    pub redirect: usize,
+    /// `METRICS_BIND`.
+    pub metrics: usize,
+}
+
+impl FileBudget {
+    /// The shares of `open_files`, with the main port's cap `max_connections` when set.
+    pub fn of(open_files: usize, max_connections: Option<usize>) -> Self {
+        Self {
+            main: max_connections.unwrap_or((open_files / 2).max(16)),
+            redirect: (open_files / 8).max(4),
+            metrics: (open_files / 16).max(2),
+        }
+    }
+}
+
+/// The default `MAX_CONNECTIONS`: half of the open-file limit (the rest is left for the
+/// side listeners, the store, the upstream and the files), at least 16.
+pub fn default_max_connections() -> usize {
+    FileBudget::of(open_file_limit(), None).main
 }
 
 /// The connections of one listener.
@@ -140,6 +187,7 @@ impl Tracker {
             tracker: Arc::downgrade(self),
             _permit: permit,
             in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
             last_active: AtomicU64::new(self.now_ms()),
             asked_to_close: AtomicBool::new(false),
             ended: AtomicBool::new(false),
@@ -187,6 +235,8 @@ pub struct Connection {
     tracker: Weak<Tracker>,
     _permit: OwnedSemaphorePermit,
     in_flight: AtomicUsize,
+    /// Requests received so far.
+    requests: AtomicU64,
     last_active: AtomicU64,
     /// Asked to close: told the peer (HTTP/2 GOAWAY), and no longer counted as reclaimable.
     asked_to_close: AtomicBool,
@@ -260,57 +310,148 @@ impl Drop for Connection {
     }
 }
 
-/// Admits connections within the cap, under the acceptor `inner` (TCP options).
-#[derive(Clone)]
-pub struct LimitedAcceptor<A> {
-    inner: A,
+/// A peer's address, as [`BoundedListener`] hands it to axum-server (and, through
+/// [`Connected`], to the handlers as a `SocketAddr`).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+impl Address for Peer {
+    type Stream = Admitted;
+    type Listener = BoundedListener;
+}
+
+impl Connected<Peer> for SocketAddr {
+    fn connect_info(peer: Peer) -> Self {
+        peer.0
+    }
+}
+
+/// A TCP listener that hands out a connection only with a permit of its [`Tracker`].
+pub struct BoundedListener {
+    inner: TcpListener,
     tracker: Arc<Tracker>,
 }
 
-impl<A> LimitedAcceptor<A> {
+impl BoundedListener {
     /// Bounds `inner`'s connections by `tracker`.
-    pub fn new(inner: A, tracker: Arc<Tracker>) -> Self {
+    pub fn new(inner: TcpListener, tracker: Arc<Tracker>) -> Self {
         Self { inner, tracker }
     }
 }
 
-impl<A, I, S> Accept<I, S> for LimitedAcceptor<A>
-where
-    A: Accept<I, S> + Clone + Send + Sync + 'static,
-    A::Future: Send,
-    I: Send + 'static,
-    S: Send + 'static,
-{
-    type Stream = TrackedStream<A::Stream>;
-    type Service = TrackedService<A::Service>;
-    type Future = Pin<Box<dyn Future<Output = io::Result<(Self::Stream, Self::Service)>> + Send>>;
+impl AddrListener<Admitted, Peer> for BoundedListener {
+    async fn bind_to(_: Peer) -> io::Result<Self> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a bounded listener is made from a bound socket",
+        ))
+    }
 
-    fn accept(&self, stream: I, service: S) -> Self::Future {
-        let inner = self.inner.clone();
-        let tracker = self.tracker.clone();
-        Box::pin(async move {
-            let permit = tracker.admit().await;
-            let (stream, service) = inner.accept(stream, service).await?;
-            let connection = tracker.register(permit);
-            Ok((
-                TrackedStream {
-                    inner: stream,
-                    connection: connection.clone(),
-                },
-                TrackedService {
-                    inner: service,
-                    connection,
-                },
-            ))
-        })
+    /// Accepts one connection, then waits for room for it (asking idle connections to
+    /// close); later clients wait in the listen queue meanwhile.
+    async fn accept_stream(&self) -> io::Result<(Admitted, Peer)> {
+        let (stream, peer) = self.inner.accept().await?;
+        let permit = self.tracker.admit().await;
+        // Answers are small; waiting to coalesce them only adds latency.
+        let _ = stream.set_nodelay(true);
+        Ok((Admitted { stream, permit }, Peer(peer)))
+    }
+
+    fn get_local_addr(&self) -> io::Result<Peer> {
+        self.inner.local_addr().map(Peer)
     }
 }
 
-/// A socket that notes when it moves bytes and reads end-of-stream once its connection is
-/// closed.
+/// An accepted connection with its permit.
+pub struct Admitted {
+    stream: TcpStream,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Tracks each admitted connection (the innermost acceptor, under TLS if any).
+#[derive(Clone)]
+pub struct LimitedAcceptor {
+    tracker: Arc<Tracker>,
+}
+
+impl LimitedAcceptor {
+    /// Tracks connections in `tracker` (the one their [`BoundedListener`] admits by).
+    pub fn new(tracker: Arc<Tracker>) -> Self {
+        Self { tracker }
+    }
+}
+
+impl<S: Send + 'static> Accept<Admitted, S> for LimitedAcceptor {
+    type Stream = TrackedStream<TcpStream>;
+    type Service = TrackedService<S>;
+    type Future = std::future::Ready<io::Result<(Self::Stream, Self::Service)>>;
+
+    fn accept(&self, admitted: Admitted, service: S) -> Self::Future {
+        let connection = self.tracker.register(admitted.permit);
+        std::future::ready(Ok((
+            TrackedStream {
+                inner: admitted.stream,
+                connection: connection.clone(),
+                stalled: None,
+                aborted: false,
+            },
+            TrackedService {
+                inner: service,
+                connection,
+            },
+        )))
+    }
+}
+
+/// A socket that notes when it moves bytes, reads end-of-stream once its connection is
+/// closed, and fails a write that has made no progress for [`WRITE_STALL`].
 pub struct TrackedStream<S> {
     inner: S,
     connection: Arc<Connection>,
+    /// Armed while a write waits for the peer to read.
+    stalled: Option<Pin<Box<Sleep>>>,
+    /// A write stalled for too long: every later call fails.
+    aborted: bool,
+}
+
+impl<S> TrackedStream<S> {
+    /// Passes on a write-side outcome: progress disarms the stall timer; waiting arms it,
+    /// and becomes an error once it runs out.
+    fn written<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+        progress: impl Fn(&T) -> bool,
+    ) -> Poll<io::Result<T>> {
+        match &poll {
+            Poll::Pending => {
+                let stall = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL)));
+                if stall.as_mut().poll(cx).is_ready() {
+                    self.aborted = true;
+                    tracing::info!(
+                        "a client read nothing for {} s: its connection is aborted",
+                        WRITE_STALL.as_secs()
+                    );
+                    return Poll::Ready(Err(stalled()));
+                }
+            }
+            Poll::Ready(Ok(value)) if progress(value) => {
+                self.stalled = None;
+                self.connection.touch();
+            }
+            Poll::Ready(_) => {}
+        }
+        poll
+    }
+}
+
+fn stalled() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the client read nothing for the write stall limit",
+    )
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for TrackedStream<S> {
@@ -319,6 +460,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for TrackedStream<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.aborted {
+            return Poll::Ready(Err(stalled()));
+        }
         // Register first, then look: a close that lands in between still wakes this read.
         if let Ok(mut reader) = self.connection.reader.lock() {
             *reader = Some(cx.waker().clone());
@@ -342,19 +486,27 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedStream<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.connection.touch();
+        if self.aborted {
+            return Poll::Ready(Err(stalled()));
         }
-        poll
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.written(cx, poll, |n| *n > 0)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        if self.aborted {
+            return Poll::Ready(Err(stalled()));
+        }
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.written(cx, poll, |()| true)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        if self.aborted {
+            return Poll::Ready(Err(stalled()));
+        }
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.written(cx, poll, |()| true)
     }
 
     fn poll_write_vectored(
@@ -362,11 +514,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedStream<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.connection.touch();
+        if self.aborted {
+            return Poll::Ready(Err(stalled()));
         }
-        poll
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.written(cx, poll, |n| *n > 0)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -382,9 +534,9 @@ pub struct TrackedService<S> {
     connection: Arc<Connection>,
 }
 
-impl<S, B> Service<Request<B>> for TrackedService<S>
+impl<S, B, R> Service<Request<B>> for TrackedService<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<R>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -405,11 +557,31 @@ where
         }
         connection.in_flight.fetch_add(1, Ordering::AcqRel);
         connection.touch();
+        // The last request a connection is answered: its answer says goodbye, in HTTP/1 with
+        // `Connection: close` (exact, even with more requests pipelined behind it), in HTTP/2
+        // with GOAWAY.
+        let last =
+            connection.requests.fetch_add(1, Ordering::AcqRel) + 1 >= MAX_REQUESTS_PER_CONNECTION;
+        let http1 = request.version() < Version::HTTP_2;
+        if last
+            && !http1
+            && let Some(shutdown) = request.extensions().get::<ConnectionShutdown>()
+        {
+            shutdown.graceful_shutdown();
+        }
         let finished = InFlight(connection);
         let response = self.inner.call(request);
         Box::pin(async move {
-            let result = response.await;
+            let mut result = response.await;
             drop(finished);
+            if last
+                && http1
+                && let Ok(response) = &mut result
+            {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             result
         })
     }

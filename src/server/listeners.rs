@@ -1,33 +1,20 @@
 //! The plain-HTTP side listeners: `METRICS_BIND` (`GET /metrics`, Prometheus text) and
-//! `HTTP_REDIRECT_BIND` (308 to the same path and query on the HTTPS origin). Both stop with
-//! the server.
-
-use std::future::Future;
+//! `HTTP_REDIRECT_BIND` (308 to the same path and query on the HTTPS origin). The server
+//! runs both under the same connection bounds as the main port, each with its own cap.
 
 use axum::Router;
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::net::TcpListener;
 
 use crate::telemetry::Telemetry;
 
-/// Serves `GET /metrics` from `telemetry` on `listener` until `shutdown`.
-pub async fn serve_metrics(
-    listener: TcpListener,
-    telemetry: Telemetry,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let app = Router::new()
+/// `GET /metrics` from `telemetry`.
+pub fn metrics_app(telemetry: Telemetry) -> Router {
+    Router::new()
         .route("/metrics", get(metrics))
-        .with_state(telemetry);
-    if let Err(err) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(%err, "the metrics listener stopped");
-    }
+        .with_state(telemetry)
 }
 
 async fn metrics(State(telemetry): State<Telemetry>) -> impl IntoResponse {
@@ -40,26 +27,22 @@ async fn metrics(State(telemetry): State<Telemetry>) -> impl IntoResponse {
     )
 }
 
-/// Answers every request on `listener` with 308 to `origin` plus its path and query.
-pub async fn serve_redirect(
-    listener: TcpListener,
-    origin: String,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let app = Router::new().fallback(redirect).with_state(origin);
-    if let Err(err) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(%err, "the redirect listener stopped");
-    }
+/// Answers every request with 308 to `origin` plus its path and query; a request for no
+/// path (`OPTIONS *`) gets 400.
+pub fn redirect_app(origin: String) -> Router {
+    Router::new().fallback(redirect).with_state(origin)
 }
 
 async fn redirect(State(origin): State<String>, OriginalUri(uri): OriginalUri) -> Response {
-    let target = format!(
-        "{origin}{}",
-        uri.path_and_query().map_or("/", |pq| pq.as_str())
-    );
+    let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if !path.starts_with('/') {
+        return (
+            StatusCode::BAD_REQUEST,
+            "This address redirects paths to HTTPS; the request names no path.\n",
+        )
+            .into_response();
+    }
+    let target = format!("{origin}{path}");
     match HeaderValue::from_str(&target) {
         Ok(location) => (
             StatusCode::PERMANENT_REDIRECT,

@@ -12,9 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum_server::Handle;
-use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use axum_server::{Control, Handle};
 
 use crate::app::{AppState, Settings, build_app};
 use crate::config::{Config, ConfigError};
@@ -33,7 +32,9 @@ pub mod listeners;
 pub mod reload;
 pub mod wiring;
 
-use connections::{IDLE_TIMEOUT, LimitedAcceptor, Tracker};
+use connections::{
+    BoundedListener, FileBudget, IDLE_TIMEOUT, LimitedAcceptor, Peer, Tracker, open_file_limit,
+};
 use reload::CertFiles;
 use wiring::Urls;
 
@@ -55,8 +56,8 @@ pub struct Server {
     connections: Arc<Tracker>,
     telemetry: Telemetry,
     shutting_down: Arc<AtomicBool>,
-    metrics: Option<TcpListener>,
-    redirect: Option<(TcpListener, String)>,
+    metrics: Option<(TcpListener, Arc<Tracker>)>,
+    redirect: Option<(TcpListener, String, Arc<Tracker>)>,
     /// Where a person opens the page: the first public origin.
     page_origin: String,
 }
@@ -95,13 +96,34 @@ impl Server {
         }
 
         let (listener, addr) = bind(config.bind, "BIND")?;
+        let budget = FileBudget::of(
+            open_file_limit(),
+            config
+                .max_connections
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        );
+        // Side listeners get their own bounds, with their own (unmeasured) gauge.
+        let side_tracker = |max| Tracker::new(max, IDLE_TIMEOUT, metrics::Gauge::noop());
         let metrics = match config.metrics_bind {
-            Some(at) => Some(bind(at, "METRICS_BIND")?.0),
+            Some(at) => Some((bind(at, "METRICS_BIND")?.0, side_tracker(budget.metrics))),
             None => None,
         };
         let public_origins = config.public_origins(addr)?;
         let redirect = match config.http_redirect_bind {
-            Some(at) => Some((bind(at, "HTTP_REDIRECT_BIND")?.0, public_origins[0].clone())),
+            Some(at) => {
+                if at.ip().is_unspecified() && config.public_origin.is_none() {
+                    tracing::warn!(
+                        %at,
+                        "HTTP_REDIRECT_BIND listens on every address but PUBLIC_ORIGIN is unset: remote visitors are redirected to {}; set PUBLIC_ORIGIN to the origin they use",
+                        public_origins[0]
+                    );
+                }
+                Some((
+                    bind(at, "HTTP_REDIRECT_BIND")?.0,
+                    public_origins[0].clone(),
+                    side_tracker(budget.redirect),
+                ))
+            }
             None => None,
         };
         let telemetry = if metrics.is_some() {
@@ -145,11 +167,6 @@ impl Server {
             AppState::new(settings),
             sandbox_routes(sandbox, addr, &page_origin, credentials, oidc_settings),
         );
-        let max_connections = config
-            .max_connections
-            .map_or_else(connections::default_max_connections, |n| {
-                usize::try_from(n).unwrap_or(usize::MAX)
-            });
         Ok(Self {
             listener,
             tls,
@@ -161,7 +178,7 @@ impl Server {
             keep_alive,
             app,
             addr,
-            connections: Tracker::new(max_connections, IDLE_TIMEOUT, telemetry.connections_open()),
+            connections: Tracker::new(budget.main, IDLE_TIMEOUT, telemetry.connections_open()),
             telemetry,
             shutting_down,
             metrics,
@@ -187,97 +204,138 @@ impl Server {
 
     /// The metrics listener's address, when `METRICS_BIND` is set.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The redirect listener's address, when `HTTP_REDIRECT_BIND` is set.
     pub fn redirect_addr(&self) -> Option<SocketAddr> {
         self.redirect
             .as_ref()
-            .and_then(|(l, _)| l.local_addr().ok())
+            .and_then(|(l, _, _)| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` completes, then stops accepting, closes idle connections at
-    /// once and lets in-flight requests finish for up to [`SHUTDOWN_GRACE`].
+    /// once and lets in-flight requests finish for up to [`SHUTDOWN_GRACE`]. The side
+    /// listeners run under the same bounds, each with its own cap.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let handle = Handle::new();
-        let on_signal = handle.clone();
-        let connections = self.connections.clone();
+        let control = Control::new();
+        let mut trackers = vec![self.connections.clone()];
+        if let Some((listener, tracker)) = self.metrics {
+            let addr = listener.local_addr()?;
+            let app = listeners::metrics_app(self.telemetry.clone());
+            let server = bounded(
+                listener,
+                &tracker,
+                LimitedAcceptor::new(tracker.clone()),
+                &control,
+                true,
+            )?;
+            tokio::spawn(async move {
+                if let Err(err) = server.serve(app.into_make_service()).await {
+                    tracing::error!(%err, "the metrics listener stopped");
+                }
+            });
+            tracing::info!(
+                max_connections = tracker.max(),
+                "metrics on http://{addr}/metrics"
+            );
+            trackers.push(tracker);
+        }
+        if let Some((listener, origin, tracker)) = self.redirect {
+            let addr = listener.local_addr()?;
+            let app = listeners::redirect_app(origin);
+            let server = bounded(
+                listener,
+                &tracker,
+                LimitedAcceptor::new(tracker.clone()),
+                &control,
+                true,
+            )?;
+            tokio::spawn(async move {
+                if let Err(err) = server.serve(app.into_make_service()).await {
+                    tracing::error!(%err, "the redirect listener stopped");
+                }
+            });
+            tracing::info!(
+                max_connections = tracker.max(),
+                "plain HTTP on {addr} redirects to HTTPS"
+            );
+            trackers.push(tracker);
+        }
+        let on_signal = control.clone();
         let shutting_down = self.shutting_down.clone();
-        let (stop_side, side_stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing requests in flight");
             shutting_down.store(true, Ordering::Release);
             on_signal.graceful_shutdown(Some(SHUTDOWN_GRACE));
-            connections.drain();
-            let _ = stop_side.send(true);
-        });
-        let stopped = move || {
-            let mut stopped = side_stopped.clone();
-            async move {
-                let _ = stopped.wait_for(|s| *s).await;
+            for tracker in trackers {
+                tracker.drain();
             }
-        };
-        let side = |listener: TcpListener| tokio::net::TcpListener::from_std(listener);
-        if let Some(listener) = self.metrics {
-            let addr = listener.local_addr()?;
-            tokio::spawn(listeners::serve_metrics(
-                side(listener)?,
-                self.telemetry.clone(),
-                stopped(),
-            ));
-            tracing::info!("metrics on http://{addr}/metrics");
-        }
-        if let Some((listener, origin)) = self.redirect {
-            let addr = listener.local_addr()?;
-            tokio::spawn(listeners::serve_redirect(
-                side(listener)?,
-                origin,
-                stopped(),
-            ));
-            tracing::info!("plain HTTP on {addr} redirects to HTTPS");
-        }
+        });
         let watcher = tokio::spawn(reload::watch(self.cert_files, self.tls.clone()));
         tracing::info!(
             max_connections = self.connections.max(),
             "connections are bounded"
         );
         tracing::info!("listening; open {}/", self.page_origin);
-        // TCP_NODELAY: answers are small; waiting to coalesce them only adds latency.
-        let limited = LimitedAcceptor::new(NoDelayAcceptor::new(), self.connections.clone());
         let acceptor = RustlsAcceptor::new(self.tls)
             .handshake_timeout(REQUEST_DEADLINE)
-            .acceptor(limited);
-        let mut server = axum_server::from_tcp(self.listener)?
-            .acceptor(acceptor)
-            .first_request_timeout(REQUEST_DEADLINE)
-            .handle(handle);
-        server
-            .http_builder()
-            .http1()
-            .keep_alive(self.keep_alive)
-            .max_buf_size(16 * 1024)
-            .header_read_timeout(REQUEST_DEADLINE)
-            .timer(hyper_util::rt::TokioTimer::new());
-        server
-            .http_builder()
-            .http2()
-            .max_header_list_size(16 * 1024)
-            // Pings move bytes, and bytes count as activity: an interval shorter than the
-            // idle timeout would keep every idle HTTP/2 connection open for ever.
-            .keep_alive_interval(Some(self.connections.idle_timeout() * 3))
-            .keep_alive_timeout(REQUEST_DEADLINE)
-            .timer(hyper_util::rt::TokioTimer::new());
+            .acceptor(LimitedAcceptor::new(self.connections.clone()));
+        let server = bounded(
+            self.listener,
+            &self.connections,
+            acceptor,
+            &control,
+            self.keep_alive,
+        )?;
         let served = server
             .serve(self.app.into_make_service_with_connect_info::<SocketAddr>())
             .await;
         watcher.abort();
         served
     }
+}
+
+/// A server on `listener` under `tracker`'s bounds: connections admitted within its cap,
+/// `acceptor` (TLS or not, over a [`LimitedAcceptor`]), the request deadline for the first
+/// request and for each request's headers, the idle timeout, and HTTP/1 buffers of 16 KiB
+/// (which bound how many pipelined requests one connection has read ahead).
+fn bounded<A>(
+    listener: TcpListener,
+    tracker: &Arc<Tracker>,
+    acceptor: A,
+    control: &Control,
+    keep_alive: bool,
+) -> std::io::Result<axum_server::Server<Peer, A>> {
+    let listener = BoundedListener::new(
+        tokio::net::TcpListener::from_std(listener)?,
+        tracker.clone(),
+    );
+    let mut server = axum_server::Server::<Peer>::from_listener(listener)
+        .acceptor(acceptor)
+        .first_request_timeout(REQUEST_DEADLINE)
+        .handle(Handle::with_control(control.clone()));
+    server
+        .http_builder()
+        .http1()
+        .keep_alive(keep_alive)
+        .max_buf_size(16 * 1024)
+        .header_read_timeout(REQUEST_DEADLINE)
+        .timer(hyper_util::rt::TokioTimer::new());
+    server
+        .http_builder()
+        .http2()
+        .max_header_list_size(16 * 1024)
+        // Pings move bytes, and bytes count as activity: an interval shorter than the
+        // idle timeout would keep every idle HTTP/2 connection open for ever.
+        .keep_alive_interval(Some(tracker.idle_timeout() * 3))
+        .keep_alive_timeout(REQUEST_DEADLINE)
+        .timer(hyper_util::rt::TokioTimer::new());
+    Ok(server)
 }
 
 /// The session store, with the keys that seal its records.

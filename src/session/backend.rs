@@ -171,9 +171,21 @@ impl SessionBackend {
         let plain = serde_json::to_vec(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let sealed = self.0.keyring.seal(&plain, &associated_data(&record.id));
+        let mut data: std::collections::HashMap<_, _> =
+            [(SEALED.to_owned(), serde_json::Value::String(sealed))].into();
+        // The memory store cannot read sealed data: it is told which sessions hold only a
+        // sign-in in progress, so that it evicts those before any signed-in member.
+        if matches!(self.0.store, Store::Memory(_))
+            && super::member::holds_only_a_pending_sign_in(&record.data)
+        {
+            data.insert(
+                super::memory::PENDING_ONLY.to_owned(),
+                serde_json::Value::Bool(true),
+            );
+        }
         Ok(Record {
             id: record.id,
-            data: [(SEALED.to_owned(), serde_json::Value::String(sealed))].into(),
+            data,
             expiry_date: record.expiry_date,
         })
     }
@@ -244,12 +256,21 @@ impl Store {
             StoreUrl::Postgres(dsn) => {
                 let options =
                     PgConnectOptions::from_str(dsn.as_str()).map_err(|e| fail("bad URL", &e))?;
-                let pool = PgPoolOptions::new()
+                let pool = match PgPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(STORE_TIMEOUT)
                     .connect_with(options)
                     .await
-                    .map_err(|e| fail("cannot connect", &e))?;
+                {
+                    Ok(pool) => pool,
+                    Err(e) => {
+                        let why = unreachable_reason(dsn, 5432).await;
+                        return Err(fail(
+                            "cannot connect",
+                            &why.unwrap_or_else(|| e.to_string()),
+                        ));
+                    }
+                };
                 let store = PostgresStore::new(pool.clone());
                 store
                     .migrate()
@@ -282,7 +303,13 @@ impl Store {
                         .map_err(|e| fail("bad configuration", &e))?;
                 match tokio::time::timeout(CONNECT_TIMEOUT, pool.init()).await {
                     Ok(Ok(_task)) => {}
-                    Ok(Err(e)) => return Err(fail("cannot connect", &e)),
+                    Ok(Err(e)) => {
+                        let why = unreachable_reason(dsn, 6379).await;
+                        return Err(fail(
+                            "cannot connect",
+                            &why.unwrap_or_else(|| e.to_string()),
+                        ));
+                    }
                     Err(_) => return Err(fail("cannot connect", &"no answer within 5 s")),
                 }
                 // Redis expires keys itself (EXAT), so no sweeper is needed.
@@ -290,6 +317,25 @@ impl Store {
             }
         };
         Ok(backend)
+    }
+}
+
+/// Why the server of `url` cannot be reached, in words (`connection refused at HOST:PORT`),
+/// found by opening a TCP connection to it; `None` when it can be reached (the store's own
+/// error then says what went wrong after connecting).
+async fn unreachable_reason(url: &url::Url, default_port: u16) -> Option<String> {
+    let host = url.host_str().filter(|h| !h.is_empty())?;
+    let at = format!("{host}:{}", url.port().unwrap_or(default_port));
+    match tokio::time::timeout(STORE_TIMEOUT, tokio::net::TcpStream::connect(&at)).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Some(format!("connection refused at {at}"))
+        }
+        Ok(Err(e)) => Some(format!("cannot reach {at}: {e}")),
+        Err(_) => Some(format!(
+            "no answer from {at} within {} ms",
+            STORE_TIMEOUT.as_millis()
+        )),
     }
 }
 

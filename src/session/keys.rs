@@ -62,16 +62,36 @@ pub fn keyring(
         message: format!("{}: {message}", key_file.display()),
     };
     let (key, source) = match std::fs::read_to_string(key_file) {
-        Ok(text) => {
+        Ok(text) if !text.trim().is_empty() => {
             let keys = parse_keys(&text).map_err(file_error)?;
             private::narrow_to_owner(key_file).map_err(|e| file_error(e.to_string()))?;
             (keys[0], KeySource::Loaded(key_file.to_owned()))
         }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+        // Empty: left by a crash of a version that wrote the file in place. No session can
+        // have been sealed under a key that was never written, so a new one replaces it.
+        Ok(_) => {
+            tracing::warn!(
+                path = %key_file.display(),
+                "the session key file is empty (an interrupted first start): a new key replaces it"
+            );
             let key = generate().map_err(file_error)?;
-            write_private(key_file, &key)
+            write_private(key_file, &key, Place::Replace)
                 .map_err(|e| file_error(format!("cannot write it: {e}")))?;
             (key, KeySource::Generated(key_file.to_owned()))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let key = generate().map_err(file_error)?;
+            match write_private(key_file, &key, Place::IfAbsent) {
+                Ok(()) => (key, KeySource::Generated(key_file.to_owned())),
+                // Another instance starting at the same moment wrote its key first: use it.
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(key_file)
+                        .map_err(|e| file_error(format!("cannot read it: {e}")))?;
+                    let keys = parse_keys(&text).map_err(file_error)?;
+                    (keys[0], KeySource::Loaded(key_file.to_owned()))
+                }
+                Err(err) => return Err(file_error(format!("cannot write it: {err}"))),
+            }
         }
         Err(err) => return Err(file_error(format!("cannot read it: {err}"))),
     };
@@ -87,16 +107,58 @@ fn generate() -> Result<[u8; KEY_LEN], String> {
     Ok(key)
 }
 
-/// Writes the key, base64, into a new file of mode 0600 (its folder 0700 when created here).
-fn write_private(path: &Path, key: &[u8; KEY_LEN]) -> std::io::Result<()> {
+/// How a new key file takes its place.
+#[derive(Clone, Copy)]
+enum Place {
+    /// Only where no file is: `AlreadyExists` when another process was first.
+    IfAbsent,
+    /// Over the file that is there.
+    Replace,
+}
+
+/// Writes the key, base64, into a file of mode 0600 (its folder 0700 when created here). The
+/// key is written and synced under a temporary name first, then put in place whole, so that
+/// a crash never leaves an empty or partial key file: hard-linked for [`Place::IfAbsent`]
+/// (which, unlike a rename, never replaces the key of an instance that was first), renamed
+/// for [`Place::Replace`].
+fn write_private(path: &Path, key: &[u8; KEY_LEN], place: Place) -> std::io::Result<()> {
     private::create_parent(path)?;
-    let mut file = private::options().write(true).create_new(true).open(path)?;
-    writeln!(file, "{}", BASE64.encode(key))?;
-    file.sync_all()
+    let mut suffix = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut suffix)
+        .map_err(|_| std::io::Error::other("the system gave no randomness"))?;
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".tmp-{}", hex(&suffix)));
+    let temporary = path.with_file_name(name);
+    let written = (|| {
+        let mut file = private::options()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)?;
+        writeln!(file, "{}", BASE64.encode(key))?;
+        file.sync_all()?;
+        match place {
+            Place::IfAbsent => std::fs::hard_link(&temporary, path),
+            Place::Replace => std::fs::rename(&temporary, path),
+        }
+    })();
+    let _ = std::fs::remove_file(&temporary);
+    written?;
+    // The new name is durable once the folder is synced.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -138,5 +200,46 @@ mod tests {
         let err = keyring(Some("c2VjcmV0"), &StoreUrl::Memory, &dir.path().join("k")).unwrap_err();
         assert_eq!(err.variable, "SESSION_KEYS");
         assert!(!err.to_string().contains("c2VjcmV0"), "{err}");
+    }
+
+    #[test]
+    fn instances_starting_at_once_all_end_with_the_same_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let file = Arc::new(dir.path().join("data/session.key"));
+            let barrier = Arc::new(std::sync::Barrier::new(6));
+            let ids: Vec<_> = (0..6)
+                .map(|_| {
+                    let (file, barrier) = (file.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        keyring(None, &StoreUrl::Memory, &file)
+                            .unwrap()
+                            .0
+                            .sealing_key_id()
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect();
+            assert!(ids.windows(2).all(|w| w[0] == w[1]), "one key for all");
+            let (again, _) = keyring(None, &StoreUrl::Memory, &file).unwrap();
+            assert_eq!(again.sealing_key_id(), ids[0], "the key in the file");
+            let names: Vec<_> = std::fs::read_dir(file.parent().unwrap()).unwrap().collect();
+            assert_eq!(names.len(), 1, "no temporary file is left: {names:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_key_file_is_replaced_by_a_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("session.key");
+        std::fs::write(&file, "").unwrap();
+        let (first, source) = keyring(None, &StoreUrl::Memory, &file).unwrap();
+        assert_eq!(source, KeySource::Generated(file.clone()));
+        let (second, source) = keyring(None, &StoreUrl::Memory, &file).unwrap();
+        assert_eq!(source, KeySource::Loaded(file));
+        assert_eq!(first.sealing_key_id(), second.sealing_key_id());
     }
 }

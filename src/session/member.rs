@@ -107,12 +107,23 @@ impl MemberSession {
     const PENDING: &'static str = "lte.oidc.pending";
 
     /// Remembers a sign-in that has been sent to the provider (one at a time: a newer one
-    /// replaces an older one).
+    /// replaces an older one). A session that holds nothing else lives only as long as the
+    /// sign-in may take, so that anonymous starts cannot fill the store with day-long
+    /// sessions; a signed-in member's session keeps its own expiry.
     pub async fn begin_sign_in(&self, pending: &PendingSignIn) -> Result<(), session_store::Error> {
+        let signed_in = self.get::<Member>(Self::KEY).await?.is_some();
         self.session
             .insert(Self::PENDING, pending)
             .await
-            .map_err(store_error)
+            .map_err(store_error)?;
+        if !signed_in {
+            let ends =
+                OffsetDateTime::from_unix_timestamp(pending.expires_at).unwrap_or_else(|_| {
+                    OffsetDateTime::now_utc() + super::to_time(PendingSignIn::LIFETIME)
+                });
+            self.session.set_expiry(Some(Expiry::AtDateTime(ends)));
+        }
+        Ok(())
     }
 
     /// The pending sign-in whose `state` this is, removed so that it cannot be used twice.
@@ -203,6 +214,14 @@ impl MemberSession {
         self.session
             .set_expiry(Some(Expiry::AtDateTime(idle_end.min(creds_end))));
     }
+}
+
+/// Whether a session's data is only a sign-in in progress (no member): such a session is
+/// short-lived, and the memory store evicts it before any signed-in member.
+pub(crate) fn holds_only_a_pending_sign_in(
+    data: &std::collections::HashMap<String, serde_json::Value>,
+) -> bool {
+    data.len() == 1 && data.contains_key(MemberSession::PENDING)
 }
 
 fn store_error(err: tower_sessions::session::Error) -> session_store::Error {

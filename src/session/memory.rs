@@ -2,6 +2,11 @@
 //! most [`MemoryStore::DEFAULT_CAPACITY`] (or the configured cap) of them: past the cap the
 //! least recently used session is evicted, with a warning, so that a flood of new sessions
 //! cannot exhaust the machine.
+//!
+//! Sessions that hold only a sign-in in progress (marked [`PENDING_ONLY`] by the backend,
+//! which alone can read the sealed data) live in a cache of their own, with a cap of the same
+//! size: a flood of anonymous sign-in starts evicts other sign-ins in progress, never a
+//! signed-in member.
 
 use std::fmt;
 use std::sync::Arc;
@@ -13,10 +18,18 @@ use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
+/// The plain key of a record whose sealed data is only a sign-in in progress.
+pub const PENDING_ONLY: &str = "lte.pending_only";
+
 /// Sessions in this process, each dropped at its own expiry date so that memory comes back
 /// as sessions end (tower-sessions' `MemoryStore` never forgets an expired session).
 #[derive(Clone)]
-pub struct MemoryStore(moka::sync::Cache<Id, Record>);
+pub struct MemoryStore {
+    /// Sessions of signed-in members (and anything else that is not only a sign-in).
+    members: moka::sync::Cache<Id, Record>,
+    /// Sessions that hold only a sign-in in progress.
+    pending: moka::sync::Cache<Id, Record>,
+}
 
 impl Default for MemoryStore {
     fn default() -> Self {
@@ -28,43 +41,84 @@ impl MemoryStore {
     /// The default cap: about 100 MiB of sessions at most.
     pub const DEFAULT_CAPACITY: u64 = 100_000;
 
-    /// A store of at most `capacity` sessions; past it, the least recently used goes.
+    /// A store of at most `capacity` sessions, and as many sign-ins in progress; past either
+    /// cap, the least recently used of that kind goes.
     pub fn with_capacity(capacity: u64) -> Self {
-        let evictions = Arc::new(Evictions::default());
-        Self(
-            moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .eviction_policy(moka::policy::EvictionPolicy::lru())
-                .eviction_listener(move |_, _, cause| {
-                    if cause == moka::notification::RemovalCause::Size {
-                        evictions.count(capacity);
-                    }
-                })
-                .expire_after(RecordExpiry)
-                .build(),
-        )
+        Self {
+            members: cache(
+                capacity,
+                Evictions::new(
+                    "the memory session store is full: the least recently used sessions were signed out (raise MEMORY_SESSIONS, or use SQLite, Redis or PostgreSQL)",
+                ),
+            ),
+            pending: cache(
+                capacity,
+                Evictions::new(
+                    "the memory session store holds MEMORY_SESSIONS sign-ins in progress: the least recently started were dropped (signed-in members are kept)",
+                ),
+            ),
+        }
     }
 
-    /// Sessions held now (approximately: expired ones go lazily).
+    /// Sessions held now, sign-ins in progress included (approximately: expired ones go
+    /// lazily).
     pub fn len(&self) -> u64 {
-        self.0.run_pending_tasks();
-        self.0.entry_count()
+        self.members.run_pending_tasks();
+        self.pending.run_pending_tasks();
+        self.members.entry_count() + self.pending.entry_count()
     }
 
     /// Whether no session is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The cache a record belongs in, and the other one.
+    fn caches_for(
+        &self,
+        record: &Record,
+    ) -> (
+        &moka::sync::Cache<Id, Record>,
+        &moka::sync::Cache<Id, Record>,
+    ) {
+        if record.data.contains_key(PENDING_ONLY) {
+            (&self.pending, &self.members)
+        } else {
+            (&self.members, &self.pending)
+        }
+    }
+}
+
+fn cache(capacity: u64, evictions: Evictions) -> moka::sync::Cache<Id, Record> {
+    let evictions = Arc::new(evictions);
+    moka::sync::Cache::builder()
+        .max_capacity(capacity)
+        .eviction_policy(moka::policy::EvictionPolicy::lru())
+        .eviction_listener(move |_, _, cause| {
+            if cause == moka::notification::RemovalCause::Size {
+                evictions.count(capacity);
+            }
+        })
+        .expire_after(RecordExpiry)
+        .build()
 }
 
 /// Counts sessions evicted for room, and says so at most once a minute.
-#[derive(Default)]
 struct Evictions {
+    message: &'static str,
     since_said: AtomicU64,
     said_at: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Evictions {
+    fn new(message: &'static str) -> Self {
+        Self {
+            message,
+            since_said: AtomicU64::new(0),
+            said_at: std::sync::Mutex::new(None),
+        }
+    }
+
     fn count(&self, capacity: u64) {
         let evicted = self.since_said.fetch_add(1, Ordering::Relaxed) + 1;
         let Ok(mut said_at) = self.said_at.lock() else {
@@ -73,11 +127,7 @@ impl Evictions {
         if said_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
             *said_at = Some(Instant::now());
             self.since_said.store(0, Ordering::Relaxed);
-            tracing::warn!(
-                evicted,
-                capacity,
-                "the memory session store is full: the least recently used sessions were signed out (raise MEMORY_SESSIONS, or use SQLite, Redis or PostgreSQL)"
-            );
+            tracing::warn!(evicted, capacity, "{}", self.message);
         }
     }
 }
@@ -85,7 +135,8 @@ impl Evictions {
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("sessions", &self.0.entry_count())
+            .field("sessions", &self.members.entry_count())
+            .field("sign_ins", &self.pending.entry_count())
             .finish()
     }
 }
@@ -93,32 +144,39 @@ impl fmt::Debug for MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        // Insert only under an id nobody holds, atomically.
-        while !self
-            .0
-            .entry(record.id)
-            .or_insert_with(|| record.clone())
-            .is_fresh()
-        {
+        let (home, other) = self.caches_for(record);
+        // Insert only under an id nobody holds (in either cache), atomically in its own.
+        loop {
+            if !other.contains_key(&record.id)
+                && home
+                    .entry(record.id)
+                    .or_insert_with(|| record.clone())
+                    .is_fresh()
+            {
+                return Ok(());
+            }
             record.id = Id::default();
         }
-        Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.0.insert(record.id, record.clone());
+        let (home, other) = self.caches_for(record);
+        home.insert(record.id, record.clone());
+        other.invalidate(&record.id);
         Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         Ok(self
-            .0
+            .members
             .get(id)
+            .or_else(|| self.pending.get(id))
             .filter(|r| r.expiry_date > OffsetDateTime::now_utc()))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.0.invalidate(id);
+        self.members.invalidate(id);
+        self.pending.invalidate(id);
         Ok(())
     }
 }
@@ -174,7 +232,7 @@ mod tests {
         }
         // Session 0 is used again, so 1 is now the least recently used.
         assert!(store.load(&Id(0)).await.unwrap().is_some());
-        store.0.run_pending_tasks();
+        store.members.run_pending_tasks();
         for n in 100..150 {
             store.save(&record(n)).await.unwrap();
         }
@@ -188,5 +246,30 @@ mod tests {
             "least recently used: evicted"
         );
         assert!(store.load(&Id(149)).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn sign_ins_in_progress_never_evict_a_member() {
+        let store = MemoryStore::with_capacity(10);
+        store.save(&record(0)).await.unwrap();
+        for n in 1..200 {
+            let mut pending = record(n);
+            pending
+                .data
+                .insert(PENDING_ONLY.into(), serde_json::Value::Bool(true));
+            store.save(&pending).await.unwrap();
+        }
+        assert!(
+            store.load(&Id(0)).await.unwrap().is_some(),
+            "the member stays"
+        );
+        assert!(store.load(&Id(199)).await.unwrap().is_some());
+        assert!(store.len() <= 11, "{}", store.len());
+        // Signed in: the record moves to the members' side.
+        store.save(&record(199)).await.unwrap();
+        store.members.run_pending_tasks();
+        store.pending.run_pending_tasks();
+        assert!(store.members.contains_key(&Id(199)));
+        assert!(!store.pending.contains_key(&Id(199)));
     }
 }

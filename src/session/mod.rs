@@ -31,8 +31,10 @@ pub use member::{Connected, Credentials, Member, MemberSession, PendingSignIn, S
 pub use memory::MemoryStore;
 pub use sqlite::SqliteSessions;
 
-/// The cookie that carries the session id.
-pub const SESSION_COOKIE: &str = "lte_session";
+/// The cookie that carries the session id. The `__Host-` prefix makes browsers take it only
+/// from this host, `Secure`, with `Path=/` and no `Domain`: a sibling subdomain cannot plant
+/// one.
+pub const SESSION_COOKIE: &str = "__Host-lte_session";
 
 /// The session layer with the cookie rules: `Secure`, `HttpOnly`, `SameSite=Lax`, path `/`,
 /// and an inactivity expiry.

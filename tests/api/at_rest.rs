@@ -181,11 +181,14 @@ async fn every_redis_value_holds_no_credential_in_clear() {
 
 #[tokio::test]
 async fn the_postgres_rows_hold_no_credential_in_clear() {
-    let Some(url) = postgres_url_for_tests() else {
-        return skip_or_fail(
-            "at_rest::the_postgres_rows_hold_no_credential_in_clear",
-            "no PostgreSQL answers at TEST_POSTGRES_URL",
-        );
+    let url = match postgres_url_for_tests() {
+        Ok(url) => url,
+        Err(reason) => {
+            return skip_or_fail(
+                "at_rest::the_postgres_rows_hold_no_credential_in_clear",
+                &reason,
+            );
+        }
     };
     let upstream = FakeUpstream::start(GRANT).await;
     let dir = Arc::new(tempfile::tempdir().unwrap());

@@ -178,19 +178,19 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
     );
     let session_cookie = browser
         .step(
-            "read the lte_session cookie",
-            browser.client.get_named_cookie("lte_session").await,
+            "read the __Host-lte_session cookie",
+            browser.client.get_named_cookie("__Host-lte_session").await,
         )
         .await;
     assert_eq!(
         session_cookie.http_only(),
         Some(true),
-        "lte_session is not HttpOnly: {session_cookie}"
+        "__Host-lte_session is not HttpOnly: {session_cookie}"
     );
     assert_eq!(
         session_cookie.secure(),
         Some(true),
-        "lte_session is not Secure: {session_cookie}"
+        "__Host-lte_session is not Secure: {session_cookie}"
     );
     let script_cookies = browser
         .step(
@@ -205,7 +205,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
         !script_cookies
             .as_str()
             .unwrap_or_default()
-            .contains("lte_session"),
+            .contains("__Host-lte_session"),
         "scripts can read the session cookie: {script_cookies}"
     );
 

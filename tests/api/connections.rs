@@ -723,3 +723,322 @@ async fn shutdown_lets_the_exchange_in_flight_finish_with_200_then_stops_at_once
     );
     drop((idle, browser));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Clients that stop reading
+// ---------------------------------------------------------------------------------------------
+
+/// The receive buffer of a client that stops reading: small, so that the server's writes
+/// block soon.
+const SMALL_RECEIVE_BUFFER: u32 = 4 * 1024;
+/// How long a fresh client may wait for the slot a client that stopped reading held: the
+/// write stall limit (10 s), plus slack.
+const LOCKED_OUT_AT_MOST: Duration = Duration::from_secs(15);
+
+/// A TLS connection offering only `alpn`, whose socket has a receive buffer of
+/// [`SMALL_RECEIVE_BUFFER`] (set before connecting, so that the window it advertises stays
+/// small).
+async fn tls_with_small_receive_buffer(served: &Served, alpn: &[u8]) -> TlsStream<TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    linkedin_token_exchange::tls::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(served.dir.path().join("cert.pem"))
+        .unwrap()
+    {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(SMALL_RECEIVE_BUFFER).unwrap();
+    let tcp = socket.connect(served.addr).await.unwrap();
+    let handshake = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+        tcp,
+    );
+    timeout(PROMPT, handshake)
+        .await
+        .expect("the TLS handshake completes at once")
+        .unwrap()
+}
+
+/// The sockets of the server on `port` that the peer has closed but the server has not
+/// (state CLOSE-WAIT in `/proc/net/tcp`).
+fn close_wait_sockets(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields[1].rsplit(':').next().unwrap();
+            u16::from_str_radix(local_port, 16).unwrap() == port && fields[3] == "08"
+        })
+        .count()
+}
+
+/// How long a fresh HTTP/1.1 client took to be answered 200 on `/healthz`; fails if it
+/// took longer than [`LOCKED_OUT_AT_MOST`].
+async fn fresh_client_answered(served: &Served, who: &str) -> Duration {
+    let started = Instant::now();
+    let answer = timeout(
+        LOCKED_OUT_AT_MOST,
+        http1_client(&served.dir).get(served.url("/healthz")).send(),
+    )
+    .await;
+    let waited = started.elapsed();
+    match answer {
+        Ok(Ok(response)) => assert_eq!(response.status(), 200),
+        Ok(Err(err)) => panic!("after {who}, a fresh client failed after {waited:?}: {err}"),
+        Err(_) => panic!("after {who}, a fresh client was still locked out after {waited:?}"),
+    }
+    eprintln!("after {who}, a fresh client was answered after {waited:?}");
+    waited
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_client_that_pipelines_and_never_reads_loses_its_slot_within_the_write_stall_limit()
+ {
+    let served = Served::sandbox(Some(1), None).await;
+    let mut attacker = tls_with_small_receive_buffer(&served, b"http/1.1").await;
+    let pipelined = get("/static/app.js").repeat(2_000);
+    // Sends everything, then half-closes (FIN), and never reads: the socket the server keeps
+    // would sit in CLOSE-WAIT for as long as its write stays blocked.
+    let attacker = tokio::spawn(async move {
+        let _ = attacker.write_all(pipelined.as_bytes()).await;
+        let _ = attacker.shutdown().await;
+        std::future::pending::<()>().await;
+        drop(attacker);
+    });
+    // The server is busy answering into a buffer nobody reads.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    fresh_client_answered(&served, "2,000 pipelined requests never read over HTTP/1.1").await;
+    let started = Instant::now();
+    while close_wait_sockets(served.addr.port()) > 0 {
+        assert!(
+            started.elapsed() < PROMPT,
+            "the abandoned socket is still in CLOSE-WAIT"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    attacker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_opens_streams_and_never_reads_loses_its_slot_within_the_write_stall_limit()
+ {
+    let served = Served::sandbox(Some(1), None).await;
+    // Never reads the answers nor opens its flow-control window: the server's answers stall
+    // once the initial 64 KiB window is spent.
+    let stream = tls_with_small_receive_buffer(&served, b"h2").await;
+    let (send, connection) = timeout(PROMPT, h2::client::handshake(stream))
+        .await
+        .expect("the HTTP/2 handshake completes at once")
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let mut answers = Vec::new();
+    for _ in 0..100 {
+        let mut ready = timeout(PROMPT, send.clone().ready())
+            .await
+            .expect("room for another stream")
+            .unwrap();
+        let (answer, _) = ready
+            .send_request(h2_get(&served, "/static/app.js"), true)
+            .unwrap();
+        answers.push(answer);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fresh_client_answered(&served, "100 HTTP/2 streams never read").await;
+
+    // The same client, gone quiet at the socket too (reads nothing, so its receive buffer
+    // fills and the server's writes block).
+    let served = Served::sandbox(Some(1), None).await;
+    let frozen = Arc::new(AtomicBool::new(false));
+    let stream = Freezable {
+        inner: tls_with_small_receive_buffer(&served, b"h2").await,
+        frozen: frozen.clone(),
+    };
+    let (quiet, quiet_connection) = timeout(PROMPT, h2::client::handshake(stream))
+        .await
+        .expect("the HTTP/2 handshake completes at once")
+        .unwrap();
+    let quiet_connection = tokio::spawn(quiet_connection);
+    let mut quiet_answers = Vec::new();
+    for _ in 0..100 {
+        let mut ready = timeout(PROMPT, quiet.clone().ready())
+            .await
+            .expect("room for another stream")
+            .unwrap();
+        let (answer, _) = ready
+            .send_request(h2_get(&served, "/static/app.js"), true)
+            .unwrap();
+        quiet_answers.push(answer);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    frozen.store(true, Ordering::Release);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fresh_client_answered(&served, "100 HTTP/2 streams from a client gone quiet").await;
+    drop((send, answers, quiet, quiet_answers));
+    connection.abort();
+    quiet_connection.abort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Oversized bodies
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_to_the_exchange_gets_its_413_every_time_over_http1_and_http2() {
+    let served = Served::sandbox(None, None).await;
+    let body = vec![b'a'; 100 * 1024];
+    let mut outcomes = Vec::new();
+    for _ in 0..10 {
+        let mut stream = served.tls(b"http/1.1").await;
+        let head = format!(
+            "POST /token-exchange HTTP/1.1\r\nHost: localhost:{}\r\nOrigin: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            served.addr.port(),
+            served.base,
+            body.len()
+        );
+        let mut request = head.into_bytes();
+        request.extend_from_slice(&body);
+        // Uploads everything before it looks for an answer, as curl --data-binary does with
+        // a body that fits its send buffer (an early answer may cut the upload short).
+        let _ = stream.write_all(&request).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut seen = Vec::new();
+        let read = timeout(PROMPT, async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match stream.read(&mut chunk).await {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => {
+                        seen.extend_from_slice(&chunk[..n]);
+                        if seen.windows(4).any(|w| w == b"\r\n\r\n")
+                            && String::from_utf8_lossy(&seen).contains('}')
+                        {
+                            return Ok(());
+                        }
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        })
+        .await
+        .expect("an answer or an end within 5 s");
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        outcomes.push(match read {
+            Ok(()) if text.starts_with("HTTP/1.1 413") && text.contains("payload_too_large") => {
+                Ok(())
+            }
+            Ok(()) => Err(format!("answered {text:?}")),
+            Err(err) => Err(format!("{err} after {text:?}")),
+        });
+    }
+    // Over HTTP/2: the upload's stream must not be reset (curl reports "Stream error in the
+    // HTTP/2 framing layer" and no status when it is).
+    let (send, _connection) = served.h2().await;
+    for _ in 0..10 {
+        let request = Request::post(served.url("/token-exchange"))
+            .header("origin", &served.base)
+            .header("content-length", body.len())
+            .body(())
+            .unwrap();
+        outcomes.push(
+            timeout(PROMPT, h2_upload(&send, request, &body))
+                .await
+                .expect("an HTTP/2 answer within 5 s"),
+        );
+    }
+    let failures: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of 20 uploads of 100 KiB did not see their 413: {failures:?}",
+        failures.len()
+    );
+}
+
+/// Sends `request` with `body` on an HTTP/2 connection, reads the answer, and fails if it is
+/// not a 413 `payload_too_large` or if the server reset the stream under the upload.
+async fn h2_upload(
+    send: &h2::client::SendRequest<Bytes>,
+    request: Request<()>,
+    body: &[u8],
+) -> Result<(), String> {
+    let cut = |e: h2::Error| format!("HTTP/2: the upload was cut: {e}");
+    let mut send = send.clone().ready().await.map_err(cut)?;
+    let (response, mut upload) = send.send_request(request, false).map_err(cut)?;
+    let mut rest = body;
+    while !rest.is_empty() {
+        upload.reserve_capacity(rest.len());
+        let granted = std::future::poll_fn(|cx| upload.poll_capacity(cx))
+            .await
+            .ok_or("HTTP/2: the upload's stream closed")?
+            .map_err(cut)?;
+        let n = granted.min(rest.len());
+        upload
+            .send_data(Bytes::copy_from_slice(&rest[..n]), n == rest.len())
+            .map_err(cut)?;
+        rest = &rest[n..];
+    }
+    let response = response.await.map_err(cut)?;
+    let status = response.status().as_u16();
+    let mut answer = response.into_body();
+    let mut text = Vec::new();
+    while let Some(data) = answer.data().await {
+        let data = data.map_err(cut)?;
+        let _ = answer.flow_control().release_capacity(data.len());
+        text.extend_from_slice(&data);
+    }
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let reset = timeout(
+        Duration::from_millis(200),
+        std::future::poll_fn(|cx| upload.poll_reset(cx)),
+    )
+    .await;
+    if let Ok(Ok(reason)) = reset {
+        return Err(format!(
+            "HTTP/2: answered {status}, and the upload was reset ({reason:?})"
+        ));
+    }
+    if status == 413 && text.contains("payload_too_large") {
+        Ok(())
+    } else {
+        Err(format!("HTTP/2: answered {status} {text}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_is_answered_at_most_1000_requests_then_closed() {
+    let served = Served::sandbox(None, None).await;
+    let mut stream = served.tls(b"http/1.1").await;
+    let (mut reader, mut writer) = tokio::io::split(&mut stream);
+    let pipelined = get("/healthz").repeat(1_200);
+    let send = async {
+        // The server may close before it has read all of them.
+        let _ = writer.write_all(pipelined.as_bytes()).await;
+    };
+    let read = async {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match timeout(Duration::from_secs(10), reader.read(&mut chunk)).await {
+                Ok(Ok(0) | Err(_)) => return seen,
+                Ok(Ok(n)) => seen.extend_from_slice(&chunk[..n]),
+                Err(_) => panic!("still open 10 s after the last byte"),
+            }
+        }
+    };
+    let ((), seen) = tokio::join!(send, read);
+    let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+    let answers = text.matches("http/1.1 200").count();
+    assert_eq!(answers, 1_000, "answers on one connection");
+    let last = text.rsplit("http/1.1 200").next().unwrap();
+    assert!(
+        last.contains("connection: close"),
+        "the last answer says goodbye: {last}"
+    );
+}

@@ -275,7 +275,7 @@ async fn a_logout_without_a_session_or_with_a_junk_id_is_fine() {
     let (status, body) = json_of(
         app.client
             .get(app.url("/session"))
-            .header("cookie", "lte_session=not-a-session-id")
+            .header("cookie", "__Host-lte_session=not-a-session-id")
             .send()
             .await
             .unwrap(),

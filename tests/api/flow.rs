@@ -82,6 +82,9 @@ async fn the_session_cookie_is_secure_http_only_and_same_site_lax() {
             "{flag} missing in {cookie}"
         );
     }
+    // A host-only cookie a sibling subdomain cannot plant: the `__Host-` prefix, no Domain.
+    assert!(cookie.starts_with("__Host-lte_session="), "{cookie}");
+    assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
 }
 
 #[tokio::test]

@@ -203,7 +203,7 @@ impl TestApp {
     pub async fn session_with_id(&self, id: &str) -> Value {
         let (browser, jar) = self.new_browser();
         jar.add_cookie_str(
-            &format!("lte_session={id}; Path=/; Secure"),
+            &format!("__Host-lte_session={id}; Path=/; Secure"),
             &Url::parse(&self.base).unwrap(),
         );
         browser.get(self.url("/session")).fetch_json().await
@@ -220,14 +220,14 @@ impl TestApp {
     }
 }
 
-/// The session cookie a response sets (`lte_session=…; Flags`).
+/// The session cookie a response sets (`__Host-lte_session=…; Flags`).
 pub fn session_set_cookie(response: &reqwest::Response) -> String {
     response
         .headers()
         .get_all("set-cookie")
         .iter()
         .map(|v| v.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("lte_session="))
+        .find(|c| c.starts_with("__Host-lte_session="))
         .expect("a session cookie is set")
 }
 
@@ -248,7 +248,7 @@ pub fn session_id_in(jar: &Jar, base: &str) -> Option<String> {
         .to_str()
         .unwrap()
         .split("; ")
-        .find_map(|c| c.strip_prefix("lte_session=").map(str::to_owned))
+        .find_map(|c| c.strip_prefix("__Host-lte_session=").map(str::to_owned))
 }
 
 impl Drop for TestApp {

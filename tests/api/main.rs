@@ -13,6 +13,7 @@ mod discovery;
 mod errors;
 mod faults;
 mod flow;
+mod hardening;
 mod oidc;
 mod oidc_check_provider;
 mod oidc_observed;

@@ -48,7 +48,25 @@ impl Running {
         cert: &std::path::Path,
         key: &std::path::Path,
     ) -> Running {
-        let mut command = Command::new(BINARY);
+        Self::launch(Command::new(BINARY), dir, env, cert, key)
+    }
+
+    /// Starts the binary through a shell that first sets its open-file limit to `limit`.
+    fn start_with_open_file_limit(env: &[(&str, &str)], limit: u32) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let mut shell = Command::new("bash");
+        shell.args(["-c", &format!("ulimit -n {limit} && exec \"$0\""), BINARY]);
+        Self::launch(shell, dir, env, &cert, &key)
+    }
+
+    fn launch(
+        mut command: Command,
+        dir: TempDir,
+        env: &[(&str, &str)],
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Running {
         command
             .env_clear()
             .env("BIND", "127.0.0.1:0")
@@ -430,9 +448,9 @@ async fn requests_cannot_forge_log_lines_or_write_warnings_at_will() {
     );
     // Junk and unknown session ids, and a logout with no session at all.
     for cookie in [
-        "lte_session=junk%0A",
-        "lte_session=AAAAAAAAAAAAAAAAAAAAAA",
-        "lte_session=",
+        "__Host-lte_session=junk%0A",
+        "__Host-lte_session=AAAAAAAAAAAAAAAAAAAAAA",
+        "__Host-lte_session=",
     ] {
         let response = browser
             .get(format!("{}/session", server.base))
@@ -690,4 +708,213 @@ async fn sighup_or_new_files_reload_the_certificate_and_open_connections_keep_wo
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_error_description_cannot_forge_a_log_line_or_hide_text() {
+    let server = Running::start(&[]);
+    linkedin_token_exchange::tls::install_crypto_provider();
+    let pem = std::fs::read(server.dir.path().join("cert.pem")).unwrap();
+    let browser = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+        .cookie_provider(Arc::new(reqwest::cookie::Jar::default()))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let started = browser
+        .get(format!("{}/auth/linkedin", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 302);
+    let authorization = url::Url::parse(started.headers()["location"].to_str().unwrap()).unwrap();
+    let state = authorization
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    // What a hostile provider (or a crafted link) sends back: a quote that closes the message,
+    // a fake field, a line separator and a right-to-left override.
+    let description = "no\" member_id=\"admin\u{2028}2026-01-01T00:00:00Z  INFO forged\u{202e}";
+    let mut callback = url::Url::parse(&format!("{}/auth/linkedin/callback", server.base)).unwrap();
+    callback
+        .query_pairs_mut()
+        .append_pair("state", &state)
+        .append_pair("error", "access_denied")
+        .append_pair("error_description", description);
+    let (status, body) = json_of(
+        browser
+            .get(callback)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("oidc_denied")));
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(r#"no\" member_id=\"admin\u{2028}"#) && message.contains(r"\u{202e}"),
+        "escaped as request values are: {message}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let output = server.output();
+    let line = output
+        .lines()
+        .find(|l| l.contains("oidc_denied") && l.contains("access_denied"))
+        .unwrap_or_else(|| panic!("the refusal is logged: {output}"));
+    assert!(
+        !line.contains(r#"member_id="admin"#) && line.contains(r#"member_id=\"admin"#),
+        "the quote cannot pose as a field: {line}"
+    );
+    assert!(
+        !output.contains('\u{2028}') && !output.contains('\u{202e}'),
+        "no line separator or override reaches the log: {output}"
+    );
+}
+
+/// The address the redirect listener announced in `output`.
+fn redirect_addr(output: &str) -> std::net::SocketAddr {
+    output
+        .lines()
+        .find_map(|line| line.split("plain HTTP on ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no redirect listener in {output}"))
+        .parse()
+        .unwrap()
+}
+
+/// The cap a listener announced in `output`: the `max_connections` of the line containing
+/// `marker`.
+fn announced_cap(output: &str, marker: &str) -> usize {
+    output
+        .lines()
+        .find(|line| line.contains(marker))
+        .and_then(|line| line.split("max_connections=").nth(1))
+        .and_then(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no max_connections on the {marker:?} line: {output}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_to_the_redirect_port_cannot_take_the_file_budget_of_the_https_port() {
+    let running = Running::start_with_open_file_limit(
+        &[
+            ("HTTP_REDIRECT_BIND", "127.0.0.1:0"),
+            ("METRICS_BIND", "127.0.0.1:0"),
+        ],
+        256,
+    );
+    let output = running.output();
+
+    // 300 clients connect and say nothing; those the listen queue has no room for give up.
+    let to = redirect_addr(&output);
+    let attempts: Vec<_> = (0..300)
+        .map(|_| {
+            tokio::spawn(tokio::time::timeout(
+                Duration::from_secs(4),
+                tokio::net::TcpStream::connect(to),
+            ))
+        })
+        .collect();
+    let mut idle = Vec::new();
+    for attempt in attempts {
+        if let Ok(Ok(stream)) = attempt.await.unwrap() {
+            idle.push(stream);
+        }
+    }
+    let files =
+        std::fs::read_dir(format!("/proc/{}/fd", running.child.id())).map_or(0, Iterator::count);
+    eprintln!(
+        "{} idle connections to the redirect port; the server holds {files} files",
+        idle.len()
+    );
+
+    let client = trusting_client(&running.dir, Arc::new(reqwest::cookie::Jar::default()));
+    let started = Instant::now();
+    let response = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get(format!("{}/healthz", running.base)).send(),
+    )
+    .await
+    .expect("the HTTPS port answers within 5 s")
+    .expect("the HTTPS port answers");
+    assert_eq!(response.status(), 200);
+    eprintln!("the HTTPS port answered after {:?}", started.elapsed());
+    let output = running.output();
+    assert!(
+        !output.contains("Too many open files"),
+        "the process ran out of files:\n{output}"
+    );
+    let (main, redirect, metrics) = (
+        announced_cap(&output, "connections are bounded"),
+        announced_cap(&output, "redirects to HTTPS"),
+        announced_cap(&output, "/metrics"),
+    );
+    eprintln!("with 256 open files: main {main}, redirect {redirect}, metrics {metrics}");
+    assert!(
+        main + redirect + metrics + 3 < 256,
+        "the caps ({main}, {redirect}, {metrics}) leave no room for the rest"
+    );
+    assert!(idle.len() > redirect, "only {} connected", idle.len());
+    drop(idle);
+}
+
+/// The status line and headers of the answer to `request` sent as is to `to` (plain HTTP).
+async fn plain_answer_head(to: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(to).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed before an answer: {seen:?}");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redirect_port_answers_options_star_with_400_and_warns_when_it_would_send_visitors_to_localhost()
+ {
+    let mut exposed = Running::start(&[("HTTP_REDIRECT_BIND", "0.0.0.0:0")]);
+    let to = redirect_addr(&exposed.output());
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], to.port()));
+    let star = plain_answer_head(local, "OPTIONS * HTTP/1.1\r\nHost: example.com\r\n\r\n").await;
+    assert!(star.starts_with("HTTP/1.1 400"), "{star}");
+    assert!(!star.to_ascii_lowercase().contains("location:"), "{star}");
+    let path = plain_answer_head(local, "GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\n\r\n").await;
+    assert!(path.starts_with("HTTP/1.1 308"), "{path}");
+    assert!(
+        path.to_ascii_lowercase()
+            .contains(&format!("location: {}/a?b=1", exposed.base)),
+        "{path}"
+    );
+    exposed.sigterm();
+    exposed.wait(Duration::from_secs(10));
+    let warned = warnings(&exposed.output()).join("\n");
+    assert!(
+        warned.contains("HTTP_REDIRECT_BIND") && warned.contains("PUBLIC_ORIGIN"),
+        "no warning about redirecting remote visitors to localhost:\n{}",
+        exposed.output()
+    );
+
+    let mut named = Running::start(&[
+        ("HTTP_REDIRECT_BIND", "0.0.0.0:0"),
+        ("PUBLIC_ORIGIN", "https://example.com"),
+    ]);
+    named.sigterm();
+    named.wait(Duration::from_secs(10));
+    let warned = warnings(&named.output()).join("\n");
+    assert!(!warned.contains("HTTP_REDIRECT_BIND"), "{warned}");
 }

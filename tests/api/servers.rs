@@ -53,28 +53,54 @@ pub fn skip_or_fail(test: &str, reason: &str) {
 }
 
 /// The shared Redis of the test machine: `TEST_REDIS_URL`, by default
-/// `redis://127.0.0.1:6379/1`; `Some` only when its host:port accepts a TCP connection within 1 s.
-pub fn redis_url_for_tests() -> Option<String> {
-    url_for_tests("TEST_REDIS_URL", "redis://127.0.0.1:6379/1", 6379)
+/// `redis://127.0.0.1:6379/1`, when its host:port accepts a TCP connection within 1 s;
+/// otherwise why not, naming the URL tried.
+pub fn redis_url_for_tests() -> Result<String, String> {
+    url_for_tests(
+        "Redis",
+        "TEST_REDIS_URL",
+        std::env::var("TEST_REDIS_URL").ok(),
+        "redis://127.0.0.1:6379/1",
+        6379,
+    )
 }
 
 /// The shared PostgreSQL of the test machine: `TEST_POSTGRES_URL`, by default
-/// `postgres://postgres@127.0.0.1:5432/test`; `Some` only when its host:port accepts a TCP
-/// connection within 1 s.
-pub fn postgres_url_for_tests() -> Option<String> {
+/// `postgres://postgres@127.0.0.1:5432/test`, when its host:port accepts a TCP connection
+/// within 1 s; otherwise why not, naming the URL tried.
+pub fn postgres_url_for_tests() -> Result<String, String> {
     url_for_tests(
+        "PostgreSQL",
         "TEST_POSTGRES_URL",
+        std::env::var("TEST_POSTGRES_URL").ok(),
         "postgres://postgres@127.0.0.1:5432/test",
         5432,
     )
 }
 
-fn url_for_tests(var: &str, default: &str, default_port: u16) -> Option<String> {
-    let url = std::env::var(var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned());
-    reachable(&url, default_port, Duration::from_secs(1)).then_some(url)
+/// `given` (the value of `var`), or `default` when unset or empty, when it answers.
+fn url_for_tests(
+    what: &str,
+    var: &str,
+    given: Option<String>,
+    default: &str,
+    default_port: u16,
+) -> Result<String, String> {
+    let (url, from) = match given.filter(|v| !v.is_empty()) {
+        Some(url) => (url, var.to_owned()),
+        None => (
+            default.to_owned(),
+            format!("the default; set {var} to change it"),
+        ),
+    };
+    if reachable(&url, default_port, Duration::from_secs(1)) {
+        Ok(url)
+    } else {
+        Err(format!(
+            "no {what} answers at {} ({from})",
+            linkedin_token_exchange::config::redact_urls(&url)
+        ))
+    }
 }
 
 /// Whether the host:port of `url` (port `default_port` when it has none) accepts a TCP
@@ -941,11 +967,39 @@ fn servers_reachability_follows_the_server() {
         (postgres_url_for_tests(), 5432),
     ];
     for (url, default_port) in shared {
-        if let Some(url) = url {
+        if let Ok(url) = url {
             assert!(
                 reachable(&url, default_port, second),
                 "{url} was offered but is down"
             );
         }
     }
+}
+
+#[test]
+fn a_skip_names_the_url_actually_tried_without_its_password() {
+    let tried = url_for_tests(
+        "Redis",
+        "TEST_REDIS_URL",
+        Some("redis://:PW@127.0.0.1:1/3".into()),
+        "redis://127.0.0.1:6379/1",
+        6379,
+    )
+    .unwrap_err();
+    assert_eq!(
+        tried,
+        "no Redis answers at redis://:***@127.0.0.1:1/3 (TEST_REDIS_URL)"
+    );
+    let default = url_for_tests(
+        "Redis",
+        "TEST_REDIS_URL",
+        None,
+        "redis://127.0.0.1:1/1",
+        6379,
+    )
+    .unwrap_err();
+    assert!(
+        default.contains("redis://127.0.0.1:1/1") && default.contains("default"),
+        "{default}"
+    );
 }

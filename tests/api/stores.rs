@@ -25,28 +25,26 @@ use crate::servers::{postgres_url_for_tests, redis_url_for_tests, skip_or_fail};
 static START_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A store for a test in `dir`, or why there is none here.
-type Store = fn(&TempDir) -> Result<StoreUrl, &'static str>;
+type Store = fn(&TempDir) -> Result<StoreUrl, String>;
 
-fn memory(_: &TempDir) -> Result<StoreUrl, &'static str> {
+fn memory(_: &TempDir) -> Result<StoreUrl, String> {
     Ok(StoreUrl::Memory)
 }
-fn sqlite(dir: &TempDir) -> Result<StoreUrl, &'static str> {
+fn sqlite(dir: &TempDir) -> Result<StoreUrl, String> {
     Ok(StoreUrl::Sqlite(dir.path().join("data/sessions.db")))
 }
-fn redis(_: &TempDir) -> Result<StoreUrl, &'static str> {
-    redis_url_for_tests()
-        .map(|url| url.parse().unwrap())
-        .ok_or("no Redis answers at TEST_REDIS_URL (default redis://127.0.0.1:6379/1)")
+fn redis(_: &TempDir) -> Result<StoreUrl, String> {
+    redis_url_for_tests().map(|url| url.parse().unwrap())
 }
-fn postgres(_: &TempDir) -> Result<StoreUrl, &'static str> {
-    postgres_url_for_tests()
-        .map(|url| url.parse().unwrap())
-        .ok_or("no PostgreSQL answers at TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test)")
+fn postgres(_: &TempDir) -> Result<StoreUrl, String> {
+    postgres_url_for_tests().map(|url| url.parse().unwrap())
 }
 
 /// `store` in `dir`, or `None` after saying that `test` is skipped.
 fn store_or_skip(test: &str, store: Store, dir: &TempDir) -> Option<StoreUrl> {
-    store(dir).map_err(|reason| skip_or_fail(test, reason)).ok()
+    store(dir)
+        .map_err(|reason| skip_or_fail(test, &reason))
+        .ok()
 }
 
 /// The sandbox app on `store`.
