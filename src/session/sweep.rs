@@ -1,7 +1,7 @@
 //! Deleting expired sessions from the SQL stores (SQLite, PostgreSQL) in small batches that
 //! yield to requests between them: one `DELETE` of a million rows would hold SQLite's only
 //! writer (and PostgreSQL's locks) for the whole time, and every sign-in would wait behind it.
-//! Each batch has a time budget ([`BATCH_BUDGET`]): one that took longer (the writer was busy
+//! Each batch has a time budget ([`BATCH_BUDGET`], [`PG_BATCH_BUDGET`]): one that took longer (the writer was busy
 //! with requests, or the disk slow) makes the next one smaller, one that took less than half
 //! makes it larger. While requests are coming in, the pause after a batch is at least twice as
 //! long as the batch took, so that requests have the writer at least two thirds of the time;
@@ -25,18 +25,19 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 pub const BATCH: i64 = 500;
 /// The fewest rows deleted by one statement (unless fewer are left).
 const MIN_BATCH: i64 = 16;
-/// How long one batch should hold the writer.
+/// How long one SQLite batch should hold the writer (the `DELETE` alone, timed by the writer).
 pub const BATCH_BUDGET: Duration = Duration::from_millis(2);
+/// How long one PostgreSQL batch should take (the round trip, as the sweeper sees it).
+pub const PG_BATCH_BUDGET: Duration = Duration::from_millis(4);
 /// The shortest pause between two batches, in which requests get the writer.
 const PAUSE: Duration = Duration::from_millis(10);
 
 /// The size of the batch after one of `size` rows that took `took`: halved when it went over
-/// [`BATCH_BUDGET`], grown by half when it took less than half of it, within
-/// [`MIN_BATCH`]..=[`BATCH`].
-fn next_batch(size: i64, took: Duration) -> i64 {
-    if took > BATCH_BUDGET {
+/// `budget`, grown by half when it took less than half of it, within [`MIN_BATCH`]..=[`BATCH`].
+fn next_batch(size: i64, took: Duration, budget: Duration) -> i64 {
+    if took > budget {
         (size / 2).max(MIN_BATCH)
-    } else if took < BATCH_BUDGET / 2 {
+    } else if took < budget / 2 {
         (size + size / 2).min(BATCH)
     } else {
         size
@@ -45,7 +46,7 @@ fn next_batch(size: i64, took: Duration) -> i64 {
 
 /// Runs `batch` with the sizes [`next_batch`] picks and the pauses the module documentation
 /// describes, until a batch deletes fewer rows than it was given; how many went in all.
-async fn sweep_with<B, F>(mut batch: B) -> sqlx::Result<u64>
+async fn sweep_with<B, F>(budget: Duration, mut batch: B) -> sqlx::Result<u64>
 where
     B: FnMut(i64) -> F,
     F: Future<Output = sqlx::Result<Swept>>,
@@ -58,7 +59,7 @@ where
         if swept.deleted < size.unsigned_abs() {
             return Ok(total);
         }
-        size = next_batch(size, swept.took);
+        size = next_batch(size, swept.took, budget);
         if swept.busy {
             tokio::time::sleep(PAUSE.max(swept.took * 2)).await;
         } else {
@@ -119,10 +120,14 @@ impl Sweeper {
         }
     }
 
-    /// Deletes every row expired now, batch by batch within [`BATCH_BUDGET`]; how many went.
+    /// Deletes every row expired now, batch by batch within the store's budget; how many went.
     pub async fn sweep(&self) -> sqlx::Result<u64> {
         let now = OffsetDateTime::now_utc();
-        sweep_with(|size| self.batch(now, size)).await
+        let budget = match self {
+            Self::Sqlite(_) => BATCH_BUDGET,
+            Self::Postgres(_) => PG_BATCH_BUDGET,
+        };
+        sweep_with(budget, |size| self.batch(now, size)).await
     }
 
     /// Adds the index, then sweeps every [`SWEEP_INTERVAL`] for as long as the process runs.
@@ -163,11 +168,12 @@ mod tests {
     #[test]
     fn a_batch_over_its_budget_halves_the_next_and_a_quick_one_grows_it_within_bounds() {
         let (slow, quick, fair) = (BATCH_BUDGET * 3, BATCH_BUDGET / 4, BATCH_BUDGET * 3 / 4);
-        assert_eq!(next_batch(400, slow), 200);
-        assert_eq!(next_batch(20, slow), MIN_BATCH);
-        assert_eq!(next_batch(100, quick), 150);
-        assert_eq!(next_batch(400, quick), BATCH);
-        assert_eq!(next_batch(100, fair), 100);
+        let budget = BATCH_BUDGET;
+        assert_eq!(next_batch(400, slow, budget), 200);
+        assert_eq!(next_batch(20, slow, budget), MIN_BATCH);
+        assert_eq!(next_batch(100, quick, budget), 150);
+        assert_eq!(next_batch(400, quick, budget), BATCH);
+        assert_eq!(next_batch(100, fair, budget), 100);
     }
 
     /// A fake table of `rows` rows where deleting one takes `per_row`: the sizes the sweep
@@ -175,7 +181,7 @@ mod tests {
     async fn sweep_fake(rows: u64, per_row: Duration, busy: bool) -> (Vec<i64>, u64) {
         let mut left = rows;
         let mut sizes = Vec::new();
-        let total = sweep_with(|size| {
+        let total = sweep_with(BATCH_BUDGET, |size| {
             sizes.push(size);
             let deleted = left.min(size.unsigned_abs());
             left -= deleted;
