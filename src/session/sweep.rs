@@ -1,40 +1,19 @@
 //! Deleting expired sessions from the SQL stores (SQLite, PostgreSQL) in small batches that
 //! yield to requests between them: one `DELETE` of a million rows would hold SQLite's only
 //! writer (and PostgreSQL's locks) for the whole time, and every sign-in would wait behind it.
-//! Each batch has a time budget ([`BATCH_BUDGET`]): one that took longer (the writer was busy
-//! with requests, or the disk slow) makes the next one smaller, one that took less than half
-//! makes it larger; and the pause after a batch is at least twice as long as the batch took,
-//! so that requests have the writer at least two thirds of the time.
 //! Redis expires its keys itself; the memory store forgets at each record's expiry.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 use tower_sessions_sqlx_store::sqlx::{self, PgPool, SqlitePool};
 
 /// How often a sweep starts.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
-/// The most rows deleted by one statement.
+/// Rows deleted by one statement.
 pub const BATCH: i64 = 500;
-/// The fewest rows deleted by one statement (unless fewer are left).
-const MIN_BATCH: i64 = 16;
-/// How long one batch should hold the writer.
-pub const BATCH_BUDGET: Duration = Duration::from_millis(4);
-/// The shortest pause between two batches, in which requests get the writer.
+/// The pause between two batches, in which requests get the writer.
 const PAUSE: Duration = Duration::from_millis(10);
-
-/// The size of the batch after one of `size` rows that took `took`: halved when it went over
-/// [`BATCH_BUDGET`], grown by half when it took less than half of it, within
-/// [`MIN_BATCH`]..=[`BATCH`].
-fn next_batch(size: i64, took: Duration) -> i64 {
-    if took > BATCH_BUDGET {
-        (size / 2).max(MIN_BATCH)
-    } else if took < BATCH_BUDGET / 2 {
-        (size + size / 2).min(BATCH)
-    } else {
-        size
-    }
-}
 
 /// A SQL table of sessions with expired rows to delete.
 #[derive(Clone, Debug)]
@@ -65,15 +44,15 @@ impl Sweeper {
         Ok(())
     }
 
-    /// Deletes up to `size` rows expired before `now`; how many went.
-    async fn batch(&self, now: OffsetDateTime, size: i64) -> sqlx::Result<u64> {
+    /// Deletes up to [`BATCH`] rows expired before `now`; how many went.
+    async fn batch(&self, now: OffsetDateTime) -> sqlx::Result<u64> {
         let done = match self {
             Self::Sqlite(pool) => sqlx::query(
                 "delete from tower_sessions where id in \
                  (select id from tower_sessions where expiry_date < ? limit ?)",
             )
             .bind(now)
-            .bind(size)
+            .bind(BATCH)
             .execute(pool)
             .await?
             .rows_affected(),
@@ -82,7 +61,7 @@ impl Sweeper {
                    (select id from "tower_sessions"."session" where expiry_date < $1 limit $2)"#,
             )
             .bind(now)
-            .bind(size)
+            .bind(BATCH)
             .execute(pool)
             .await?
             .rows_affected(),
@@ -90,21 +69,17 @@ impl Sweeper {
         Ok(done)
     }
 
-    /// Deletes every row expired now, batch by batch within [`BATCH_BUDGET`]; how many went.
+    /// Deletes every row expired now, batch by batch; how many went.
     pub async fn sweep(&self) -> sqlx::Result<u64> {
         let now = OffsetDateTime::now_utc();
         let mut total = 0;
-        let mut size = MIN_BATCH * 4;
         loop {
-            let started = Instant::now();
-            let done = self.batch(now, size).await?;
-            let took = started.elapsed();
+            let done = self.batch(now).await?;
             total += done;
-            if done < size.unsigned_abs() {
+            if done < BATCH.unsigned_abs() {
                 return Ok(total);
             }
-            size = next_batch(size, took);
-            tokio::time::sleep(PAUSE.max(took * 2)).await;
+            tokio::time::sleep(PAUSE).await;
         }
     }
 
@@ -141,16 +116,6 @@ mod tests {
     use tower_sessions::session::{Id, Record};
     use tower_sessions::session_store::SessionStore;
     use tower_sessions_sqlx_store::SqliteStore;
-
-    #[test]
-    fn a_batch_over_its_budget_halves_the_next_and_a_quick_one_grows_it_within_bounds() {
-        let (slow, quick, fair) = (BATCH_BUDGET * 3, BATCH_BUDGET / 4, BATCH_BUDGET * 3 / 4);
-        assert_eq!(next_batch(400, slow), 200);
-        assert_eq!(next_batch(20, slow), MIN_BATCH);
-        assert_eq!(next_batch(100, quick), 150);
-        assert_eq!(next_batch(400, quick), BATCH);
-        assert_eq!(next_batch(100, fair), 100);
-    }
 
     #[tokio::test]
     async fn every_expired_row_goes_batch_by_batch_and_live_ones_stay() {
