@@ -219,15 +219,21 @@ async fn refuse_oversized(request: Request, next: Next) -> Response {
     axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response()
 }
 
-/// The policy of HTML pages: scripts from this server and the JSAPI script's origin only,
-/// no inline script or style, no framing.
-fn content_security_policy(jsapi_url: &str) -> HeaderValue {
-    let jsapi = url::Url::parse(jsapi_url)
+/// The origin of an absolute `url` as a further CSP source (with its leading space); nothing
+/// for a relative URL, which `'self'` covers.
+pub(crate) fn csp_source(url: &str) -> String {
+    url::Url::parse(url)
         .ok()
         .map(|url| url.origin().ascii_serialization())
         .filter(|origin| origin != "null")
         .map(|origin| format!(" {origin}"))
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The policy of HTML pages: scripts from this server and the JSAPI script's origin only,
+/// no inline script or style, no framing.
+fn content_security_policy(jsapi_url: &str) -> HeaderValue {
+    let jsapi = csp_source(jsapi_url);
     let policy = format!(
         "default-src 'self'; script-src 'self'{jsapi}; connect-src 'self'{jsapi}; \
          frame-src 'self'{jsapi}; img-src 'self' data:{jsapi}; style-src 'self'; \

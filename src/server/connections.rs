@@ -12,8 +12,8 @@
 //!
 //! A client that stops reading is cut off: a write that makes no progress for
 //! [`WRITE_STALL`] fails, which aborts the connection (HTTP/1 and HTTP/2 alike) and frees its
-//! permit; and one connection answers at most [`MAX_REQUESTS_PER_CONNECTION`] requests, so
-//! that pipelining cannot queue endless work behind one socket.
+//! permit; and one HTTP/1 connection answers at most [`MAX_REQUESTS_PER_CONNECTION`]
+//! requests, so that pipelining cannot queue endless work behind one socket.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -40,8 +40,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a write may make no progress (the client reads nothing) before the connection
 /// is aborted.
 pub const WRITE_STALL: Duration = Duration::from_secs(10);
-/// The most requests one connection is answered; the last answer closes it (HTTP/1
-/// `Connection: close`, HTTP/2 GOAWAY), and the client opens a new one.
+/// The most requests one HTTP/1 connection is answered; the last answer carries
+/// `Connection: close`, and the client opens a new connection.
 pub const MAX_REQUESTS_PER_CONNECTION: u64 = 1_000;
 /// How long a connection asked to close to finish writing and say goodbye before
 /// its socket is ended.
@@ -557,27 +557,19 @@ where
         }
         connection.in_flight.fetch_add(1, Ordering::AcqRel);
         connection.touch();
-        // The last request a connection is answered: its answer says goodbye, in HTTP/1 with
-        // `Connection: close` (exact, even with more requests pipelined behind it), in HTTP/2
-        // with GOAWAY.
-        let last =
-            connection.requests.fetch_add(1, Ordering::AcqRel) + 1 >= MAX_REQUESTS_PER_CONNECTION;
-        let http1 = request.version() < Version::HTTP_2;
-        if last
-            && !http1
-            && let Some(shutdown) = request.extensions().get::<ConnectionShutdown>()
-        {
-            shutdown.graceful_shutdown();
-        }
+        // The last request an HTTP/1 connection is answered: its answer says goodbye with
+        // `Connection: close` (exact, even with more requests pipelined behind it). HTTP/2 has
+        // no such cap: its concurrent streams are bounded, and a GOAWAY would fail the streams
+        // a busy client has already opened.
+        let last = request.version() < Version::HTTP_2
+            && connection.requests.fetch_add(1, Ordering::AcqRel) + 1
+                >= MAX_REQUESTS_PER_CONNECTION;
         let finished = InFlight(connection);
         let response = self.inner.call(request);
         Box::pin(async move {
             let mut result = response.await;
             drop(finished);
-            if last
-                && http1
-                && let Ok(response) = &mut result
-            {
+            if last && let Ok(response) = &mut result {
                 response
                     .headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));

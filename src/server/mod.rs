@@ -224,20 +224,8 @@ impl Server {
         let control = Control::new();
         let mut trackers = vec![self.connections.clone()];
         if let Some((listener, tracker)) = self.metrics {
-            let addr = listener.local_addr()?;
             let app = listeners::metrics_app(self.telemetry.clone());
-            let server = bounded(
-                listener,
-                &tracker,
-                LimitedAcceptor::new(tracker.clone()),
-                &control,
-                true,
-            )?;
-            tokio::spawn(async move {
-                if let Err(err) = server.serve(app.into_make_service()).await {
-                    tracing::error!(%err, "the metrics listener stopped");
-                }
-            });
+            let addr = spawn_side(listener, &tracker, app, &control, "metrics")?;
             tracing::info!(
                 max_connections = tracker.max(),
                 "metrics on http://{addr}/metrics"
@@ -245,20 +233,8 @@ impl Server {
             trackers.push(tracker);
         }
         if let Some((listener, origin, tracker)) = self.redirect {
-            let addr = listener.local_addr()?;
             let app = listeners::redirect_app(origin);
-            let server = bounded(
-                listener,
-                &tracker,
-                LimitedAcceptor::new(tracker.clone()),
-                &control,
-                true,
-            )?;
-            tokio::spawn(async move {
-                if let Err(err) = server.serve(app.into_make_service()).await {
-                    tracing::error!(%err, "the redirect listener stopped");
-                }
-            });
+            let addr = spawn_side(listener, &tracker, app, &control, "redirect")?;
             tracing::info!(
                 max_connections = tracker.max(),
                 "plain HTTP on {addr} redirects to HTTPS"
@@ -304,6 +280,31 @@ impl Server {
 /// `acceptor` (TLS or not, over a [`LimitedAcceptor`]), the request deadline for the first
 /// request and for each request's headers, the idle timeout, and HTTP/1 buffers of 16 KiB
 /// (which bound how many pipelined requests one connection has read ahead).
+/// Serves `app` in plain HTTP on a side listener (metrics, redirect) under the bounds of
+/// `tracker`, in a task of its own; returns the address it listens on.
+fn spawn_side(
+    listener: TcpListener,
+    tracker: &Arc<Tracker>,
+    app: Router,
+    control: &Control,
+    what: &'static str,
+) -> std::io::Result<SocketAddr> {
+    let addr = listener.local_addr()?;
+    let server = bounded(
+        listener,
+        tracker,
+        LimitedAcceptor::new(tracker.clone()),
+        control,
+        true,
+    )?;
+    tokio::spawn(async move {
+        if let Err(err) = server.serve(app.into_make_service()).await {
+            tracing::error!(%err, "the {what} listener stopped");
+        }
+    });
+    Ok(addr)
+}
+
 fn bounded<A>(
     listener: TcpListener,
     tracker: &Arc<Tracker>,

@@ -1,13 +1,16 @@
 //! Deleting expired sessions from the SQL stores (SQLite, PostgreSQL) in small batches that
 //! yield to requests between them: one `DELETE` of a million rows would hold SQLite's only
 //! writer (and PostgreSQL's locks) for the whole time, and every sign-in would wait behind it.
-//! Each batch has a time budget ([`BATCH_BUDGET`], [`PG_BATCH_BUDGET`]): one that took longer (the writer was busy
-//! with requests, or the disk slow) makes the next one smaller, one that took less than half
-//! makes it larger. While requests are coming in, the pause after a batch is at least twice as
-//! long as the batch took, so that requests have the writer at least two thirds of the time;
-//! when none came since the previous batch (SQLite tells), the next batch follows at once.
+//!
 //! SQLite's batches run on the group-commit writer's own connection, in turn with the new
 //! sessions (see `sqlite`), so a sign-in waits behind one batch at most and never for the lock.
+//! Each has a time budget ([`BATCH_BUDGET`], the `DELETE` alone as the writer times it): one
+//! that took longer makes the next one smaller, one that took less than half makes it larger.
+//! While requests are coming in, the pause after a batch is at least twice as long as the
+//! batch took, so that requests have the writer at least two thirds of the time; when none
+//! came since the previous batch (the writer tells), the next batch follows at once.
+//!
+//! PostgreSQL's batches are [`BATCH`] rows with a 10 ms pause after each.
 //! Redis expires its keys itself; the memory store forgets at each record's expiry.
 
 use std::future::Future;
@@ -27,9 +30,7 @@ pub const BATCH: i64 = 500;
 const MIN_BATCH: i64 = 16;
 /// How long one SQLite batch should hold the writer (the `DELETE` alone, timed by the writer).
 pub const BATCH_BUDGET: Duration = Duration::from_millis(2);
-/// How long one PostgreSQL batch should take (the round trip, as the sweeper sees it).
-pub const PG_BATCH_BUDGET: Duration = Duration::from_millis(4);
-/// The shortest pause between two batches, in which requests get the writer.
+/// The shortest pause between two batches while requests come in, in which they get the writer.
 const PAUSE: Duration = Duration::from_millis(10);
 
 /// The size of the batch after one of `size` rows that took `took`: halved when it went over
@@ -44,24 +45,33 @@ fn next_batch(size: i64, took: Duration, budget: Duration) -> i64 {
     }
 }
 
-/// Runs `batch` with the sizes [`next_batch`] picks and the pauses the module documentation
-/// describes, until a batch deletes fewer rows than it was given; how many went in all.
-async fn sweep_with<B, F>(budget: Duration, mut batch: B) -> sqlx::Result<u64>
+/// Runs `batch` until one deletes fewer rows than it was given; how many went in all. With a
+/// `budget`, with the sizes [`next_batch`] picks and the pauses the module documentation
+/// describes; without, [`BATCH`] rows and a [`PAUSE`] after each.
+async fn sweep_with<B, F>(budget: Option<Duration>, mut batch: B) -> sqlx::Result<u64>
 where
     B: FnMut(i64) -> F,
     F: Future<Output = sqlx::Result<Swept>>,
 {
     let mut total = 0;
-    let mut size = MIN_BATCH * 4;
+    let mut size = if budget.is_some() {
+        MIN_BATCH * 4
+    } else {
+        BATCH
+    };
     loop {
         let swept = batch(size).await?;
         total += swept.deleted;
         if swept.deleted < size.unsigned_abs() {
             return Ok(total);
         }
-        size = next_batch(size, swept.took, budget);
+        let mut pause = PAUSE;
+        if let Some(budget) = budget {
+            size = next_batch(size, swept.took, budget);
+            pause = pause.max(swept.took * 2);
+        }
         if swept.busy {
-            tokio::time::sleep(PAUSE.max(swept.took * 2)).await;
+            tokio::time::sleep(pause).await;
         } else {
             tokio::task::yield_now().await;
         }
@@ -120,12 +130,12 @@ impl Sweeper {
         }
     }
 
-    /// Deletes every row expired now, batch by batch within the store's budget; how many went.
+    /// Deletes every row expired now, batch by batch; how many went.
     pub async fn sweep(&self) -> sqlx::Result<u64> {
         let now = OffsetDateTime::now_utc();
         let budget = match self {
-            Self::Sqlite(_) => BATCH_BUDGET,
-            Self::Postgres(_) => PG_BATCH_BUDGET,
+            Self::Sqlite(_) => Some(BATCH_BUDGET),
+            Self::Postgres(_) => None,
         };
         sweep_with(budget, |size| self.batch(now, size)).await
     }
@@ -178,10 +188,15 @@ mod tests {
 
     /// A fake table of `rows` rows where deleting one takes `per_row`: the sizes the sweep
     /// asked for, and how many it deleted in all.
-    async fn sweep_fake(rows: u64, per_row: Duration, busy: bool) -> (Vec<i64>, u64) {
+    async fn sweep_fake(
+        budget: Option<Duration>,
+        rows: u64,
+        per_row: Duration,
+        busy: bool,
+    ) -> (Vec<i64>, u64) {
         let mut left = rows;
         let mut sizes = Vec::new();
-        let total = sweep_with(BATCH_BUDGET, |size| {
+        let total = sweep_with(budget, |size| {
             sizes.push(size);
             let deleted = left.min(size.unsigned_abs());
             left -= deleted;
@@ -203,7 +218,8 @@ mod tests {
     #[tokio::test]
     async fn batches_over_the_budget_shrink_until_within_it_and_every_row_still_goes() {
         // 100 µs a row: 64 rows take 6.4 ms, over the 2 ms budget; 16 take 1.6 ms, within it.
-        let (sizes, total) = sweep_fake(5_000, Duration::from_micros(100), false).await;
+        let (sizes, total) =
+            sweep_fake(Some(BATCH_BUDGET), 5_000, Duration::from_micros(100), false).await;
         assert_eq!(total, 5_000);
         assert_eq!(&sizes[..3], &[64, 32, 16], "halved while over the budget");
         assert!(
@@ -212,22 +228,29 @@ mod tests {
         );
 
         // 1 µs a row: every batch takes less than half the budget, so they grow to BATCH.
-        let (sizes, total) = sweep_fake(20_000, Duration::from_micros(1), false).await;
+        let (sizes, total) =
+            sweep_fake(Some(BATCH_BUDGET), 20_000, Duration::from_micros(1), false).await;
         assert_eq!(total, 20_000);
         assert_eq!(&sizes[..4], &[64, 96, 144, 216]);
         assert_eq!(sizes.iter().max(), Some(&BATCH));
+
+        // Without a budget (PostgreSQL): BATCH rows each time, however long they take.
+        let (sizes, total) = sweep_fake(None, 1_200, Duration::from_micros(100), false).await;
+        assert_eq!((sizes, total), (vec![BATCH; 3], 1_200));
     }
 
     #[tokio::test]
     async fn while_requests_come_in_the_sweep_pauses_between_batches_and_not_otherwise() {
         let started = Instant::now();
-        let (sizes, _) = sweep_fake(2_000, Duration::from_micros(1), false).await;
+        let (sizes, _) =
+            sweep_fake(Some(BATCH_BUDGET), 2_000, Duration::from_micros(1), false).await;
         let idle = started.elapsed();
         assert!(sizes.len() > 5, "{sizes:?}");
         assert!(idle < PAUSE, "no pause when idle: {idle:?}");
 
         let started = Instant::now();
-        let (sizes, _) = sweep_fake(2_000, Duration::from_micros(1), true).await;
+        let (sizes, _) =
+            sweep_fake(Some(BATCH_BUDGET), 2_000, Duration::from_micros(1), true).await;
         let busy = started.elapsed();
         let pauses = u32::try_from(sizes.len() - 1).unwrap();
         assert!(

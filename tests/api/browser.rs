@@ -474,12 +474,7 @@ async fn spawn_on_loopback_origin() -> TestApp {
 
 /// The lines of the metric `name` (not its `# HELP` and `# TYPE` lines).
 async fn metric_lines(metrics: SocketAddr, name: &str) -> Vec<String> {
-    let text = reqwest::get(format!("http://{metrics}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (text, _) = crate::support::scrape(metrics).await;
     text.lines()
         .filter(|line| line.starts_with(name))
         .map(str::to_owned)

@@ -827,6 +827,27 @@ async fn an_http1_client_that_pipelines_and_never_reads_loses_its_slot_within_th
     attacker.abort();
 }
 
+/// Opens `n` streams of `GET /static/app.js` on `send`, each as soon as there is room; the
+/// answers are left unread.
+async fn open_streams(
+    send: &h2::client::SendRequest<Bytes>,
+    served: &Served,
+    n: usize,
+) -> Vec<h2::client::ResponseFuture> {
+    let mut answers = Vec::new();
+    for _ in 0..n {
+        let mut ready = timeout(PROMPT, send.clone().ready())
+            .await
+            .expect("room for another stream")
+            .unwrap();
+        let (answer, _) = ready
+            .send_request(h2_get(served, "/static/app.js"), true)
+            .unwrap();
+        answers.push(answer);
+    }
+    answers
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_client_that_opens_streams_and_never_reads_loses_its_slot_within_the_write_stall_limit()
  {
@@ -839,17 +860,7 @@ async fn an_http2_client_that_opens_streams_and_never_reads_loses_its_slot_withi
         .expect("the HTTP/2 handshake completes at once")
         .unwrap();
     let connection = tokio::spawn(connection);
-    let mut answers = Vec::new();
-    for _ in 0..100 {
-        let mut ready = timeout(PROMPT, send.clone().ready())
-            .await
-            .expect("room for another stream")
-            .unwrap();
-        let (answer, _) = ready
-            .send_request(h2_get(&served, "/static/app.js"), true)
-            .unwrap();
-        answers.push(answer);
-    }
+    let answers = open_streams(&send, &served, 100).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     fresh_client_answered(&served, "100 HTTP/2 streams never read").await;
 
@@ -866,17 +877,7 @@ async fn an_http2_client_that_opens_streams_and_never_reads_loses_its_slot_withi
         .expect("the HTTP/2 handshake completes at once")
         .unwrap();
     let quiet_connection = tokio::spawn(quiet_connection);
-    let mut quiet_answers = Vec::new();
-    for _ in 0..100 {
-        let mut ready = timeout(PROMPT, quiet.clone().ready())
-            .await
-            .expect("room for another stream")
-            .unwrap();
-        let (answer, _) = ready
-            .send_request(h2_get(&served, "/static/app.js"), true)
-            .unwrap();
-        quiet_answers.push(answer);
-    }
+    let quiet_answers = open_streams(&quiet, &served, 100).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     frozen.store(true, Ordering::Release);
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -16,7 +16,7 @@ use crate::oidc::{location, query, start, step_by_step_with};
 use crate::support::oidc_provider::{
     CLIENT_ID, CLIENT_SECRET, Profile, Provider, Rig, Signing, fixture, unix_now,
 };
-use crate::support::{Served, binary};
+use crate::support::{Served, binary, sample, scrape};
 
 /// A good round: 303 to `/`, the session now `member`'s.
 async fn signs_in(rig: &Rig, member: &str) {
@@ -312,27 +312,8 @@ async fn two_callbacks_with_an_unknown_kid_within_a_minute_refetch_the_jwks_once
 
 /// The value of `name{labels}` in a Prometheus scrape of `addr`, and the whole scrape.
 async fn metric(addr: SocketAddr, name: &str, labels: &[(&str, &str)]) -> (Option<f64>, String) {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-        .expect("the metrics parse as Prometheus text");
-    let value = scrape
-        .samples
-        .iter()
-        .find(|s| {
-            s.metric == name
-                && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
-                && s.labels.iter().count() == labels.len()
-        })
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-            _ => f64::NAN,
-        });
-    (value, text)
+    let (text, scrape) = scrape(addr).await;
+    (sample(&scrape, name, labels), text)
 }
 
 /// LinkedIn changed its issuer without notice (`https://www.linkedin.com` → `…/oauth`, 2024):

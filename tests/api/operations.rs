@@ -3,7 +3,7 @@
 //! proxy) and the security headers.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,42 +15,13 @@ use crate::helpers::{
     test_config,
 };
 use crate::servers::{RedisServer, skip_or_fail};
+use crate::support::{sample, scrape};
 
 async fn app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
     adjust(&mut config);
     TestApp::start(config, dir).await
-}
-
-/// The value of sample `name` with exactly `labels`, in a parsed scrape.
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape
-        .samples
-        .iter()
-        .find(|s| {
-            s.metric == name
-                && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
-                && s.labels.iter().count() == labels.len()
-        })
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => f64::NAN,
-        })
-}
-
-async fn scrape(addr: SocketAddr) -> (String, prometheus_parse::Scrape) {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-        .expect("the metrics parse as Prometheus text");
-    (text, scrape)
 }
 
 #[tokio::test]

@@ -1,8 +1,10 @@
 //! Test doubles and runners shared by several test modules: the fake OpenID Connect provider
 //! (in its documented and its observed-LinkedIn profile), the rig that signs in against it,
-//! and the service's binary as a person runs it (a one-off command, or a server).
+//! the service's binary as a person runs it (a one-off command, or a server), and a scrape of
+//! its metrics.
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Arc;
@@ -105,4 +107,39 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The metrics listener at `addr`, scraped: the text and its parse.
+pub async fn scrape(addr: SocketAddr) -> (String, prometheus_parse::Scrape) {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("the metrics parse as Prometheus text");
+    (text, scrape)
+}
+
+/// The value of sample `name` with exactly `labels`, in a parsed scrape.
+pub fn sample(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == name
+                && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+                && s.labels.iter().count() == labels.len()
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
 }
