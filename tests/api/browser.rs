@@ -458,11 +458,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
 /// opens the address the start-up log names), with metrics on a listener of their own.
 async fn spawn_on_loopback_origin() -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let mut config = test_config(&dir);
     config.bind = format!("127.0.0.1:{port}").parse().unwrap();
     config.public_origin = Some(format!("https://127.0.0.1:{port}"));
@@ -495,11 +491,7 @@ impl Chromedriver {
     async fn start(app: &TestApp) -> Chromedriver {
         use std::os::unix::process::CommandExt;
 
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::support::free_port();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("chromedriver.log");
         let out = File::create(&log).unwrap();

@@ -27,6 +27,19 @@ pub(crate) fn step_by_step_with(app: &TestApp, jar: Arc<Jar>) -> reqwest::Client
         .unwrap()
 }
 
+/// The app's callback at `url` in `browser`, asking for JSON: the status and the body.
+pub(crate) async fn callback_json(browser: &reqwest::Client, url: url::Url) -> (u16, Value) {
+    json_of(
+        browser
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
 pub(crate) fn location(response: &reqwest::Response) -> url::Url {
     url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
 }

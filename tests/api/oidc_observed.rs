@@ -293,15 +293,7 @@ async fn two_callbacks_with_an_unknown_kid_within_a_minute_refetch_the_jwks_once
     let other = step_by_step_with(&rig.app, Arc::default());
     let authorization = start(&rig.app, &other).await;
     let back = rig.consent(&authorization).await;
-    let (status, body) = json_of(
-        other
-            .get(back)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = crate::oidc::callback_json(&other, back).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (401, Some("oidc_invalid_id_token")),
@@ -453,15 +445,7 @@ async fn an_issuer_refusal_logs_a_warning_naming_the_issuer_seen_and_expected() 
     let authorization = location(&response);
     let consented = provider.browser.get(authorization).send().await.unwrap();
     let back = location(&consented);
-    let (status, body) = json_of(
-        browser
-            .get(back)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = crate::oidc::callback_json(&browser, back).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (401, Some("oidc_invalid_id_token")),

@@ -509,11 +509,7 @@ fn the_start_warns_about_plain_http_upstreams_and_an_exposed_sandbox() {
 
 #[test]
 fn the_start_names_the_first_public_origin_as_the_address_to_open() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let bind = format!("127.0.0.1:{port}");
     let origin = format!("https://127.0.0.1:{port}");
     let mut running =
@@ -743,15 +739,7 @@ async fn a_providers_error_description_cannot_forge_a_log_line_or_hide_text() {
         .append_pair("state", &state)
         .append_pair("error", "access_denied")
         .append_pair("error_description", description);
-    let (status, body) = json_of(
-        browser
-            .get(callback)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = crate::oidc::callback_json(&browser, callback).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("oidc_denied")));
     let message = body["message"].as_str().unwrap();
     assert!(

@@ -15,6 +15,14 @@ use tempfile::TempDir;
 
 pub mod oidc_provider;
 
+/// A port of 127.0.0.1 that was free a moment ago (the kernel's choice for port 0).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap()
+}
+
 /// The service's binary, with no inherited environment and `dir` as its working directory
 /// (so that no `.env` is read but one the test writes there).
 pub fn binary(dir: &Path) -> Command {
@@ -37,11 +45,7 @@ impl Served {
     /// memory sessions and `PUBLIC_ORIGIN=https://HOST:PORT`, and waits until `ready` (a
     /// path) answers 200.
     pub async fn start(host: &str, env: &[(&str, &str)], ready: &str) -> Served {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let origin = format!("https://{host}:{port}");
         let log = File::create(dir.path().join("server.log")).unwrap();
