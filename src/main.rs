@@ -10,7 +10,7 @@ use linkedin_token_exchange::telemetry;
 
 /// mimalloc instead of glibc's allocator: the service allocates many small, short-lived
 /// buffers on several threads, where glibc spent about 15 % of the exchange's CPU (profile in
-/// the README's performance section).
+/// docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

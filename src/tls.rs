@@ -18,7 +18,7 @@ use crate::config::ConfigError;
 /// Both sides of a handshake here (this server for its clients, the upstream client for
 /// LinkedIn) follow the client's order, so the key schedule runs on SHA-256, which the CPU
 /// computes in hardware, instead of SHA-384: through an upstream that closes its connections,
-/// 5 % fewer instructions per exchange (README, performance). Every suite stays offered.
+/// 5 % fewer instructions per exchange (docs/performance.md). Every suite stays offered.
 pub fn crypto_provider() -> CryptoProvider {
     let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites.sort_by_key(|suite| {

@@ -1,4 +1,4 @@
-//! Hardening: every bad input and every upstream fault gets the answer the README's Errors
+//! Hardening: every bad input and every upstream fault gets the answer docs/operations.md's Errors
 //! section gives, nothing is stored half-way, nothing reaches upstream that should not.
 
 use std::time::{Duration, Instant};
