@@ -252,23 +252,20 @@ impl Telemetry {
         .record(elapsed.as_secs_f64());
     }
 
-    /// One refused OpenID Connect callback, by the check that refused it (rare: not cached).
+    /// One refused OpenID Connect callback, by the check that refused it.
     pub fn oidc_refusal(&self, reason: &'static str) {
-        if let Some(inner) = &self.0 {
-            let labels = vec![Label::new("reason", reason)];
-            let key = Key::from_parts("lte_oidc_refusals_total", labels);
-            inner
-                .recorder
-                .register_counter(&key, &METADATA)
-                .increment(1);
-        }
+        self.count_rare("lte_oidc_refusals_total", ("reason", reason));
     }
 
-    /// One failed store operation (rare: not cached).
+    /// One failed store operation.
     pub fn store_error(&self, operation: &'static str) {
+        self.count_rare("lte_session_store_errors_total", ("operation", operation));
+    }
+
+    /// Adds one to counter `name{label}`: for rare events, so the handle is not cached.
+    fn count_rare(&self, name: &'static str, (label, value): (&'static str, &'static str)) {
         if let Some(inner) = &self.0 {
-            let labels = vec![Label::new("operation", operation)];
-            let key = Key::from_parts("lte_session_store_errors_total", labels);
+            let key = Key::from_parts(name, vec![Label::new(label, value)]);
             inner
                 .recorder
                 .register_counter(&key, &METADATA)

@@ -308,11 +308,9 @@ async fn metric(addr: SocketAddr, name: &str, labels: &[(&str, &str)]) -> (Optio
     (sample(&scrape, name, labels), text)
 }
 
-/// LinkedIn changed its issuer without notice (`https://www.linkedin.com` → `…/oauth`, 2024):
-/// supabase/auth#1536, keycloak/keycloak#28686. The exact match stays; the refusal is counted
-/// so that an operator sees it.
-#[tokio::test]
-async fn an_issuer_refusal_is_counted_in_lte_oidc_refusals_total() {
+/// A rig against the observed provider, metrics on, after one good round: the rig and the
+/// metrics listener's address.
+async fn signed_in_with_metrics() -> (Rig, SocketAddr) {
     let rig = Rig::start(Provider::start(Profile::Observed).await, |config| {
         config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
     })
@@ -320,6 +318,15 @@ async fn an_issuer_refusal_is_counted_in_lte_oidc_refusals_total() {
     .after_a_good_round()
     .await;
     let metrics = rig.app.metrics.expect("the metrics listener is bound");
+    (rig, metrics)
+}
+
+/// LinkedIn changed its issuer without notice (`https://www.linkedin.com` → `…/oauth`, 2024):
+/// supabase/auth#1536, keycloak/keycloak#28686. The exact match stays; the refusal is counted
+/// so that an operator sees it.
+#[tokio::test]
+async fn an_issuer_refusal_is_counted_in_lte_oidc_refusals_total() {
+    let (rig, metrics) = signed_in_with_metrics().await;
     let issuer = [("reason", "issuer")];
     let (before, _) = metric(metrics, "lte_oidc_refusals_total", &issuer).await;
     assert!(before.unwrap_or(0.0) == 0.0, "{before:?}");
@@ -346,13 +353,7 @@ async fn an_issuer_refusal_is_counted_in_lte_oidc_refusals_total() {
 /// labels), so that a dashboard tells an issuer change from forged callbacks.
 #[tokio::test]
 async fn each_refused_callback_counts_once_under_its_reason() {
-    let rig = Rig::start(Provider::start(Profile::Observed).await, |config| {
-        config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
-    })
-    .await
-    .after_a_good_round()
-    .await;
-    let metrics = rig.app.metrics.expect("the metrics listener is bound");
+    let (rig, metrics) = signed_in_with_metrics().await;
     let now = unix_now();
     let claim_cases = [
         ("issuer", "iss", json!("https://www.linkedin.com")),
