@@ -17,11 +17,13 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::config::TrustedProxies;
 use crate::error::{AppError, errors, not_found};
 use crate::handlers;
 use crate::linkedin::client::LinkedInClient;
 use crate::linkedin::oidc::OidcClient;
 use crate::ratelimit::{RateLimits, limit_clients};
+use crate::return_to::ReturnPolicy;
 use crate::secret::Secret;
 use crate::session::{self, SessionBackend, SessionPolicy};
 use crate::telemetry::{self, MakeId, Telemetry};
@@ -69,6 +71,14 @@ pub struct Settings {
     pub limits: RateLimits,
     /// Set once shutdown begins: readiness then answers 503.
     pub shutting_down: Arc<AtomicBool>,
+    /// `TRUSTED_PROXIES`: whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Option<TrustedProxies>,
+    /// Where `rd` may send a member after signing in.
+    pub return_policy: ReturnPolicy,
+    /// `SESSION_COOKIE_DOMAIN`, when set.
+    pub cookie_domain: Option<String>,
+    /// The session cookie's name (it depends on the domain).
+    pub session_cookie: &'static str,
 }
 
 impl AppState {
@@ -117,7 +127,11 @@ pub fn build_app(state: AppState, extra: Router) -> Router {
             state.clone(),
             require_public_origin,
         ))
-        .layer(session::layer(state.sessions.clone(), policy))
+        .layer(session::layer(
+            state.sessions.clone(),
+            policy,
+            state.cookie_domain.as_deref(),
+        ))
         .layer(middleware::from_fn_with_state(
             state.sessions.clone(),
             session::guard,
@@ -144,7 +158,8 @@ pub fn build_app(state: AppState, extra: Router) -> Router {
         // `errors` logs each failed request once; the trace layer only spans them.
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(telemetry::request_span)
+                .make_span_with(telemetry::RequestSpan::new(state.trusted_proxies.clone()))
+                .on_response(telemetry::record_status)
                 .on_failure(()),
         )
         .option_layer(hsts)
@@ -179,10 +194,12 @@ pub fn build_app(state: AppState, extra: Router) -> Router {
         .merge(member_routes)
         .merge(handlers::assets::router())
         .merge(handlers::health::router())
+        .merge(handlers::auth_check::router())
         .with_state(state)
         .merge(extra)
         .fallback(not_found)
-        .layer(tower::util::option_layer(observer));
+        .layer(tower::util::option_layer(observer))
+        .layer(middleware::from_fn(telemetry::record_route));
     // Around the whole router, not each route: a route's 405 gets its `Allow` header from the
     // router itself, after any layer of the route, and `errors` must see it to name the
     // accepted methods.

@@ -17,6 +17,8 @@ use url::Url;
 
 use crate::secret::Secret;
 
+pub mod proxy;
+
 /// The production LinkedIn endpoints, used when neither a URL nor the sandbox says otherwise.
 pub const DEFAULT_ACCESS_TOKEN_URL: &str = "https://api.linkedin.com/uas/oauth/accessToken";
 /// The production REST base.
@@ -290,6 +292,10 @@ pub struct Config {
         value_parser = parse_log_filter
     )]
     pub rust_log: String,
+
+    /// Behind a reverse proxy: `TLS`, `SESSION_COOKIE_DOMAIN`, `ALLOWED_REDIRECT_HOSTS`, `OTEL_*`.
+    #[command(flatten)]
+    pub proxy: proxy::ProxyArgs,
 }
 
 /// How log lines are written.
@@ -839,6 +845,7 @@ impl fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("log_format", &self.log_format)
             .field("rust_log", &self.rust_log)
+            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }

@@ -12,6 +12,7 @@
 //! - [`linkedin::cookie`] (pure) and [`linkedin::client`] (I/O): the LinkedIn side.
 //! - [`handlers`]: thin handlers, one `router()` each.
 //! - [`telemetry`]: metrics, request ids, the log format; [`ratelimit`]: the sign-in limits.
+//! - [`return_to`] (pure): where `rd` may send a member after signing in.
 //! - `sandbox` (feature `sandbox`, on by default): the emulated LinkedIn under `/sandbox/`.
 
 pub mod app;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod handlers;
 pub mod linkedin;
 pub mod ratelimit;
+pub mod return_to;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod secret;

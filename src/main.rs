@@ -35,12 +35,34 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init_logging(config.log_format, &config.rust_log);
+    let export = if config.command.is_none() {
+        match telemetry::otel::Export::start(&config.proxy) {
+            Ok(export) => export,
+            Err(err) => {
+                fail(config.log_format, &format!("configuration error: {err}"));
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    let (export, layer) =
+        export.map_or((None, None), |(export, layer)| (Some(export), Some(layer)));
+    telemetry::init_logging(config.log_format, &config.rust_log, layer);
     if config.command == Some(Command::CheckProvider) {
         return check_provider(&config).await;
     }
+    let code = serve(&config).await;
+    if let Some(export) = export {
+        // The SDK's shutdown blocks until the last export ends (bounded).
+        let _ = tokio::task::spawn_blocking(move || export.shutdown()).await;
+    }
+    code
+}
 
-    let server = match Server::build(&config).await {
+/// Builds and runs the server until a signal stops it.
+async fn serve(config: &Config) -> ExitCode {
+    let server = match Server::build(config).await {
         Ok(server) => server,
         Err(err) => {
             fail(config.log_format, &format!("configuration error: {err}"));

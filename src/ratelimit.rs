@@ -78,36 +78,11 @@ impl RateLimits {
     /// IPv4 addresses that arrive mapped into IPv6 (`::ffff:a.b.c.d`, a dual-stack listener)
     /// are read as IPv4 first, for the trust check as for the key.
     pub fn client_addr(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let peer = peer.to_canonical();
-        let Some(trusted) = self.0.as_ref().and_then(|i| i.trusted.as_ref()) else {
-            return peer;
-        };
-        if !trusted.contains(peer) {
-            return peer;
-        }
-        // From the right: each trusted proxy names the address it received the request from.
-        // The first address that is not a trusted proxy is the client. An entry that cannot
-        // be read ends the walk too: the client is unknown and counts against the proxy that
-        // wrote the entry, so that garbage cannot open a fresh budget. A list made only of
-        // proxies (or none at all) leaves the nearest of them.
-        let entries: Vec<&str> = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect();
-        let mut nearest = peer;
-        for entry in entries.into_iter().rev() {
-            let Some(addr) = forwarded_addr(entry) else {
-                return nearest;
-            };
-            if !trusted.contains(addr) {
-                return addr;
-            }
-            nearest = addr;
-        }
-        nearest
+        client_addr(
+            self.0.as_ref().and_then(|i| i.trusted.as_ref()),
+            peer,
+            headers,
+        )
     }
 
     /// One request from `client`. IPv6 clients are counted per /64, the smallest network a
@@ -131,6 +106,42 @@ impl RateLimits {
             .check_key(&key)
             .map_err(|not_until| AppError::RateLimited(retry_after(&inner.clock, &not_until)))
     }
+}
+
+/// The client's address: the peer's, or, when the peer is one of `trusted`, the nearest
+/// untrusted address of its `X-Forwarded-For`. IPv4 addresses mapped into IPv6 are read as
+/// IPv4 first. Rate limits and request logs both use it.
+pub fn client_addr(trusted: Option<&TrustedProxies>, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    let peer = peer.to_canonical();
+    let Some(trusted) = trusted else {
+        return peer;
+    };
+    if !trusted.contains(peer) {
+        return peer;
+    }
+    // From the right: each trusted proxy names the address it received the request from.
+    // The first address that is not a trusted proxy is the client. An entry that cannot
+    // be read ends the walk too: the client is unknown and counts against the proxy that
+    // wrote the entry, so that garbage cannot open a fresh budget. A list made only of
+    // proxies (or none at all) leaves the nearest of them.
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut nearest = peer;
+    for entry in entries.into_iter().rev() {
+        let Some(addr) = forwarded_addr(entry) else {
+            return nearest;
+        };
+        if !trusted.contains(addr) {
+            return addr;
+        }
+        nearest = addr;
+    }
+    nearest
 }
 
 /// An `X-Forwarded-For` entry as proxies write it: `IP`, `IP:port`, `[IPv6]` or

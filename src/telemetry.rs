@@ -7,6 +7,8 @@
 //! including each test server, counts only its own work; with `METRICS_BIND` unset it is
 //! [`Telemetry::disabled`] and every call is a no-op.
 
+pub mod otel;
+
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, RwLock};
@@ -369,38 +371,95 @@ pub fn request_id<B>(request: &axum::http::Request<B>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The span of one request: every log line of the request carries its id.
-pub fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
-    tracing::info_span!(
-        "request",
-        request_id = request_id(request).as_deref().unwrap_or(""),
-        method = %request.method(),
-        path = %request.uri().path(),
-    )
+/// The span of one request: every log line of the request carries its id and the client's
+/// address (the one `TRUSTED_PROXIES` names, as the rate limits count it).
+#[derive(Clone, Debug)]
+pub struct RequestSpan {
+    trusted: Option<crate::config::TrustedProxies>,
 }
 
-/// Starts logging: `filter` (already validated), as text or as one JSON object a line.
-/// tower-sessions' own warnings about unknown or malformed session ids are kept out unless
-/// asked for by name: any client can cause them at will.
-pub fn init_logging(format: LogFormat, filter: &str) {
+impl RequestSpan {
+    /// Spans that believe `X-Forwarded-For` from `trusted` peers only.
+    pub fn new(trusted: Option<crate::config::TrustedProxies>) -> Self {
+        Self { trusted }
+    }
+}
+
+impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, request: &axum::http::Request<B>) -> tracing::Span {
+        let client = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| {
+                crate::ratelimit::client_addr(self.trusted.as_ref(), info.0.ip(), request.headers())
+            });
+        let span = tracing::info_span!(
+            "request",
+            "otel.kind" = "server",
+            "http.request.method" = %request.method(),
+            "http.route" = tracing::field::Empty,
+            "http.response.status_code" = tracing::field::Empty,
+            request_id = request_id(request).as_deref().unwrap_or(""),
+            path = %request.uri().path(),
+            client = client.map(tracing::field::display),
+        );
+        otel::continue_trace(&span, request.headers());
+        span
+    }
+}
+
+/// Names the request's span after its route (`http.route`, and `GET /route` for traces),
+/// once the router has matched it.
+pub async fn record_route(request: Request, next: Next) -> Response {
+    let span = tracing::Span::current();
+    if !span.is_disabled()
+        && let Some(route) = request.extensions().get::<MatchedPath>()
+    {
+        span.record("http.route", route.as_str());
+        otel::rename(&span, format!("{} {}", request.method(), route.as_str()));
+    }
+    next.run(request).await
+}
+
+/// Records the answer's status on the request's span.
+pub fn record_status<B>(response: &axum::http::Response<B>, _: Duration, span: &tracing::Span) {
+    span.record("http.response.status_code", response.status().as_u16());
+}
+
+/// A layer of the global subscriber besides the log lines (trace export).
+pub type ExtraLayer =
+    Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// Starts logging: `filter` (already validated), as text or as one JSON object a line, plus
+/// `extra` (trace export), each layer with its own filter. tower-sessions' own warnings about
+/// unknown or malformed session ids are kept out unless asked for by name: any client can
+/// cause them at will.
+pub fn init_logging(format: LogFormat, filter: &str, extra: Option<ExtraLayer>) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let mut directives = filter.to_owned();
     if !filter.contains("tower_sessions") {
         directives.push_str(",tower_sessions=error,tower_sessions_core=error");
     }
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder
+    let lines: ExtraLayer = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .init(),
-        LogFormat::Json => builder
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .init(),
-    }
+            .with_filter(filter)
+            .boxed(),
+    };
+    let mut layers = vec![lines];
+    layers.extend(extra);
+    tracing_subscriber::registry().with(layers).init();
 }
 
 #[cfg(test)]

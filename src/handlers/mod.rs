@@ -3,6 +3,7 @@
 //! to LinkedIn directly and never build an error response by hand.
 
 pub mod assets;
+pub mod auth_check;
 pub mod exchange;
 pub mod health;
 pub mod login;

@@ -25,7 +25,9 @@ pub fn router() -> Router<AppState> {
 
 /// Remembers a fresh `state` and `nonce` in the session and sends the browser to the
 /// provider's authorization endpoint. In sandbox mode, `?sandbox_member=` picks the member
-/// the sandbox's consent page signs in (as it does for the JSAPI button).
+/// the sandbox's consent page signs in (as it does for the JSAPI button). `?rd=` names where
+/// to return afterwards; it is kept with the pending sign-in when allowed, and dropped
+/// otherwise.
 async fn start(
     State(state): State<AppState>,
     session: MemberSession,
@@ -33,7 +35,9 @@ async fn start(
 ) -> Result<Response> {
     let oidc = state.oidc.as_ref().ok_or(AppError::OidcNotConfigured)?;
     let member = sandbox_member(&state, query.as_deref()).map_err(AppError::InvalidParameter)?;
-    let authorization = oidc.authorize().await?;
+    let mut authorization = oidc.authorize().await?;
+    authorization.pending.return_to =
+        query_value(query.as_deref(), "rd").and_then(|rd| state.return_policy.check(&rd));
     session.begin_sign_in(&authorization.pending).await?;
     let mut url = authorization.url;
     if let Some(member) = member {
@@ -45,6 +49,13 @@ async fn start(
 /// The page's and the sign-in's parameter naming a sandbox member.
 pub const SANDBOX_MEMBER: &str = "sandbox_member";
 
+/// The first value of `name` in `query`.
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(n, _)| n == name)
+        .map(|(_, value)| value.into_owned())
+}
+
 /// `sandbox_member` in `query`, in sandbox mode only (elsewhere it is ignored): `None` when
 /// absent or empty, an error when it is not 1 to 64 letters, digits, `-` or `_`.
 pub fn sandbox_member(
@@ -54,11 +65,7 @@ pub fn sandbox_member(
     if !state.sandbox {
         return Ok(None);
     }
-    let Some(member) = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(name, _)| name == SANDBOX_MEMBER)
-        .map(|(_, value)| value.into_owned())
-        .filter(|value| !value.is_empty())
-    else {
+    let Some(member) = query_value(query, SANDBOX_MEMBER).filter(|value| !value.is_empty()) else {
         return Ok(None);
     };
     let valid = member.len() <= 64
@@ -82,7 +89,8 @@ struct Callback {
 }
 
 /// Checks `state`, trades the code, verifies the id_token and signs the member in (a new
-/// session id); then back to the page. A failure stores nothing.
+/// session id); then back to the page, or to the `rd` the sign-in started with. A failure
+/// stores nothing.
 async fn callback(
     State(state): State<AppState>,
     session: MemberSession,
@@ -100,16 +108,25 @@ async fn callback(
         }
     };
     state.telemetry.exchange("oidc", outcome);
-    let member_id = result.as_ref().ok().map(String::as_str).unwrap_or("");
+    let member_id = result.as_ref().ok().map(|(m, _)| m.as_str()).unwrap_or("");
     tracing::info!(flow = "oidc", outcome, member_id = ?member_id, "exchange");
     match result {
-        Ok(_) => (StatusCode::SEE_OTHER, [(LOCATION, "/")]).into_response(),
+        Ok((_, return_to)) => (
+            StatusCode::SEE_OTHER,
+            [(LOCATION, return_to.unwrap_or_else(|| "/".to_owned()))],
+        )
+            .into_response(),
         Err(err) if prefers_json(&headers) => err.into_response(),
         Err(err) => err.into_page(),
     }
 }
 
-async fn finish(state: &AppState, session: &MemberSession, callback: Callback) -> Result<String> {
+/// Signs the member in: their id, and where the sign-in asked to return.
+async fn finish(
+    state: &AppState,
+    session: &MemberSession,
+    callback: Callback,
+) -> Result<(String, Option<String>)> {
     let oidc = state.oidc.as_ref().ok_or(AppError::OidcNotConfigured)?;
     let given = callback
         .state
@@ -143,7 +160,7 @@ async fn finish(state: &AppState, session: &MemberSession, callback: Callback) -
         },
     };
     session.sign_in(&member).await?;
-    Ok(member.member_id)
+    Ok((member.member_id, pending.return_to))
 }
 
 /// Whether the request's `Accept` prefers JSON to HTML.

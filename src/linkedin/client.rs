@@ -267,7 +267,39 @@ impl LinkedInClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), UpstreamError> {
-        let mut response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        use tracing::Instrument;
+        let (client, request) = request.build_split();
+        let mut request = request.map_err(|e| self.transport_error(&e))?;
+        let host = request.url().host_str().unwrap_or_default().to_owned();
+        let span = tracing::debug_span!(
+            "upstream",
+            "otel.name" = %format_args!("{} {host}", request.method()),
+            "otel.kind" = "client",
+            "http.request.method" = %request.method(),
+            "server.address" = %host,
+            "url.path" = %request.url().path(),
+            "http.response.status_code" = tracing::field::Empty,
+        );
+        crate::telemetry::otel::inject_trace(&span, request.headers_mut());
+        let answer = self
+            .execute(&client, request)
+            .instrument(span.clone())
+            .await;
+        if let Ok((status, _, _)) = &answer {
+            span.record("http.response.status_code", status.as_u16());
+        }
+        answer
+    }
+
+    async fn execute(
+        &self,
+        client: &reqwest::Client,
+        request: reqwest::Request,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), UpstreamError> {
+        let mut response = client
+            .execute(request)
+            .await
+            .map_err(|e| self.transport_error(&e))?;
         let status = response.status();
         let headers = std::mem::take(response.headers_mut());
         let mut body = Vec::new();

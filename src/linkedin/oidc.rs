@@ -314,6 +314,7 @@ impl OidcClient {
                 nonce: Secret::new(nonce.secret().clone()),
                 pkce_verifier: verifier.map(|v| Secret::new(v.secret().clone())),
                 expires_at,
+                return_to: None,
             },
         })
     }

@@ -56,6 +56,9 @@ pub struct SandboxConfig {
     pub secret_key: Secret,
     /// The OpenID Connect client it knows, when OpenID Connect is on.
     pub oidc: Option<oidc::OidcSandboxConfig>,
+    /// The scheme its clients sign OAuth 1.0a requests for: `https`, or `http` when the
+    /// server runs with `TLS=off` and calls its sandbox in plain HTTP.
+    pub scheme: &'static str,
 }
 
 #[derive(Clone)]
@@ -219,6 +222,7 @@ fn sign_cookie(secret: &str, values: &[&str]) -> String {
 
 /// Reads what the verifier needs from an axum request.
 fn incoming<'a>(
+    scheme: &'static str,
     method: &'a Method,
     uri: &'a axum::http::Uri,
     headers: &'a HeaderMap,
@@ -230,7 +234,7 @@ fn incoming<'a>(
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     IncomingRequest {
         method: method.as_str(),
-        scheme: "https",
+        scheme,
         authority: uri
             .authority()
             .map(|a| a.as_str())
@@ -272,8 +276,8 @@ async fn access_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let request = incoming(&method, &uri, &headers, Some(&body));
     let config = &state.0.config;
+    let request = incoming(config.scheme, &method, &uri, &headers, Some(&body));
     let result = oauth::verify(
         &request,
         &config.api_key,
@@ -338,8 +342,8 @@ async fn profile(
             }
         }
     } else {
-        let request = incoming(&method, &uri, &headers, None);
         let config = &state.0.config;
+        let request = incoming(config.scheme, &method, &uri, &headers, None);
         let verified = oauth::verify(
             &request,
             &config.api_key,

@@ -16,10 +16,12 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use axum_server::{Control, Handle};
 
 use crate::app::{AppState, Settings, build_app};
+use crate::config::proxy::{self, TlsMode};
 use crate::config::{Config, ConfigError};
 use crate::linkedin::cookie::cookie_name;
 use crate::linkedin::oidc::OidcClient;
 use crate::ratelimit::RateLimits;
+use crate::return_to::ReturnPolicy;
 use crate::secret::Secret;
 use crate::session::SessionBackend;
 use crate::session::backend::BackendOptions;
@@ -47,7 +49,8 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// A server that is bound and ready to serve.
 pub struct Server {
     listener: TcpListener,
-    tls: RustlsConfig,
+    /// `None` with `TLS=off`: plain HTTP behind a proxy that terminates TLS.
+    tls: Option<RustlsConfig>,
     cert_files: CertFiles,
     /// False only for a sandbox told to close every connection after one answer.
     keep_alive: bool,
@@ -89,11 +92,20 @@ impl Server {
         } else {
             Alpn::Http1Only
         };
-        let material = tls::load_or_generate(&config.tls_cert, &config.tls_key)?;
-        let tls = RustlsConfig::from_config(material.server_config(alpn)?);
-        if material.generated {
-            tracing::info!(cert = %config.tls_cert.display(), "generated a self-signed certificate for localhost");
-        }
+        let tls_on = config.proxy.tls == TlsMode::On;
+        let material = if tls_on {
+            let material = tls::load_or_generate(&config.tls_cert, &config.tls_key)?;
+            if material.generated {
+                tracing::info!(cert = %config.tls_cert.display(), "generated a self-signed certificate for localhost");
+            }
+            Some(material)
+        } else {
+            None
+        };
+        let tls = match &material {
+            Some(material) => Some(RustlsConfig::from_config(material.server_config(alpn)?)),
+            None => None,
+        };
 
         let (listener, addr) = bind(config.bind, "BIND")?;
         let budget = FileBudget::of(
@@ -109,6 +121,16 @@ impl Server {
             None => None,
         };
         let public_origins = config.public_origins(addr)?;
+        proxy::check(
+            &config.proxy,
+            config.public_origin.is_some(),
+            &public_origins,
+        )?;
+        if !tls_on && config.trusted_proxies.is_none() {
+            tracing::warn!(
+                "TLS=off but TRUSTED_PROXIES is unset: every request seems to come from the proxy, so rate limits and logs see one client; set TRUSTED_PROXIES to the proxy's address"
+            );
+        }
         let redirect = match config.http_redirect_bind {
             Some(at) => {
                 if at.ip().is_unspecified() && config.public_origin.is_none() {
@@ -132,13 +154,17 @@ impl Server {
             Telemetry::disabled()
         };
         telemetry.spawn_upkeep();
-        let urls = Urls::resolve(config, sandbox, addr)?;
+        let urls = Urls::resolve(config, sandbox, addr, tls_on)?;
         // In sandbox mode the server calls its own sandbox over HTTPS: it trusts its own
         // certificate for that.
-        let linkedin =
-            wiring::upstream_client(config, &urls, &credentials, sandbox.then_some(&material))?
-                .with_telemetry(telemetry.clone());
-        let oidc_settings = wiring::oidc_settings(config, sandbox, addr, &public_origins)?;
+        let linkedin = wiring::upstream_client(
+            config,
+            &urls,
+            &credentials,
+            material.as_ref().filter(|_| sandbox),
+        )?
+        .with_telemetry(telemetry.clone());
+        let oidc_settings = wiring::oidc_settings(config, sandbox, addr, tls_on, &public_origins)?;
         let oidc = oidc_settings
             .clone()
             .map(|settings| OidcClient::new(linkedin.clone(), settings));
@@ -147,7 +173,19 @@ impl Server {
 
         log_mode(config, sandbox, addr, &credentials.api_key, &urls);
         let page_origin = public_origins[0].clone();
+        let cookie_domain = config
+            .proxy
+            .session_cookie_domain
+            .as_ref()
+            .map(|d| d.as_str().to_owned());
         let settings = Settings {
+            return_policy: ReturnPolicy::new(
+                &public_origins,
+                config.proxy.allowed_redirect_hosts.clone(),
+            ),
+            trusted_proxies: config.trusted_proxies.clone(),
+            session_cookie: crate::session::cookie_name(cookie_domain.as_deref()),
+            cookie_domain,
             cookie_name: cookie_name(&credentials.api_key),
             api_key: credentials.api_key.clone(),
             secret_key: credentials.secret_key.clone(),
@@ -165,7 +203,13 @@ impl Server {
         tracing::debug!(?settings, "settings");
         let app = build_app(
             AppState::new(settings),
-            sandbox_routes(sandbox, addr, &page_origin, credentials, oidc_settings),
+            sandbox_routes(
+                wiring::sandbox_base(addr, tls_on),
+                sandbox,
+                &page_origin,
+                credentials,
+                oidc_settings,
+            ),
         );
         Ok(Self {
             listener,
@@ -252,15 +296,31 @@ impl Server {
                 tracker.drain();
             }
         });
-        let watcher = tokio::spawn(reload::watch(self.cert_files, self.tls.clone()));
         tracing::info!(
             max_connections = self.connections.max(),
             "connections are bounded"
         );
         tracing::info!("listening; open {}/", self.page_origin);
-        let acceptor = RustlsAcceptor::new(self.tls)
+        let limited = LimitedAcceptor::new(self.connections.clone());
+        let service = self.app.into_make_service_with_connect_info::<SocketAddr>();
+        let Some(tls) = self.tls else {
+            tracing::info!(
+                addr = %self.addr,
+                "TLS=off: plain HTTP, for a proxy that terminates TLS"
+            );
+            let server = bounded(
+                self.listener,
+                &self.connections,
+                limited,
+                &control,
+                self.keep_alive,
+            )?;
+            return server.serve(service).await;
+        };
+        let watcher = tokio::spawn(reload::watch(self.cert_files, tls.clone()));
+        let acceptor = RustlsAcceptor::new(tls)
             .handshake_timeout(REQUEST_DEADLINE)
-            .acceptor(LimitedAcceptor::new(self.connections.clone()));
+            .acceptor(limited);
         let server = bounded(
             self.listener,
             &self.connections,
@@ -268,9 +328,7 @@ impl Server {
             &control,
             self.keep_alive,
         )?;
-        let served = server
-            .serve(self.app.into_make_service_with_connect_info::<SocketAddr>())
-            .await;
+        let served = server.serve(service).await;
         watcher.abort();
         served
     }
@@ -415,8 +473,8 @@ fn log_mode(config: &Config, sandbox: bool, addr: SocketAddr, api_key: &str, url
 /// endpoint on `page_origin`, where the browser is).
 #[cfg(feature = "sandbox")]
 fn sandbox_routes(
+    api_base: String,
     sandbox: bool,
-    addr: SocketAddr,
     page_origin: &str,
     credentials: crate::config::AppCredentials,
     oidc: Option<crate::linkedin::oidc::OidcSettings>,
@@ -424,9 +482,14 @@ fn sandbox_routes(
     if !sandbox {
         return Router::new();
     }
+    let scheme = if api_base.starts_with("http://") {
+        "http"
+    } else {
+        "https"
+    };
     let oidc = oidc.map(|settings| crate::sandbox::oidc::OidcSandboxConfig {
         issuer: settings.issuer.as_str().trim_end_matches('/').to_owned(),
-        api_base: wiring::sandbox_base(addr),
+        api_base,
         browser_base: format!("{page_origin}/sandbox"),
         client_id: settings.client_id,
         client_secret: settings.client_secret,
@@ -438,14 +501,15 @@ fn sandbox_routes(
             api_key: credentials.api_key,
             secret_key: credentials.secret_key,
             oidc,
+            scheme,
         }),
     )
 }
 
 #[cfg(not(feature = "sandbox"))]
 fn sandbox_routes(
+    _: String,
     _: bool,
-    _: SocketAddr,
     _: &str,
     _: crate::config::AppCredentials,
     _: Option<crate::linkedin::oidc::OidcSettings>,

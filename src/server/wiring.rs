@@ -30,13 +30,18 @@ pub struct Urls {
 
 impl Urls {
     /// Explicit settings win, then the sandbox (reached through the name its certificate
-    /// carries), then LinkedIn's own.
-    pub fn resolve(config: &Config, sandbox: bool, addr: SocketAddr) -> Result<Self, ConfigError> {
+    /// carries, or over plain HTTP on loopback with `TLS=off`), then LinkedIn's own.
+    pub fn resolve(
+        config: &Config,
+        sandbox: bool,
+        addr: SocketAddr,
+        tls: bool,
+    ) -> Result<Self, ConfigError> {
         let parse = |variable, url: &str| {
             Url::parse(url).map_err(|e| ConfigError::new(variable, e.to_string()))
         };
         let (access_token, api, jsapi) = if sandbox {
-            let base = sandbox_base(addr);
+            let base = sandbox_base(addr, tls);
             (
                 parse("BIND", &format!("{base}/uas/oauth/accessToken"))?,
                 parse("BIND", &base)?,
@@ -72,9 +77,20 @@ impl Urls {
     }
 }
 
-/// The sandbox's base URL as the server reaches it.
-pub fn sandbox_base(addr: SocketAddr) -> String {
-    format!("https://{}:{}/sandbox", sandbox_host(addr), addr.port())
+/// The sandbox's base URL as the server reaches it: over HTTPS through a name its
+/// certificate carries; with `TLS=off`, over plain HTTP to the bound address itself (on
+/// loopback for an unspecified one), so that the server-to-server calls never leave the
+/// machine nor go back out through the proxy.
+pub fn sandbox_base(addr: SocketAddr, tls: bool) -> String {
+    if tls {
+        return format!("https://{}:{}/sandbox", sandbox_host(addr), addr.port());
+    }
+    let ip = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv6() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}/sandbox", SocketAddr::new(ip, addr.port()))
 }
 
 /// The OpenID Connect relying party's settings: configured, or (in sandbox mode) the
@@ -83,6 +99,7 @@ pub fn oidc_settings(
     config: &Config,
     sandbox: bool,
     addr: SocketAddr,
+    tls: bool,
     public_origins: &[String],
 ) -> Result<Option<OidcSettings>, ConfigError> {
     let scopes = oidc_scopes(&config.linkedin_oidc_scopes)?;
@@ -96,7 +113,7 @@ pub fn oidc_settings(
         None => return Ok(None),
     };
     let default_issuer = if sandbox {
-        format!("{}/oauth", sandbox_base(addr))
+        format!("{}/oauth", sandbox_base(addr, tls))
     } else {
         DEFAULT_OIDC_ISSUER.to_owned()
     };

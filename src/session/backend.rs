@@ -152,7 +152,18 @@ impl SessionBackend {
         operation: &'static str,
         call: impl Future<Output = session_store::Result<T>>,
     ) -> session_store::Result<T> {
-        let result = match tokio::time::timeout(STORE_TIMEOUT, call).await {
+        use tracing::Instrument;
+        let span = tracing::debug_span!(
+            "session_store",
+            "otel.name" = %format_args!("session_store {operation}"),
+            "otel.kind" = "client",
+            "db.operation.name" = operation,
+            "db.system.name" = self.0.store.system(),
+        );
+        let result = match tokio::time::timeout(STORE_TIMEOUT, call)
+            .instrument(span)
+            .await
+        {
             Ok(result) => result,
             Err(_) => Err(session_store::Error::Backend(format!(
                 "no answer within {} ms",
@@ -220,6 +231,16 @@ fn associated_data(id: &Id) -> Vec<u8> {
 }
 
 impl Store {
+    /// The store's kind, as trace spans name it.
+    fn system(&self) -> &'static str {
+        match self {
+            Self::Memory(_) => "memory",
+            Self::Sqlite(_) => "sqlite",
+            Self::Redis(_) => "redis",
+            Self::Postgres(_) => "postgresql",
+        }
+    }
+
     async fn connect(url: &StoreUrl, memory_capacity: u64) -> Result<Self, ConnectError> {
         let fail = |what: &'static str, err: &dyn fmt::Display| ConnectError {
             store: url.to_string(),

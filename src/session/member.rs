@@ -85,6 +85,9 @@ pub struct PendingSignIn {
     pub pkce_verifier: Option<Secret>,
     /// When it stops being accepted, as a Unix timestamp.
     pub expires_at: i64,
+    /// Where to send the member afterwards (`rd`, already checked), if anywhere but `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_to: Option<String>,
 }
 
 impl PendingSignIn {
@@ -214,6 +217,23 @@ impl MemberSession {
         self.session
             .set_expiry(Some(Expiry::AtDateTime(idle_end.min(creds_end))));
     }
+}
+
+/// The unexpired member of a session record, read without touching the session: for
+/// answers that must never write (`/auth/check`). A value that does not decode reads as
+/// absent.
+pub fn member_of_record(
+    record: &tower_sessions::session::Record,
+    now: OffsetDateTime,
+) -> Option<Member> {
+    if record.expiry_date <= now {
+        return None;
+    }
+    record
+        .data
+        .get(MemberSession::KEY)
+        .and_then(|value| serde_json::from_value::<Member>(value.clone()).ok())
+        .filter(|member| member.is_valid_at(now))
 }
 
 /// Whether a session's data is only a sign-in in progress (no member): such a session is

@@ -35,20 +35,36 @@ pub use sqlite::SqliteSessions;
 /// from this host, `Secure`, with `Path=/` and no `Domain`: a sibling subdomain cannot plant
 /// one.
 pub const SESSION_COOKIE: &str = "__Host-lte_session";
+/// The cookie with `SESSION_COOKIE_DOMAIN` set: a `__Host-` cookie may not carry `Domain`, so
+/// the `__Secure-` prefix (browsers still take it only when `Secure`, over HTTPS).
+pub const DOMAIN_SESSION_COOKIE: &str = "__Secure-lte_session";
+
+/// The session cookie's name, given `SESSION_COOKIE_DOMAIN`.
+pub fn cookie_name(domain: Option<&str>) -> &'static str {
+    match domain {
+        Some(_) => DOMAIN_SESSION_COOKIE,
+        None => SESSION_COOKIE,
+    }
+}
 
 /// The session layer with the cookie rules: `Secure`, `HttpOnly`, `SameSite=Lax`, path `/`,
-/// and an inactivity expiry.
+/// an inactivity expiry, and `Domain` when `domain` is given.
 pub fn layer(
     backend: SessionBackend,
     policy: SessionPolicy,
+    domain: Option<&str>,
 ) -> SessionManagerLayer<SessionBackend> {
-    SessionManagerLayer::new(backend)
-        .with_name(SESSION_COOKIE)
+    let layer = SessionManagerLayer::new(backend)
+        .with_name(cookie_name(domain))
         .with_secure(true)
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(to_time(policy.idle)))
+        .with_expiry(Expiry::OnInactivity(to_time(policy.idle)));
+    match domain {
+        Some(domain) => layer.with_domain(domain.to_owned()),
+        None => layer,
+    }
 }
 
 fn to_time(duration: Duration) -> time::Duration {

@@ -1,0 +1,188 @@
+//! `GET /auth/check`: forward authentication for a proxy in front of other apps (nginx
+//! `auth_request`, Traefik `ForwardAuth`, Caddy `forward_auth`). It answers whether the
+//! request's session holds a signed-in member, with who they are in `X-Auth-Request-*`
+//! headers. It reads the store and never writes: it sits outside the session layer (so no
+//! cookie is set and no idle refresh is saved) and looks the record up itself.
+
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::Router;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::header::{CACHE_CONTROL, COOKIE, LOCATION};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use time::OffsetDateTime;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_sessions::session::Id;
+use tower_sessions::session_store::SessionStore;
+
+use crate::app::AppState;
+use crate::error::{AppError, Result};
+use crate::session::member::member_of_record;
+use crate::session::{Credentials, Member};
+
+/// The member's id.
+pub const USER: HeaderName = HeaderName::from_static("x-auth-request-user");
+/// The member's email, when known.
+pub const EMAIL: HeaderName = HeaderName::from_static("x-auth-request-email");
+/// The member's name, when known.
+pub const NAME: HeaderName = HeaderName::from_static("x-auth-request-name");
+/// The flow that signed the member in: `jsapi` or `oidc`.
+pub const FLOW: HeaderName = HeaderName::from_static("x-auth-request-flow");
+
+/// The routes of this module, answered `Cache-Control: no-store` (errors included).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/check", get(check))
+        .route_layer(SetResponseHeaderLayer::overriding(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+}
+
+/// 200 with the member's headers, or 401 `not_connected`; with `?redirect=1` from a trusted
+/// proxy, a 302 to the sign-in that returns to the URL the proxy was asked for.
+async fn check(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    if let Some(member) = signed_in(&state, &headers).await? {
+        return Ok((StatusCode::OK, member_headers(&member)).into_response());
+    }
+    let wants_redirect = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .any(|(name, value)| name == "redirect" && value == "1");
+    let from_proxy = peer.is_some_and(|Extension(ConnectInfo(peer))| {
+        state
+            .trusted_proxies
+            .as_ref()
+            .is_some_and(|trusted| trusted.contains(peer.ip()))
+    });
+    if wants_redirect && from_proxy {
+        return Ok((
+            StatusCode::FOUND,
+            [(
+                LOCATION,
+                sign_in_location(&state.public_origins[0], &headers),
+            )],
+        )
+            .into_response());
+    }
+    Err(AppError::NotConnected)
+}
+
+/// The member of the session the request's cookie names, read from the store as it is.
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Member>> {
+    let now = OffsetDateTime::now_utc();
+    for id in session_ids(headers, state.session_cookie) {
+        if let Some(record) = state.sessions.load(&id).await?
+            && let Some(member) = member_of_record(&record, now)
+        {
+            return Ok(Some(member));
+        }
+    }
+    Ok(None)
+}
+
+/// The session ids in the request's `Cookie` headers under `name` (at most a few: a browser
+/// sends one, and more is someone trying).
+fn session_ids(headers: &HeaderMap, name: &str) -> Vec<Id> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(n, _)| *n == name)
+        .filter_map(|(_, value)| value.trim().parse::<Id>().ok())
+        .take(4)
+        .collect()
+}
+
+/// `X-Auth-Request-User`, `-Flow`, and `-Email`/`-Name` when known and sendable.
+fn member_headers(member: &Member) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let mut put = |name: HeaderName, value: &str| {
+        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+            headers.insert(name, value);
+        }
+    };
+    put(USER, &member.member_id);
+    put(FLOW, member.credentials.flow());
+    if let Credentials::Oidc { name, email, .. } = &member.credentials {
+        if let Some(email) = email {
+            put(EMAIL, email);
+        }
+        if let Some(name) = name {
+            put(NAME, name);
+        }
+    }
+    headers
+}
+
+/// `<origin>/auth/linkedin?rd=<X-Forwarded-Proto>://<X-Forwarded-Host><X-Forwarded-Uri>`:
+/// absolute, since the browser receives it on the protected app's host. Without the three
+/// headers, no `rd` (the sign-in then returns to `/`); `rd` is checked again at the sign-in.
+fn sign_in_location(origin: &str, headers: &HeaderMap) -> String {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let mut location = format!("{origin}/auth/linkedin");
+    let forwarded = (
+        header("x-forwarded-proto").filter(|p| matches!(*p, "https" | "http")),
+        header("x-forwarded-host"),
+        header("x-forwarded-uri"),
+    );
+    if let (Some(proto), Some(host), Some(uri)) = forwarded {
+        let rd = format!("{proto}://{host}{uri}");
+        location.push('?');
+        location.push_str(
+            &url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("rd", &rd)
+                .finish(),
+        );
+    }
+    location
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sign_in_location_carries_the_forwarded_url_encoded() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(
+            sign_in_location("https://login.example", &headers),
+            "https://login.example/auth/linkedin"
+        );
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        headers.insert("x-forwarded-host", HeaderValue::from_static("app.example"));
+        headers.insert("x-forwarded-uri", HeaderValue::from_static("/a?b=c&d"));
+        assert_eq!(
+            sign_in_location("https://login.example", &headers),
+            "https://login.example/auth/linkedin?rd=https%3A%2F%2Fapp.example%2Fa%3Fb%3Dc%26d"
+        );
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("gopher"));
+        assert_eq!(
+            sign_in_location("https://login.example", &headers),
+            "https://login.example/auth/linkedin"
+        );
+    }
+
+    #[test]
+    fn only_the_named_cookie_is_read_and_only_a_few_of_them() {
+        let mut headers = HeaderMap::new();
+        let id = Id::default().to_string();
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("a=b; __Host-lte_session={id}; other={id}")).unwrap(),
+        );
+        assert_eq!(session_ids(&headers, "__Host-lte_session").len(), 1);
+        assert_eq!(session_ids(&headers, "__Secure-lte_session").len(), 0);
+        let many = vec![format!("__Host-lte_session={id}"); 10].join("; ");
+        headers.insert(COOKIE, HeaderValue::from_str(&many).unwrap());
+        assert_eq!(session_ids(&headers, "__Host-lte_session").len(), 4);
+    }
+}
