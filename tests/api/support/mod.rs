@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use reqwest::cookie::Jar;
 use tempfile::TempDir;
 
+pub mod nginx;
 pub mod oidc_provider;
 
 /// A port of 127.0.0.1 that was free a moment ago (the kernel's choice for port 0).
