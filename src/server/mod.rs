@@ -1,5 +1,6 @@
 //! Start-up and listening: turns a [`Config`] into a bound HTTPS server (rustls via
-//! axum-server), with bounded connections, and shuts it down gracefully.
+//! axum-server), or a plain-HTTP one behind a proxy that terminates TLS (`TLS=off`), with
+//! bounded connections, and shuts it down gracefully.
 //!
 //! [`Server::build`] runs the steps in order, each naming the variable at fault: the mode
 //! (key pair, sandbox), TLS, the socket, the URLs and upstream client ([`wiring`]), the
@@ -66,8 +67,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Validates `config`, loads or generates the certificate, binds the port, connects the
-    /// session store and builds the app. Every failure names the variable at fault.
+    /// Validates `config`, loads or generates the certificate (unless `TLS=off`), binds the
+    /// port, connects the session store and builds the app. Every failure names the variable
+    /// at fault.
     pub async fn build(config: &Config) -> Result<Self, ConfigError> {
         // One crypto provider for the whole process (ring); a second call is harmless.
         tls::install_crypto_provider();
