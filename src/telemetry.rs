@@ -433,10 +433,12 @@ pub type ExtraLayer =
 /// Starts logging: `filter` (already validated), as text or as one JSON object a line, plus
 /// `extra` (trace export), each layer with its own filter. tower-sessions' own warnings about
 /// unknown or malformed session ids are kept out unless asked for by name: any client can
-/// cause them at will.
-pub fn init_logging(format: LogFormat, filter: &str, extra: Option<ExtraLayer>) {
+/// cause them at will. Logs go to stdout, or to stderr when stdout carries output of its own
+/// (the `sandbox` command's `KEY=VALUE` lines).
+pub fn init_logging(format: LogFormat, filter: &str, to_stderr: bool, extra: Option<ExtraLayer>) {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::Layer;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let mut directives = filter.to_owned();
@@ -444,12 +446,21 @@ pub fn init_logging(format: LogFormat, filter: &str, extra: Option<ExtraLayer>) 
         directives.push_str(",tower_sessions=error,tower_sessions_core=error");
     }
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, terminal) = if to_stderr {
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        (BoxMakeWriter::new(std::io::stderr), terminal)
+    } else {
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        (BoxMakeWriter::new(std::io::stdout), terminal)
+    };
     let lines: ExtraLayer = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_writer(writer)
+            .with_ansi(terminal)
             .with_filter(filter)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
             .json()
             .flatten_event(true)
             .with_current_span(true)

@@ -23,6 +23,7 @@ mod process;
 mod proxy;
 mod sandbox;
 mod sandbox_oidc;
+mod sandbox_standalone;
 mod servers;
 mod stores;
 mod traces;
