@@ -631,3 +631,49 @@ async fn behind_nginx_each_client_address_draws_on_its_own_rate_limit_budget() {
     );
     drop(app);
 }
+
+/// The service's binary with `env`, its log read until a line holding `needle` appears.
+async fn log_line_with(env: &[(&str, &str)], forwarded_for: &str, needle: &str) -> String {
+    let mut all = vec![
+        ("LINKEDIN_API_KEY", API_KEY),
+        ("LINKEDIN_SECRET_KEY", crate::helpers::SECRET_KEY),
+        ("SANDBOX", "true"),
+    ];
+    all.extend_from_slice(env);
+    let server = crate::support::Served::start("localhost", &all, "/healthz").await;
+    let response = server
+        .client(None)
+        .post(server.url("/token-exchange"))
+        .header("origin", &server.origin)
+        .header("x-forwarded-for", forwarded_for)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(line) = server.output().lines().find(|l| l.contains(needle)) {
+            return line.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no line with {needle}: {}",
+            server.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn log_lines_name_the_client_a_trusted_proxy_forwarded_and_the_peer_otherwise() {
+    let behind = log_line_with(
+        &[("TRUSTED_PROXIES", "127.0.0.1")],
+        "203.0.113.9",
+        "missing_cookie",
+    )
+    .await;
+    assert!(behind.contains("client=203.0.113.9"), "{behind}");
+    let direct = log_line_with(&[], "203.0.113.9", "missing_cookie").await;
+    assert!(direct.contains("client=127.0.0.1"), "{direct}");
+    assert!(!direct.contains("203.0.113.9"), "{direct}");
+}
