@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init_logging(config.log_format, &config.rust_log);
+    telemetry::init_logging(config.logging.format, &config.logging.filter);
     if config.command == Some(Command::CheckProvider) {
         return check_provider(&config).await;
     }
@@ -43,7 +43,10 @@ async fn main() -> ExitCode {
     let server = match Server::build(&config).await {
         Ok(server) => server,
         Err(err) => {
-            fail(config.log_format, &format!("configuration error: {err}"));
+            fail(
+                config.logging.format,
+                &format!("configuration error: {err}"),
+            );
             return ExitCode::from(2);
         }
     };
@@ -65,7 +68,10 @@ async fn check_provider(config: &Config) -> ExitCode {
     let (http, settings) = match wiring::provider_check(config) {
         Ok(found) => found,
         Err(err) => {
-            fail(config.log_format, &format!("configuration error: {err}"));
+            fail(
+                config.logging.format,
+                &format!("configuration error: {err}"),
+            );
             return ExitCode::from(2);
         }
     };
