@@ -120,7 +120,7 @@ pub fn build_app(state: AppState, extra: Router) -> Router {
         .layer(session::layer(state.sessions.clone(), policy))
         .layer(middleware::from_fn_with_state(
             state.sessions.clone(),
-            session::guard,
+            session::guard::<SessionBackend>,
         ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
