@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
-use super::client::{LinkedInClient, UpstreamError, status_error};
+use super::transport::{Transport, UpstreamError, status_error};
 use crate::config::PkceMode;
 use crate::secret::Secret;
 use crate::session::member::PendingSignIn;
@@ -221,7 +221,7 @@ struct Discovered {
 
 /// The cached discovery, shared with the background refresh.
 struct DiscoveryCache {
-    upstream: LinkedInClient,
+    upstream: Transport,
     issuer: Url,
     /// [`DISCOVERY_TTL`], and [`MAX_STALE`] (shorter in unit tests).
     ttl: Duration,
@@ -260,10 +260,10 @@ impl std::fmt::Debug for OidcClient {
 }
 
 impl OidcClient {
-    /// A relying party for `settings`, over `upstream`'s HTTPS client (its roots, timeout,
+    /// A relying party for `settings`, over the `upstream` transport (its roots, timeout,
     /// no redirects, and error mapping). Nothing is fetched yet: an unreachable provider
     /// does not stop the start.
-    pub fn new(upstream: LinkedInClient, settings: OidcSettings) -> Self {
+    pub fn new(upstream: Transport, settings: OidcSettings) -> Self {
         let cache = DiscoveryCache::new(upstream, settings.issuer.clone());
         Self {
             settings,
@@ -466,7 +466,7 @@ impl OidcClient {
 }
 
 impl DiscoveryCache {
-    fn new(upstream: LinkedInClient, issuer: Url) -> Self {
+    fn new(upstream: Transport, issuer: Url) -> Self {
         Self {
             upstream,
             issuer,
@@ -746,7 +746,7 @@ pub(crate) fn printable(text: &str) -> String {
 
 /// `openidconnect`'s HTTP client: the service's reqwest client (redirects off), with its
 /// timeout and error mapping. A 5xx is `upstream_unavailable` before the crate sees it.
-struct Http<'a>(&'a LinkedInClient);
+struct Http<'a>(&'a Transport);
 
 /// An upstream failure, as the crate's HTTP error type.
 #[derive(Debug, thiserror::Error)]
@@ -793,12 +793,7 @@ mod tests {
     fn stale_cache(max_stale: Duration) -> Arc<DiscoveryCache> {
         crate::tls::install_crypto_provider();
         let dead: Url = "http://127.0.0.1:9/oauth".parse().unwrap();
-        let endpoints = super::super::client::LinkedInEndpoints {
-            access_token_url: dead.clone(),
-            api_url: dead.clone(),
-            timeout: Duration::from_secs(2),
-        };
-        let upstream = LinkedInClient::new(&endpoints, "key", &Secret::new("secret"), &[]).unwrap();
+        let upstream = Transport::new(Duration::from_secs(2), &[]).unwrap();
         let mut cache = DiscoveryCache::new(upstream, dead.clone());
         cache.ttl = Duration::ZERO;
         cache.max_stale = max_stale;

@@ -141,7 +141,7 @@ impl Server {
         let oidc_settings = wiring::oidc_settings(config, sandbox, addr, &public_origins)?;
         let oidc = oidc_settings
             .clone()
-            .map(|settings| OidcClient::new(linkedin.clone(), settings));
+            .map(|settings| OidcClient::new(linkedin.transport().clone(), settings));
         let sessions = connect_sessions(config, telemetry.clone()).await?;
         let shutting_down = Arc::new(AtomicBool::new(false));
 
