@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 
 use crate::app::AppState;
 use crate::error::{AppError, Result};
-use crate::linkedin::oidc::printable;
 use crate::session::{Credentials, Member, MemberSession};
+use crate::text::escape_text;
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
@@ -126,7 +126,7 @@ async fn finish(state: &AppState, session: &MemberSession, callback: Callback) -
             Some(description) => format!("{error}: {description}"),
             None => error,
         };
-        return Err(AppError::OidcDenied(printable(&said)));
+        return Err(AppError::OidcDenied(escape_text(&said, 200)));
     }
     let code = callback
         .code

@@ -49,7 +49,7 @@ use url::Url;
 use super::transport::{Transport, UpstreamError, status_error};
 use crate::config::PkceMode;
 use crate::secret::Secret;
-use crate::session::member::PendingSignIn;
+use crate::text::escape_text;
 
 /// How long discovery and the JWKS are used before a refresh is started.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(3_600);
@@ -196,6 +196,25 @@ pub struct Authorization {
     pub url: Url,
     /// What the session keeps until the callback.
     pub pending: PendingSignIn,
+}
+
+/// An OpenID Connect sign-in that has been started and not finished: what the callback must
+/// find again. Kept in the browser's session, single use, for [`PendingSignIn::LIFETIME`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSignIn {
+    /// The `state` sent to the provider.
+    pub state: Secret,
+    /// The `nonce` the id_token must carry.
+    pub nonce: Secret,
+    /// The PKCE verifier, when the provider takes PKCE.
+    pub pkce_verifier: Option<Secret>,
+    /// When it stops being accepted, as a Unix timestamp.
+    pub expires_at: i64,
+}
+
+impl PendingSignIn {
+    /// How long a sign-in may take.
+    pub const LIFETIME: Duration = Duration::from_secs(600);
 }
 
 /// A finished sign-in.
@@ -608,7 +627,7 @@ fn log_refusal(
     if reason == Refusal::Issuer {
         tracing::warn!(
             reason = reason.label(),
-            issuer_seen = %printable(&unverified_issuer(id_token).unwrap_or_default()),
+            issuer_seen = %escape_text(&unverified_issuer(id_token).unwrap_or_default(), 200),
             issuer_expected = %metadata.issuer().as_str(),
             "id_token refused: {why}"
         );
@@ -724,24 +743,21 @@ fn token_error(
         RequestTokenError::Request(HttpError(upstream)) => upstream,
         RequestTokenError::ServerResponse(answer) => UpstreamError::Rejected {
             status: 400,
-            problem: printable(&match answer.error_description() {
-                Some(description) => format!("{}: {description}", answer.error()),
-                None => answer.error().to_string(),
-            }),
+            problem: escape_text(
+                &match answer.error_description() {
+                    Some(description) => format!("{}: {description}", answer.error()),
+                    None => answer.error().to_string(),
+                },
+                200,
+            ),
         },
         RequestTokenError::Parse(err, _) => UpstreamError::Malformed(format!(
             "the token answer does not parse (at {})",
-            printable(&err.path().to_string())
+            escape_text(&err.path().to_string(), 200)
         )),
-        RequestTokenError::Other(why) => UpstreamError::Malformed(printable(&why)),
+        RequestTokenError::Other(why) => UpstreamError::Malformed(escape_text(&why, 200)),
     };
     OidcError::Upstream(upstream)
-}
-
-/// A provider's words, fit for a message and a log line: at most 200 characters, escaped as
-/// request values are (see [`crate::error::escape_text`]).
-pub(crate) fn printable(text: &str) -> String {
-    crate::error::escape_text(text, 200)
 }
 
 /// `openidconnect`'s HTTP client: the service's reqwest client (redirects off), with its

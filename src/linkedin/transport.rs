@@ -14,8 +14,8 @@ use reqwest::StatusCode;
 use reqwest::header::WWW_AUTHENTICATE;
 
 use super::dns::{self, CachingResolver};
-use crate::error::escape_text;
 use crate::telemetry::Telemetry;
+use crate::text::escape_text;
 
 /// The largest upstream body read; a larger one is `upstream_malformed`.
 const MAX_UPSTREAM_BODY: usize = 1 << 20;

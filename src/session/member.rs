@@ -12,6 +12,7 @@ use tower_sessions::session_store;
 use tower_sessions::{Expiry, Session};
 
 use crate::error::AppError;
+use crate::linkedin::oidc::PendingSignIn;
 use crate::secret::Secret;
 
 /// The session rules every route shares.
@@ -71,25 +72,6 @@ impl Member {
     pub fn is_valid_at(&self, now: OffsetDateTime) -> bool {
         self.expires_at > now.unix_timestamp()
     }
-}
-
-/// An OpenID Connect sign-in that has been started and not finished: what the callback must
-/// find again. Kept in the browser's session, single use, for [`PendingSignIn::LIFETIME`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingSignIn {
-    /// The `state` sent to the provider.
-    pub state: Secret,
-    /// The `nonce` the id_token must carry.
-    pub nonce: Secret,
-    /// The PKCE verifier, when the provider takes PKCE.
-    pub pkce_verifier: Option<Secret>,
-    /// When it stops being accepted, as a Unix timestamp.
-    pub expires_at: i64,
-}
-
-impl PendingSignIn {
-    /// How long a sign-in may take.
-    pub const LIFETIME: Duration = Duration::from_secs(600);
 }
 
 /// A request's session, typed: the one place that names the session keys. Extract it in a
