@@ -32,7 +32,7 @@ pub mod sweep;
 pub use backend::SessionBackend;
 pub use connect::ConnectError;
 pub use guard::guard;
-pub use member::{Connected, Credentials, Member, MemberSession, SessionPolicy};
+pub use member::{Connected, Credentials, Flow, Member, MemberSession, SessionPolicy};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteSessions;
 
