@@ -134,8 +134,8 @@ pub struct MemberSession {
 }
 
 impl MemberSession {
-    /// The session key of the member. Records written by earlier versions under another key
-    /// read as "not connected".
+    /// The session key of the member. A record that holds the member under any other key
+    /// reads as "not connected".
     const KEY: &'static str = "lte.member";
     /// The session key of a sign-in in progress.
     const PENDING: &'static str = "lte.oidc.pending";
@@ -202,7 +202,7 @@ impl MemberSession {
         Ok(Some(member))
     }
 
-    /// The value under `key`; one that does not decode (an earlier version's) reads as absent.
+    /// The value under `key`; one that does not decode reads as absent.
     async fn get<T: serde::de::DeserializeOwned>(
         &self,
         key: &str,
