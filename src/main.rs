@@ -37,10 +37,13 @@ async fn main() -> ExitCode {
         }
     };
     let export = if config.command != Some(Command::CheckProvider) {
-        match telemetry::otel::Export::start(&config.proxy) {
+        match telemetry::otel::Export::start(&config.traces) {
             Ok(export) => export,
             Err(err) => {
-                fail(config.log_format, &format!("configuration error: {err}"));
+                fail(
+                    config.logging.format,
+                    &format!("configuration error: {err}"),
+                );
                 return ExitCode::from(2);
             }
         }
@@ -50,8 +53,8 @@ async fn main() -> ExitCode {
     let (export, layer) =
         export.map_or((None, None), |(export, layer)| (Some(export), Some(layer)));
     telemetry::init_logging(
-        config.log_format,
-        &config.rust_log,
+        config.logging.format,
+        &config.logging.filter,
         config.command == Some(Command::Sandbox),
         layer,
     );
@@ -71,7 +74,10 @@ async fn serve(config: &Config) -> ExitCode {
     let server = match Server::build(config).await {
         Ok(server) => server,
         Err(err) => {
-            fail(config.log_format, &format!("configuration error: {err}"));
+            fail(
+                config.logging.format,
+                &format!("configuration error: {err}"),
+            );
             return ExitCode::from(2);
         }
     };
@@ -105,7 +111,10 @@ async fn check_provider(config: &Config) -> ExitCode {
     let (http, settings) = match wiring::provider_check(config) {
         Ok(found) => found,
         Err(err) => {
-            fail(config.log_format, &format!("configuration error: {err}"));
+            fail(
+                config.logging.format,
+                &format!("configuration error: {err}"),
+            );
             return ExitCode::from(2);
         }
     };

@@ -1,86 +1,14 @@
-//! The settings for running behind a reverse proxy: TLS at the proxy (`TLS=off`), the
-//! session cookie's domain, the hosts `rd` may return to, and trace export (`OTEL_*`).
-//! Parsing and checking only; what the values do is left to `server`, `session`,
-//! `handlers::return_to` and `telemetry`.
+//! The values for running behind a reverse proxy, and the checks between them: `TLS`
+//! ([`TlsMode`], in the listening group), `SESSION_COOKIE_DOMAIN` ([`CookieDomain`], in the
+//! sessions group), `ALLOWED_REDIRECT_HOSTS` ([`AllowedHosts`], in the OpenID Connect group).
+//! Parsing and checking only; what the values do is left to `server`, `session` and
+//! `return_to`.
 
 use std::str::FromStr;
 
 use url::{Host, Url};
 
 use super::ConfigError;
-
-/// The proxy-related variables, flattened into [`Config`](super::Config).
-#[derive(clap::Args, Clone, Debug)]
-pub struct ProxyArgs {
-    /// `on`: HTTPS on `BIND`. `off`: plain HTTP on `BIND`, for a proxy that terminates TLS
-    /// (needs `PUBLIC_ORIGIN` with `https://` origins).
-    #[arg(
-        long = "tls",
-        env = "TLS",
-        value_name = "TLS",
-        default_value = "on",
-        value_enum
-    )]
-    pub tls: TlsMode,
-
-    /// The session cookie's `Domain` (as `.example.com`), so that apps on sibling hosts share
-    /// the sign-in. Unset: a host-only `__Host-` cookie.
-    #[arg(
-        long,
-        env = "SESSION_COOKIE_DOMAIN",
-        value_name = "SESSION_COOKIE_DOMAIN"
-    )]
-    pub session_cookie_domain: Option<CookieDomain>,
-
-    /// Comma list of hosts, or `.example.com` suffixes, that `rd` may return to besides the
-    /// `PUBLIC_ORIGIN` hosts.
-    #[arg(
-        long,
-        env = "ALLOWED_REDIRECT_HOSTS",
-        value_name = "ALLOWED_REDIRECT_HOSTS"
-    )]
-    pub allowed_redirect_hosts: Option<AllowedHosts>,
-
-    /// OTLP/HTTP (protobuf) base URL; traces go to `<endpoint>/v1/traces`. Unset: no export.
-    #[arg(
-        long,
-        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
-        value_name = "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )]
-    pub otel_exporter_otlp_endpoint: Option<Url>,
-
-    /// OTLP/HTTP (protobuf) traces URL, used as given; wins over the base endpoint.
-    #[arg(
-        long,
-        env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        value_name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    )]
-    pub otel_exporter_otlp_traces_endpoint: Option<Url>,
-
-    /// The `service.name` of the exported spans.
-    #[arg(
-        long,
-        env = "OTEL_SERVICE_NAME",
-        value_name = "OTEL_SERVICE_NAME",
-        default_value = "linkedin-token-exchange"
-    )]
-    pub otel_service_name: String,
-}
-
-impl ProxyArgs {
-    /// Where traces are sent, when export is on: the traces endpoint as given, or the base
-    /// endpoint with `/v1/traces` appended (as the OTLP specification says).
-    pub fn otlp_traces_url(&self) -> Option<Url> {
-        if let Some(url) = &self.otel_exporter_otlp_traces_endpoint {
-            return Some(url.clone());
-        }
-        let base = self.otel_exporter_otlp_endpoint.as_ref()?;
-        let mut url = base.clone();
-        let path = format!("{}/v1/traces", base.path().trim_end_matches('/'));
-        url.set_path(&path);
-        Some(url)
-    }
-}
 
 /// `TLS`: whether the server itself speaks TLS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -183,11 +111,12 @@ impl FromStr for AllowedHosts {
 /// be set and name only `https://` origins; a cookie domain must cover every public origin's
 /// host.
 pub fn check(
-    args: &ProxyArgs,
+    tls: TlsMode,
     public_origin_set: bool,
+    cookie_domain: Option<&CookieDomain>,
     public_origins: &[String],
 ) -> Result<(), ConfigError> {
-    if args.tls == TlsMode::Off {
+    if tls == TlsMode::Off {
         if !public_origin_set {
             return Err(ConfigError::new(
                 "PUBLIC_ORIGIN",
@@ -203,7 +132,7 @@ pub fn check(
             ));
         }
     }
-    if let Some(domain) = &args.session_cookie_domain {
+    if let Some(domain) = cookie_domain {
         for origin in public_origins {
             let host = Url::parse(origin)
                 .ok()
@@ -261,47 +190,29 @@ mod tests {
         assert!("127.0.0.1".parse::<CookieDomain>().is_err());
     }
 
-    fn args(tls: TlsMode, domain: Option<&str>) -> ProxyArgs {
-        ProxyArgs {
-            tls,
-            session_cookie_domain: domain.map(|d| d.parse().unwrap()),
-            allowed_redirect_hosts: None,
-            otel_exporter_otlp_endpoint: None,
-            otel_exporter_otlp_traces_endpoint: None,
-            otel_service_name: "x".into(),
-        }
+    fn domain(d: &str) -> CookieDomain {
+        d.parse().unwrap()
     }
 
     #[test]
     fn tls_off_needs_https_public_origins() {
         let https = ["https://login.example.com".to_owned()];
-        assert!(check(&args(TlsMode::Off, None), true, &https).is_ok());
-        let err = check(&args(TlsMode::Off, None), false, &https).unwrap_err();
+        assert!(check(TlsMode::Off, true, None, &https).is_ok());
+        let err = check(TlsMode::Off, false, None, &https).unwrap_err();
         assert_eq!(err.variable, "PUBLIC_ORIGIN");
         let plain = ["http://login.example.com".to_owned()];
-        let err = check(&args(TlsMode::Off, None), true, &plain).unwrap_err();
+        let err = check(TlsMode::Off, true, None, &plain).unwrap_err();
         assert_eq!(err.variable, "TLS");
-        assert!(check(&args(TlsMode::On, None), true, &plain).is_ok());
+        assert!(check(TlsMode::On, true, None, &plain).is_ok());
     }
 
     #[test]
     fn a_cookie_domain_must_cover_every_public_origin() {
         let origins = ["https://login.example.com".to_owned()];
-        assert!(check(&args(TlsMode::On, Some(".example.com")), true, &origins).is_ok());
-        let err = check(&args(TlsMode::On, Some("other.example")), true, &origins).unwrap_err();
+        let covering = domain(".example.com");
+        assert!(check(TlsMode::On, true, Some(&covering), &origins).is_ok());
+        let other = domain("other.example");
+        let err = check(TlsMode::On, true, Some(&other), &origins).unwrap_err();
         assert_eq!(err.variable, "SESSION_COOKIE_DOMAIN");
-    }
-
-    #[test]
-    fn the_traces_url_is_the_signal_endpoint_or_the_base_with_v1_traces() {
-        let mut a = args(TlsMode::On, None);
-        assert_eq!(a.otlp_traces_url(), None);
-        a.otel_exporter_otlp_endpoint = Some("http://collector:4318".parse().unwrap());
-        assert_eq!(
-            a.otlp_traces_url().unwrap().as_str(),
-            "http://collector:4318/v1/traces"
-        );
-        a.otel_exporter_otlp_traces_endpoint = Some("http://c:1/custom".parse().unwrap());
-        assert_eq!(a.otlp_traces_url().unwrap().as_str(), "http://c:1/custom");
     }
 }

@@ -111,7 +111,7 @@ fn member_headers(member: &Member) -> HeaderMap {
         }
     };
     put(USER, &member.member_id);
-    put(FLOW, member.credentials.flow());
+    put(FLOW, member.credentials.flow().as_str());
     if let Credentials::Oidc { name, email, .. } = &member.credentials {
         if let Some(email) = email {
             put(EMAIL, email);

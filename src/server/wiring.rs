@@ -1,22 +1,172 @@
-//! What `Server::build` resolves from the configuration besides sockets: the app's key pair,
-//! the LinkedIn URLs (explicit settings, then the sandbox, then LinkedIn), and the one
-//! upstream HTTPS client with its roots.
+//! Everything the server derives from the configuration, resolved in one place: first the
+//! [`Mode`] (the app's key pair, the sandbox, keep-alive), which needs no socket, then, once
+//! the port is bound, [`Resolved`]: the public origins, the LinkedIn URLs (explicit settings,
+//! then the sandbox, then LinkedIn), the OpenID Connect settings, the one upstream HTTPS client
+//! with its roots, the session idle limit and the rate limits. `check-provider` resolves its
+//! issuer, scopes and roots with the same functions.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use url::Url;
 
+use crate::config::TrustedProxies;
+use crate::config::proxy::{self, TlsMode};
 use crate::config::{
     AppCredentials, Config, ConfigError, DEFAULT_ACCESS_TOKEN_URL, DEFAULT_API_URL,
-    DEFAULT_JSAPI_URL, DEFAULT_OIDC_ISSUER, oidc_scopes,
+    DEFAULT_JSAPI_URL, DEFAULT_OIDC_ISSUER, Limits, LinkedIn, Oidc, oidc_scopes,
 };
 use crate::linkedin::client::{LinkedInClient, LinkedInEndpoints};
 use crate::linkedin::oidc::OidcSettings;
 use crate::linkedin::provider_check::CheckSettings;
+use crate::ratelimit::RateLimits;
+use crate::return_to::ReturnPolicy;
 use crate::secret::Secret;
-use crate::tls::TlsMaterial;
+use crate::tls::{Alpn, TlsMaterial};
+
+/// What the server is, before it binds: the key pair (configured, or made up for a sandbox
+/// started without one), whether the sandbox is mounted, and whether connections stay open.
+#[derive(Clone, Debug)]
+pub struct Mode {
+    /// The app's key pair.
+    pub credentials: AppCredentials,
+    /// Whether the emulated LinkedIn is mounted under `/sandbox/`.
+    pub sandbox: bool,
+    /// False only for a sandbox told to close every connection after one answer.
+    pub keep_alive: bool,
+}
+
+impl Mode {
+    /// Checks the key pair, the sandbox against this build's features, and keep-alive.
+    pub fn of(config: &LinkedIn) -> Result<Self, ConfigError> {
+        let configured = config.app_credentials()?;
+        let sandbox = config.sandbox_enabled();
+        if sandbox && !cfg!(feature = "sandbox") {
+            return Err(ConfigError::new(
+                if configured.is_none() {
+                    "LINKEDIN_API_KEY"
+                } else {
+                    "SANDBOX"
+                },
+                "this build has no sandbox (feature \"sandbox\" is off): set LINKEDIN_API_KEY and LINKEDIN_SECRET_KEY",
+            ));
+        }
+        let keep_alive = config.keep_alive()?;
+        let credentials = configured.unwrap_or_else(|| AppCredentials {
+            api_key: format!("sandbox{}", random(8)),
+            secret_key: Secret::new(random(24)),
+        });
+        Ok(Self {
+            credentials,
+            sandbox,
+            keep_alive,
+        })
+    }
+
+    /// The protocols the TLS listener offers.
+    pub fn alpn(&self) -> Alpn {
+        if self.keep_alive {
+            Alpn::Http2AndHttp1
+        } else {
+            Alpn::Http1Only
+        }
+    }
+}
+
+/// Everything that depends on the configuration and the bound address, resolved once:
+/// `Server::build` and the app's `Settings` take these instead of reading `Config`.
+pub struct Resolved {
+    /// The key pair, the sandbox, keep-alive.
+    pub mode: Mode,
+    /// The address actually bound.
+    pub addr: SocketAddr,
+    /// The origins allowed to send state-changing requests; the first is where a person
+    /// opens the page.
+    pub public_origins: Vec<String>,
+    /// The LinkedIn URLs.
+    pub urls: Urls,
+    /// The OpenID Connect relying party's settings, when OpenID Connect is on.
+    pub oidc: Option<OidcSettings>,
+    /// The one upstream HTTPS client (without telemetry: the server attaches its own).
+    pub linkedin: LinkedInClient,
+    /// The inactivity limit of a session.
+    pub session_idle: Duration,
+    /// The rate limits of the sign-in routes.
+    pub limits: RateLimits,
+    /// Whether the server speaks TLS itself (`TLS=on`), or plain HTTP behind a proxy.
+    pub tls: bool,
+    /// `TRUSTED_PROXIES`: whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Option<TrustedProxies>,
+    /// Where `rd` may send a member after signing in.
+    pub return_policy: ReturnPolicy,
+    /// `SESSION_COOKIE_DOMAIN`, when set.
+    pub cookie_domain: Option<String>,
+}
+
+impl Resolved {
+    /// Resolves `config` for a server in `mode` bound at `addr`, whose own certificate is
+    /// `own_tls` (`None` with `TLS=off`; trusted by the upstream client when it calls its own
+    /// sandbox). Needs a Tokio runtime (the rate limits start a task).
+    pub fn new(
+        config: &Config,
+        mode: Mode,
+        addr: SocketAddr,
+        own_tls: Option<&TlsMaterial>,
+    ) -> Result<Self, ConfigError> {
+        let tls = config.listen.tls == TlsMode::On;
+        let public_origins = config.listen.public_origins(addr)?;
+        proxy::check(
+            config.listen.tls,
+            config.listen.public_origin.is_some(),
+            config.sessions.cookie_domain.as_ref(),
+            &public_origins,
+        )?;
+        if !tls && config.limits.trusted_proxies.is_none() {
+            tracing::warn!(
+                "TLS=off but TRUSTED_PROXIES is unset: every request seems to come from the proxy, so rate limits and logs see one client; set TRUSTED_PROXIES to the proxy's address"
+            );
+        }
+        let urls = Urls::resolve(&config.linkedin, mode.sandbox, addr, tls)?;
+        let linkedin = upstream_client(
+            &config.limits,
+            &urls,
+            &mode.credentials,
+            own_tls.filter(|_| mode.sandbox),
+        )?;
+        let oidc = oidc_settings(&config.oidc, mode.sandbox, addr, tls, &public_origins)?;
+        Ok(Self {
+            tls,
+            trusted_proxies: config.limits.trusted_proxies.clone(),
+            return_policy: ReturnPolicy::new(
+                &public_origins,
+                config.oidc.allowed_redirect_hosts.clone(),
+            ),
+            cookie_domain: config
+                .sessions
+                .cookie_domain
+                .as_ref()
+                .map(|d| d.as_str().to_owned()),
+            mode,
+            addr,
+            public_origins,
+            urls,
+            oidc,
+            linkedin,
+            session_idle: config.sessions.idle(),
+            limits: RateLimits::new(
+                config.limits.rate_limit,
+                config.limits.trusted_proxies.clone(),
+            ),
+        })
+    }
+
+    /// Where a person opens the page: the first public origin.
+    pub fn page_origin(&self) -> &str {
+        self.public_origins.first().map_or("", String::as_str)
+    }
+}
 
 /// The three LinkedIn URLs, resolved.
 pub struct Urls {
@@ -32,7 +182,7 @@ impl Urls {
     /// Explicit settings win, then the sandbox (reached through the name its certificate
     /// carries, or over plain HTTP on loopback with `TLS=off`), then LinkedIn's own.
     pub fn resolve(
-        config: &Config,
+        config: &LinkedIn,
         sandbox: bool,
         addr: SocketAddr,
         tls: bool,
@@ -56,15 +206,9 @@ impl Urls {
             )
         };
         Ok(Self {
-            access_token: config
-                .linkedin_access_token_url
-                .clone()
-                .unwrap_or(access_token),
-            api: config.linkedin_api_url.clone().unwrap_or(api),
-            jsapi: config
-                .linkedin_jsapi_url
-                .as_ref()
-                .map_or(jsapi, Url::to_string),
+            access_token: config.access_token_url.clone().unwrap_or(access_token),
+            api: config.api_url.clone().unwrap_or(api),
+            jsapi: config.jsapi_url.as_ref().map_or(jsapi, Url::to_string),
         })
     }
 
@@ -95,16 +239,15 @@ pub fn sandbox_base(addr: SocketAddr, tls: bool) -> String {
 
 /// The OpenID Connect relying party's settings: configured, or (in sandbox mode) the
 /// sandbox's own client at the sandbox's issuer; `None` when OpenID Connect is off.
-pub fn oidc_settings(
-    config: &Config,
+fn oidc_settings(
+    config: &Oidc,
     sandbox: bool,
     addr: SocketAddr,
     tls: bool,
     public_origins: &[String],
 ) -> Result<Option<OidcSettings>, ConfigError> {
-    let scopes = oidc_scopes(&config.linkedin_oidc_scopes)?;
-    let configured = config.oidc_client()?;
-    let (client_id, client_secret) = match configured {
+    let scopes = oidc_scopes(&config.scopes)?;
+    let (client_id, client_secret) = match config.client()? {
         Some(client) => client,
         None if sandbox => (
             format!("sandbox-client-{}", random(8)),
@@ -112,20 +255,21 @@ pub fn oidc_settings(
         ),
         None => return Ok(None),
     };
-    let default_issuer = if sandbox {
-        format!("{}/oauth", sandbox_base(addr, tls))
+    let issuer = if sandbox {
+        issuer(config, &format!("{}/oauth", sandbox_base(addr, tls)))?
     } else {
-        DEFAULT_OIDC_ISSUER.to_owned()
+        issuer(config, DEFAULT_OIDC_ISSUER)?
     };
-    let issuer = match &config.linkedin_oidc_issuer {
-        Some(issuer) => issuer.clone(),
-        None => Url::parse(&default_issuer)
-            .map_err(|e| ConfigError::new("LINKEDIN_OIDC_ISSUER", e.to_string()))?,
-    };
-    let redirect_url = match &config.linkedin_oidc_redirect_url {
-        Some(url) => url.clone(),
-        None => Url::parse(&format!("{}/auth/linkedin/callback", public_origins[0]))
+    let redirect_url = match (&config.redirect_url, public_origins.first()) {
+        (Some(url), _) => url.clone(),
+        (None, Some(origin)) => Url::parse(&format!("{origin}/auth/linkedin/callback"))
             .map_err(|e| ConfigError::new("LINKEDIN_OIDC_REDIRECT_URL", e.to_string()))?,
+        (None, None) => {
+            return Err(ConfigError::new(
+                "LINKEDIN_OIDC_REDIRECT_URL",
+                "is required when PUBLIC_ORIGIN names no origin",
+            ));
+        }
     };
     Ok(Some(OidcSettings {
         issuer,
@@ -133,9 +277,19 @@ pub fn oidc_settings(
         client_secret,
         redirect_url,
         scopes,
-        pkce: config.linkedin_oidc_pkce,
-        require_nonce: config.linkedin_oidc_require_nonce,
+        pkce: config.pkce,
+        require_nonce: config.require_nonce,
     }))
+}
+
+/// `LINKEDIN_OIDC_ISSUER`, or `default`.
+fn issuer(config: &Oidc, default: &str) -> Result<Url, ConfigError> {
+    match &config.issuer {
+        Some(issuer) => Ok(issuer.clone()),
+        None => {
+            Url::parse(default).map_err(|e| ConfigError::new("LINKEDIN_OIDC_ISSUER", e.to_string()))
+        }
+    }
 }
 
 fn random(n: usize) -> String {
@@ -155,18 +309,10 @@ fn sandbox_host(addr: SocketAddr) -> String {
     }
 }
 
-/// The configured key pair, or one made up for a sandbox started without one.
-pub fn app_credentials(config: &Config) -> Result<AppCredentials, ConfigError> {
-    Ok(config.app_credentials()?.unwrap_or_else(|| AppCredentials {
-        api_key: format!("sandbox{}", random(8)),
-        secret_key: Secret::new(random(24)),
-    }))
-}
-
 /// The one upstream client: the system's roots, plus `UPSTREAM_CA_CERT`, plus the server's
 /// own certificate when it calls its own sandbox.
-pub fn upstream_client(
-    config: &Config,
+fn upstream_client(
+    config: &Limits,
     urls: &Urls,
     credentials: &AppCredentials,
     own_tls: Option<&TlsMaterial>,
@@ -195,7 +341,7 @@ pub fn upstream_client(
 }
 
 /// The extra roots of `UPSTREAM_CA_CERT`, if any.
-fn upstream_roots(config: &Config) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+fn upstream_roots(config: &Limits) -> Result<Vec<reqwest::Certificate>, ConfigError> {
     let Some(path) = &config.upstream_ca_cert else {
         return Ok(Vec::new());
     };
@@ -211,17 +357,13 @@ fn upstream_roots(config: &Config) -> Result<Vec<reqwest::Certificate>, ConfigEr
 /// What `check-provider` checks, and the client it fetches with: the configured issuer (or
 /// LinkedIn's), the upstream roots and timeout, no redirects.
 pub fn provider_check(config: &Config) -> Result<(reqwest::Client, CheckSettings), ConfigError> {
-    let scopes = oidc_scopes(&config.linkedin_oidc_scopes)?;
-    let issuer = match &config.linkedin_oidc_issuer {
-        Some(issuer) => issuer.clone(),
-        None => Url::parse(DEFAULT_OIDC_ISSUER)
-            .map_err(|e| ConfigError::new("LINKEDIN_OIDC_ISSUER", e.to_string()))?,
-    };
+    let scopes = oidc_scopes(&config.oidc.scopes)?;
+    let issuer = issuer(&config.oidc, DEFAULT_OIDC_ISSUER)?;
     crate::tls::install_crypto_provider();
     let http = reqwest::Client::builder()
-        .timeout(config.upstream_timeout())
+        .timeout(config.limits.upstream_timeout())
         .redirect(reqwest::redirect::Policy::none())
-        .tls_certs_merge(upstream_roots(config)?)
+        .tls_certs_merge(upstream_roots(&config.limits)?)
         .build()
         .map_err(|e| {
             ConfigError::new(
@@ -232,8 +374,8 @@ pub fn provider_check(config: &Config) -> Result<(reqwest::Client, CheckSettings
     let settings = CheckSettings {
         issuer,
         scopes,
-        pkce: config.linkedin_oidc_pkce,
-        require_nonce: config.linkedin_oidc_require_nonce,
+        pkce: config.oidc.pkce,
+        require_nonce: config.oidc.require_nonce,
     };
     Ok((http, settings))
 }

@@ -4,7 +4,7 @@
 //! spans queue in memory (and are dropped when the queue is full), so a slow or absent
 //! collector never fails or slows a request.
 //!
-//! The endpoint and service name come from [`ProxyArgs`]; the other standard variables the SDK
+//! The endpoint and service name come from [`Traces`]; the other standard variables the SDK
 //! reads itself (`OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_BSP_*`, `OTEL_RESOURCE_ATTRIBUTES`).
 
 use std::time::Duration;
@@ -19,7 +19,7 @@ use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProces
 use tracing_subscriber::Layer;
 
 use crate::config::ConfigError;
-use crate::config::proxy::ProxyArgs;
+use crate::config::Traces;
 use crate::telemetry::ExtraLayer;
 
 /// The bound on one export (the request to the collector, its answer included).
@@ -38,15 +38,11 @@ pub struct Export {
 impl Export {
     /// Starts exporting when an endpoint is configured (needs a Tokio runtime): the provider,
     /// and the layer to add to the subscriber. `None` when export is off.
-    pub fn start(args: &ProxyArgs) -> Result<Option<(Self, ExtraLayer)>, ConfigError> {
+    pub fn start(args: &Traces) -> Result<Option<(Self, ExtraLayer)>, ConfigError> {
         let Some(url) = args.otlp_traces_url() else {
             return Ok(None);
         };
-        let variable = if args.otel_exporter_otlp_traces_endpoint.is_some() {
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-        } else {
-            "OTEL_EXPORTER_OTLP_ENDPOINT"
-        };
+        let variable = args.variable();
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ConfigError::new(
                 variable,
@@ -71,7 +67,7 @@ impl Export {
             .with_span_processor(BatchSpanProcessor::builder(exporter, Tokio).build())
             .with_resource(
                 Resource::builder()
-                    .with_service_name(args.otel_service_name.clone())
+                    .with_service_name(args.service_name.clone())
                     .build(),
             )
             .build();

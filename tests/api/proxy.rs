@@ -151,7 +151,7 @@ async fn stored_rows(path: &std::path::Path) -> Vec<(Vec<u8>, String)> {
 #[tokio::test]
 async fn auth_check_reads_the_session_record_and_never_writes_it() {
     let app = app_with(|config, dir| {
-        config.session_store = StoreUrl::Sqlite(dir.path().join("sessions.db"));
+        config.sessions.store = StoreUrl::Sqlite(dir.path().join("sessions.db"));
     })
     .await;
     let db = app.dir.path().join("sessions.db");
@@ -190,7 +190,7 @@ async fn auth_check_redirects_to_the_sign_in_only_for_a_trusted_proxy_that_asks(
             .header("x-forwarded-uri", "/reports?year=2026&q=a b")
     };
     let trusted = app_with(|config, _| {
-        config.trusted_proxies = Some("127.0.0.1".parse().unwrap());
+        config.limits.trusted_proxies = Some("127.0.0.1".parse().unwrap());
     })
     .await;
     let browser = step_by_step(&trusted);
@@ -218,7 +218,7 @@ async fn auth_check_redirects_to_the_sign_in_only_for_a_trusted_proxy_that_asks(
 
     // From a peer that is not a trusted proxy, `redirect=1` changes nothing.
     let untrusted = app_with(|config, _| {
-        config.trusted_proxies = Some("10.0.0.0/8".parse().unwrap());
+        config.limits.trusted_proxies = Some("10.0.0.0/8".parse().unwrap());
     })
     .await;
     let response = forwarded(step_by_step(&untrusted).get(untrusted.url("/auth/check?redirect=1")))
@@ -235,7 +235,7 @@ async fn auth_check_redirects_to_the_sign_in_only_for_a_trusted_proxy_that_asks(
 #[tokio::test]
 async fn auth_check_is_not_rate_limited_while_the_sign_in_routes_are() {
     let app = app_with(|config, _| {
-        config.rate_limit = "2,1".parse().unwrap();
+        config.limits.rate_limit = "2,1".parse().unwrap();
     })
     .await;
     for _ in 0..12 {
@@ -262,8 +262,8 @@ const ALLOWED: &str = "allowed.example, .apps.example";
 
 async fn rd_app() -> TestApp {
     app_with(|config, _| {
-        config.rate_limit = RateLimit::Off;
-        config.proxy.allowed_redirect_hosts = Some(ALLOWED.parse().unwrap());
+        config.limits.rate_limit = RateLimit::Off;
+        config.oidc.allowed_redirect_hosts = Some(ALLOWED.parse().unwrap());
     })
     .await
 }
@@ -335,9 +335,9 @@ async fn with_a_cookie_domain_the_session_cookie_is_secure_prefixed_carries_the_
  {
     let port = free_port();
     let app = app_with(|config, _| {
-        config.bind = format!("127.0.0.1:{port}").parse().unwrap();
-        config.public_origin = Some(format!("https://localhost:{port}"));
-        config.proxy.session_cookie_domain = Some("localhost".parse().unwrap());
+        config.listen.bind = format!("127.0.0.1:{port}").parse().unwrap();
+        config.listen.public_origin = Some(format!("https://localhost:{port}"));
+        config.sessions.cookie_domain = Some("localhost".parse().unwrap());
     })
     .await;
     app.sign_in("domain-member").await;
@@ -393,10 +393,10 @@ async fn with_a_cookie_domain_the_session_cookie_is_secure_prefixed_carries_the_
 async fn tls_off_refuses_to_start_without_https_public_origins() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&dir);
-    config.proxy.tls = TlsMode::Off;
+    config.listen.tls = TlsMode::Off;
     let err = Server::build(&config).await.err().expect("refused");
     assert_eq!(err.variable, "PUBLIC_ORIGIN", "{err}");
-    config.public_origin = Some("http://login.example.test".into());
+    config.listen.public_origin = Some("http://login.example.test".into());
     let err = Server::build(&config).await.err().expect("refused");
     assert_eq!(err.variable, "TLS", "{err}");
     assert!(err.to_string().contains("https://"), "{err}");
@@ -413,8 +413,8 @@ fn write_unused_certificate(dir: &TempDir) {
 async fn tls_off_serves_plain_http_with_secure_cookies_and_a_sandbox_reached_in_plain_http() {
     let origin = "https://login.example.test";
     let app = app_with(|config, dir| {
-        config.proxy.tls = TlsMode::Off;
-        config.public_origin = Some(origin.into());
+        config.listen.tls = TlsMode::Off;
+        config.listen.public_origin = Some(origin.into());
         write_unused_certificate(dir);
     })
     .await;
@@ -518,11 +518,11 @@ async fn behind_nginx(test: &str, rate_limit: RateLimit) -> Option<(Nginx, TestA
     let nginx = Nginx::start(&binary, service, spawn_protected_app().await).await;
     let origin = nginx.origin();
     let app = app_with(|config, dir| {
-        config.bind = service;
-        config.proxy.tls = TlsMode::Off;
-        config.public_origin = Some(origin);
-        config.trusted_proxies = Some("127.0.0.1".parse().unwrap());
-        config.rate_limit = rate_limit;
+        config.listen.bind = service;
+        config.listen.tls = TlsMode::Off;
+        config.listen.public_origin = Some(origin);
+        config.limits.trusted_proxies = Some("127.0.0.1".parse().unwrap());
+        config.limits.rate_limit = rate_limit;
         write_unused_certificate(dir);
     })
     .await;
