@@ -3,7 +3,6 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod helpers;
 mod support;
 
 mod at_rest;
@@ -24,5 +23,4 @@ mod process;
 mod sandbox;
 mod sandbox_oidc;
 mod sandbox_standalone;
-mod servers;
 mod stores;
