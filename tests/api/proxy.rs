@@ -16,11 +16,10 @@ use reqwest::cookie::Jar;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::{API_KEY, TestApp, json_of, test_config};
 use crate::oidc::{consent, location, query, step_by_step, step_by_step_with};
-use crate::servers::skip_or_fail;
-use crate::support::free_port;
 use crate::support::nginx::{Nginx, nginx_binary};
+use crate::support::servers::skip_or_fail;
+use crate::support::{API_KEY, TestApp, free_port, json_of, test_config};
 
 /// A test app from `config` (adjusted by `change`) in a fresh directory.
 async fn app_with(change: impl FnOnce(&mut Config, &TempDir)) -> TestApp {
@@ -440,7 +439,7 @@ async fn tls_off_serves_plain_http_with_secure_cookies_and_a_sandbox_reached_in_
         .json()
         .await
         .unwrap();
-    let cookie = crate::helpers::encode_cookie(&payload.to_string());
+    let cookie = crate::support::encode_cookie(&payload.to_string());
     let response = plain
         .post(format!("{base}/token-exchange"))
         .header("origin", origin)
@@ -532,12 +531,10 @@ async fn behind_nginx(test: &str, rate_limit: RateLimit) -> Option<(Nginx, TestA
 /// A browser talking to nginx from `source` (a loopback address), keeping cookies and
 /// following no redirects.
 fn browser_at(nginx: &Nginx, source: IpAddr) -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&nginx.cert_pem()).unwrap())
+    crate::support::client::trusting(&nginx.cert())
         .cookie_provider(Arc::new(Jar::default()))
         .redirect(reqwest::redirect::Policy::none())
         .local_address(source)
-        .timeout(Duration::from_secs(20))
         .build()
         .unwrap()
 }
@@ -636,7 +633,7 @@ async fn behind_nginx_each_client_address_draws_on_its_own_rate_limit_budget() {
 async fn log_line_with(env: &[(&str, &str)], forwarded_for: &str, needle: &str) -> String {
     let mut all = vec![
         ("LINKEDIN_API_KEY", API_KEY),
-        ("LINKEDIN_SECRET_KEY", crate::helpers::SECRET_KEY),
+        ("LINKEDIN_SECRET_KEY", crate::support::SECRET_KEY),
         ("SANDBOX", "true"),
     ];
     all.extend_from_slice(env);

@@ -23,9 +23,8 @@ use prost::Message;
 use reqwest::cookie::Jar;
 use serde_json::Value;
 
-use crate::helpers::{API_KEY, SECRET_KEY, encode_cookie, json_of};
 use crate::oidc::{consent, location};
-use crate::support::{Served, free_port};
+use crate::support::{API_KEY, SECRET_KEY, Served, encode_cookie, free_port, json_of};
 
 /// The spans a receiver got, with the service name of their resource.
 #[derive(Clone, Default)]

@@ -118,9 +118,9 @@ impl Nginx {
         format!("https://localhost:{}", self.port)
     }
 
-    /// The certificate nginx serves (PEM).
-    pub fn cert_pem(&self) -> Vec<u8> {
-        std::fs::read(self.dir.path().join("cert.pem")).unwrap()
+    /// The PEM file of the certificate nginx serves.
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
     }
 
     /// What nginx wrote to its error log and stderr.
