@@ -77,7 +77,7 @@ async fn exchange(
     }
 
     // One cookie replayed without a session must not buy unlimited upstream exchanges.
-    state.limits.check_token(cookie.access_token())?;
+    state.limits.admit_token(cookie.access_token()).await?;
     let token = state.linkedin.exchange_token(cookie.access_token()).await?;
     let expires_in = i64::try_from(token.expires_in).unwrap_or(i64::MAX / 2);
     let member = Member {

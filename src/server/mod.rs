@@ -20,6 +20,7 @@ use crate::config::{Config, ConfigError};
 use crate::linkedin::cookie::cookie_name;
 use crate::linkedin::oidc::OidcClient;
 use crate::ratelimit::RateLimits;
+use crate::ratelimit::shared::SharedBudget;
 use crate::secret::Secret;
 use crate::session::SessionBackend;
 use crate::session::backend::BackendOptions;
@@ -159,7 +160,16 @@ impl Server {
             sandbox,
             sessions,
             telemetry: telemetry.clone(),
-            limits: RateLimits::new(config.rate_limit, config.trusted_proxies.clone()),
+            limits: RateLimits::new(config.rate_limit, config.trusted_proxies.clone())
+                .with_shared(
+                    SharedBudget::connect(
+                        config.rate_limit_store,
+                        config.rate_limit,
+                        &config.session_store,
+                        telemetry.clone(),
+                    )
+                    .await?,
+                ),
             shutting_down: shutting_down.clone(),
         };
         tracing::debug!(?settings, "settings");

@@ -6,6 +6,8 @@
 //!   through the [`MemberSession`] and [`Connected`] extractors;
 //! - [`seal`] (pure) and [`keys`]: records sealed at rest with AES-256-GCM, and where the
 //!   keys come from;
+//! - [`redis_fleet`]: Redis reached through Sentinel or as a Cluster, and the one bounded
+//!   fred pool every Redis store uses;
 //! - [`memory`], [`sqlite`]: the two stores written here; [`sweep`]: expired rows deleted
 //!   in small batches.
 //!
@@ -22,6 +24,7 @@ pub mod keys;
 pub mod member;
 pub mod memory;
 mod private;
+pub mod redis_fleet;
 pub mod seal;
 pub mod sqlite;
 pub mod sweep;
