@@ -5,15 +5,15 @@
 //! Each check is one Lua script on one key (GCRA: the key holds the theoretical arrival time
 //! of the next request, in microseconds of the Redis server's clock), so it is atomic and
 //! Cluster-safe, and it has the per-instance limiter's arithmetic: `BURST` requests at once,
-//! then one every `1/PER_SECOND` s. When Redis does not answer within [`SHARED_TIMEOUT`] the
-//! check passes (fail open): the local tier still applies, the failure is counted as
+//! then one every `1/PER_SECOND` s. When Redis is not connected, or does not answer within
+//! [`SHARED_TIMEOUT`], the check passes (fail open): the local tier still applies, the failure is counted as
 //! `lte_session_store_errors_total{operation="rate_limit"}`, and a warning is logged at most
 //! every [`WARN_EVERY`].
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use fred::prelude::Pool;
+use fred::prelude::{ClientLike, Pool};
 use fred::types::scripts::Script;
 
 use crate::config::{ConfigError, RateLimit, RateLimitStore, StoreUrl};
@@ -134,8 +134,13 @@ impl SharedBudget {
     /// Microseconds until `key` admits a request (0: admitted now, and counted).
     pub async fn wait_us(&self, key: &str) -> Result<u64, String> {
         let key = format!("{KEY_PREFIX}{key}");
+        let client = self.pool.next();
+        // While the connection is being made again, fail at once rather than wait.
+        if !client.is_connected() {
+            return Err("not connected".to_owned());
+        }
         let call = self.script.evalsha_with_reload::<i64, _, _>(
-            self.pool.next(),
+            client,
             key,
             vec![self.interval_us.to_string(), self.burst.to_string()],
         );

@@ -14,6 +14,7 @@ use reqwest::cookie::Jar;
 use tempfile::TempDir;
 
 pub mod oidc_provider;
+pub mod redis;
 
 /// A port of 127.0.0.1 that was free a moment ago (the kernel's choice for port 0).
 pub fn free_port() -> u16 {

@@ -1,0 +1,358 @@
+//! A fleet of instances on real Redis deployments the tests start themselves: a primary lost
+//! to Sentinel is followed (503 `session_store_unavailable` meanwhile, each answer within
+//! 2 s), sessions spread over a three-master Cluster, and one rate-limit budget shared by
+//! three instances (`RATE_LIMIT_STORE=redis`) that fails open when its Redis dies.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use linkedin_token_exchange::config::{RateLimit, RateLimitStore, StoreUrl};
+use linkedin_token_exchange::error::AppError;
+use linkedin_token_exchange::ratelimit::shared::SharedBudget;
+use linkedin_token_exchange::session::redis_fleet;
+use linkedin_token_exchange::telemetry::Telemetry;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, json_of, test_config};
+use crate::servers::{RedisServer, skip_or_fail};
+use crate::support::redis::{Cluster, SentinelSet};
+use crate::support::{sample, scrape};
+
+/// The bound on any answer while the store fails.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+/// The bound on following a promoted primary.
+const FOLLOW_WITHIN: Duration = Duration::from_secs(10);
+
+/// An instance on `store`, with `RATE_LIMIT=limit` kept in `limit_store`.
+async fn instance(
+    store: &str,
+    limit: &str,
+    limit_store: RateLimitStore,
+    metrics: bool,
+) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.session_store = store.parse().unwrap();
+    config.rate_limit = limit.parse::<RateLimit>().unwrap();
+    config.rate_limit_store = limit_store;
+    if metrics {
+        config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    }
+    TestApp::start(config, dir).await
+}
+
+/// A request's answer and how long it took; a request that does not finish within
+/// [`ANSWER_WITHIN`] (plus slack for the client) fails the test.
+async fn timed(request: reqwest::RequestBuilder, what: &str) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let response = tokio::time::timeout(ANSWER_WITHIN * 3, request.send())
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung"))
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    (status, body, started.elapsed())
+}
+
+/// A fresh browser that exchanges `member`'s JSAPI cookie: (status, body, time taken).
+async fn exchange_as(app: &TestApp, member: &str) -> (u16, Value, Duration) {
+    let (browser, jar) = app.new_browser();
+    app.set_jsapi_cookie(&jar, &app.authorize(member).await);
+    let request = browser
+        .post(app.url("/token-exchange"))
+        .header("Origin", &app.base);
+    timed(request, &format!("the exchange of {member}")).await
+}
+
+fn is_store_unavailable(status: u16, body: &Value) -> bool {
+    status == 503 && body["error"] == "session_store_unavailable"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_lost_to_sentinel_is_followed_within_10_s_and_the_earlier_session_survives() {
+    const TEST: &str = "fleet::a_primary_lost_to_sentinel_is_followed_within_10_s_and_the_earlier_session_survives";
+    let mut set = match SentinelSet::start() {
+        Ok(set) => set,
+        Err(reason) => return skip_or_fail(TEST, &reason),
+    };
+    let app = instance(&set.url(), "off", RateLimitStore::Local, false).await;
+    app.sign_in("before-failover").await;
+    assert_eq!(app.exchange().await.0, 200);
+    // Replication runs by itself; a second covers it (SPEC: a session written 1 s before).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let replica = set.replica.port;
+    set.primary.kill();
+    let killed = Instant::now();
+    let (mut first_failure, mut last_failure) = (None::<Instant>, None::<Instant>);
+    let mut promoted = None::<Instant>;
+    let mut longest = Duration::ZERO;
+    let (mut ready_failed, mut clean_rounds, mut round) = (false, 0, 0);
+    while clean_rounds < 3 {
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "no recovery a minute after the kill"
+        );
+        round += 1;
+        if promoted.is_none() && set.primary_port() == Some(replica) {
+            promoted = Some(Instant::now());
+        }
+        let started = Instant::now();
+        let answers = [
+            exchange_as(&app, &format!("during-failover-{round}")).await,
+            timed(app.client.get(app.url("/session")), "GET /session").await,
+            timed(app.client.get(app.url("/me")), "GET /me").await,
+        ];
+        let (ready, _, ready_took) = timed(app.client.get(app.url("/readyz")), "readyz").await;
+        ready_failed |= ready == 503;
+        let mut clean = ready == 200;
+        for (status, body, took) in &answers {
+            longest = longest.max(*took);
+            assert!(*took < ANSWER_WITHIN, "an answer took {took:?}: {body}");
+            if *status != 200 {
+                assert!(is_store_unavailable(*status, body), "{status} {body}");
+                clean = false;
+            }
+        }
+        longest = longest.max(ready_took);
+        if clean {
+            clean_rounds += usize::from(first_failure.is_some());
+        } else {
+            first_failure.get_or_insert(started);
+            last_failure = Some(Instant::now());
+            clean_rounds = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (first_failure, last_failure) = (first_failure.unwrap(), last_failure.unwrap());
+    let promoted = promoted.expect("the sentinels promoted the replica");
+    let gap = last_failure - first_failure;
+    let after_promotion = last_failure.saturating_duration_since(promoted);
+    eprintln!(
+        "sentinel failover: promotion {:.1} s after the kill; 503s for {:.1} s; served again \
+         {:.1} s after the promotion; longest single request {:.0} ms",
+        (promoted - killed).as_secs_f64(),
+        gap.as_secs_f64(),
+        after_promotion.as_secs_f64(),
+        longest.as_secs_f64() * 1000.0
+    );
+    assert!(
+        after_promotion <= FOLLOW_WITHIN,
+        "followed {after_promotion:?} after the promotion"
+    );
+    assert!(ready_failed, "/readyz answered 503 during the failover");
+    let session = app.session().await;
+    assert_eq!(
+        (&session["connected"], &session["member_id"]),
+        (&Value::Bool(true), &Value::from("before-failover")),
+        "{session}"
+    );
+    assert_eq!(
+        set.replica.cli(&["ROLE"]).lines().next(),
+        Some("master"),
+        "the replica is the primary now"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_spread_over_every_cluster_master_stay_readable_and_logout_and_the_rate_limit_work()
+ {
+    const TEST: &str = "fleet::sessions_spread_over_every_cluster_master_stay_readable_and_logout_and_the_rate_limit_work";
+    let cluster = match Cluster::start() {
+        Ok(cluster) => cluster,
+        Err(reason) => return skip_or_fail(TEST, &reason),
+    };
+    let app = instance(&cluster.url(), "70,1", RateLimitStore::Redis, false).await;
+    let mut browsers = Vec::new();
+    for i in 0..60 {
+        let (browser, jar) = app.new_browser();
+        app.set_jsapi_cookie(&jar, &app.authorize(&format!("member-{i}")).await);
+        let (status, body) = json_of(app.post_from(&browser, "/token-exchange").await).await;
+        assert_eq!(status, 200, "exchange {i}: {body}");
+        browsers.push(browser);
+    }
+    let sessions_per_master = |cluster: &Cluster| -> Vec<usize> {
+        cluster
+            .keys_per_master()
+            .iter()
+            .map(|keys| keys.iter().filter(|k| !k.starts_with("lte:")).count())
+            .collect()
+    };
+    let spread = sessions_per_master(&cluster);
+    eprintln!("cluster: 60 sessions per master {spread:?}");
+    assert_eq!(spread.iter().sum::<usize>(), 60, "{spread:?}");
+    assert!(spread.iter().all(|n| *n > 0), "{spread:?}");
+
+    for (i, browser) in browsers.iter().enumerate() {
+        let body: Value = browser
+            .get(app.url("/session"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["member_id"], format!("member-{i}"), "{body}");
+    }
+    for browser in &browsers[..10] {
+        assert_eq!(app.post_from(browser, "/logout").await.status(), 200);
+        let body: Value = browser
+            .get(app.url("/session"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["connected"], false, "{body}");
+    }
+    assert_eq!(
+        sessions_per_master(&cluster).iter().sum::<usize>(),
+        50,
+        "the ten signed-out sessions left the cluster"
+    );
+
+    // The client's budget (70, of which the exchanges drew 60) runs out on the cluster.
+    let (browser, _) = app.new_browser();
+    let mut refused_at = None;
+    for n in 1..=40 {
+        let response = app.post_from(&browser, "/token-exchange").await;
+        if response.status() == 429 {
+            assert!(response.headers().contains_key("retry-after"));
+            refused_at = Some(n);
+            break;
+        }
+    }
+    assert!(refused_at.is_some(), "the shared budget refused within 40");
+    let holders: Vec<usize> = cluster
+        .keys_per_master()
+        .iter()
+        .map(|keys| {
+            keys.iter()
+                .filter(|k| *k == "lte:ratelimit:client:127.0.0.1")
+                .count()
+        })
+        .collect();
+    assert_eq!(holders.iter().sum::<usize>(), 1, "{holders:?}");
+}
+
+/// Three instances on the Redis at `store`, `RATE_LIMIT=4,1` kept in `limit_store`; the
+/// first one serves metrics.
+async fn three_instances(store: &str, limit_store: RateLimitStore) -> Vec<TestApp> {
+    vec![
+        instance(store, "4,1", limit_store, true).await,
+        instance(store, "4,1", limit_store, false).await,
+        instance(store, "4,1", limit_store, false).await,
+    ]
+}
+
+/// `POST /token-exchange` without a JSAPI cookie (400 `missing_cookie` once admitted),
+/// from 127.0.0.1 like every request of the test.
+async fn knock(app: &TestApp) -> u16 {
+    let request = app
+        .client
+        .post(app.url("/token-exchange"))
+        .header("Origin", &app.base);
+    let (status, _, took) = timed(request, "a rate-limited request").await;
+    assert!(took < ANSWER_WITHIN, "took {took:?}");
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_burst_plus_first_request_is_refused_whichever_instance_it_reaches_and_fails_open_without_redis()
+ {
+    const TEST: &str = "fleet::the_burst_plus_first_request_is_refused_whichever_instance_it_reaches_and_fails_open_without_redis";
+    let mut redis = match RedisServer::start() {
+        Ok(redis) => redis,
+        Err(reason) => return skip_or_fail(TEST, &reason),
+    };
+    // Per instance, as before: twelve alternating requests, each instance sees four.
+    let local = three_instances(&redis.url(), RateLimitStore::Local).await;
+    let mut statuses = Vec::new();
+    for n in 0..12 {
+        statuses.push(knock(&local[n % 3]).await);
+    }
+    assert!(statuses.iter().all(|s| *s == 400), "local: {statuses:?}");
+
+    let fleet = three_instances(&redis.url(), RateLimitStore::Redis).await;
+    let mut statuses = Vec::new();
+    for n in 0..4 {
+        statuses.push(knock(&fleet[n % 3]).await);
+    }
+    assert_eq!(statuses, [400; 4], "the burst passes");
+    for app in [&fleet[1], &fleet[2], &fleet[0]] {
+        assert_eq!(knock(app).await, 429, "the fifth is refused on every instance");
+    }
+
+    // Redis dies: the shared tier passes, counted; the local one (4 each) still holds.
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    let mut statuses = Vec::new();
+    for n in 0..12 {
+        statuses.push(knock(&fleet[n % 3]).await);
+    }
+    assert!(statuses.iter().all(|s| *s == 400), "fail open: {statuses:?}");
+    let at_once: Vec<u16> = knock_at_once(&fleet[0], 6).await;
+    assert!(
+        at_once.contains(&429),
+        "the local tier (a burst of 4) still applies: {at_once:?}"
+    );
+    let (_, metrics) = scrape(fleet[0].metrics.unwrap()).await;
+    let errors = sample(
+        &metrics,
+        "lte_session_store_errors_total",
+        &[("operation", "rate_limit")],
+    )
+    .unwrap_or(0.0);
+    assert!(errors >= 4.0, "counted {errors}");
+}
+
+/// `n` knocks on `app` at once.
+async fn knock_at_once(app: &TestApp, n: usize) -> Vec<u16> {
+    let knocks: Vec<_> = (0..n)
+        .map(|_| {
+            let request = app
+                .client
+                .post(app.url("/token-exchange"))
+                .header("Origin", &app.base);
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for knock in knocks {
+        statuses.push(knock.await.unwrap());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn the_shared_budget_script_has_the_local_limiters_burst_and_refill() {
+    const TEST: &str = "fleet::the_shared_budget_script_has_the_local_limiters_burst_and_refill";
+    let redis = match RedisServer::start() {
+        Ok(redis) => redis,
+        Err(reason) => return skip_or_fail(TEST, &reason),
+    };
+    let url: StoreUrl = redis.url().parse().unwrap();
+    let pool = redis_fleet::connect(&url, 1).await.unwrap();
+    let budget = SharedBudget::new(pool, 3, 2, Telemetry::disabled());
+    for _ in 0..3 {
+        assert_eq!(budget.wait_us("client:a").await, Ok(0));
+    }
+    let wait = budget.wait_us("client:a").await.unwrap();
+    assert!((400_000..=500_000).contains(&wait), "{wait} µs");
+    assert!(matches!(
+        budget.check("client:a").await,
+        Err(AppError::RateLimited(1))
+    ));
+    assert_eq!(budget.wait_us("client:b").await, Ok(0), "another key");
+    let ttl: u64 = redis_cli(redis.port(), &["PTTL", "lte:ratelimit:client:a"])
+        .parse()
+        .unwrap();
+    assert!((1..=1_502).contains(&ttl), "the key lives until the budget is full: {ttl} ms");
+    tokio::time::sleep(Duration::from_micros(wait + 20_000)).await;
+    assert_eq!(budget.wait_us("client:a").await, Ok(0), "one more after 1/2 s");
+    assert!(budget.wait_us("client:a").await.unwrap() > 400_000);
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    crate::support::redis::cli(port, args).unwrap()
+}
