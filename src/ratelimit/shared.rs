@@ -94,15 +94,18 @@ impl SharedBudget {
                 ),
             ));
         }
-        let pool = redis_fleet::connect(store, POOL_SIZE)
-            .await
-            .map_err(|e| {
-                ConfigError::new(
-                    "RATE_LIMIT_STORE",
-                    format!("cannot use {store}: {}: {}", e.what, e.detail),
-                )
-            })?;
-        Ok(Some(Self::new(pool, burst.get(), per_second.get(), telemetry)))
+        let pool = redis_fleet::connect(store, POOL_SIZE).await.map_err(|e| {
+            ConfigError::new(
+                "RATE_LIMIT_STORE",
+                format!("cannot use {store}: {}: {}", e.what, e.detail),
+            )
+        })?;
+        Ok(Some(Self::new(
+            pool,
+            burst.get(),
+            per_second.get(),
+            telemetry,
+        )))
     }
 
     /// Budgets of `burst` at once, then `per_second`, on `pool`.

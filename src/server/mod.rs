@@ -160,16 +160,15 @@ impl Server {
             sandbox,
             sessions,
             telemetry: telemetry.clone(),
-            limits: RateLimits::new(config.rate_limit, config.trusted_proxies.clone())
-                .with_shared(
-                    SharedBudget::connect(
-                        config.rate_limit_store,
-                        config.rate_limit,
-                        &config.session_store,
-                        telemetry.clone(),
-                    )
-                    .await?,
-                ),
+            limits: RateLimits::new(config.rate_limit, config.trusted_proxies.clone()).with_shared(
+                SharedBudget::connect(
+                    config.rate_limit_store,
+                    config.rate_limit,
+                    &config.session_store,
+                    telemetry.clone(),
+                )
+                .await?,
+            ),
             shutting_down: shutting_down.clone(),
         };
         tracing::debug!(?settings, "settings");

@@ -116,7 +116,11 @@ impl FleetUrl {
                     db.parse::<u8>()
                         .map_err(|_| format!("{db:?} is not a database number (0 to 255)"))?,
                 ),
-                _ => return Err(format!("needs the primary's service name: expected {shape}")),
+                _ => {
+                    return Err(format!(
+                        "needs the primary's service name: expected {shape}"
+                    ));
+                }
             };
             FleetKind::Sentinel {
                 service: decode(service)?,
@@ -281,8 +285,14 @@ async fn connect_with(config: RedisConfig, size: usize) -> Result<Pool, RedisCon
         ..ConnectionConfig::default()
     };
     let policy = ReconnectPolicy::new_exponential(0, 100, MAX_RECONNECT_DELAY_MS, 2);
-    let pool = Pool::new(config, Some(performance), Some(connection), Some(policy), size)
-        .map_err(|e| fail("bad configuration", e.to_string()))?;
+    let pool = Pool::new(
+        config,
+        Some(performance),
+        Some(connection),
+        Some(policy),
+        size,
+    )
+    .map_err(|e| fail("bad configuration", e.to_string()))?;
     match tokio::time::timeout(CONNECT_TIMEOUT, pool.init()).await {
         Ok(Ok(_task)) => Ok(pool),
         Ok(Err(e)) => Err(fail("cannot connect", e.to_string())),
@@ -362,7 +372,10 @@ mod tests {
             "redis-cluster://",
         ] {
             let err = parse(bad).unwrap_err();
-            assert!(err.contains("expected") || err.contains("database"), "{bad}: {err}");
+            assert!(
+                err.contains("expected") || err.contains("database"),
+                "{bad}: {err}"
+            );
         }
         assert!(FleetUrl::parse("redis://h:1").is_none());
     }

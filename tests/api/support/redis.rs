@@ -168,8 +168,7 @@ impl SentinelSet {
     pub fn start() -> Result<SentinelSet, String> {
         which("redis-cli").ok_or("redis-cli is not installed (Debian: redis-tools)")?;
         let primary = RedisNode::start(&[])?;
-        let replica =
-            RedisNode::start(&["--replicaof", "127.0.0.1", &primary.port.to_string()])?;
+        let replica = RedisNode::start(&["--replicaof", "127.0.0.1", &primary.port.to_string()])?;
         wait_until("the replica is in sync", || {
             cli(replica.port, &["INFO", "replication"])
                 .is_ok_and(|info| info.contains("master_link_status:up"))
@@ -200,16 +199,6 @@ impl SentinelSet {
             .map(|s| format!("127.0.0.1:{}", s.port))
             .collect();
         format!("redis-sentinel://{}/{SERVICE}/0", nodes.join(","))
-    }
-
-    /// The primary's port as the first sentinel answers it now.
-    pub fn primary_port(&self) -> Option<u16> {
-        let answer = cli(
-            self.sentinels[0].port,
-            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE],
-        )
-        .ok()?;
-        answer.lines().nth(1)?.trim().parse().ok()
     }
 }
 
