@@ -13,8 +13,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use fred::prelude::{ClientLike, Pool};
-use fred::types::scripts::Script;
+use fred::prelude::{ClientLike, LuaInterface, Pool};
 
 use crate::config::{ConfigError, RateLimit, RateLimitStore, StoreUrl};
 use crate::error::AppError;
@@ -52,7 +51,6 @@ return 0
 /// The fleet's budgets in Redis.
 pub struct SharedBudget {
     pool: Pool,
-    script: Script,
     interval_us: u64,
     burst: u32,
     telemetry: Telemetry,
@@ -112,7 +110,6 @@ impl SharedBudget {
     pub fn new(pool: Pool, burst: u32, per_second: u32, telemetry: Telemetry) -> Self {
         Self {
             pool,
-            script: Script::from_lua(GCRA),
             interval_us: 1_000_000 / u64::from(per_second.max(1)),
             burst,
             telemetry,
@@ -142,8 +139,10 @@ impl SharedBudget {
         if !client.is_connected() {
             return Err("not connected".to_owned());
         }
-        let call = self.script.evalsha_with_reload::<i64, _, _>(
-            client,
+        // EVAL rather than EVALSHA: Redis caches the compiled script either way, and a
+        // promoted replica or another cluster node never answers NOSCRIPT.
+        let call = client.eval::<i64, _, _, _>(
+            GCRA,
             key,
             vec![self.interval_us.to_string(), self.burst.to_string()],
         );
