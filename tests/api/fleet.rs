@@ -402,3 +402,54 @@ fn primary_port(port: u16) -> Option<u16> {
 fn redis_cli(port: u16, args: &[&str]) -> String {
     crate::support::redis::cli(port, args).unwrap()
 }
+
+/// The binary with `env` on top of memory sessions: its exit code and its stderr.
+fn start_refused(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = crate::support::binary(dir.path())
+        .env("BIND", "127.0.0.1:0")
+        .env("SESSION_STORE", "memory")
+        .env("TLS_CERT", dir.path().join("cert.pem"))
+        .env("TLS_KEY", dir.path().join("key.pem"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_fleet_settings_stop_the_start_naming_the_variable_and_never_the_password() {
+    const KEY: &str = "c2Vzc2lvbi1rZXktZm9yLXRoZS1wcm9jZXNzLXRlc3Q=";
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (
+            &[("SESSION_STORE", "redis-sentinel://:hunter2@127.0.0.1:1")],
+            "SESSION_STORE",
+        ),
+        (
+            &[("SESSION_STORE", "redis-cluster://:hunter2@127.0.0.1:1/3")],
+            "SESSION_STORE",
+        ),
+        (
+            &[
+                (
+                    "SESSION_STORE",
+                    "redis-sentinel://:hunter2@127.0.0.1:1/mymaster",
+                ),
+                ("SESSION_KEYS", KEY),
+            ],
+            "SESSION_STORE",
+        ),
+        (&[("RATE_LIMIT_STORE", "redis")], "RATE_LIMIT_STORE"),
+        (&[("RATE_LIMIT_STORE", "shared")], "RATE_LIMIT_STORE"),
+    ];
+    for (env, variable) in cases {
+        let (code, stderr) = start_refused(env);
+        assert_eq!(code, Some(2), "{env:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(variable), "{env:?}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+}
