@@ -23,5 +23,6 @@ mod operations;
 mod process;
 mod sandbox;
 mod sandbox_oidc;
+mod sandbox_standalone;
 mod servers;
 mod stores;
