@@ -31,7 +31,8 @@ const KEY_PREFIX: &str = "lte:ratelimit:";
 
 /// GCRA on `KEYS[1]`: `ARGV[1]` is the interval between two requests in microseconds,
 /// `ARGV[2]` the burst. Answers 0 when the request passes (and records it), otherwise the
-/// microseconds until one would.
+/// microseconds until one would. The time is written with `%.0f`: Lua's own number-to-string
+/// keeps 14 digits, and a time in microseconds has 16.
 const GCRA: &str = r"
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -44,7 +45,8 @@ local allowed_from = next_tat - interval * burst
 if now < allowed_from then
   return allowed_from - now
 end
-redis.call('SET', KEYS[1], next_tat, 'PX', math.ceil((next_tat - now) / 1000) + 1)
+redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX',
+  math.ceil((next_tat - now) / 1000) + 1)
 return 0
 ";
 
