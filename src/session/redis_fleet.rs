@@ -5,18 +5,20 @@
 //!
 //! Sentinel and Cluster are fred's own: on a lost connection a Sentinel client asks the
 //! sentinels for the primary again (and checks its `ROLE`) on each reconnection, which is
-//! how a promoted replica is followed; a Cluster client follows `MOVED`/`ASK` and refreshes
-//! its slot map. What uses the store (the sessions, the shared rate-limit budget) sees the
+//! how a promoted replica is followed when the old primary dies; a primary demoted while
+//! alive is caught by asking the sentinels every second ([`follow_promotions`]). A Cluster
+//! client follows `MOVED`/`ASK` and refreshes its slot map. What uses the store (the sessions, the shared rate-limit budget) sees the
 //! same kind of client on all three.
 
 use std::fmt;
 use std::time::Duration;
 
 use fred::prelude::{
-    ClientLike, Config as RedisConfig, ConnectionConfig, PerformanceConfig, Pool, ReconnectPolicy,
-    Server, ServerConfig,
+    Client, ClientLike, Config as RedisConfig, ConnectionConfig, PerformanceConfig, Pool,
+    ReconnectPolicy, Server, ServerConfig,
 };
 use fred::types::config::ClusterDiscoveryPolicy;
+use fred::types::{ClusterHash, CustomCommand};
 
 use super::backend::STORE_TIMEOUT;
 use crate::config::StoreUrl;
@@ -25,6 +27,8 @@ use crate::config::StoreUrl;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most time between two reconnection attempts: a promoted primary is found within it.
 const MAX_RECONNECT_DELAY_MS: u32 = 1_000;
+/// How often the sentinels are asked which node is the primary.
+const PROMOTION_CHECK: Duration = Duration::from_secs(1);
 
 /// A Redis deployment of several servers, as written in `SESSION_STORE`:
 /// `redis-sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]/SERVICE_NAME[/DB]` or
@@ -261,7 +265,14 @@ pub async fn connect(url: &StoreUrl, size: usize) -> Result<Pool, RedisConnectEr
                 detail: e.to_string(),
             })?
         }
-        StoreUrl::RedisFleet(fleet) => fleet.config(),
+        StoreUrl::RedisFleet(fleet) => {
+            let pool = connect_with(fleet.config(), size).await?;
+            if let FleetKind::Sentinel { service, .. } = &fleet.kind {
+                let sentinels = sentinel_clients(fleet).await?;
+                tokio::spawn(follow_promotions(sentinels, service.clone(), pool.clone()));
+            }
+            return Ok(pool);
+        }
         other => {
             return Err(RedisConnectError {
                 what: "not Redis",
@@ -272,18 +283,90 @@ pub async fn connect(url: &StoreUrl, size: usize) -> Result<Pool, RedisConnectEr
     connect_with(config, size).await
 }
 
+/// One client per sentinel of `fleet` (each reconnecting by itself), for asking which node
+/// is the primary.
+async fn sentinel_clients(fleet: &FleetUrl) -> Result<Vec<Client>, RedisConnectError> {
+    let mut clients = Vec::with_capacity(fleet.nodes.len());
+    for (host, port) in &fleet.nodes {
+        let config = RedisConfig {
+            server: ServerConfig::new_centralized(host.as_str(), *port),
+            username: fleet.username.clone(),
+            password: fleet.password.clone(),
+            fail_fast: false,
+            ..RedisConfig::default()
+        };
+        let client = Client::new(
+            config,
+            Some(PerformanceConfig {
+                default_command_timeout: STORE_TIMEOUT,
+                ..PerformanceConfig::default()
+            }),
+            Some(bounded_connection()),
+            Some(ReconnectPolicy::new_constant(0, MAX_RECONNECT_DELAY_MS)),
+        );
+        // A sentinel that is down now is tried again by its client; the others answer.
+        let _task = client.init().await;
+        clients.push(client);
+    }
+    Ok(clients)
+}
+
+/// Every [`PROMOTION_CHECK`], asks the sentinels which node is the primary of `service`;
+/// when the pool holds a connection to any other node, makes it connect again (through
+/// the sentinels). A primary that dies is followed by the reconnection anyway; this is for
+/// the one that lives on, demoted (`SENTINEL FAILOVER`, a network partition healing): its
+/// connections stay open and it keeps taking writes until Sentinel turns it into a replica,
+/// which may take several seconds, and whatever it took then is lost.
+async fn follow_promotions(sentinels: Vec<Client>, service: String, pool: Pool) {
+    let mut ticks = tokio::time::interval(PROMOTION_CHECK);
+    loop {
+        ticks.tick().await;
+        let mut named = None;
+        for sentinel in &sentinels {
+            let answer: Result<Vec<String>, _> = sentinel
+                .custom(
+                    CustomCommand::new_static("SENTINEL", ClusterHash::FirstKey, false),
+                    vec!["GET-MASTER-ADDR-BY-NAME".to_owned(), service.clone()],
+                )
+                .await;
+            if let Ok([host, port]) = answer.as_deref() {
+                named = port.parse::<u16>().ok().map(|port| (host.clone(), port));
+                break;
+            }
+        }
+        let Some((host, port)) = named else { continue };
+        let stale = pool
+            .active_connections()
+            .iter()
+            .any(|server| *server.host != *host || server.port != port);
+        if stale {
+            tracing::warn!(
+                primary = %format!("{host}:{port}"),
+                "the sentinels name another primary: reconnecting the session store"
+            );
+            let _ = pool.force_reconnection().await;
+        }
+    }
+}
+
+fn bounded_connection() -> ConnectionConfig {
+    ConnectionConfig {
+        connection_timeout: Duration::from_secs(1),
+        internal_command_timeout: Duration::from_secs(1),
+        max_command_attempts: 1,
+        ..ConnectionConfig::default()
+    }
+}
+
 async fn connect_with(config: RedisConfig, size: usize) -> Result<Pool, RedisConnectError> {
     let fail = |what, detail: String| RedisConnectError { what, detail };
     let performance = PerformanceConfig {
         default_command_timeout: STORE_TIMEOUT,
         ..PerformanceConfig::default()
     };
-    let connection = ConnectionConfig {
-        connection_timeout: Duration::from_secs(1),
-        internal_command_timeout: Duration::from_secs(1),
-        max_command_attempts: 1,
-        ..ConnectionConfig::default()
-    };
+    let connection = bounded_connection();
+    // No cap on attempts: a capped policy gives up during a long failover and leaves the
+    // pool dead until a restart (golemcloud/golem#3358 saw exactly that with fred).
     let policy = ReconnectPolicy::new_exponential(0, 100, MAX_RECONNECT_DELAY_MS, 2);
     let pool = Pool::new(
         config,

@@ -178,6 +178,77 @@ async fn a_primary_lost_to_sentinel_is_followed_within_10_s_and_the_earlier_sess
     );
 }
 
+/// An in-place failover (`SENTINEL FAILOVER`: the old primary lives on, demoted) leaves the
+/// service's connections open to a node that is now a replica; Sentinel ends them
+/// (`CLIENT KILL TYPE normal` with the `REPLICAOF`), and the service must then ask again
+/// rather than keep writing to the demoted node (StackExchange.Redis#3130 is that bug in
+/// another client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_place_sentinel_failover_moves_writes_to_the_promoted_replica() {
+    const TEST: &str = "fleet::an_in_place_sentinel_failover_moves_writes_to_the_promoted_replica";
+    let set = match SentinelSet::start() {
+        Ok(set) => set,
+        Err(reason) => return skip_or_fail(TEST, &reason),
+    };
+    let app = instance(&set.url(), "off", RateLimitStore::Local, false).await;
+    app.sign_in("before-switch").await;
+    assert_eq!(app.exchange().await.0, 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    set.sentinels[0].cli(&["SENTINEL", "FAILOVER", SERVICE]);
+    let asked = Instant::now();
+    let mut promoted = None::<Instant>;
+    // Exchanges in a row whose session reached the promoted replica.
+    let mut landed = 0;
+    let mut round = 0;
+    let new_primary_keys = || -> usize { set.replica.cli(&["DBSIZE"]).parse().unwrap() };
+    while landed < 3 {
+        assert!(
+            asked.elapsed() < Duration::from_secs(60),
+            "writes never reached the promoted replica"
+        );
+        round += 1;
+        if promoted.is_none() && primary_port(set.sentinels[0].port) == Some(set.replica.port) {
+            promoted = Some(Instant::now());
+        }
+        let before = new_primary_keys();
+        let (status, body, took) = exchange_as(&app, &format!("after-switch-{round}")).await;
+        assert!(took < ANSWER_WITHIN, "an exchange took {took:?}");
+        assert!(
+            status == 200 || is_store_unavailable(status, &body),
+            "{status} {body}"
+        );
+        if let Some(at) = promoted {
+            // Replication, when the write went to the demoted node, is gone by now; a new key
+            // on the promoted node is a write that reached it.
+            if status == 200 && new_primary_keys() > before {
+                landed += 1;
+            } else {
+                landed = 0;
+                // Sentinel demotes the old primary (and so cuts its clients) only after
+                // about 10 s here; the service asks the sentinels every second instead.
+                assert!(
+                    at.elapsed() <= Duration::from_secs(5),
+                    "writes still miss the promoted replica {:?} after the promotion",
+                    at.elapsed()
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let promoted = promoted.unwrap();
+    eprintln!(
+        "in-place sentinel failover: promotion {:.1} s after asking; writes on the new primary \
+         {:.1} s after the promotion",
+        (promoted - asked).as_secs_f64(),
+        promoted.elapsed().as_secs_f64()
+    );
+    let role = set.replica.cli(&["ROLE"]);
+    assert_eq!(role.lines().next(), Some("master"), "{role}");
+    let session = app.session().await;
+    assert_eq!(session["member_id"], "before-switch", "{session}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_spread_over_every_cluster_master_stay_readable_and_logout_and_the_rate_limit_work()
  {
