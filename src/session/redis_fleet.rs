@@ -20,7 +20,7 @@ use fred::prelude::{
 use fred::types::config::ClusterDiscoveryPolicy;
 use fred::types::{ClusterHash, CustomCommand};
 
-use super::backend::STORE_TIMEOUT;
+use super::connect::STORE_TIMEOUT;
 use crate::config::StoreUrl;
 
 /// How long connecting may take before the start is abandoned.

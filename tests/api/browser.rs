@@ -19,8 +19,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::{API_KEY, TestApp, test_config};
-use crate::servers::skip_or_fail;
+use crate::support::servers::skip_or_fail;
+use crate::support::{API_KEY, TestApp, test_config};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -460,9 +460,9 @@ async fn spawn_on_loopback_origin() -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let port = crate::support::free_port();
     let mut config = test_config(&dir);
-    config.bind = format!("127.0.0.1:{port}").parse().unwrap();
-    config.public_origin = Some(format!("https://127.0.0.1:{port}"));
-    config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    config.listen.bind = format!("127.0.0.1:{port}").parse().unwrap();
+    config.listen.public_origin = Some(format!("https://127.0.0.1:{port}"));
+    config.listen.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
     let mut app = TestApp::start(config, dir).await;
     app.base = format!("https://127.0.0.1:{port}");
     app

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_rustls::client::TlsStream;
 
-use crate::helpers::{
+use crate::support::{
     API_KEY, Behaviour, FakeUpstream, SECRET_KEY, http1_client, json_of, raw_tls, signed_cookie,
     test_config, trusting_client,
 };
@@ -44,7 +44,7 @@ const CLOSE_SLACK: Duration = Duration::from_millis(2_500);
 /// Bound on a handshake or an answer that should come at once.
 const PROMPT: Duration = Duration::from_secs(5);
 
-/// A server run in-process like [`crate::helpers::TestApp`], optionally with a short idle
+/// A server run in-process like [`crate::support::TestApp`], optionally with a short idle
 /// timeout, whose `run` future the test can watch end.
 struct Served {
     addr: SocketAddr,
@@ -78,7 +78,7 @@ impl Served {
     async fn sandbox(max_connections: Option<u32>, idle: Option<Duration>) -> Served {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut config = test_config(&dir);
-        config.max_connections = max_connections;
+        config.listen.max_connections = max_connections;
         Served::start(config, dir, idle).await
     }
 
@@ -91,8 +91,8 @@ impl Served {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut config = test_config(&dir);
         upstream.configure(&mut config);
-        config.upstream_timeout_ms = 5_000;
-        config.max_connections = max_connections;
+        config.limits.upstream_timeout_ms = 5_000;
+        config.listen.max_connections = max_connections;
         Served::start(config, dir, idle).await
     }
 

@@ -13,10 +13,9 @@ use linkedin_token_exchange::session::redis_fleet;
 use linkedin_token_exchange::telemetry::Telemetry;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, json_of, test_config};
-use crate::servers::{RedisServer, skip_or_fail};
 use crate::support::redis::{Cluster, SERVICE, SentinelSet};
-use crate::support::{sample, scrape};
+use crate::support::servers::{RedisServer, skip_or_fail};
+use crate::support::{TestApp, json_of, sample, scrape, test_config};
 
 /// The bound on any answer while the store fails.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
@@ -27,11 +26,11 @@ const FOLLOW_WITHIN: Duration = Duration::from_secs(10);
 async fn instance(store: &str, limit: &str, limit_store: RateLimitStore, metrics: bool) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.session_store = store.parse().unwrap();
-    config.rate_limit = limit.parse::<RateLimit>().unwrap();
-    config.rate_limit_store = limit_store;
+    config.sessions.store = store.parse().unwrap();
+    config.limits.rate_limit = limit.parse::<RateLimit>().unwrap();
+    config.limits.rate_limit_store = limit_store;
     if metrics {
-        config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+        config.listen.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
     }
     TestApp::start(config, dir).await
 }

@@ -3,11 +3,11 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod helpers;
 mod support;
 
 mod at_rest;
 mod browser;
+mod config_docs;
 mod connections;
 mod discovery;
 mod errors;
@@ -24,5 +24,4 @@ mod process;
 mod sandbox;
 mod sandbox_oidc;
 mod sandbox_standalone;
-mod servers;
 mod stores;

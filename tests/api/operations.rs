@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use linkedin_token_exchange::config::{Config, RateLimit};
 use tempfile::TempDir;
 
-use crate::helpers::{
+use crate::support::servers::{RedisServer, skip_or_fail};
+use crate::support::{
     FakeUpstream, GRANT, SECRET_KEY, TestApp, encode_cookie, json_of, signed_cookie, spawn_app,
     test_config,
 };
-use crate::servers::{RedisServer, skip_or_fail};
 use crate::support::{sample, scrape};
 
 async fn app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
@@ -29,7 +29,7 @@ async fn metrics_count_exchanges_by_outcome_on_their_own_listener_and_never_a_ra
     let upstream = FakeUpstream::start(GRANT).await;
     let app = app_with(|config| {
         upstream.configure(config);
-        config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+        config.listen.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
     let metrics = app.metrics.expect("the metrics listener is bound");
@@ -173,7 +173,7 @@ async fn readyz_follows_the_store_and_healthz_stays_up() {
         }
     };
     let url = redis.url();
-    let app = app_with(|config| config.session_store = url.parse().unwrap()).await;
+    let app = app_with(|config| config.sessions.store = url.parse().unwrap()).await;
     async fn ready(app: &TestApp) -> (u16, serde_json::Value, Duration) {
         let started = Instant::now();
         let (status, body) = json_of(app.get("/readyz").await).await;
@@ -213,7 +213,7 @@ async fn readyz_is_503_from_the_moment_shutdown_begins() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_app().await;
     // A request whose headers are still arriving when the shutdown begins is answered.
-    let mut stream = crate::helpers::raw_tls(&app.dir, app.addr, b"http/1.1").await;
+    let mut stream = crate::support::raw_tls(&app.dir, app.addr, b"http/1.1").await;
     stream
         .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\n")
         .await
@@ -234,7 +234,8 @@ async fn readyz_is_503_from_the_moment_shutdown_begins() {
 #[tokio::test]
 async fn plain_http_is_redirected_to_the_https_origin_with_path_and_query() {
     let app =
-        app_with(|config| config.http_redirect_bind = Some("127.0.0.1:0".parse().unwrap())).await;
+        app_with(|config| config.listen.http_redirect_bind = Some("127.0.0.1:0".parse().unwrap()))
+            .await;
     let plain = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -259,9 +260,7 @@ async fn plain_http_is_redirected_to_the_https_origin_with_path_and_query() {
 
 /// A client that connects from `local` (any 127.0.0.0/8 address is this machine).
 fn client_from(dir: &TempDir, local: &str) -> reqwest::Client {
-    let pem = std::fs::read(dir.path().join("cert.pem")).unwrap();
-    reqwest::Client::builder()
-        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+    crate::support::client::trusting(&dir.path().join("cert.pem"))
         .local_address(local.parse::<IpAddr>().unwrap())
         .build()
         .unwrap()
@@ -288,7 +287,7 @@ fn three_a_second() -> RateLimit {
 
 #[tokio::test]
 async fn each_client_address_has_its_own_budget_then_429_with_retry_after() {
-    let app = app_with(|config| config.rate_limit = three_a_second()).await;
+    let app = app_with(|config| config.limits.rate_limit = three_a_second()).await;
     let (first, second) = (
         client_from(&app.dir, "127.0.0.1"),
         client_from(&app.dir, "127.0.0.2"),
@@ -329,8 +328,8 @@ async fn each_client_address_has_its_own_budget_then_429_with_retry_after() {
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
     let app = app_with(|config| {
-        config.rate_limit = three_a_second();
-        config.trusted_proxies = Some("127.0.0.2".parse().unwrap());
+        config.limits.rate_limit = three_a_second();
+        config.limits.trusted_proxies = Some("127.0.0.2".parse().unwrap());
     })
     .await;
     let proxy = client_from(&app.dir, "127.0.0.2");
@@ -358,7 +357,7 @@ async fn replaying_one_cookie_without_a_session_does_not_buy_unlimited_exchanges
     let upstream = FakeUpstream::start(GRANT).await;
     let app = app_with(|config| {
         upstream.configure(config);
-        config.rate_limit = three_a_second();
+        config.limits.rate_limit = three_a_second();
     })
     .await;
     let cookie = signed_cookie("replayed-token", "replayed-member", SECRET_KEY);
@@ -371,7 +370,7 @@ async fn replaying_one_cookie_without_a_session_does_not_buy_unlimited_exchanges
             .header("origin", &app.base)
             .header(
                 "cookie",
-                format!("linkedin_oauth_{}={cookie}", crate::helpers::API_KEY),
+                format!("linkedin_oauth_{}={cookie}", crate::support::API_KEY),
             )
             .send()
             .await
@@ -416,7 +415,8 @@ async fn member_data_is_never_cached_and_pages_carry_a_strict_policy() {
 #[tokio::test]
 async fn a_public_origin_gets_strict_transport_security() {
     let app =
-        app_with(|config| config.public_origin = Some("https://login.example.com".into())).await;
+        app_with(|config| config.listen.public_origin = Some("https://login.example.com".into()))
+            .await;
     for path in ["/", "/healthz", "/no-such-thing"] {
         let response = app.get(path).await;
         assert_eq!(

@@ -5,12 +5,13 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use linkedin_token_exchange::linkedin::client::{LinkedInClient, LinkedInEndpoints, UpstreamError};
+use linkedin_token_exchange::linkedin::client::{LinkedInClient, LinkedInEndpoints};
+use linkedin_token_exchange::linkedin::transport::UpstreamError;
 use linkedin_token_exchange::secret::Secret;
 use oauth1_request::Credentials;
 use oauth1_request::signature_method::HmacSha1;
 
-use crate::helpers::{API_KEY, SECRET_KEY, TestApp, spawn_app, test_config};
+use crate::support::{API_KEY, SECRET_KEY, TestApp, spawn_app, test_config};
 
 fn client(app: &TestApp, key: &str, secret: &str) -> LinkedInClient {
     let endpoints = LinkedInEndpoints {
@@ -251,7 +252,7 @@ async fn a_sandbox_without_keep_alive_answers_over_http1_closes_each_connection_
  {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.sandbox_keep_alive = false;
+    config.linkedin.sandbox_keep_alive = false;
     let app = TestApp::start(config, dir).await;
 
     // The test client offers HTTP/2 first; the server offers HTTP/1.1 only, then closes.

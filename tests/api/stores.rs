@@ -15,11 +15,11 @@ use linkedin_token_exchange::server::Server;
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::helpers::{
+use crate::support::servers::{postgres_url_for_tests, redis_url_for_tests, skip_or_fail};
+use crate::support::{
     Behaviour, FakeUpstream, FetchJson, SECRET_KEY, TestApp, json_of, session_id_in,
     session_set_cookie, signed_cookie, test_config, trusting_client,
 };
-use crate::servers::{postgres_url_for_tests, redis_url_for_tests, skip_or_fail};
 
 /// PostgreSQL migrations are not safe to run concurrently: start such apps one at a time.
 static START_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -51,7 +51,7 @@ fn store_or_skip(test: &str, store: Store, dir: &TempDir) -> Option<StoreUrl> {
 async fn sandbox_app(test: &str, store: Store) -> Option<TestApp> {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.session_store = store_or_skip(test, store, &dir)?;
+    config.sessions.store = store_or_skip(test, store, &dir)?;
     let _guard = START_LOCK.lock().await;
     Some(TestApp::start(config, dir).await)
 }
@@ -124,7 +124,7 @@ async fn sessions_end_when_their_credentials_expire(test: &str, store: Store) {
     let Some(store) = store_or_skip(test, store, &dir) else {
         return;
     };
-    config.session_store = store;
+    config.sessions.store = store;
     upstream.configure(&mut config);
     let app = {
         let _guard = START_LOCK.lock().await;
@@ -174,10 +174,10 @@ session_suite!(memory, sqlite, redis, postgres);
 
 #[tokio::test]
 async fn sqlite_sessions_survive_a_restart() {
-    let upstream = FakeUpstream::start(crate::helpers::GRANT).await;
+    let upstream = FakeUpstream::start(crate::support::GRANT).await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.session_store = sqlite(&dir).unwrap();
+    config.sessions.store = sqlite(&dir).unwrap();
     upstream.configure(&mut config);
 
     let first = TestApp::start(config.clone(), dir.clone()).await;
@@ -201,7 +201,7 @@ async fn sqlite_sessions_survive_a_restart() {
 /// Two instances in real mode on different ports, one store, one shared LinkedIn (a third
 /// server in sandbox mode): what one does, the other sees.
 async fn two_instances_share(store: StoreUrl) {
-    let linkedin = crate::helpers::spawn_app().await;
+    let linkedin = crate::support::spawn_app().await;
     // Both instances serve the same certificate, as they would behind one load balancer.
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let start = |store: StoreUrl| {
@@ -211,11 +211,11 @@ async fn two_instances_share(store: StoreUrl) {
         let dir = dir.clone();
         async move {
             let mut config = test_config(&dir);
-            config.session_store = store;
-            config.sandbox = Some(false);
-            config.linkedin_access_token_url = Some(access.parse().unwrap());
-            config.linkedin_api_url = Some(api.parse().unwrap());
-            config.upstream_ca_cert = Some(linkedin_cert);
+            config.sessions.store = store;
+            config.linkedin.sandbox = Some(false);
+            config.linkedin.access_token_url = Some(access.parse().unwrap());
+            config.linkedin.api_url = Some(api.parse().unwrap());
+            config.limits.upstream_ca_cert = Some(linkedin_cert);
             let _guard = START_LOCK.lock().await;
             TestApp::start(config, dir).await
         }
@@ -277,7 +277,7 @@ async fn an_unreachable_store_fails_the_start_fast_naming_session_store() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(&dir);
-        config.session_store = url.parse().unwrap();
+        config.sessions.store = url.parse().unwrap();
         let started = Instant::now();
         let err = Server::build(&config).await.err().expect("the start fails");
         assert!(
@@ -302,7 +302,7 @@ async fn the_sqlite_file_and_its_new_folder_are_for_the_owner_only() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
     let db = dir.path().join("fresh/sessions.db");
-    config.session_store = StoreUrl::Sqlite(db.clone());
+    config.sessions.store = StoreUrl::Sqlite(db.clone());
     let app = TestApp::start(config.clone(), dir.clone()).await;
     app.sign_in("private-member").await;
     assert_eq!(app.exchange().await.0, 200);
@@ -312,7 +312,7 @@ async fn the_sqlite_file_and_its_new_folder_are_for_the_owner_only() {
     assert!(!wal.exists() || mode(&wal) == 0o600, "the write-ahead log");
     app.stop().await;
 
-    // A file an earlier version left readable by others is narrowed at the next start.
+    // A file left readable by others is narrowed at the next start.
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     let app = TestApp::start(config, dir).await;
     assert_eq!(mode(&db), 0o600);

@@ -37,8 +37,8 @@ use rsa::traits::PublicKeyParts;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use crate::helpers::{TestApp, json_of, test_config};
 use crate::oidc::{location, query, start, step_by_step};
+use crate::support::{TestApp, json_of, test_config};
 
 pub const CLIENT_ID: &str = "rp-client";
 pub const CLIENT_SECRET: &str = "rp-secret-7Qx";
@@ -580,11 +580,11 @@ impl Rig {
     pub async fn start(provider: Provider, adjust: impl FnOnce(&mut Config)) -> Rig {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut config = test_config(&dir);
-        config.sandbox = Some(false);
-        config.linkedin_client_id = Some(CLIENT_ID.into());
-        config.linkedin_client_secret = Some(Secret::new(CLIENT_SECRET));
-        config.linkedin_oidc_issuer = Some(provider.issuer.clone());
-        config.upstream_timeout_ms = TIMEOUT_MS;
+        config.linkedin.sandbox = Some(false);
+        config.oidc.client_id = Some(CLIENT_ID.into());
+        config.oidc.client_secret = Some(Secret::new(CLIENT_SECRET));
+        config.oidc.issuer = Some(provider.issuer.clone());
+        config.limits.upstream_timeout_ms = TIMEOUT_MS;
         adjust(&mut config);
         let app = TestApp::start(config, dir).await;
         let browser = step_by_step(&app);
