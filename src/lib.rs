@@ -28,6 +28,10 @@ pub mod sandbox;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod sign_in;
 pub mod telemetry;
 pub mod text;
 pub mod tls;
+
+pub use session::{Connected, Credentials, Flow, Member, MemberSession, SessionPolicy};
+pub use sign_in::{LinkedInSignIn, SignInBuilder};
