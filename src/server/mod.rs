@@ -32,6 +32,8 @@ pub mod listeners;
 pub mod reload;
 pub mod wiring;
 
+pub use crate::telemetry::init_logging;
+
 use connections::{
     BoundedListener, FileBudget, IDLE_TIMEOUT, LimitedAcceptor, Peer, Tracker, open_file_limit,
 };

@@ -1,6 +1,9 @@
 //! A host's integration test: the sandbox mounted beside the app, a member signed in through
 //! OpenID Connect with a plain HTTP client, using only the crate's public API.
 
+// The helpers are test code too: a failed step is a failed test.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use linkedin_token_exchange::LinkedInSignIn;
 use linkedin_token_exchange::sandbox::Sandbox;
 use reqwest::StatusCode;
