@@ -171,3 +171,60 @@ impl SharedBudget {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use fred::prelude::KeysInterface;
+
+    use super::*;
+
+    /// The script's arithmetic, against the machine's Redis (`TEST_REDIS_URL`, by default
+    /// `redis://127.0.0.1:6379/1`) under a key of this run's own. Without a Redis the test
+    /// says so and passes, unless `LTE_REQUIRE_ALL_TESTS=1` (CI), where it fails.
+    #[tokio::test]
+    async fn the_shared_budget_script_has_the_local_limiters_burst_and_refill() {
+        let url = std::env::var("TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379/1".to_owned());
+        let url: StoreUrl = url.parse().expect("a Redis URL");
+        let pool = match tokio::time::timeout(Duration::from_secs(2), redis_fleet::connect(&url, 1))
+            .await
+        {
+            Ok(Ok(pool)) if pool.ping::<String>(None).await.is_ok() => pool,
+            _ if std::env::var("LTE_REQUIRE_ALL_TESTS").as_deref() == Ok("1") => {
+                panic!("no Redis at {url} (LTE_REQUIRE_ALL_TESTS=1 forbids skipping)")
+            }
+            _ => return eprintln!("SKIPPED: no Redis at {url}"),
+        };
+        let key = format!("test:{}", rand::random::<u64>());
+        let other = format!("{key}:other");
+        let budget = SharedBudget::new(pool.clone(), 3, 2, Telemetry::disabled());
+        for _ in 0..3 {
+            assert_eq!(budget.wait_us(&key).await, Ok(0));
+        }
+        let wait = budget.wait_us(&key).await.expect("Redis answers");
+        assert!((400_000..=500_000).contains(&wait), "{wait} µs");
+        assert!(matches!(
+            budget.check(&key).await,
+            Err(AppError::RateLimited(1))
+        ));
+        assert_eq!(budget.wait_us(&other).await, Ok(0), "another key");
+        let stored = format!("lte:ratelimit:{key}");
+        let ttl: i64 = pool.pttl(&stored).await.expect("PTTL");
+        assert!(
+            (1..=1_502).contains(&ttl),
+            "the key lives until the budget is full: {ttl} ms"
+        );
+        let tat: String = pool.get(&stored).await.expect("GET");
+        assert!(
+            tat.len() >= 16 && tat.parse::<u64>().is_ok(),
+            "the time is kept to the microsecond: {tat}"
+        );
+        tokio::time::sleep(Duration::from_micros(wait + 20_000)).await;
+        assert_eq!(budget.wait_us(&key).await, Ok(0), "one more after 1/2 s");
+        let wait = budget.wait_us(&key).await.expect("Redis answers");
+        assert!(
+            (1..=500_000).contains(&wait),
+            "then refused again: {wait} µs"
+        );
+    }
+}

@@ -6,11 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use linkedin_token_exchange::config::{RateLimit, RateLimitStore, StoreUrl};
-use linkedin_token_exchange::error::AppError;
-use linkedin_token_exchange::ratelimit::shared::SharedBudget;
-use linkedin_token_exchange::session::redis_fleet;
-use linkedin_token_exchange::telemetry::Telemetry;
+use linkedin_token_exchange::config::{RateLimit, RateLimitStore};
 use serde_json::Value;
 
 use crate::support::redis::{Cluster, SERVICE, SentinelSet};
@@ -426,60 +422,11 @@ async fn knock_at_once(app: &TestApp, n: usize) -> Vec<u16> {
     statuses
 }
 
-#[tokio::test]
-async fn the_shared_budget_script_has_the_local_limiters_burst_and_refill() {
-    const TEST: &str = "fleet::the_shared_budget_script_has_the_local_limiters_burst_and_refill";
-    let redis = match RedisServer::start() {
-        Ok(redis) => redis,
-        Err(reason) => return skip_or_fail(TEST, &reason),
-    };
-    let url: StoreUrl = redis.url().parse().unwrap();
-    let pool = redis_fleet::connect(&url, 1).await.unwrap();
-    let budget = SharedBudget::new(pool, 3, 2, Telemetry::disabled());
-    for _ in 0..3 {
-        assert_eq!(budget.wait_us("client:a").await, Ok(0));
-    }
-    let wait = budget.wait_us("client:a").await.unwrap();
-    assert!((400_000..=500_000).contains(&wait), "{wait} µs");
-    assert!(matches!(
-        budget.check("client:a").await,
-        Err(AppError::RateLimited(1))
-    ));
-    assert_eq!(budget.wait_us("client:b").await, Ok(0), "another key");
-    let ttl: u64 = redis_cli(redis.port(), &["PTTL", "lte:ratelimit:client:a"])
-        .parse()
-        .unwrap();
-    assert!(
-        (1..=1_502).contains(&ttl),
-        "the key lives until the budget is full: {ttl} ms"
-    );
-    let tat = redis_cli(redis.port(), &["GET", "lte:ratelimit:client:a"]);
-    assert!(
-        tat.len() >= 16 && tat.parse::<u64>().is_ok(),
-        "the time is kept to the microsecond: {tat}"
-    );
-    tokio::time::sleep(Duration::from_micros(wait + 20_000)).await;
-    assert_eq!(
-        budget.wait_us("client:a").await,
-        Ok(0),
-        "one more after 1/2 s"
-    );
-    let wait = budget.wait_us("client:a").await.unwrap();
-    assert!(
-        (1..=500_000).contains(&wait),
-        "then refused again: {wait} µs"
-    );
-}
-
 /// The primary's port as the sentinel on `port` names it now.
 fn primary_port(port: u16) -> Option<u16> {
     let answer =
         crate::support::redis::cli(port, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE]).ok()?;
     answer.lines().nth(1)?.trim().parse().ok()
-}
-
-fn redis_cli(port: u16, args: &[&str]) -> String {
-    crate::support::redis::cli(port, args).unwrap()
 }
 
 /// The binary with `env` on top of memory sessions: its exit code and its stderr.
