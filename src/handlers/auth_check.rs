@@ -66,7 +66,7 @@ async fn check(
             StatusCode::FOUND,
             [(
                 LOCATION,
-                sign_in_location(&state.public_origins[0], &headers),
+                sign_in_location(&state.sign_in.public_origins[0], &headers),
             )],
         )
             .into_response());

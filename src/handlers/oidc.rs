@@ -11,13 +11,13 @@ use axum::routing::get;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::app::AppState;
 use crate::error::{AppError, Result};
 use crate::session::{Credentials, Flow, Member, MemberSession};
+use crate::sign_in::SignInState;
 use crate::text::escape_text;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<SignInState> {
     Router::new()
         .route("/auth/linkedin", get(start))
         .route("/auth/linkedin/callback", get(callback))
@@ -29,7 +29,7 @@ pub fn router() -> Router<AppState> {
 /// to return afterwards; it is kept with the pending sign-in when allowed, and dropped
 /// otherwise.
 async fn start(
-    State(state): State<AppState>,
+    State(state): State<SignInState>,
     session: MemberSession,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
@@ -47,7 +47,7 @@ async fn start(
 }
 
 /// The page's and the sign-in's parameter naming a sandbox member.
-pub const SANDBOX_MEMBER: &str = "sandbox_member";
+pub(crate) const SANDBOX_MEMBER: &str = "sandbox_member";
 
 /// The first value of `name` in `query`.
 fn query_value(query: Option<&str>, name: &str) -> Option<String> {
@@ -58,8 +58,8 @@ fn query_value(query: Option<&str>, name: &str) -> Option<String> {
 
 /// `sandbox_member` in `query`, in sandbox mode only (elsewhere it is ignored): `None` when
 /// absent or empty, an error when it is not 1 to 64 letters, digits, `-` or `_`.
-pub fn sandbox_member(
-    state: &AppState,
+pub(crate) fn sandbox_member(
+    state: &SignInState,
     query: Option<&str>,
 ) -> Result<Option<String>, &'static str> {
     if !state.sandbox {
@@ -92,7 +92,7 @@ struct Callback {
 /// session id); then back to the page, or to the `rd` the sign-in started with. A failure
 /// stores nothing.
 async fn callback(
-    State(state): State<AppState>,
+    State(state): State<SignInState>,
     session: MemberSession,
     headers: HeaderMap,
     Query(callback): Query<Callback>,
@@ -112,7 +112,10 @@ async fn callback(
     match result {
         Ok((_, return_to)) => (
             StatusCode::SEE_OTHER,
-            [(LOCATION, return_to.unwrap_or_else(|| "/".to_owned()))],
+            [(
+                LOCATION,
+                return_to.unwrap_or_else(|| state.after_sign_in.clone()),
+            )],
         )
             .into_response(),
         Err(err) if prefers_json(&headers) => err.into_response(),
@@ -122,7 +125,7 @@ async fn callback(
 
 /// Signs the member in: their id, and where the sign-in asked to return.
 async fn finish(
-    state: &AppState,
+    state: &SignInState,
     session: &MemberSession,
     callback: Callback,
 ) -> Result<(String, Option<String>)> {

@@ -1,12 +1,14 @@
 //! Sessions: which store holds them, what they hold, and the rules every route shares.
 //!
 //! - [`connect`]: the store chosen at run time (memory, SQLite, Redis, PostgreSQL), connected
-//!   and migrated; [`backend`]: each operation on it sealed and bounded in time; [`guard`]:
+//!   and migrated; [`backend`]: each operation on it sealed and bounded in time; [`guard`](mod@guard):
 //!   the middleware that orders a request's writes and deletes;
 //! - [`member`]: the typed [`Member`] and its flow's [`Credentials`], reached by handlers
 //!   through the [`MemberSession`] and [`Connected`] extractors;
 //! - [`seal`] (pure) and [`keys`]: records sealed at rest with AES-256-GCM, and where the
 //!   keys come from;
+//! - [`redis_fleet`]: Redis reached through Sentinel or as a Cluster, and the one bounded
+//!   fred pool every Redis store uses;
 //! - [`memory`], [`sqlite`]: the two stores written here; [`sweep`]: expired rows deleted
 //!   in small batches.
 //!
@@ -25,6 +27,7 @@ pub mod keys;
 pub mod member;
 pub mod memory;
 mod private;
+pub mod redis_fleet;
 pub mod seal;
 pub mod sqlite;
 pub mod sweep;

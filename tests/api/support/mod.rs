@@ -7,6 +7,7 @@
 //!   profiles) and the rig that signs in against it;
 //! - [`servers`]: Redis, PostgreSQL and a tmpfs of the tests' own, to break on purpose;
 //! - [`nginx`]: Debian's nginx running the repository's `deploy/nginx.conf`;
+//! - [`redis`]: the fleet's Redis deployments (a Sentinel set, a Cluster);
 //! - here: the service's binary as a person runs it (a one-off command, or a server), and a
 //!   scrape of its metrics.
 
@@ -24,6 +25,7 @@ pub mod app;
 pub mod client;
 pub mod nginx;
 pub mod oidc_provider;
+pub mod redis;
 pub mod servers;
 pub mod upstream;
 
