@@ -23,6 +23,8 @@ pub const DEFAULT_ACCESS_TOKEN_URL: &str = "https://api.linkedin.com/uas/oauth/a
 pub const DEFAULT_API_URL: &str = "https://api.linkedin.com";
 /// The production JSAPI script.
 pub const DEFAULT_JSAPI_URL: &str = "https://platform.linkedin.com/in.js";
+/// The fewest characters `ADMIN_TOKEN` may have.
+pub const ADMIN_TOKEN_MIN_LEN: usize = 32;
 /// LinkedIn's OpenID Connect issuer (a path, since April 2024).
 pub const DEFAULT_OIDC_ISSUER: &str = "https://www.linkedin.com/oauth";
 
@@ -252,6 +254,16 @@ pub struct Config {
     /// Plain-HTTP listener serving `GET /metrics` (Prometheus text format). Unset: off.
     #[arg(long, env = "METRICS_BIND", value_name = "METRICS_BIND", value_parser = parse_listen_addr)]
     pub metrics_bind: Option<SocketAddr>,
+
+    /// Bearer token of the admin routes on the `METRICS_BIND` listener (at least
+    /// [`ADMIN_TOKEN_MIN_LEN`] characters). Unset: no admin routes.
+    #[arg(
+        long,
+        env = "ADMIN_TOKEN",
+        value_name = "ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<Secret>,
 
     /// Plain-HTTP listener that answers 308 to the same path and query on the HTTPS origin.
     /// Unset: off.
@@ -745,6 +757,34 @@ impl Config {
         Ok(self.sandbox_keep_alive)
     }
 
+    /// The admin routes' token, when they are on: it must be long enough to resist guessing,
+    /// and needs the listener they are served on.
+    pub fn admin_token(&self) -> Result<Option<Secret>, ConfigError> {
+        let Some(token) = &self.admin_token else {
+            return Ok(None);
+        };
+        if token.expose().chars().count() < ADMIN_TOKEN_MIN_LEN
+            || token
+                .expose()
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError::new(
+                "ADMIN_TOKEN",
+                format!(
+                    "must be at least {ADMIN_TOKEN_MIN_LEN} characters, without spaces (e.g. `openssl rand -hex 32`)"
+                ),
+            ));
+        }
+        if self.metrics_bind.is_none() {
+            return Err(ConfigError::new(
+                "ADMIN_TOKEN",
+                "the admin routes are served on the METRICS_BIND listener only: set METRICS_BIND too",
+            ));
+        }
+        Ok(Some(token.clone()))
+    }
+
     /// The inactivity limit of a session.
     pub fn session_idle(&self) -> Duration {
         Duration::from_secs(self.session_idle_minutes * 60)
@@ -834,6 +874,7 @@ impl fmt::Debug for Config {
             .field("upstream_ca_cert", &self.upstream_ca_cert)
             .field("max_connections", &self.max_connections)
             .field("metrics_bind", &self.metrics_bind)
+            .field("admin_token", &self.admin_token)
             .field("http_redirect_bind", &self.http_redirect_bind)
             .field("rate_limit", &self.rate_limit)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -860,6 +901,26 @@ mod tests {
         assert_eq!(config.bind.to_string(), "127.0.0.1:8443");
         assert_eq!(config.session_idle(), Duration::from_secs(1440 * 60));
         assert_eq!(config.app_credentials().unwrap().map(|c| c.api_key), None);
+    }
+
+    #[test]
+    fn a_short_admin_token_or_one_without_the_metrics_listener_is_refused_naming_it() {
+        let long = "a".repeat(ADMIN_TOKEN_MIN_LEN);
+        let short = "a".repeat(ADMIN_TOKEN_MIN_LEN - 1);
+        let metrics = ["--metrics-bind", "127.0.0.1:0"];
+        let err = parse(&[&["--admin-token", short.as_str()][..], &metrics].concat())
+            .admin_token()
+            .unwrap_err();
+        assert_eq!(err.variable, "ADMIN_TOKEN");
+        assert!(!err.to_string().contains(&short), "{err}");
+        let err = parse(&["--admin-token", long.as_str()])
+            .admin_token()
+            .unwrap_err();
+        assert!(err.to_string().contains("METRICS_BIND"), "{err}");
+        let config = parse(&[&["--admin-token", long.as_str()][..], &metrics].concat());
+        assert_eq!(config.admin_token().unwrap().unwrap().expose(), long);
+        assert!(!format!("{config:?}").contains(&long));
+        assert_eq!(parse(&[]).admin_token().unwrap(), None);
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct Server {
     telemetry: Telemetry,
     shutting_down: Arc<AtomicBool>,
     metrics: Option<(TcpListener, Arc<Tracker>)>,
+    /// The admin routes, served beside the metrics when `ADMIN_TOKEN` is set.
+    admin: Option<Router>,
     redirect: Option<(TcpListener, String, Arc<Tracker>)>,
     /// Where a person opens the page: the first public origin.
     page_origin: String,
@@ -143,6 +145,9 @@ impl Server {
             .clone()
             .map(|settings| OidcClient::new(linkedin.clone(), settings));
         let sessions = connect_sessions(config, telemetry.clone()).await?;
+        let admin = config
+            .admin_token()?
+            .map(|token| crate::handlers::admin::router(sessions.clone(), token));
         let shutting_down = Arc::new(AtomicBool::new(false));
 
         log_mode(config, sandbox, addr, &credentials.api_key, &urls);
@@ -182,6 +187,7 @@ impl Server {
             telemetry,
             shutting_down,
             metrics,
+            admin,
             redirect,
             page_origin,
         })
@@ -224,7 +230,10 @@ impl Server {
         let control = Control::new();
         let mut trackers = vec![self.connections.clone()];
         if let Some((listener, tracker)) = self.metrics {
-            let app = listeners::metrics_app(self.telemetry.clone());
+            let mut app = listeners::metrics_app(self.telemetry.clone());
+            if let Some(admin) = self.admin {
+                app = app.merge(admin);
+            }
             let addr = spawn_side(listener, &tracker, app, &control, "metrics")?;
             tracing::info!(
                 max_connections = tracker.max(),

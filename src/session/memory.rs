@@ -7,6 +7,9 @@
 //! which alone can read the sealed data) live in a cache of their own, with a cap of the same
 //! size: a flood of anonymous sign-in starts evicts other sign-ins in progress, never a
 //! signed-in member.
+//!
+//! The member index of this store ([`MemoryIndex`]) lives beside the caches: a record that
+//! leaves (deleted, evicted for room, expired) leaves the index too.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +20,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
+
+use super::index::MemoryIndex;
 
 /// The plain key of a record whose sealed data is only a sign-in in progress.
 pub const PENDING_ONLY: &str = "lte.pending_only";
@@ -29,6 +34,8 @@ pub struct MemoryStore {
     members: moka::sync::Cache<Id, Record>,
     /// Sessions that hold only a sign-in in progress.
     pending: moka::sync::Cache<Id, Record>,
+    /// Which member holds which of `members` (kept by the backend, emptied with the cache).
+    index: Arc<MemoryIndex>,
 }
 
 impl Default for MemoryStore {
@@ -44,20 +51,29 @@ impl MemoryStore {
     /// A store of at most `capacity` sessions, and as many sign-ins in progress; past either
     /// cap, the least recently used of that kind goes.
     pub fn with_capacity(capacity: u64) -> Self {
+        let index = Arc::new(MemoryIndex::default());
         Self {
             members: cache(
                 capacity,
+                Some(index.clone()),
                 Evictions::new(
                     "the memory session store is full: the least recently used sessions were signed out (raise MEMORY_SESSIONS, or use SQLite, Redis or PostgreSQL)",
                 ),
             ),
             pending: cache(
                 capacity,
+                None,
                 Evictions::new(
                     "the memory session store holds MEMORY_SESSIONS sign-ins in progress: the least recently started were dropped (signed-in members are kept)",
                 ),
             ),
+            index,
         }
+    }
+
+    /// The member → sessions index of this store.
+    pub fn index(&self) -> &MemoryIndex {
+        &self.index
     }
 
     /// Sessions held now, sign-ins in progress included (approximately: expired ones go
@@ -89,14 +105,24 @@ impl MemoryStore {
     }
 }
 
-fn cache(capacity: u64, evictions: Evictions) -> moka::sync::Cache<Id, Record> {
+/// A cache of at most `capacity` records; a record that leaves it (other than replaced by
+/// a newer version of itself) leaves `index` too.
+fn cache(
+    capacity: u64,
+    index: Option<Arc<MemoryIndex>>,
+    evictions: Evictions,
+) -> moka::sync::Cache<Id, Record> {
+    use moka::notification::RemovalCause;
     let evictions = Arc::new(evictions);
     moka::sync::Cache::builder()
         .max_capacity(capacity)
         .eviction_policy(moka::policy::EvictionPolicy::lru())
-        .eviction_listener(move |_, _, cause| {
-            if cause == moka::notification::RemovalCause::Size {
+        .eviction_listener(move |id: Arc<Id>, _, cause| {
+            if cause == RemovalCause::Size {
                 evictions.count(capacity);
+            }
+            if let Some(index) = index.as_ref().filter(|_| cause != RemovalCause::Replaced) {
+                index.forget(&id);
             }
         })
         .expire_after(RecordExpiry)

@@ -7,7 +7,9 @@
 //! - [`seal`] (pure) and [`keys`]: records sealed at rest with AES-256-GCM, and where the
 //!   keys come from;
 //! - [`memory`], [`sqlite`]: the two stores written here; [`sweep`]: expired rows deleted
-//!   in small batches.
+//!   in small batches;
+//! - [`index`]: which sessions each member holds, in every store, so that they can be ended
+//!   together (sign out everywhere, revocation).
 //!
 //! Only this module knows which store is in use, and handlers never see a raw key. Cookie
 //! flags and expiry policy are set here too ([`layer`]).
@@ -18,6 +20,7 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 pub mod backend;
+pub mod index;
 pub mod keys;
 pub mod member;
 pub mod memory;
@@ -27,6 +30,7 @@ pub mod sqlite;
 pub mod sweep;
 
 pub use backend::{ConnectError, SessionBackend, guard};
+pub use index::SessionSummary;
 pub use member::{Connected, Credentials, Member, MemberSession, PendingSignIn, SessionPolicy};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteSessions;
