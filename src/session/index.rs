@@ -225,7 +225,7 @@ struct MemoryEntries {
 impl MemoryIndex {
     /// Records session `id` of `entry`'s member with its expiry (its sign-in time is kept
     /// when it is already known).
-    fn record(&self, id: &Id, entry: &Entry, expires_at: i64) {
+    pub(super) fn record(&self, id: &Id, entry: &Entry, expires_at: i64) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };

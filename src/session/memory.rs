@@ -275,6 +275,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_session_leaves_the_member_index_when_deleted_evicted_or_expired() {
+        use crate::session::index::Entry;
+        let store = MemoryStore::with_capacity(2);
+        let entry = Entry {
+            member_id: "m".into(),
+            flow: "jsapi",
+        };
+        let mut short = record(1);
+        short.expiry_date = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+        for r in [&short, &record(2), &record(3)] {
+            store.save(r).await.unwrap();
+            store
+                .index()
+                .record(&r.id, &entry, r.expiry_date.unix_timestamp());
+        }
+        store.members.run_pending_tasks();
+        assert_eq!(store.index().len(), 2, "one evicted for room");
+        let survivors: Vec<Id> = [Id(1), Id(2), Id(3)]
+            .into_iter()
+            .filter(|id| store.members.contains_key(id))
+            .collect();
+        store.delete(&survivors[0]).await.unwrap();
+        assert_eq!(store.index().len(), 1, "one deleted");
+
+        let store = MemoryStore::default();
+        store.save(&short).await.unwrap();
+        store
+            .index()
+            .record(&short.id, &entry, short.expiry_date.unix_timestamp());
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        store.members.run_pending_tasks();
+        assert!(store.index().is_empty(), "expired on its own");
+    }
+
+    #[tokio::test]
     async fn sign_ins_in_progress_never_evict_a_member() {
         let store = MemoryStore::with_capacity(10);
         store.save(&record(0)).await.unwrap();

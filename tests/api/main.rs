@@ -20,6 +20,7 @@ mod oidc_observed;
 mod oidc_refusals;
 mod operations;
 mod process;
+mod revocation;
 mod sandbox;
 mod sandbox_oidc;
 mod servers;
