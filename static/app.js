@@ -30,11 +30,11 @@ function showsConnected() {
   return document.getElementById("status").dataset.state === "connected";
 }
 
-async function postJson(path, body) {
+async function postJson(path, payload) {
   const init = { method: "POST", credentials: "same-origin" };
-  if (body) {
+  if (payload) {
     init.headers = { "Content-Type": "application/json" };
-    init.body = JSON.stringify(body);
+    init.body = JSON.stringify(payload);
   }
   const response = await fetch(path, init);
   const body = await response.json().catch(() => ({ message: "The server answered " + response.status + "." }));
