@@ -36,6 +36,7 @@ use tower_sessions_sqlx_store::sqlx::sqlite::{
 };
 
 use super::index::{Entry, MemberIndex, SessionSummary};
+use super::postgres::PostgresSessions;
 use super::private;
 use super::seal::Keyring;
 use super::sweep::Sweeper;
@@ -120,7 +121,7 @@ enum Store {
     /// `redis://…`.
     Redis(RedisStore<RedisPool>),
     /// `postgres://…`.
-    Postgres(PostgresStore),
+    Postgres(PostgresSessions),
 }
 
 impl SessionBackend {
@@ -300,7 +301,10 @@ impl Store {
                     .start()
                     .await
                     .map_err(|e| fail("migration failed", &e))?;
-                (Self::Postgres(store), MemberIndex::Postgres(pool))
+                (
+                    Self::Postgres(PostgresSessions::new(store, pool.clone())),
+                    MemberIndex::Postgres(pool),
+                )
             }
             StoreUrl::Redis(dsn) => {
                 let config =

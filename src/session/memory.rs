@@ -185,10 +185,18 @@ impl SessionStore for MemoryStore {
         }
     }
 
+    /// Updates a session that is still held, and only such a one: a session that ended while
+    /// its request ran (a logout elsewhere, a revocation) is not written back.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let (home, other) = self.caches_for(record);
-        home.insert(record.id, record.clone());
-        other.invalidate(&record.id);
+        let moved = other.remove(&record.id).is_some();
+        home.entry(record.id).and_compute_with(|held| {
+            if held.is_some() || moved {
+                moka::ops::compute::Op::Put(record.clone())
+            } else {
+                moka::ops::compute::Op::Nop
+            }
+        });
         Ok(())
     }
 
@@ -254,13 +262,13 @@ mod tests {
     async fn a_full_store_evicts_the_least_recently_used_session() {
         let store = MemoryStore::with_capacity(100);
         for n in 0..100 {
-            store.save(&record(n)).await.unwrap();
+            store.create(&mut record(n)).await.unwrap();
         }
         // Session 0 is used again, so 1 is now the least recently used.
         assert!(store.load(&Id(0)).await.unwrap().is_some());
         store.members.run_pending_tasks();
         for n in 100..150 {
-            store.save(&record(n)).await.unwrap();
+            store.create(&mut record(n)).await.unwrap();
         }
         assert!(store.len() <= 100, "{}", store.len());
         assert!(
@@ -285,7 +293,7 @@ mod tests {
         let mut short = record(1);
         short.expiry_date = OffsetDateTime::now_utc() + time::Duration::seconds(1);
         for r in [&short, &record(2), &record(3)] {
-            store.save(r).await.unwrap();
+            store.create(&mut r.clone()).await.unwrap();
             store
                 .index()
                 .record(&r.id, &entry, r.expiry_date.unix_timestamp());
@@ -300,7 +308,7 @@ mod tests {
         assert_eq!(store.index().len(), 1, "one deleted");
 
         let store = MemoryStore::default();
-        store.save(&short).await.unwrap();
+        store.create(&mut short.clone()).await.unwrap();
         store
             .index()
             .record(&short.id, &entry, short.expiry_date.unix_timestamp());
@@ -310,15 +318,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_save_after_the_session_was_deleted_does_not_bring_it_back() {
+        let store = MemoryStore::default();
+        let mut r = record(5);
+        store.create(&mut r).await.unwrap();
+        store.save(&r).await.unwrap();
+        assert!(store.load(&r.id).await.unwrap().is_some());
+        store.delete(&r.id).await.unwrap();
+        store.save(&r).await.unwrap();
+        assert!(store.load(&r.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
     async fn sign_ins_in_progress_never_evict_a_member() {
         let store = MemoryStore::with_capacity(10);
-        store.save(&record(0)).await.unwrap();
+        store.create(&mut record(0)).await.unwrap();
         for n in 1..200 {
             let mut pending = record(n);
             pending
                 .data
                 .insert(PENDING_ONLY.into(), serde_json::Value::Bool(true));
-            store.save(&pending).await.unwrap();
+            store.create(&mut pending).await.unwrap();
         }
         assert!(
             store.load(&Id(0)).await.unwrap().is_some(),

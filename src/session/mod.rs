@@ -6,7 +6,7 @@
 //!   through the [`MemberSession`] and [`Connected`] extractors;
 //! - [`seal`] (pure) and [`keys`]: records sealed at rest with AES-256-GCM, and where the
 //!   keys come from;
-//! - [`memory`], [`sqlite`]: the two stores written here; [`sweep`]: expired rows deleted
+//! - [`memory`], [`sqlite`], [`postgres`]: the stores written (or wrapped) here; [`sweep`]: expired rows deleted
 //!   in small batches;
 //! - [`index`]: which sessions each member holds, in every store, so that they can be ended
 //!   together (sign out everywhere, revocation).
@@ -24,6 +24,7 @@ pub mod index;
 pub mod keys;
 pub mod member;
 pub mod memory;
+pub mod postgres;
 mod private;
 pub mod seal;
 pub mod sqlite;

@@ -390,8 +390,21 @@ impl SessionStore for SqliteSessions {
         self.create_indexed(record, None).await
     }
 
+    /// Updates the session's row, and only that: a session that ended while its request ran
+    /// (a logout elsewhere, a revocation) is not written back.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.store.save(record).await
+        let data = rmp_serde::to_vec(record)
+            .map_err(|err| session_store::Error::Encode(err.to_string()))?;
+        sqlx::query(&format!(
+            "update {TABLE} set data = ?, expiry_date = ? where id = ?"
+        ))
+        .bind(data)
+        .bind(record.expiry_date)
+        .bind(record.id.to_string())
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(|err| session_store::Error::Backend(err.to_string()))
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
@@ -449,6 +462,19 @@ mod tests {
             ids.insert(created.id);
         }
         assert_eq!(ids.len(), 200);
+    }
+
+    #[tokio::test]
+    async fn a_save_after_the_session_was_deleted_does_not_bring_it_back() {
+        let (sessions, _dir) = open().await;
+        let mut r = record(7);
+        sessions.create(&mut r).await.unwrap();
+        r.data = [("k".to_owned(), serde_json::json!("changed"))].into();
+        sessions.save(&r).await.unwrap();
+        assert_eq!(sessions.load(&r.id).await.unwrap().unwrap().data, r.data);
+        sessions.delete(&r.id).await.unwrap();
+        sessions.save(&r).await.unwrap();
+        assert!(sessions.load(&r.id).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -544,3 +544,43 @@ async fn a_logout_body_that_is_neither_json_nor_a_form_is_a_clear_400_and_ends_n
     let response = app.post("/logout").await;
     assert_eq!(json_of(response).await.1, json!({"status": "logged_out"}));
 }
+
+/// A request that loaded its session before the session ended (a revocation, a logout
+/// elsewhere) saves it afterwards: the save must not write it back. Memory and SQLite have
+/// unit tests of the same; PostgreSQL's save is checked here on the real server.
+#[tokio::test]
+async fn a_save_after_the_session_ended_does_not_bring_a_postgres_session_back() {
+    use linkedin_token_exchange::session::postgres::PostgresSessions;
+    use tower_sessions::SessionStore;
+    use tower_sessions::session::{Id, Record};
+    use tower_sessions_sqlx_store::{PostgresStore, sqlx};
+    let url = match postgres_url_for_tests() {
+        Ok(url) => url,
+        Err(reason) => {
+            return skip_or_fail(
+                "revocation::a_save_after_the_session_ended_does_not_bring_a_postgres_session_back",
+                &reason,
+            );
+        }
+    };
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let store = PostgresStore::new(pool.clone());
+    {
+        let _guard = START_LOCK.lock().await;
+        store.migrate().await.unwrap();
+    }
+    let sessions = PostgresSessions::new(store, pool);
+    let mut record = Record {
+        id: Id::default(),
+        data: [("k".to_owned(), json!("first"))].into(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    sessions.create(&mut record).await.unwrap();
+    record.data = [("k".to_owned(), json!("second"))].into();
+    sessions.save(&record).await.unwrap();
+    let loaded = sessions.load(&record.id).await.unwrap().unwrap();
+    assert_eq!(loaded.data, record.data, "a save updates the row");
+    sessions.delete(&record.id).await.unwrap();
+    sessions.save(&record).await.unwrap();
+    assert_eq!(sessions.load(&record.id).await.unwrap(), None);
+}
