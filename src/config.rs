@@ -320,6 +320,12 @@ pub enum Command {
     /// its discovery document and key set, prints what the service will do with it and what
     /// will fail; exits 1 on a problem.
     CheckProvider,
+    /// Serves only the emulated LinkedIn (the JSAPI side and the OpenID Connect provider) on
+    /// BIND, for an app in any language to test against; prints, as KEY=VALUE lines on
+    /// stdout, the issuer, the client id and secret and the JSAPI key pair it registered (made
+    /// up, or taken from LINKEDIN_CLIENT_ID/_SECRET, LINKEDIN_API_KEY/LINKEDIN_SECRET_KEY and
+    /// LINKEDIN_OIDC_REDIRECT_URL; without the last, any loopback redirect URI is accepted).
+    Sandbox,
 }
 
 /// `LINKEDIN_OIDC_PKCE`: when the sign-in sends a PKCE challenge.
@@ -741,8 +747,10 @@ impl Config {
     }
 
     /// Whether the emulated LinkedIn is mounted: `SANDBOX`, or else "no API key".
+    /// The `sandbox` command always mounts it.
     pub fn sandbox_enabled(&self) -> bool {
-        self.sandbox.unwrap_or(self.linkedin_api_key.is_none())
+        self.command == Some(Command::Sandbox)
+            || self.sandbox.unwrap_or(self.linkedin_api_key.is_none())
     }
 
     /// Whether connections are kept open between requests: always, unless the sandbox is told

@@ -1,4 +1,5 @@
-//! The binary: parse the configuration, start logging, serve until SIGTERM or Ctrl-C.
+//! The binary: parse the configuration, start logging, serve until SIGTERM or Ctrl-C; or run
+//! one of the tools beside the server (`check-provider`, `sandbox`).
 
 use std::process::ExitCode;
 
@@ -35,7 +36,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init_logging(config.log_format, &config.rust_log);
+    telemetry::init_logging(
+        config.log_format,
+        &config.rust_log,
+        config.command == Some(Command::Sandbox),
+    );
     if config.command == Some(Command::CheckProvider) {
         return check_provider(&config).await;
     }
@@ -47,6 +52,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if config.command == Some(Command::Sandbox) {
+        tracing::info!(
+            "standalone sandbox: the emulated LinkedIn alone; the lines on stdout configure the app under test"
+        );
+        // Written at once, before serving: a test harness reads them from a pipe.
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        for line in server.sandbox_env() {
+            let _ = writeln!(stdout, "{line}");
+        }
+        let _ = stdout.flush();
+    }
     match server.run(shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");

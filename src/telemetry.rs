@@ -382,18 +382,28 @@ pub fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
 /// Starts logging: `filter` (already validated), as text or as one JSON object a line.
 /// tower-sessions' own warnings about unknown or malformed session ids are kept out unless
 /// asked for by name: any client can cause them at will.
-pub fn init_logging(format: LogFormat, filter: &str) {
+/// Logs go to stdout, or to stderr when stdout carries output of its own (the `sandbox`
+/// command's `KEY=VALUE` lines).
+pub fn init_logging(format: LogFormat, filter: &str, to_stderr: bool) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let mut directives = filter.to_owned();
     if !filter.contains("tower_sessions") {
         directives.push_str(",tower_sessions=error,tower_sessions_core=error");
     }
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let (writer, terminal) = if to_stderr {
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        (BoxMakeWriter::new(std::io::stderr), terminal)
+    } else {
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        (BoxMakeWriter::new(std::io::stdout), terminal)
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .init(),
+        LogFormat::Text => builder.with_ansi(terminal).init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)

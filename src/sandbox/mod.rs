@@ -13,6 +13,7 @@
 
 pub mod oauth;
 pub mod oidc;
+pub mod standalone;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

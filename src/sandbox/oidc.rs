@@ -80,8 +80,39 @@ pub struct OidcSandboxConfig {
     pub client_id: String,
     /// The registered client secret.
     pub client_secret: Secret,
-    /// The one registered redirect URI.
-    pub redirect_uri: String,
+    /// Where the provider may send the browser back to.
+    pub redirect_uris: RedirectUris,
+}
+
+/// The redirect URIs a client registered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedirectUris {
+    /// Exactly this one, as LinkedIn compares its registered redirect URLs.
+    Registered(String),
+    /// Any `http://` or `https://` URI on a loopback host (`localhost`, `127.0.0.1`, `[::1]`):
+    /// the standalone sandbox started without `LINKEDIN_OIDC_REDIRECT_URL`, serving apps it
+    /// cannot know in advance. LinkedIn itself has no such mode.
+    AnyLoopback,
+}
+
+impl RedirectUris {
+    /// Whether `uri` may be sent a code.
+    pub fn admits(&self, uri: &str) -> bool {
+        match self {
+            Self::Registered(registered) => uri == registered,
+            Self::AnyLoopback => url::Url::parse(uri).is_ok_and(|url| {
+                matches!(url.scheme(), "http" | "https")
+                    && url.username().is_empty()
+                    && url.password().is_none()
+                    && match url.host() {
+                        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+                        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                        None => false,
+                    }
+            }),
+        }
+    }
 }
 
 /// The signing key: generated once per process.
@@ -216,8 +247,12 @@ impl AuthorizationRequest {
         if self.client_id.as_deref() != Some(config.client_id.as_str()) {
             return Err("unknown client_id");
         }
-        if self.redirect_uri.as_deref() != Some(config.redirect_uri.as_str()) {
-            return Err("redirect_uri is not the one registered for this client");
+        if !self
+            .redirect_uri
+            .as_deref()
+            .is_some_and(|uri| config.redirect_uris.admits(uri))
+        {
+            return Err("redirect_uri is not one registered for this client");
         }
         if self.response_type.as_deref() != Some("code") {
             return Err("response_type must be code");
@@ -261,7 +296,7 @@ async fn consent(
             .filter(|m| valid_member(m))
             .unwrap_or_else(|| DEFAULT_MEMBER_ID.to_owned()),
     };
-    let policy = consent_policy(&state.0.config.redirect_uri);
+    let policy = consent_policy(&page.redirect_uri);
     (
         [(CACHE_CONTROL, "no-store")],
         [(CONTENT_SECURITY_POLICY, policy)],
@@ -304,7 +339,8 @@ async fn decide(State(state): State<ProviderState>, Form(form): Form<Decision>) 
         return refuse(why);
     }
     let request = form.request;
-    let mut target = match url::Url::parse(&config.redirect_uri) {
+    let redirect_uri = request.redirect_uri.clone().unwrap_or_default();
+    let mut target = match url::Url::parse(&redirect_uri) {
         Ok(url) => url,
         Err(_) => return refuse("the registered redirect_uri does not parse"),
     };
@@ -320,7 +356,7 @@ async fn decide(State(state): State<ProviderState>, Form(form): Form<Decision>) 
                 code.clone(),
                 Grant {
                     member_id: member,
-                    redirect_uri: config.redirect_uri.clone(),
+                    redirect_uri: redirect_uri.clone(),
                 },
             );
             query.append_pair("code", &code);
@@ -547,6 +583,36 @@ mod tests {
         assert_ne!(sub, pairwise_sub("client-a", "SandboxGrace"));
         // The length prefix keeps the pairs apart.
         assert_ne!(pairwise_sub("ab", "c"), pairwise_sub("a", "bc"));
+    }
+
+    #[test]
+    fn a_registered_redirect_uri_admits_itself_only_and_any_loopback_admits_loopback_hosts_only() {
+        let registered = RedirectUris::Registered("https://app.example/cb".to_owned());
+        assert!(registered.admits("https://app.example/cb"));
+        assert!(!registered.admits("https://app.example/cb?x=1"));
+        assert!(!registered.admits("https://app.example/cb/"));
+        let loopback = RedirectUris::AnyLoopback;
+        for admitted in [
+            "http://localhost:3000/auth/callback",
+            "https://127.0.0.1:8443/cb?x=1",
+            "http://[::1]:5000/cb",
+            "http://LOCALHOST/cb",
+        ] {
+            assert!(loopback.admits(admitted), "{admitted}");
+        }
+        for refused in [
+            "https://app.example/cb",
+            "http://localhost.evil.example/cb",
+            "http://127.0.0.1.evil.example/cb",
+            "http://user@localhost/cb",
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "ftp://localhost/cb",
+            "/cb",
+            "",
+        ] {
+            assert!(!loopback.admits(refused), "{refused}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use axum_server::{Control, Handle};
 
 use crate::app::{AppState, Settings, build_app};
-use crate::config::{Config, ConfigError};
+use crate::config::{Command, Config, ConfigError};
 use crate::linkedin::cookie::cookie_name;
 use crate::linkedin::oidc::OidcClient;
 use crate::ratelimit::RateLimits;
@@ -62,6 +62,8 @@ pub struct Server {
     redirect: Option<(TcpListener, String, Arc<Tracker>)>,
     /// Where a person opens the page: the first public origin.
     page_origin: String,
+    /// What the standalone sandbox registered, as `KEY=VALUE` lines (empty otherwise).
+    sandbox_env: Vec<String>,
 }
 
 impl Server {
@@ -70,6 +72,13 @@ impl Server {
     pub async fn build(config: &Config) -> Result<Self, ConfigError> {
         // One crypto provider for the whole process (ring); a second call is harmless.
         tls::install_crypto_provider();
+        let standalone_config;
+        let config = if config.command == Some(Command::Sandbox) {
+            standalone_config = without_sessions(config);
+            &standalone_config
+        } else {
+            config
+        };
 
         let credentials = config.app_credentials()?;
         let sandbox = config.sandbox_enabled();
@@ -168,10 +177,22 @@ impl Server {
             shutting_down: shutting_down.clone(),
         };
         tracing::debug!(?settings, "settings");
-        let app = build_app(
-            AppState::new(settings),
-            sandbox_routes(sandbox, addr, &page_origin, credentials, oidc_settings),
-        );
+        let standalone = config.command == Some(Command::Sandbox);
+        let registration = Registration {
+            config,
+            addr,
+            credentials,
+            oidc: oidc_settings,
+            standalone,
+        };
+        let sandbox_env = registration.env_lines();
+        let sandbox_routes = sandbox_routes(sandbox, &page_origin, registration);
+        let state = AppState::new(settings);
+        let app = if standalone {
+            standalone_app(sandbox_routes, state)
+        } else {
+            build_app(state, sandbox_routes)
+        };
         Ok(Self {
             listener,
             tls,
@@ -190,7 +211,14 @@ impl Server {
             admin,
             redirect,
             page_origin,
+            sandbox_env,
         })
+    }
+
+    /// For the `sandbox` command: what the sandbox registered, as `KEY=VALUE` lines that an
+    /// app under test reads as its `.env`; empty when the service runs.
+    pub fn sandbox_env(&self) -> &[String] {
+        &self.sandbox_env
     }
 
     /// The address actually bound (useful with port 0).
@@ -419,47 +447,125 @@ fn log_mode(config: &Config, sandbox: bool, addr: SocketAddr, api_key: &str, url
     tracing::info!(store = %config.session_store, "sessions stored in {}", config.session_store);
 }
 
+/// The `sandbox` command keeps no sessions of its own: memory, sealed under a key that lives
+/// as long as the process, whatever `SESSION_*` says.
+fn without_sessions(config: &Config) -> Config {
+    use base64::Engine;
+    let mut config = config.clone();
+    config.session_store = crate::config::StoreUrl::Memory;
+    config.session_keys = Some(Secret::new(
+        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()),
+    ));
+    config
+}
+
+/// What the sandbox is set up with: the app's key pair, and the relying party's client (its
+/// authorization endpoint on the page's origin).
+#[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
+struct Registration<'a> {
+    config: &'a Config,
+    addr: SocketAddr,
+    credentials: crate::config::AppCredentials,
+    oidc: Option<crate::linkedin::oidc::OidcSettings>,
+    /// The `sandbox` command: the sandbox alone, for apps it cannot know in advance.
+    standalone: bool,
+}
+
+#[cfg(feature = "sandbox")]
+impl Registration<'_> {
+    /// The standalone sandbox, started without `LINKEDIN_OIDC_REDIRECT_URL`, sends codes to
+    /// any loopback redirect URI; otherwise only to the registered one.
+    fn redirect_uris(&self, settings: &crate::linkedin::oidc::OidcSettings) -> RedirectUris {
+        if self.standalone && self.config.linkedin_oidc_redirect_url.is_none() {
+            RedirectUris::AnyLoopback
+        } else {
+            RedirectUris::Registered(settings.redirect_url.to_string())
+        }
+    }
+
+    fn env_lines(&self) -> Vec<String> {
+        let Some(oidc) = self.oidc.as_ref().filter(|_| self.standalone) else {
+            return Vec::new();
+        };
+        let made_up = |configured: bool, secret: &Secret| (!configured).then(|| secret.clone());
+        crate::sandbox::standalone::Registration {
+            base: wiring::sandbox_base(self.addr),
+            issuer: oidc.issuer.as_str().trim_end_matches('/').to_owned(),
+            client_id: oidc.client_id.clone(),
+            client_secret: made_up(
+                self.config.linkedin_client_id.is_some(),
+                &oidc.client_secret,
+            ),
+            redirect_uris: self.redirect_uris(oidc),
+            api_key: self.credentials.api_key.clone(),
+            secret_key: made_up(
+                self.config.linkedin_api_key.is_some(),
+                &self.credentials.secret_key,
+            ),
+            ca_cert: std::path::absolute(&self.config.tls_cert)
+                .unwrap_or_else(|_| self.config.tls_cert.clone()),
+        }
+        .env_lines()
+    }
+}
+
+#[cfg(feature = "sandbox")]
+use crate::sandbox::oidc::RedirectUris;
+
 /// The sandbox's routes under `/sandbox`, in sandbox mode: the JSAPI side for the app's key
 /// pair, and the OpenID Connect provider for the relying party's client (its authorization
 /// endpoint on `page_origin`, where the browser is).
 #[cfg(feature = "sandbox")]
-fn sandbox_routes(
-    sandbox: bool,
-    addr: SocketAddr,
-    page_origin: &str,
-    credentials: crate::config::AppCredentials,
-    oidc: Option<crate::linkedin::oidc::OidcSettings>,
-) -> Router {
+fn sandbox_routes(sandbox: bool, page_origin: &str, registration: Registration<'_>) -> Router {
     if !sandbox {
         return Router::new();
     }
-    let oidc = oidc.map(|settings| crate::sandbox::oidc::OidcSandboxConfig {
-        issuer: settings.issuer.as_str().trim_end_matches('/').to_owned(),
-        api_base: wiring::sandbox_base(addr),
-        browser_base: format!("{page_origin}/sandbox"),
-        client_id: settings.client_id,
-        client_secret: settings.client_secret,
-        redirect_uri: settings.redirect_url.to_string(),
-    });
+    let oidc = registration
+        .oidc
+        .as_ref()
+        .map(|settings| crate::sandbox::oidc::OidcSandboxConfig {
+            issuer: settings.issuer.as_str().trim_end_matches('/').to_owned(),
+            api_base: wiring::sandbox_base(registration.addr),
+            browser_base: format!("{page_origin}/sandbox"),
+            client_id: settings.client_id.clone(),
+            client_secret: settings.client_secret.clone(),
+            redirect_uris: registration.redirect_uris(settings),
+        });
     Router::new().nest(
         "/sandbox",
         crate::sandbox::router(crate::sandbox::SandboxConfig {
-            api_key: credentials.api_key,
-            secret_key: credentials.secret_key,
+            api_key: registration.credentials.api_key,
+            secret_key: registration.credentials.secret_key,
             oidc,
         }),
     )
 }
 
+/// `linkedin-token-exchange sandbox`: the sandbox's routes, the stylesheet its consent page
+/// links and the health checks, nothing of the service.
+#[cfg(feature = "sandbox")]
+fn standalone_app(sandbox_routes: Router, state: AppState) -> Router {
+    let others = crate::handlers::assets::router()
+        .merge(crate::handlers::health::router())
+        .with_state(state);
+    crate::sandbox::standalone::app(sandbox_routes, others)
+}
+
 #[cfg(not(feature = "sandbox"))]
-fn sandbox_routes(
-    _: bool,
-    _: SocketAddr,
-    _: &str,
-    _: crate::config::AppCredentials,
-    _: Option<crate::linkedin::oidc::OidcSettings>,
-) -> Router {
+impl Registration<'_> {
+    fn env_lines(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+#[cfg(not(feature = "sandbox"))]
+fn sandbox_routes(_: bool, _: &str, _: Registration<'_>) -> Router {
     Router::new()
+}
+
+#[cfg(not(feature = "sandbox"))]
+fn standalone_app(_: Router, state: AppState) -> Router {
+    build_app(state, Router::new())
 }
 
 /// Completes on SIGTERM or Ctrl-C. The handlers are installed by this call, not when the

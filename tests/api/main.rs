@@ -23,5 +23,6 @@ mod process;
 mod revocation;
 mod sandbox;
 mod sandbox_oidc;
+mod sandbox_standalone;
 mod servers;
 mod stores;
