@@ -224,9 +224,12 @@ async fn only_the_bystander_is_left(
 
 async fn sign_out_everywhere(test: &str, store: Store) {
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let Some(config) = admin_config(test, store, &dir) else {
-        return;
-    };
+    if let Some(config) = admin_config(test, store, &dir) {
+        sign_out_everywhere_with(config, dir).await;
+    }
+}
+
+async fn sign_out_everywhere_with(config: Config, dir: Arc<TempDir>) {
     let app = start_app(config, dir).await;
     let (member, browsers, bystander, other) = three_browsers_and_a_bystander(&app).await;
 
@@ -262,9 +265,12 @@ async fn sign_out_everywhere(test: &str, store: Store) {
 
 async fn admin_revocation(test: &str, store: Store) {
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let Some(config) = admin_config(test, store, &dir) else {
-        return;
-    };
+    if let Some(config) = admin_config(test, store, &dir) {
+        admin_revocation_with(config, dir).await;
+    }
+}
+
+async fn admin_revocation_with(config: Config, dir: Arc<TempDir>) {
     let app = start_app(config, dir).await;
     let (member, browsers, bystander, other) = three_browsers_and_a_bystander(&app).await;
 
