@@ -2,15 +2,17 @@
 //!
 //! [`Config`] is what a person writes, parsed into typed values ([`StoreUrl`], addresses,
 //! URLs); whatever cannot be parsed stops the start with one line naming the variable
-//! ([`ConfigError`]). This module depends on no other part of the crate but [`Secret`]:
-//! turning the configuration into URLs that depend on the bound port is left to `server`,
-//! which knows that port, and connecting to the store is left to `session`.
+//! ([`ConfigError`]). The variables come in groups, one `clap::Args` struct each in
+//! `config/` ([`Listen`], [`LinkedIn`], [`Oidc`], [`Sessions`], [`Limits`], [`Logging`]),
+//! flattened into [`Config`]; `--help`, `.env.example` and `docs/configuration.md` must agree
+//! with them (tested in `tests/api/config_docs.rs`). This module depends on no other part of
+//! the crate but [`Secret`]: what depends on the bound port is resolved once by
+//! `server::wiring::Resolved`, and connecting to the store is left to `session`.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
 
 use clap::Parser;
 use url::Url;
@@ -28,280 +30,52 @@ pub const ADMIN_TOKEN_MIN_LEN: usize = 32;
 /// LinkedIn's OpenID Connect issuer (a path, since April 2024).
 pub const DEFAULT_OIDC_ISSUER: &str = "https://www.linkedin.com/oauth";
 
-/// Everything the service can be told, from the environment or from flags of the same names.
-#[derive(Parser, Clone)]
+mod limits;
+mod linkedin;
+mod listen;
+mod logging;
+mod oidc;
+mod sessions;
+
+pub use limits::Limits;
+pub use linkedin::LinkedIn;
+pub use listen::Listen;
+pub use logging::Logging;
+pub use oidc::Oidc;
+pub use sessions::Sessions;
+
+/// Everything the service can be told, from the environment or from flags of the same names,
+/// in groups: each group is one `clap::Args` struct in its own file under `config/`.
+#[derive(Parser, Clone, Debug)]
 #[command(version, about)]
 pub struct Config {
     /// What to run: the server (no subcommand), or a tool.
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// The app's API key; names the `linkedin_oauth_<API_KEY>` cookie. Unset: sandbox mode.
-    #[arg(long, env = "LINKEDIN_API_KEY", value_name = "LINKEDIN_API_KEY")]
-    pub linkedin_api_key: Option<String>,
+    /// The JSAPI side: the app's key pair, the LinkedIn URLs, the sandbox.
+    #[command(flatten)]
+    pub linkedin: LinkedIn,
 
-    /// The app's secret key: verifies the cookie and signs OAuth requests.
-    #[arg(
-        long,
-        env = "LINKEDIN_SECRET_KEY",
-        value_name = "LINKEDIN_SECRET_KEY",
-        hide_env_values = true
-    )]
-    pub linkedin_secret_key: Option<Secret>,
+    /// OpenID Connect: the app's OAuth 2.0 client and the provider.
+    #[command(flatten)]
+    pub oidc: Oidc,
 
-    /// The OAuth 1.0a access-token (exchange) endpoint.
-    #[arg(
-        long,
-        env = "LINKEDIN_ACCESS_TOKEN_URL",
-        value_name = "LINKEDIN_ACCESS_TOKEN_URL",
-        hide_env_values = true
-    )]
-    pub linkedin_access_token_url: Option<Url>,
+    /// Listening: addresses, certificate, public origins, connections.
+    #[command(flatten)]
+    pub listen: Listen,
 
-    /// The REST API base (`/v1/people/~` is appended).
-    #[arg(
-        long,
-        env = "LINKEDIN_API_URL",
-        value_name = "LINKEDIN_API_URL",
-        hide_env_values = true
-    )]
-    pub linkedin_api_url: Option<Url>,
+    /// Sessions: the store, its keys, the idle limit.
+    #[command(flatten)]
+    pub sessions: Sessions,
 
-    /// The JSAPI script the login page embeds.
-    #[arg(
-        long,
-        env = "LINKEDIN_JSAPI_URL",
-        value_name = "LINKEDIN_JSAPI_URL",
-        hide_env_values = true
-    )]
-    pub linkedin_jsapi_url: Option<Url>,
+    /// Rate limits, trusted proxies, upstream bounds and roots.
+    #[command(flatten)]
+    pub limits: Limits,
 
-    /// The OAuth 2.0 client of "Sign In with LinkedIn using OpenID Connect". Unset: OpenID
-    /// Connect is off (in sandbox mode: the sandbox's own client).
-    #[arg(long, env = "LINKEDIN_CLIENT_ID", value_name = "LINKEDIN_CLIENT_ID")]
-    pub linkedin_client_id: Option<String>,
-
-    /// The OAuth 2.0 client's secret (sent to the token endpoint, `client_secret_post`).
-    #[arg(
-        long,
-        env = "LINKEDIN_CLIENT_SECRET",
-        value_name = "LINKEDIN_CLIENT_SECRET",
-        hide_env_values = true
-    )]
-    pub linkedin_client_secret: Option<Secret>,
-
-    /// The OpenID Connect issuer; discovery is `<issuer>/.well-known/openid-configuration`.
-    /// Default: LinkedIn's (`https://www.linkedin.com/oauth`), or the sandbox's.
-    #[arg(
-        long,
-        env = "LINKEDIN_OIDC_ISSUER",
-        value_name = "LINKEDIN_OIDC_ISSUER",
-        hide_env_values = true
-    )]
-    pub linkedin_oidc_issuer: Option<Url>,
-
-    /// The redirect URI registered with the provider. Default: the first public origin's
-    /// `/auth/linkedin/callback`.
-    #[arg(
-        long,
-        env = "LINKEDIN_OIDC_REDIRECT_URL",
-        value_name = "LINKEDIN_OIDC_REDIRECT_URL",
-        hide_env_values = true
-    )]
-    pub linkedin_oidc_redirect_url: Option<Url>,
-
-    /// The scopes asked for, space-separated.
-    #[arg(
-        long,
-        env = "LINKEDIN_OIDC_SCOPES",
-        value_name = "LINKEDIN_OIDC_SCOPES",
-        default_value = "openid profile email"
-    )]
-    pub linkedin_oidc_scopes: String,
-
-    /// PKCE (S256) on the sign-in: `auto` sends it only when discovery lists `S256`
-    /// (LinkedIn's lists nothing, and its token endpoint refuses a web app's `code_verifier`
-    /// with 401 `invalid_client`); `on` always; `off` never.
-    #[arg(
-        long,
-        env = "LINKEDIN_OIDC_PKCE",
-        value_name = "LINKEDIN_OIDC_PKCE",
-        default_value = "auto"
-    )]
-    pub linkedin_oidc_pkce: PkceMode,
-
-    /// Refuse an id_token that carries no `nonce`. LinkedIn never echoes the nonce, so the
-    /// default accepts its absence (a present nonce must still match); `true` is for
-    /// providers that do echo it.
-    #[arg(
-        long,
-        env = "LINKEDIN_OIDC_REQUIRE_NONCE",
-        value_name = "LINKEDIN_OIDC_REQUIRE_NONCE",
-        default_value_t = false,
-        action = clap::ArgAction::Set
-    )]
-    pub linkedin_oidc_require_nonce: bool,
-
-    /// Mount the emulated LinkedIn under /sandbox/ and point the URLs at it.
-    /// Default: true when no API key is set.
-    #[arg(long, env = "SANDBOX", value_name = "SANDBOX")]
-    pub sandbox: Option<bool>,
-
-    /// Sandbox mode only: `false` makes the server speak HTTP/1.1 only and close every
-    /// connection after one answer, as an HTTP/1.0-style upstream does (for benchmarks).
-    #[arg(
-        long,
-        env = "SANDBOX_KEEP_ALIVE",
-        value_name = "SANDBOX_KEEP_ALIVE",
-        default_value_t = true,
-        action = clap::ArgAction::Set
-    )]
-    pub sandbox_keep_alive: bool,
-
-    /// HTTPS listen address.
-    #[arg(
-        long,
-        env = "BIND",
-        value_name = "BIND",
-        default_value = "127.0.0.1:8443",
-        value_parser = parse_listen_addr
-    )]
-    pub bind: SocketAddr,
-
-    /// PEM certificate chain; generated (self-signed) together with the key when both are missing.
-    #[arg(
-        long,
-        env = "TLS_CERT",
-        value_name = "TLS_CERT",
-        default_value = "certs/localhost.pem"
-    )]
-    pub tls_cert: PathBuf,
-
-    /// PEM private key.
-    #[arg(
-        long,
-        env = "TLS_KEY",
-        value_name = "TLS_KEY",
-        default_value = "certs/localhost-key.pem"
-    )]
-    pub tls_key: PathBuf,
-
-    /// The origin(s) browsers use, comma-separated. Default: https://localhost:<port> and
-    /// https://<bind address>.
-    #[arg(
-        long,
-        env = "PUBLIC_ORIGIN",
-        value_name = "PUBLIC_ORIGIN",
-        hide_env_values = true
-    )]
-    pub public_origin: Option<String>,
-
-    /// `memory`, `sqlite://PATH`, `redis://HOST:PORT[/DB]` or `postgres://…`.
-    #[arg(
-        long,
-        env = "SESSION_STORE",
-        value_name = "SESSION_STORE",
-        default_value = "sqlite://data/sessions.db",
-        hide_env_values = true
-    )]
-    pub session_store: StoreUrl,
-
-    /// The most sessions the `memory` store holds; past it, the least recently used goes.
-    #[arg(long, env = "MEMORY_SESSIONS", value_name = "MEMORY_SESSIONS", default_value_t = 100_000,
-          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
-    pub memory_sessions: u64,
-
-    /// Keys that encrypt the sessions at rest: a comma list of base64 32-byte keys; the first
-    /// encrypts, every one decrypts. Unset: a key generated into `SESSION_KEY_FILE` (memory
-    /// and SQLite only).
-    #[arg(
-        long,
-        env = "SESSION_KEYS",
-        value_name = "SESSION_KEYS",
-        hide_env_values = true
-    )]
-    pub session_keys: Option<Secret>,
-
-    /// Where the generated session key is kept when `SESSION_KEYS` is unset.
-    #[arg(
-        long,
-        env = "SESSION_KEY_FILE",
-        value_name = "SESSION_KEY_FILE",
-        default_value = "data/session.key"
-    )]
-    pub session_key_file: PathBuf,
-
-    /// A session ends after this much inactivity, or when its credentials expire.
-    #[arg(long, env = "SESSION_IDLE_MINUTES", value_name = "SESSION_IDLE_MINUTES", default_value_t = 1440,
-          value_parser = clap::value_parser!(u64).range(1..=525_600))]
-    pub session_idle_minutes: u64,
-
-    /// Bound on each call to LinkedIn, in milliseconds.
-    #[arg(long, env = "UPSTREAM_TIMEOUT_MS", value_name = "UPSTREAM_TIMEOUT_MS", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub upstream_timeout_ms: u64,
-
-    /// An extra PEM root to trust for the LinkedIn URLs.
-    #[arg(long, env = "UPSTREAM_CA_CERT", value_name = "UPSTREAM_CA_CERT")]
-    pub upstream_ca_cert: Option<PathBuf>,
-
-    /// Connections held at once; more wait in the listen queue. Default: a safe share of the
-    /// open-file limit.
-    #[arg(long, env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS",
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_connections: Option<u32>,
-
-    /// Plain-HTTP listener serving `GET /metrics` (Prometheus text format). Unset: off.
-    #[arg(long, env = "METRICS_BIND", value_name = "METRICS_BIND", value_parser = parse_listen_addr)]
-    pub metrics_bind: Option<SocketAddr>,
-
-    /// Bearer token of the admin routes on the `METRICS_BIND` listener (at least
-    /// [`ADMIN_TOKEN_MIN_LEN`] characters). Unset: no admin routes.
-    #[arg(
-        long,
-        env = "ADMIN_TOKEN",
-        value_name = "ADMIN_TOKEN",
-        hide_env_values = true
-    )]
-    pub admin_token: Option<Secret>,
-
-    /// Plain-HTTP listener that answers 308 to the same path and query on the HTTPS origin.
-    /// Unset: off.
-    #[arg(long, env = "HTTP_REDIRECT_BIND", value_name = "HTTP_REDIRECT_BIND", value_parser = parse_listen_addr)]
-    pub http_redirect_bind: Option<SocketAddr>,
-
-    /// Per client address, for the sign-in routes: `BURST,PER_SECOND`, or `off`.
-    #[arg(
-        long,
-        env = "RATE_LIMIT",
-        value_name = "RATE_LIMIT",
-        default_value = "20,2"
-    )]
-    pub rate_limit: RateLimit,
-
-    /// Comma list of CIDRs (or addresses) whose `X-Forwarded-For` names the client.
-    #[arg(long, env = "TRUSTED_PROXIES", value_name = "TRUSTED_PROXIES")]
-    pub trusted_proxies: Option<TrustedProxies>,
-
-    /// `text` (for people) or `json` (one JSON object a line).
-    #[arg(
-        long,
-        env = "LOG_FORMAT",
-        value_name = "LOG_FORMAT",
-        default_value = "text",
-        value_enum
-    )]
-    pub log_format: LogFormat,
-
-    /// The tracing filter (`info`, `debug`, `linkedin_token_exchange=trace`, …).
-    #[arg(
-        long,
-        env = "RUST_LOG",
-        value_name = "RUST_LOG",
-        default_value = "info",
-        value_parser = parse_log_filter
-    )]
-    pub rust_log: String,
+    /// Log format and filter.
+    #[command(flatten)]
+    pub logging: Logging,
 }
 
 /// How log lines are written.
@@ -685,216 +459,12 @@ impl Config {
     pub fn defaults() -> Self {
         Self::parse_from(["linkedin-token-exchange"])
     }
-
-    /// The configured key pair; a key without a secret (or the reverse) is an error.
-    pub fn app_credentials(&self) -> Result<Option<AppCredentials>, ConfigError> {
-        match (&self.linkedin_api_key, &self.linkedin_secret_key) {
-            (None, None) => Ok(None),
-            (Some(key), Some(secret)) => {
-                if key.is_empty()
-                    || !key
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                {
-                    return Err(ConfigError::new(
-                        "LINKEDIN_API_KEY",
-                        "must be a non-empty key of letters, digits, '_' or '-'",
-                    ));
-                }
-                if secret.expose().is_empty() {
-                    return Err(ConfigError::new("LINKEDIN_SECRET_KEY", "must not be empty"));
-                }
-                Ok(Some(AppCredentials {
-                    api_key: key.clone(),
-                    secret_key: secret.clone(),
-                }))
-            }
-            (Some(_), None) => Err(ConfigError::new(
-                "LINKEDIN_SECRET_KEY",
-                "is required when LINKEDIN_API_KEY is set",
-            )),
-            (None, Some(_)) => Err(ConfigError::new(
-                "LINKEDIN_API_KEY",
-                "is required when LINKEDIN_SECRET_KEY is set",
-            )),
-        }
-    }
-
-    /// The OpenID Connect client, when one was configured; an id without a secret (or the
-    /// reverse) is an error.
-    pub fn oidc_client(&self) -> Result<Option<(String, Secret)>, ConfigError> {
-        match (&self.linkedin_client_id, &self.linkedin_client_secret) {
-            (None, None) => Ok(None),
-            (Some(id), Some(secret)) if !id.trim().is_empty() && !secret.expose().is_empty() => {
-                Ok(Some((id.trim().to_owned(), secret.clone())))
-            }
-            (Some(id), Some(_)) if id.trim().is_empty() => {
-                Err(ConfigError::new("LINKEDIN_CLIENT_ID", "must not be empty"))
-            }
-            (Some(_), Some(_)) => Err(ConfigError::new(
-                "LINKEDIN_CLIENT_SECRET",
-                "must not be empty",
-            )),
-            (Some(_), None) => Err(ConfigError::new(
-                "LINKEDIN_CLIENT_SECRET",
-                "is required when LINKEDIN_CLIENT_ID is set",
-            )),
-            (None, Some(_)) => Err(ConfigError::new(
-                "LINKEDIN_CLIENT_ID",
-                "is required when LINKEDIN_CLIENT_SECRET is set",
-            )),
-        }
-    }
-
-    /// Whether the emulated LinkedIn is mounted: `SANDBOX`, or else "no API key".
-    /// The `sandbox` command always mounts it.
-    pub fn sandbox_enabled(&self) -> bool {
-        self.command == Some(Command::Sandbox)
-            || self.sandbox.unwrap_or(self.linkedin_api_key.is_none())
-    }
-
-    /// Whether connections are kept open between requests: always, unless the sandbox is told
-    /// otherwise by `SANDBOX_KEEP_ALIVE=false` (which outside sandbox mode is an error).
-    pub fn keep_alive(&self) -> Result<bool, ConfigError> {
-        if !self.sandbox_keep_alive && !self.sandbox_enabled() {
-            return Err(ConfigError::new(
-                "SANDBOX_KEEP_ALIVE",
-                "applies only in sandbox mode (SANDBOX=true)",
-            ));
-        }
-        Ok(self.sandbox_keep_alive)
-    }
-
-    /// The admin routes' token, when they are on: it must be long enough to resist guessing,
-    /// and needs the listener they are served on.
-    pub fn admin_token(&self) -> Result<Option<Secret>, ConfigError> {
-        let Some(token) = &self.admin_token else {
-            return Ok(None);
-        };
-        if token.expose().chars().count() < ADMIN_TOKEN_MIN_LEN
-            || token
-                .expose()
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(ConfigError::new(
-                "ADMIN_TOKEN",
-                format!(
-                    "must be at least {ADMIN_TOKEN_MIN_LEN} characters, without spaces (e.g. `openssl rand -hex 32`)"
-                ),
-            ));
-        }
-        if self.metrics_bind.is_none() {
-            return Err(ConfigError::new(
-                "ADMIN_TOKEN",
-                "the admin routes are served on the METRICS_BIND listener only: set METRICS_BIND too",
-            ));
-        }
-        Ok(Some(token.clone()))
-    }
-
-    /// The inactivity limit of a session.
-    pub fn session_idle(&self) -> Duration {
-        Duration::from_secs(self.session_idle_minutes * 60)
-    }
-
-    /// The bound on each upstream call.
-    pub fn upstream_timeout(&self) -> Duration {
-        Duration::from_millis(self.upstream_timeout_ms)
-    }
-
-    /// The origins allowed to POST, given the port actually bound: `PUBLIC_ORIGIN`, or else
-    /// `https://localhost:<port>` and the bound address (`127.0.0.1` and `[::1]` for an
-    /// unspecified one). Port 443 is left out, as browsers leave it out of `Origin`.
-    pub fn public_origins(&self, bound: SocketAddr) -> Result<Vec<String>, ConfigError> {
-        let Some(list) = &self.public_origin else {
-            let port = bound.port();
-            let hosts = if bound.ip().is_unspecified() {
-                vec!["localhost".to_owned(), "127.0.0.1".into(), "[::1]".into()]
-            } else {
-                let ip = SocketAddr::new(bound.ip(), 0).to_string();
-                vec!["localhost".to_owned(), ip.trim_end_matches(":0").to_owned()]
-            };
-            return Ok(hosts
-                .into_iter()
-                .map(|host| match port {
-                    443 => format!("https://{host}"),
-                    port => format!("https://{host}:{port}"),
-                })
-                .collect());
-        };
-        list.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|origin| {
-                let url = Url::parse(origin).map_err(|err| {
-                    ConfigError::new(
-                        "PUBLIC_ORIGIN",
-                        format!("{origin:?} is not an origin: {err}"),
-                    )
-                })?;
-                if url.host().is_none() || !matches!(url.scheme(), "https" | "http") {
-                    return Err(ConfigError::new(
-                        "PUBLIC_ORIGIN",
-                        format!("{origin:?} is not an http(s) origin"),
-                    ));
-                }
-                Ok(url.origin().ascii_serialization())
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .and_then(|origins| {
-                if origins.is_empty() {
-                    Err(ConfigError::new("PUBLIC_ORIGIN", "names no origin"))
-                } else {
-                    Ok(origins)
-                }
-            })
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("linkedin_api_key", &self.linkedin_api_key)
-            .field("linkedin_secret_key", &self.linkedin_secret_key)
-            .field("linkedin_access_token_url", &self.linkedin_access_token_url)
-            .field("linkedin_api_url", &self.linkedin_api_url)
-            .field("linkedin_jsapi_url", &self.linkedin_jsapi_url)
-            .field("linkedin_client_id", &self.linkedin_client_id)
-            .field("linkedin_client_secret", &self.linkedin_client_secret)
-            .field("linkedin_oidc_issuer", &self.linkedin_oidc_issuer)
-            .field(
-                "linkedin_oidc_redirect_url",
-                &self.linkedin_oidc_redirect_url,
-            )
-            .field("linkedin_oidc_scopes", &self.linkedin_oidc_scopes)
-            .field("sandbox", &self.sandbox)
-            .field("bind", &self.bind)
-            .field("tls_cert", &self.tls_cert)
-            .field("tls_key", &self.tls_key)
-            .field("public_origin", &self.public_origin)
-            .field("session_store", &self.session_store)
-            .field("memory_sessions", &self.memory_sessions)
-            .field("session_keys", &self.session_keys)
-            .field("session_key_file", &self.session_key_file)
-            .field("session_idle_minutes", &self.session_idle_minutes)
-            .field("upstream_timeout_ms", &self.upstream_timeout_ms)
-            .field("upstream_ca_cert", &self.upstream_ca_cert)
-            .field("max_connections", &self.max_connections)
-            .field("metrics_bind", &self.metrics_bind)
-            .field("admin_token", &self.admin_token)
-            .field("http_redirect_bind", &self.http_redirect_bind)
-            .field("rate_limit", &self.rate_limit)
-            .field("trusted_proxies", &self.trusted_proxies)
-            .field("log_format", &self.log_format)
-            .field("rust_log", &self.rust_log)
-            .finish_non_exhaustive()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn parse(args: &[&str]) -> Config {
         let mut argv = vec!["linkedin-token-exchange"];
@@ -905,10 +475,17 @@ mod tests {
     #[test]
     fn no_configuration_means_sandbox_mode_with_the_documented_defaults() {
         let config = Config::defaults();
-        assert!(config.sandbox_enabled());
-        assert_eq!(config.bind.to_string(), "127.0.0.1:8443");
-        assert_eq!(config.session_idle(), Duration::from_secs(1440 * 60));
-        assert_eq!(config.app_credentials().unwrap().map(|c| c.api_key), None);
+        assert!(config.linkedin.sandbox_enabled());
+        assert_eq!(config.listen.bind.to_string(), "127.0.0.1:8443");
+        assert_eq!(config.sessions.idle(), Duration::from_secs(1440 * 60));
+        assert_eq!(
+            config
+                .linkedin
+                .app_credentials()
+                .unwrap()
+                .map(|c| c.api_key),
+            None
+        );
     }
 
     #[test]
@@ -917,34 +494,42 @@ mod tests {
         let short = "a".repeat(ADMIN_TOKEN_MIN_LEN - 1);
         let metrics = ["--metrics-bind", "127.0.0.1:0"];
         let err = parse(&[&["--admin-token", short.as_str()][..], &metrics].concat())
+            .listen
             .admin_token()
             .unwrap_err();
         assert_eq!(err.variable, "ADMIN_TOKEN");
         assert!(!err.to_string().contains(&short), "{err}");
         let err = parse(&["--admin-token", long.as_str()])
+            .listen
             .admin_token()
             .unwrap_err();
         assert!(err.to_string().contains("METRICS_BIND"), "{err}");
         let config = parse(&[&["--admin-token", long.as_str()][..], &metrics].concat());
-        assert_eq!(config.admin_token().unwrap().unwrap().expose(), long);
+        assert_eq!(config.listen.admin_token().unwrap().unwrap().expose(), long);
         assert!(!format!("{config:?}").contains(&long));
-        assert_eq!(parse(&[]).admin_token().unwrap(), None);
+        assert_eq!(parse(&[]).listen.admin_token().unwrap(), None);
     }
 
     #[test]
     fn a_key_without_a_secret_is_refused_naming_the_secret() {
         let err = parse(&["--linkedin-api-key", "abc"])
+            .linkedin
             .app_credentials()
             .unwrap_err();
         assert_eq!(err.variable, "LINKEDIN_SECRET_KEY");
-        assert!(!parse(&["--linkedin-api-key", "abc"]).sandbox_enabled());
+        assert!(
+            !parse(&["--linkedin-api-key", "abc"])
+                .linkedin
+                .sandbox_enabled()
+        );
     }
 
     #[test]
     fn closing_connections_is_for_the_sandbox_only() {
-        assert!(Config::defaults().keep_alive().unwrap());
+        assert!(Config::defaults().linkedin.keep_alive().unwrap());
         assert!(
             !parse(&["--sandbox-keep-alive", "false"])
+                .linkedin
                 .keep_alive()
                 .unwrap()
         );
@@ -956,6 +541,7 @@ mod tests {
             "--sandbox-keep-alive",
             "false",
         ])
+        .linkedin
         .keep_alive()
         .unwrap_err();
         assert_eq!(err.variable, "SANDBOX_KEEP_ALIVE");
@@ -975,6 +561,7 @@ mod tests {
     fn public_origins_default_to_localhost_and_the_bind_address() {
         let config = Config::defaults();
         let origins = config
+            .listen
             .public_origins("127.0.0.1:9000".parse().unwrap())
             .unwrap();
         assert_eq!(
@@ -986,6 +573,7 @@ mod tests {
             "https://example.com/, https://a.example:8443",
         ]);
         let origins = config
+            .listen
             .public_origins("127.0.0.1:9000".parse().unwrap())
             .unwrap();
         assert_eq!(origins, ["https://example.com", "https://a.example:8443"]);
@@ -994,10 +582,12 @@ mod tests {
     #[test]
     fn the_default_https_port_is_left_out_of_the_default_origins() {
         let origins = Config::defaults()
+            .listen
             .public_origins("127.0.0.1:443".parse().unwrap())
             .unwrap();
         assert_eq!(origins, ["https://localhost", "https://127.0.0.1"]);
         let origins = Config::defaults()
+            .listen
             .public_origins("[::]:8443".parse().unwrap())
             .unwrap();
         assert_eq!(
@@ -1034,14 +624,18 @@ mod tests {
         assert!(message.contains("RUST_LOG"), "{message}");
         assert!(
             parse(&["--rust-log", "warn,linkedin_token_exchange=debug"])
-                .rust_log
+                .logging
+                .filter
                 .contains("debug")
         );
     }
 
     #[test]
     fn rate_limits_and_trusted_proxies_parse() {
-        assert_eq!(Config::defaults().rate_limit.to_string_for_test(), "20,2");
+        assert_eq!(
+            Config::defaults().limits.rate_limit.to_string_for_test(),
+            "20,2"
+        );
         assert_eq!("off".parse::<RateLimit>(), Ok(RateLimit::Off));
         for bad in ["", "5", "0,1", "1,0", "1,2,3", "x,y"] {
             assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
@@ -1063,15 +657,51 @@ mod tests {
     }
 
     #[test]
-    fn debug_output_redacts_the_secret() {
+    fn debug_output_shows_no_secret_and_no_store_password() {
         let config = parse(&[
             "--linkedin-api-key",
             "k",
             "--linkedin-secret-key",
-            "hunter2",
+            "hunter2-app-secret",
+            "--linkedin-client-id",
+            "client",
+            "--linkedin-client-secret",
+            "hunter3-client-secret",
+            "--session-keys",
+            "hunter4-session-key",
+            "--session-store",
+            "postgres://app:hunter5-db-password@db.example/sessions",
         ]);
         let shown = format!("{config:?}");
-        assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("redacted"));
+        for secret in [
+            "hunter2-app-secret",
+            "hunter3-client-secret",
+            "hunter4-session-key",
+            "hunter5-db-password",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("redacted"), "{shown}");
+        assert!(shown.contains("db.example"), "{shown}");
+        assert!(shown.contains("idle_minutes: 1440"), "{shown}");
+    }
+
+    #[test]
+    fn every_flag_is_its_variable_in_kebab_case() {
+        use clap::CommandFactory;
+        let command = Config::command();
+        let mut seen = 0;
+        for arg in command.get_arguments() {
+            let Some(env) = arg.get_env() else { continue };
+            let env = env.to_string_lossy();
+            let flag = env.to_lowercase().replace('_', "-");
+            assert_eq!(arg.get_long(), Some(flag.as_str()), "{env}");
+            assert_eq!(
+                arg.get_value_names().map(|names| names[0].to_string()),
+                Some(env.to_string())
+            );
+            seen += 1;
+        }
+        assert!(seen >= 32, "only {seen} variables found in the groups");
     }
 }

@@ -37,8 +37,8 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init_logging(
-        config.log_format,
-        &config.rust_log,
+        config.logging.format,
+        &config.logging.filter,
         config.command == Some(Command::Sandbox),
     );
     if config.command == Some(Command::CheckProvider) {
@@ -48,7 +48,10 @@ async fn main() -> ExitCode {
     let server = match Server::build(&config).await {
         Ok(server) => server,
         Err(err) => {
-            fail(config.log_format, &format!("configuration error: {err}"));
+            fail(
+                config.logging.format,
+                &format!("configuration error: {err}"),
+            );
             return ExitCode::from(2);
         }
     };
@@ -82,7 +85,10 @@ async fn check_provider(config: &Config) -> ExitCode {
     let (http, settings) = match wiring::provider_check(config) {
         Ok(found) => found,
         Err(err) => {
-            fail(config.log_format, &format!("configuration error: {err}"));
+            fail(
+                config.logging.format,
+                &format!("configuration error: {err}"),
+            );
             return ExitCode::from(2);
         }
     };

@@ -2,7 +2,8 @@
 //! axum-server), with bounded connections, and shuts it down gracefully.
 //!
 //! [`Server::build`] runs the steps in order, each naming the variable at fault: the mode
-//! (key pair, sandbox), TLS, the socket, the URLs and upstream client ([`wiring`]), the
+//! ([`wiring::Mode`]: key pair, sandbox, keep-alive), TLS, the sockets, what depends on the
+//! bound address ([`wiring::Resolved`]: origins, URLs, OpenID Connect, upstream client), the
 //! session store, and the app. [`connections`] bounds what clients can hold open.
 
 use std::future::Future;
@@ -16,16 +17,15 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use axum_server::{Control, Handle};
 
 use crate::app::{AppState, Settings, build_app};
-use crate::config::{Command, Config, ConfigError};
+use crate::config::{Command, Config, ConfigError, Sessions, StoreUrl};
 use crate::linkedin::cookie::cookie_name;
 use crate::linkedin::oidc::OidcClient;
-use crate::ratelimit::RateLimits;
 use crate::secret::Secret;
 use crate::session::SessionBackend;
 use crate::session::backend::BackendOptions;
 use crate::session::keys::{self, KeySource};
 use crate::telemetry::Telemetry;
-use crate::tls::{self, Alpn};
+use crate::tls;
 
 pub mod connections;
 pub mod listeners;
@@ -36,7 +36,6 @@ use connections::{
     BoundedListener, FileBudget, IDLE_TIMEOUT, LimitedAcceptor, Peer, Tracker, open_file_limit,
 };
 use reload::CertFiles;
-use wiring::Urls;
 
 /// How long in-flight requests may run after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -80,58 +79,41 @@ impl Server {
             config
         };
 
-        let credentials = config.app_credentials()?;
-        let sandbox = config.sandbox_enabled();
-        if sandbox && !cfg!(feature = "sandbox") {
-            return Err(ConfigError::new(
-                if credentials.is_none() {
-                    "LINKEDIN_API_KEY"
-                } else {
-                    "SANDBOX"
-                },
-                "this build has no sandbox (feature \"sandbox\" is off): set LINKEDIN_API_KEY and LINKEDIN_SECRET_KEY",
-            ));
-        }
-        let credentials = wiring::app_credentials(config)?;
-
-        let keep_alive = config.keep_alive()?;
-        let alpn = if keep_alive {
-            Alpn::Http2AndHttp1
-        } else {
-            Alpn::Http1Only
-        };
-        let material = tls::load_or_generate(&config.tls_cert, &config.tls_key)?;
+        let mode = wiring::Mode::of(&config.linkedin)?;
+        let alpn = mode.alpn();
+        let listen = &config.listen;
+        let material = tls::load_or_generate(&listen.tls_cert, &listen.tls_key)?;
         let tls = RustlsConfig::from_config(material.server_config(alpn)?);
         if material.generated {
-            tracing::info!(cert = %config.tls_cert.display(), "generated a self-signed certificate for localhost");
+            tracing::info!(cert = %listen.tls_cert.display(), "generated a self-signed certificate for localhost");
         }
 
-        let (listener, addr) = bind(config.bind, "BIND")?;
+        let (listener, addr) = bind(listen.bind, "BIND")?;
         let budget = FileBudget::of(
             open_file_limit(),
-            config
+            listen
                 .max_connections
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         );
         // Side listeners get their own bounds, with their own (unmeasured) gauge.
         let side_tracker = |max| Tracker::new(max, IDLE_TIMEOUT, metrics::Gauge::noop());
-        let metrics = match config.metrics_bind {
+        let metrics = match listen.metrics_bind {
             Some(at) => Some((bind(at, "METRICS_BIND")?.0, side_tracker(budget.metrics))),
             None => None,
         };
-        let public_origins = config.public_origins(addr)?;
-        let redirect = match config.http_redirect_bind {
+        let resolved = wiring::Resolved::new(config, mode, addr, &material)?;
+        let page_origin = resolved.page_origin().to_owned();
+        let redirect = match listen.http_redirect_bind {
             Some(at) => {
-                if at.ip().is_unspecified() && config.public_origin.is_none() {
+                if at.ip().is_unspecified() && listen.public_origin.is_none() {
                     tracing::warn!(
                         %at,
-                        "HTTP_REDIRECT_BIND listens on every address but PUBLIC_ORIGIN is unset: remote visitors are redirected to {}; set PUBLIC_ORIGIN to the origin they use",
-                        public_origins[0]
+                        "HTTP_REDIRECT_BIND listens on every address but PUBLIC_ORIGIN is unset: remote visitors are redirected to {page_origin}; set PUBLIC_ORIGIN to the origin they use",
                     );
                 }
                 Some((
                     bind(at, "HTTP_REDIRECT_BIND")?.0,
-                    public_origins[0].clone(),
+                    page_origin.clone(),
                     side_tracker(budget.redirect),
                 ))
             }
@@ -143,62 +125,67 @@ impl Server {
             Telemetry::disabled()
         };
         telemetry.spawn_upkeep();
-        let urls = Urls::resolve(config, sandbox, addr)?;
-        // In sandbox mode the server calls its own sandbox over HTTPS: it trusts its own
-        // certificate for that.
-        let linkedin =
-            wiring::upstream_client(config, &urls, &credentials, sandbox.then_some(&material))?
-                .with_telemetry(telemetry.clone());
-        let oidc_settings = wiring::oidc_settings(config, sandbox, addr, &public_origins)?;
-        let oidc = oidc_settings
-            .clone()
-            .map(|settings| OidcClient::new(linkedin.clone(), settings));
-        let sessions = connect_sessions(config, telemetry.clone()).await?;
+        let sessions = connect_sessions(&config.sessions, telemetry.clone()).await?;
         let admin = config
+            .listen
             .admin_token()?
             .map(|token| crate::handlers::admin::router(sessions.clone(), token));
         let shutting_down = Arc::new(AtomicBool::new(false));
 
-        log_mode(config, sandbox, addr, &credentials.api_key, &urls);
-        let page_origin = public_origins[0].clone();
+        log_mode(&resolved, &config.sessions.store);
+        let standalone = config.command == Some(Command::Sandbox);
+        let registration = Registration {
+            config,
+            resolved: &resolved,
+            standalone,
+        };
+        let sandbox_env = registration.env_lines();
+        let routes = sandbox_routes(&registration, &page_origin);
+        let keep_alive = resolved.mode.keep_alive;
+        let wiring::Resolved {
+            mode:
+                wiring::Mode {
+                    credentials,
+                    sandbox,
+                    ..
+                },
+            public_origins,
+            urls,
+            oidc,
+            linkedin,
+            session_idle,
+            limits,
+            ..
+        } = resolved;
+        let linkedin = linkedin.with_telemetry(telemetry.clone());
+        let oidc = oidc.map(|settings| OidcClient::new(linkedin.clone(), settings));
         let settings = Settings {
             cookie_name: cookie_name(&credentials.api_key),
-            api_key: credentials.api_key.clone(),
-            secret_key: credentials.secret_key.clone(),
+            api_key: credentials.api_key,
+            secret_key: credentials.secret_key,
             linkedin,
             oidc,
             jsapi_url: urls.jsapi,
             public_origins,
-            session_idle: config.session_idle(),
+            session_idle,
             sandbox,
             sessions,
             telemetry: telemetry.clone(),
-            limits: RateLimits::new(config.rate_limit, config.trusted_proxies.clone()),
+            limits,
             shutting_down: shutting_down.clone(),
         };
         tracing::debug!(?settings, "settings");
-        let standalone = config.command == Some(Command::Sandbox);
-        let registration = Registration {
-            config,
-            addr,
-            credentials,
-            oidc: oidc_settings,
-            standalone,
-        };
-        let sandbox_env = registration.env_lines();
-        let sandbox_routes = sandbox_routes(sandbox, &page_origin, registration);
-        let state = AppState::new(settings);
         let app = if standalone {
-            standalone_app(sandbox_routes, state)
+            standalone_app(routes, AppState::new(settings))
         } else {
-            build_app(state, sandbox_routes)
+            build_app(AppState::new(settings), routes)
         };
         Ok(Self {
             listener,
             tls,
             cert_files: CertFiles {
-                cert: config.tls_cert.clone(),
-                key: config.tls_key.clone(),
+                cert: listen.tls_cert.clone(),
+                key: listen.tls_key.clone(),
                 alpn,
             },
             keep_alive,
@@ -378,13 +365,13 @@ fn bounded<A>(
 
 /// The session store, with the keys that seal its records.
 async fn connect_sessions(
-    config: &Config,
+    config: &Sessions,
     telemetry: Telemetry,
 ) -> Result<SessionBackend, ConfigError> {
     let (keyring, source) = keys::keyring(
-        config.session_keys.as_ref().map(Secret::expose),
-        &config.session_store,
-        &config.session_key_file,
+        config.keys.as_ref().map(Secret::expose),
+        &config.store,
+        &config.key_file,
     )
     .map_err(|e| ConfigError::new(e.variable, e.message))?;
     let key_id = keyring.sealing_key_id();
@@ -406,7 +393,7 @@ async fn connect_sessions(
         memory_capacity: config.memory_sessions,
         telemetry,
     };
-    SessionBackend::connect(&config.session_store, options)
+    SessionBackend::connect(&config.store, options)
         .await
         .map_err(|e| ConfigError::new("SESSION_STORE", e.to_string()))
 }
@@ -424,8 +411,10 @@ fn bind(
 }
 
 /// Says which mode the server runs in, and warns about what an operator should know.
-fn log_mode(config: &Config, sandbox: bool, addr: SocketAddr, api_key: &str, urls: &Urls) {
-    if sandbox {
+fn log_mode(resolved: &wiring::Resolved, store: &StoreUrl) {
+    let api_key = &resolved.mode.credentials.api_key;
+    let addr = resolved.addr;
+    if resolved.mode.sandbox {
         tracing::info!(%api_key, "sandbox mode: LinkedIn is emulated under /sandbox/");
         if !addr.ip().is_loopback() {
             tracing::warn!(
@@ -433,18 +422,18 @@ fn log_mode(config: &Config, sandbox: bool, addr: SocketAddr, api_key: &str, url
                 "sandbox mode on a non-loopback address: anyone who can reach {addr} can mint signed cookies for any member and sign in as them; bind to 127.0.0.1 or set LINKEDIN_API_KEY"
             );
         }
-        if !config.sandbox_keep_alive {
+        if !resolved.mode.keep_alive {
             tracing::info!(
                 "HTTP/1.1 only, every connection closed after one answer (SANDBOX_KEEP_ALIVE=false)"
             );
         }
     } else {
-        tracing::info!(%api_key, access_token_url = %urls.access_token, "real mode");
-        for url in urls.plain_http() {
+        tracing::info!(%api_key, access_token_url = %resolved.urls.access_token, "real mode");
+        for url in resolved.urls.plain_http() {
             tracing::warn!(%url, "a LinkedIn URL uses plain http://: credentials travel unencrypted (fine for a local mock only)");
         }
     }
-    tracing::info!(store = %config.session_store, "sessions stored in {}", config.session_store);
+    tracing::info!(store = %store, "sessions stored in {store}");
 }
 
 /// The `sandbox` command keeps no sessions of its own: memory, sealed under a key that lives
@@ -452,8 +441,9 @@ fn log_mode(config: &Config, sandbox: bool, addr: SocketAddr, api_key: &str, url
 fn without_sessions(config: &Config) -> Config {
     use base64::Engine;
     let mut config = config.clone();
-    config.session_store = crate::config::StoreUrl::Memory;
-    config.session_keys = Some(Secret::new(
+    config.linkedin.sandbox = Some(true);
+    config.sessions.store = StoreUrl::Memory;
+    config.sessions.keys = Some(Secret::new(
         base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()),
     ));
     config
@@ -464,9 +454,7 @@ fn without_sessions(config: &Config) -> Config {
 #[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
 struct Registration<'a> {
     config: &'a Config,
-    addr: SocketAddr,
-    credentials: crate::config::AppCredentials,
-    oidc: Option<crate::linkedin::oidc::OidcSettings>,
+    resolved: &'a wiring::Resolved,
     /// The `sandbox` command: the sandbox alone, for apps it cannot know in advance.
     standalone: bool,
 }
@@ -476,7 +464,7 @@ impl Registration<'_> {
     /// The standalone sandbox, started without `LINKEDIN_OIDC_REDIRECT_URL`, sends codes to
     /// any loopback redirect URI; otherwise only to the registered one.
     fn redirect_uris(&self, settings: &crate::linkedin::oidc::OidcSettings) -> RedirectUris {
-        if self.standalone && self.config.linkedin_oidc_redirect_url.is_none() {
+        if self.standalone && self.config.oidc.redirect_url.is_none() {
             RedirectUris::AnyLoopback
         } else {
             RedirectUris::Registered(settings.redirect_url.to_string())
@@ -484,26 +472,24 @@ impl Registration<'_> {
     }
 
     fn env_lines(&self) -> Vec<String> {
-        let Some(oidc) = self.oidc.as_ref().filter(|_| self.standalone) else {
+        let Some(oidc) = self.resolved.oidc.as_ref().filter(|_| self.standalone) else {
             return Vec::new();
         };
+        let credentials = &self.resolved.mode.credentials;
         let made_up = |configured: bool, secret: &Secret| (!configured).then(|| secret.clone());
+        let cert = &self.config.listen.tls_cert;
         crate::sandbox::standalone::Registration {
-            base: wiring::sandbox_base(self.addr),
+            base: wiring::sandbox_base(self.resolved.addr),
             issuer: oidc.issuer.as_str().trim_end_matches('/').to_owned(),
             client_id: oidc.client_id.clone(),
-            client_secret: made_up(
-                self.config.linkedin_client_id.is_some(),
-                &oidc.client_secret,
-            ),
+            client_secret: made_up(self.config.oidc.client_id.is_some(), &oidc.client_secret),
             redirect_uris: self.redirect_uris(oidc),
-            api_key: self.credentials.api_key.clone(),
+            api_key: credentials.api_key.clone(),
             secret_key: made_up(
-                self.config.linkedin_api_key.is_some(),
-                &self.credentials.secret_key,
+                self.config.linkedin.api_key.is_some(),
+                &credentials.secret_key,
             ),
-            ca_cert: std::path::absolute(&self.config.tls_cert)
-                .unwrap_or_else(|_| self.config.tls_cert.clone()),
+            ca_cert: std::path::absolute(cert).unwrap_or_else(|_| cert.clone()),
         }
         .env_lines()
     }
@@ -516,26 +502,28 @@ use crate::sandbox::oidc::RedirectUris;
 /// pair, and the OpenID Connect provider for the relying party's client (its authorization
 /// endpoint on `page_origin`, where the browser is).
 #[cfg(feature = "sandbox")]
-fn sandbox_routes(sandbox: bool, page_origin: &str, registration: Registration<'_>) -> Router {
-    if !sandbox {
+fn sandbox_routes(registration: &Registration<'_>, page_origin: &str) -> Router {
+    let resolved = registration.resolved;
+    if !resolved.mode.sandbox {
         return Router::new();
     }
-    let oidc = registration
+    let oidc = resolved
         .oidc
         .as_ref()
         .map(|settings| crate::sandbox::oidc::OidcSandboxConfig {
             issuer: settings.issuer.as_str().trim_end_matches('/').to_owned(),
-            api_base: wiring::sandbox_base(registration.addr),
+            api_base: wiring::sandbox_base(resolved.addr),
             browser_base: format!("{page_origin}/sandbox"),
             client_id: settings.client_id.clone(),
             client_secret: settings.client_secret.clone(),
             redirect_uris: registration.redirect_uris(settings),
         });
+    let credentials = resolved.mode.credentials.clone();
     Router::new().nest(
         "/sandbox",
         crate::sandbox::router(crate::sandbox::SandboxConfig {
-            api_key: registration.credentials.api_key,
-            secret_key: registration.credentials.secret_key,
+            api_key: credentials.api_key,
+            secret_key: credentials.secret_key,
             oidc,
         }),
     )
@@ -559,7 +547,7 @@ impl Registration<'_> {
 }
 
 #[cfg(not(feature = "sandbox"))]
-fn sandbox_routes(_: bool, _: &str, _: Registration<'_>) -> Router {
+fn sandbox_routes(_: &Registration<'_>, _: &str) -> Router {
     Router::new()
 }
 

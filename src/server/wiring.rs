@@ -1,8 +1,12 @@
-//! What `Server::build` resolves from the configuration besides sockets: the app's key pair,
-//! the LinkedIn URLs (explicit settings, then the sandbox, then LinkedIn), and the one
-//! upstream HTTPS client with its roots.
+//! Everything the server derives from the configuration, resolved in one place: first the
+//! [`Mode`] (the app's key pair, the sandbox, keep-alive), which needs no socket, then, once
+//! the port is bound, [`Resolved`]: the public origins, the LinkedIn URLs (explicit settings,
+//! then the sandbox, then LinkedIn), the OpenID Connect settings, the one upstream HTTPS client
+//! with its roots, the session idle limit and the rate limits. `check-provider` resolves its
+//! issuer, scopes and roots with the same functions.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -10,13 +14,125 @@ use url::Url;
 
 use crate::config::{
     AppCredentials, Config, ConfigError, DEFAULT_ACCESS_TOKEN_URL, DEFAULT_API_URL,
-    DEFAULT_JSAPI_URL, DEFAULT_OIDC_ISSUER, oidc_scopes,
+    DEFAULT_JSAPI_URL, DEFAULT_OIDC_ISSUER, Limits, LinkedIn, Oidc, oidc_scopes,
 };
 use crate::linkedin::client::{LinkedInClient, LinkedInEndpoints};
 use crate::linkedin::oidc::OidcSettings;
 use crate::linkedin::provider_check::CheckSettings;
+use crate::ratelimit::RateLimits;
 use crate::secret::Secret;
-use crate::tls::TlsMaterial;
+use crate::tls::{Alpn, TlsMaterial};
+
+/// What the server is, before it binds: the key pair (configured, or made up for a sandbox
+/// started without one), whether the sandbox is mounted, and whether connections stay open.
+#[derive(Clone, Debug)]
+pub struct Mode {
+    /// The app's key pair.
+    pub credentials: AppCredentials,
+    /// Whether the emulated LinkedIn is mounted under `/sandbox/`.
+    pub sandbox: bool,
+    /// False only for a sandbox told to close every connection after one answer.
+    pub keep_alive: bool,
+}
+
+impl Mode {
+    /// Checks the key pair, the sandbox against this build's features, and keep-alive.
+    pub fn of(config: &LinkedIn) -> Result<Self, ConfigError> {
+        let configured = config.app_credentials()?;
+        let sandbox = config.sandbox_enabled();
+        if sandbox && !cfg!(feature = "sandbox") {
+            return Err(ConfigError::new(
+                if configured.is_none() {
+                    "LINKEDIN_API_KEY"
+                } else {
+                    "SANDBOX"
+                },
+                "this build has no sandbox (feature \"sandbox\" is off): set LINKEDIN_API_KEY and LINKEDIN_SECRET_KEY",
+            ));
+        }
+        let keep_alive = config.keep_alive()?;
+        let credentials = configured.unwrap_or_else(|| AppCredentials {
+            api_key: format!("sandbox{}", random(8)),
+            secret_key: Secret::new(random(24)),
+        });
+        Ok(Self {
+            credentials,
+            sandbox,
+            keep_alive,
+        })
+    }
+
+    /// The protocols the TLS listener offers.
+    pub fn alpn(&self) -> Alpn {
+        if self.keep_alive {
+            Alpn::Http2AndHttp1
+        } else {
+            Alpn::Http1Only
+        }
+    }
+}
+
+/// Everything that depends on the configuration and the bound address, resolved once:
+/// `Server::build` and the app's `Settings` take these instead of reading `Config`.
+pub struct Resolved {
+    /// The key pair, the sandbox, keep-alive.
+    pub mode: Mode,
+    /// The address actually bound.
+    pub addr: SocketAddr,
+    /// The origins allowed to send state-changing requests; the first is where a person
+    /// opens the page.
+    pub public_origins: Vec<String>,
+    /// The LinkedIn URLs.
+    pub urls: Urls,
+    /// The OpenID Connect relying party's settings, when OpenID Connect is on.
+    pub oidc: Option<OidcSettings>,
+    /// The one upstream HTTPS client (without telemetry: the server attaches its own).
+    pub linkedin: LinkedInClient,
+    /// The inactivity limit of a session.
+    pub session_idle: Duration,
+    /// The rate limits of the sign-in routes.
+    pub limits: RateLimits,
+}
+
+impl Resolved {
+    /// Resolves `config` for a server in `mode` bound at `addr`, whose own certificate is
+    /// `own_tls` (trusted by the upstream client when it calls its own sandbox). Needs a
+    /// Tokio runtime (the rate limits start a task).
+    pub fn new(
+        config: &Config,
+        mode: Mode,
+        addr: SocketAddr,
+        own_tls: &TlsMaterial,
+    ) -> Result<Self, ConfigError> {
+        let public_origins = config.listen.public_origins(addr)?;
+        let urls = Urls::resolve(&config.linkedin, mode.sandbox, addr)?;
+        let linkedin = upstream_client(
+            &config.limits,
+            &urls,
+            &mode.credentials,
+            mode.sandbox.then_some(own_tls),
+        )?;
+        let oidc = oidc_settings(&config.oidc, mode.sandbox, addr, &public_origins)?;
+        Ok(Self {
+            mode,
+            addr,
+            public_origins,
+            urls,
+            oidc,
+            linkedin,
+            session_idle: config.sessions.idle(),
+            limits: RateLimits::new(
+                config.limits.rate_limit,
+                config.limits.trusted_proxies.clone(),
+            ),
+        })
+    }
+
+    /// Where a person opens the page: the first public origin.
+    pub fn page_origin(&self) -> &str {
+        self.public_origins.first().map_or("", String::as_str)
+    }
+}
 
 /// The three LinkedIn URLs, resolved.
 pub struct Urls {
@@ -31,7 +147,11 @@ pub struct Urls {
 impl Urls {
     /// Explicit settings win, then the sandbox (reached through the name its certificate
     /// carries), then LinkedIn's own.
-    pub fn resolve(config: &Config, sandbox: bool, addr: SocketAddr) -> Result<Self, ConfigError> {
+    pub fn resolve(
+        config: &LinkedIn,
+        sandbox: bool,
+        addr: SocketAddr,
+    ) -> Result<Self, ConfigError> {
         let parse = |variable, url: &str| {
             Url::parse(url).map_err(|e| ConfigError::new(variable, e.to_string()))
         };
@@ -51,15 +171,9 @@ impl Urls {
             )
         };
         Ok(Self {
-            access_token: config
-                .linkedin_access_token_url
-                .clone()
-                .unwrap_or(access_token),
-            api: config.linkedin_api_url.clone().unwrap_or(api),
-            jsapi: config
-                .linkedin_jsapi_url
-                .as_ref()
-                .map_or(jsapi, Url::to_string),
+            access_token: config.access_token_url.clone().unwrap_or(access_token),
+            api: config.api_url.clone().unwrap_or(api),
+            jsapi: config.jsapi_url.as_ref().map_or(jsapi, Url::to_string),
         })
     }
 
@@ -79,15 +193,14 @@ pub fn sandbox_base(addr: SocketAddr) -> String {
 
 /// The OpenID Connect relying party's settings: configured, or (in sandbox mode) the
 /// sandbox's own client at the sandbox's issuer; `None` when OpenID Connect is off.
-pub fn oidc_settings(
-    config: &Config,
+fn oidc_settings(
+    config: &Oidc,
     sandbox: bool,
     addr: SocketAddr,
     public_origins: &[String],
 ) -> Result<Option<OidcSettings>, ConfigError> {
-    let scopes = oidc_scopes(&config.linkedin_oidc_scopes)?;
-    let configured = config.oidc_client()?;
-    let (client_id, client_secret) = match configured {
+    let scopes = oidc_scopes(&config.scopes)?;
+    let (client_id, client_secret) = match config.client()? {
         Some(client) => client,
         None if sandbox => (
             format!("sandbox-client-{}", random(8)),
@@ -95,20 +208,21 @@ pub fn oidc_settings(
         ),
         None => return Ok(None),
     };
-    let default_issuer = if sandbox {
-        format!("{}/oauth", sandbox_base(addr))
+    let issuer = if sandbox {
+        issuer(config, &format!("{}/oauth", sandbox_base(addr)))?
     } else {
-        DEFAULT_OIDC_ISSUER.to_owned()
+        issuer(config, DEFAULT_OIDC_ISSUER)?
     };
-    let issuer = match &config.linkedin_oidc_issuer {
-        Some(issuer) => issuer.clone(),
-        None => Url::parse(&default_issuer)
-            .map_err(|e| ConfigError::new("LINKEDIN_OIDC_ISSUER", e.to_string()))?,
-    };
-    let redirect_url = match &config.linkedin_oidc_redirect_url {
-        Some(url) => url.clone(),
-        None => Url::parse(&format!("{}/auth/linkedin/callback", public_origins[0]))
+    let redirect_url = match (&config.redirect_url, public_origins.first()) {
+        (Some(url), _) => url.clone(),
+        (None, Some(origin)) => Url::parse(&format!("{origin}/auth/linkedin/callback"))
             .map_err(|e| ConfigError::new("LINKEDIN_OIDC_REDIRECT_URL", e.to_string()))?,
+        (None, None) => {
+            return Err(ConfigError::new(
+                "LINKEDIN_OIDC_REDIRECT_URL",
+                "is required when PUBLIC_ORIGIN names no origin",
+            ));
+        }
     };
     Ok(Some(OidcSettings {
         issuer,
@@ -116,9 +230,19 @@ pub fn oidc_settings(
         client_secret,
         redirect_url,
         scopes,
-        pkce: config.linkedin_oidc_pkce,
-        require_nonce: config.linkedin_oidc_require_nonce,
+        pkce: config.pkce,
+        require_nonce: config.require_nonce,
     }))
+}
+
+/// `LINKEDIN_OIDC_ISSUER`, or `default`.
+fn issuer(config: &Oidc, default: &str) -> Result<Url, ConfigError> {
+    match &config.issuer {
+        Some(issuer) => Ok(issuer.clone()),
+        None => {
+            Url::parse(default).map_err(|e| ConfigError::new("LINKEDIN_OIDC_ISSUER", e.to_string()))
+        }
+    }
 }
 
 fn random(n: usize) -> String {
@@ -138,18 +262,10 @@ fn sandbox_host(addr: SocketAddr) -> String {
     }
 }
 
-/// The configured key pair, or one made up for a sandbox started without one.
-pub fn app_credentials(config: &Config) -> Result<AppCredentials, ConfigError> {
-    Ok(config.app_credentials()?.unwrap_or_else(|| AppCredentials {
-        api_key: format!("sandbox{}", random(8)),
-        secret_key: Secret::new(random(24)),
-    }))
-}
-
 /// The one upstream client: the system's roots, plus `UPSTREAM_CA_CERT`, plus the server's
 /// own certificate when it calls its own sandbox.
-pub fn upstream_client(
-    config: &Config,
+fn upstream_client(
+    config: &Limits,
     urls: &Urls,
     credentials: &AppCredentials,
     own_tls: Option<&TlsMaterial>,
@@ -178,7 +294,7 @@ pub fn upstream_client(
 }
 
 /// The extra roots of `UPSTREAM_CA_CERT`, if any.
-fn upstream_roots(config: &Config) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+fn upstream_roots(config: &Limits) -> Result<Vec<reqwest::Certificate>, ConfigError> {
     let Some(path) = &config.upstream_ca_cert else {
         return Ok(Vec::new());
     };
@@ -194,17 +310,13 @@ fn upstream_roots(config: &Config) -> Result<Vec<reqwest::Certificate>, ConfigEr
 /// What `check-provider` checks, and the client it fetches with: the configured issuer (or
 /// LinkedIn's), the upstream roots and timeout, no redirects.
 pub fn provider_check(config: &Config) -> Result<(reqwest::Client, CheckSettings), ConfigError> {
-    let scopes = oidc_scopes(&config.linkedin_oidc_scopes)?;
-    let issuer = match &config.linkedin_oidc_issuer {
-        Some(issuer) => issuer.clone(),
-        None => Url::parse(DEFAULT_OIDC_ISSUER)
-            .map_err(|e| ConfigError::new("LINKEDIN_OIDC_ISSUER", e.to_string()))?,
-    };
+    let scopes = oidc_scopes(&config.oidc.scopes)?;
+    let issuer = issuer(&config.oidc, DEFAULT_OIDC_ISSUER)?;
     crate::tls::install_crypto_provider();
     let http = reqwest::Client::builder()
-        .timeout(config.upstream_timeout())
+        .timeout(config.limits.upstream_timeout())
         .redirect(reqwest::redirect::Policy::none())
-        .tls_certs_merge(upstream_roots(config)?)
+        .tls_certs_merge(upstream_roots(&config.limits)?)
         .build()
         .map_err(|e| {
             ConfigError::new(
@@ -215,8 +327,8 @@ pub fn provider_check(config: &Config) -> Result<(reqwest::Client, CheckSettings
     let settings = CheckSettings {
         issuer,
         scopes,
-        pkce: config.linkedin_oidc_pkce,
-        require_nonce: config.linkedin_oidc_require_nonce,
+        pkce: config.oidc.pkce,
+        require_nonce: config.oidc.require_nonce,
     };
     Ok((http, settings))
 }

@@ -58,8 +58,8 @@ async fn app(
     upstream: &FakeUpstream,
 ) -> TestApp {
     let mut config: Config = test_config(dir);
-    config.session_store = store;
-    config.session_keys = keys.map(Secret::new);
+    config.sessions.store = store;
+    config.sessions.keys = keys.map(Secret::new);
     upstream.configure(&mut config);
     TestApp::start(config, dir.clone()).await
 }

@@ -497,9 +497,9 @@ async fn spawn_on_loopback_origin() -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let port = crate::support::free_port();
     let mut config = test_config(&dir);
-    config.bind = format!("127.0.0.1:{port}").parse().unwrap();
-    config.public_origin = Some(format!("https://127.0.0.1:{port}"));
-    config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    config.listen.bind = format!("127.0.0.1:{port}").parse().unwrap();
+    config.listen.public_origin = Some(format!("https://127.0.0.1:{port}"));
+    config.listen.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
     let mut app = TestApp::start(config, dir).await;
     app.base = format!("https://127.0.0.1:{port}");
     app

@@ -78,7 +78,7 @@ impl Served {
     async fn sandbox(max_connections: Option<u32>, idle: Option<Duration>) -> Served {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut config = test_config(&dir);
-        config.max_connections = max_connections;
+        config.listen.max_connections = max_connections;
         Served::start(config, dir, idle).await
     }
 
@@ -91,8 +91,8 @@ impl Served {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut config = test_config(&dir);
         upstream.configure(&mut config);
-        config.upstream_timeout_ms = 5_000;
-        config.max_connections = max_connections;
+        config.limits.upstream_timeout_ms = 5_000;
+        config.listen.max_connections = max_connections;
         Served::start(config, dir, idle).await
     }
 

@@ -87,12 +87,12 @@ async fn concurrent_sign_ins_share_one_discovery_fetch_whether_it_fails_or_succe
 
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.sandbox = Some(false);
-    config.linkedin_client_id = Some("client".into());
-    config.linkedin_client_secret = Some(Secret::new("secret"));
-    config.linkedin_oidc_issuer = Some(issuer.parse().unwrap());
-    config.upstream_timeout_ms = 1_500;
-    config.rate_limit = RateLimit::Off;
+    config.linkedin.sandbox = Some(false);
+    config.oidc.client_id = Some("client".into());
+    config.oidc.client_secret = Some(Secret::new("secret"));
+    config.oidc.issuer = Some(issuer.parse().unwrap());
+    config.limits.upstream_timeout_ms = 1_500;
+    config.limits.rate_limit = RateLimit::Off;
     let app = TestApp::start(config, dir).await;
 
     // The provider is slower than the upstream timeout: one fetch, and every waiter gets its

@@ -546,13 +546,13 @@ async fn a_refused_connection_is_upstream_unavailable() {
     let upstream = FakeUpstream::start(GRANT).await;
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let mut config = crate::helpers::test_config(&dir);
-    config.sandbox = Some(false);
-    config.linkedin_access_token_url = Some(
+    config.linkedin.sandbox = Some(false);
+    config.linkedin.access_token_url = Some(
         format!("http://127.0.0.1:{port}/uas/oauth/accessToken")
             .parse()
             .unwrap(),
     );
-    config.linkedin_api_url = Some(upstream.url(""));
+    config.linkedin.api_url = Some(upstream.url(""));
     let app = TestApp::start(config, dir).await;
     app.set_jsapi_cookie(&app.jar, &signed_cookie("token-a", "member-a", SECRET_KEY));
     let (status, body) = app.exchange().await;
@@ -644,7 +644,7 @@ async fn sixty_four_concurrent_exchanges_each_make_one_upstream_call_and_keep_th
     // Volume from one address is the point here: no rate limit.
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let mut config = crate::helpers::test_config(&dir);
-    config.rate_limit = linkedin_token_exchange::config::RateLimit::Off;
+    config.limits.rate_limit = linkedin_token_exchange::config::RateLimit::Off;
     let app = std::sync::Arc::new(TestApp::start(config, dir).await);
     let mut tasks = Vec::new();
     for i in 0..64 {

@@ -23,7 +23,7 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 async fn app_on(store: StoreUrl, upstream: &FakeUpstream) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.session_store = store;
+    config.sessions.store = store;
     upstream.configure(&mut config);
     TestApp::start(config, dir).await
 }
@@ -210,7 +210,7 @@ async fn with_redis_killed_every_route_answers_503_within_2_s_twenty_at_once_the
     };
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.session_store = redis.url().parse().unwrap();
+    config.sessions.store = redis.url().parse().unwrap();
     let app = TestApp::start(config, dir).await;
     app.sign_in("outage-member").await;
     assert_eq!(app.exchange().await.0, 200);

@@ -44,7 +44,7 @@ async fn an_anonymous_sign_in_start_is_kept_ten_minutes_and_a_members_session_it
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let db = dir.path().join("sessions.db");
     let mut config = test_config(&dir);
-    config.session_store = StoreUrl::Sqlite(db.clone());
+    config.sessions.store = StoreUrl::Sqlite(db.clone());
     let app = TestApp::start(config, dir.clone()).await;
     let browser = step_by_step(&app);
 
@@ -77,9 +77,9 @@ async fn an_anonymous_sign_in_start_is_kept_ten_minutes_and_a_members_session_it
 async fn a_flood_of_sign_in_starts_never_evicts_a_signed_in_member_from_memory() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.session_store = StoreUrl::Memory;
-    config.memory_sessions = 100;
-    config.rate_limit = RateLimit::Off;
+    config.sessions.store = StoreUrl::Memory;
+    config.sessions.memory_sessions = 100;
+    config.limits.rate_limit = RateLimit::Off;
     let app = TestApp::start(config, dir.clone()).await;
     app.sign_in("kept-member").await;
     assert_eq!(app.exchange().await.0, 200);
@@ -165,9 +165,9 @@ fn client_from(app: &TestApp, local: &str) -> reqwest::Client {
 async fn limited_app(bind: &str, trusted: &str) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.bind = bind.parse().unwrap();
-    config.rate_limit = "3,1".parse().unwrap();
-    config.trusted_proxies = Some(trusted.parse().unwrap());
+    config.listen.bind = bind.parse().unwrap();
+    config.limits.rate_limit = "3,1".parse().unwrap();
+    config.limits.trusted_proxies = Some(trusted.parse().unwrap());
     TestApp::start(config, dir).await
 }
 
@@ -373,8 +373,8 @@ async fn an_empty_session_key_file_left_by_a_crash_no_longer_stops_every_start()
     let key_file = dir.path().join("session.key");
     std::fs::write(&key_file, "").unwrap();
     let mut config = test_config(&dir);
-    config.session_keys = None;
-    config.session_key_file = key_file.clone();
+    config.sessions.keys = None;
+    config.sessions.key_file = key_file.clone();
     let app = TestApp::start(config.clone(), dir.clone()).await;
     app.sign_in("after-a-crash").await;
     assert_eq!(app.exchange().await.0, 200);

@@ -49,16 +49,16 @@ pub struct TestApp {
 /// sandbox with a known key pair.
 pub fn test_config(dir: &TempDir) -> Config {
     let mut config = Config::defaults();
-    config.bind = "127.0.0.1:0".parse().unwrap();
-    config.tls_cert = dir.path().join("cert.pem");
-    config.tls_key = dir.path().join("key.pem");
-    config.session_store = StoreUrl::Memory;
-    config.session_keys = Some(Secret::new(SESSION_KEY));
-    config.session_key_file = dir.path().join("session.key");
-    config.linkedin_api_key = Some(API_KEY.into());
-    config.linkedin_secret_key = Some(Secret::new(SECRET_KEY));
-    config.sandbox = Some(true);
-    config.upstream_timeout_ms = 5_000;
+    config.listen.bind = "127.0.0.1:0".parse().unwrap();
+    config.listen.tls_cert = dir.path().join("cert.pem");
+    config.listen.tls_key = dir.path().join("key.pem");
+    config.sessions.store = StoreUrl::Memory;
+    config.sessions.keys = Some(Secret::new(SESSION_KEY));
+    config.sessions.key_file = dir.path().join("session.key");
+    config.linkedin.api_key = Some(API_KEY.into());
+    config.linkedin.secret_key = Some(Secret::new(SECRET_KEY));
+    config.linkedin.sandbox = Some(true);
+    config.limits.upstream_timeout_ms = 5_000;
     config
 }
 
@@ -357,10 +357,10 @@ impl FakeUpstream {
 
     /// Real mode against this upstream, with a short timeout.
     pub fn configure(&self, config: &mut Config) {
-        config.sandbox = Some(false);
-        config.linkedin_access_token_url = Some(self.url("/uas/oauth/accessToken"));
-        config.linkedin_api_url = Some(self.url(""));
-        config.upstream_timeout_ms = 1_000;
+        config.linkedin.sandbox = Some(false);
+        config.linkedin.access_token_url = Some(self.url("/uas/oauth/accessToken"));
+        config.linkedin.api_url = Some(self.url(""));
+        config.limits.upstream_timeout_ms = 1_000;
     }
 
     pub async fn set(&self, behaviour: Behaviour) {

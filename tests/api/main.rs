@@ -8,6 +8,7 @@ mod support;
 
 mod at_rest;
 mod browser;
+mod config_docs;
 mod connections;
 mod discovery;
 mod errors;

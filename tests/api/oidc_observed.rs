@@ -157,7 +157,7 @@ async fn with_no_auth_method_listed_the_secret_goes_in_the_form_and_no_authoriza
 #[tokio::test]
 async fn pkce_on_fails_against_linkedin_with_invalid_client_and_auto_or_off_send_none() {
     let rig = Rig::start(Provider::start(Profile::Observed).await, |config| {
-        config.linkedin_oidc_pkce = PkceMode::On;
+        config.oidc.pkce = PkceMode::On;
     })
     .await;
     let authorization = start(&rig.app, &rig.browser).await;
@@ -181,7 +181,7 @@ async fn pkce_on_fails_against_linkedin_with_invalid_client_and_auto_or_off_send
 
     for mode in [PkceMode::Auto, PkceMode::Off] {
         let rig = Rig::start(Provider::start(Profile::Observed).await, |config| {
-            config.linkedin_oidc_pkce = mode;
+            config.oidc.pkce = mode;
         })
         .await;
         let authorization = start(&rig.app, &rig.browser).await;
@@ -206,7 +206,7 @@ async fn pkce_off_sends_none_even_when_discovery_lists_s256() {
     let provider = Provider::start(Profile::Documented).await;
     provider.set(|k| k.pkce = true);
     let rig = Rig::start(provider, |config| {
-        config.linkedin_oidc_pkce = PkceMode::Off;
+        config.oidc.pkce = PkceMode::Off;
     })
     .await;
     let authorization = start(&rig.app, &rig.browser).await;
@@ -262,7 +262,7 @@ async fn the_authorization_scope_is_openid_profile_email_each_once() {
 
     // A configuration that repeats a scope still asks for it once.
     let rig = Rig::start(Provider::start(Profile::Observed).await, |config| {
-        config.linkedin_oidc_scopes = "openid profile openid email profile".into();
+        config.oidc.scopes = "openid profile openid email profile".into();
     })
     .await;
     let authorization = start(&rig.app, &rig.browser).await;
@@ -312,7 +312,7 @@ async fn metric(addr: SocketAddr, name: &str, labels: &[(&str, &str)]) -> (Optio
 /// metrics listener's address.
 async fn signed_in_with_metrics() -> (Rig, SocketAddr) {
     let rig = Rig::start(Provider::start(Profile::Observed).await, |config| {
-        config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+        config.listen.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
     })
     .await
     .after_a_good_round()

@@ -181,7 +181,7 @@ async fn a_missing_nonce_is_refused_with_linkedin_oidc_require_nonce(profile: Pr
     let provider = Provider::start(profile).await;
     // Even the observed provider echoes it here, for the first, good round.
     provider.set(|k| k.echo_nonce = true);
-    let rig = Rig::start(provider, |config| config.linkedin_oidc_require_nonce = true)
+    let rig = Rig::start(provider, |config| config.oidc.require_nonce = true)
         .await
         .after_a_good_round()
         .await;

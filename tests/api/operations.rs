@@ -29,7 +29,7 @@ async fn metrics_count_exchanges_by_outcome_on_their_own_listener_and_never_a_ra
     let upstream = FakeUpstream::start(GRANT).await;
     let app = app_with(|config| {
         upstream.configure(config);
-        config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+        config.listen.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
     let metrics = app.metrics.expect("the metrics listener is bound");
@@ -173,7 +173,7 @@ async fn readyz_follows_the_store_and_healthz_stays_up() {
         }
     };
     let url = redis.url();
-    let app = app_with(|config| config.session_store = url.parse().unwrap()).await;
+    let app = app_with(|config| config.sessions.store = url.parse().unwrap()).await;
     async fn ready(app: &TestApp) -> (u16, serde_json::Value, Duration) {
         let started = Instant::now();
         let (status, body) = json_of(app.get("/readyz").await).await;
@@ -234,7 +234,8 @@ async fn readyz_is_503_from_the_moment_shutdown_begins() {
 #[tokio::test]
 async fn plain_http_is_redirected_to_the_https_origin_with_path_and_query() {
     let app =
-        app_with(|config| config.http_redirect_bind = Some("127.0.0.1:0".parse().unwrap())).await;
+        app_with(|config| config.listen.http_redirect_bind = Some("127.0.0.1:0".parse().unwrap()))
+            .await;
     let plain = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -288,7 +289,7 @@ fn three_a_second() -> RateLimit {
 
 #[tokio::test]
 async fn each_client_address_has_its_own_budget_then_429_with_retry_after() {
-    let app = app_with(|config| config.rate_limit = three_a_second()).await;
+    let app = app_with(|config| config.limits.rate_limit = three_a_second()).await;
     let (first, second) = (
         client_from(&app.dir, "127.0.0.1"),
         client_from(&app.dir, "127.0.0.2"),
@@ -329,8 +330,8 @@ async fn each_client_address_has_its_own_budget_then_429_with_retry_after() {
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
     let app = app_with(|config| {
-        config.rate_limit = three_a_second();
-        config.trusted_proxies = Some("127.0.0.2".parse().unwrap());
+        config.limits.rate_limit = three_a_second();
+        config.limits.trusted_proxies = Some("127.0.0.2".parse().unwrap());
     })
     .await;
     let proxy = client_from(&app.dir, "127.0.0.2");
@@ -358,7 +359,7 @@ async fn replaying_one_cookie_without_a_session_does_not_buy_unlimited_exchanges
     let upstream = FakeUpstream::start(GRANT).await;
     let app = app_with(|config| {
         upstream.configure(config);
-        config.rate_limit = three_a_second();
+        config.limits.rate_limit = three_a_second();
     })
     .await;
     let cookie = signed_cookie("replayed-token", "replayed-member", SECRET_KEY);
@@ -416,7 +417,8 @@ async fn member_data_is_never_cached_and_pages_carry_a_strict_policy() {
 #[tokio::test]
 async fn a_public_origin_gets_strict_transport_security() {
     let app =
-        app_with(|config| config.public_origin = Some("https://login.example.com".into())).await;
+        app_with(|config| config.listen.public_origin = Some("https://login.example.com".into()))
+            .await;
     for path in ["/", "/healthz", "/no-such-thing"] {
         let response = app.get(path).await;
         assert_eq!(

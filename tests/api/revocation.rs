@@ -53,11 +53,11 @@ fn unique(prefix: &str) -> String {
 /// after saying that `test` is skipped.
 fn admin_config(test: &str, store: Store, dir: &TempDir) -> Option<Config> {
     let mut config = test_config(dir);
-    config.session_store = store(dir)
+    config.sessions.store = store(dir)
         .map_err(|reason| skip_or_fail(test, &reason))
         .ok()?;
-    config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
-    config.admin_token = Some(Secret::new(ADMIN));
+    config.listen.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    config.listen.admin_token = Some(Secret::new(ADMIN));
     Some(config)
 }
 
@@ -298,7 +298,7 @@ async fn expired_sessions_leave_the_index(test: &str, store: Store) {
         return;
     };
     upstream.configure(&mut config);
-    let store_url = config.session_store.clone();
+    let store_url = config.sessions.store.clone();
     let app = start_app(config, dir.clone()).await;
     let member = unique("expiring");
     let short = Browser::new(&app);
@@ -487,7 +487,7 @@ async fn the_admin_routes_want_the_bearer_token_and_live_only_on_the_metrics_lis
 async fn without_admin_token_the_metrics_listener_has_no_admin_routes() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = admin_config("no admin token", memory, &dir).unwrap();
-    config.admin_token = None;
+    config.listen.admin_token = None;
     let app = start_app(config, dir).await;
     let response = admin(
         &app,

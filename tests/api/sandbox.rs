@@ -251,7 +251,7 @@ async fn a_sandbox_without_keep_alive_answers_over_http1_closes_each_connection_
  {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.sandbox_keep_alive = false;
+    config.linkedin.sandbox_keep_alive = false;
     let app = TestApp::start(config, dir).await;
 
     // The test client offers HTTP/2 first; the server offers HTTP/1.1 only, then closes.

@@ -44,8 +44,8 @@ impl Sandbox {
     ) -> Sandbox {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut config = test_config(&dir);
-        config.linkedin_client_id = Some(client_id.into());
-        config.linkedin_client_secret = Some(Secret::new(SANDBOX_CLIENT_SECRET));
+        config.oidc.client_id = Some(client_id.into());
+        config.oidc.client_secret = Some(Secret::new(SANDBOX_CLIENT_SECRET));
         change(&mut config);
         let app = TestApp::start(config, dir).await;
         let browser = step_by_step(&app);
@@ -423,8 +423,8 @@ async fn the_browser_is_sent_to_the_first_public_origin_and_may_return_to_the_re
     // own calls stay where it reaches itself; the consent form may lead to the registered
     // redirect URI, on another origin.
     let sandbox = Sandbox::start_for(SANDBOX_CLIENT_ID, |config| {
-        config.public_origin = Some("https://login.example, https://localhost:1".into());
-        config.linkedin_oidc_redirect_url = Some(
+        config.listen.public_origin = Some("https://login.example, https://localhost:1".into());
+        config.oidc.redirect_url = Some(
             "https://app.example:8443/auth/linkedin/callback"
                 .parse()
                 .unwrap(),
@@ -552,11 +552,11 @@ async fn sandbox_member_is_ignored_outside_sandbox_mode() {
     let provider = Sandbox::start().await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.sandbox = Some(false);
-    config.linkedin_client_id = Some(SANDBOX_CLIENT_ID.into());
-    config.linkedin_client_secret = Some(Secret::new(SANDBOX_CLIENT_SECRET));
-    config.linkedin_oidc_issuer = Some(provider.app.url("/sandbox/oauth").parse().unwrap());
-    config.upstream_ca_cert = Some(provider.app.dir.path().join("cert.pem"));
+    config.linkedin.sandbox = Some(false);
+    config.oidc.client_id = Some(SANDBOX_CLIENT_ID.into());
+    config.oidc.client_secret = Some(Secret::new(SANDBOX_CLIENT_SECRET));
+    config.oidc.issuer = Some(provider.app.url("/sandbox/oauth").parse().unwrap());
+    config.limits.upstream_ca_cert = Some(provider.app.dir.path().join("cert.pem"));
     let app = TestApp::start(config, dir).await;
     let browser = step_by_step(&app);
 

@@ -51,7 +51,7 @@ fn store_or_skip(test: &str, store: Store, dir: &TempDir) -> Option<StoreUrl> {
 async fn sandbox_app(test: &str, store: Store) -> Option<TestApp> {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.session_store = store_or_skip(test, store, &dir)?;
+    config.sessions.store = store_or_skip(test, store, &dir)?;
     let _guard = START_LOCK.lock().await;
     Some(TestApp::start(config, dir).await)
 }
@@ -124,7 +124,7 @@ async fn sessions_end_when_their_credentials_expire(test: &str, store: Store) {
     let Some(store) = store_or_skip(test, store, &dir) else {
         return;
     };
-    config.session_store = store;
+    config.sessions.store = store;
     upstream.configure(&mut config);
     let app = {
         let _guard = START_LOCK.lock().await;
@@ -177,7 +177,7 @@ async fn sqlite_sessions_survive_a_restart() {
     let upstream = FakeUpstream::start(crate::helpers::GRANT).await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    config.session_store = sqlite(&dir).unwrap();
+    config.sessions.store = sqlite(&dir).unwrap();
     upstream.configure(&mut config);
 
     let first = TestApp::start(config.clone(), dir.clone()).await;
@@ -211,11 +211,11 @@ async fn two_instances_share(store: StoreUrl) {
         let dir = dir.clone();
         async move {
             let mut config = test_config(&dir);
-            config.session_store = store;
-            config.sandbox = Some(false);
-            config.linkedin_access_token_url = Some(access.parse().unwrap());
-            config.linkedin_api_url = Some(api.parse().unwrap());
-            config.upstream_ca_cert = Some(linkedin_cert);
+            config.sessions.store = store;
+            config.linkedin.sandbox = Some(false);
+            config.linkedin.access_token_url = Some(access.parse().unwrap());
+            config.linkedin.api_url = Some(api.parse().unwrap());
+            config.limits.upstream_ca_cert = Some(linkedin_cert);
             let _guard = START_LOCK.lock().await;
             TestApp::start(config, dir).await
         }
@@ -277,7 +277,7 @@ async fn an_unreachable_store_fails_the_start_fast_naming_session_store() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(&dir);
-        config.session_store = url.parse().unwrap();
+        config.sessions.store = url.parse().unwrap();
         let started = Instant::now();
         let err = Server::build(&config).await.err().expect("the start fails");
         assert!(
@@ -302,7 +302,7 @@ async fn the_sqlite_file_and_its_new_folder_are_for_the_owner_only() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
     let db = dir.path().join("fresh/sessions.db");
-    config.session_store = StoreUrl::Sqlite(db.clone());
+    config.sessions.store = StoreUrl::Sqlite(db.clone());
     let app = TestApp::start(config.clone(), dir.clone()).await;
     app.sign_in("private-member").await;
     assert_eq!(app.exchange().await.0, 200);

@@ -580,11 +580,11 @@ impl Rig {
     pub async fn start(provider: Provider, adjust: impl FnOnce(&mut Config)) -> Rig {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut config = test_config(&dir);
-        config.sandbox = Some(false);
-        config.linkedin_client_id = Some(CLIENT_ID.into());
-        config.linkedin_client_secret = Some(Secret::new(CLIENT_SECRET));
-        config.linkedin_oidc_issuer = Some(provider.issuer.clone());
-        config.upstream_timeout_ms = TIMEOUT_MS;
+        config.linkedin.sandbox = Some(false);
+        config.oidc.client_id = Some(CLIENT_ID.into());
+        config.oidc.client_secret = Some(Secret::new(CLIENT_SECRET));
+        config.oidc.issuer = Some(provider.issuer.clone());
+        config.limits.upstream_timeout_ms = TIMEOUT_MS;
         adjust(&mut config);
         let app = TestApp::start(config, dir).await;
         let browser = step_by_step(&app);

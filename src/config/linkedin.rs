@@ -1,0 +1,124 @@
+//! The LinkedIn JSAPI group: the app's key pair, the three LinkedIn URLs, and the sandbox that
+//! can stand in for them.
+
+use url::Url;
+
+use super::{AppCredentials, ConfigError};
+use crate::secret::Secret;
+
+/// The JSAPI side of LinkedIn (the cookie exchange) and the sandbox.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LinkedIn {
+    /// The app's API key; names the `linkedin_oauth_<API_KEY>` cookie. Unset: sandbox mode.
+    #[arg(
+        long = "linkedin-api-key",
+        env = "LINKEDIN_API_KEY",
+        value_name = "LINKEDIN_API_KEY"
+    )]
+    pub api_key: Option<String>,
+
+    /// The app's secret key: verifies the cookie and signs OAuth requests.
+    #[arg(
+        long = "linkedin-secret-key",
+        env = "LINKEDIN_SECRET_KEY",
+        value_name = "LINKEDIN_SECRET_KEY",
+        hide_env_values = true
+    )]
+    pub secret_key: Option<Secret>,
+
+    /// The OAuth 1.0a access-token (exchange) endpoint.
+    #[arg(
+        long = "linkedin-access-token-url",
+        env = "LINKEDIN_ACCESS_TOKEN_URL",
+        value_name = "LINKEDIN_ACCESS_TOKEN_URL",
+        hide_env_values = true
+    )]
+    pub access_token_url: Option<Url>,
+
+    /// The REST API base (`/v1/people/~` is appended).
+    #[arg(
+        long = "linkedin-api-url",
+        env = "LINKEDIN_API_URL",
+        value_name = "LINKEDIN_API_URL",
+        hide_env_values = true
+    )]
+    pub api_url: Option<Url>,
+
+    /// The JSAPI script the login page embeds.
+    #[arg(
+        long = "linkedin-jsapi-url",
+        env = "LINKEDIN_JSAPI_URL",
+        value_name = "LINKEDIN_JSAPI_URL",
+        hide_env_values = true
+    )]
+    pub jsapi_url: Option<Url>,
+
+    /// Mount the emulated LinkedIn under /sandbox/ and point the URLs at it.
+    /// Default: true when no API key is set.
+    #[arg(long = "sandbox", env = "SANDBOX", value_name = "SANDBOX")]
+    pub sandbox: Option<bool>,
+
+    /// Sandbox mode only: `false` makes the server speak HTTP/1.1 only and close every
+    /// connection after one answer, as an HTTP/1.0-style upstream does (for benchmarks).
+    #[arg(
+        long = "sandbox-keep-alive",
+        env = "SANDBOX_KEEP_ALIVE",
+        value_name = "SANDBOX_KEEP_ALIVE",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub sandbox_keep_alive: bool,
+}
+
+impl LinkedIn {
+    /// The configured key pair; a key without a secret (or the reverse) is an error.
+    pub fn app_credentials(&self) -> Result<Option<AppCredentials>, ConfigError> {
+        match (&self.api_key, &self.secret_key) {
+            (None, None) => Ok(None),
+            (Some(key), Some(secret)) => {
+                if key.is_empty()
+                    || !key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    return Err(ConfigError::new(
+                        "LINKEDIN_API_KEY",
+                        "must be a non-empty key of letters, digits, '_' or '-'",
+                    ));
+                }
+                if secret.expose().is_empty() {
+                    return Err(ConfigError::new("LINKEDIN_SECRET_KEY", "must not be empty"));
+                }
+                Ok(Some(AppCredentials {
+                    api_key: key.clone(),
+                    secret_key: secret.clone(),
+                }))
+            }
+            (Some(_), None) => Err(ConfigError::new(
+                "LINKEDIN_SECRET_KEY",
+                "is required when LINKEDIN_API_KEY is set",
+            )),
+            (None, Some(_)) => Err(ConfigError::new(
+                "LINKEDIN_API_KEY",
+                "is required when LINKEDIN_SECRET_KEY is set",
+            )),
+        }
+    }
+
+    /// Whether the emulated LinkedIn is mounted: `SANDBOX`, or else "no API key".
+    pub fn sandbox_enabled(&self) -> bool {
+        self.sandbox.unwrap_or(self.api_key.is_none())
+    }
+
+    /// Whether connections are kept open between requests: always, unless the sandbox is told
+    /// otherwise by `SANDBOX_KEEP_ALIVE=false` (which outside sandbox mode is an error).
+    pub fn keep_alive(&self) -> Result<bool, ConfigError> {
+        if !self.sandbox_keep_alive && !self.sandbox_enabled() {
+            return Err(ConfigError::new(
+                "SANDBOX_KEEP_ALIVE",
+                "applies only in sandbox mode (SANDBOX=true)",
+            ));
+        }
+        Ok(self.sandbox_keep_alive)
+    }
+}

@@ -1,0 +1,155 @@
+//! The listening group: the HTTPS address and its certificate, the origins browsers use, the
+//! side listeners and the connection bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use url::Url;
+
+use super::{ADMIN_TOKEN_MIN_LEN, ConfigError, parse_listen_addr};
+use crate::secret::Secret;
+
+/// Where and how the server listens.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Listen {
+    /// HTTPS listen address.
+    #[arg(
+        long = "bind",
+        env = "BIND",
+        value_name = "BIND",
+        default_value = "127.0.0.1:8443",
+        value_parser = parse_listen_addr
+    )]
+    pub bind: SocketAddr,
+
+    /// PEM certificate chain; generated (self-signed) together with the key when both are missing.
+    #[arg(
+        long = "tls-cert",
+        env = "TLS_CERT",
+        value_name = "TLS_CERT",
+        default_value = "certs/localhost.pem"
+    )]
+    pub tls_cert: PathBuf,
+
+    /// PEM private key.
+    #[arg(
+        long = "tls-key",
+        env = "TLS_KEY",
+        value_name = "TLS_KEY",
+        default_value = "certs/localhost-key.pem"
+    )]
+    pub tls_key: PathBuf,
+
+    /// The origin(s) browsers use, comma-separated. Default: https://localhost:<port> and
+    /// https://<bind address>.
+    #[arg(
+        long = "public-origin",
+        env = "PUBLIC_ORIGIN",
+        value_name = "PUBLIC_ORIGIN",
+        hide_env_values = true
+    )]
+    pub public_origin: Option<String>,
+
+    /// Plain-HTTP listener that answers 308 to the same path and query on the HTTPS origin.
+    /// Unset: off.
+    #[arg(long = "http-redirect-bind", env = "HTTP_REDIRECT_BIND", value_name = "HTTP_REDIRECT_BIND", value_parser = parse_listen_addr)]
+    pub http_redirect_bind: Option<SocketAddr>,
+
+    /// Plain-HTTP listener serving `GET /metrics` (Prometheus text format). Unset: off.
+    #[arg(long = "metrics-bind", env = "METRICS_BIND", value_name = "METRICS_BIND", value_parser = parse_listen_addr)]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// Bearer token of the admin routes on the `METRICS_BIND` listener (at least
+    /// [`ADMIN_TOKEN_MIN_LEN`] characters). Unset: no admin routes.
+    #[arg(
+        long = "admin-token",
+        env = "ADMIN_TOKEN",
+        value_name = "ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<Secret>,
+
+    /// Connections held at once; more wait in the listen queue. Default: a safe share of the
+    /// open-file limit.
+    #[arg(long = "max-connections", env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: Option<u32>,
+}
+
+impl Listen {
+    /// The admin routes' token, when they are on: it must be long enough to resist guessing,
+    /// and needs the listener they are served on.
+    pub fn admin_token(&self) -> Result<Option<Secret>, ConfigError> {
+        let Some(token) = &self.admin_token else {
+            return Ok(None);
+        };
+        if token.expose().chars().count() < ADMIN_TOKEN_MIN_LEN
+            || token
+                .expose()
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError::new(
+                "ADMIN_TOKEN",
+                format!(
+                    "must be at least {ADMIN_TOKEN_MIN_LEN} characters, without spaces (e.g. `openssl rand -hex 32`)"
+                ),
+            ));
+        }
+        if self.metrics_bind.is_none() {
+            return Err(ConfigError::new(
+                "ADMIN_TOKEN",
+                "the admin routes are served on the METRICS_BIND listener only: set METRICS_BIND too",
+            ));
+        }
+        Ok(Some(token.clone()))
+    }
+
+    /// The origins allowed to POST, given the port actually bound: `PUBLIC_ORIGIN`, or else
+    /// `https://localhost:<port>` and the bound address (`127.0.0.1` and `[::1]` for an
+    /// unspecified one). Port 443 is left out, as browsers leave it out of `Origin`.
+    pub fn public_origins(&self, bound: SocketAddr) -> Result<Vec<String>, ConfigError> {
+        let Some(list) = &self.public_origin else {
+            let port = bound.port();
+            let hosts = if bound.ip().is_unspecified() {
+                vec!["localhost".to_owned(), "127.0.0.1".into(), "[::1]".into()]
+            } else {
+                let ip = SocketAddr::new(bound.ip(), 0).to_string();
+                vec!["localhost".to_owned(), ip.trim_end_matches(":0").to_owned()]
+            };
+            return Ok(hosts
+                .into_iter()
+                .map(|host| match port {
+                    443 => format!("https://{host}"),
+                    port => format!("https://{host}:{port}"),
+                })
+                .collect());
+        };
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|origin| {
+                let url = Url::parse(origin).map_err(|err| {
+                    ConfigError::new(
+                        "PUBLIC_ORIGIN",
+                        format!("{origin:?} is not an origin: {err}"),
+                    )
+                })?;
+                if url.host().is_none() || !matches!(url.scheme(), "https" | "http") {
+                    return Err(ConfigError::new(
+                        "PUBLIC_ORIGIN",
+                        format!("{origin:?} is not an http(s) origin"),
+                    ));
+                }
+                Ok(url.origin().ascii_serialization())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|origins| {
+                if origins.is_empty() {
+                    Err(ConfigError::new("PUBLIC_ORIGIN", "names no origin"))
+                } else {
+                    Ok(origins)
+                }
+            })
+    }
+}
