@@ -1,4 +1,4 @@
--- wrk script for bench/exchange: drives POST /token-exchange (or GET /healthz) over HTTPS.
+-- wrk script for bench/exchange.py: drives POST /token-exchange (or GET /healthz) over HTTPS.
 --
 -- Arguments (after `--` on the wrk command line):
 --   exchange <window_s> <cookies_file> <api_key> <origin>
@@ -10,7 +10,7 @@
 --
 -- Exact accounting: requests are sent only during the first <window_s> seconds; after that
 -- `delay()` holds each connection back, so that what is in flight finishes during the drain
--- that bench/exchange adds to wrk's -d. Every answer is then counted (and so can be compared
+-- that bench/exchange.py adds to wrk's -d. Every answer is then counted (and so can be compared
 -- with what the upstream accepted), and throughput is the 200s received inside the window
 -- divided by the window. `done()` prints one machine-readable `BENCH k=v ...` line.
 

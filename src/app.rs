@@ -19,20 +19,15 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::{AppError, errors, not_found};
 use crate::handlers;
+use crate::limits::{BODY_DEADLINE, MAX_BODY_BYTES, MAX_DRAINED_BYTES};
 use crate::linkedin::client::LinkedInClient;
 use crate::linkedin::oidc::OidcClient;
 use crate::ratelimit::{RateLimits, limit_clients};
 use crate::secret::Secret;
 use crate::session::{self, SessionBackend, SessionPolicy};
 use crate::telemetry::{self, MakeId, Telemetry};
+use crate::text::escape_text;
 
-/// The largest request body accepted (the routes take none, or a small one).
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
-/// The most of an oversized body that is read (and thrown away) before its 413, so that a
-/// client still uploading sees the answer instead of a reset.
-pub const MAX_DRAINED_BYTES: u64 = 1024 * 1024;
-/// How long a request body may take to arrive.
-pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
 /// `Strict-Transport-Security` for public origins: a year.
 const HSTS: &str = "max-age=31536000";
 
@@ -120,7 +115,7 @@ pub fn build_app(state: AppState, extra: Router) -> Router {
         .layer(session::layer(state.sessions.clone(), policy))
         .layer(middleware::from_fn_with_state(
             state.sessions.clone(),
-            session::guard,
+            session::guard::<SessionBackend>,
         ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
@@ -295,8 +290,8 @@ async fn require_public_origin(
             Ok(next.run(request).await)
         }
         Some(origin) => Err(AppError::CrossOrigin(format!(
-            "origin {:?} is not allowed",
-            origin.chars().take(100).collect::<String>()
+            "origin \"{}\" is not allowed",
+            escape_text(&origin, 100)
         ))),
         None => Err(AppError::CrossOrigin("no Origin or Referer header".into())),
     }

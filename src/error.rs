@@ -14,9 +14,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::linkedin::client::UpstreamError;
+use crate::limits::MAX_BODY_BYTES;
 use crate::linkedin::cookie::CookieError;
 use crate::linkedin::oidc::{OidcError, Refusal};
+use crate::linkedin::transport::UpstreamError;
+use crate::text::escape_text;
 
 /// The handlers' result.
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
@@ -102,18 +104,10 @@ impl AppError {
             }
             Self::CrossOrigin(_) => (StatusCode::FORBIDDEN, "cross_origin"),
             Self::NotConnected => (StatusCode::UNAUTHORIZED, "not_connected"),
-            Self::Upstream(UpstreamError::Rejected { .. }) => {
-                (StatusCode::BAD_GATEWAY, "upstream_rejected")
+            Self::Upstream(err @ UpstreamError::Timeout(_)) => {
+                (StatusCode::GATEWAY_TIMEOUT, err.code())
             }
-            Self::Upstream(UpstreamError::Unavailable(_)) => {
-                (StatusCode::BAD_GATEWAY, "upstream_unavailable")
-            }
-            Self::Upstream(UpstreamError::Malformed(_)) => {
-                (StatusCode::BAD_GATEWAY, "upstream_malformed")
-            }
-            Self::Upstream(UpstreamError::Timeout(_)) => {
-                (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
-            }
+            Self::Upstream(err) => (StatusCode::BAD_GATEWAY, err.code()),
             Self::SessionStore(_) => (StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -371,7 +365,7 @@ async fn framework_error_as_json(method: &Method, response: Response) -> Respons
         .unwrap_or_default();
     let error = match status {
         StatusCode::NOT_FOUND => AppError::NotFound,
-        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge(crate::app::MAX_BODY_BYTES),
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge(MAX_BODY_BYTES),
         StatusCode::METHOD_NOT_ALLOWED => AppError::MethodNotAllowed {
             method: method.to_string(),
             allow: parts
@@ -406,21 +400,6 @@ fn rejection_message(status: StatusCode, text: &str) -> String {
             .unwrap_or("request refused")
             .to_owned()
     }
-}
-
-/// Text from outside the service (a provider's words, a framework's message) fit for a
-/// message and a log line: its first `max` characters, escaped as values from a request are
-/// (`"` as `\"`, `\` as `\\`, control characters and invisible ones such as U+2028 and
-/// U+202E as `\u{2028}`…), without surrounding quotes. It can neither end a log line nor
-/// pose as another field.
-pub(crate) fn escape_text(text: &str, max: usize) -> String {
-    let cut: String = text.chars().take(max).collect();
-    let quoted = format!("{cut:?}");
-    quoted
-        .strip_prefix('"')
-        .and_then(|q| q.strip_suffix('"'))
-        .unwrap_or(&quoted)
-        .to_owned()
 }
 
 #[cfg(test)]
@@ -470,19 +449,5 @@ mod tests {
             AppError::NotConnected.message(),
             "No LinkedIn member is connected in this session: sign in first."
         );
-    }
-
-    #[test]
-    fn outside_text_is_escaped_as_request_values_are() {
-        let evil = "a\"b\u{2028}c\u{202e}d\ne\\";
-        let escaped = escape_text(evil, 200);
-        assert_eq!(escaped, r#"a\"b\u{2028}c\u{202e}d\ne\\"#);
-        assert!(
-            !escaped
-                .chars()
-                .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{202e}')
-        );
-        assert_eq!(escape_text("ünïcode ok", 200), "ünïcode ok");
-        assert_eq!(escape_text(&"x".repeat(500), 200).len(), 200);
     }
 }

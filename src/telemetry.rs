@@ -43,8 +43,8 @@ struct Inner {
     handles: Handles,
 }
 
-/// The handles of the series already seen, so that recording one costs a map lookup, not
-/// label strings, a key and a registry lookup (about 5,000 instructions an exchange before).
+/// The handles of the series already seen, so that recording one costs a map lookup instead
+/// of building label strings and a key and looking it up in the registry.
 #[derive(Default)]
 struct Handles {
     /// By route pattern: its duration histogram, and a counter per method and status.

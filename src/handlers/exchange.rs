@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::app::AppState;
 use crate::error::Result;
 use crate::linkedin::cookie::{CookieError, JsapiCookie, find_cookie};
-use crate::session::{Credentials, Member, MemberSession};
+use crate::session::{Credentials, Flow, Member, MemberSession};
 
 /// The answer to a successful exchange.
 #[derive(Debug, Serialize)]
@@ -44,8 +44,7 @@ async fn token_exchange(
         Ok(reply) => (reply.status, Some(reply.member_id.as_str())),
         Err(err) => (err.status_and_code().1, None),
     };
-    state.telemetry.exchange("jsapi", outcome);
-    tracing::info!(flow = "jsapi", outcome, member_id = ?member_id.unwrap_or(""), "exchange");
+    Flow::Jsapi.record(&state.telemetry, outcome, member_id.unwrap_or(""));
     result.map(Json)
 }
 
@@ -79,19 +78,19 @@ async fn exchange(
     // One cookie replayed without a session must not buy unlimited upstream exchanges.
     state.limits.check_token(cookie.access_token())?;
     let token = state.linkedin.exchange_token(cookie.access_token()).await?;
-    let expires_in = i64::try_from(token.expires_in).unwrap_or(i64::MAX / 2);
-    let member = Member {
-        member_id: cookie.member_id().to_owned(),
-        expires_at: now.saturating_add(expires_in),
-        credentials: Credentials::Jsapi {
+    let member = Member::signed_in(
+        cookie.member_id().to_owned(),
+        Credentials::Jsapi {
             oauth_token: token.token,
             oauth_token_secret: token.secret,
         },
-    };
+        token.expires_in,
+        now,
+    );
     session.sign_in(&member).await?;
     Ok(ExchangeReply {
         status: "connected",
+        expires_in: member.expires_at - now,
         member_id: member.member_id,
-        expires_in,
     })
 }

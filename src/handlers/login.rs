@@ -9,7 +9,7 @@ use axum::routing::get;
 use crate::app::AppState;
 use crate::error::Result;
 use crate::handlers::oidc::{SANDBOX_MEMBER, sandbox_member};
-use crate::session::MemberSession;
+use crate::session::{Flow, MemberSession};
 
 /// The login page.
 #[derive(Template, WebTemplate)]
@@ -44,7 +44,7 @@ async fn login_page(
 ) -> Result<LoginPage> {
     let member = session.member().await?;
     let flow = match member.as_ref().map(|m| m.credentials.flow()) {
-        Some("oidc") => "OpenID Connect",
+        Some(Flow::Oidc) => "OpenID Connect",
         _ => "the JavaScript API",
     };
     // An invalid member is left off the link (`GET /auth/linkedin` would refuse it).

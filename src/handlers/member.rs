@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::error::{AppError, Result};
-use crate::session::{Connected, Credentials, MemberSession};
+use crate::session::{Connected, Credentials, Flow, MemberSession};
 
 /// The answer of `GET /session`.
 #[derive(Debug, Serialize)]
@@ -20,7 +20,7 @@ pub struct SessionReply {
     pub connected: bool,
     /// The flow that signed the member in (`jsapi` or `oidc`), when connected.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub flow: Option<&'static str>,
+    pub flow: Option<Flow>,
     /// The member's name (`oidc`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,

@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 
 use crate::app::AppState;
 use crate::error::{AppError, Result};
-use crate::linkedin::oidc::printable;
-use crate::session::{Credentials, Member, MemberSession};
+use crate::session::{Credentials, Flow, Member, MemberSession};
+use crate::text::escape_text;
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
@@ -99,9 +99,8 @@ async fn callback(
             err.status_and_code().1
         }
     };
-    state.telemetry.exchange("oidc", outcome);
     let member_id = result.as_ref().ok().map(String::as_str).unwrap_or("");
-    tracing::info!(flow = "oidc", outcome, member_id = ?member_id, "exchange");
+    Flow::Oidc.record(&state.telemetry, outcome, member_id);
     match result {
         Ok(_) => (StatusCode::SEE_OTHER, [(LOCATION, "/")]).into_response(),
         Err(err) if prefers_json(&headers) => err.into_response(),
@@ -126,22 +125,23 @@ async fn finish(state: &AppState, session: &MemberSession, callback: Callback) -
             Some(description) => format!("{error}: {description}"),
             None => error,
         };
-        return Err(AppError::OidcDenied(printable(&said)));
+        return Err(AppError::OidcDenied(escape_text(&said, 200)));
     }
     let code = callback
         .code
         .ok_or_else(|| AppError::OidcDenied("the provider sent no code".into()))?;
     let signed_in = oidc.finish(&code, &pending).await?;
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let member = Member {
-        member_id: signed_in.subject,
-        expires_at: now.saturating_add(i64::try_from(signed_in.expires_in).unwrap_or(i64::MAX / 2)),
-        credentials: Credentials::Oidc {
+    let member = Member::signed_in(
+        signed_in.subject,
+        Credentials::Oidc {
             access_token: signed_in.access_token,
             name: signed_in.name,
             email: signed_in.email,
         },
-    };
+        signed_in.expires_in,
+        now,
+    );
     session.sign_in(&member).await?;
     Ok(member.member_id)
 }

@@ -1,49 +1,22 @@
 //! I/O: the OAuth 1.0a signed calls to LinkedIn (or the sandbox, or any compatible provider).
 //!
-//! One shared reqwest client (rustls, keep-alive pool, timeout, no redirects), two calls
-//! ([`LinkedInClient::exchange_token`] and [`LinkedInClient::profile`]) and the mapping of every
-//! upstream answer to an [`UpstreamError`]. Signing is `oauth1-request`'s; deciding what the
-//! caller sees is `error`'s.
+//! Two calls ([`LinkedInClient::exchange_token`] and [`LinkedInClient::profile`]) over the
+//! shared [`Transport`], which maps every upstream answer to an [`UpstreamError`]. Signing is
+//! `oauth1-request`'s; deciding what the caller sees is `error`'s.
 
 use std::fmt;
-use std::future::Future;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oauth1_request::signature_method::HmacSha1;
 use oauth1_request::{Credentials, Request as OAuthRequest};
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use url::Url;
 
-use super::dns::{self, CachingResolver};
+pub use super::transport::UpstreamError;
+use super::transport::{Transport, status_error};
 use crate::secret::Secret;
 use crate::telemetry::Telemetry;
-
-/// The largest upstream body read; a larger one is `upstream_malformed`.
-const MAX_UPSTREAM_BODY: usize = 1 << 20;
-
-/// What went wrong upstream.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UpstreamError {
-    /// LinkedIn answered 4xx; `problem` is its `oauth_problem` (or a summary).
-    #[error("LinkedIn refused the request ({problem})")]
-    Rejected {
-        /// The HTTP status LinkedIn answered.
-        status: u16,
-        /// LinkedIn's `oauth_problem`, or what stood in its place.
-        problem: String,
-    },
-    /// LinkedIn answered 5xx, or the connection was refused or dropped.
-    #[error("LinkedIn could not be reached ({0})")]
-    Unavailable(String),
-    /// LinkedIn answered 200, but not with what the protocol promises.
-    #[error("LinkedIn answered with something unexpected ({0})")]
-    Malformed(String),
-    /// No answer within the configured bound.
-    #[error("LinkedIn did not answer within {0} ms")]
-    Timeout(u64),
-}
 
 /// The REST credentials LinkedIn issues for a member.
 #[derive(Clone, PartialEq, Eq)]
@@ -80,14 +53,12 @@ pub struct LinkedInEndpoints {
 /// The client for the LinkedIn side.
 #[derive(Clone)]
 pub struct LinkedInClient {
-    http: reqwest::Client,
+    transport: Transport,
     consumer_key: String,
     consumer_secret: Secret,
     /// Parsed once: reqwest would parse a string again for every call.
     access_token_url: Url,
     profile_url: String,
-    timeout_ms: u64,
-    telemetry: Telemetry,
 }
 
 impl fmt::Debug for LinkedInClient {
@@ -119,67 +90,28 @@ impl LinkedInClient {
         consumer_secret: &Secret,
         extra_roots: &[reqwest::Certificate],
     ) -> reqwest::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(endpoints.timeout)
-            .connect_timeout(endpoints.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .dns_resolver(Arc::new(CachingResolver::new(dns::TTL)))
-            .tls_certs_merge(extra_roots.iter().cloned())
-            .user_agent(concat!(
-                "linkedin-token-exchange/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()?;
+        let transport = Transport::new(endpoints.timeout, extra_roots)?;
         let mut api = endpoints.api_url.as_str().trim_end_matches('/').to_owned();
         api.push_str("/v1/people/~");
         Ok(Self {
-            http,
+            transport,
             consumer_key: consumer_key.to_owned(),
             consumer_secret: consumer_secret.clone(),
             access_token_url: endpoints.access_token_url.clone(),
             profile_url: api,
-            timeout_ms: u64::try_from(endpoints.timeout.as_millis()).unwrap_or(u64::MAX),
-            telemetry: Telemetry::disabled(),
         })
     }
 
     /// Times each call in `telemetry`, by endpoint and outcome.
     pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
-        self.telemetry = telemetry;
+        self.transport = self.transport.with_telemetry(telemetry);
         self
     }
 
-    /// The HTTPS client (redirects off, the configured roots and timeout), for the other calls
-    /// to LinkedIn (OpenID Connect).
-    pub(crate) fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
-    /// Records one call to `endpoint` that ended with `outcome`.
-    pub(crate) fn record(&self, endpoint: &'static str, outcome: &'static str, elapsed: Duration) {
-        self.telemetry.upstream(endpoint, outcome, elapsed);
-    }
-
-    /// Runs one call to `endpoint` and records its time and outcome.
-    pub(crate) async fn timed<T>(
-        &self,
-        endpoint: &'static str,
-        call: impl Future<Output = Result<T, UpstreamError>>,
-    ) -> Result<T, UpstreamError> {
-        let started = Instant::now();
-        let result = call.await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(err) => {
-                crate::error::AppError::from(err.clone())
-                    .status_and_code()
-                    .1
-            }
-        };
-        self.telemetry
-            .upstream(endpoint, outcome, started.elapsed());
-        result
+    /// The HTTPS transport this client calls through, for the other calls to LinkedIn
+    /// (OpenID Connect).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
     }
 
     /// Exchanges a JSAPI (OAuth 2) access token for OAuth 1.0a REST credentials: a `POST`
@@ -189,7 +121,8 @@ impl LinkedInClient {
         &self,
         access_token: &str,
     ) -> Result<TokenCredentials, UpstreamError> {
-        self.timed("access_token", self.exchange_once(access_token))
+        self.transport
+            .timed("access_token", self.exchange_once(access_token))
             .await
     }
 
@@ -200,12 +133,13 @@ impl LinkedInClient {
         let authorization =
             self.authorization("POST", self.access_token_url.as_str(), &params, None);
         let request = self
-            .http
+            .transport
+            .http()
             .post(self.access_token_url.clone())
             .header(AUTHORIZATION, authorization)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(oauth1_request::to_form(&params));
-        let (status, headers, body) = self.send(request).await?;
+        let (status, headers, body) = self.transport.send(request).await?;
         if status != StatusCode::OK {
             return Err(status_error(status, &headers, &body));
         }
@@ -218,7 +152,8 @@ impl LinkedInClient {
         token: &str,
         token_secret: &Secret,
     ) -> Result<serde_json::Value, UpstreamError> {
-        self.timed("profile", self.profile_once(token, token_secret))
+        self.transport
+            .timed("profile", self.profile_once(token, token_secret))
             .await
     }
 
@@ -235,8 +170,12 @@ impl LinkedInClient {
             Some((token, token_secret.expose())),
         );
         let url = oauth1_request::to_query(self.profile_url.clone(), &params);
-        let request = self.http.get(url).header(AUTHORIZATION, authorization);
-        let (status, headers, body) = self.send(request).await?;
+        let request = self
+            .transport
+            .http()
+            .get(url)
+            .header(AUTHORIZATION, authorization);
+        let (status, headers, body) = self.transport.send(request).await?;
         if status != StatusCode::OK {
             return Err(status_error(status, &headers, &body));
         }
@@ -261,40 +200,6 @@ impl LinkedInClient {
             None,
         )
     }
-
-    /// Sends `request` and reads the answer (at most 1 MiB), mapping transport failures.
-    pub(crate) async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), UpstreamError> {
-        let mut response = request.send().await.map_err(|e| self.transport_error(&e))?;
-        let status = response.status();
-        let headers = std::mem::take(response.headers_mut());
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(&e))?
-        {
-            if body.len() + chunk.len() > MAX_UPSTREAM_BODY {
-                return Err(UpstreamError::Malformed(
-                    "the answer is larger than 1 MiB".into(),
-                ));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((status, headers, body))
-    }
-
-    fn transport_error(&self, err: &reqwest::Error) -> UpstreamError {
-        if err.is_timeout() {
-            UpstreamError::Timeout(self.timeout_ms)
-        } else if err.is_connect() {
-            UpstreamError::Unavailable("connection refused or failed".into())
-        } else {
-            UpstreamError::Unavailable("the connection was dropped".into())
-        }
-    }
 }
 
 /// Builds an OAuth 1.0a HMAC-SHA1 `Authorization` header. `fixed` pins the nonce and
@@ -316,62 +221,6 @@ pub(crate) fn sign<R: OAuthRequest>(
             .timestamp(std::num::NonZeroU64::new(timestamp));
     }
     builder.authorize(method, url, params)
-}
-
-/// Maps a non-200 answer: 4xx is a refusal naming LinkedIn's `oauth_problem`, 5xx is
-/// unavailability, anything else (a redirect, say) is not what the protocol promises.
-pub(crate) fn status_error(
-    status: StatusCode,
-    headers: &reqwest::header::HeaderMap,
-    body: &[u8],
-) -> UpstreamError {
-    if status.is_client_error() {
-        let problem =
-            oauth_problem(headers, body).unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
-        UpstreamError::Rejected {
-            status: status.as_u16(),
-            problem,
-        }
-    } else if status.is_server_error() {
-        UpstreamError::Unavailable(format!("HTTP {}", status.as_u16()))
-    } else {
-        UpstreamError::Malformed(format!("unexpected HTTP {}", status.as_u16()))
-    }
-}
-
-/// LinkedIn's `oauth_problem`, from a form body, a JSON error body or `WWW-Authenticate`.
-fn oauth_problem(headers: &reqwest::header::HeaderMap, body: &[u8]) -> Option<String> {
-    let from_form = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
-        .ok()
-        .and_then(|pairs| {
-            pairs
-                .into_iter()
-                .find(|(k, _)| k == "oauth_problem")
-                .map(|(_, v)| v)
-        });
-    let from_json = || {
-        serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-    };
-    let from_header = || {
-        headers
-            .get(WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split("oauth_problem=").nth(1))
-            .map(|rest| {
-                rest.trim_start_matches('"')
-                    .split(['"', ',', '&'])
-                    .next()
-                    .unwrap_or("")
-                    .to_owned()
-            })
-    };
-    from_form
-        .or_else(from_json)
-        .or_else(from_header)
-        .filter(|p| !p.is_empty())
-        .map(|p| crate::error::escape_text(&p, 200))
 }
 
 /// Parses `oauth_token=…&oauth_token_secret=…&oauth_expires_in=…&…`.
@@ -493,41 +342,6 @@ mod tests {
         assert!(matches!(
             parse_token_reply(b"oauth_token=t&oauth_token_secret=s&oauth_expires_in=soon"),
             Err(UpstreamError::Malformed(_))
-        ));
-    }
-
-    #[test]
-    fn oauth_problem_bodies_and_headers_are_named() {
-        let headers = reqwest::header::HeaderMap::new();
-        let err = status_error(
-            StatusCode::UNAUTHORIZED,
-            &headers,
-            b"oauth_problem=token_rejected&oauth_problem_advice=expired",
-        );
-        assert_eq!(
-            err,
-            UpstreamError::Rejected {
-                status: 401,
-                problem: "token_rejected".into()
-            }
-        );
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            WWW_AUTHENTICATE,
-            "OAuth realm=\"x\", oauth_problem=\"nonce_used\""
-                .parse()
-                .unwrap(),
-        );
-        assert!(
-            matches!(status_error(StatusCode::UNAUTHORIZED, &headers, b""), UpstreamError::Rejected { problem, .. } if problem == "nonce_used")
-        );
-        assert!(matches!(
-            status_error(StatusCode::BAD_GATEWAY, &headers, b""),
-            UpstreamError::Unavailable(_)
-        ));
-        assert!(matches!(
-            status_error(StatusCode::FOUND, &headers, b""),
-            UpstreamError::Malformed(_)
         ));
     }
 }

@@ -10,6 +10,8 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha1::Sha1;
 
+use crate::text::escape_text;
+
 /// Browsers cap a cookie at about 4 KiB; anything longer is not a JSAPI cookie.
 pub const MAX_COOKIE_LEN: usize = 4096;
 
@@ -193,7 +195,7 @@ fn escaped_list(names: &[&str]) -> String {
     let mut shown: Vec<String> = names
         .iter()
         .take(4)
-        .map(|n| format!("{:?}", n.chars().take(40).collect::<String>()))
+        .map(|n| format!("\"{}\"", escape_text(n, 40)))
         .collect();
     if names.len() > 4 {
         shown.push(format!("and {} more", names.len() - 4));

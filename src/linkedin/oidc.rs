@@ -46,10 +46,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
-use super::client::{LinkedInClient, UpstreamError, status_error};
+use super::transport::{Transport, UpstreamError, status_error};
 use crate::config::PkceMode;
 use crate::secret::Secret;
-use crate::session::member::PendingSignIn;
+use crate::text::escape_text;
 
 /// How long discovery and the JWKS are used before a refresh is started.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(3_600);
@@ -198,6 +198,25 @@ pub struct Authorization {
     pub pending: PendingSignIn,
 }
 
+/// An OpenID Connect sign-in that has been started and not finished: what the callback must
+/// find again. Kept in the browser's session, single use, for [`PendingSignIn::LIFETIME`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSignIn {
+    /// The `state` sent to the provider.
+    pub state: Secret,
+    /// The `nonce` the id_token must carry.
+    pub nonce: Secret,
+    /// The PKCE verifier, when the provider takes PKCE.
+    pub pkce_verifier: Option<Secret>,
+    /// When it stops being accepted, as a Unix timestamp.
+    pub expires_at: i64,
+}
+
+impl PendingSignIn {
+    /// How long a sign-in may take.
+    pub const LIFETIME: Duration = Duration::from_secs(600);
+}
+
 /// A finished sign-in.
 #[derive(Debug)]
 pub struct SignedIn {
@@ -221,7 +240,7 @@ struct Discovered {
 
 /// The cached discovery, shared with the background refresh.
 struct DiscoveryCache {
-    upstream: LinkedInClient,
+    upstream: Transport,
     issuer: Url,
     /// [`DISCOVERY_TTL`], and [`MAX_STALE`] (shorter in unit tests).
     ttl: Duration,
@@ -260,10 +279,10 @@ impl std::fmt::Debug for OidcClient {
 }
 
 impl OidcClient {
-    /// A relying party for `settings`, over `upstream`'s HTTPS client (its roots, timeout,
+    /// A relying party for `settings`, over the `upstream` transport (its roots, timeout,
     /// no redirects, and error mapping). Nothing is fetched yet: an unreachable provider
     /// does not stop the start.
-    pub fn new(upstream: LinkedInClient, settings: OidcSettings) -> Self {
+    pub fn new(upstream: Transport, settings: OidcSettings) -> Self {
         let cache = DiscoveryCache::new(upstream, settings.issuer.clone());
         Self {
             settings,
@@ -466,7 +485,7 @@ impl OidcClient {
 }
 
 impl DiscoveryCache {
-    fn new(upstream: LinkedInClient, issuer: Url) -> Self {
+    fn new(upstream: Transport, issuer: Url) -> Self {
         Self {
             upstream,
             issuer,
@@ -608,7 +627,7 @@ fn log_refusal(
     if reason == Refusal::Issuer {
         tracing::warn!(
             reason = reason.label(),
-            issuer_seen = %printable(&unverified_issuer(id_token).unwrap_or_default()),
+            issuer_seen = %escape_text(&unverified_issuer(id_token).unwrap_or_default(), 200),
             issuer_expected = %metadata.issuer().as_str(),
             "id_token refused: {why}"
         );
@@ -724,29 +743,26 @@ fn token_error(
         RequestTokenError::Request(HttpError(upstream)) => upstream,
         RequestTokenError::ServerResponse(answer) => UpstreamError::Rejected {
             status: 400,
-            problem: printable(&match answer.error_description() {
-                Some(description) => format!("{}: {description}", answer.error()),
-                None => answer.error().to_string(),
-            }),
+            problem: escape_text(
+                &match answer.error_description() {
+                    Some(description) => format!("{}: {description}", answer.error()),
+                    None => answer.error().to_string(),
+                },
+                200,
+            ),
         },
         RequestTokenError::Parse(err, _) => UpstreamError::Malformed(format!(
             "the token answer does not parse (at {})",
-            printable(&err.path().to_string())
+            escape_text(&err.path().to_string(), 200)
         )),
-        RequestTokenError::Other(why) => UpstreamError::Malformed(printable(&why)),
+        RequestTokenError::Other(why) => UpstreamError::Malformed(escape_text(&why, 200)),
     };
     OidcError::Upstream(upstream)
 }
 
-/// A provider's words, fit for a message and a log line: at most 200 characters, escaped as
-/// request values are (see [`crate::error::escape_text`]).
-pub(crate) fn printable(text: &str) -> String {
-    crate::error::escape_text(text, 200)
-}
-
 /// `openidconnect`'s HTTP client: the service's reqwest client (redirects off), with its
 /// timeout and error mapping. A 5xx is `upstream_unavailable` before the crate sees it.
-struct Http<'a>(&'a LinkedInClient);
+struct Http<'a>(&'a Transport);
 
 /// An upstream failure, as the crate's HTTP error type.
 #[derive(Debug, thiserror::Error)]
@@ -793,12 +809,7 @@ mod tests {
     fn stale_cache(max_stale: Duration) -> Arc<DiscoveryCache> {
         crate::tls::install_crypto_provider();
         let dead: Url = "http://127.0.0.1:9/oauth".parse().unwrap();
-        let endpoints = super::super::client::LinkedInEndpoints {
-            access_token_url: dead.clone(),
-            api_url: dead.clone(),
-            timeout: Duration::from_secs(2),
-        };
-        let upstream = LinkedInClient::new(&endpoints, "key", &Secret::new("secret"), &[]).unwrap();
+        let upstream = Transport::new(Duration::from_secs(2), &[]).unwrap();
         let mut cache = DiscoveryCache::new(upstream, dead.clone());
         cache.ttl = Duration::ZERO;
         cache.max_stale = max_stale;

@@ -158,7 +158,7 @@ impl Server {
             ..
         } = resolved;
         let linkedin = linkedin.with_telemetry(telemetry.clone());
-        let oidc = oidc.map(|settings| OidcClient::new(linkedin.clone(), settings));
+        let oidc = oidc.map(|settings| OidcClient::new(linkedin.transport().clone(), settings));
         let settings = Settings {
             cookie_name: cookie_name(&credentials.api_key),
             api_key: credentials.api_key,

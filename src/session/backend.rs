@@ -1,48 +1,28 @@
 //! [`SessionBackend`]: the store chosen at run time, bounded in time, sealing what it
-//! stores, and [`guard`], the middleware that makes each request's store changes land in a
-//! safe order.
+//! stores.
 //!
 //! Every record is sealed ([`seal`](super::seal)) before it reaches the store and opened when
 //! it comes back, bound to its session id: the store only ever holds ciphertext. A record
-//! that no configured key opens, or one written in plain text by an earlier version, reads as
-//! an empty session (not connected), with one warning per record.
+//! that no configured key opens, or one written in plain text, reads as an empty session
+//! (not connected), with one warning per record.
 //!
 //! Every store operation answers within [`STORE_TIMEOUT`] or fails with a typed error, so a
-//! store outage becomes a prompt 503 instead of a hang. Deletes made while a request runs
-//! (`cycle_id`'s removal of the old id, a logout) are held back until the request's writes
-//! have succeeded: a sign-in writes the new record before the old one goes, and a failed
-//! write leaves the previous session exactly as it was.
+//! store outage becomes a prompt 503 instead of a hang. A delete made inside a request waits
+//! for the request's writes ([`guard`](super::guard)).
 
 use std::fmt;
-use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
-use tower_sessions_redis_store::RedisStore;
-use tower_sessions_redis_store::fred::prelude::{
-    ClientLike, Config as RedisConfig, ConnectionConfig, PerformanceConfig, Pool as RedisPool,
-    ReconnectPolicy,
-};
-use tower_sessions_sqlx_store::PostgresStore;
-use tower_sessions_sqlx_store::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tower_sessions_sqlx_store::sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
 
+use super::connect::{ConnectError, STORE_TIMEOUT, Store};
+use super::guard;
 use super::index::{Entry, MemberIndex, SessionSummary};
-use super::postgres::PostgresSessions;
-use super::private;
 use super::seal::Keyring;
-use super::sweep::Sweeper;
-use super::{MemoryStore, SqliteSessions};
 use crate::config::StoreUrl;
-use crate::error::{AppError, LoggedError};
 use crate::telemetry::Telemetry;
 
 /// The one key of a sealed record's data.
@@ -58,23 +38,6 @@ macro_rules! forward {
             Store::Postgres($s) => $call,
         }
     };
-}
-
-/// The longest a store operation may take before the request is answered 503.
-pub const STORE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long connecting to a store may take before the start is abandoned.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why the store could not be used at start.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot use {store}: {what}: {detail}")]
-pub struct ConnectError {
-    /// The store, shown without credentials.
-    pub store: String,
-    /// The step that failed.
-    pub what: &'static str,
-    /// What went wrong.
-    pub detail: String,
 }
 
 /// The session store chosen at run time; forwards all four `SessionStore` methods, each
@@ -110,18 +73,6 @@ impl fmt::Debug for SessionBackend {
             .field("keyring", &self.0.keyring)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Clone, Debug)]
-enum Store {
-    /// `memory`.
-    Memory(MemoryStore),
-    /// `sqlite://…`.
-    Sqlite(SqliteSessions),
-    /// `redis://…`.
-    Redis(RedisStore<RedisPool>),
-    /// `postgres://…`.
-    Postgres(PostgresSessions),
 }
 
 impl SessionBackend {
@@ -172,7 +123,7 @@ impl SessionBackend {
         };
         if let Err(err) = &result {
             self.0.telemetry.store_error(operation);
-            let _ = JOURNAL.try_with(|journal| journal.failed(operation, err));
+            guard::note_failure(operation, err);
         }
         result
     }
@@ -230,151 +181,6 @@ fn associated_data(id: &Id) -> Vec<u8> {
     format!("lte-session {id}").into_bytes()
 }
 
-impl Store {
-    /// The store at `url`, and its member index.
-    async fn connect(
-        url: &StoreUrl,
-        memory_capacity: u64,
-    ) -> Result<(Self, MemberIndex), ConnectError> {
-        let fail = |what: &'static str, err: &dyn fmt::Display| ConnectError {
-            store: url.to_string(),
-            what,
-            detail: err.to_string(),
-        };
-        let backend = match url {
-            StoreUrl::Memory => {
-                let store = MemoryStore::with_capacity(memory_capacity);
-                (Self::Memory(store.clone()), MemberIndex::Memory(store))
-            }
-            StoreUrl::Sqlite(path) => {
-                prepare_private_file(path).map_err(|e| fail("cannot create it", &e))?;
-                let options = SqliteConnectOptions::new()
-                    .filename(path)
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    // Checkpoints (and their fsync) run in the background, not in a commit.
-                    .pragma("wal_autocheckpoint", "0")
-                    .busy_timeout(STORE_TIMEOUT);
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(2)
-                    .acquire_timeout(STORE_TIMEOUT)
-                    .connect_with(options.clone())
-                    .await
-                    .map_err(|e| fail("cannot open", &e))?;
-                let sessions = SqliteSessions::open(pool, options)
-                    .await
-                    .map_err(|e| fail("migration or writer connection failed", &e))?;
-                Sweeper::Sqlite(sessions.clone())
-                    .start()
-                    .await
-                    .map_err(|e| fail("migration failed", &e))?;
-                (
-                    Self::Sqlite(sessions.clone()),
-                    MemberIndex::Sqlite(sessions),
-                )
-            }
-            StoreUrl::Postgres(dsn) => {
-                let options =
-                    PgConnectOptions::from_str(dsn.as_str()).map_err(|e| fail("bad URL", &e))?;
-                let pool = match PgPoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(STORE_TIMEOUT)
-                    .connect_with(options)
-                    .await
-                {
-                    Ok(pool) => pool,
-                    Err(e) => {
-                        let why = unreachable_reason(dsn, 5432).await;
-                        return Err(fail(
-                            "cannot connect",
-                            &why.unwrap_or_else(|| e.to_string()),
-                        ));
-                    }
-                };
-                let store = PostgresStore::new(pool.clone());
-                store
-                    .migrate()
-                    .await
-                    .map_err(|e| fail("migration failed", &e))?;
-                Sweeper::Postgres(pool.clone())
-                    .start()
-                    .await
-                    .map_err(|e| fail("migration failed", &e))?;
-                (
-                    Self::Postgres(PostgresSessions::new(store, pool.clone())),
-                    MemberIndex::Postgres(pool),
-                )
-            }
-            StoreUrl::Redis(dsn) => {
-                let config =
-                    RedisConfig::from_url(dsn.as_str()).map_err(|e| fail("bad URL", &e))?;
-                // Commands fail once their time is up instead of queueing for a whole outage;
-                // the connection comes back by itself, retried every second at most.
-                let performance = PerformanceConfig {
-                    default_command_timeout: STORE_TIMEOUT,
-                    ..PerformanceConfig::default()
-                };
-                let connection = ConnectionConfig {
-                    connection_timeout: Duration::from_secs(1),
-                    internal_command_timeout: Duration::from_secs(1),
-                    max_command_attempts: 1,
-                    ..ConnectionConfig::default()
-                };
-                let policy = ReconnectPolicy::new_exponential(0, 100, 1_000, 2);
-                let pool =
-                    RedisPool::new(config, Some(performance), Some(connection), Some(policy), 4)
-                        .map_err(|e| fail("bad configuration", &e))?;
-                match tokio::time::timeout(CONNECT_TIMEOUT, pool.init()).await {
-                    Ok(Ok(_task)) => {}
-                    Ok(Err(e)) => {
-                        let why = unreachable_reason(dsn, 6379).await;
-                        return Err(fail(
-                            "cannot connect",
-                            &why.unwrap_or_else(|| e.to_string()),
-                        ));
-                    }
-                    Err(_) => return Err(fail("cannot connect", &"no answer within 5 s")),
-                }
-                // Redis expires keys itself (EXAT), so no sweeper is needed.
-                (
-                    Self::Redis(RedisStore::new(pool.clone())),
-                    MemberIndex::Redis(pool),
-                )
-            }
-        };
-        Ok(backend)
-    }
-}
-
-/// Why the server of `url` cannot be reached, in words (`connection refused at HOST:PORT`),
-/// found by opening a TCP connection to it; `None` when it can be reached (the store's own
-/// error then says what went wrong after connecting).
-async fn unreachable_reason(url: &url::Url, default_port: u16) -> Option<String> {
-    let host = url.host_str().filter(|h| !h.is_empty())?;
-    let at = format!("{host}:{}", url.port().unwrap_or(default_port));
-    match tokio::time::timeout(STORE_TIMEOUT, tokio::net::TcpStream::connect(&at)).await {
-        Ok(Ok(_)) => None,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Some(format!("connection refused at {at}"))
-        }
-        Ok(Err(e)) => Some(format!("cannot reach {at}: {e}")),
-        Err(_) => Some(format!(
-            "no answer from {at} within {} ms",
-            STORE_TIMEOUT.as_millis()
-        )),
-    }
-}
-
-/// Creates the SQLite file's folder (owner only) and the file itself readable by its owner
-/// only; SQLite gives its `-wal` and `-shm` files the same mode. An existing file that others
-/// can read is narrowed.
-fn prepare_private_file(path: &std::path::Path) -> std::io::Result<()> {
-    private::create_parent(path)?;
-    private::options().append(true).create(true).open(path)?;
-    private::narrow_to_owner(path)
-}
-
 #[async_trait]
 impl SessionStore for SessionBackend {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
@@ -426,10 +232,7 @@ impl SessionStore for SessionBackend {
 
     /// Inside a request, the delete waits until the request's writes have succeeded.
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        if JOURNAL
-            .try_with(|journal| journal.defer_delete(*id))
-            .is_ok()
-        {
+        if guard::defer_delete(*id) {
             return Ok(());
         }
         self.delete_now(id).await
@@ -467,78 +270,4 @@ impl SessionBackend {
     pub async fn end_member_sessions(&self, member_id: &str) -> session_store::Result<u64> {
         self.bounded("revoke", self.0.index.revoke(member_id)).await
     }
-}
-
-tokio::task_local! {
-    /// The store changes of the request running on this task.
-    static JOURNAL: Arc<Journal>;
-}
-
-/// What a request did to the store that must be finished, or answered, after the session
-/// layer has written the session.
-#[derive(Default)]
-struct Journal {
-    deferred_deletes: Mutex<Vec<Id>>,
-    failure: Mutex<Option<(&'static str, String)>>,
-}
-
-impl Journal {
-    fn defer_delete(&self, id: Id) {
-        if let Ok(mut ids) = self.deferred_deletes.lock() {
-            ids.push(id);
-        }
-    }
-
-    fn failed(&self, operation: &'static str, err: &session_store::Error) {
-        if let Ok(mut failure) = self.failure.lock() {
-            failure.get_or_insert((operation, err.to_string()));
-        }
-    }
-
-    fn take(&self) -> (Vec<Id>, Option<(&'static str, String)>) {
-        let ids = self
-            .deferred_deletes
-            .lock()
-            .map(|mut ids| std::mem::take(&mut *ids))
-            .unwrap_or_default();
-        let failure = self.failure.lock().ok().and_then(|mut f| f.take());
-        (ids, failure)
-    }
-}
-
-/// Wraps the session layer: answers a store failure in the layer's own save (which the layer
-/// would answer with an empty 500) as 503 `session_store_unavailable`, and carries out the
-/// request's deletes once its writes have succeeded. A delete that fails turns the answer
-/// into a 503 too: the browser then keeps its old session id, and that session is intact.
-pub async fn guard(
-    State(backend): State<SessionBackend>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let journal = Arc::new(Journal::default());
-    let response = JOURNAL.scope(journal.clone(), next.run(request)).await;
-    let (deletes, failure) = journal.take();
-    // The session layer's own answer to a failed save: an empty 500.
-    if let Some((operation, detail)) = failure
-        && response.extensions().get::<LoggedError>().is_none()
-        && response.status().is_server_error()
-    {
-        return store_unavailable(operation, detail);
-    }
-    if response.status().is_server_error() {
-        return response;
-    }
-    for id in deletes {
-        if let Err(err) = backend.delete_now(&id).await {
-            return store_unavailable("delete", err.to_string());
-        }
-    }
-    response
-}
-
-fn store_unavailable(operation: &'static str, detail: String) -> Response {
-    AppError::SessionStore(session_store::Error::Backend(format!(
-        "{operation}: {detail}"
-    )))
-    .into_response()
 }

@@ -62,7 +62,7 @@ impl Entry {
     /// The entry of a record that holds a signed-in member; `None` for any other session.
     pub fn of(record: &Record) -> Option<Self> {
         super::member::member_in(&record.data).map(|member| Self {
-            flow: member.credentials.flow(),
+            flow: member.credentials.flow().as_str(),
             member_id: member.member_id,
         })
     }

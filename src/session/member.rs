@@ -2,6 +2,7 @@
 //! flow that signed them in, and the extractors through which handlers reach it
 //! ([`MemberSession`], [`Connected`]) without knowing the flow, the key or the store.
 
+use std::fmt;
 use std::time::Duration;
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -12,7 +13,9 @@ use tower_sessions::session_store;
 use tower_sessions::{Expiry, Session};
 
 use crate::error::AppError;
+use crate::linkedin::oidc::PendingSignIn;
 use crate::secret::Secret;
+use crate::telemetry::Telemetry;
 
 /// The session rules every route shares.
 #[derive(Clone, Copy, Debug)]
@@ -45,12 +48,47 @@ pub enum Credentials {
     },
 }
 
-impl Credentials {
-    /// The flow's name, as `/session` and the metrics show it.
-    pub fn flow(&self) -> &'static str {
+/// A way of signing in: the JSAPI cookie exchange or OpenID Connect. Shown as `jsapi` or
+/// `oidc` in `/session`, the metrics' `flow` label and the log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flow {
+    /// The JSAPI cookie exchanged for OAuth 1.0a credentials.
+    Jsapi,
+    /// "Sign In with LinkedIn using OpenID Connect".
+    Oidc,
+}
+
+impl Flow {
+    /// `jsapi` or `oidc`.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Self::Jsapi { .. } => "jsapi",
-            Self::Oidc { .. } => "oidc",
+            Self::Jsapi => "jsapi",
+            Self::Oidc => "oidc",
+        }
+    }
+
+    /// Counts one sign-in through this flow that ended with `outcome` (`connected`,
+    /// `already_connected` or an error code) and writes its log line at info, with the member
+    /// (empty when none was signed in).
+    pub fn record(self, telemetry: &Telemetry, outcome: &'static str, member_id: &str) {
+        telemetry.exchange(self.as_str(), outcome);
+        tracing::info!(flow = self.as_str(), outcome, member_id = ?member_id, "exchange");
+    }
+}
+
+impl fmt::Display for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Credentials {
+    /// The flow that obtained them.
+    pub fn flow(&self) -> Flow {
+        match self {
+            Self::Jsapi { .. } => Flow::Jsapi,
+            Self::Oidc { .. } => Flow::Oidc,
         }
     }
 }
@@ -67,29 +105,25 @@ pub struct Member {
 }
 
 impl Member {
+    /// A member just signed in at `now` (Unix seconds) with `credentials` valid for
+    /// `expires_in` seconds.
+    pub fn signed_in(
+        member_id: String,
+        credentials: Credentials,
+        expires_in: u64,
+        now: i64,
+    ) -> Self {
+        Self {
+            member_id,
+            expires_at: now.saturating_add(i64::try_from(expires_in).unwrap_or(i64::MAX / 2)),
+            credentials,
+        }
+    }
+
     /// Whether the credentials are still valid at `now`.
     pub fn is_valid_at(&self, now: OffsetDateTime) -> bool {
         self.expires_at > now.unix_timestamp()
     }
-}
-
-/// An OpenID Connect sign-in that has been started and not finished: what the callback must
-/// find again. Kept in the browser's session, single use, for [`PendingSignIn::LIFETIME`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingSignIn {
-    /// The `state` sent to the provider.
-    pub state: Secret,
-    /// The `nonce` the id_token must carry.
-    pub nonce: Secret,
-    /// The PKCE verifier, when the provider takes PKCE.
-    pub pkce_verifier: Option<Secret>,
-    /// When it stops being accepted, as a Unix timestamp.
-    pub expires_at: i64,
-}
-
-impl PendingSignIn {
-    /// How long a sign-in may take.
-    pub const LIFETIME: Duration = Duration::from_secs(600);
 }
 
 /// A request's session, typed: the one place that names the session keys. Extract it in a
@@ -100,8 +134,8 @@ pub struct MemberSession {
 }
 
 impl MemberSession {
-    /// The session key of the member. Records written by earlier versions under another key
-    /// read as "not connected".
+    /// The session key of the member. A record that holds the member under any other key
+    /// reads as "not connected".
     const KEY: &'static str = "lte.member";
     /// The session key of a sign-in in progress.
     const PENDING: &'static str = "lte.oidc.pending";
@@ -168,7 +202,7 @@ impl MemberSession {
         Ok(Some(member))
     }
 
-    /// The value under `key`; one that does not decode (an earlier version's) reads as absent.
+    /// The value under `key`; one that does not decode reads as absent.
     async fn get<T: serde::de::DeserializeOwned>(
         &self,
         key: &str,
@@ -302,10 +336,21 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_in_member_expires_after_its_credentials_lifetime() {
+        let credentials = member(0).credentials;
+        let member = Member::signed_in("m".into(), credentials.clone(), 60, 1_000);
+        assert_eq!(member.expires_at, 1_060);
+        let forever = Member::signed_in("m".into(), credentials, u64::MAX, i64::MAX - 1);
+        assert_eq!(forever.expires_at, i64::MAX);
+    }
+
+    #[test]
     fn the_flow_is_a_tag_of_the_stored_record() {
         let json = serde_json::to_value(member(5)).unwrap();
         assert_eq!(json["credentials"]["flow"], "jsapi");
-        assert_eq!(member(5).credentials.flow(), "jsapi");
+        assert_eq!(member(5).credentials.flow(), Flow::Jsapi);
+        assert_eq!(serde_json::to_value(Flow::Oidc).unwrap(), "oidc");
+        assert_eq!(Flow::Jsapi.to_string(), "jsapi");
         let back: Member = serde_json::from_value(json).unwrap();
         assert_eq!(back, member(5));
     }

@@ -219,9 +219,10 @@ impl SessionStore for MemoryStore {
 struct RecordExpiry;
 
 impl RecordExpiry {
-    fn remaining(record: &Record) -> Option<Duration> {
+    /// What is left until `record`'s expiry date (nothing once it has passed).
+    fn remaining(record: &Record) -> Duration {
         let left = record.expiry_date - OffsetDateTime::now_utc();
-        Some(Duration::try_from(left).unwrap_or(Duration::ZERO))
+        Duration::try_from(left).unwrap_or(Duration::ZERO)
     }
 }
 
@@ -232,7 +233,7 @@ impl moka::Expiry<Id, Record> for RecordExpiry {
         record: &Record,
         _: std::time::Instant,
     ) -> Option<Duration> {
-        Self::remaining(record)
+        Some(Self::remaining(record))
     }
 
     fn expire_after_update(
@@ -242,7 +243,7 @@ impl moka::Expiry<Id, Record> for RecordExpiry {
         _: std::time::Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Self::remaining(record)
+        Some(Self::remaining(record))
     }
 }
 

@@ -1,7 +1,8 @@
 //! Sessions: which store holds them, what they hold, and the rules every route shares.
 //!
-//! - [`backend`]: the store chosen at run time (memory, SQLite, Redis, PostgreSQL), each
-//!   operation bounded in time, and the [`guard`] that orders a request's writes and deletes;
+//! - [`connect`]: the store chosen at run time (memory, SQLite, Redis, PostgreSQL), connected
+//!   and migrated; [`backend`]: each operation on it sealed and bounded in time; [`guard`]:
+//!   the middleware that orders a request's writes and deletes;
 //! - [`member`]: the typed [`Member`] and its flow's [`Credentials`], reached by handlers
 //!   through the [`MemberSession`] and [`Connected`] extractors;
 //! - [`seal`] (pure) and [`keys`]: records sealed at rest with AES-256-GCM, and where the
@@ -20,6 +21,8 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 pub mod backend;
+pub mod connect;
+pub mod guard;
 pub mod index;
 pub mod keys;
 pub mod member;
@@ -30,9 +33,11 @@ pub mod seal;
 pub mod sqlite;
 pub mod sweep;
 
-pub use backend::{ConnectError, SessionBackend, guard};
+pub use backend::SessionBackend;
+pub use connect::ConnectError;
+pub use guard::guard;
 pub use index::SessionSummary;
-pub use member::{Connected, Credentials, Member, MemberSession, PendingSignIn, SessionPolicy};
+pub use member::{Connected, Credentials, Flow, Member, MemberSession, SessionPolicy};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteSessions;
 

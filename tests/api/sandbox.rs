@@ -5,7 +5,8 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use linkedin_token_exchange::linkedin::client::{LinkedInClient, LinkedInEndpoints, UpstreamError};
+use linkedin_token_exchange::linkedin::client::{LinkedInClient, LinkedInEndpoints};
+use linkedin_token_exchange::linkedin::transport::UpstreamError;
 use linkedin_token_exchange::secret::Secret;
 use oauth1_request::Credentials;
 use oauth1_request::signature_method::HmacSha1;

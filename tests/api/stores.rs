@@ -312,7 +312,7 @@ async fn the_sqlite_file_and_its_new_folder_are_for_the_owner_only() {
     assert!(!wal.exists() || mode(&wal) == 0o600, "the write-ahead log");
     app.stop().await;
 
-    // A file an earlier version left readable by others is narrowed at the next start.
+    // A file left readable by others is narrowed at the next start.
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     let app = TestApp::start(config, dir).await;
     assert_eq!(mode(&db), 0o600);

@@ -3,7 +3,7 @@
 
 Run from anywhere (standard library only; needs cargo and wrk):
 
-    bench/exchange [--json FILE] [--duration S] [--stores memory,sqlite,redis]
+    bench/exchange.py [--json FILE] [--duration S] [--stores memory,sqlite,redis]
                    [--connections 1,16,64] [--cookies N] [--no-build] [--binary PATH]
                    [--upstream-binary PATH]
                    [--env NAME=VALUE ...] [--prefill N [--prefill-expired]] [--upstream-close]
@@ -704,7 +704,7 @@ def main() -> int:
     failures: list[str] = []
     report = {
         "machine": machine(),
-        "command": " ".join(["bench/exchange"] + sys.argv[1:]),
+        "command": " ".join(["bench/exchange.py"] + sys.argv[1:]),
         "config": {"duration_s": args.duration, "upstream_close": args.upstream_close,
                    "callgrind": args.callgrind, "prefill": args.prefill,
                    "prefill_expired": args.prefill_expired,
@@ -816,7 +816,7 @@ def main() -> int:
     except BaseException as err:
         if isinstance(err, (BenchError, subprocess.CalledProcessError, KeyboardInterrupt, OSError)):
             reason = "interrupted" if isinstance(err, KeyboardInterrupt) else str(err)
-            print(f"\nbench/exchange: stopped: {reason}", file=sys.stderr)
+            print(f"\nbench/exchange.py: stopped: {reason}", file=sys.stderr)
             for service in services:
                 print(f"--- {service.name} log (last lines):\n{service.log_tail()}", file=sys.stderr)
             failures.append(f"stopped: {reason}")
@@ -850,5 +850,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except BenchError as err:
-        print(f"bench/exchange: {err}", file=sys.stderr)
+        print(f"bench/exchange.py: {err}", file=sys.stderr)
         sys.exit(1)

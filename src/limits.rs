@@ -1,0 +1,12 @@
+//! The limits on a request's body, shared by the router that enforces them ([`crate::app`])
+//! and the errors that name them ([`crate::error`]).
+
+use std::time::Duration;
+
+/// The largest request body accepted (the routes take none, or a small one).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// The most of an oversized body that is read (and thrown away) before its 413, so that a
+/// client still uploading sees the answer instead of a reset.
+pub const MAX_DRAINED_BYTES: u64 = 1024 * 1024;
+/// How long a request body may take to arrive.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);

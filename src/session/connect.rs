@@ -1,0 +1,200 @@
+//! Connecting the store a [`StoreUrl`] names (memory, SQLite, Redis, PostgreSQL): its
+//! driver's limits, its migrations and its sweeper, or a [`ConnectError`] that says which
+//! step failed, within seconds.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tower_sessions_redis_store::RedisStore;
+use tower_sessions_redis_store::fred::prelude::{
+    ClientLike, Config as RedisConfig, ConnectionConfig, PerformanceConfig, Pool as RedisPool,
+    ReconnectPolicy,
+};
+use tower_sessions_sqlx_store::PostgresStore;
+use tower_sessions_sqlx_store::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tower_sessions_sqlx_store::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::index::MemberIndex;
+use super::postgres::PostgresSessions;
+use super::private;
+use super::sweep::Sweeper;
+use super::{MemoryStore, SqliteSessions};
+use crate::config::StoreUrl;
+
+/// The longest a store operation may take before the request is answered 503.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long connecting to a store may take before the start is abandoned.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the store could not be used at start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use {store}: {what}: {detail}")]
+pub struct ConnectError {
+    /// The store, shown without credentials.
+    pub store: String,
+    /// The step that failed.
+    pub what: &'static str,
+    /// What went wrong.
+    pub detail: String,
+}
+
+#[derive(Clone, Debug)]
+pub(super) enum Store {
+    /// `memory`.
+    Memory(MemoryStore),
+    /// `sqlite://…`.
+    Sqlite(SqliteSessions),
+    /// `redis://…`.
+    Redis(RedisStore<RedisPool>),
+    /// `postgres://…`.
+    Postgres(PostgresSessions),
+}
+
+impl Store {
+    /// Connects to the store `url` names, runs its migrations and, where it needs one,
+    /// starts its sweeper; with the store's member index (migrated by the caller).
+    pub(super) async fn connect(
+        url: &StoreUrl,
+        memory_capacity: u64,
+    ) -> Result<(Self, MemberIndex), ConnectError> {
+        let fail = |what: &'static str, err: &dyn fmt::Display| ConnectError {
+            store: url.to_string(),
+            what,
+            detail: err.to_string(),
+        };
+        let backend = match url {
+            StoreUrl::Memory => {
+                let store = MemoryStore::with_capacity(memory_capacity);
+                (Self::Memory(store.clone()), MemberIndex::Memory(store))
+            }
+            StoreUrl::Sqlite(path) => {
+                prepare_private_file(path).map_err(|e| fail("cannot create it", &e))?;
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    // Checkpoints (and their fsync) run in the background, not in a commit.
+                    .pragma("wal_autocheckpoint", "0")
+                    .busy_timeout(STORE_TIMEOUT);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(STORE_TIMEOUT)
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(|e| fail("cannot open", &e))?;
+                let sessions = SqliteSessions::open(pool, options)
+                    .await
+                    .map_err(|e| fail("migration or writer connection failed", &e))?;
+                Sweeper::Sqlite(sessions.clone())
+                    .start()
+                    .await
+                    .map_err(|e| fail("migration failed", &e))?;
+                (
+                    Self::Sqlite(sessions.clone()),
+                    MemberIndex::Sqlite(sessions),
+                )
+            }
+            StoreUrl::Postgres(dsn) => {
+                let options =
+                    PgConnectOptions::from_str(dsn.as_str()).map_err(|e| fail("bad URL", &e))?;
+                let pool = match PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(STORE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                {
+                    Ok(pool) => pool,
+                    Err(e) => {
+                        let why = unreachable_reason(dsn, 5432).await;
+                        return Err(fail(
+                            "cannot connect",
+                            &why.unwrap_or_else(|| e.to_string()),
+                        ));
+                    }
+                };
+                let store = PostgresStore::new(pool.clone());
+                store
+                    .migrate()
+                    .await
+                    .map_err(|e| fail("migration failed", &e))?;
+                Sweeper::Postgres(pool.clone())
+                    .start()
+                    .await
+                    .map_err(|e| fail("migration failed", &e))?;
+                (
+                    Self::Postgres(PostgresSessions::new(store, pool.clone())),
+                    MemberIndex::Postgres(pool),
+                )
+            }
+            StoreUrl::Redis(dsn) => {
+                let config =
+                    RedisConfig::from_url(dsn.as_str()).map_err(|e| fail("bad URL", &e))?;
+                // Commands fail once their time is up instead of queueing for a whole outage;
+                // the connection comes back by itself, retried every second at most.
+                let performance = PerformanceConfig {
+                    default_command_timeout: STORE_TIMEOUT,
+                    ..PerformanceConfig::default()
+                };
+                let connection = ConnectionConfig {
+                    connection_timeout: Duration::from_secs(1),
+                    internal_command_timeout: Duration::from_secs(1),
+                    max_command_attempts: 1,
+                    ..ConnectionConfig::default()
+                };
+                let policy = ReconnectPolicy::new_exponential(0, 100, 1_000, 2);
+                let pool =
+                    RedisPool::new(config, Some(performance), Some(connection), Some(policy), 4)
+                        .map_err(|e| fail("bad configuration", &e))?;
+                match tokio::time::timeout(CONNECT_TIMEOUT, pool.init()).await {
+                    Ok(Ok(_task)) => {}
+                    Ok(Err(e)) => {
+                        let why = unreachable_reason(dsn, 6379).await;
+                        return Err(fail(
+                            "cannot connect",
+                            &why.unwrap_or_else(|| e.to_string()),
+                        ));
+                    }
+                    Err(_) => return Err(fail("cannot connect", &"no answer within 5 s")),
+                }
+                // Redis expires keys itself (EXAT), so no sweeper is needed.
+                (
+                    Self::Redis(RedisStore::new(pool.clone())),
+                    MemberIndex::Redis(pool),
+                )
+            }
+        };
+        Ok(backend)
+    }
+}
+
+/// Why the server of `url` cannot be reached, in words (`connection refused at HOST:PORT`),
+/// found by opening a TCP connection to it; `None` when it can be reached (the store's own
+/// error then says what went wrong after connecting).
+async fn unreachable_reason(url: &url::Url, default_port: u16) -> Option<String> {
+    let host = url.host_str().filter(|h| !h.is_empty())?;
+    let at = format!("{host}:{}", url.port().unwrap_or(default_port));
+    match tokio::time::timeout(STORE_TIMEOUT, tokio::net::TcpStream::connect(&at)).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Some(format!("connection refused at {at}"))
+        }
+        Ok(Err(e)) => Some(format!("cannot reach {at}: {e}")),
+        Err(_) => Some(format!(
+            "no answer from {at} within {} ms",
+            STORE_TIMEOUT.as_millis()
+        )),
+    }
+}
+
+/// Creates the SQLite file's folder (owner only) and the file itself readable by its owner
+/// only; SQLite gives its `-wal` and `-shm` files the same mode. An existing file that others
+/// can read is narrowed.
+fn prepare_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    private::create_parent(path)?;
+    private::options().append(true).create(true).open(path)?;
+    private::narrow_to_owner(path)
+}
