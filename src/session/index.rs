@@ -133,7 +133,9 @@ impl MemberIndex {
     }
 
     /// Follows a session saved again with a new expiry (the SQL stores read the expiry from
-    /// the sessions table, so they have nothing to do).
+    /// the sessions table, so they have nothing to do). A session that has ended meanwhile is
+    /// not written back by its save, and not indexed again here (Redis: its entry is dropped
+    /// at the next read, which checks that each session still exists).
     pub async fn touch(
         &self,
         id: &Id,
@@ -142,7 +144,9 @@ impl MemberIndex {
     ) -> session_store::Result<()> {
         match self {
             Self::Memory(store) => {
-                store.index().record(id, entry, expires.unix_timestamp());
+                if store.holds_member_session(id) {
+                    store.index().record(id, entry, expires.unix_timestamp());
+                }
                 Ok(())
             }
             Self::Sqlite(_) | Self::Postgres(_) => Ok(()),
@@ -173,8 +177,10 @@ impl MemberIndex {
                     .index()
                     .entries(member_id)
                     .into_iter()
+                    .filter(|(id, summary)| {
+                        summary.expires_at > now && store.holds_member_session(id)
+                    })
                     .map(|(_, summary)| summary)
-                    .filter(|summary| summary.expires_at > now)
                     .collect()
             }
             Self::Sqlite(sessions) => sql::list_sqlite(&sessions.pool(), member_id).await?,

@@ -76,6 +76,11 @@ impl MemoryStore {
         &self.index
     }
 
+    /// Whether the session `id` of a signed-in member is held (expired or not).
+    pub fn holds_member_session(&self, id: &Id) -> bool {
+        self.members.contains_key(id)
+    }
+
     /// Sessions held now, sign-ins in progress included (approximately: expired ones go
     /// lazily).
     pub fn len(&self) -> u64 {
@@ -328,6 +333,27 @@ mod tests {
         store.delete(&r.id).await.unwrap();
         store.save(&r).await.unwrap();
         assert!(store.load(&r.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_save_of_an_ended_session_indexes_it_again_nowhere() {
+        use crate::session::index::{Entry, MemberIndex};
+        let store = MemoryStore::default();
+        let index = MemberIndex::Memory(store.clone());
+        let entry = Entry {
+            member_id: "m".into(),
+            flow: "oidc",
+        };
+        let mut r = record(9);
+        store.create(&mut r).await.unwrap();
+        index.add(&r.id, &entry, r.expiry_date).await.unwrap();
+        assert_eq!(index.list("m").await.unwrap().len(), 1);
+        assert_eq!(index.revoke("m").await.unwrap(), 1);
+        // The request that loaded the session before the revocation saves it now.
+        index.touch(&r.id, &entry, r.expiry_date).await.unwrap();
+        store.save(&r).await.unwrap();
+        assert!(index.list("m").await.unwrap().is_empty());
+        assert!(store.index().is_empty());
     }
 
     #[tokio::test]
