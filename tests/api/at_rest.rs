@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tower_sessions_sqlx_store::sqlx::{self, Row};
 
-use crate::helpers::{
+use crate::support::servers::{RedisServer, postgres_url_for_tests, skip_or_fail};
+use crate::support::{
     FakeUpstream, FetchJson, GRANT, SECRET_KEY, TestApp, json_of, session_id_in, signed_cookie,
     test_config, trusting_client,
 };
-use crate::servers::{RedisServer, postgres_url_for_tests, skip_or_fail};
 
 /// What the fake upstream issues for its first exchange; neither may be stored in clear.
 const TOKEN: &[u8] = b"tok-1-";

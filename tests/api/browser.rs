@@ -19,8 +19,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::{API_KEY, FetchJson, TestApp, encode_cookie, test_config};
-use crate::servers::skip_or_fail;
+use crate::support::servers::skip_or_fail;
+use crate::support::{API_KEY, FetchJson, TestApp, encode_cookie, test_config};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";

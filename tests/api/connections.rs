@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_rustls::client::TlsStream;
 
-use crate::helpers::{
+use crate::support::{
     API_KEY, Behaviour, FakeUpstream, SECRET_KEY, http1_client, json_of, raw_tls, signed_cookie,
     test_config, trusting_client,
 };
@@ -44,7 +44,7 @@ const CLOSE_SLACK: Duration = Duration::from_millis(2_500);
 /// Bound on a handshake or an answer that should come at once.
 const PROMPT: Duration = Duration::from_secs(5);
 
-/// A server run in-process like [`crate::helpers::TestApp`], optionally with a short idle
+/// A server run in-process like [`crate::support::TestApp`], optionally with a short idle
 /// timeout, whose `run` future the test can watch end.
 struct Served {
     addr: SocketAddr,

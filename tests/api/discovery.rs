@@ -12,8 +12,8 @@ use linkedin_token_exchange::config::RateLimit;
 use linkedin_token_exchange::secret::Secret;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json_of, test_config};
 use crate::oidc::step_by_step_with;
+use crate::support::{TestApp, json_of, test_config};
 
 /// A provider whose discovery answers after `delay_ms`, counting the fetches.
 #[derive(Clone, Default)]

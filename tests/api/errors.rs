@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{
+use crate::support::{
     Behaviour, FakeUpstream, FetchJson, GRANT, SECRET_KEY, TestApp, encode_cookie, json_of,
     signed_cookie, spawn_app, spawn_real_app,
 };
@@ -293,7 +293,7 @@ async fn a_20_kb_cookie_gets_a_4xx_over_http1_and_http2() {
     .await;
     assert!(matches!(status, Some(400..=499)), "http/2: {status:?}");
 
-    let http1 = crate::helpers::http1_client(&app.dir);
+    let http1 = crate::support::http1_client(&app.dir);
     let status = raw_status(
         http1
             .post(app.url("/token-exchange"))
@@ -319,7 +319,7 @@ async fn a_cookie_just_over_the_browser_limit_is_malformed_not_a_crash() {
 #[tokio::test]
 async fn a_header_flood_gets_a_4xx() {
     let app = spawn_app().await;
-    for client in [app.new_browser().0, crate::helpers::http1_client(&app.dir)] {
+    for client in [app.new_browser().0, crate::support::http1_client(&app.dir)] {
         let mut request = client.get(app.url("/session"));
         for i in 0..400 {
             request = request.header(format!("x-flood-{i}"), "x".repeat(64));
@@ -545,7 +545,7 @@ async fn a_refused_connection_is_upstream_unavailable() {
     drop(closed);
     let upstream = FakeUpstream::start(GRANT).await;
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let mut config = crate::helpers::test_config(&dir);
+    let mut config = crate::support::test_config(&dir);
     config.linkedin.sandbox = Some(false);
     config.linkedin.access_token_url = Some(
         format!("http://127.0.0.1:{port}/uas/oauth/accessToken")
@@ -643,7 +643,7 @@ async fn a_session_id_planted_before_sign_in_is_not_kept() {
 async fn sixty_four_concurrent_exchanges_each_make_one_upstream_call_and_keep_their_member() {
     // Volume from one address is the point here: no rate limit.
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let mut config = crate::helpers::test_config(&dir);
+    let mut config = crate::support::test_config(&dir);
     config.limits.rate_limit = linkedin_token_exchange::config::RateLimit::Off;
     let app = std::sync::Arc::new(TestApp::start(config, dir).await);
     let mut tasks = Vec::new();

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use linkedin_token_exchange::config::StoreUrl;
 use serde_json::{Value, json};
 
-use crate::helpers::{
+use crate::support::servers::{PostgresCluster, RedisServer, Tmpfs, skip_or_fail};
+use crate::support::{
     Behaviour, FakeUpstream, GRANT, SECRET_KEY, TestApp, json_of, signed_cookie, spawn_app,
     test_config,
 };
-use crate::servers::{PostgresCluster, RedisServer, Tmpfs, skip_or_fail};
 
 /// The bound on answering a store failure.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);

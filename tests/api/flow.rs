@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{API_KEY, session_set_cookie, spawn_app};
+use crate::support::{API_KEY, session_set_cookie, spawn_app};
 
 #[tokio::test]
 async fn a_signed_in_member_is_exchanged_stored_and_can_fetch_the_profile() {
@@ -49,7 +49,7 @@ async fn session_answers_before_during_and_after_a_connection() {
     app.exchange().await;
     assert_eq!(app.session().await["connected"], true);
 
-    let (status, body) = crate::helpers::json_of(app.post("/logout").await).await;
+    let (status, body) = crate::support::json_of(app.post("/logout").await).await;
     assert_eq!((status, body), (200, json!({"status": "logged_out"})));
     assert_eq!(app.session().await, json!({"connected": false}));
 }
@@ -130,7 +130,7 @@ async fn health_static_assets_and_unknown_routes() {
     assert_eq!(app.get("/static/app.css").await.status(), 200);
     assert_eq!(app.get("/sandbox/in.js").await.status(), 200);
 
-    let (status, body) = crate::helpers::json_of(app.get("/static/nope.js").await).await;
+    let (status, body) = crate::support::json_of(app.get("/static/nope.js").await).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
     assert_eq!(app.get("/nowhere").await.status(), 404);
 }
@@ -138,7 +138,7 @@ async fn health_static_assets_and_unknown_routes() {
 #[tokio::test]
 async fn the_profile_needs_a_connected_member() {
     let app = spawn_app().await;
-    let (status, body) = crate::helpers::json_of(app.get("/me").await).await;
+    let (status, body) = crate::support::json_of(app.get("/me").await).await;
     assert_eq!(status, 401);
     assert_eq!(body["error"], "not_connected");
     assert!(body["message"].as_str().unwrap().ends_with('.'));

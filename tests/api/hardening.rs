@@ -10,14 +10,12 @@ use linkedin_token_exchange::config::{RateLimit, StoreUrl};
 use time::OffsetDateTime;
 use tower_sessions_sqlx_store::sqlx::{self, Row};
 
-use crate::helpers::{TestApp, test_config};
 use crate::oidc::{consent, start, step_by_step};
+use crate::support::{TestApp, test_config};
 
 /// A client that keeps no cookie and follows no redirect: every request is a new visitor.
 fn cookieless(app: &TestApp) -> reqwest::Client {
-    let pem = std::fs::read(app.dir.path().join("cert.pem")).unwrap();
-    reqwest::Client::builder()
-        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+    crate::support::client::trusting(&app.dir.path().join("cert.pem"))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
@@ -103,7 +101,7 @@ async fn a_flood_of_sign_in_starts_never_evicts_a_signed_in_member_from_memory()
 
 #[tokio::test]
 async fn a_jsapi_exchange_over_an_oidc_session_of_the_same_member_replaces_it() {
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::spawn_app().await;
     let browser = step_by_step(&app);
     let authorization = start(&app, &browser).await;
     let callback = consent(&browser, &authorization, "allow", "both-flows").await;
@@ -152,9 +150,7 @@ async fn a_jsapi_exchange_over_an_oidc_session_of_the_same_member_replaces_it() 
 
 /// A client that connects from `local`, keeps no cookie and follows no redirect.
 fn client_from(app: &TestApp, local: &str) -> reqwest::Client {
-    let pem = std::fs::read(app.dir.path().join("cert.pem")).unwrap();
-    reqwest::Client::builder()
-        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+    crate::support::client::trusting(&app.dir.path().join("cert.pem"))
         .local_address(local.parse::<std::net::IpAddr>().unwrap())
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -334,7 +330,7 @@ fn a_mistyped_store_url_is_reported_without_its_password_in_text_and_in_json() {
     let (code, _, stderr) = run(
         &[
             ("SESSION_STORE", "postgres://app:PW@127.0.0.1:1/x"),
-            ("SESSION_KEYS", crate::helpers::SESSION_KEY),
+            ("SESSION_KEYS", crate::support::SESSION_KEY),
         ],
         &[],
     );
@@ -389,7 +385,7 @@ async fn an_empty_session_key_file_left_by_a_crash_no_longer_stops_every_start()
 
 #[tokio::test]
 async fn a_session_cookie_without_the_host_prefix_is_not_read() {
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::spawn_app().await;
     app.sign_in("prefixed").await;
     assert_eq!(app.exchange().await.0, 200);
     let id = app.session_id().unwrap();
@@ -436,7 +432,7 @@ fn a_store_on_a_closed_port_is_connection_refused_at_host_and_port_in_words() {
         let (code, _, stderr) = run(
             &[
                 ("SESSION_STORE", store),
-                ("SESSION_KEYS", crate::helpers::SESSION_KEY),
+                ("SESSION_KEYS", crate::support::SESSION_KEY),
             ],
             &[],
         );

@@ -3,7 +3,6 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod helpers;
 mod support;
 
 mod at_rest;
@@ -25,5 +24,4 @@ mod revocation;
 mod sandbox;
 mod sandbox_oidc;
 mod sandbox_standalone;
-mod servers;
 mod stores;

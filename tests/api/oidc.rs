@@ -3,12 +3,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::cookie::Jar;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json_of, spawn_app};
+use crate::support::{TestApp, json_of, spawn_app};
 
 /// A browser that does not follow redirects (to look at each one), sharing `app`'s jar.
 pub(crate) fn step_by_step(app: &TestApp) -> reqwest::Client {
@@ -17,12 +16,9 @@ pub(crate) fn step_by_step(app: &TestApp) -> reqwest::Client {
 
 /// A browser that does not follow redirects, with the cookie jar `jar`.
 pub(crate) fn step_by_step_with(app: &TestApp, jar: Arc<Jar>) -> reqwest::Client {
-    let pem = std::fs::read(app.dir.path().join("cert.pem")).unwrap();
-    reqwest::Client::builder()
-        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+    crate::support::client::trusting(&app.dir.path().join("cert.pem"))
         .cookie_provider(jar)
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
 }

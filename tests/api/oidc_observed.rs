@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use linkedin_token_exchange::config::PkceMode;
 use serde_json::{Value, json};
 
-use crate::helpers::{API_KEY, SECRET_KEY, json_of};
 use crate::oidc::{location, query, start, step_by_step_with};
 use crate::support::oidc_provider::{
     CLIENT_ID, CLIENT_SECRET, Profile, Provider, Rig, Signing, fixture, unix_now,
 };
+use crate::support::{API_KEY, SECRET_KEY, json_of};
 use crate::support::{Served, binary, sample, scrape};
 
 /// A good round: 303 to `/`, the session now `member`'s.

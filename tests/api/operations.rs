@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use linkedin_token_exchange::config::{Config, RateLimit};
 use tempfile::TempDir;
 
-use crate::helpers::{
+use crate::support::servers::{RedisServer, skip_or_fail};
+use crate::support::{
     FakeUpstream, GRANT, SECRET_KEY, TestApp, encode_cookie, json_of, signed_cookie, spawn_app,
     test_config,
 };
-use crate::servers::{RedisServer, skip_or_fail};
 use crate::support::{sample, scrape};
 
 async fn app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
@@ -213,7 +213,7 @@ async fn readyz_is_503_from_the_moment_shutdown_begins() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_app().await;
     // A request whose headers are still arriving when the shutdown begins is answered.
-    let mut stream = crate::helpers::raw_tls(&app.dir, app.addr, b"http/1.1").await;
+    let mut stream = crate::support::raw_tls(&app.dir, app.addr, b"http/1.1").await;
     stream
         .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\n")
         .await
@@ -260,9 +260,7 @@ async fn plain_http_is_redirected_to_the_https_origin_with_path_and_query() {
 
 /// A client that connects from `local` (any 127.0.0.0/8 address is this machine).
 fn client_from(dir: &TempDir, local: &str) -> reqwest::Client {
-    let pem = std::fs::read(dir.path().join("cert.pem")).unwrap();
-    reqwest::Client::builder()
-        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+    crate::support::client::trusting(&dir.path().join("cert.pem"))
         .local_address(local.parse::<IpAddr>().unwrap())
         .build()
         .unwrap()
@@ -372,7 +370,7 @@ async fn replaying_one_cookie_without_a_session_does_not_buy_unlimited_exchanges
             .header("origin", &app.base)
             .header(
                 "cookie",
-                format!("linkedin_oauth_{}={cookie}", crate::helpers::API_KEY),
+                format!("linkedin_oauth_{}={cookie}", crate::support::API_KEY),
             )
             .send()
             .await

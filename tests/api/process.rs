@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{
+use crate::support::{
     API_KEY, Behaviour, FakeUpstream, SECRET_KEY, encode_cookie, json_of, signed_cookie,
     trusting_client,
 };
@@ -721,10 +721,7 @@ async fn sighup_or_new_files_reload_the_certificate_and_open_connections_keep_wo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_providers_error_description_cannot_forge_a_log_line_or_hide_text() {
     let server = Running::start(&[]);
-    linkedin_token_exchange::tls::install_crypto_provider();
-    let pem = std::fs::read(server.dir.path().join("cert.pem")).unwrap();
-    let browser = reqwest::Client::builder()
-        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+    let browser = crate::support::client::trusting(&server.dir.path().join("cert.pem"))
         .cookie_provider(Arc::new(reqwest::cookie::Jar::default()))
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -16,12 +16,12 @@ use reqwest::cookie::Jar;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::{
+use crate::oidc::{consent, start, step_by_step_with};
+use crate::support::servers::{postgres_url_for_tests, redis_url_for_tests, skip_or_fail};
+use crate::support::{
     API_KEY, Behaviour, FakeUpstream, FetchJson, GRANT, SECRET_KEY, TestApp, encode_cookie,
     json_of, session_id_in, signed_cookie, test_config,
 };
-use crate::oidc::{consent, start, step_by_step_with};
-use crate::servers::{postgres_url_for_tests, redis_url_for_tests, skip_or_fail};
 
 /// The admin token of these tests.
 const ADMIN: &str = "revocation-test-admin-token-0123456789";

@@ -11,7 +11,7 @@ use linkedin_token_exchange::secret::Secret;
 use oauth1_request::Credentials;
 use oauth1_request::signature_method::HmacSha1;
 
-use crate::helpers::{API_KEY, SECRET_KEY, TestApp, spawn_app, test_config};
+use crate::support::{API_KEY, SECRET_KEY, TestApp, spawn_app, test_config};
 
 fn client(app: &TestApp, key: &str, secret: &str) -> LinkedInClient {
     let endpoints = LinkedInEndpoints {

@@ -11,8 +11,8 @@ use linkedin_token_exchange::secret::Secret;
 use serde_json::Value;
 use url::Url;
 
-use crate::helpers::{TestApp, json_of, test_config};
 use crate::oidc::{consent, location, query, start, step_by_step};
+use crate::support::{TestApp, json_of, test_config};
 
 const SANDBOX_CLIENT_ID: &str = "sandbox-rp";
 const SANDBOX_CLIENT_SECRET: &str = "sandbox-rp-secret-Zt4";

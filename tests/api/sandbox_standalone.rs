@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::servers::skip_or_fail;
+use crate::support::servers::skip_or_fail;
 use crate::support::{binary, free_port};
 
 /// The `sandbox` command, running; killed when dropped.
@@ -74,12 +74,8 @@ impl Standalone {
 
     /// A client trusting the sandbox's certificate, following no redirects.
     fn client(&self) -> reqwest::Client {
-        linkedin_token_exchange::tls::install_crypto_provider();
-        let pem = std::fs::read(&self.vars()["UPSTREAM_CA_CERT"]).unwrap();
-        reqwest::Client::builder()
-            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+        crate::support::client::trusting(std::path::Path::new(&self.vars()["UPSTREAM_CA_CERT"]))
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
             .build()
             .unwrap()
     }

@@ -15,11 +15,11 @@ use linkedin_token_exchange::server::Server;
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::helpers::{
+use crate::support::servers::{postgres_url_for_tests, redis_url_for_tests, skip_or_fail};
+use crate::support::{
     Behaviour, FakeUpstream, FetchJson, SECRET_KEY, TestApp, json_of, session_id_in,
     session_set_cookie, signed_cookie, test_config, trusting_client,
 };
-use crate::servers::{postgres_url_for_tests, redis_url_for_tests, skip_or_fail};
 
 /// PostgreSQL migrations are not safe to run concurrently: start such apps one at a time.
 static START_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -174,7 +174,7 @@ session_suite!(memory, sqlite, redis, postgres);
 
 #[tokio::test]
 async fn sqlite_sessions_survive_a_restart() {
-    let upstream = FakeUpstream::start(crate::helpers::GRANT).await;
+    let upstream = FakeUpstream::start(crate::support::GRANT).await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
     config.sessions.store = sqlite(&dir).unwrap();
@@ -201,7 +201,7 @@ async fn sqlite_sessions_survive_a_restart() {
 /// Two instances in real mode on different ports, one store, one shared LinkedIn (a third
 /// server in sandbox mode): what one does, the other sees.
 async fn two_instances_share(store: StoreUrl) {
-    let linkedin = crate::helpers::spawn_app().await;
+    let linkedin = crate::support::spawn_app().await;
     // Both instances serve the same certificate, as they would behind one load balancer.
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let start = |store: StoreUrl| {

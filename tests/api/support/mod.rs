@@ -1,7 +1,13 @@
-//! Test doubles and runners shared by several test modules: the fake OpenID Connect provider
-//! (in its documented and its observed-LinkedIn profile), the rig that signs in against it,
-//! the service's binary as a person runs it (a one-off command, or a server), and a scrape of
-//! its metrics.
+//! The shared test harness, one place for what several test modules use:
+//! - [`app`]: a real server over HTTPS on a random port (built by the same `Server::build` as
+//!   `main`), driven by a cookie-keeping client;
+//! - [`client`]: the one way to build an HTTPS client that trusts a test server;
+//! - [`upstream`]: a plain-HTTP OAuth 1.0a upstream that misbehaves on purpose;
+//! - [`oidc_provider`]: the fake OpenID Connect provider (documented and observed-LinkedIn
+//!   profiles) and the rig that signs in against it;
+//! - [`servers`]: Redis, PostgreSQL and a tmpfs of the tests' own, to break on purpose;
+//! - here: the service's binary as a person runs it (a one-off command, or a server), and a
+//!   scrape of its metrics.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -13,7 +19,14 @@ use std::time::{Duration, Instant};
 use reqwest::cookie::Jar;
 use tempfile::TempDir;
 
+pub mod app;
+pub mod client;
 pub mod oidc_provider;
+pub mod servers;
+pub mod upstream;
+
+pub use app::*;
+pub use upstream::*;
 
 /// A port of 127.0.0.1 that was free a moment ago (the kernel's choice for port 0).
 pub fn free_port() -> u16 {
@@ -88,12 +101,8 @@ impl Served {
 
     /// A browser that trusts the server's certificate and follows no redirects.
     pub fn client(&self, jar: Option<Arc<Jar>>) -> reqwest::Client {
-        linkedin_token_exchange::tls::install_crypto_provider();
-        let pem = std::fs::read(self.cert()).unwrap();
-        let mut builder = reqwest::Client::builder()
-            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10));
+        let mut builder =
+            client::trusting(&self.cert()).redirect(reqwest::redirect::Policy::none());
         if let Some(jar) = jar {
             builder = builder.cookie_provider(jar);
         }

@@ -37,8 +37,8 @@ use rsa::traits::PublicKeyParts;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use crate::helpers::{TestApp, json_of, test_config};
 use crate::oidc::{location, query, start, step_by_step};
+use crate::support::{TestApp, json_of, test_config};
 
 pub const CLIENT_ID: &str = "rp-client";
 pub const CLIENT_SECRET: &str = "rp-secret-7Qx";
