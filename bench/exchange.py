@@ -8,7 +8,10 @@ Run from anywhere (standard library only; needs cargo and wrk):
                    [--upstream-binary PATH]
                    [--env NAME=VALUE ...] [--prefill N [--prefill-expired]] [--upstream-close]
                    [--callgrind] [--keep-workdir]
-    (--stores also takes postgres: a database of its own on 127.0.0.1:5432, made afresh)
+    (--stores also takes postgres: a database of its own on 127.0.0.1:5432, made afresh;
+     redis-cluster: the cluster named by --cluster-url (bench/fleet starts one); and
+     redis-shared: the local Redis with RATE_LIMIT_STORE=redis and a budget never spent, so
+     that every exchange pays for the shared limit's two checks)
 
 --prefill N stores N sessions before the server starts, for growth figures: rows in the
 server's table (sqlite, postgres), or keys beside the sessions in the shared Redis, living an
@@ -618,6 +621,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", metavar="FILE", type=Path, help="write every figure to FILE as JSON")
     parser.add_argument("--duration", metavar="S", type=int, default=10, help="seconds per measured run (10)")
+    parser.add_argument("--cluster-url", default=None, metavar="URL",
+                        help="the redis-cluster:// URL of --stores redis-cluster")
     parser.add_argument("--stores", default=None,
                         help="comma-separated, from memory,sqlite,redis (default: all; redis only when "
                              "127.0.0.1:6379 answers)")
@@ -666,16 +671,21 @@ def parse_args() -> argparse.Namespace:
         args.stores = ["memory", "sqlite"] + (["redis"] if redis_answers() else [])
     else:
         args.stores = [s.strip() for s in args.stores.split(",") if s.strip()]
-        unknown = set(args.stores) - {"memory", "sqlite", "redis", "postgres"}
+        unknown = set(args.stores) - {"memory", "sqlite", "redis", "postgres", "redis-cluster",
+                                      "redis-shared"}
         if unknown or not args.stores:
-            parser.error(f"--stores takes memory, sqlite, redis and postgres, "
-                         f"not {', '.join(sorted(unknown))}")
+            parser.error(f"--stores takes memory, sqlite, redis, postgres, redis-cluster and "
+                         f"redis-shared, not {', '.join(sorted(unknown))}")
+        if "redis-cluster" in args.stores and not args.cluster_url:
+            parser.error("--stores redis-cluster needs --cluster-url redis-cluster://HOST:PORT,…")
         if "postgres" in args.stores and not postgres_answers():
             print("note: postgres skipped: nothing answers on 127.0.0.1:5432", file=sys.stderr)
             args.stores.remove("postgres")
-        if "redis" in args.stores and not redis_answers():
-            print("note: redis skipped: nothing answers PING on 127.0.0.1:6379", file=sys.stderr)
-            args.stores.remove("redis")
+        for needs_redis in ("redis", "redis-shared"):
+            if needs_redis in args.stores and not redis_answers():
+                print(f"note: {needs_redis} skipped: nothing answers PING on 127.0.0.1:6379",
+                      file=sys.stderr)
+                args.stores.remove(needs_redis)
     return args
 
 
@@ -740,7 +750,13 @@ def main() -> int:
             print(f"\n{len(values)} distinct cookies in {time.monotonic() - started:.1f} s -> {cookies}",
                   flush=True)
             store_url = {"memory": "memory", "sqlite": f"sqlite://{workdir}/sessions.db",
-                         "redis": f"redis://{REDIS[0]}:{REDIS[1]}", "postgres": ""}[store]
+                         "redis": f"redis://{REDIS[0]}:{REDIS[1]}", "postgres": "",
+                         "redis-cluster": args.cluster_url or "",
+                         "redis-shared": f"redis://{REDIS[0]}:{REDIS[1]}"}[store]
+            # Volume from one address is the point here: no rate limit, or (redis-shared) one
+            # so large that it never refuses, to measure what the shared checks cost.
+            limits = ({"RATE_LIMIT": "1000000000,1000000", "RATE_LIMIT_STORE": "redis"}
+                      if store == "redis-shared" else {"RATE_LIMIT": "off"})
             took = None
             if store == "postgres":
                 store_url, took = fresh_postgres(args.prefill, args.prefill_expired)
@@ -764,14 +780,13 @@ def main() -> int:
                 "UPSTREAM_CA_CERT": str(up_cert), "TLS_CERT": str(certdir / "cert.pem"),
                 "TLS_KEY": str(certdir / "key.pem"), "SESSION_STORE": store_url,
                 "SESSION_IDLE_MINUTES": "10", "SESSION_KEYS": SESSION_KEY,
-                # Volume from one address is the point here: no rate limit.
-                "RATE_LIMIT": "off",
+                **limits,
                 **dict(args.env),
             }, port, workdir, callgrind=args.callgrind)
             services.append(server)
             server.wait_ready(timeout=180 if args.callgrind else 30)
             extra = {}
-            if store == "redis" and (pid := redis_pid()) is not None:
+            if store in ("redis", "redis-shared") and (pid := redis_pid()) is not None:
                 extra["redis"] = pid
             sweep_start = time.monotonic()
             print(f"== store {store} ({store_url}): server pid {server.pid}, port {port}", flush=True)

@@ -18,6 +18,7 @@ use clap::Parser;
 use url::Url;
 
 use crate::secret::Secret;
+pub use crate::session::redis_fleet::FleetUrl;
 
 /// The production LinkedIn endpoints, used when neither a URL nor the sandbox says otherwise.
 pub const DEFAULT_ACCESS_TOKEN_URL: &str = "https://api.linkedin.com/uas/oauth/accessToken";
@@ -191,6 +192,15 @@ impl FromStr for RateLimit {
     }
 }
 
+/// `RATE_LIMIT_STORE`: where the rate-limit budgets are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RateLimitStore {
+    /// In each instance: N instances allow N times the budget.
+    Local,
+    /// In the session store's Redis, shared by every instance (after the local check).
+    Redis,
+}
+
 /// `TRUSTED_PROXIES`: the networks whose `X-Forwarded-For` is believed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrustedProxies(pub Vec<ipnet::IpNet>);
@@ -248,12 +258,22 @@ pub enum StoreUrl {
     Redis(Url),
     /// A PostgreSQL database, shared by several instances.
     Postgres(Url),
+    /// Redis behind Sentinel (`redis-sentinel://`) or a Redis Cluster (`redis-cluster://`).
+    RedisFleet(FleetUrl),
 }
 
 impl StoreUrl {
     /// Whether several instances can share this store (and so must share its keys).
     pub fn is_shared(&self) -> bool {
-        matches!(self, Self::Redis(_) | Self::Postgres(_))
+        matches!(
+            self,
+            Self::Redis(_) | Self::RedisFleet(_) | Self::Postgres(_)
+        )
+    }
+
+    /// Whether the store is Redis (plain, Sentinel or Cluster).
+    pub fn is_redis(&self) -> bool {
+        matches!(self, Self::Redis(_) | Self::RedisFleet(_))
     }
 }
 
@@ -270,6 +290,9 @@ impl FromStr for StoreUrl {
             }
             return Ok(Self::Sqlite(PathBuf::from(path)));
         }
+        if let Some(fleet) = FleetUrl::parse(s) {
+            return fleet.map(Self::RedisFleet);
+        }
         let scheme = s.split_once("://").map_or("", |(scheme, _)| scheme);
         let parse = |what: &str| {
             Url::parse(s)
@@ -280,7 +303,10 @@ impl FromStr for StoreUrl {
         match scheme {
             "redis" | "rediss" => parse("Redis").map(Self::Redis),
             "postgres" | "postgresql" => parse("PostgreSQL").map(Self::Postgres),
-            _ => Err("expected memory, sqlite://PATH, redis://HOST:PORT or postgres://…".into()),
+            _ => Err("expected memory, sqlite://PATH, redis://HOST:PORT, \
+                 redis-sentinel://HOST:PORT[,…]/SERVICE_NAME, redis-cluster://HOST:PORT[,…] \
+                 or postgres://…"
+                .into()),
         }
     }
 }
@@ -298,6 +324,7 @@ impl fmt::Display for StoreUrl {
                 }
                 f.write_str(url.path())
             }
+            Self::RedisFleet(fleet) => fleet.fmt(f),
         }
     }
 }
@@ -412,7 +439,7 @@ pub fn redact_urls(text: &str) -> String {
         let (before, after) = rest.split_at(at + 3);
         out.push_str(before);
         let end = after
-            .find(|c: char| "/?#'\"<> ,;`".contains(c) || c.is_whitespace())
+            .find(|c: char| "/?#'\"<>;`".contains(c) || c.is_whitespace())
             .unwrap_or(after.len());
         let authority = &after[..end];
         match authority.rsplit_once('@') {
@@ -615,6 +642,26 @@ mod tests {
         for bad in ["mysql://x", "sqlite://", "redis://", "postgres://:5432/x"] {
             assert!(bad.parse::<StoreUrl>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn sentinel_and_cluster_store_urls_parse_and_their_passwords_are_never_shown() {
+        let sentinel = "redis-sentinel://:pa,ss@s1:26379,s2:26380/mymaster/1";
+        let parsed: StoreUrl = sentinel.parse().unwrap();
+        assert!(parsed.is_shared() && parsed.is_redis());
+        assert_eq!(
+            parsed.to_string(),
+            "redis-sentinel://s1:26379,s2:26380/mymaster/1"
+        );
+        assert!(!format!("{parsed:?}").contains("pa"));
+        assert_eq!(
+            redact_urls(&format!("cannot use {sentinel}: refused")),
+            "cannot use redis-sentinel://:***@s1:26379,s2:26380/mymaster/1: refused"
+        );
+        let cluster: StoreUrl = "redis-cluster://app:pw@n1:7000,n2:7001".parse().unwrap();
+        assert_eq!(cluster.to_string(), "redis-cluster://n1:7000,n2:7001");
+        let err = "redis-sentinel://s1:26379".parse::<StoreUrl>().unwrap_err();
+        assert!(err.contains("SERVICE_NAME"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! buy unlimited upstream exchanges. The client address is the peer's, or, when the peer is
 //! one of `TRUSTED_PROXIES`, the nearest untrusted address in its `X-Forwarded-For`. IPv6
 //! clients share a budget per /64.
+//!
+//! With `RATE_LIMIT_STORE=redis` a second tier ([`shared`]) draws on one budget per client
+//! and per token for the whole fleet, after the per-instance check has passed.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -18,12 +21,17 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::config::{RateLimit, TrustedProxies};
 use crate::error::AppError;
 
+pub mod shared;
+
+use shared::SharedBudget;
+
 /// How often the limiters forget clients that are back to a full burst.
 const FORGET_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The limiters; cheap to clone. With `RATE_LIMIT=off` every check passes.
+/// The limiters, per instance and (when configured) shared by the fleet; cheap to clone.
+/// With `RATE_LIMIT=off` every check passes.
 #[derive(Clone, Default)]
-pub struct RateLimits(Option<Arc<Inner>>);
+pub struct RateLimits(Option<Arc<Inner>>, Option<Arc<SharedBudget>>);
 
 struct Inner {
     by_client: DefaultKeyedRateLimiter<IpAddr>,
@@ -45,7 +53,7 @@ impl RateLimits {
     /// task that forgets idle clients (needs a Tokio runtime).
     pub fn new(limit: RateLimit, trusted: Option<TrustedProxies>) -> Self {
         let RateLimit::PerClient { burst, per_second } = limit else {
-            return Self(None);
+            return Self(None, None);
         };
         let quota = Quota::per_second(per_second).allow_burst(burst);
         let inner = Arc::new(Inner {
@@ -66,7 +74,39 @@ impl RateLimits {
                 inner.by_token.shrink_to_fit();
             }
         });
-        Self(Some(inner))
+        Self(Some(inner), None)
+    }
+
+    /// These limits, then `shared` (the fleet's budgets) when there is one.
+    pub fn with_shared(mut self, shared: Option<SharedBudget>) -> Self {
+        self.1 = shared.map(Arc::new);
+        self
+    }
+
+    /// One request from `client`, on this instance's budget then on the fleet's.
+    pub async fn admit_client(&self, client: IpAddr) -> Result<(), AppError> {
+        self.check_client(client)?;
+        match &self.1 {
+            Some(shared) => {
+                shared
+                    .check(&format!("client:{}", budget_key(client)))
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// One exchange of the JSAPI `token`, on this instance's budget then on the fleet's.
+    pub async fn admit_token(&self, token: &str) -> Result<(), AppError> {
+        self.check_token(token)?;
+        match &self.1 {
+            Some(shared) => {
+                let digest = token_key(token);
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                shared.check(&format!("token:{hex}")).await
+            }
+            None => Ok(()),
+        }
     }
 
     /// Whether any limit applies (`RATE_LIMIT` is not `off`).
@@ -123,12 +163,9 @@ impl RateLimits {
     /// One exchange of the JSAPI `token` (kept as a digest, not the token).
     pub fn check_token(&self, token: &str) -> Result<(), AppError> {
         let Some(inner) = &self.0 else { return Ok(()) };
-        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&digest.as_ref()[..16]);
         inner
             .by_token
-            .check_key(&key)
+            .check_key(&token_key(token))
             .map_err(|not_until| AppError::RateLimited(retry_after(&inner.clock, &not_until)))
     }
 }
@@ -148,6 +185,14 @@ fn forwarded_addr(entry: &str) -> Option<IpAddr> {
                 .map(IpAddr::V6)
         })?;
     Some(addr.to_canonical())
+}
+
+/// What a token's budget is kept under: the first half of its SHA-256.
+fn token_key(token: &str) -> [u8; 16] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest.as_ref()[..16]);
+    key
 }
 
 /// What a client's budget is kept under: an IPv4 address, or an IPv6 address's /64.
@@ -180,7 +225,9 @@ pub async fn limit_clients(
     next: Next,
 ) -> Result<Response, AppError> {
     if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
-        limits.check_client(limits.client_addr(peer.ip(), request.headers()))?;
+        limits
+            .admit_client(limits.client_addr(peer.ip(), request.headers()))
+            .await?;
     }
     Ok(next.run(request).await)
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{RateLimit, TrustedProxies};
+use super::{RateLimit, RateLimitStore, TrustedProxies};
 
 /// Rate limits and upstream bounds.
 #[derive(clap::Args, Clone, Debug)]
@@ -17,6 +17,17 @@ pub struct Limits {
         default_value = "20,2"
     )]
     pub rate_limit: RateLimit,
+
+    /// Where the `RATE_LIMIT` budgets are kept: `local` (per instance) or `redis` (one budget
+    /// shared by every instance, in the session store's Redis; the local one still applies).
+    #[arg(
+        long = "rate-limit-store",
+        env = "RATE_LIMIT_STORE",
+        value_name = "RATE_LIMIT_STORE",
+        default_value = "local",
+        value_enum
+    )]
+    pub rate_limit_store: RateLimitStore,
 
     /// Comma list of CIDRs (or addresses) whose `X-Forwarded-For` names the client.
     #[arg(

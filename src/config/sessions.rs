@@ -9,7 +9,9 @@ use crate::secret::Secret;
 /// The session store and its keys.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Sessions {
-    /// `memory`, `sqlite://PATH`, `redis://HOST:PORT[/DB]` or `postgres://…`.
+    /// `memory`, `sqlite://PATH`, `redis://HOST:PORT[/DB]`,
+    /// `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE_NAME[/DB]`,
+    /// `redis-cluster://HOST:PORT[,HOST:PORT…]` or `postgres://…`.
     #[arg(
         long = "session-store",
         env = "SESSION_STORE",

@@ -76,7 +76,7 @@ async fn exchange(
     }
 
     // One cookie replayed without a session must not buy unlimited upstream exchanges.
-    state.limits.check_token(cookie.access_token())?;
+    state.limits.admit_token(cookie.access_token()).await?;
     let token = state.linkedin.exchange_token(cookie.access_token()).await?;
     let member = Member::signed_in(
         cookie.member_id().to_owned(),

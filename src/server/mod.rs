@@ -20,6 +20,7 @@ use crate::app::{AppState, Settings, build_app};
 use crate::config::{Command, Config, ConfigError, Sessions, StoreUrl};
 use crate::linkedin::cookie::cookie_name;
 use crate::linkedin::oidc::OidcClient;
+use crate::ratelimit::shared::SharedBudget;
 use crate::secret::Secret;
 use crate::session::SessionBackend;
 use crate::session::backend::BackendOptions;
@@ -158,6 +159,15 @@ impl Server {
             ..
         } = resolved;
         let linkedin = linkedin.with_telemetry(telemetry.clone());
+        let limits = limits.with_shared(
+            SharedBudget::connect(
+                config.limits.rate_limit_store,
+                config.limits.rate_limit,
+                &config.sessions.store,
+                telemetry.clone(),
+            )
+            .await?,
+        );
         let oidc = oidc.map(|settings| OidcClient::new(linkedin.transport().clone(), settings));
         let settings = Settings {
             cookie_name: cookie_name(&credentials.api_key),

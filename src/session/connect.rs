@@ -1,4 +1,5 @@
-//! Connecting the store a [`StoreUrl`] names (memory, SQLite, Redis, PostgreSQL): its
+//! Connecting the store a [`StoreUrl`] names (memory, SQLite, Redis (plain, Sentinel or
+//! Cluster, through [`redis_fleet`](super::redis_fleet)), PostgreSQL): its
 //! driver's limits, its migrations and its sweeper, or a [`ConnectError`] that says which
 //! step failed, within seconds.
 
@@ -7,10 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use tower_sessions_redis_store::RedisStore;
-use tower_sessions_redis_store::fred::prelude::{
-    ClientLike, Config as RedisConfig, ConnectionConfig, PerformanceConfig, Pool as RedisPool,
-    ReconnectPolicy,
-};
+use tower_sessions_redis_store::fred::prelude::Pool as RedisPool;
 use tower_sessions_sqlx_store::PostgresStore;
 use tower_sessions_sqlx_store::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tower_sessions_sqlx_store::sqlx::sqlite::{
@@ -20,14 +18,13 @@ use tower_sessions_sqlx_store::sqlx::sqlite::{
 use super::index::MemberIndex;
 use super::postgres::PostgresSessions;
 use super::private;
+use super::redis_fleet;
 use super::sweep::Sweeper;
 use super::{MemoryStore, SqliteSessions};
 use crate::config::StoreUrl;
 
 /// The longest a store operation may take before the request is answered 503.
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long connecting to a store may take before the start is abandoned.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the store could not be used at start.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +44,7 @@ pub(super) enum Store {
     Memory(MemoryStore),
     /// `sqlite://…`.
     Sqlite(SqliteSessions),
-    /// `redis://…`.
+    /// `redis://…`, `redis-sentinel://…` or `redis-cluster://…`: one kind of client.
     Redis(RedisStore<RedisPool>),
     /// `postgres://…`.
     Postgres(PostgresSessions),
@@ -130,36 +127,17 @@ impl Store {
                     MemberIndex::Postgres(pool),
                 )
             }
-            StoreUrl::Redis(dsn) => {
-                let config =
-                    RedisConfig::from_url(dsn.as_str()).map_err(|e| fail("bad URL", &e))?;
-                // Commands fail once their time is up instead of queueing for a whole outage;
-                // the connection comes back by itself, retried every second at most.
-                let performance = PerformanceConfig {
-                    default_command_timeout: STORE_TIMEOUT,
-                    ..PerformanceConfig::default()
-                };
-                let connection = ConnectionConfig {
-                    connection_timeout: Duration::from_secs(1),
-                    internal_command_timeout: Duration::from_secs(1),
-                    max_command_attempts: 1,
-                    ..ConnectionConfig::default()
-                };
-                let policy = ReconnectPolicy::new_exponential(0, 100, 1_000, 2);
-                let pool =
-                    RedisPool::new(config, Some(performance), Some(connection), Some(policy), 4)
-                        .map_err(|e| fail("bad configuration", &e))?;
-                match tokio::time::timeout(CONNECT_TIMEOUT, pool.init()).await {
-                    Ok(Ok(_task)) => {}
-                    Ok(Err(e)) => {
-                        let why = unreachable_reason(dsn, 6379).await;
-                        return Err(fail(
-                            "cannot connect",
-                            &why.unwrap_or_else(|| e.to_string()),
-                        ));
+            StoreUrl::Redis(_) | StoreUrl::RedisFleet(_) => {
+                let pool = match redis_fleet::connect(url, 4).await {
+                    Ok(pool) => pool,
+                    Err(e) => {
+                        let why = match url {
+                            StoreUrl::Redis(dsn) => unreachable_reason(dsn, 6379).await,
+                            _ => None,
+                        };
+                        return Err(fail(e.what, &why.unwrap_or(e.detail)));
                     }
-                    Err(_) => return Err(fail("cannot connect", &"no answer within 5 s")),
-                }
+                };
                 // Redis expires keys itself (EXAT), so no sweeper is needed.
                 (
                     Self::Redis(RedisStore::new(pool.clone())),

@@ -7,8 +7,10 @@
 //!   through the [`MemberSession`] and [`Connected`] extractors;
 //! - [`seal`] (pure) and [`keys`]: records sealed at rest with AES-256-GCM, and where the
 //!   keys come from;
-//! - [`memory`], [`sqlite`], [`postgres`]: the stores written (or wrapped) here; [`sweep`]: expired rows deleted
-//!   in small batches;
+//! - [`redis_fleet`]: Redis reached through Sentinel or as a Cluster, and the one bounded
+//!   fred pool every Redis store uses;
+//! - [`memory`], [`sqlite`], [`postgres`]: the stores written (or wrapped) here; [`sweep`]:
+//!   expired rows deleted in small batches;
 //! - [`index`]: which sessions each member holds, in every store, so that they can be ended
 //!   together (sign out everywhere, revocation).
 //!
@@ -29,6 +31,7 @@ pub mod member;
 pub mod memory;
 pub mod postgres;
 mod private;
+pub mod redis_fleet;
 pub mod seal;
 pub mod sqlite;
 pub mod sweep;

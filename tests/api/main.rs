@@ -12,6 +12,7 @@ mod connections;
 mod discovery;
 mod errors;
 mod faults;
+mod fleet;
 mod flow;
 mod hardening;
 mod oidc;

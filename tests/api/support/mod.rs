@@ -6,6 +6,7 @@
 //! - [`oidc_provider`]: the fake OpenID Connect provider (documented and observed-LinkedIn
 //!   profiles) and the rig that signs in against it;
 //! - [`servers`]: Redis, PostgreSQL and a tmpfs of the tests' own, to break on purpose;
+//! - [`redis`]: the fleet's Redis deployments (a Sentinel set, a Cluster);
 //! - here: the service's binary as a person runs it (a one-off command, or a server), and a
 //!   scrape of its metrics.
 
@@ -22,6 +23,7 @@ use tempfile::TempDir;
 pub mod app;
 pub mod client;
 pub mod oidc_provider;
+pub mod redis;
 pub mod servers;
 pub mod upstream;
 
