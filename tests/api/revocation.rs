@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::oidc::{consent, start, step_by_step_with};
+use crate::support::redis::Cluster;
 use crate::support::servers::{postgres_url_for_tests, redis_url_for_tests, skip_or_fail};
 use crate::support::{
     API_KEY, Behaviour, FakeUpstream, FetchJson, GRANT, SECRET_KEY, TestApp, encode_cookie,
@@ -341,7 +342,8 @@ async fn stored_entries(store: &StoreUrl, member: &str) -> Option<i64> {
     use linkedin_token_exchange::session::sweep::Sweeper;
     use tower_sessions_sqlx_store::sqlx;
     match store {
-        StoreUrl::Memory => None,
+        // The Cluster test checks where the keys live instead.
+        StoreUrl::Memory | StoreUrl::RedisFleet(_) => None,
         StoreUrl::Sqlite(path) => {
             let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
             let pool = sqlx::SqlitePool::connect_with(options.clone())
@@ -589,4 +591,50 @@ async fn a_save_after_the_session_ended_does_not_bring_a_postgres_session_back()
     sessions.delete(&record.id).await.unwrap();
     sessions.save(&record).await.unwrap();
     assert_eq!(sessions.load(&record.id).await.unwrap(), None);
+}
+
+/// On a Redis Cluster of three masters: one call ends a member's sessions (sign out
+/// everywhere, then the admin route), and each member's two index keys live on one master
+/// (one hash tag), so that every script of the index runs on one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_one_call_ends_a_members_sessions_and_each_index_lives_on_one_master() {
+    const TEST: &str = "revocation::on_a_redis_cluster_one_call_ends_a_members_sessions_and_each_index_lives_on_one_master";
+    let cluster = match Cluster::start() {
+        Ok(cluster) => cluster,
+        Err(reason) => return skip_or_fail(TEST, &reason),
+    };
+    let on_cluster = |dir: &TempDir| {
+        let mut config = test_config(dir);
+        config.sessions.store = cluster.url().parse().unwrap();
+        config.listen.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+        config.listen.admin_token = Some(Secret::new(ADMIN));
+        config
+    };
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    sign_out_everywhere_with(on_cluster(&dir), dir).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    admin_revocation_with(on_cluster(&dir), dir).await;
+
+    // The admin test's bystander is still signed in: their index is on the cluster.
+    let index_keys: Vec<(usize, String)> = cluster
+        .keys_per_master()
+        .into_iter()
+        .enumerate()
+        .flat_map(|(master, keys)| {
+            keys.into_iter()
+                .filter(|key| key.starts_with("lte:member:"))
+                .map(move |key| (master, key))
+        })
+        .collect();
+    assert!(index_keys.len() >= 2, "{index_keys:?}");
+    for (master, key) in &index_keys {
+        let Some(tag) = key.strip_suffix(":sessions") else {
+            continue;
+        };
+        let meta = format!("{tag}:meta");
+        assert!(
+            index_keys.contains(&(*master, meta)),
+            "{key}'s flows and times on the same master: {index_keys:?}"
+        );
+    }
 }
