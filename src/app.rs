@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{FromRef, Request, State};
-use axum::http::{HeaderValue, Method, header};
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -17,16 +16,12 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::error::{AppError, errors, not_found};
+use crate::error::{errors, not_found};
 use crate::handlers;
 use crate::limits::{BODY_DEADLINE, MAX_BODY_BYTES, MAX_DRAINED_BYTES};
-use crate::linkedin::client::LinkedInClient;
-use crate::linkedin::oidc::OidcClient;
-use crate::ratelimit::{RateLimits, limit_clients};
-use crate::secret::Secret;
-use crate::session::{self, SessionBackend, SessionPolicy};
-use crate::telemetry::{self, MakeId, Telemetry};
-use crate::text::escape_text;
+use crate::session::{self, SessionBackend};
+use crate::sign_in::{self, SignInState};
+use crate::telemetry::{self, MakeId};
 
 /// `Strict-Transport-Security` for public origins: a year.
 const HSTS: &str = "max-age=31536000";
@@ -38,32 +33,12 @@ pub struct AppState(Arc<Settings>);
 /// The resolved settings behind [`AppState`].
 #[derive(Debug)]
 pub struct Settings {
-    /// The app's API key (goes into the page).
-    pub api_key: String,
-    /// `linkedin_oauth_<API_KEY>`, the JSAPI cookie's name.
-    pub cookie_name: String,
-    /// The app's secret key (verifies the cookie).
-    pub secret_key: Secret,
-    /// The client for the LinkedIn side.
-    pub linkedin: LinkedInClient,
-    /// The OpenID Connect relying party, when configured.
-    pub oidc: Option<OidcClient>,
-    /// The JSAPI script the page embeds (absolute, or a path on this server).
-    pub jsapi_url: String,
-    /// The origins allowed to send state-changing requests.
-    pub public_origins: Vec<String>,
-    /// The inactivity limit of a session.
-    pub session_idle: Duration,
-    /// Whether the emulated LinkedIn is mounted (the page says so).
-    pub sandbox: bool,
+    /// What the sign-in and member routes share (the library's part).
+    pub(crate) sign_in: SignInState,
     /// The session store (the session layer's, and readiness's).
-    pub sessions: SessionBackend,
-    /// The metrics.
-    pub telemetry: Telemetry,
-    /// The rate limits of the sign-in routes.
-    pub limits: RateLimits,
+    pub(crate) sessions: SessionBackend,
     /// Set once shutdown begins: readiness then answers 503.
-    pub shutting_down: Arc<AtomicBool>,
+    pub(crate) shutting_down: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -80,38 +55,21 @@ impl std::ops::Deref for AppState {
     }
 }
 
-impl FromRef<AppState> for SessionPolicy {
-    fn from_ref(state: &AppState) -> Self {
-        SessionPolicy {
-            idle: state.session_idle,
-        }
-    }
-}
-
-/// Builds the router: the routes that use the session (behind the same-origin check on
-/// state-changing requests, answered `Cache-Control: no-store`), the sign-in routes' rate
-/// limit, the assets and health checks (no session), `extra` routes that bring their own
-/// state (the sandbox), per-route metrics, and one stack of layers over all of them: request
-/// ids, tracing, security headers, error logging, JSON for framework errors, the body limit
-/// and deadline.
-pub fn build_app(state: AppState, extra: Router) -> Router {
-    let policy = SessionPolicy::from_ref(&state);
-    // With `RATE_LIMIT=off`, no middleware at all (the per-token check is in the handler).
-    let client_limit = state
-        .limits
-        .is_enabled()
-        .then(|| middleware::from_fn_with_state(state.limits.clone(), limit_clients));
-    let sign_in_routes = handlers::exchange::router()
-        .merge(handlers::oidc::router())
-        .route_layer(tower::util::option_layer(client_limit));
+/// Builds the router: the page and the library's sign-in and member routes
+/// ([`crate::sign_in`]: same-origin check, rate limit) in this crate's session layer and its
+/// guard, answered `Cache-Control: no-store`; the assets and health checks (no session),
+/// `extra` routes that bring their own state (the sandbox), per-route metrics, and one stack
+/// of layers over all of them: request ids, tracing, security headers, error logging, JSON
+/// for framework errors, the body limit and deadline.
+pub(crate) fn build_app(state: AppState, extra: Router) -> Router {
+    let policy = state.sign_in.policy();
     let member_routes = Router::new()
-        .merge(handlers::login::router())
-        .merge(sign_in_routes)
-        .merge(handlers::member::router())
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_public_origin,
-        ))
+        .merge(
+            handlers::login::router()
+                .layer(Extension(policy))
+                .with_state(state.clone()),
+        )
+        .merge(sign_in::routes(state.sign_in.clone()))
         .layer(session::layer(state.sessions.clone(), policy))
         .layer(middleware::from_fn_with_state(
             state.sessions.clone(),
@@ -121,8 +79,15 @@ pub fn build_app(state: AppState, extra: Router) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ));
-    let csp = content_security_policy(&state.jsapi_url);
+    let csp = content_security_policy(
+        state
+            .sign_in
+            .jsapi
+            .as_ref()
+            .map_or("", |jsapi| jsapi.script_url.as_str()),
+    );
     let hsts = state
+        .sign_in
         .public_origins
         .iter()
         .any(|origin| !is_loopback_origin(origin))
@@ -166,15 +131,16 @@ pub fn build_app(state: AppState, extra: Router) -> Router {
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(RequestBodyDeadlineLayer::new(BODY_DEADLINE));
     // Per-route metrics only when they are on: no middleware at all otherwise.
-    let observer = state
-        .telemetry
-        .is_enabled()
-        .then(|| middleware::from_fn_with_state(state.telemetry.clone(), telemetry::observe));
+    let observer = state.sign_in.telemetry.is_enabled().then(|| {
+        middleware::from_fn_with_state(state.sign_in.telemetry.clone(), telemetry::observe)
+    });
     let routes = Router::new()
         .merge(member_routes)
-        .merge(handlers::assets::router())
-        .merge(handlers::health::router())
-        .with_state(state)
+        .merge(
+            handlers::assets::router()
+                .merge(handlers::health::router())
+                .with_state(state),
+        )
         .merge(extra)
         .fallback(not_found)
         .layer(tower::util::option_layer(observer));
@@ -254,46 +220,6 @@ fn is_loopback_origin(origin: &str) -> bool {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
-    }
-}
-
-/// Refuses a state-changing request whose `Origin` (or, failing that, `Referer`) is not one
-/// of the public origins. A request with neither is refused too: browsers send `Origin` on
-/// every cross-site and same-site `POST`.
-async fn require_public_origin(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, AppError> {
-    if matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    ) {
-        return Ok(next.run(request).await);
-    }
-    let headers = request.headers();
-    let origin = match headers.get(header::ORIGIN) {
-        Some(origin) => origin.to_str().ok().map(str::to_owned),
-        None => headers
-            .get(header::REFERER)
-            .and_then(|r| r.to_str().ok())
-            .and_then(|r| url::Url::parse(r).ok())
-            .map(|r| r.origin().ascii_serialization()),
-    };
-    match origin {
-        Some(origin)
-            if state
-                .public_origins
-                .iter()
-                .any(|o| o.eq_ignore_ascii_case(&origin)) =>
-        {
-            Ok(next.run(request).await)
-        }
-        Some(origin) => Err(AppError::CrossOrigin(format!(
-            "origin \"{}\" is not allowed",
-            escape_text(&origin, 100)
-        ))),
-        None => Err(AppError::CrossOrigin("no Origin or Referer header".into())),
     }
 }
 

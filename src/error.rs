@@ -217,8 +217,8 @@ impl IntoResponse for AppError {
 }
 
 /// The middleware for failed answers: the framework's own get the JSON shape
-/// ([`framework_error_as_json`]), then each failed request is logged once
-/// ([`log_error`]). A successful answer passes at once.
+/// (`framework_error_as_json`), then each failed request is logged once
+/// (`log_error`). A successful answer passes at once.
 pub async fn errors(request: Request, next: Next) -> Response {
     // A cheap clone (a shared header value); turned into text only for an error.
     let request_id = request

@@ -1,33 +1,79 @@
-//! linkedin-token-exchange: exchanges the LinkedIn JavaScript API's credentials cookie for
-//! OAuth 1.0a REST credentials kept in a server-side session.
+//! linkedin-token-exchange: "Sign in with LinkedIn" for axum apps, as a library and as a
+//! service. It exchanges the LinkedIn JavaScript API's credentials cookie for OAuth 1.0a REST
+//! credentials, signs members in with OpenID Connect (LinkedIn's quirks handled), keeps them
+//! in the host's session, and ships an emulated LinkedIn ([`sandbox`]) to test against.
+//!
+//! # In your axum app
+//!
+//! [`LinkedInSignIn`] is built from code ([`LinkedInSignIn::builder`]) or from the service's
+//! variables ([`LinkedInSignIn::from_env`]). Its [`router`](LinkedInSignIn::router) serves
+//! `GET /auth/linkedin`, `GET /auth/linkedin/callback`, `POST /token-exchange` (with
+//! [`SignInBuilder::jsapi`]), `GET /session`, `GET /me` and `POST /logout`. Your own
+//! `tower_sessions::SessionManagerLayer`, over any store, must wrap it; [`Connected`] (401
+//! `not_connected` without a member) and [`MemberSession`] work in your own handlers, whatever
+//! your state type.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use linkedin_token_exchange::{Connected, LinkedInSignIn};
+//! use tower_sessions::{MemoryStore, SessionManagerLayer};
+//!
+//! async fn private(Connected(member): Connected) -> String {
+//!     format!("Hello, {}", member.member_id)
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let sign_in = LinkedInSignIn::builder()
+//!     .public_origin("https://app.example.com")
+//!     .oidc("client-id", "client-secret")
+//!     .build()?;
+//! let app = Router::new()
+//!     .route("/private", get(private))
+//!     .merge(sign_in.router())
+//!     .layer(axum::Extension(sign_in.session_policy()))
+//!     .layer(SessionManagerLayer::new(MemoryStore::default()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Nested under a prefix (`.nest("/linkedin", sign_in.router())`), set
+//! [`SignInBuilder::redirect_url`] to the nested callback, and
+//! [`SignInBuilder::after_sign_in`] to where the member lands. In your tests, mount
+//! [`sandbox::Sandbox::router`] and feed its registration to the builder: `examples/host-app`
+//! signs a member in that way. This crate's own sealed stores (memory, SQLite, Redis,
+//! PostgreSQL, AES-256-GCM at rest) are [`session::SessionBackend::connect`].
+//!
+//! # The service
+//!
+//! The binary is one user of this library: [`server::Server::build`] takes a
+//! [`config::Config`] (the environment) and serves the same routes with the login page, the
+//! assets, the probes, metrics and a bounded HTTPS listener.
 //!
 //! - [`config`]: the only reader of the environment; typed, fail-fast settings.
-//! - [`secret`]: [`secret::Secret`], a string that never shows itself in `Debug`.
-//! - [`app`]: [`app::AppState`] and [`app::build_app`], the router shared by `main` and tests.
-//! - [`server`], [`tls`]: listening over HTTPS, bounded connections, the self-signed
-//!   bootstrap, graceful shutdown.
-//! - [`error`]: one error enum, one status and code mapping, the JSON rendering;
-//!   [`limits`]: the request body limits; [`text`]: the one cleaner for outside text.
-//! - [`session`]: the session store chosen at run time (bounded in time), the typed member
-//!   it holds, and the extractors handlers reach it through.
-//! - [`linkedin::cookie`] (pure), [`linkedin::transport`] (I/O) and [`linkedin::client`]
-//!   (OAuth 1.0a), [`linkedin::oidc`] (OpenID Connect): the LinkedIn side.
-//! - [`handlers`]: thin handlers, one `router()` each.
-//! - [`telemetry`]: metrics, request ids, the log format; [`ratelimit`]: the sign-in limits.
-//! - `sandbox` (feature `sandbox`, on by default): the emulated LinkedIn under `/sandbox/`.
+//! - [`server`], [`tls`]: listening over HTTPS, bounded connections, graceful shutdown.
+//! - [`session`]: the stores, the typed [`Member`], the extractors.
+//! - [`error`]: the one error enum and its JSON; [`secret`]: strings that hide in `Debug`.
+//! - [`sandbox`] (feature `sandbox`, on by default): the emulated LinkedIn.
 
-pub mod app;
+#![warn(missing_docs)]
+
+pub(crate) mod app;
 pub mod config;
 pub mod error;
-pub mod handlers;
-pub mod limits;
+pub(crate) mod handlers;
+pub(crate) mod limits;
 pub mod linkedin;
-pub mod ratelimit;
+pub(crate) mod ratelimit;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod secret;
 pub mod server;
 pub mod session;
-pub mod telemetry;
-pub mod text;
+pub mod sign_in;
+pub(crate) mod telemetry;
+pub(crate) mod text;
 pub mod tls;
+
+pub use session::{Connected, Credentials, Flow, Member, MemberSession, SessionPolicy};
+pub use sign_in::{LinkedInSignIn, SignInBuilder};

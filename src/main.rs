@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use linkedin_token_exchange::config::{Command, Config, LogFormat};
 use linkedin_token_exchange::linkedin::provider_check;
 use linkedin_token_exchange::server::wiring;
-use linkedin_token_exchange::server::{Server, shutdown_signal};
-use linkedin_token_exchange::telemetry;
+use linkedin_token_exchange::server::{Server, init_logging, shutdown_signal};
 
 /// mimalloc instead of glibc's allocator: the service allocates many small, short-lived
 /// buffers on several threads, where glibc spent about 15 % of the exchange's CPU (profile in
@@ -36,7 +35,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init_logging(
+    init_logging(
         config.logging.format,
         &config.logging.filter,
         config.command == Some(Command::Sandbox),

@@ -42,6 +42,8 @@ pub struct Listen {
 
     /// The origin(s) browsers use, comma-separated. Default: https://localhost:<port> and
     /// https://<bind address>.
+    // The text is clap's help as well, where the angle brackets read as placeholders.
+    #[allow(rustdoc::invalid_html_tags)]
     #[arg(
         long = "public-origin",
         env = "PUBLIC_ORIGIN",

@@ -24,7 +24,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
 ];
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/static/{file}", get(asset))
 }
 

@@ -8,10 +8,10 @@ use axum::{Json, Router};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::app::AppState;
-use crate::error::Result;
+use crate::error::{AppError, Result};
 use crate::linkedin::cookie::{CookieError, JsapiCookie, find_cookie};
 use crate::session::{Credentials, Flow, Member, MemberSession};
+use crate::sign_in::SignInState;
 
 /// The answer to a successful exchange.
 #[derive(Debug, Serialize)]
@@ -26,7 +26,7 @@ pub struct ExchangeReply {
 }
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<SignInState> {
     Router::new().route("/token-exchange", post(token_exchange))
 }
 
@@ -35,7 +35,7 @@ pub fn router() -> Router<AppState> {
 /// and stores the credentials. A failure anywhere stores nothing. Every outcome is counted
 /// and logged at info, with the member and (through the request's span) its id.
 async fn token_exchange(
-    State(state): State<AppState>,
+    State(state): State<SignInState>,
     session: MemberSession,
     headers: HeaderMap,
 ) -> Result<Json<ExchangeReply>> {
@@ -49,7 +49,7 @@ async fn token_exchange(
 }
 
 async fn exchange(
-    state: &AppState,
+    state: &SignInState,
     session: &MemberSession,
     headers: &HeaderMap,
 ) -> Result<ExchangeReply> {
@@ -57,9 +57,10 @@ async fn exchange(
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok());
-    let raw = find_cookie(cookie_headers, &state.cookie_name)
-        .ok_or_else(|| CookieError::Missing(state.cookie_name.clone()))?;
-    let cookie = JsapiCookie::parse(raw)?.verify(state.secret_key.expose().as_bytes())?;
+    let jsapi = state.jsapi.as_ref().ok_or(AppError::NotFound)?;
+    let raw = find_cookie(cookie_headers, &jsapi.cookie_name)
+        .ok_or_else(|| CookieError::Missing(jsapi.cookie_name.clone()))?;
+    let cookie = JsapiCookie::parse(raw)?.verify(jsapi.secret_key.expose().as_bytes())?;
 
     let previous = session.member().await?;
     let now = OffsetDateTime::now_utc().unix_timestamp();

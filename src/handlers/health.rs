@@ -16,7 +16,7 @@ use crate::app::AppState;
 const READY_WITHIN: Duration = Duration::from_secs(1);
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

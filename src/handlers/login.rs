@@ -33,7 +33,7 @@ pub struct LoginPage {
 }
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/", get(login_page))
 }
 
@@ -48,13 +48,19 @@ async fn login_page(
         _ => "the JavaScript API",
     };
     // An invalid member is left off the link (`GET /auth/linkedin` would refuse it).
-    let oidc_href = match sandbox_member(&state, query.as_deref()) {
+    let state = &state.sign_in;
+    let oidc_href = match sandbox_member(state, query.as_deref()) {
         Ok(Some(member)) => format!("/auth/linkedin?{SANDBOX_MEMBER}={member}"),
         _ => "/auth/linkedin".to_owned(),
     };
+    let (jsapi_url, api_key) = state
+        .jsapi
+        .as_ref()
+        .map(|jsapi| (jsapi.script_url.clone(), jsapi.api_key.clone()))
+        .unwrap_or_default();
     Ok(LoginPage {
-        jsapi_url: state.jsapi_url.clone(),
-        api_key: state.api_key.clone(),
+        jsapi_url,
+        api_key,
         member_id: member.map(|m| m.member_id),
         flow,
         oidc: state.oidc.is_some(),

@@ -9,9 +9,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::error::{AppError, Result};
 use crate::session::{Connected, Credentials, Flow, MemberSession};
+use crate::sign_in::SignInState;
 
 /// The answer of `GET /session`.
 #[derive(Debug, Serialize)]
@@ -36,7 +36,7 @@ pub struct SessionReply {
 }
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<SignInState> {
     Router::new()
         .route("/session", get(session_status))
         .route("/me", get(me))
@@ -60,12 +60,16 @@ async fn session_status(session: MemberSession) -> Result<Json<SessionReply>> {
 }
 
 /// The member's profile, fetched with the stored credentials of their flow.
-async fn me(State(state): State<AppState>, Connected(member): Connected) -> Result<Json<Value>> {
+async fn me(State(state): State<SignInState>, Connected(member): Connected) -> Result<Json<Value>> {
     let profile = match &member.credentials {
         Credentials::Jsapi {
             oauth_token,
             oauth_token_secret,
         } => {
+            // A member of the JSAPI flow on a host that turned it off (a shared store).
+            if state.jsapi.is_none() {
+                return Err(AppError::NotConnected);
+            }
             state
                 .linkedin
                 .profile(oauth_token, oauth_token_secret)

@@ -11,13 +11,13 @@ use axum::routing::get;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::app::AppState;
 use crate::error::{AppError, Result};
 use crate::session::{Credentials, Flow, Member, MemberSession};
+use crate::sign_in::SignInState;
 use crate::text::escape_text;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<SignInState> {
     Router::new()
         .route("/auth/linkedin", get(start))
         .route("/auth/linkedin/callback", get(callback))
@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
 /// provider's authorization endpoint. In sandbox mode, `?sandbox_member=` picks the member
 /// the sandbox's consent page signs in (as it does for the JSAPI button).
 async fn start(
-    State(state): State<AppState>,
+    State(state): State<SignInState>,
     session: MemberSession,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
@@ -43,12 +43,12 @@ async fn start(
 }
 
 /// The page's and the sign-in's parameter naming a sandbox member.
-pub const SANDBOX_MEMBER: &str = "sandbox_member";
+pub(crate) const SANDBOX_MEMBER: &str = "sandbox_member";
 
 /// `sandbox_member` in `query`, in sandbox mode only (elsewhere it is ignored): `None` when
 /// absent or empty, an error when it is not 1 to 64 letters, digits, `-` or `_`.
-pub fn sandbox_member(
-    state: &AppState,
+pub(crate) fn sandbox_member(
+    state: &SignInState,
     query: Option<&str>,
 ) -> Result<Option<String>, &'static str> {
     if !state.sandbox {
@@ -84,7 +84,7 @@ struct Callback {
 /// Checks `state`, trades the code, verifies the id_token and signs the member in (a new
 /// session id); then back to the page. A failure stores nothing.
 async fn callback(
-    State(state): State<AppState>,
+    State(state): State<SignInState>,
     session: MemberSession,
     headers: HeaderMap,
     Query(callback): Query<Callback>,
@@ -102,13 +102,21 @@ async fn callback(
     let member_id = result.as_ref().ok().map(String::as_str).unwrap_or("");
     Flow::Oidc.record(&state.telemetry, outcome, member_id);
     match result {
-        Ok(_) => (StatusCode::SEE_OTHER, [(LOCATION, "/")]).into_response(),
+        Ok(_) => (
+            StatusCode::SEE_OTHER,
+            [(LOCATION, state.after_sign_in.as_str())],
+        )
+            .into_response(),
         Err(err) if prefers_json(&headers) => err.into_response(),
         Err(err) => err.into_page(),
     }
 }
 
-async fn finish(state: &AppState, session: &MemberSession, callback: Callback) -> Result<String> {
+async fn finish(
+    state: &SignInState,
+    session: &MemberSession,
+    callback: Callback,
+) -> Result<String> {
     let oidc = state.oidc.as_ref().ok_or(AppError::OidcNotConfigured)?;
     let given = callback
         .state

@@ -76,6 +76,117 @@ struct Inner {
     profiles_served: AtomicU64,
 }
 
+/// The emulated LinkedIn as a host mounts it in its own tests: both flows, registered for a
+/// made-up app, reachable at `base_url` (where the host nests [`Sandbox::router`]).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use linkedin_token_exchange::LinkedInSignIn;
+/// use linkedin_token_exchange::sandbox::Sandbox;
+///
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let origin = format!("http://{}", listener.local_addr()?);
+/// let sandbox = Sandbox::new(format!("{origin}/sandbox").parse()?);
+/// let sign_in = LinkedInSignIn::builder()
+///     .public_origin(&origin)
+///     .oidc(sandbox.client_id(), sandbox.client_secret())
+///     .issuer(sandbox.issuer())
+///     .build()?;
+/// let app = axum::Router::new()
+///     .merge(sign_in.router())
+///     .nest("/sandbox", sandbox.router());
+/// # let _ = app; Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    base: url::Url,
+    config: SandboxConfig,
+}
+
+impl Sandbox {
+    /// A sandbox at `base_url` (`http://127.0.0.1:PORT/sandbox`), with a made-up JSAPI key
+    /// pair and OpenID Connect client that sends codes to any loopback redirect URL.
+    pub fn new(base_url: url::Url) -> Self {
+        let mut base = base_url;
+        let path = base.path().trim_end_matches('/').to_owned();
+        base.set_path(&path);
+        let text = base.as_str().trim_end_matches('/').to_owned();
+        let oidc = oidc::OidcSandboxConfig {
+            issuer: format!("{text}/oauth"),
+            api_base: text.clone(),
+            browser_base: text,
+            client_id: format!("sandbox-client-{}", &random_token()[..8]),
+            client_secret: Secret::new(random_token()),
+            redirect_uris: oidc::RedirectUris::AnyLoopback,
+        };
+        let config = SandboxConfig {
+            api_key: format!("sandbox{}", &random_token()[..8]),
+            secret_key: Secret::new(random_token()),
+            oidc: Some(oidc),
+        };
+        Self { base, config }
+    }
+
+    /// Sends codes only to `url`, as LinkedIn does for a registered redirect URL.
+    pub fn redirect_url(mut self, url: impl Into<String>) -> Self {
+        if let Some(oidc) = self.config.oidc.as_mut() {
+            oidc.redirect_uris = oidc::RedirectUris::Registered(url.into());
+        }
+        self
+    }
+
+    /// The sandbox's routes, to nest where `base_url` points (`.nest("/sandbox", ..)`).
+    pub fn router(&self) -> Router {
+        router(self.config.clone())
+    }
+
+    /// The OpenID Connect issuer (`<base_url>/oauth`), for [`crate::SignInBuilder::issuer`].
+    pub fn issuer(&self) -> url::Url {
+        self.at("/oauth")
+    }
+
+    /// `path` under the base URL.
+    fn at(&self, path: &str) -> url::Url {
+        let mut url = self.base.clone();
+        url.set_path(&format!("{}{path}", self.base.path().trim_end_matches('/')));
+        url
+    }
+
+    /// The registered OpenID Connect client id.
+    pub fn client_id(&self) -> String {
+        self.config
+            .oidc
+            .as_ref()
+            .map(|oidc| oidc.client_id.clone())
+            .unwrap_or_default()
+    }
+
+    /// The registered OpenID Connect client secret.
+    pub fn client_secret(&self) -> String {
+        self.config
+            .oidc
+            .as_ref()
+            .map(|oidc| oidc.client_secret.expose().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The JSAPI API key it accepts.
+    pub fn api_key(&self) -> &str {
+        &self.config.api_key
+    }
+
+    /// The JSAPI secret key it signs cookies with.
+    pub fn secret_key(&self) -> &str {
+        self.config.secret_key.expose()
+    }
+
+    /// The OAuth 1.0a exchange endpoint and the REST base, for
+    /// [`crate::SignInBuilder::jsapi_urls`].
+    pub fn jsapi_urls(&self) -> (url::Url, url::Url) {
+        (self.at("/uas/oauth/accessToken"), self.base.clone())
+    }
+}
+
 /// The sandbox's router, to be nested under `/sandbox`.
 pub fn router(config: SandboxConfig) -> Router {
     let provider = config.oidc.clone().map(oidc::router).unwrap_or_default();

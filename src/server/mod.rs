@@ -18,13 +18,13 @@ use axum_server::{Control, Handle};
 
 use crate::app::{AppState, Settings, build_app};
 use crate::config::{Command, Config, ConfigError, Sessions, StoreUrl};
-use crate::linkedin::cookie::cookie_name;
 use crate::linkedin::oidc::OidcClient;
 use crate::ratelimit::shared::SharedBudget;
 use crate::secret::Secret;
 use crate::session::SessionBackend;
 use crate::session::backend::BackendOptions;
 use crate::session::keys::{self, KeySource};
+use crate::sign_in::{JsapiApp, SignInSettings, SignInState};
 use crate::telemetry::Telemetry;
 use crate::tls;
 
@@ -32,6 +32,8 @@ pub mod connections;
 pub mod listeners;
 pub mod reload;
 pub mod wiring;
+
+pub use crate::telemetry::init_logging;
 
 use connections::{
     BoundedListener, FileBudget, IDLE_TIMEOUT, LimitedAcceptor, Peer, Tracker, open_file_limit,
@@ -169,19 +171,20 @@ impl Server {
             .await?,
         );
         let oidc = oidc.map(|settings| OidcClient::new(linkedin.transport().clone(), settings));
-        let settings = Settings {
-            cookie_name: cookie_name(&credentials.api_key),
-            api_key: credentials.api_key,
-            secret_key: credentials.secret_key,
+        let sign_in = SignInState::new(SignInSettings {
+            jsapi: Some(JsapiApp::new(credentials, urls.jsapi)),
             linkedin,
             oidc,
-            jsapi_url: urls.jsapi,
             public_origins,
             session_idle,
             sandbox,
-            sessions,
             telemetry: telemetry.clone(),
             limits,
+            after_sign_in: "/".to_owned(),
+        });
+        let settings = Settings {
+            sign_in,
+            sessions,
             shutting_down: shutting_down.clone(),
         };
         tracing::debug!(?settings, "settings");

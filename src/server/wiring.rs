@@ -106,12 +106,11 @@ impl Resolved {
     ) -> Result<Self, ConfigError> {
         let public_origins = config.listen.public_origins(addr)?;
         let urls = Urls::resolve(&config.linkedin, mode.sandbox, addr)?;
-        let linkedin = upstream_client(
-            &config.limits,
-            &urls,
-            &mode.credentials,
-            mode.sandbox.then_some(own_tls),
-        )?;
+        let own_roots = match mode.sandbox {
+            true => pem_roots(&own_tls.cert_pem, "TLS_CERT")?,
+            false => Vec::new(),
+        };
+        let linkedin = upstream_client(&config.limits, &urls, &mode.credentials, &own_roots)?;
         let oidc = oidc_settings(&config.oidc, mode.sandbox, addr, &public_origins)?;
         Ok(Self {
             mode,
@@ -193,7 +192,7 @@ pub fn sandbox_base(addr: SocketAddr) -> String {
 
 /// The OpenID Connect relying party's settings: configured, or (in sandbox mode) the
 /// sandbox's own client at the sandbox's issuer; `None` when OpenID Connect is off.
-fn oidc_settings(
+pub(crate) fn oidc_settings(
     config: &Oidc,
     sandbox: bool,
     addr: SocketAddr,
@@ -262,18 +261,16 @@ fn sandbox_host(addr: SocketAddr) -> String {
     }
 }
 
-/// The one upstream client: the system's roots, plus `UPSTREAM_CA_CERT`, plus the server's
-/// own certificate when it calls its own sandbox.
-fn upstream_client(
+/// The one upstream client: the system's roots, plus `UPSTREAM_CA_CERT`, plus `extra` (the
+/// server's own certificate when it calls its own sandbox, a library host's PEM bundles).
+pub(crate) fn upstream_client(
     config: &Limits,
     urls: &Urls,
     credentials: &AppCredentials,
-    own_tls: Option<&TlsMaterial>,
+    extra: &[reqwest::Certificate],
 ) -> Result<LinkedInClient, ConfigError> {
     let mut roots = upstream_roots(config)?;
-    if let Some(material) = own_tls {
-        roots.extend(pem_roots(&material.cert_pem, "TLS_CERT")?);
-    }
+    roots.extend(extra.iter().cloned());
     let endpoints = LinkedInEndpoints {
         access_token_url: urls.access_token.clone(),
         api_url: urls.api.clone(),
@@ -334,7 +331,10 @@ pub fn provider_check(config: &Config) -> Result<(reqwest::Client, CheckSettings
 }
 
 /// The certificates of a PEM bundle, as roots for the upstream client.
-fn pem_roots(pem: &[u8], variable: &'static str) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+pub(crate) fn pem_roots(
+    pem: &[u8],
+    variable: &'static str,
+) -> Result<Vec<reqwest::Certificate>, ConfigError> {
     reqwest::Certificate::from_pem_bundle(pem)
         .map_err(|e| ConfigError::new(variable, format!("not a PEM certificate: {e}")))
 }

@@ -8,7 +8,7 @@
 //!
 //! Every store operation answers within [`STORE_TIMEOUT`] or fails with a typed error, so a
 //! store outage becomes a prompt 503 instead of a hang. A delete made inside a request waits
-//! for the request's writes ([`guard`](super::guard)).
+//! for the request's writes ([`guard`](mod@super::guard)).
 
 use std::fmt;
 use std::sync::Arc;

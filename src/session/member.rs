@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -22,6 +22,15 @@ use crate::telemetry::Telemetry;
 pub struct SessionPolicy {
     /// A session ends after this much inactivity (or when its credentials expire).
     pub idle: Duration,
+}
+
+impl Default for SessionPolicy {
+    /// `SESSION_IDLE_MINUTES`'s default: 24 hours.
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(24 * 60 * 60),
+        }
+    }
 }
 
 /// The credentials one sign-in flow obtained. A new flow is a new variant, not a copy of the
@@ -275,20 +284,26 @@ fn store_error(err: tower_sessions::session::Error) -> session_store::Error {
     }
 }
 
+/// Needs a session layer (any `tower_sessions::SessionManagerLayer`) over the route; the
+/// policy comes from an `Extension<SessionPolicy>` when one is set, else the default.
 impl<S> FromRequestParts<S> for MemberSession
 where
-    SessionPolicy: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
         let session = parts.extensions.get::<Session>().cloned().ok_or_else(|| {
             AppError::SessionStore(session_store::Error::Backend(
                 "this route has no session layer".into(),
             ))
         })?;
-        Ok(Self::new(session, SessionPolicy::from_ref(state)))
+        let policy = parts
+            .extensions
+            .get::<SessionPolicy>()
+            .copied()
+            .unwrap_or_default();
+        Ok(Self::new(session, policy))
     }
 }
 
@@ -297,7 +312,6 @@ pub struct Connected(pub Member);
 
 impl<S> FromRequestParts<S> for Connected
 where
-    SessionPolicy: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = AppError;

@@ -1,7 +1,7 @@
 //! Sessions: which store holds them, what they hold, and the rules every route shares.
 //!
 //! - [`connect`]: the store chosen at run time (memory, SQLite, Redis, PostgreSQL), connected
-//!   and migrated; [`backend`]: each operation on it sealed and bounded in time; [`guard`]:
+//!   and migrated; [`backend`]: each operation on it sealed and bounded in time; [`guard`](mod@guard):
 //!   the middleware that orders a request's writes and deletes;
 //! - [`member`]: the typed [`Member`] and its flow's [`Credentials`], reached by handlers
 //!   through the [`MemberSession`] and [`Connected`] extractors;
