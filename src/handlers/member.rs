@@ -1,6 +1,7 @@
 //! The connected member: `GET /session`, `GET /me` and `POST /logout` (this session, or with
 //! `everywhere` all of the member's sessions in the store).
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{AppError, Result};
-use crate::session::{Connected, Credentials, Flow, MemberSession};
+use crate::session::{Connected, Credentials, Flow, MemberSession, SessionBackend};
 use crate::sign_in::SignInState;
 
 /// The answer of `GET /session`.
@@ -83,9 +84,11 @@ async fn me(State(state): State<SignInState>, Connected(member): Connected) -> R
     Ok(Json(profile))
 }
 
-/// Ends this session; with `everywhere`, every session of its member in the store too.
+/// Ends this session; with `everywhere`, every session of its member in the store too. That
+/// needs the member index of this crate's own store, which the server provides; a host with
+/// a session layer of its own has none, and is answered 400.
 async fn logout(
-    State(state): State<AppState>,
+    sessions: Option<Extension<SessionBackend>>,
     session: MemberSession,
     headers: HeaderMap,
     body: Bytes,
@@ -94,12 +97,14 @@ async fn logout(
         session.end().await?;
         return Ok(Json(json!({"status": "logged_out"})));
     }
+    let Some(Extension(sessions)) = sessions else {
+        return Err(AppError::InvalidParameter(
+            "signing out everywhere needs the server's own session store (its member index); this host keeps none",
+        ));
+    };
     let ended = match session.member().await? {
         Some(member) => {
-            let ended = state
-                .sessions
-                .end_member_sessions(&member.member_id)
-                .await?;
+            let ended = sessions.end_member_sessions(&member.member_id).await?;
             tracing::info!(
                 member_id = %member.member_id.escape_debug(),
                 sessions_ended = ended,
