@@ -1,5 +1,5 @@
 //! Connecting the store a [`StoreUrl`] names (memory, SQLite, Redis (plain, Sentinel or
-//! Cluster, through [`redis_fleet`](super::redis_fleet)), PostgreSQL): its
+//! Cluster, through [`redis_fleet`]), PostgreSQL): its
 //! driver's limits, its migrations and its sweeper, or a [`ConnectError`] that says which
 //! step failed, within seconds.
 

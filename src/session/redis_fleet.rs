@@ -6,7 +6,7 @@
 //! Sentinel and Cluster are fred's own: on a lost connection a Sentinel client asks the
 //! sentinels for the primary again (and checks its `ROLE`) on each reconnection, which is
 //! how a promoted replica is followed when the old primary dies; a primary demoted while
-//! alive is caught by asking the sentinels every second ([`follow_promotions`]). A Cluster
+//! alive is caught by asking the sentinels every second (`follow_promotions`). A Cluster
 //! client follows `MOVED`/`ASK` and refreshes its slot map. What uses the store (the sessions, the shared rate-limit budget) sees the
 //! same kind of client on all three.
 
