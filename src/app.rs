@@ -77,6 +77,8 @@ pub(crate) fn build_app(state: AppState, extra: Router) -> Router {
                 .with_state(state.clone()),
         )
         .merge(sign_in::routes(state.sign_in.clone()))
+        // The member index behind "sign out everywhere" (`POST /logout`).
+        .layer(Extension(state.sessions.clone()))
         .layer(session::layer(
             state.sessions.clone(),
             policy,

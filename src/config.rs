@@ -27,6 +27,8 @@ pub const DEFAULT_ACCESS_TOKEN_URL: &str = "https://api.linkedin.com/uas/oauth/a
 pub const DEFAULT_API_URL: &str = "https://api.linkedin.com";
 /// The production JSAPI script.
 pub const DEFAULT_JSAPI_URL: &str = "https://platform.linkedin.com/in.js";
+/// The fewest characters `ADMIN_TOKEN` may have.
+pub const ADMIN_TOKEN_MIN_LEN: usize = 32;
 /// LinkedIn's OpenID Connect issuer (a path, since April 2024).
 pub const DEFAULT_OIDC_ISSUER: &str = "https://www.linkedin.com/oauth";
 
@@ -519,6 +521,28 @@ mod tests {
                 .map(|c| c.api_key),
             None
         );
+    }
+
+    #[test]
+    fn a_short_admin_token_or_one_without_the_metrics_listener_is_refused_naming_it() {
+        let long = "a".repeat(ADMIN_TOKEN_MIN_LEN);
+        let short = "a".repeat(ADMIN_TOKEN_MIN_LEN - 1);
+        let metrics = ["--metrics-bind", "127.0.0.1:0"];
+        let err = parse(&[&["--admin-token", short.as_str()][..], &metrics].concat())
+            .listen
+            .admin_token()
+            .unwrap_err();
+        assert_eq!(err.variable, "ADMIN_TOKEN");
+        assert!(!err.to_string().contains(&short), "{err}");
+        let err = parse(&["--admin-token", long.as_str()])
+            .listen
+            .admin_token()
+            .unwrap_err();
+        assert!(err.to_string().contains("METRICS_BIND"), "{err}");
+        let config = parse(&[&["--admin-token", long.as_str()][..], &metrics].concat());
+        assert_eq!(config.listen.admin_token().unwrap().unwrap().expose(), long);
+        assert!(!format!("{config:?}").contains(&long));
+        assert_eq!(parse(&[]).listen.admin_token().unwrap(), None);
     }
 
     #[test]

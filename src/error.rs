@@ -73,6 +73,10 @@ pub enum AppError {
     /// number is `Retry-After`, in seconds.
     #[error("too many sign-in attempts; try again in {0} s")]
     RateLimited(u64),
+    /// 401 `unauthorized` (with `WWW-Authenticate: Bearer`): an admin route without the
+    /// admin token.
+    #[error("the admin routes need the admin token: {0}")]
+    AdminUnauthorized(&'static str),
     /// 400 `bad_request`: a query parameter a handler cannot use (the sentence says which).
     #[error("{0}")]
     InvalidParameter(&'static str),
@@ -114,6 +118,7 @@ impl AppError {
             Self::OidcDenied(_) => (StatusCode::BAD_REQUEST, "oidc_denied"),
             Self::OidcInvalidIdToken(..) => (StatusCode::UNAUTHORIZED, "oidc_invalid_id_token"),
             Self::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::AdminUnauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Rejected { status, .. } => (*status, Self::code_for(*status)),
         }
     }
@@ -194,6 +199,12 @@ impl IntoResponse for AppError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        if let Self::AdminUnauthorized(_) = self {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         response.extensions_mut().insert(LoggedError {
             code,

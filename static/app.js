@@ -17,6 +17,7 @@ function setStatus(state, text, memberId, flow) {
   }
   const connected = state === "connected";
   document.getElementById("sign-out").hidden = !connected;
+  document.getElementById("sign-out-everywhere").hidden = !connected;
   document.getElementById("sign-in").hidden = connected || state === "working";
   const flowLine = document.getElementById("flow");
   if (flow) flowLine.textContent = "Signed in through " + flow + ".";
@@ -29,8 +30,13 @@ function showsConnected() {
   return document.getElementById("status").dataset.state === "connected";
 }
 
-async function postJson(path) {
-  const response = await fetch(path, { method: "POST", credentials: "same-origin" });
+async function postJson(path, payload) {
+  const init = { method: "POST", credentials: "same-origin" };
+  if (payload) {
+    init.headers = { "Content-Type": "application/json" };
+    init.body = JSON.stringify(payload);
+  }
+  const response = await fetch(path, init);
   const body = await response.json().catch(() => ({ message: "The server answered " + response.status + "." }));
   if (!response.ok) throw new Error(body.message || body.error);
   return body;
@@ -64,13 +70,28 @@ async function onAuth() {
   }
 }
 
-// Called by the JSAPI after sign-out.
+// Called by the JSAPI after sign-out (also after "Sign out everywhere", which has already
+// ended the session).
 async function onLogout() {
+  if (document.getElementById("status").dataset.state === "disconnected") return;
   try {
     await postJson("/logout");
     setStatus("disconnected", "Not connected.");
   } catch (err) {
     setStatus("error", "Could not sign out: " + err.message);
+  }
+}
+
+// Ends every session of the member (other browsers and devices too), then signs the JSAPI
+// out so that its cookie does not sign this browser in again.
+async function signOutEverywhere() {
+  try {
+    const result = await postJson("/logout", { everywhere: true });
+    const n = result.sessions_ended;
+    setStatus("disconnected", "Signed out everywhere (" + n + (n === 1 ? " session)." : " sessions)."));
+    if (window.IN && IN.User && IN.User.isAuthorized && IN.User.isAuthorized()) IN.User.logout();
+  } catch (err) {
+    setStatus("error", "Could not sign out everywhere: " + err.message);
   }
 }
 
@@ -86,5 +107,6 @@ document.addEventListener("DOMContentLoaded", () => {
       onLogout();
     }
   });
+  document.getElementById("sign-out-everywhere").addEventListener("click", signOutEverywhere);
   if (document.getElementById("status").dataset.state === "connected") showProfile();
 });

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use url::Url;
 
 use super::proxy::TlsMode;
-use super::{ConfigError, parse_listen_addr};
+use super::{ADMIN_TOKEN_MIN_LEN, ConfigError, parse_listen_addr};
+use crate::secret::Secret;
 
 /// Where and how the server listens.
 #[derive(clap::Args, Clone, Debug)]
@@ -72,6 +73,16 @@ pub struct Listen {
     #[arg(long = "metrics-bind", env = "METRICS_BIND", value_name = "METRICS_BIND", value_parser = parse_listen_addr)]
     pub metrics_bind: Option<SocketAddr>,
 
+    /// Bearer token of the admin routes on the `METRICS_BIND` listener (at least
+    /// [`ADMIN_TOKEN_MIN_LEN`] characters). Unset: no admin routes.
+    #[arg(
+        long = "admin-token",
+        env = "ADMIN_TOKEN",
+        value_name = "ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<Secret>,
+
     /// Connections held at once; more wait in the listen queue. Default: a safe share of the
     /// open-file limit.
     #[arg(long = "max-connections", env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS",
@@ -80,6 +91,34 @@ pub struct Listen {
 }
 
 impl Listen {
+    /// The admin routes' token, when they are on: it must be long enough to resist guessing,
+    /// and needs the listener they are served on.
+    pub fn admin_token(&self) -> Result<Option<Secret>, ConfigError> {
+        let Some(token) = &self.admin_token else {
+            return Ok(None);
+        };
+        if token.expose().chars().count() < ADMIN_TOKEN_MIN_LEN
+            || token
+                .expose()
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError::new(
+                "ADMIN_TOKEN",
+                format!(
+                    "must be at least {ADMIN_TOKEN_MIN_LEN} characters, without spaces (e.g. `openssl rand -hex 32`)"
+                ),
+            ));
+        }
+        if self.metrics_bind.is_none() {
+            return Err(ConfigError::new(
+                "ADMIN_TOKEN",
+                "the admin routes are served on the METRICS_BIND listener only: set METRICS_BIND too",
+            ));
+        }
+        Ok(Some(token.clone()))
+    }
+
     /// The origins allowed to POST, given the port actually bound: `PUBLIC_ORIGIN`, or else
     /// `https://localhost:<port>` and the bound address (`127.0.0.1` and `[::1]` for an
     /// unspecified one). Port 443 is left out, as browsers leave it out of `Origin`.

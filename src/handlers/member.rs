@@ -1,13 +1,17 @@
-//! The connected member: `GET /session`, `GET /me` and `POST /logout`.
+//! The connected member: `GET /session`, `GET /me` and `POST /logout` (this session, or with
+//! `everywhere` all of the member's sessions in the store).
 
+use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::{HeaderMap, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{AppError, Result};
-use crate::session::{Connected, Credentials, Flow, MemberSession};
+use crate::session::{Connected, Credentials, Flow, MemberSession, SessionBackend};
 use crate::sign_in::SignInState;
 
 /// The answer of `GET /session`.
@@ -80,7 +84,117 @@ async fn me(State(state): State<SignInState>, Connected(member): Connected) -> R
     Ok(Json(profile))
 }
 
-async fn logout(session: MemberSession) -> Result<Json<Value>> {
+/// Ends this session; with `everywhere`, every session of its member in the store too. That
+/// needs the member index of this crate's own store, which the server provides; a host with
+/// a session layer of its own has none, and is answered 400.
+async fn logout(
+    sessions: Option<Extension<SessionBackend>>,
+    session: MemberSession,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>> {
+    if !wants_everywhere(&headers, &body)? {
+        session.end().await?;
+        return Ok(Json(json!({"status": "logged_out"})));
+    }
+    let Some(Extension(sessions)) = sessions else {
+        return Err(AppError::InvalidParameter(
+            "signing out everywhere needs the server's own session store (its member index); this host keeps none",
+        ));
+    };
+    let ended = match session.member().await? {
+        Some(member) => {
+            let ended = sessions.end_member_sessions(&member.member_id).await?;
+            tracing::info!(
+                member_id = %member.member_id.escape_debug(),
+                sessions_ended = ended,
+                "the member signed out everywhere"
+            );
+            ended
+        }
+        None => 0,
+    };
     session.end().await?;
-    Ok(Json(json!({"status": "logged_out"})))
+    Ok(Json(json!({"connected": false, "sessions_ended": ended})))
+}
+
+/// Whether a logout asks to end every session: `{"everywhere":true}` as JSON, or
+/// `everywhere=1` (or `true`, `on`) as a form. No body is a plain logout.
+fn wants_everywhere(headers: &HeaderMap, body: &[u8]) -> Result<bool> {
+    #[derive(Deserialize)]
+    struct Everywhere {
+        #[serde(default)]
+        everywhere: bool,
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(false);
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        return serde_json::from_slice::<Everywhere>(body)
+            .map(|e| e.everywhere)
+            .map_err(|_| {
+                AppError::InvalidParameter(
+                    r#"the logout body must be JSON like {"everywhere":true}"#,
+                )
+            });
+    }
+    if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        let value = form_urlencoded_value(body, "everywhere");
+        return match value.as_deref() {
+            None | Some("0" | "false" | "off" | "") => Ok(false),
+            Some("1" | "true" | "on") => Ok(true),
+            Some(_) => Err(AppError::InvalidParameter(
+                "the form field everywhere takes 1 or 0",
+            )),
+        };
+    }
+    Err(AppError::InvalidParameter(
+        "a logout body must be JSON or a form (everywhere=1)",
+    ))
+}
+
+/// The value of `name` in a form body.
+fn form_urlencoded_value(body: &[u8], name: &str) -> Option<String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()?
+        .into_iter()
+        .find_map(|(key, value)| (key == name).then_some(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn typed(content_type: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, content_type.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn everywhere_comes_as_json_or_as_a_form_and_nothing_else() {
+        let json = typed("application/json; charset=utf-8");
+        let form = typed("application/x-www-form-urlencoded");
+        assert!(!wants_everywhere(&HeaderMap::new(), b"").unwrap());
+        assert!(wants_everywhere(&json, br#"{"everywhere":true}"#).unwrap());
+        assert!(!wants_everywhere(&json, br#"{"everywhere":false}"#).unwrap());
+        assert!(!wants_everywhere(&json, b"{}").unwrap());
+        assert!(wants_everywhere(&form, b"everywhere=1").unwrap());
+        assert!(!wants_everywhere(&form, b"everywhere=0").unwrap());
+        assert!(!wants_everywhere(&form, b"other=1").unwrap());
+        for (headers, body) in [
+            (&json, &br#"{"everywhere":"yes"}"#[..]),
+            (&json, b"not json"),
+            (&form, b"everywhere=maybe"),
+            (&typed("text/plain"), b"everywhere=1"),
+        ] {
+            let err = wants_everywhere(headers, body).unwrap_err();
+            assert_eq!(err.status_and_code().0, 400, "{err}");
+        }
+    }
 }

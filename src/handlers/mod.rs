@@ -2,6 +2,7 @@
 //! request, call `linkedin` and `session`, and return `Result`; they never sign, never talk
 //! to LinkedIn directly and never build an error response by hand.
 
+pub mod admin;
 pub mod assets;
 pub mod auth_check;
 pub mod exchange;

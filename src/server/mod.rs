@@ -63,6 +63,8 @@ pub struct Server {
     telemetry: Telemetry,
     shutting_down: Arc<AtomicBool>,
     metrics: Option<(TcpListener, Arc<Tracker>)>,
+    /// The admin routes, served beside the metrics when `ADMIN_TOKEN` is set.
+    admin: Option<Router>,
     redirect: Option<(TcpListener, String, Arc<Tracker>)>,
     /// Where a person opens the page: the first public origin.
     page_origin: String,
@@ -140,6 +142,10 @@ impl Server {
         };
         telemetry.spawn_upkeep();
         let sessions = connect_sessions(&config.sessions, telemetry.clone()).await?;
+        let admin = config
+            .listen
+            .admin_token()?
+            .map(|token| crate::handlers::admin::router(sessions.clone(), token));
         let shutting_down = Arc::new(AtomicBool::new(false));
 
         log_mode(&resolved, &config.sessions.store);
@@ -222,6 +228,7 @@ impl Server {
             telemetry,
             shutting_down,
             metrics,
+            admin,
             redirect,
             page_origin,
             sandbox_env,
@@ -271,7 +278,10 @@ impl Server {
         let control = Control::new();
         let mut trackers = vec![self.connections.clone()];
         if let Some((listener, tracker)) = self.metrics {
-            let app = listeners::metrics_app(self.telemetry.clone());
+            let mut app = listeners::metrics_app(self.telemetry.clone());
+            if let Some(admin) = self.admin {
+                app = app.merge(admin);
+            }
             let addr = spawn_side(listener, &tracker, app, &control, "metrics")?;
             tracing::info!(
                 max_connections = tracker.max(),

@@ -20,6 +20,7 @@ use tower_sessions::session_store::{self, SessionStore};
 
 use super::connect::{ConnectError, STORE_TIMEOUT, Store};
 use super::guard;
+use super::index::{Entry, MemberIndex, SessionSummary};
 use super::seal::Keyring;
 use crate::config::StoreUrl;
 use crate::telemetry::Telemetry;
@@ -47,6 +48,8 @@ pub struct SessionBackend(Arc<Backend>);
 
 struct Backend {
     store: Store,
+    /// Who holds which session ([`index`](super::index)).
+    index: MemberIndex,
     keyring: Keyring,
     telemetry: Telemetry,
     /// Records already reported as unreadable (so each is reported once).
@@ -76,8 +79,15 @@ impl SessionBackend {
     /// Connects to the store, runs its migrations and, where the store needs one, starts the
     /// task that deletes expired sessions. Fails within seconds.
     pub async fn connect(url: &StoreUrl, options: BackendOptions) -> Result<Self, ConnectError> {
+        let (store, index) = Store::connect(url, options.memory_capacity).await?;
+        index.migrate().await.map_err(|e| ConnectError {
+            store: url.to_string(),
+            what: "migration of the member index failed",
+            detail: e.to_string(),
+        })?;
         Ok(Self(Arc::new(Backend {
-            store: Store::connect(url, options.memory_capacity).await?,
+            store,
+            index,
             keyring: options.keyring,
             telemetry: options.telemetry,
             unreadable: moka::sync::Cache::builder()
@@ -187,8 +197,15 @@ impl SessionStore for SessionBackend {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let mut sealed = self.seal(record)?;
         let store = &self.0.store;
-        self.bounded("create", forward!(store, s => s.create(&mut sealed)))
-            .await?;
+        let entry = Entry::of(record);
+        if let (Store::Sqlite(s), Some(_)) = (store, &entry) {
+            // The index row goes in the same transaction as the session.
+            self.bounded("create", s.create_indexed(&mut sealed, entry.clone()))
+                .await?;
+        } else {
+            self.bounded("create", forward!(store, s => s.create(&mut sealed)))
+                .await?;
+        }
         if sealed.id != record.id {
             // The store drew another id (a collision): seal again for the id it kept.
             record.id = sealed.id;
@@ -196,12 +213,22 @@ impl SessionStore for SessionBackend {
             self.bounded("save", forward!(store, s => s.save(&resealed)))
                 .await?;
         }
+        if let Some(entry) = &entry {
+            let index = self.0.index.add(&record.id, entry, record.expiry_date);
+            self.bounded("index", index).await?;
+        }
         Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let sealed = self.seal(record)?;
         let store = &self.0.store;
+        // The index first: should the save fail, its entry outlives the session, never the
+        // other way round.
+        if let Some(entry) = Entry::of(record) {
+            let index = self.0.index.touch(&record.id, &entry, record.expiry_date);
+            self.bounded("index", index).await?;
+        }
         self.bounded("save", forward!(store, s => s.save(&sealed)))
             .await
     }
@@ -226,7 +253,32 @@ impl SessionStore for SessionBackend {
 impl SessionBackend {
     async fn delete_now(&self, id: &Id) -> session_store::Result<()> {
         let store = &self.0.store;
+        let member = match self.0.index.forgets_by_member() {
+            true => self.load(id).await?.and_then(|r| Entry::of(&r)),
+            false => None,
+        };
         self.bounded("delete", forward!(store, s => s.delete(id)))
-            .await
+            .await?;
+        match member {
+            Some(entry) => {
+                let forget = self.0.index.forget(&entry.member_id, id);
+                self.bounded("index", forget).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The unexpired sessions of `member_id` (never their ids).
+    pub async fn member_sessions(
+        &self,
+        member_id: &str,
+    ) -> session_store::Result<Vec<SessionSummary>> {
+        self.bounded("index", self.0.index.list(member_id)).await
+    }
+
+    /// Ends every session of `member_id`, in every instance sharing the store; how many
+    /// unexpired ones there were.
+    pub async fn end_member_sessions(&self, member_id: &str) -> session_store::Result<u64> {
+        self.bounded("revoke", self.0.index.revoke(member_id)).await
     }
 }

@@ -15,6 +15,8 @@ use tower_sessions_sqlx_store::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::index::MemberIndex;
+use super::postgres::PostgresSessions;
 use super::private;
 use super::redis_fleet;
 use super::sweep::Sweeper;
@@ -45,7 +47,7 @@ pub(super) enum Store {
     /// `redis://…`, `redis-sentinel://…` or `redis-cluster://…`: one kind of client.
     Redis(RedisStore<RedisPool>),
     /// `postgres://…`.
-    Postgres(PostgresStore),
+    Postgres(PostgresSessions),
 }
 
 impl Store {
@@ -60,18 +62,21 @@ impl Store {
     }
 
     /// Connects to the store `url` names, runs its migrations and, where it needs one,
-    /// starts its sweeper.
+    /// starts its sweeper; with the store's member index (migrated by the caller).
     pub(super) async fn connect(
         url: &StoreUrl,
         memory_capacity: u64,
-    ) -> Result<Self, ConnectError> {
+    ) -> Result<(Self, MemberIndex), ConnectError> {
         let fail = |what: &'static str, err: &dyn fmt::Display| ConnectError {
             store: url.to_string(),
             what,
             detail: err.to_string(),
         };
         let backend = match url {
-            StoreUrl::Memory => Self::Memory(MemoryStore::with_capacity(memory_capacity)),
+            StoreUrl::Memory => {
+                let store = MemoryStore::with_capacity(memory_capacity);
+                (Self::Memory(store.clone()), MemberIndex::Memory(store))
+            }
             StoreUrl::Sqlite(path) => {
                 prepare_private_file(path).map_err(|e| fail("cannot create it", &e))?;
                 let options = SqliteConnectOptions::new()
@@ -95,7 +100,10 @@ impl Store {
                     .start()
                     .await
                     .map_err(|e| fail("migration failed", &e))?;
-                Self::Sqlite(sessions)
+                (
+                    Self::Sqlite(sessions.clone()),
+                    MemberIndex::Sqlite(sessions),
+                )
             }
             StoreUrl::Postgres(dsn) => {
                 let options =
@@ -120,11 +128,14 @@ impl Store {
                     .migrate()
                     .await
                     .map_err(|e| fail("migration failed", &e))?;
-                Sweeper::Postgres(pool)
+                Sweeper::Postgres(pool.clone())
                     .start()
                     .await
                     .map_err(|e| fail("migration failed", &e))?;
-                Self::Postgres(store)
+                (
+                    Self::Postgres(PostgresSessions::new(store, pool.clone())),
+                    MemberIndex::Postgres(pool),
+                )
             }
             StoreUrl::Redis(_) | StoreUrl::RedisFleet(_) => {
                 let pool = match redis_fleet::connect(url, 4).await {
@@ -138,7 +149,10 @@ impl Store {
                     }
                 };
                 // Redis expires keys itself (EXAT), so no sweeper is needed.
-                Self::Redis(RedisStore::new(pool))
+                (
+                    Self::Redis(RedisStore::new(pool.clone())),
+                    MemberIndex::Redis(pool),
+                )
             }
         };
         Ok(backend)

@@ -284,6 +284,14 @@ pub(crate) fn holds_only_a_pending_sign_in(
     data.len() == 1 && data.contains_key(MemberSession::PENDING)
 }
 
+/// The signed-in member a session's data holds, if any (for the member index).
+pub(crate) fn member_in(
+    data: &std::collections::HashMap<String, serde_json::Value>,
+) -> Option<Member> {
+    data.get(MemberSession::KEY)
+        .and_then(|value| serde_json::from_value(value.clone()).ok())
+}
+
 fn store_error(err: tower_sessions::session::Error) -> session_store::Error {
     match err {
         tower_sessions::session::Error::Store(err) => err,

@@ -7,6 +7,9 @@
 //! which alone can read the sealed data) live in a cache of their own, with a cap of the same
 //! size: a flood of anonymous sign-in starts evicts other sign-ins in progress, never a
 //! signed-in member.
+//!
+//! The member index of this store ([`MemoryIndex`]) lives beside the caches: a record that
+//! leaves (deleted, evicted for room, expired) leaves the index too.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +20,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
+
+use super::index::MemoryIndex;
 
 /// The plain key of a record whose sealed data is only a sign-in in progress.
 pub const PENDING_ONLY: &str = "lte.pending_only";
@@ -29,6 +34,8 @@ pub struct MemoryStore {
     members: moka::sync::Cache<Id, Record>,
     /// Sessions that hold only a sign-in in progress.
     pending: moka::sync::Cache<Id, Record>,
+    /// Which member holds which of `members` (kept by the backend, emptied with the cache).
+    index: Arc<MemoryIndex>,
 }
 
 impl Default for MemoryStore {
@@ -44,20 +51,34 @@ impl MemoryStore {
     /// A store of at most `capacity` sessions, and as many sign-ins in progress; past either
     /// cap, the least recently used of that kind goes.
     pub fn with_capacity(capacity: u64) -> Self {
+        let index = Arc::new(MemoryIndex::default());
         Self {
             members: cache(
                 capacity,
+                Some(index.clone()),
                 Evictions::new(
                     "the memory session store is full: the least recently used sessions were signed out (raise MEMORY_SESSIONS, or use SQLite, Redis or PostgreSQL)",
                 ),
             ),
             pending: cache(
                 capacity,
+                None,
                 Evictions::new(
                     "the memory session store holds MEMORY_SESSIONS sign-ins in progress: the least recently started were dropped (signed-in members are kept)",
                 ),
             ),
+            index,
         }
+    }
+
+    /// The member → sessions index of this store.
+    pub fn index(&self) -> &MemoryIndex {
+        &self.index
+    }
+
+    /// Whether the session `id` of a signed-in member is held (expired or not).
+    pub fn holds_member_session(&self, id: &Id) -> bool {
+        self.members.contains_key(id)
     }
 
     /// Sessions held now, sign-ins in progress included (approximately: expired ones go
@@ -89,14 +110,24 @@ impl MemoryStore {
     }
 }
 
-fn cache(capacity: u64, evictions: Evictions) -> moka::sync::Cache<Id, Record> {
+/// A cache of at most `capacity` records; a record that leaves it (other than replaced by
+/// a newer version of itself) leaves `index` too.
+fn cache(
+    capacity: u64,
+    index: Option<Arc<MemoryIndex>>,
+    evictions: Evictions,
+) -> moka::sync::Cache<Id, Record> {
+    use moka::notification::RemovalCause;
     let evictions = Arc::new(evictions);
     moka::sync::Cache::builder()
         .max_capacity(capacity)
         .eviction_policy(moka::policy::EvictionPolicy::lru())
-        .eviction_listener(move |_, _, cause| {
-            if cause == moka::notification::RemovalCause::Size {
+        .eviction_listener(move |id: Arc<Id>, _, cause| {
+            if cause == RemovalCause::Size {
                 evictions.count(capacity);
+            }
+            if let Some(index) = index.as_ref().filter(|_| cause != RemovalCause::Replaced) {
+                index.forget(&id);
             }
         })
         .expire_after(RecordExpiry)
@@ -159,10 +190,18 @@ impl SessionStore for MemoryStore {
         }
     }
 
+    /// Updates a session that is still held, and only such a one: a session that ended while
+    /// its request ran (a logout elsewhere, a revocation) is not written back.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let (home, other) = self.caches_for(record);
-        home.insert(record.id, record.clone());
-        other.invalidate(&record.id);
+        let moved = other.remove(&record.id).is_some();
+        home.entry(record.id).and_compute_with(|held| {
+            if held.is_some() || moved {
+                moka::ops::compute::Op::Put(record.clone())
+            } else {
+                moka::ops::compute::Op::Nop
+            }
+        });
         Ok(())
     }
 
@@ -229,13 +268,13 @@ mod tests {
     async fn a_full_store_evicts_the_least_recently_used_session() {
         let store = MemoryStore::with_capacity(100);
         for n in 0..100 {
-            store.save(&record(n)).await.unwrap();
+            store.create(&mut record(n)).await.unwrap();
         }
         // Session 0 is used again, so 1 is now the least recently used.
         assert!(store.load(&Id(0)).await.unwrap().is_some());
         store.members.run_pending_tasks();
         for n in 100..150 {
-            store.save(&record(n)).await.unwrap();
+            store.create(&mut record(n)).await.unwrap();
         }
         assert!(store.len() <= 100, "{}", store.len());
         assert!(
@@ -250,15 +289,83 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_session_leaves_the_member_index_when_deleted_evicted_or_expired() {
+        use crate::session::index::Entry;
+        let store = MemoryStore::with_capacity(2);
+        let entry = Entry {
+            member_id: "m".into(),
+            flow: "jsapi",
+        };
+        let mut short = record(1);
+        short.expiry_date = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+        for r in [&short, &record(2), &record(3)] {
+            store.create(&mut r.clone()).await.unwrap();
+            store
+                .index()
+                .record(&r.id, &entry, r.expiry_date.unix_timestamp());
+        }
+        store.members.run_pending_tasks();
+        assert_eq!(store.index().len(), 2, "one evicted for room");
+        let survivors: Vec<Id> = [Id(1), Id(2), Id(3)]
+            .into_iter()
+            .filter(|id| store.members.contains_key(id))
+            .collect();
+        store.delete(&survivors[0]).await.unwrap();
+        assert_eq!(store.index().len(), 1, "one deleted");
+
+        let store = MemoryStore::default();
+        store.create(&mut short.clone()).await.unwrap();
+        store
+            .index()
+            .record(&short.id, &entry, short.expiry_date.unix_timestamp());
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        store.members.run_pending_tasks();
+        assert!(store.index().is_empty(), "expired on its own");
+    }
+
+    #[tokio::test]
+    async fn a_save_after_the_session_was_deleted_does_not_bring_it_back() {
+        let store = MemoryStore::default();
+        let mut r = record(5);
+        store.create(&mut r).await.unwrap();
+        store.save(&r).await.unwrap();
+        assert!(store.load(&r.id).await.unwrap().is_some());
+        store.delete(&r.id).await.unwrap();
+        store.save(&r).await.unwrap();
+        assert!(store.load(&r.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_save_of_an_ended_session_indexes_it_again_nowhere() {
+        use crate::session::index::{Entry, MemberIndex};
+        let store = MemoryStore::default();
+        let index = MemberIndex::Memory(store.clone());
+        let entry = Entry {
+            member_id: "m".into(),
+            flow: "oidc",
+        };
+        let mut r = record(9);
+        store.create(&mut r).await.unwrap();
+        index.add(&r.id, &entry, r.expiry_date).await.unwrap();
+        assert_eq!(index.list("m").await.unwrap().len(), 1);
+        assert_eq!(index.revoke("m").await.unwrap(), 1);
+        // The request that loaded the session before the revocation saves it now.
+        index.touch(&r.id, &entry, r.expiry_date).await.unwrap();
+        store.save(&r).await.unwrap();
+        assert!(index.list("m").await.unwrap().is_empty());
+        assert!(store.index().is_empty());
+    }
+
+    #[tokio::test]
     async fn sign_ins_in_progress_never_evict_a_member() {
         let store = MemoryStore::with_capacity(10);
-        store.save(&record(0)).await.unwrap();
+        store.create(&mut record(0)).await.unwrap();
         for n in 1..200 {
             let mut pending = record(n);
             pending
                 .data
                 .insert(PENDING_ONLY.into(), serde_json::Value::Bool(true));
-            store.save(&pending).await.unwrap();
+            store.create(&mut pending).await.unwrap();
         }
         assert!(
             store.load(&Id(0)).await.unwrap().is_some(),

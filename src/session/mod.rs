@@ -9,8 +9,10 @@
 //!   keys come from;
 //! - [`redis_fleet`]: Redis reached through Sentinel or as a Cluster, and the one bounded
 //!   fred pool every Redis store uses;
-//! - [`memory`], [`sqlite`]: the two stores written here; [`sweep`]: expired rows deleted
-//!   in small batches.
+//! - [`memory`], [`sqlite`], [`postgres`]: the stores written (or wrapped) here; [`sweep`]:
+//!   expired rows deleted in small batches;
+//! - [`index`]: which sessions each member holds, in every store, so that they can be ended
+//!   together (sign out everywhere, revocation).
 //!
 //! Only this module knows which store is in use, and handlers never see a raw key. Cookie
 //! flags and expiry policy are set here too ([`layer`]).
@@ -23,9 +25,11 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 pub mod backend;
 pub mod connect;
 pub mod guard;
+pub mod index;
 pub mod keys;
 pub mod member;
 pub mod memory;
+pub mod postgres;
 mod private;
 pub mod redis_fleet;
 pub mod seal;
@@ -35,6 +39,7 @@ pub mod sweep;
 pub use backend::SessionBackend;
 pub use connect::ConnectError;
 pub use guard::guard;
+pub use index::SessionSummary;
 pub use member::{Connected, Credentials, Flow, Member, MemberSession, SessionPolicy};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteSessions;

@@ -17,6 +17,9 @@
 //! sleeps 1, 2, 5, 10 ms… before it tries again, however soon the lock is free; it would also
 //! drop the writer's page cache.
 //!
+//! A new session of a signed-in member gets its member index row (`index`) in the same
+//! transaction as its own row.
+//!
 //! Loading, saving and deleting are `tower-sessions-sqlx-store`'s, on the same table and with
 //! the same encoding.
 
@@ -29,7 +32,9 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions_sqlx_store::SqliteStore;
 use tower_sessions_sqlx_store::sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use tower_sessions_sqlx_store::sqlx::{self, ConnectOptions, SqlitePool};
+use tower_sessions_sqlx_store::sqlx::{self, ConnectOptions, Connection, SqlitePool};
+
+use super::index::{Entry, SQLITE_TABLE};
 
 /// The most rows one `INSERT` carries (three parameters each, far below SQLite's limit).
 const MAX_BATCH: usize = 64;
@@ -52,6 +57,8 @@ pub struct SqliteSessions {
 #[derive(Debug)]
 struct PendingCreate {
     record: Record,
+    /// The member index's entry, written in the same transaction.
+    entry: Option<Entry>,
     done: oneshot::Sender<session_store::Result<Id>>,
 }
 
@@ -280,8 +287,36 @@ async fn insert_batch(
             .bind(data.as_slice())
             .bind(pending.record.expiry_date);
     }
-    match query.execute(&mut *writer).await {
-        Ok(_) => {
+    let entries: Vec<_> = rows
+        .iter()
+        .filter_map(|(pending, _)| Some((pending.record.id, pending.entry.as_ref()?)))
+        .collect();
+    let written = if entries.is_empty() {
+        query.execute(&mut *writer).await.map(drop)
+    } else {
+        let placeholders = vec!["(?, ?, ?, ?)"; entries.len()].join(", ");
+        let sql = format!(
+            "insert into {SQLITE_TABLE} (session_id, member_id, flow, created_at) values {placeholders}"
+        );
+        let mut index = sqlx::query(&sql);
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        for (id, entry) in &entries {
+            index = index
+                .bind(id.to_string())
+                .bind(entry.member_id.as_str())
+                .bind(entry.flow)
+                .bind(now);
+        }
+        async {
+            let mut tx = writer.begin().await?;
+            query.execute(&mut *tx).await?;
+            index.execute(&mut *tx).await?;
+            tx.commit().await
+        }
+        .await
+    };
+    match written {
+        Ok(()) => {
             for (pending, _) in rows {
                 let _ = pending.done.send(Ok(pending.record.id));
             }
@@ -289,11 +324,14 @@ async fn insert_batch(
         }
         Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
             for (mut pending, _) in rows {
-                let result = store
-                    .create(&mut pending.record)
-                    .await
-                    .map(|()| pending.record.id);
-                let _ = pending.done.send(result);
+                let result = match store.create(&mut pending.record).await {
+                    Ok(()) => match &pending.entry {
+                        Some(entry) => index_one(writer, &pending.record.id, entry).await,
+                        None => Ok(()),
+                    },
+                    Err(err) => Err(err),
+                };
+                let _ = pending.done.send(result.map(|()| pending.record.id));
             }
             Ok(())
         }
@@ -304,14 +342,20 @@ async fn insert_batch(
     }
 }
 
-#[async_trait]
-impl SessionStore for SqliteSessions {
-    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+impl SqliteSessions {
+    /// Creates `record` (under a new id should its own be taken) and, with `entry`, its row
+    /// of the member index, in one transaction.
+    pub async fn create_indexed(
+        &self,
+        record: &mut Record,
+        entry: Option<Entry>,
+    ) -> session_store::Result<()> {
         let (done, answer) = oneshot::channel();
         let stopped = || session_store::Error::Backend("the SQLite writer has stopped".into());
         self.creates
             .send(PendingCreate {
                 record: record.clone(),
+                entry,
                 done,
             })
             .await
@@ -319,9 +363,48 @@ impl SessionStore for SqliteSessions {
         record.id = answer.await.map_err(|_| stopped())??;
         Ok(())
     }
+}
 
+/// Writes the index row of one session created apart from its batch.
+async fn index_one(
+    writer: &mut SqliteConnection,
+    id: &Id,
+    entry: &Entry,
+) -> session_store::Result<()> {
+    sqlx::query(&format!(
+        "insert into {SQLITE_TABLE} (session_id, member_id, flow, created_at) values (?, ?, ?, ?)"
+    ))
+    .bind(id.to_string())
+    .bind(entry.member_id.as_str())
+    .bind(entry.flow)
+    .bind(OffsetDateTime::now_utc().unix_timestamp())
+    .execute(writer)
+    .await
+    .map(drop)
+    .map_err(|err| session_store::Error::Backend(err.to_string()))
+}
+
+#[async_trait]
+impl SessionStore for SqliteSessions {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        self.create_indexed(record, None).await
+    }
+
+    /// Updates the session's row, and only that: a session that ended while its request ran
+    /// (a logout elsewhere, a revocation) is not written back.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.store.save(record).await
+        let data = rmp_serde::to_vec(record)
+            .map_err(|err| session_store::Error::Encode(err.to_string()))?;
+        sqlx::query(&format!(
+            "update {TABLE} set data = ?, expiry_date = ? where id = ?"
+        ))
+        .bind(data)
+        .bind(record.expiry_date)
+        .bind(record.id.to_string())
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(|err| session_store::Error::Backend(err.to_string()))
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
@@ -379,6 +462,19 @@ mod tests {
             ids.insert(created.id);
         }
         assert_eq!(ids.len(), 200);
+    }
+
+    #[tokio::test]
+    async fn a_save_after_the_session_was_deleted_does_not_bring_it_back() {
+        let (sessions, _dir) = open().await;
+        let mut r = record(7);
+        sessions.create(&mut r).await.unwrap();
+        r.data = [("k".to_owned(), serde_json::json!("changed"))].into();
+        sessions.save(&r).await.unwrap();
+        assert_eq!(sessions.load(&r.id).await.unwrap().unwrap().data, r.data);
+        sessions.delete(&r.id).await.unwrap();
+        sessions.save(&r).await.unwrap();
+        assert!(sessions.load(&r.id).await.unwrap().is_none());
     }
 
     #[tokio::test]

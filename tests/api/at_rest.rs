@@ -170,10 +170,25 @@ async fn every_redis_value_holds_no_credential_in_clear() {
         output.stdout
     };
     let keys = String::from_utf8(cli(&["KEYS", "*"])).unwrap();
-    let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
-    assert_eq!(keys.len(), 1, "{keys:?}");
+    let mut keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+    keys.sort();
+    // The session, and the member index's two keys (ids, flows and times only).
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert_eq!(
+        keys[1..],
+        [
+            "lte:member:{redis-at-rest}:meta",
+            "lte:member:{redis-at-rest}:sessions"
+        ]
+    );
     for key in keys {
-        let value = cli(&["GET", key]);
+        let kind = String::from_utf8(cli(&["TYPE", key])).unwrap();
+        let value = match kind.trim() {
+            "string" => cli(&["GET", key]),
+            "zset" => cli(&["ZRANGE", key, "0", "-1", "WITHSCORES"]),
+            "hash" => cli(&["HGETALL", key]),
+            other => panic!("{key} is a {other}"),
+        };
         assert!(!value.is_empty());
         assert_no_credentials(&value, &format!("Redis key {key}"));
     }

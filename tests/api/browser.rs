@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::support::servers::skip_or_fail;
-use crate::support::{API_KEY, TestApp, test_config};
+use crate::support::{API_KEY, FetchJson, TestApp, encode_cookie, test_config};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -380,7 +380,44 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
     let session = browser.fetch_json("/session").await;
     assert_eq!(session["name"], "Sandbox Grace", "{session}");
     assert_eq!(session["email"], "grace@sandbox.example", "{session}");
-    browser.sign_out("after Grace's sign-in").await;
+
+    // "Sign out everywhere" ends Grace's session in another browser too (the JSAPI flow).
+    let grace = session["member_id"].as_str().unwrap().to_owned();
+    let (other, other_jar) = app.new_browser();
+    let payload: Value = other
+        .post(app.url("/sandbox/oauth2/authorize"))
+        .form(&[("api_key", API_KEY), ("member_id", grace.as_str())])
+        .fetch_json()
+        .await;
+    app.set_jsapi_cookie(&other_jar, &encode_cookie(&payload.to_string()));
+    assert_eq!(app.post_from(&other, "/token-exchange").await.status(), 200);
+    let everywhere = browser
+        .find("find the sign-out-everywhere button", "sign-out-everywhere")
+        .await;
+    browser
+        .step("click “Sign out everywhere”", everywhere.click().await)
+        .await;
+    browser
+        .wait_for(
+            "the page to say signed out of both sessions",
+            "const s = document.getElementById('status');
+             return !!s && s.dataset.state === 'disconnected'
+               && s.textContent === 'Signed out everywhere (2 sessions).';",
+        )
+        .await;
+    assert_eq!(
+        browser.fetch_json("/session").await,
+        json!({"connected": false})
+    );
+    let elsewhere: Value = other.get(app.url("/session")).fetch_json().await;
+    assert_eq!(
+        elsewhere,
+        json!({"connected": false}),
+        "the other browser is signed out too"
+    );
+    browser
+        .expect_signed_out("after signing out everywhere")
+        .await;
 
     // Cancel at the provider: a page titled as such, with a way back.
     browser.oidc_consent(&app, "SandboxAda").await;

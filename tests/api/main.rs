@@ -22,6 +22,7 @@ mod oidc_refusals;
 mod operations;
 mod process;
 mod proxy;
+mod revocation;
 mod sandbox;
 mod sandbox_oidc;
 mod sandbox_standalone;

@@ -360,6 +360,18 @@ fn a_bad_configuration_stops_the_start_with_one_line_naming_the_variable() {
         "the key is never printed: {malformed}"
     );
     assert!(refused(&[("PUBLIC_ORIGIN", "ftp://x")]).contains("PUBLIC_ORIGIN"));
+    let short_admin = refused(&[
+        ("ADMIN_TOKEN", "short-admin-token"),
+        ("METRICS_BIND", "127.0.0.1:0"),
+    ]);
+    assert!(short_admin.contains("ADMIN_TOKEN"), "{short_admin}");
+    assert!(!short_admin.contains("short-admin-token"), "{short_admin}");
+    let admin_without_listener = refused(&[("ADMIN_TOKEN", &"x".repeat(40))]);
+    assert!(
+        admin_without_listener.contains("ADMIN_TOKEN")
+            && admin_without_listener.contains("METRICS_BIND"),
+        "{admin_without_listener}"
+    );
     let bad_filter = refused(&[("RUST_LOG", "info,[=oops")]);
     assert!(bad_filter.contains("RUST_LOG"), "{bad_filter}");
     let store = refused(&[(

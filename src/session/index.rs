@@ -1,0 +1,618 @@
+//! The member → sessions index: which sessions each signed-in member holds, kept by every
+//! store beside the sessions themselves, so that all of a member's sessions can be listed
+//! and ended at once (sign out everywhere, the admin routes).
+//!
+//! The index holds only what it must: the member id, the session ids, and for each session
+//! its flow, when it was signed in and when it expires; never a token, nor anything else of
+//! the sealed record. How each store keeps it, and how an ended or expired session leaves it:
+//!
+//! - **memory**: a map beside the sessions' cache ([`MemoryIndex`]). An entry leaves with its
+//!   record, however the record goes (a logout, eviction for room, its own expiry): the
+//!   cache's removal listener forgets it. Expiry is lazy in the cache, so entries whose
+//!   expiry has passed are never listed or counted.
+//! - **SQLite, PostgreSQL**: a table of (session id, member id, flow, sign-in time). SQLite
+//!   writes the row in the same transaction as the new session (the group-commit writer);
+//!   PostgreSQL just after it. A trigger deletes the row with its session's row, whichever
+//!   way that goes: a logout, a revocation, or the expiry sweep (`sweep`). Expiry is read
+//!   from the sessions table, so an expired session that the sweep has not reached yet is
+//!   already neither listed nor counted.
+//! - **Redis** (plain, Sentinel or Cluster): per member, under one hash tag so that both keys
+//!   live on one Cluster node, a sorted set of session ids scored by their expiry and a hash
+//!   of each one's flow and sign-in time. Every save of the session moves its score to its
+//!   new expiry; every write and read of the index drops the entries whose expiry has passed;
+//!   each key expires itself with the latest session. Each change is one script on one
+//!   member's keys (no command spans two members, nor a member and a session). A logout reads
+//!   the record before deleting it, to learn whose index entry to remove.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+use tower_sessions_redis_store::fred::interfaces::{KeysInterface, LuaInterface};
+use tower_sessions_redis_store::fred::prelude::Pool as RedisPool;
+use tower_sessions_sqlx_store::sqlx::{self, PgPool, SqlitePool};
+
+use super::{MemoryStore, SqliteSessions};
+
+/// One session of a member, as the admin routes show it (never its id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionSummary {
+    /// The flow that signed it in (`jsapi` or `oidc`).
+    pub flow: String,
+    /// When it was signed in, as a Unix timestamp.
+    pub created_at: i64,
+    /// When it ends unless used again, as a Unix timestamp.
+    pub expires_at: i64,
+}
+
+/// What the index learns about a session from its (unsealed) record: whose it is, and how
+/// they signed in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The member.
+    pub member_id: String,
+    /// `jsapi` or `oidc`.
+    pub flow: &'static str,
+}
+
+impl Entry {
+    /// The entry of a record that holds a signed-in member; `None` for any other session.
+    pub fn of(record: &Record) -> Option<Self> {
+        super::member::member_in(&record.data).map(|member| Self {
+            flow: member.credentials.flow().as_str(),
+            member_id: member.member_id,
+        })
+    }
+}
+
+/// The SQLite table of the index.
+pub(super) const SQLITE_TABLE: &str = "lte_member_sessions";
+
+/// The index of the store in use; cheap to clone.
+#[derive(Clone, Debug)]
+pub(super) enum MemberIndex {
+    /// Kept by the memory store itself ([`MemoryStore::index`]).
+    Memory(MemoryStore),
+    /// Written by the SQLite writer with each new session ([`SqliteSessions::create_indexed`]).
+    Sqlite(SqliteSessions),
+    /// `"tower_sessions"."member_session"`.
+    Postgres(PgPool),
+    /// Two keys per member.
+    Redis(RedisPool),
+}
+
+fn backend_error(err: impl std::fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(err.to_string())
+}
+
+fn now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+impl MemberIndex {
+    /// Creates the table and its trigger (SQL stores); nothing to do for the others.
+    pub async fn migrate(&self) -> sqlx::Result<()> {
+        match self {
+            Self::Sqlite(sessions) => migrate_sqlite(&sessions.pool()).await,
+            Self::Postgres(pool) => migrate_postgres(pool).await,
+            Self::Memory(_) | Self::Redis(_) => Ok(()),
+        }
+    }
+
+    /// Records a new session `id` of `entry`'s member, expiring at `expires`. SQLite's entry
+    /// is already written, with the session.
+    pub async fn add(
+        &self,
+        id: &Id,
+        entry: &Entry,
+        expires: OffsetDateTime,
+    ) -> session_store::Result<()> {
+        match self {
+            Self::Memory(store) => {
+                store.index().record(id, entry, expires.unix_timestamp());
+                Ok(())
+            }
+            Self::Sqlite(_) => Ok(()),
+            Self::Postgres(pool) => sqlx::query(
+                r#"insert into "tower_sessions"."member_session" (session_id, member_id, flow, created_at)
+                   values ($1, $2, $3, $4) on conflict (session_id) do nothing"#,
+            )
+            .bind(id.to_string())
+            .bind(&entry.member_id)
+            .bind(entry.flow)
+            .bind(now())
+            .execute(pool)
+            .await
+            .map(drop)
+            .map_err(backend_error),
+            Self::Redis(pool) => redis::touch(pool, id, entry, expires.unix_timestamp()).await,
+        }
+    }
+
+    /// Follows a session saved again with a new expiry (the SQL stores read the expiry from
+    /// the sessions table, so they have nothing to do). A session that has ended meanwhile is
+    /// not written back by its save, and not indexed again here (Redis: its entry is dropped
+    /// at the next read, which checks that each session still exists).
+    pub async fn touch(
+        &self,
+        id: &Id,
+        entry: &Entry,
+        expires: OffsetDateTime,
+    ) -> session_store::Result<()> {
+        match self {
+            Self::Memory(store) => {
+                if store.holds_member_session(id) {
+                    store.index().record(id, entry, expires.unix_timestamp());
+                }
+                Ok(())
+            }
+            Self::Sqlite(_) | Self::Postgres(_) => Ok(()),
+            Self::Redis(pool) => redis::touch(pool, id, entry, expires.unix_timestamp()).await,
+        }
+    }
+
+    /// Whether [`forget`](Self::forget) needs the member of the session that ends (the other
+    /// stores forget by themselves, with the record).
+    pub fn forgets_by_member(&self) -> bool {
+        matches!(self, Self::Redis(_))
+    }
+
+    /// Removes session `id` of `member_id` from the index, once its record is deleted.
+    pub async fn forget(&self, member_id: &str, id: &Id) -> session_store::Result<()> {
+        match self {
+            Self::Redis(pool) => redis::forget(pool, member_id, &[id.to_string()]).await,
+            Self::Memory(_) | Self::Sqlite(_) | Self::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// The unexpired sessions of `member_id`, oldest first.
+    pub async fn list(&self, member_id: &str) -> session_store::Result<Vec<SessionSummary>> {
+        let mut sessions = match self {
+            Self::Memory(store) => {
+                let now = now();
+                store
+                    .index()
+                    .entries(member_id)
+                    .into_iter()
+                    .filter(|(id, summary)| {
+                        summary.expires_at > now && store.holds_member_session(id)
+                    })
+                    .map(|(_, summary)| summary)
+                    .collect()
+            }
+            Self::Sqlite(sessions) => sql::list_sqlite(&sessions.pool(), member_id).await?,
+            Self::Postgres(pool) => sql::list_postgres(pool, member_id).await?,
+            Self::Redis(pool) => redis::live(pool, member_id)
+                .await?
+                .into_iter()
+                .map(|(_, summary)| summary)
+                .collect(),
+        };
+        sessions.sort_by_key(|s| (s.created_at, s.expires_at));
+        Ok(sessions)
+    }
+
+    /// Ends every session of `member_id`: their records are deleted, and their index entries
+    /// with them. How many unexpired sessions ended.
+    pub async fn revoke(&self, member_id: &str) -> session_store::Result<u64> {
+        match self {
+            Self::Memory(store) => {
+                let mut ended = 0;
+                for (id, _) in store.index().entries(member_id) {
+                    if store.load(&id).await?.is_some() {
+                        ended += 1;
+                    }
+                    store.delete(&id).await?;
+                }
+                Ok(ended)
+            }
+            Self::Sqlite(sessions) => sql::revoke_sqlite(&sessions.pool(), member_id).await,
+            Self::Postgres(pool) => sql::revoke_postgres(pool, member_id).await,
+            Self::Redis(pool) => redis::revoke(pool, member_id).await,
+        }
+    }
+}
+
+/// The index of the memory store: each member's sessions, and each session's member.
+#[derive(Debug, Default)]
+pub struct MemoryIndex {
+    entries: Mutex<MemoryEntries>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryEntries {
+    by_member: HashMap<String, HashMap<Id, SessionSummary>>,
+    member_of: HashMap<Id, String>,
+}
+
+impl MemoryIndex {
+    /// Records session `id` of `entry`'s member with its expiry (its sign-in time is kept
+    /// when it is already known).
+    pub(super) fn record(&self, id: &Id, entry: &Entry, expires_at: i64) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        entries.member_of.insert(*id, entry.member_id.clone());
+        entries
+            .by_member
+            .entry(entry.member_id.clone())
+            .or_default()
+            .entry(*id)
+            .and_modify(|summary| summary.expires_at = expires_at)
+            .or_insert_with(|| SessionSummary {
+                flow: entry.flow.to_owned(),
+                created_at: now(),
+                expires_at,
+            });
+    }
+
+    /// Forgets session `id` (its record has left the store).
+    pub fn forget(&self, id: &Id) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        let Some(member) = entries.member_of.remove(id) else {
+            return;
+        };
+        if let Some(sessions) = entries.by_member.get_mut(&member) {
+            sessions.remove(id);
+            if sessions.is_empty() {
+                entries.by_member.remove(&member);
+            }
+        }
+    }
+
+    /// The sessions recorded for `member_id`, expired or not.
+    fn entries(&self, member_id: &str) -> Vec<(Id, SessionSummary)> {
+        self.entries
+            .lock()
+            .ok()
+            .and_then(|entries| {
+                entries.by_member.get(member_id).map(|sessions| {
+                    sessions
+                        .iter()
+                        .map(|(id, summary)| (*id, summary.clone()))
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
+    }
+
+    /// How many sessions are recorded, for every member.
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.member_of.len()).unwrap_or(0)
+    }
+
+    /// Whether no session is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+async fn migrate_sqlite(pool: &SqlitePool) -> sqlx::Result<()> {
+    let statements = [
+        format!(
+            "create table if not exists {SQLITE_TABLE} (session_id text primary key not null, \
+             member_id text not null, flow text not null, created_at integer not null)"
+        ),
+        format!("create index if not exists {SQLITE_TABLE}_member on {SQLITE_TABLE} (member_id)"),
+        // The entry goes with its session's row: a logout, a revocation or the sweep.
+        format!(
+            "create trigger if not exists {SQLITE_TABLE}_follow after delete on tower_sessions \
+             begin delete from {SQLITE_TABLE} where session_id = old.id; end"
+        ),
+    ];
+    for statement in statements {
+        sqlx::query(&statement).execute(pool).await?;
+    }
+    Ok(())
+}
+
+async fn migrate_postgres(pool: &PgPool) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    // Instances starting at once would race on the catalog: one at a time.
+    sqlx::query("select pg_advisory_xact_lock(7160817235)")
+        .execute(&mut *tx)
+        .await?;
+    let statements = [
+        r#"create table if not exists "tower_sessions"."member_session" (
+             session_id text primary key not null,
+             member_id text not null,
+             flow text not null,
+             created_at bigint not null)"#,
+        r#"create index if not exists member_session_member
+             on "tower_sessions"."member_session" (member_id)"#,
+        r#"create or replace function "tower_sessions".forget_member_session() returns trigger
+             language plpgsql as $$
+             begin
+               delete from "tower_sessions"."member_session" where session_id = old.id;
+               return old;
+             end $$"#,
+        r#"do $$ begin
+             if not exists (select 1 from pg_trigger where tgname = 'member_session_follow') then
+               create trigger member_session_follow after delete on "tower_sessions"."session"
+                 for each row execute function "tower_sessions".forget_member_session();
+             end if;
+           end $$"#,
+    ];
+    for statement in statements {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+/// The SQL stores' queries.
+mod sql {
+    use super::*;
+    use sqlx::Row;
+
+    pub async fn list_sqlite(
+        pool: &SqlitePool,
+        member_id: &str,
+    ) -> session_store::Result<Vec<SessionSummary>> {
+        let rows = sqlx::query(&format!(
+            "select i.flow, i.created_at, s.expiry_date from {SQLITE_TABLE} i \
+             join tower_sessions s on s.id = i.session_id \
+             where i.member_id = ? and s.expiry_date > ?"
+        ))
+        .bind(member_id)
+        .bind(OffsetDateTime::now_utc())
+        .fetch_all(pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(SessionSummary {
+                    flow: row.try_get("flow")?,
+                    created_at: row.try_get("created_at")?,
+                    expires_at: row
+                        .try_get::<OffsetDateTime, _>("expiry_date")?
+                        .unix_timestamp(),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(backend_error)
+    }
+
+    pub async fn list_postgres(
+        pool: &PgPool,
+        member_id: &str,
+    ) -> session_store::Result<Vec<SessionSummary>> {
+        let rows = sqlx::query(
+            r#"select i.flow, i.created_at, s.expiry_date
+               from "tower_sessions"."member_session" i
+               join "tower_sessions"."session" s on s.id = i.session_id
+               where i.member_id = $1 and s.expiry_date > $2"#,
+        )
+        .bind(member_id)
+        .bind(OffsetDateTime::now_utc())
+        .fetch_all(pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(SessionSummary {
+                    flow: row.try_get("flow")?,
+                    created_at: row.try_get("created_at")?,
+                    expires_at: row
+                        .try_get::<OffsetDateTime, _>("expiry_date")?
+                        .unix_timestamp(),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(backend_error)
+    }
+
+    /// Deletes the member's sessions (the trigger takes their entries), then any entry left
+    /// without a session; counts those that had not expired.
+    pub async fn revoke_sqlite(pool: &SqlitePool, member_id: &str) -> session_store::Result<u64> {
+        let now = OffsetDateTime::now_utc();
+        let expiries: Vec<OffsetDateTime> = sqlx::query_scalar(&format!(
+            "delete from tower_sessions where id in \
+             (select session_id from {SQLITE_TABLE} where member_id = ?) returning expiry_date"
+        ))
+        .bind(member_id)
+        .fetch_all(pool)
+        .await
+        .map_err(backend_error)?;
+        sqlx::query(&format!("delete from {SQLITE_TABLE} where member_id = ?"))
+            .bind(member_id)
+            .execute(pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(expiries.iter().filter(|&&at| at > now).count() as u64)
+    }
+
+    /// As [`revoke_sqlite`], in one statement.
+    pub async fn revoke_postgres(pool: &PgPool, member_id: &str) -> session_store::Result<u64> {
+        let now = OffsetDateTime::now_utc();
+        let expiries: Vec<OffsetDateTime> = sqlx::query_scalar(
+            r#"with gone as (
+                 delete from "tower_sessions"."session" where id in
+                   (select session_id from "tower_sessions"."member_session" where member_id = $1)
+                 returning expiry_date),
+               orphans as (
+                 delete from "tower_sessions"."member_session" where member_id = $1)
+               select expiry_date from gone"#,
+        )
+        .bind(member_id)
+        .fetch_all(pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(expiries.iter().filter(|&&at| at > now).count() as u64)
+    }
+}
+
+/// The Redis index: per member, `lte:member:{<member>}:sessions` (a sorted set of session
+/// ids scored by expiry) and `lte:member:{<member>}:meta` (a hash of each session's
+/// `<flow> <signed-in time>`). The braces make a Cluster hash tag: both keys of a member live
+/// on one node, and each script touches only those two keys.
+mod redis {
+    use super::*;
+    use tower_sessions_redis_store::fred::types::Value;
+
+    /// Drops the entries whose expiry (score) is at or before `ARGV[1]` from both keys; the
+    /// keys then expire with the latest session, or go when none is left.
+    const PRUNE: &str = r#"
+        local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+        if #gone > 0 then
+          redis.call('ZREM', KEYS[1], unpack(gone))
+          redis.call('HDEL', KEYS[2], unpack(gone))
+        end
+        local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+        if #last == 0 then
+          redis.call('DEL', KEYS[1], KEYS[2])
+        else
+          redis.call('EXPIREAT', KEYS[1], last[2])
+          redis.call('EXPIREAT', KEYS[2], last[2])
+        end
+    "#;
+
+    /// `ARGV`: now, session id, its expiry, `<flow> <now>`.
+    fn touch_script() -> String {
+        format!(
+            r#"
+            redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+            redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[4])
+            {PRUNE}
+            return 1"#
+        )
+    }
+
+    /// `ARGV`: now; answers `id, expiry, meta` for each live entry.
+    fn list_script() -> String {
+        format!(
+            r#"
+            {PRUNE}
+            local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+            local answer = {{}}
+            for i = 1, #entries, 2 do
+              table.insert(answer, entries[i])
+              table.insert(answer, entries[i + 1])
+              table.insert(answer, redis.call('HGET', KEYS[2], entries[i]) or '')
+            end
+            return answer"#
+        )
+    }
+
+    /// `ARGV`: the ids to remove.
+    const FORGET: &str = r#"
+        redis.call('ZREM', KEYS[1], unpack(ARGV))
+        redis.call('HDEL', KEYS[2], unpack(ARGV))
+        if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[1], KEYS[2]) end
+        return 1"#;
+
+    /// The two keys of `member_id`'s index. Characters that would end the hash tag early (or
+    /// make two members' keys alike) are percent-encoded.
+    pub fn keys(member_id: &str) -> Vec<String> {
+        const TAG: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+            .add(b'{')
+            .add(b'}')
+            .add(b'%')
+            .add(b' ');
+        let tag = percent_encoding::utf8_percent_encode(member_id, TAG);
+        vec![
+            format!("lte:member:{{{tag}}}:sessions"),
+            format!("lte:member:{{{tag}}}:meta"),
+        ]
+    }
+
+    pub async fn touch(
+        pool: &RedisPool,
+        id: &Id,
+        entry: &Entry,
+        expires_at: i64,
+    ) -> session_store::Result<()> {
+        let now = now();
+        let args = vec![
+            now.to_string(),
+            id.to_string(),
+            expires_at.to_string(),
+            format!("{} {now}", entry.flow),
+        ];
+        pool.eval::<Value, _, _, _>(touch_script(), keys(&entry.member_id), args)
+            .await
+            .map(drop)
+            .map_err(backend_error)
+    }
+
+    pub async fn forget(
+        pool: &RedisPool,
+        member_id: &str,
+        ids: &[String],
+    ) -> session_store::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        pool.eval::<Value, _, _, _>(FORGET, keys(member_id), ids.to_vec())
+            .await
+            .map(drop)
+            .map_err(backend_error)
+    }
+
+    /// The member's unexpired entries whose record still exists; an entry whose record is
+    /// gone (its removal from the index failed) is removed now.
+    pub async fn live(
+        pool: &RedisPool,
+        member_id: &str,
+    ) -> session_store::Result<Vec<(String, SessionSummary)>> {
+        let flat: Vec<String> = pool
+            .eval(list_script(), keys(member_id), vec![now().to_string()])
+            .await
+            .map_err(backend_error)?;
+        let mut live = Vec::new();
+        let mut stale = Vec::new();
+        for entry in flat.chunks_exact(3) {
+            let [id, expiry, meta] = entry else { continue };
+            // Each session is a key of its own, in its own slot: one command each.
+            let exists: i64 = pool.exists(id.as_str()).await.map_err(backend_error)?;
+            if exists == 0 {
+                stale.push(id.clone());
+                continue;
+            }
+            let (flow, created_at) = meta.split_once(' ').unwrap_or(("", "0"));
+            live.push((
+                id.clone(),
+                SessionSummary {
+                    flow: flow.to_owned(),
+                    created_at: created_at.parse().unwrap_or(0),
+                    expires_at: expiry.parse::<f64>().map_or(0, |e| e as i64),
+                },
+            ));
+        }
+        forget(pool, member_id, &stale).await?;
+        Ok(live)
+    }
+
+    pub async fn revoke(pool: &RedisPool, member_id: &str) -> session_store::Result<u64> {
+        let live = live(pool, member_id).await?;
+        let mut ended = 0;
+        let mut ids = Vec::with_capacity(live.len());
+        for (id, _) in live {
+            let deleted: i64 = pool.del(id.as_str()).await.map_err(backend_error)?;
+            ended += deleted.unsigned_abs();
+            ids.push(id);
+        }
+        forget(pool, member_id, &ids).await?;
+        Ok(ended)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::keys;
+
+        #[test]
+        fn a_members_keys_share_one_hash_tag_that_no_member_id_can_break() {
+            assert_eq!(
+                keys("abc-123"),
+                ["lte:member:{abc-123}:sessions", "lte:member:{abc-123}:meta"]
+            );
+            let odd = keys("a}b{c%");
+            assert_eq!(odd[0], "lte:member:{a%7Db%7Bc%25}:sessions");
+            assert_ne!(keys("a}")[0], keys("a%7D")[0]);
+        }
+    }
+}
