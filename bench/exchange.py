@@ -20,8 +20,8 @@ server's sweeper deletes them under the load (sqlite, postgres), or they expire 
 exchange run starts, so that Redis deletes them by itself under the load (redis).
 
 What it does:
-1. `cargo build --release` in the crate, then, in a temporary folder, starts two processes of
-   the release binary (or of the builds named by --binary and --upstream-binary):
+1. `cargo build --profile dist` in the crate (release with thin LTO and one codegen unit), then,
+   in a temporary folder, starts two processes of the dist binary (or of the builds named by --binary and --upstream-binary):
    - the upstream: SANDBOX=true on its own port (the emulated LinkedIn under /sandbox/), with a
      fixed key pair, SESSION_STORE=memory and its own generated certificate (with
      --upstream-close, SANDBOX_KEEP_ALIVE=false: HTTP/1.1 only, every connection closed after
@@ -528,11 +528,11 @@ def markdown(report: dict) -> str:
 # Main
 
 
-def release_binary() -> Path:
+def dist_binary() -> Path:
     target = Path(os.environ.get("CARGO_TARGET_DIR", CRATE_DIR / "target"))
     if not target.is_absolute():
         target = CRATE_DIR / target
-    binary = target / "release" / BINARY_NAME
+    binary = target / "dist" / BINARY_NAME
     if not binary.is_file():
         raise BenchError(f"no binary at {binary}")
     return binary
@@ -644,13 +644,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep-workdir", action="store_true",
                         help="keep the temporary folder (logs, certificates, callgrind dumps for "
                              "callgrind_annotate) and print its path")
-    parser.add_argument("--no-build", action="store_true", help="use the release binary as it is")
+    parser.add_argument("--no-build", action="store_true", help="use the dist binary as it is")
     parser.add_argument("--env", action="append", default=[], type=env_pair, metavar="NAME=VALUE",
                         help="extra environment for the server under test (repeatable), e.g. "
                              "METRICS_BIND=127.0.0.1:0 to measure with metrics on")
     parser.add_argument("--binary", type=Path,
                         help="benchmark this build of the service (another commit's, say) instead "
-                             "of the crate's release binary; implies --no-build")
+                             "of the crate's dist binary; implies --no-build")
     parser.add_argument("--upstream-binary", type=Path,
                         help="run the upstream sandbox from this build instead (so that builds "
                              "compared with --binary all talk to the same upstream)")
@@ -703,9 +703,9 @@ def main() -> int:
     if args.callgrind and shutil.which("callgrind_control") is None:
         raise BenchError("--callgrind needs valgrind (callgrind_control) installed")
     if not args.no_build and args.binary is None:
-        print("building: cargo build --release", flush=True)
-        subprocess.run(["cargo", "build", "--release"], cwd=CRATE_DIR, check=True)
-    binary = args.binary.resolve() if args.binary else release_binary()
+        print("building: cargo build --profile dist", flush=True)
+        subprocess.run(["cargo", "build", "--profile", "dist"], cwd=CRATE_DIR, check=True)
+    binary = args.binary.resolve() if args.binary else dist_binary()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-exchange-"))
     services: list[Service] = []
