@@ -48,6 +48,25 @@ pub struct SessionSummary {
     pub expires_at: i64,
 }
 
+/// A listed session from a SQL row (`flow`, `created_at`, the sessions table's `expiry_date`),
+/// in SQLite and PostgreSQL alike.
+fn summary<R>(row: &R) -> Result<SessionSummary, sqlx::Error>
+where
+    R: sqlx::Row,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> OffsetDateTime: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(SessionSummary {
+        flow: row.try_get("flow")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row
+            .try_get::<OffsetDateTime, _>("expiry_date")?
+            .unix_timestamp(),
+    })
+}
+
 /// What the index learns about a session from its (unsealed) record: whose it is, and how
 /// they signed in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -347,7 +366,6 @@ async fn migrate_postgres(pool: &PgPool) -> sqlx::Result<()> {
 /// The SQL stores' queries.
 mod sql {
     use super::*;
-    use sqlx::Row;
 
     pub async fn list_sqlite(
         pool: &SqlitePool,
@@ -364,15 +382,7 @@ mod sql {
         .await
         .map_err(backend_error)?;
         rows.iter()
-            .map(|row| {
-                Ok(SessionSummary {
-                    flow: row.try_get("flow")?,
-                    created_at: row.try_get("created_at")?,
-                    expires_at: row
-                        .try_get::<OffsetDateTime, _>("expiry_date")?
-                        .unix_timestamp(),
-                })
-            })
+            .map(summary)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(backend_error)
     }
@@ -393,15 +403,7 @@ mod sql {
         .await
         .map_err(backend_error)?;
         rows.iter()
-            .map(|row| {
-                Ok(SessionSummary {
-                    flow: row.try_get("flow")?,
-                    created_at: row.try_get("created_at")?,
-                    expires_at: row
-                        .try_get::<OffsetDateTime, _>("expiry_date")?
-                        .unix_timestamp(),
-                })
-            })
+            .map(summary)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(backend_error)
     }
