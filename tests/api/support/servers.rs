@@ -781,7 +781,10 @@ impl Tmpfs {
         written
     }
 
-    /// Removes the filler file: the space [`Tmpfs::fill`] took is free again.
+    /// Removes the filler file and returns once the space [`Tmpfs::fill`] took can be written
+    /// again. The kernel may release an unlinked file's pages a moment after `unlink`
+    /// returns, so the next small write can still fail with ENOSPC: this waits, up to 2 s,
+    /// until a 1-byte probe can be written.
     pub fn free(&self) {
         let path = self.path().join(FILLER);
         match fs::remove_file(&path) {
@@ -789,6 +792,16 @@ impl Tmpfs {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => panic!("cannot remove {}: {e}", path.display()),
         }
+        let probe = self.path().join("free-probe");
+        let started = Instant::now();
+        while fs::write(&probe, b"x").is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "the tmpfs has no space 2 s after its filler was removed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = fs::remove_file(&probe);
     }
 }
 
