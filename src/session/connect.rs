@@ -95,7 +95,7 @@ impl Store {
                     .map_err(|e| fail("cannot open", &e))?;
                 let sessions = SqliteSessions::open(pool, options)
                     .await
-                    .map_err(|e| fail("migration or writer connection failed", &e))?;
+                    .map_err(|e| fail("migration, writer or reader connection failed", &e))?;
                 Sweeper::Sqlite(sessions.clone())
                     .start()
                     .await

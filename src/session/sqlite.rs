@@ -20,8 +20,8 @@
 //! A new session of a signed-in member gets its member index row (`index`) in the same
 //! transaction as its own row.
 //!
-//! Loading, saving and deleting are `tower-sessions-sqlx-store`'s, on the same table and with
-//! the same encoding.
+//! Sessions are loaded by reader threads of their own ([`Readers`]), and saved and deleted by
+//! `tower-sessions-sqlx-store`; all on its table, with its encoding.
 
 use std::time::{Duration, Instant};
 
@@ -44,12 +44,19 @@ const QUEUE: usize = 4 * MAX_BATCH;
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// `SqliteStore`'s table.
 const TABLE: &str = "tower_sessions";
+/// What a reader asks for (from [`TABLE`]; the expiry is checked on the decoded record).
+const LOAD: &str = "select data from tower_sessions where id = ?1";
+/// How many threads load sessions ([`Readers`]).
+const READERS: usize = 2;
+/// Loads waiting for a reader; one more fails at once (a 503) instead of queueing.
+const READ_QUEUE: usize = 1024;
 
 /// SQLite sessions; see the module documentation.
 #[derive(Clone, Debug)]
 pub struct SqliteSessions {
     store: SqliteStore,
     pool: SqlitePool,
+    readers: Readers,
     creates: mpsc::Sender<PendingCreate>,
     sweeps: mpsc::Sender<PendingSweep>,
 }
@@ -89,6 +96,7 @@ impl SqliteSessions {
         let store = SqliteStore::new(pool.clone());
         store.migrate().await?;
         let connection = writer.connect().await?;
+        let readers = Readers::start(writer.get_filename())?;
         let (creates, queue) = mpsc::channel(QUEUE);
         let (sweeps, sweep_queue) = mpsc::channel(1);
         tokio::spawn(checkpoint(pool.clone()));
@@ -101,6 +109,7 @@ impl SqliteSessions {
         Ok(Self {
             store,
             pool,
+            readers,
             creates,
             sweeps,
         })
@@ -141,6 +150,114 @@ async fn checkpoint(pool: SqlitePool) {
         {
             tracing::warn!(%err, "SQLite checkpoint failed");
         }
+    }
+}
+
+/// Threads that load sessions, each on a read-only connection of its own, all taking loads
+/// from one queue.
+///
+/// `/auth/check` is one point read, made for every request a proxy lets through, so its cost
+/// is the store's. Through sqlx's pool it took three trips to a connection's worker thread (the
+/// pool pings a connection before it lends it and again when it comes back), and since a
+/// connection runs one query at a time, each trip put that thread to sleep and woke it again.
+/// A reader here takes one trip, and sleeps only when no load waits: under load it answers
+/// one after another (docs/performance.md, "Forward authentication").
+#[derive(Clone, Debug)]
+struct Readers {
+    queue: flume::Sender<Load>,
+}
+
+/// One load, waiting for a reader.
+#[derive(Debug)]
+struct Load {
+    id: Id,
+    /// The row's data, if there is a row.
+    answer: oneshot::Sender<Result<Option<Vec<u8>>, String>>,
+}
+
+impl Readers {
+    /// Opens the readers' connections to `path` (so that a file that cannot be read fails the
+    /// start) and starts their threads, which end when the last `SqliteSessions` is dropped.
+    fn start(path: &std::path::Path) -> sqlx::Result<Self> {
+        let (queue, loads) = flume::bounded(READ_QUEUE);
+        for n in 0..READERS {
+            let connection =
+                open_reader(path).map_err(|err| sqlx::Error::Configuration(err.into()))?;
+            let (path, loads) = (path.to_owned(), loads.clone());
+            std::thread::Builder::new()
+                .name(format!("sqlite-reader-{n}"))
+                .spawn(move || read(&path, Some(connection), &loads))
+                .map_err(sqlx::Error::Io)?;
+        }
+        Ok(Self { queue })
+    }
+
+    /// The unexpired record stored under `id`, as `SqliteStore::load` reads it.
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        use flume::TrySendError;
+        let (answer, answered) = oneshot::channel();
+        let stopped = || session_store::Error::Backend("the SQLite readers have stopped".into());
+        self.queue
+            .try_send(Load { id: *id, answer })
+            .map_err(|err| match err {
+                TrySendError::Full(_) => {
+                    session_store::Error::Backend("every SQLite reader is behind".into())
+                }
+                TrySendError::Disconnected(_) => stopped(),
+            })?;
+        let Some(data) = answered
+            .await
+            .map_err(|_| stopped())?
+            .map_err(session_store::Error::Backend)?
+        else {
+            return Ok(None);
+        };
+        let record: Record = rmp_serde::from_slice(&data)
+            .map_err(|err| session_store::Error::Decode(err.to_string()))?;
+        Ok((record.expiry_date > OffsetDateTime::now_utc()).then_some(record))
+    }
+}
+
+/// A reader's connection: read-only, waiting for a lock as long as a store operation may take.
+fn open_reader(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let connection = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(super::connect::STORE_TIMEOUT)?;
+    Ok(connection)
+}
+
+/// A reader thread: answers loads until the queue closes. A load whose request has given up
+/// (timed out) is skipped; after a failure the connection is opened again for the next load.
+fn read(
+    path: &std::path::Path,
+    mut connection: Option<rusqlite::Connection>,
+    loads: &flume::Receiver<Load>,
+) {
+    use rusqlite::OptionalExtension;
+    for load in loads {
+        if load.answer.is_closed() {
+            continue;
+        }
+        let opened = match connection.take() {
+            Some(open) => Ok(open),
+            None => open_reader(path),
+        };
+        let row = opened.and_then(|open| {
+            let row = open
+                .prepare_cached(LOAD)?
+                .query_row([load.id.to_string()], |row| row.get(0))
+                .optional();
+            connection = Some(open);
+            row
+        });
+        if let Err(err) = &row {
+            tracing::warn!(%err, "SQLite reader failed; the next load opens another connection");
+            connection = None;
+        }
+        let _ = load.answer.send(row.map_err(|err| err.to_string()));
     }
 }
 
@@ -408,7 +525,7 @@ impl SessionStore for SqliteSessions {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        self.store.load(id).await
+        self.readers.load(id).await
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
@@ -475,6 +592,58 @@ mod tests {
         sessions.delete(&r.id).await.unwrap();
         sessions.save(&r).await.unwrap();
         assert!(sessions.load(&r.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_expired_record_is_not_loaded() {
+        let (sessions, _dir) = open().await;
+        let mut r = record(8);
+        sessions.create(&mut r).await.unwrap();
+        assert!(sessions.load(&r.id).await.unwrap().is_some());
+        r.expiry_date = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+        sessions.save(&r).await.unwrap();
+        assert!(sessions.load(&r.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn readers_cannot_write() {
+        let (_sessions, dir) = open().await;
+        let reader = open_reader(&dir.path().join("s.db")).unwrap();
+        let err = reader
+            .execute(&format!("delete from {TABLE}"), [])
+            .unwrap_err();
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ReadOnly),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_does_not_break_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute("create table unrelated (x)", []).unwrap();
+        let readers = Readers::start(&path).unwrap();
+        let err = readers.load(&Id(1)).await.unwrap_err();
+        assert!(err.to_string().contains("no such table"), "{err}");
+        other
+            .execute(
+                &format!("create table {TABLE} (id text primary key, data blob, expiry_date)"),
+                [],
+            )
+            .unwrap();
+        let stored = record(1);
+        other
+            .execute(
+                &format!("insert into {TABLE} (id, data) values (?1, ?2)"),
+                (Id(1).to_string(), rmp_serde::to_vec(&stored).unwrap()),
+            )
+            .unwrap();
+        let loaded = readers.load(&Id(1)).await.unwrap().expect("stored");
+        assert_eq!(loaded.data, stored.data);
+        assert!(readers.load(&Id(2)).await.unwrap().is_none());
     }
 
     #[tokio::test]
