@@ -20,7 +20,7 @@
 //! A new session of a signed-in member gets its member index row (`index`) in the same
 //! transaction as its own row.
 //!
-//! Sessions are loaded by reader threads of their own ([`Readers`]), and saved and deleted by
+//! Sessions are loaded by reader threads of their own (`Readers`), and saved and deleted by
 //! `tower-sessions-sqlx-store`; all on its table, with its encoding.
 
 use std::time::{Duration, Instant};
