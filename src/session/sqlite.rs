@@ -231,6 +231,8 @@ fn open_reader(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection>
 
 /// A reader thread: answers loads until the queue closes. A load whose request has given up
 /// (timed out) is skipped; after a failure the connection is opened again for the next load.
+/// Only the failure of a connection that worked is logged: requests answer 503 and count
+/// store errors, so an outage is not one line per load.
 fn read(
     path: &std::path::Path,
     mut connection: Option<rusqlite::Connection>,
@@ -241,6 +243,7 @@ fn read(
         if load.answer.is_closed() {
             continue;
         }
+        let was_open = connection.is_some();
         let opened = match connection.take() {
             Some(open) => Ok(open),
             None => open_reader(path),
@@ -254,7 +257,9 @@ fn read(
             row
         });
         if let Err(err) = &row {
-            tracing::warn!(%err, "SQLite reader failed; the next load opens another connection");
+            if was_open {
+                tracing::warn!(%err, "SQLite reader failed; the next load opens another connection");
+            }
             connection = None;
         }
         let _ = load.answer.send(row.map_err(|err| err.to_string()));
