@@ -180,6 +180,92 @@ async fn auth_check_reads_the_session_record_and_never_writes_it() {
     );
 }
 
+/// Holds, from another process, the write locks on the read marks of a SQLite file's shared
+/// memory (`<db>-shm`, bytes 123–127: `WAL_READ_LOCK(0..4)` after the 120-byte header in
+/// SQLite's Unix VFS), so that no connection can begin a read, until its stdin closes. Locks
+/// taken by the test's own process would not do: POSIX record locks never conflict within one
+/// process.
+const READ_MARK_HOLDER: &str = r#"
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX, 5, 123, os.SEEK_SET)
+print("locked", flush=True)
+sys.stdin.read()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_check_answers_503_in_time_while_sqlite_reads_are_locked_out_and_200_once_they_are_not()
+ {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let app = app_with(|config, dir| {
+        config.sessions.store = StoreUrl::Sqlite(dir.path().join("sessions.db"));
+    })
+    .await;
+    jsapi_sign_in(&app, "locked-out").await;
+    assert_eq!(auth_check(&app, &app.client, "").await.status(), 200);
+
+    let shm = app.dir.path().join("sessions.db-shm");
+    let mut holder = Command::new("python3")
+        .args(["-c", READ_MARK_HOLDER])
+        .arg(&shm)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    // Every check, however many wait, is answered 503 within 2 s: the store's 1 s bound holds
+    // although the readers are stuck inside SQLite.
+    let mut checks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (client, url) = (app.client.clone(), app.url("/auth/check"));
+        checks.spawn(async move {
+            let started = Instant::now();
+            let (status, body) = json_of(client.get(url).send().await.unwrap()).await;
+            (status, body, started.elapsed())
+        });
+    }
+    while let Some(check) = checks.join_next().await {
+        let (status, body, took) = check.unwrap();
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (503, Some("session_store_unavailable")),
+            "{body}"
+        );
+        assert!(took < Duration::from_secs(2), "answered in {took:?}");
+    }
+
+    // Once the locks are gone the readers carry on (the loads given up are skipped), and the
+    // member is let through again within a second or two.
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    let released = Instant::now();
+    loop {
+        let response = auth_check(&app, &app.client, "").await;
+        if response.status() == 200 {
+            assert_eq!(header(&response, "x-auth-request-user"), Some("locked-out"));
+            break;
+        }
+        assert!(
+            released.elapsed() < Duration::from_secs(5),
+            "still {} after the locks were released",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "SQLite reads locked out: 503s, then 200 {:?} after release",
+        released.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn auth_check_redirects_to_the_sign_in_only_for_a_trusted_proxy_that_asks() {
     let forwarded = |request: reqwest::RequestBuilder| {
