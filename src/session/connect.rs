@@ -89,6 +89,10 @@ impl Store {
                     .busy_timeout(STORE_TIMEOUT);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(2)
+                    // No ping before each use: a connection to a local file does not go stale
+                    // the way a network one does, and the ping was a trip to its worker thread
+                    // per save (docs/performance.md, "Forward authentication").
+                    .test_before_acquire(false)
                     .acquire_timeout(STORE_TIMEOUT)
                     .connect_with(options.clone())
                     .await
