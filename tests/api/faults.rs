@@ -1,8 +1,8 @@
 //! Store faults, made for real on servers the tests own (a Redis killed or frozen, a
-//! PostgreSQL cluster stopped with `-m immediate`, SQLite on a full tmpfs): every request
-//! that needs the store is answered 503 `session_store_unavailable` in JSON within 2 s,
-//! a failed exchange leaves the previous session exactly as it was, and the service
-//! recovers by itself when the store is back.
+//! PostgreSQL cluster stopped with `-m immediate`, SQLite on a full tmpfs or its reads locked
+//! out by another process): every request that needs the store is answered 503
+//! `session_store_unavailable` in JSON within 2 s, a failed exchange leaves the previous
+//! session exactly as it was, and the service recovers by itself when the store is back.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -143,6 +143,93 @@ async fn an_exchange_on_a_full_sqlite_disk_answers_503_and_keeps_the_previous_se
     )
     .await;
     eprintln!("fault: SQLite disk full during an exchange -> 503 in {took:?}");
+}
+
+/// Holds, from another process, the write locks on the read marks of a SQLite file's shared
+/// memory (`<db>-shm`, bytes 123–127: `WAL_READ_LOCK(0..4)` after the 120-byte header in
+/// SQLite's Unix VFS), so that no connection can begin a read, until its stdin closes. Locks
+/// taken by the test's own process would not do: POSIX record locks never conflict within one
+/// process.
+const READ_MARK_HOLDER: &str = r#"
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX, 5, 123, os.SEEK_SET)
+print("locked", flush=True)
+sys.stdin.read()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_check_answers_503_in_time_while_sqlite_reads_are_locked_out_and_200_once_they_are_not()
+ {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let upstream = FakeUpstream::start(GRANT).await;
+    let files = tempfile::tempdir().unwrap();
+    let db = files.path().join("sessions.db");
+    let app = app_on(StoreUrl::Sqlite(db.clone()), &upstream).await;
+    app.set_jsapi_cookie(
+        &app.jar,
+        &signed_cookie("token-a", "locked-out", SECRET_KEY),
+    );
+    assert_eq!(app.exchange().await.0, 200);
+    assert_eq!(app.get("/auth/check").await.status(), 200);
+
+    let mut holder = Command::new("python3")
+        .args(["-c", READ_MARK_HOLDER])
+        .arg(db.with_extension("db-shm"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    // Every check, however many wait, is answered 503 in time: the store's bound holds
+    // although the readers are stuck inside SQLite.
+    let mut checks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (client, url) = (app.client.clone(), app.url("/auth/check"));
+        checks.spawn(async move {
+            let started = Instant::now();
+            let (status, body) = json_of(client.get(url).send().await.unwrap()).await;
+            (status, body, started.elapsed())
+        });
+    }
+    while let Some(check) = checks.join_next().await {
+        let (status, body, took) = check.unwrap();
+        assert_store_unavailable(status, &body, "/auth/check");
+        assert!(took < ANSWER_WITHIN, "answered in {took:?}");
+    }
+
+    // Once the locks are gone the readers carry on (the loads given up are skipped), and the
+    // member is let through again within a second or two.
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    let released = Instant::now();
+    loop {
+        let response = app.get("/auth/check").await;
+        if response.status() == 200 {
+            assert_eq!(
+                response.headers()["x-auth-request-user"].to_str().unwrap(),
+                "locked-out"
+            );
+            break;
+        }
+        assert!(
+            released.elapsed() < Duration::from_secs(5),
+            "still {} after the locks were released",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "fault: SQLite reads locked out -> 503s, then 200 {:?} after release",
+        released.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
