@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::support::redis::{Cluster, SERVICE, SentinelSet};
 use crate::support::servers::{RedisServer, skip_or_fail};
-use crate::support::{TestApp, json_of, sample, scrape, test_config};
+use crate::support::{FetchJson, TestApp, json_of, sample, scrape, test_config};
 
 /// The bound on any answer while the store fails.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
@@ -274,26 +274,12 @@ async fn sessions_spread_over_every_cluster_master_stay_readable_and_logout_and_
     assert!(spread.iter().all(|n| *n > 0), "{spread:?}");
 
     for (i, browser) in browsers.iter().enumerate() {
-        let body: Value = browser
-            .get(app.url("/session"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Value = browser.get(app.url("/session")).fetch_json().await;
         assert_eq!(body["member_id"], format!("member-{i}"), "{body}");
     }
     for browser in &browsers[..10] {
         assert_eq!(app.post_from(browser, "/logout").await.status(), 200);
-        let body: Value = browser
-            .get(app.url("/session"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Value = browser.get(app.url("/session")).fetch_json().await;
         assert_eq!(body["connected"], false, "{body}");
     }
     assert_eq!(

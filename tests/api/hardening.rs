@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use tower_sessions_sqlx_store::sqlx::{self, Row};
 
 use crate::oidc::{consent, start, step_by_step};
-use crate::support::{TestApp, test_config};
+use crate::support::{FetchJson, TestApp, test_config};
 
 /// A client that keeps no cookie and follows no redirect: every request is a new visitor.
 fn cookieless(app: &TestApp) -> reqwest::Client {
@@ -396,14 +396,7 @@ async fn a_session_cookie_without_the_host_prefix_is_not_read() {
         &format!("lte_session={id}; Path=/; Secure"),
         &app.base.parse().unwrap(),
     );
-    let session: serde_json::Value = browser
-        .get(app.url("/session"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session: serde_json::Value = browser.get(app.url("/session")).fetch_json().await;
     assert_eq!(session["connected"], false, "{session}");
 }
 

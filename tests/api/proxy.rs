@@ -19,7 +19,7 @@ use tempfile::TempDir;
 use crate::oidc::{consent, location, query, step_by_step, step_by_step_with};
 use crate::support::nginx::{Nginx, nginx_binary};
 use crate::support::servers::skip_or_fail;
-use crate::support::{API_KEY, TestApp, free_port, json_of, test_config};
+use crate::support::{API_KEY, FetchJson, TestApp, free_port, json_of, test_config};
 
 /// A test app from `config` (adjusted by `change`) in a fresh directory.
 async fn app_with(change: impl FnOnce(&mut Config, &TempDir)) -> TestApp {
@@ -377,14 +377,7 @@ async fn with_a_cookie_domain_the_session_cookie_is_secure_prefixed_carries_the_
     let browser = step_by_step_with(&app, jar.clone());
     let response = oidc_sign_in(&app, &browser, "/auth/linkedin", "domain-oidc").await;
     assert_eq!(response.status(), 303);
-    let session: Value = browser
-        .get(app.url("/session"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session: Value = browser.get(app.url("/session")).fetch_json().await;
     assert_eq!(session["flow"], "oidc", "{session}");
 }
 
@@ -433,12 +426,8 @@ async fn tls_off_serves_plain_http_with_secure_cookies_and_a_sandbox_reached_in_
     let payload: Value = plain
         .post(format!("{base}/sandbox/oauth2/authorize"))
         .form(&[("api_key", API_KEY), ("member_id", "plain-member")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let cookie = crate::support::encode_cookie(&payload.to_string());
     let response = plain
         .post(format!("{base}/token-exchange"))
@@ -580,14 +569,7 @@ async fn behind_nginx_a_protected_app_lets_members_through_with_their_headers_an
     let response = browser.get(&wanted).send().await.unwrap();
     assert_eq!(response.status(), 200, "{}", nginx.logs());
     let seen: Value = response.json().await.unwrap();
-    let session: Value = browser
-        .get(format!("{origin}/session"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session: Value = browser.get(format!("{origin}/session")).fetch_json().await;
     assert_eq!(seen["path"], "/app/reports?year=2026&q=x");
     assert_eq!(seen["user"], session["member_id"], "{seen} {session}");
     assert_eq!(seen["flow"], "oidc");

@@ -12,7 +12,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::oidc::{consent, location, query, start, step_by_step};
-use crate::support::{TestApp, json_of, test_config};
+use crate::support::{FetchJson, TestApp, json_of, test_config};
 
 const SANDBOX_CLIENT_ID: &str = "sandbox-rp";
 const SANDBOX_CLIENT_SECRET: &str = "sandbox-rp-secret-Zt4";
@@ -185,12 +185,8 @@ impl Sandbox {
         self.browser
             .get(self.app.url("/sandbox/v2/userinfo"))
             .bearer_auth(answer["access_token"].as_str().unwrap())
-            .send()
+            .fetch_json()
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
     }
 }
 

@@ -24,7 +24,7 @@ use reqwest::cookie::Jar;
 use serde_json::Value;
 
 use crate::oidc::{consent, location};
-use crate::support::{API_KEY, SECRET_KEY, Served, encode_cookie, free_port, json_of};
+use crate::support::{API_KEY, FetchJson, SECRET_KEY, Served, encode_cookie, free_port, json_of};
 
 /// The spans a receiver got, with the service name of their resource.
 #[derive(Clone, Default)]
@@ -162,12 +162,8 @@ async fn exchange(
     let payload: Value = browser
         .post(server.url("/sandbox/oauth2/authorize"))
         .form(&[("api_key", API_KEY), ("member_id", member)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let mut request = browser
         .post(server.url("/token-exchange"))
         .header("origin", &server.origin)
