@@ -701,3 +701,57 @@ async fn the_consent_pages_member_field_is_styled_by_the_stylesheet_it_links() {
     let secondary = css_rule(&css, ".secondary");
     assert!(secondary.contains("background: #fff"), "{secondary}");
 }
+
+#[tokio::test]
+async fn invalid_client_says_linkedin_wants_client_secret_post_when_the_secret_is_not_in_the_form()
+{
+    let sandbox = Sandbox::start().await;
+    let token_url = sandbox.app.url("/sandbox/oauth/v2/accessToken");
+    let form = |code: &str| {
+        vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code.to_owned()),
+            ("redirect_uri", sandbox.redirect_uri()),
+            ("client_id", SANDBOX_CLIENT_ID.to_owned()),
+        ]
+    };
+    let code = sandbox.code_for("basic-member").await;
+    // HTTP Basic (client_secret_basic), as most OAuth libraries send by default.
+    let basic = sandbox
+        .browser
+        .post(&token_url)
+        .basic_auth(SANDBOX_CLIENT_ID, Some(SANDBOX_CLIENT_SECRET))
+        .form(&form(&code))
+        .send()
+        .await
+        .unwrap();
+    let no_secret = sandbox
+        .browser
+        .post(&token_url)
+        .form(&form(&code))
+        .send()
+        .await
+        .unwrap();
+    for (how, response) in [("basic", basic), ("no secret", no_secret)] {
+        let (status, body) = json_of(response).await;
+        assert_eq!(status, 401, "{how}: {body}");
+        // LinkedIn's JSON error shape, and nothing else.
+        assert_eq!(body["error"], "invalid_client", "{how}: {body}");
+        let keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["error", "error_description"], "{how}: {body}");
+        let description = body["error_description"].as_str().unwrap();
+        assert!(
+            description.contains("client_secret_post")
+                && description.contains("client_id and client_secret in the form body"),
+            "{how}: {description}"
+        );
+    }
+    // The code was not spent: the same request with the secret in the form is good.
+    let (status, answer) = sandbox.trade(&code, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    // A wrong secret in the form is LinkedIn's plain answer.
+    let code = sandbox.code_for("basic-member").await;
+    let (status, body) = sandbox.trade(&code, &[("client_secret", "wrong")]).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error_description"], "Client authentication failed");
+}
