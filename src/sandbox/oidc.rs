@@ -6,6 +6,9 @@
 //!   `token_endpoint_auth_methods_supported`, yet the token endpoint takes `client_secret_post`;
 //! - PKCE parameters at the authorization endpoint are ignored, and a token request carrying a
 //!   `code_verifier` gets 401 `invalid_client`;
+//! - a token request without `client_secret` in its form (HTTP Basic, say) gets 401
+//!   `invalid_client` too; here its description names `client_secret_post`, where LinkedIn's
+//!   says only "Client authentication failed";
 //! - the id_token never carries `nonce`, whatever the request sent;
 //! - `email_verified` is the string `"true"` in the id_token and a boolean in userinfo;
 //!   `locale` is a string (`"en_US"`) in the id_token and an object in userinfo;
@@ -390,8 +393,28 @@ fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
         .into_response()
 }
 
+/// Why a client that did not authenticate as LinkedIn wants (`client_secret_post`) failed:
+/// LinkedIn says only "Client authentication failed", which leaves a developer whose library
+/// sends HTTP Basic by default (`client_secret_basic`) guessing. The error keeps LinkedIn's
+/// shape; only the description says more.
+fn not_client_secret_post(headers: &HeaderMap) -> &'static str {
+    let basic = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_whitespace().next())
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic"));
+    if basic {
+        "Client authentication failed: LinkedIn takes client_secret_post only, with client_id \
+         and client_secret in the form body; it ignores an HTTP Basic Authorization header"
+    } else {
+        "Client authentication failed: no client_secret in the form body; LinkedIn takes \
+         client_secret_post, with client_id and client_secret in the form body"
+    }
+}
+
 async fn access_token(
     State(state): State<ProviderState>,
+    headers: HeaderMap,
     Form(form): Form<TokenRequest>,
 ) -> Response {
     let config = &state.0.config;
@@ -404,10 +427,14 @@ async fn access_token(
             "Client authentication failed",
         );
     }
-    let secret_matches = form
-        .client_secret
-        .as_deref()
-        .is_some_and(|given| config.client_secret.matches(given));
+    let Some(given) = form.client_secret.as_deref().filter(|s| !s.is_empty()) else {
+        return token_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            not_client_secret_post(&headers),
+        );
+    };
+    let secret_matches = config.client_secret.matches(given);
     if form.client_id.as_deref() != Some(config.client_id.as_str()) || !secret_matches {
         return token_error(
             StatusCode::UNAUTHORIZED,

@@ -1,16 +1,27 @@
 //! `linkedin-token-exchange sandbox`: the emulated LinkedIn alone, for apps in any language to
 //! test against. [`app`] serves the sandbox's routes (with its stylesheet and health checks)
 //! and lets pages of other origins call the JSAPI side; [`Registration`] is what it
-//! registered, printed for the app under test.
+//! registered, printed for the app under test; [`index`] is the page at `/` that names its
+//! endpoints and registration (never a secret) for the person who opens the URL it logs.
 
 use std::path::PathBuf;
 
+use askama::Template;
 use axum::Router;
+use axum::body::Bytes;
 use axum::http::Method;
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, X_CONTENT_TYPE_OPTIONS};
+use axum::response::Html;
+use axum::routing::get;
 use tower_http::cors::{Any, CorsLayer};
 
+use super::DEFAULT_MEMBER_ID;
 use super::oidc::RedirectUris;
 use crate::secret::Secret;
+
+/// The index page's policy: its stylesheet, nothing else (no script, no form).
+const INDEX_POLICY: &str = "default-src 'none'; style-src 'self'; img-src data:; \
+     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// What the standalone sandbox registered: the values an app under test configures.
 #[derive(Debug)]
@@ -31,6 +42,9 @@ pub struct Registration {
     pub secret_key: Option<Secret>,
     /// The certificate the sandbox serves (the app under test trusts it).
     pub ca_cert: PathBuf,
+    /// The authorization endpoint (the consent page), where browsers are sent: on the first
+    /// public origin.
+    pub authorization_endpoint: String,
 }
 
 impl Registration {
@@ -72,6 +86,53 @@ impl Registration {
     }
 }
 
+/// The page at `/`: what [`Registration::env_lines`] prints, but for a person, without the
+/// secrets, and with how to pick a member and drive the consent form from a test.
+#[derive(Template)]
+#[template(path = "sandbox_index.html")]
+struct IndexPage<'a> {
+    reg: &'a Registration,
+    /// The one redirect URI registered, or none when any loopback one is admitted.
+    registered_redirect: Option<&'a str>,
+    ca_cert: String,
+    default_member: &'static str,
+}
+
+/// `GET /`: the index page of `registration`, rendered once.
+pub fn index(registration: &Registration) -> Router {
+    let page = Bytes::from(index_page(registration));
+    Router::new().route(
+        "/",
+        get(move || {
+            let page = page.clone();
+            async move {
+                (
+                    [
+                        (CONTENT_SECURITY_POLICY, INDEX_POLICY),
+                        (CACHE_CONTROL, "no-cache"),
+                        (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                    ],
+                    Html(page),
+                )
+            }
+        }),
+    )
+}
+
+fn index_page(registration: &Registration) -> String {
+    IndexPage {
+        reg: registration,
+        registered_redirect: match &registration.redirect_uris {
+            RedirectUris::Registered(uri) => Some(uri),
+            RedirectUris::AnyLoopback => None,
+        },
+        ca_cert: registration.ca_cert.display().to_string(),
+        default_member: DEFAULT_MEMBER_ID,
+    }
+    .render()
+    .unwrap_or_else(|err| format!("the sandbox's index page could not be rendered: {err}"))
+}
+
 /// The standalone sandbox: `routes` (the sandbox under `/sandbox`) plus `others` (the
 /// stylesheet its consent page links, the health checks), open to cross-origin calls so that
 /// the JSAPI script works on the pages of the app under test.
@@ -98,6 +159,8 @@ mod tests {
             api_key: "sandboxkey".to_owned(),
             secret_key: generated.then(|| Secret::new("jsapi-secret".to_owned())),
             ca_cert: PathBuf::from("/tmp/cert.pem"),
+            authorization_endpoint: "https://localhost:9443/sandbox/oauth/v2/authorization"
+                .to_owned(),
         }
     }
 
@@ -118,6 +181,33 @@ mod tests {
                 "{expected} in {lines:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_index_page_names_the_registration_but_never_a_secret() {
+        let page = index_page(&registration(true));
+        for named in [
+            "sandbox-client-x",
+            "sandboxkey",
+            "https://localhost:9443/sandbox/oauth/.well-known/openid-configuration",
+            "https://localhost:9443/sandbox/oauth/v2/authorization",
+            "https://localhost:9443/sandbox/oauth/v2/accessToken",
+            "https://localhost:9443/sandbox/oauth/openid/jwks",
+            "https://localhost:9443/sandbox/v2/userinfo",
+            "https://localhost:9443/sandbox/in.js",
+            "any http(s) URL on localhost",
+            "/tmp/cert.pem",
+        ] {
+            assert!(page.contains(named), "{named} in {page}");
+        }
+        assert!(!page.contains("client-secret") && !page.contains("jsapi-secret"));
+        let mut one = registration(false);
+        one.redirect_uris = RedirectUris::Registered("http://localhost:3000/cb?a=1&b=<2>".into());
+        let page = index_page(&one);
+        assert!(
+            page.contains("exactly <code>http://localhost:3000/cb?a=1&#38;b=&#60;2&#62;</code>"),
+            "escaped: {page}"
+        );
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl Server {
             standalone,
         };
         let sandbox_env = registration.env_lines();
-        let routes = sandbox_routes(&registration, &page_origin);
+        let routes = sandbox_routes(&registration, &page_origin).merge(registration.index());
         let keep_alive = resolved.mode.keep_alive;
         let wiring::Resolved {
             mode:
@@ -519,13 +519,25 @@ impl Registration<'_> {
     }
 
     fn env_lines(&self) -> Vec<String> {
-        let Some(oidc) = self.resolved.oidc.as_ref().filter(|_| self.standalone) else {
-            return Vec::new();
-        };
+        self.standalone()
+            .map(|registration| registration.env_lines())
+            .unwrap_or_default()
+    }
+
+    /// The standalone sandbox's page at `/` (nothing otherwise).
+    fn index(&self) -> Router {
+        self.standalone()
+            .map(|registration| crate::sandbox::standalone::index(&registration))
+            .unwrap_or_default()
+    }
+
+    /// What the standalone sandbox registered (nothing when the service runs).
+    fn standalone(&self) -> Option<crate::sandbox::standalone::Registration> {
+        let oidc = self.resolved.oidc.as_ref().filter(|_| self.standalone)?;
         let credentials = &self.resolved.mode.credentials;
         let made_up = |configured: bool, secret: &Secret| (!configured).then(|| secret.clone());
         let cert = &self.config.listen.tls_cert;
-        crate::sandbox::standalone::Registration {
+        Some(crate::sandbox::standalone::Registration {
             base: wiring::sandbox_base(self.resolved.addr, self.resolved.tls),
             issuer: oidc.issuer.as_str().trim_end_matches('/').to_owned(),
             client_id: oidc.client_id.clone(),
@@ -537,8 +549,11 @@ impl Registration<'_> {
                 &credentials.secret_key,
             ),
             ca_cert: std::path::absolute(cert).unwrap_or_else(|_| cert.clone()),
-        }
-        .env_lines()
+            authorization_endpoint: format!(
+                "{}/sandbox/oauth/v2/authorization",
+                self.resolved.page_origin()
+            ),
+        })
     }
 }
 
@@ -591,6 +606,10 @@ fn standalone_app(sandbox_routes: Router, state: AppState) -> Router {
 impl Registration<'_> {
     fn env_lines(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    fn index(&self) -> Router {
+        Router::new()
     }
 }
 

@@ -123,9 +123,11 @@ async fn a_member_signs_in_with_openid_connect_into_the_same_session_and_out_aga
     let sub = me["sub"].as_str().expect("a sub").to_owned();
     assert_eq!(session["member_id"], sub.as_str(), "{session} {me}");
     assert_ne!(sub, "oidc-member");
+    // The page names the member, not the sub (which means nothing to a person).
     let page = app.get("/").await.text().await.unwrap();
     assert!(
-        page.contains(&format!(r#"<strong id="member">{sub}</strong>"#))
+        page.contains(r#"<strong id="member">Sandbox oidc-member</strong>"#)
+            && !page.contains(&sub)
             && page.contains("OpenID Connect"),
         "{page}"
     );

@@ -180,6 +180,20 @@ impl Sandbox {
         validation
     }
 
+    /// Signs `member` in through the service's own OpenID Connect sign-in (the link, the
+    /// consent page, the callback).
+    async fn sign_in(&self, member: &str) {
+        let authorization = start(&self.app, &self.browser).await;
+        let callback = consent(&self.browser, &authorization, "allow", member).await;
+        let response = self.browser.get(callback).send().await.unwrap();
+        assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
+    }
+
+    /// The text of `path` on the app.
+    async fn text(&self, path: &str) -> String {
+        self.app.get(path).await.text().await.unwrap()
+    }
+
     /// `GET /sandbox/v2/userinfo` with the answer's access token.
     async fn userinfo(&self, answer: &Value) -> Value {
         self.browser
@@ -583,4 +597,161 @@ async fn sandbox_member_is_ignored_outside_sandbox_mode() {
             "{authorization}"
         );
     }
+}
+
+/// The start tag of the element whose `id` is `id` in `html`.
+fn start_tag<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html
+        .find(&format!(r#"id="{id}""#))
+        .unwrap_or_else(|| panic!("no #{id} in {html}"));
+    let open = html[..at].rfind('<').unwrap();
+    let close = at + html[at..].find('>').unwrap();
+    &html[open..=close]
+}
+
+/// The text of the element whose `id` is `id` (up to its first closing tag).
+fn text_of<'a>(html: &'a str, id: &str) -> &'a str {
+    let tag = start_tag(html, id);
+    let after = html.find(tag).unwrap() + tag.len();
+    let end = after + html[after..].find("</").unwrap();
+    html[after..end].trim()
+}
+
+/// The declarations of the rule for exactly `selector` in `css`.
+fn css_rule<'a>(css: &'a str, selector: &str) -> &'a str {
+    let start = css
+        .lines()
+        .find(|line| line.trim_start().starts_with(&format!("{selector} {{")))
+        .unwrap_or_else(|| panic!("no rule for `{selector}` in {css}"));
+    let open = start.find('{').unwrap();
+    let close = start.rfind('}').unwrap();
+    &start[open + 1..close]
+}
+
+#[tokio::test]
+async fn the_page_names_an_openid_connect_member_by_name_not_by_the_pairwise_sub() {
+    let sandbox = Sandbox::start().await;
+    sandbox.sign_in("Named").await;
+    let session = sandbox.app.session().await;
+    assert_eq!(session["flow"], "oidc", "{session}");
+    let sub = session["member_id"].as_str().unwrap().to_owned();
+    assert_eq!(sub.len(), 10, "the pairwise sub: {session}");
+    let page = sandbox.text("/").await;
+    assert_eq!(text_of(&page, "member"), "Sandbox Named", "{page}");
+    assert!(!page.contains(&sub), "the page shows the sub {sub}: {page}");
+}
+
+#[tokio::test]
+async fn the_page_says_which_sign_in_to_use_and_styles_the_two_apart() {
+    let sandbox = Sandbox::start().await;
+    let page = sandbox.text("/").await;
+    // OpenID Connect comes first, described as the one to use.
+    let oidc = page
+        .find(r#"id="oidc-sign-in""#)
+        .expect("the OpenID Connect link");
+    let jsapi = page.find(r#"type="IN/Login""#).expect("the JSAPI button");
+    assert!(oidc < jsapi, "OpenID Connect first: {page}");
+    let link = start_tag(&page, "oidc-sign-in");
+    assert!(link.contains(r#"aria-describedby="oidc-note""#), "{link}");
+    let oidc_note = text_of(&page, "oidc-note");
+    assert!(
+        oidc_note.contains("current sign-in") && oidc_note.contains("Use this one"),
+        "{oidc_note}"
+    );
+    // The JSAPI button is said to be the retired flow, for the sites that still have it.
+    let jsapi_note = text_of(&page, "jsapi-note");
+    assert!(
+        jsapi_note.contains("retired") && jsapi_note.contains("sites that still have it"),
+        "{jsapi_note}"
+    );
+    assert_ne!(oidc_note, jsapi_note);
+
+    // The stylesheet draws the JSAPI button (which the script renders as `button.in-login`
+    // after the OpenID Connect choice) as a secondary one: white, not LinkedIn blue.
+    let css = sandbox.text("/static/app.css").await;
+    let primary = css_rule(&css, ".in-login");
+    assert!(primary.contains("background: #0a66c2"), "{primary}");
+    let secondary = css_rule(&css, "#oidc-choice ~ #login .in-login");
+    assert!(
+        secondary.contains("background: #fff") && secondary.contains("color: #0a66c2"),
+        "{secondary}"
+    );
+    assert!(page.contains(r#"id="oidc-choice""#), "{page}");
+}
+
+#[tokio::test]
+async fn the_consent_pages_member_field_is_styled_by_the_stylesheet_it_links() {
+    let sandbox = Sandbox::start().await;
+    let page = sandbox.consent_page(&[]).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(r#"<link rel="stylesheet" href="/static/app.css">"#),
+        "{html}"
+    );
+    let input = start_tag(&html, "sandbox-member");
+    assert!(input.contains(r#"class="field""#), "{input}");
+    let cancel = start_tag(&html, "cancel");
+    assert!(cancel.contains(r#"class="secondary""#), "{cancel}");
+    let css = sandbox.text("/static/app.css").await;
+    let field = css_rule(&css, ".field");
+    for declaration in ["border:", "padding:", "border-radius:", "font: inherit"] {
+        assert!(field.contains(declaration), "{declaration} in {field}");
+    }
+    let secondary = css_rule(&css, ".secondary");
+    assert!(secondary.contains("background: #fff"), "{secondary}");
+}
+
+#[tokio::test]
+async fn invalid_client_says_linkedin_wants_client_secret_post_when_the_secret_is_not_in_the_form()
+{
+    let sandbox = Sandbox::start().await;
+    let token_url = sandbox.app.url("/sandbox/oauth/v2/accessToken");
+    let form = |code: &str| {
+        vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code.to_owned()),
+            ("redirect_uri", sandbox.redirect_uri()),
+            ("client_id", SANDBOX_CLIENT_ID.to_owned()),
+        ]
+    };
+    let code = sandbox.code_for("basic-member").await;
+    // HTTP Basic (client_secret_basic), as most OAuth libraries send by default.
+    let basic = sandbox
+        .browser
+        .post(&token_url)
+        .basic_auth(SANDBOX_CLIENT_ID, Some(SANDBOX_CLIENT_SECRET))
+        .form(&form(&code))
+        .send()
+        .await
+        .unwrap();
+    let no_secret = sandbox
+        .browser
+        .post(&token_url)
+        .form(&form(&code))
+        .send()
+        .await
+        .unwrap();
+    for (how, response) in [("basic", basic), ("no secret", no_secret)] {
+        let (status, body) = json_of(response).await;
+        assert_eq!(status, 401, "{how}: {body}");
+        // LinkedIn's JSON error shape, and nothing else.
+        assert_eq!(body["error"], "invalid_client", "{how}: {body}");
+        let keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["error", "error_description"], "{how}: {body}");
+        let description = body["error_description"].as_str().unwrap();
+        assert!(
+            description.contains("client_secret_post")
+                && description.contains("client_id and client_secret in the form body"),
+            "{how}: {description}"
+        );
+    }
+    // The code was not spent: the same request with the secret in the form is good.
+    let (status, answer) = sandbox.trade(&code, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    // A wrong secret in the form is LinkedIn's plain answer.
+    let code = sandbox.code_for("basic-member").await;
+    let (status, body) = sandbox.trade(&code, &[("client_secret", "wrong")]).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error_description"], "Client authentication failed");
 }

@@ -194,7 +194,7 @@ async fn the_sandbox_command_prints_a_registration_and_serves_nothing_of_the_ser
     let client = sandbox.client();
     let origin = base.trim_end_matches("/sandbox");
     for (path, status) in [
-        ("/", 404),
+        ("/", 200),
         ("/auth/linkedin", 404),
         ("/me", 404),
         ("/sandbox/in.js", 200),
@@ -271,6 +271,105 @@ async fn the_sandbox_command_takes_the_usual_variables_and_never_prints_a_secret
             .status(),
         400
     );
+}
+
+#[tokio::test]
+async fn the_sandbox_commands_root_is_a_page_naming_its_endpoints_and_registration_but_no_secret() {
+    let sandbox = Standalone::start(&[]);
+    sandbox.ready().await;
+    let vars = sandbox.vars();
+    let base = sandbox.base();
+    let origin = base.trim_end_matches("/sandbox").to_owned();
+    let client = sandbox.client();
+    let answer = client.get(format!("{origin}/")).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(
+        answer.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{:?}",
+        answer.headers()
+    );
+    let policy = answer.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(policy.contains("default-src 'none'"), "{policy}");
+    let page = answer.text().await.unwrap();
+    assert!(
+        page.contains(r#"<link rel="stylesheet" href="/static/app.css">"#),
+        "{page}"
+    );
+    let discovery: serde_json::Value = client
+        .get(format!("{base}/oauth/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let issuer = &vars["LINKEDIN_OIDC_ISSUER"];
+    for named in [
+        // OpenID Connect: where each endpoint is, as discovery says.
+        issuer.clone(),
+        format!("{issuer}/.well-known/openid-configuration"),
+        discovery["authorization_endpoint"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        discovery["token_endpoint"].as_str().unwrap().to_owned(),
+        discovery["jwks_uri"].as_str().unwrap().to_owned(),
+        discovery["userinfo_endpoint"].as_str().unwrap().to_owned(),
+        // The JSAPI side.
+        vars["LINKEDIN_JSAPI_URL"].clone(),
+        format!("{base}/oauth2/authorize"),
+        vars["LINKEDIN_ACCESS_TOKEN_URL"].clone(),
+        format!("{base}/v1/people/~"),
+        // The registration: ids, not secrets.
+        vars["LINKEDIN_CLIENT_ID"].clone(),
+        vars["LINKEDIN_API_KEY"].clone(),
+        "any http(s) URL on localhost, 127.0.0.1 or [::1]".to_owned(),
+        // How to pick a member, and the consent form's fields for test automation.
+        "sandbox_member".to_owned(),
+        "member_id".to_owned(),
+        r#"decision=allow"#.to_owned(),
+        r#"decision=cancel"#.to_owned(),
+        "user_cancelled_login".to_owned(),
+        "state".to_owned(),
+    ] {
+        assert!(page.contains(&named), "the page names {named}: {page}");
+    }
+    for secret in ["LINKEDIN_CLIENT_SECRET", "LINKEDIN_SECRET_KEY"] {
+        let value = &vars[secret];
+        assert!(value.len() >= 8, "{secret}");
+        assert!(!page.contains(value.as_str()), "the page shows {secret}");
+    }
+}
+
+#[tokio::test]
+async fn the_sandbox_commands_root_names_the_registered_redirect_uri_when_one_is_set() {
+    let callback = "http://127.0.0.1:9/app/callback";
+    let sandbox = Standalone::start(&[
+        ("LINKEDIN_CLIENT_ID", "my-client"),
+        ("LINKEDIN_CLIENT_SECRET", "client-secret-from-env"),
+        ("LINKEDIN_OIDC_REDIRECT_URL", callback),
+    ]);
+    sandbox.ready().await;
+    let origin = sandbox.base().trim_end_matches("/sandbox").to_owned();
+    let page = sandbox
+        .client()
+        .get(format!("{origin}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(callback), "{page}");
+    assert!(page.contains("my-client"), "{page}");
+    assert!(!page.contains("client-secret-from-env"), "{page}");
+    assert!(!page.contains("any http(s) URL on localhost"), "{page}");
 }
 
 /// The files under `dir`, relative to it.
