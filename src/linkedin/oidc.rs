@@ -20,7 +20,8 @@
 //! copy, which a failing provider leaves in use until it is [`MAX_STALE`] old. When no usable
 //! copy exists, one fetch is in flight at a time and its waiters share its result. An id_token
 //! signed with a key the cached JWKS lacks triggers one JWKS refetch, at most one per
-//! [`JWKS_REFETCH_COOLDOWN`] across all requests. Deciding what the caller sees is `error`'s.
+//! [`JWKS_REFETCH_COOLDOWN`] across all requests; a refetch that failed is the answer for
+//! the rest of the cooldown. Deciding what the caller sees is `error`'s.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -261,8 +262,9 @@ struct DiscoveryCache {
 struct Fetches {
     /// When the last fetch of discovery ended, and its error if it failed.
     last_discovery: Option<(Instant, Option<UpstreamError>)>,
-    /// When the key set was last refetched for an unknown `kid`.
-    last_jwks_refetch: Option<Instant>,
+    /// When the key set was last refetched for an unknown `kid`, and its error if it failed:
+    /// the answer for every refetch asked for within the cooldown.
+    last_jwks_refetch: Option<(Instant, Option<UpstreamError>)>,
 }
 
 /// The relying party; cheap to share behind the app state.
@@ -590,7 +592,8 @@ impl DiscoveryCache {
     }
 
     /// Refetches the key set after `seen` failed to name a token's `kid`: `None` when the
-    /// cooldown forbids a fetch and no newer key set has arrived meanwhile.
+    /// cooldown forbids a fetch and no newer key set has arrived meanwhile; within the
+    /// cooldown of a refetch that failed, that failure (the provider is not asked again).
     async fn refetch_jwks(
         &self,
         seen: &Arc<Discovered>,
@@ -599,13 +602,14 @@ impl DiscoveryCache {
         if let Some(newer) = self.cached().filter(|c| c.fetched > seen.fetched) {
             return Ok(Some(newer));
         }
-        if fetches
-            .last_jwks_refetch
-            .is_some_and(|at| at.elapsed() < JWKS_REFETCH_COOLDOWN)
+        if let Some((at, failed)) = &fetches.last_jwks_refetch
+            && at.elapsed() < JWKS_REFETCH_COOLDOWN
         {
-            return Ok(None);
+            return match failed {
+                Some(err) => Err(err.clone()),
+                None => Ok(None),
+            };
         }
-        fetches.last_jwks_refetch = Some(Instant::now());
         let http = Http(&self.upstream);
         let started = Instant::now();
         let keys = CoreJsonWebKeySet::fetch_async(seen.metadata.jwks_uri(), &http)
@@ -616,6 +620,7 @@ impl DiscoveryCache {
             if keys.is_ok() { "ok" } else { "error" },
             started.elapsed(),
         );
+        fetches.last_jwks_refetch = Some((started, keys.as_ref().err().cloned()));
         Ok(Some(self.store(seen.metadata.clone().set_jwks(keys?))))
     }
 }
