@@ -217,11 +217,9 @@ fn refused(err: &UpstreamError) -> String {
         UpstreamError::Timeout(_) => 504,
         _ => 502,
     };
-    format!(
-        "{}; sign-ins are answered {status} {}",
-        escape_text(&err.to_string(), 3 * VALUE_MAX),
-        err.code()
-    )
+    // The provider's words in `err` were escaped where it was made; `Finding`'s display is
+    // the net for anything else.
+    format!("{err}; sign-ins are answered {status} {}", err.code())
 }
 
 /// The first [`SHOWN`] of `items` (the provider's words), each escaped and cut to
