@@ -107,7 +107,7 @@ async fn serve(config: &Config) -> ExitCode {
 /// `check-provider`: one line per finding on stdout; exit 0 when nothing will fail, 1 when
 /// something will, 2 when the configuration itself is wrong.
 async fn check_provider(config: &Config) -> ExitCode {
-    let (http, settings) = match wiring::provider_check(config) {
+    let (upstream, settings) = match wiring::provider_check(config) {
         Ok(found) => found,
         Err(err) => {
             fail(
@@ -118,7 +118,7 @@ async fn check_provider(config: &Config) -> ExitCode {
         }
     };
     println!("checking the OpenID Connect provider {}", settings.issuer);
-    let report = provider_check::check(&http, &settings).await;
+    let report = provider_check::check(&upstream, &settings).await;
     for finding in &report.0 {
         println!("{finding}");
     }

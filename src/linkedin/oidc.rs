@@ -20,12 +20,15 @@
 //! copy, which a failing provider leaves in use until it is [`MAX_STALE`] old. When no usable
 //! copy exists, one fetch is in flight at a time and its waiters share its result. An id_token
 //! signed with a key the cached JWKS lacks triggers one JWKS refetch, at most one per
-//! [`JWKS_REFETCH_COOLDOWN`] across all requests. Deciding what the caller sees is `error`'s.
+//! [`JWKS_REFETCH_COOLDOWN`] across all requests; a refetch that failed is the answer for
+//! the rest of the cooldown. Deciding what the caller sees is `error`'s.
+//!
+//! `check-provider` reads the provider through `probe`, the same fetches as a sign-in.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -37,9 +40,10 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AdditionalProviderMetadata, AsyncHttpClient, AuthType, AuthenticationFlow, AuthorizationCode,
-    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, HttpRequest, HttpResponse,
-    IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata,
-    RedirectUrl, RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
+    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, DiscoveryError, HttpRequest,
+    HttpResponse, IssuerUrl, JsonWebKeySetUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, ProviderMetadata, RedirectUrl, RequestTokenError, Scope,
+    SignatureVerificationError, TokenResponse,
 };
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
@@ -261,8 +265,9 @@ struct DiscoveryCache {
 struct Fetches {
     /// When the last fetch of discovery ended, and its error if it failed.
     last_discovery: Option<(Instant, Option<UpstreamError>)>,
-    /// When the key set was last refetched for an unknown `kid`.
-    last_jwks_refetch: Option<Instant>,
+    /// When the key set was last refetched for an unknown `kid`, and its error if it failed:
+    /// the answer for every refetch asked for within the cooldown.
+    last_jwks_refetch: Option<(Instant, Option<UpstreamError>)>,
 }
 
 /// The relying party; cheap to share behind the app state.
@@ -352,7 +357,7 @@ impl OidcClient {
             request =
                 request.set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()));
         }
-        let http = Http(&self.cache.upstream);
+        let http = Http::new(&self.cache.upstream);
         let started = Instant::now();
         let answer = request.request_async(&http).await;
         let outcome = match &answer {
@@ -575,11 +580,9 @@ impl DiscoveryCache {
         &self,
         fetches: &mut Fetches,
     ) -> Result<Arc<Discovered>, UpstreamError> {
-        let http = Http(&self.upstream);
+        let http = Http::new(&self.upstream);
         let started = Instant::now();
-        let fetched = Metadata::discover_async(IssuerUrl::from_url(self.issuer.clone()), &http)
-            .await
-            .map_err(discovery_error);
+        let fetched = discover(&http, &self.issuer).await.map_err(discovery_error);
         self.upstream.record(
             "oidc_discovery",
             if fetched.is_ok() { "ok" } else { "error" },
@@ -590,7 +593,8 @@ impl DiscoveryCache {
     }
 
     /// Refetches the key set after `seen` failed to name a token's `kid`: `None` when the
-    /// cooldown forbids a fetch and no newer key set has arrived meanwhile.
+    /// cooldown forbids a fetch and no newer key set has arrived meanwhile; within the
+    /// cooldown of a refetch that failed, that failure (the provider is not asked again).
     async fn refetch_jwks(
         &self,
         seen: &Arc<Discovered>,
@@ -599,25 +603,106 @@ impl DiscoveryCache {
         if let Some(newer) = self.cached().filter(|c| c.fetched > seen.fetched) {
             return Ok(Some(newer));
         }
-        if fetches
-            .last_jwks_refetch
-            .is_some_and(|at| at.elapsed() < JWKS_REFETCH_COOLDOWN)
+        if let Some((at, failed)) = &fetches.last_jwks_refetch
+            && at.elapsed() < JWKS_REFETCH_COOLDOWN
         {
-            return Ok(None);
+            return match failed {
+                Some(err) => Err(err.clone()),
+                None => Ok(None),
+            };
         }
-        fetches.last_jwks_refetch = Some(Instant::now());
-        let http = Http(&self.upstream);
         let started = Instant::now();
-        let keys = CoreJsonWebKeySet::fetch_async(seen.metadata.jwks_uri(), &http)
-            .await
-            .map_err(discovery_error);
+        let keys = fetch_jwks(&Http::new(&self.upstream), seen.metadata.jwks_uri()).await;
         self.upstream.record(
             "oidc_jwks",
             if keys.is_ok() { "ok" } else { "error" },
             started.elapsed(),
         );
+        fetches.last_jwks_refetch = Some((started, keys.as_ref().err().cloned()));
         Ok(Some(self.store(seen.metadata.clone().set_jwks(keys?))))
     }
+}
+
+/// Discovery with its key set, fetched and read as every sign-in reads it: the crate's
+/// status, content type, parse and issuer checks over `http`.
+async fn discover(http: &Http<'_>, issuer: &Url) -> Result<Metadata, DiscoveryError<HttpError>> {
+    Metadata::discover_async(IssuerUrl::from_url(issuer.clone()), http).await
+}
+
+/// The key set at `url`, fetched and read as a refetch reads it.
+async fn fetch_jwks(
+    http: &Http<'_>,
+    url: &JsonWebKeySetUrl,
+) -> Result<CoreJsonWebKeySet, UpstreamError> {
+    CoreJsonWebKeySet::fetch_async(url, http)
+        .await
+        .map_err(discovery_error)
+}
+
+/// What of the provider failed a [`probe`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Discovery could not be fetched or read.
+    Discovery,
+    /// Discovery names another issuer.
+    Issuer,
+    /// The key set could not be fetched or read.
+    Jwks,
+}
+
+/// The provider as a sign-in reads it, for `check-provider`.
+#[derive(Debug)]
+pub(crate) struct Probe {
+    /// Discovery with its key set, or what failed and the error a sign-in would get.
+    pub outcome: Result<Metadata, (Stage, UpstreamError)>,
+    /// The answers' bodies, in order (discovery, then the key set), each as the service read
+    /// it: whole, and never more than the transport's cap.
+    pub bodies: Vec<Vec<u8>>,
+}
+
+/// Reads `issuer`'s discovery and key set exactly as a sign-in does (over `upstream`: its
+/// timeout, its cap on an answer's size, its error mapping), keeping the bodies read.
+pub(crate) async fn probe(upstream: &Transport, issuer: &Url) -> Probe {
+    let read = Mutex::new(Read::default());
+    let outcome = discover(&Http::recording(upstream, &read), issuer).await;
+    let read = read
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let outcome = outcome.map_err(|err| {
+        let stage = match err {
+            DiscoveryError::Validation(_) => Stage::Issuer,
+            _ if read.calls > 1 => Stage::Jwks,
+            _ => Stage::Discovery,
+        };
+        (stage, discovery_error(err))
+    });
+    Probe {
+        outcome,
+        bodies: read.bodies,
+    }
+}
+
+/// Reads the key set of `metadata` exactly as a refetch does, with the body read (if one
+/// was): for `check-provider`, after discovery named another issuer.
+pub(crate) async fn probe_jwks(
+    upstream: &Transport,
+    metadata: &Metadata,
+) -> (Result<CoreJsonWebKeySet, UpstreamError>, Option<Vec<u8>>) {
+    let read = Mutex::new(Read::default());
+    let keys = fetch_jwks(&Http::recording(upstream, &read), metadata.jwks_uri()).await;
+    let read = read
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    (keys, read.bodies.into_iter().next())
+}
+
+/// What a recording [`Http`] saw.
+#[derive(Default)]
+struct Read {
+    /// The calls made.
+    calls: usize,
+    /// The bodies read.
+    bodies: Vec<Vec<u8>>,
 }
 
 /// Logs a refused id_token at warn: the check, and for the issuer the one seen, so that an
@@ -716,24 +801,29 @@ fn describe(err: &ClaimsVerificationError) -> OidcError {
     OidcError::refused(reason, why)
 }
 
-fn discovery_error(err: openidconnect::DiscoveryError<HttpError>) -> UpstreamError {
-    use openidconnect::DiscoveryError;
+/// A failed fetch of discovery or the key set, as the caller sees it. Every word of the
+/// provider's in it (a content type, an issuer, a field's path) is escaped.
+fn discovery_error(err: DiscoveryError<HttpError>) -> UpstreamError {
+    let theirs = |why: &str| escape_text(why, 300);
     match err {
         DiscoveryError::Request(HttpError(upstream)) => upstream,
         DiscoveryError::Response(status, _, why) if status.is_client_error() => {
             UpstreamError::Rejected {
                 status: status.as_u16(),
-                problem: format!("discovery: {why}"),
+                problem: format!("discovery: {}", theirs(&why)),
             }
         }
         DiscoveryError::Response(_, _, why) => {
-            UpstreamError::Malformed(format!("discovery: {why}"))
+            UpstreamError::Malformed(format!("discovery: {}", theirs(&why)))
         }
-        DiscoveryError::Parse(err) => {
-            UpstreamError::Malformed(format!("discovery does not parse: {}", err.path()))
+        DiscoveryError::Parse(err) => UpstreamError::Malformed(format!(
+            "discovery does not parse: {}",
+            theirs(&err.path().to_string())
+        )),
+        DiscoveryError::Validation(why) => {
+            UpstreamError::Malformed(format!("discovery: {}", theirs(&why)))
         }
-        DiscoveryError::Validation(why) => UpstreamError::Malformed(format!("discovery: {why}")),
-        other => UpstreamError::Malformed(format!("discovery: {other}")),
+        other => UpstreamError::Malformed(format!("discovery: {}", theirs(&other.to_string()))),
     }
 }
 
@@ -765,8 +855,35 @@ fn token_error(
 }
 
 /// `openidconnect`'s HTTP client: the service's reqwest client (redirects off), with its
-/// timeout and error mapping. A 5xx is `upstream_unavailable` before the crate sees it.
-struct Http<'a>(&'a Transport);
+/// timeout, its cap on an answer's size and its error mapping. A 5xx is
+/// `upstream_unavailable` before the crate sees it.
+struct Http<'a> {
+    upstream: &'a Transport,
+    /// Where the calls and the bodies read are counted and kept, for `check-provider`.
+    read: Option<&'a Mutex<Read>>,
+}
+
+impl<'a> Http<'a> {
+    fn new(upstream: &'a Transport) -> Self {
+        Self {
+            upstream,
+            read: None,
+        }
+    }
+
+    fn recording(upstream: &'a Transport, read: &'a Mutex<Read>) -> Self {
+        Self {
+            upstream,
+            read: Some(read),
+        }
+    }
+
+    fn note(&self, note: impl FnOnce(&mut Read)) {
+        if let Some(read) = self.read {
+            note(&mut read.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        }
+    }
+}
 
 /// An upstream failure, as the crate's HTTP error type.
 #[derive(Debug, thiserror::Error)]
@@ -782,12 +899,14 @@ impl<'c> AsyncHttpClient<'c> for Http<'_> {
             let (parts, body) = request.into_parts();
             let url = parts.uri.to_string();
             let builder = self
-                .0
+                .upstream
                 .http()
                 .request(parts.method, url)
                 .headers(parts.headers)
                 .body(body);
-            let (status, headers, body) = self.0.send(builder).await.map_err(HttpError)?;
+            self.note(|read| read.calls += 1);
+            let (status, headers, body) = self.upstream.send(builder).await.map_err(HttpError)?;
+            self.note(|read| read.bodies.push(body.clone()));
             if status.is_server_error() {
                 return Err(HttpError(UpstreamError::Unavailable(format!(
                     "HTTP {}",

@@ -1,18 +1,30 @@
 //! I/O: `linkedin-token-exchange check-provider`, the check a person runs before going live.
 //!
-//! It fetches the configured issuer's discovery document and key set, reads them as the
-//! relying party ([`super::oidc`]) will, and says in one line per subject what the service
-//! will do with this provider and what will fail. The document is looked at as JSON too, so
-//! that a field the crate would silently default (no auth methods, no scopes) is named.
+//! It reads the configured issuer's discovery document and key set exactly as a sign-in does
+//! (`oidc::probe`: the service's transport, its timeout, its 1 MiB cap on an answer,
+//! its checks), so that a provider the service would refuse fails the check with the error a
+//! sign-in would get. It then says in one line per subject what the service will do with this
+//! provider and what will fail. The document is looked at as JSON too, so that a field the
+//! crate would silently default (no auth methods, no scopes) is named.
+//!
+//! Every piece of the provider's text that is printed is escaped (a `kid` cannot move the
+//! cursor or start a line of its own), and a long list is cut after ten items with a
+//! count of the rest.
 
 use std::fmt;
 
-use openidconnect::core::CoreJsonWebKeySet;
 use serde_json::Value;
 use url::Url;
 
-use super::oidc::{ACCEPTED_ALGS, Metadata};
+use super::oidc::{self, ACCEPTED_ALGS, Metadata, Stage};
+use super::transport::{Transport, UpstreamError};
 use crate::config::PkceMode;
+use crate::text::escape_text;
+
+/// How many items of a provider's list are printed; the rest are counted.
+const SHOWN: usize = 10;
+/// How many characters of one of the provider's values (a `kid`, a scope) are printed.
+const VALUE_MAX: usize = 100;
 
 /// How one line of the report ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,13 +49,23 @@ pub struct Finding {
 }
 
 impl fmt::Display for Finding {
+    /// One line: the provider's words in `text` are escaped where they are put in; any
+    /// control or invisible character left is escaped here too, so that no line can end or
+    /// rewrite another.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verdict = match self.verdict {
             Verdict::Ok => "ok  ",
             Verdict::Warn => "warn",
             Verdict::Fail => "FAIL",
         };
-        write!(f, "{verdict} {}: {}", self.subject, self.text)
+        write!(f, "{verdict} {}: ", self.subject)?;
+        for c in self.text.chars() {
+            match c {
+                '"' | '\\' | '\'' => write!(f, "{c}")?,
+                c => write!(f, "{}", c.escape_debug())?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -79,50 +101,74 @@ impl Report {
     }
 }
 
-/// Fetches discovery and the key set with `http` and checks them against `settings`.
-pub async fn check(http: &reqwest::Client, settings: &CheckSettings) -> Report {
+/// Reads discovery and the key set over `upstream` as a sign-in does and checks them against
+/// `settings`.
+pub async fn check(upstream: &Transport, settings: &CheckSettings) -> Report {
     let mut report = Report::default();
     let issuer = settings.issuer.as_str().trim_end_matches('/');
     let discovery_url = format!("{issuer}/.well-known/openid-configuration");
-    let document = match fetch_json(http, &discovery_url).await {
-        Ok(document) => document,
-        Err(why) => {
-            report.push(
-                Verdict::Fail,
-                "discovery",
-                format!("{discovery_url}: {why}"),
-            );
-            return report;
-        }
+    let probe = oidc::probe(upstream, &settings.issuer).await;
+    let mut bodies = probe.bodies.into_iter();
+    let (discovery_body, jwks_body) = (bodies.next(), bodies.next());
+    // The document as the crate read it, for what a sign-in got past.
+    let read = || {
+        discovery_body
+            .as_deref()
+            .and_then(|body| serde_json::from_slice::<Metadata>(body).ok())
     };
-    let metadata: Metadata = match serde_json::from_value(document.clone()) {
-        Ok(metadata) => metadata,
-        Err(err) => {
-            report.push(
-                Verdict::Fail,
-                "discovery",
-                format!("{discovery_url} does not read as OpenID Connect discovery: {err}"),
-            );
-            return report;
-        }
+    let (metadata, keys) = match probe.outcome {
+        Ok(metadata) => (metadata, Ok(jwks_body)),
+        Err((Stage::Jwks, err)) => match read() {
+            Some(metadata) => (metadata, Err(err)),
+            None => return discovery_failed(report, &discovery_url, &err),
+        },
+        Err((Stage::Issuer, err)) => match read() {
+            Some(metadata) => {
+                // A sign-in stops here; the key set is read as a refetch would read it, to
+                // say what else there is to fix.
+                let (keys, body) = oidc::probe_jwks(upstream, &metadata).await;
+                (metadata, keys.map(|_| body))
+            }
+            None => return discovery_failed(report, &discovery_url, &err),
+        },
+        Err((Stage::Discovery, err)) => return discovery_failed(report, &discovery_url, &err),
     };
     report.push(Verdict::Ok, "discovery", discovery_url);
+    let document: Value = discovery_body
+        .as_deref()
+        .and_then(|body| serde_json::from_slice(body).ok())
+        .unwrap_or_default();
 
     let named = metadata.issuer().as_str();
     if named == settings.issuer.as_str() {
-        report.push(Verdict::Ok, "issuer", named);
+        report.push(Verdict::Ok, "issuer", escape_text(named, 2 * VALUE_MAX));
     } else {
         report.push(
             Verdict::Fail,
             "issuer",
             format!(
-                "discovery names {named}, but LINKEDIN_OIDC_ISSUER is {} (every id_token would be refused: the issuer must match exactly)",
+                "discovery names {}, but LINKEDIN_OIDC_ISSUER is {} (every id_token would be refused: the issuer must match exactly)",
+                escape_text(named, 2 * VALUE_MAX),
                 settings.issuer
             ),
         );
     }
 
-    check_keys(&mut report, http, metadata.jwks_uri().url().as_str()).await;
+    let jwks_uri = escape_text(metadata.jwks_uri().url().as_str(), 2 * VALUE_MAX);
+    match keys {
+        Ok(body) => {
+            let keys: Value = body
+                .as_deref()
+                .and_then(|body| serde_json::from_slice(body).ok())
+                .unwrap_or_default();
+            check_keys(&mut report, &jwks_uri, &keys);
+        }
+        Err(err) => report.push(
+            Verdict::Fail,
+            "jwks",
+            format!("{jwks_uri}: {}", refused(&err)),
+        ),
+    }
     check_algorithms(&mut report, &document);
     check_auth_methods(&mut report, &document);
     check_pkce(&mut report, &document, settings.pkce);
@@ -141,7 +187,11 @@ pub async fn check(http: &reqwest::Client, settings: &CheckSettings) -> Report {
     );
     check_scopes(&mut report, &document, &settings.scopes);
     match metadata.userinfo_endpoint() {
-        Some(endpoint) => report.push(Verdict::Ok, "userinfo", endpoint.url().as_str()),
+        Some(endpoint) => report.push(
+            Verdict::Ok,
+            "userinfo",
+            escape_text(endpoint.url().as_str(), 2 * VALUE_MAX),
+        ),
         None => report.push(
             Verdict::Fail,
             "userinfo",
@@ -151,50 +201,72 @@ pub async fn check(http: &reqwest::Client, settings: &CheckSettings) -> Report {
     report
 }
 
-async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
-    let response = http.get(url).send().await.map_err(|err| {
-        if err.is_timeout() {
-            "no answer within UPSTREAM_TIMEOUT_MS".to_owned()
-        } else if err.is_connect() {
-            format!("cannot connect ({})", root_cause(&err))
-        } else {
-            root_cause(&err)
-        }
-    })?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(format!("answered HTTP {}", status.as_u16()));
-    }
-    let body = response.bytes().await.map_err(|err| root_cause(&err))?;
-    serde_json::from_slice(&body).map_err(|_| "the answer is not JSON".to_owned())
+/// The report of a discovery a sign-in could not read: that one line.
+fn discovery_failed(mut report: Report, url: &str, err: &UpstreamError) -> Report {
+    report.push(
+        Verdict::Fail,
+        "discovery",
+        format!("{url}: {}", refused(err)),
+    );
+    report
 }
 
-/// The innermost cause of an error, which names what actually went wrong.
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = err;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
-}
-
-async fn check_keys(report: &mut Report, http: &reqwest::Client, jwks_uri: &str) {
-    let document = match fetch_json(http, jwks_uri).await {
-        Ok(document) => document,
-        Err(why) => {
-            report.push(Verdict::Fail, "jwks", format!("{jwks_uri}: {why}"));
-            return;
-        }
+/// What a sign-in gets from a provider that failed with `err`: the error, and the answer.
+fn refused(err: &UpstreamError) -> String {
+    let status = match err {
+        UpstreamError::Timeout(_) => 504,
+        _ => 502,
     };
-    if let Err(err) = serde_json::from_value::<CoreJsonWebKeySet>(document.clone()) {
-        report.push(
-            Verdict::Fail,
-            "jwks",
-            format!("{jwks_uri} does not read as a key set: {err}"),
-        );
-        return;
+    // The provider's words in `err` were escaped where it was made; `Finding`'s display is
+    // the net for anything else.
+    format!("{err}; sign-ins are answered {status} {}", err.code())
+}
+
+/// The first [`SHOWN`] of `items` (the provider's words), each escaped and cut to
+/// [`VALUE_MAX`] characters, joined by `separator`, then how many more there are.
+fn summarised(items: &[&str], separator: &str) -> String {
+    list(
+        items
+            .iter()
+            .take(SHOWN)
+            .map(|item| escape_text(item, VALUE_MAX)),
+        items.len(),
+        separator,
+    )
+}
+
+/// `shown` (already escaped) joined by `separator`, then how many of `total` it leaves out.
+fn list(shown: impl Iterator<Item = String>, total: usize, separator: &str) -> String {
+    let shown: Vec<String> = shown.collect();
+    let mut text = shown.join(separator);
+    if total > shown.len() {
+        text.push_str(separator);
+        text.push_str("and ");
+        text.push_str(&thousands(total - shown.len()));
+        text.push_str(" more");
     }
-    let keys = document["keys"].as_array().cloned().unwrap_or_default();
+    text
+}
+
+/// `n` with a comma every three digits: `9,990`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// The signature keys of the key set the service read (`keys`, from `jwks_uri`).
+fn check_keys(report: &mut Report, jwks_uri: &str, keys: &Value) {
+    let keys = keys["keys"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let signing: Vec<&Value> = keys
         .iter()
         .filter(|k| matches!(k["kty"].as_str(), Some("RSA" | "EC" | "OKP")))
@@ -208,24 +280,26 @@ async fn check_keys(report: &mut Report, http: &reqwest::Client, jwks_uri: &str)
         );
         return;
     }
-    let described: Vec<String> = signing
-        .iter()
-        .map(|k| {
-            format!(
-                "{} {} ({})",
-                k["kty"].as_str().unwrap_or("?"),
-                k["kid"].as_str().unwrap_or("no kid"),
-                k["alg"].as_str().unwrap_or("no alg: taken by kty and kid"),
-            )
-        })
-        .collect();
+    let field = |key: &Value, name: &str, missing: &str| {
+        key[name]
+            .as_str()
+            .map_or_else(|| missing.to_owned(), |v| escape_text(v, VALUE_MAX))
+    };
+    let described = signing.iter().take(SHOWN).map(|k| {
+        format!(
+            "{} {} ({})",
+            field(k, "kty", "?"),
+            field(k, "kid", "no kid"),
+            field(k, "alg", "no alg: taken by kty and kid"),
+        )
+    });
     report.push(
         Verdict::Ok,
         "jwks",
         format!(
             "{} signature key(s): {}",
-            signing.len(),
-            described.join(", ")
+            thousands(signing.len()),
+            list(described, signing.len(), ", ")
         ),
     );
 }
@@ -248,13 +322,17 @@ fn check_algorithms(report: &mut Report, document: &Value) {
             Verdict::Fail,
             "algorithms",
             format!(
-                "discovery lists {:?}; the service accepts only {}",
-                listed,
+                "discovery lists {}; the service accepts only {}",
+                if listed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    summarised(&listed, ", ")
+                },
                 ACCEPTED_ALGS.join(", ")
             ),
         );
     } else {
-        report.push(Verdict::Ok, "algorithms", usable.join(", "));
+        report.push(Verdict::Ok, "algorithms", summarised(&usable, ", "));
     }
 }
 
@@ -273,7 +351,7 @@ fn check_auth_methods(report: &mut Report, document: &Value) {
             "auth method",
             format!(
                 "the service sends client_secret_post; discovery lists only {}",
-                methods.join(", ")
+                summarised(&methods, ", ")
             ),
         ),
     }
@@ -327,7 +405,7 @@ fn check_scopes(report: &mut Report, document: &Value, scopes: &[String]) {
             format!(
                 "{} not offered (discovery lists {})",
                 missing.join(", "),
-                offered.join(" ")
+                summarised(&offered, " ")
             ),
         );
     }
@@ -356,6 +434,88 @@ mod tests {
         assert_eq!(report.problems(), 0, "{report:?}");
         check_pkce(&mut report, &linkedin, PkceMode::On);
         assert_eq!(report.0.last().map(|f| f.verdict), Some(Verdict::Warn));
+    }
+
+    #[test]
+    fn counts_have_a_comma_every_three_digits() {
+        let cases = [
+            (0, "0"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (9_990, "9,990"),
+            (1_234_567, "1,234,567"),
+        ];
+        for (n, text) in cases {
+            assert_eq!(thousands(n), text);
+        }
+    }
+
+    #[test]
+    fn a_long_list_shows_ten_escaped_items_and_counts_the_rest() {
+        let items: Vec<String> = (0..10_000).map(|i| format!("k{i}")).collect();
+        let items: Vec<&str> = items.iter().map(String::as_str).collect();
+        assert_eq!(
+            summarised(&items, ", "),
+            "k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, and 9,990 more"
+        );
+        assert_eq!(summarised(&items[..2], " "), "k0 k1");
+        assert_eq!(
+            summarised(&["a\u{1b}[2K\r\nok   x", &"y".repeat(500)], ", "),
+            format!("a\\u{{1b}}[2K\\r\\nok   x, {}", "y".repeat(VALUE_MAX))
+        );
+    }
+
+    #[test]
+    fn a_finding_prints_as_one_line_whatever_its_text_holds() {
+        let finding = Finding {
+            verdict: Verdict::Ok,
+            subject: "jwks",
+            text: "RSA \u{1b}[2K\r\nFAIL x\u{2028}\u{202e} \"quoted\" C:\\".into(),
+        };
+        assert_eq!(
+            finding.to_string(),
+            r#"ok   jwks: RSA \u{1b}[2K\r\nFAIL x\u{2028}\u{202e} "quoted" C:\"#
+        );
+    }
+
+    #[test]
+    fn a_sign_in_is_answered_504_for_a_timeout_and_502_for_the_rest() {
+        assert!(refused(&UpstreamError::Timeout(5_000)).ends_with("504 upstream_timeout"));
+        let too_large = refused(&UpstreamError::Malformed(
+            "the answer is larger than 1 MiB".into(),
+        ));
+        assert!(
+            too_large.contains("larger than 1 MiB")
+                && too_large.ends_with("502 upstream_malformed"),
+            "{too_large}"
+        );
+    }
+
+    #[test]
+    fn a_key_set_is_described_escaped_and_summarised() {
+        let mut keys =
+            vec![json!({"kty": "RSA", "kid": "\u{1b}[31mred\n", "n": "AQAB", "e": "AQAB"})];
+        keys.extend((1..25).map(|i| json!({"kty": "EC", "kid": format!("k{i}"), "alg": "ES256"})));
+        keys.push(json!({"kty": "oct", "kid": "hmac"}));
+        keys.push(json!({"kty": "RSA", "kid": "enc", "use": "enc"}));
+        let mut report = Report::default();
+        check_keys(&mut report, "https://p/jwks", &json!({ "keys": keys }));
+        let line = report.0[0].to_string();
+        assert!(
+            line.starts_with(
+                r"ok   jwks: 25 signature key(s): RSA \u{1b}[31mred\n (no alg: taken by kty and kid), EC k1 (ES256),"
+            ),
+            "{line}"
+        );
+        assert!(line.ends_with("EC k9 (ES256), and 15 more"), "{line}");
+
+        let mut report = Report::default();
+        check_keys(
+            &mut report,
+            "https://p/jwks",
+            &json!({"keys": [{"kty": "oct"}]}),
+        );
+        assert_eq!(report.problems(), 1);
     }
 
     #[test]

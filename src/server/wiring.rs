@@ -351,30 +351,32 @@ fn upstream_roots(config: &Limits) -> Result<Vec<reqwest::Certificate>, ConfigEr
     pem_roots(&pem, "UPSTREAM_CA_CERT")
 }
 
-/// What `check-provider` checks, and the client it fetches with: the configured issuer (or
-/// LinkedIn's), the upstream roots and timeout, no redirects.
-pub fn provider_check(config: &Config) -> Result<(reqwest::Client, CheckSettings), ConfigError> {
+/// What `check-provider` checks, and the transport it fetches with: the configured issuer
+/// (or LinkedIn's), and the service's own upstream transport (its roots, timeout, cap on an
+/// answer's size, no redirects).
+pub fn provider_check(
+    config: &Config,
+) -> Result<(crate::linkedin::transport::Transport, CheckSettings), ConfigError> {
     let scopes = oidc_scopes(&config.oidc.scopes)?;
     let issuer = issuer(&config.oidc, DEFAULT_OIDC_ISSUER)?;
     crate::tls::install_crypto_provider();
-    let http = reqwest::Client::builder()
-        .timeout(config.limits.upstream_timeout())
-        .redirect(reqwest::redirect::Policy::none())
-        .tls_certs_merge(upstream_roots(&config.limits)?)
-        .build()
-        .map_err(|e| {
-            ConfigError::new(
-                "UPSTREAM_CA_CERT",
-                format!("cannot build the HTTPS client: {e}"),
-            )
-        })?;
+    let upstream = crate::linkedin::transport::Transport::new(
+        config.limits.upstream_timeout(),
+        &upstream_roots(&config.limits)?,
+    )
+    .map_err(|e| {
+        ConfigError::new(
+            "UPSTREAM_CA_CERT",
+            format!("cannot build the HTTPS client: {e}"),
+        )
+    })?;
     let settings = CheckSettings {
         issuer,
         scopes,
         pkce: config.oidc.pkce,
         require_nonce: config.oidc.require_nonce,
     };
-    Ok((http, settings))
+    Ok((upstream, settings))
 }
 
 /// The certificates of a PEM bundle, as roots for the upstream client.

@@ -48,6 +48,7 @@ against_both_providers!(
     an_hs256_id_token_keyed_with_the_providers_public_key_is_refused,
     an_unknown_kid_is_accepted_after_exactly_one_more_jwks_fetch,
     a_kid_still_unknown_after_one_refetch_is_refused_without_another,
+    a_failed_jwks_refetch_answers_every_callback_within_the_cooldown_502_without_fetching_again,
     a_nonce_other_than_the_one_sent_is_refused,
     a_missing_nonce_is_accepted_by_default,
     a_missing_nonce_is_refused_with_linkedin_oidc_require_nonce,
@@ -155,6 +156,36 @@ async fn a_kid_still_unknown_after_one_refetch_is_refused_without_another(profil
         fetched + 1,
         "exactly one refetch"
     );
+}
+
+/// A key-set refetch that fails (the provider answers 500) is the failure for every callback
+/// within the refetch cooldown, not "no key matches its kid": those callbacks are answered
+/// as the first was, and the key set is not fetched again (at most one fetch per 60 s).
+async fn a_failed_jwks_refetch_answers_every_callback_within_the_cooldown_502_without_fetching_again(
+    profile: Profile,
+) {
+    let rig = Rig::signed_in(profile).await;
+    let fetched = rig.provider.jwks_fetches();
+    rig.provider.set(|k| {
+        k.signing = Signing::Rotated;
+        k.jwks_status = Some(500);
+    });
+    rig.refused(502, "upstream_unavailable", rig.round()).await;
+    assert_eq!(rig.provider.jwks_fetches(), fetched + 1, "one refetch");
+    for _ in 0..2 {
+        let message = rig.refused(502, "upstream_unavailable", rig.round()).await;
+        assert!(!message.contains("kid"), "{message:?}");
+        assert_eq!(
+            rig.provider.jwks_fetches(),
+            fetched + 1,
+            "no fetch within the cooldown"
+        );
+    }
+    // The provider answers again, but the cooldown still holds: the failure stands until it
+    // ends, and nothing is fetched.
+    rig.provider.set(|k| k.jwks_status = None);
+    rig.refused(502, "upstream_unavailable", rig.round()).await;
+    assert_eq!(rig.provider.jwks_fetches(), fetched + 1);
 }
 
 /// A `nonce` in the id_token must be the one this sign-in sent, whether or not the provider

@@ -195,6 +195,11 @@ pub struct Knobs {
     pub discovery: Map<String, Value>,
     /// The JWKS lists its keys without `alg` and `use` (documented: no, observed: yes).
     pub bare_jwks: bool,
+    /// The JWKS endpoint answers this document instead of its keys (a hostile key set).
+    pub jwks: Option<Value>,
+    /// The JWKS endpoint answers this status with an error body (each answer counted as a
+    /// fetch).
+    pub jwks_status: Option<u16>,
 }
 
 /// A code the authorization endpoint gave out.
@@ -249,6 +254,8 @@ impl Provider {
                 echo_nonce: profile == Profile::Documented,
                 discovery: Map::new(),
                 bare_jwks: profile == Profile::Observed,
+                jwks: None,
+                jwks_status: None,
             },
             codes: HashMap::new(),
             access_tokens: HashMap::new(),
@@ -475,9 +482,15 @@ impl ProviderState {
     }
 }
 
-async fn jwks(State(state): State<Shared>) -> Json<Value> {
+async fn jwks(State(state): State<Shared>) -> Response {
     let mut state = state.lock().unwrap();
     state.jwks_fetches += 1;
+    if let Some(status) = state.knobs.jwks_status {
+        return oauth_error(status, "server_error", "the key set is unavailable");
+    }
+    if let Some(document) = &state.knobs.jwks {
+        return Json(document.clone()).into_response();
+    }
     let bare = state.knobs.bare_jwks;
     let mut listed = vec![keys().current.jwk(bare)];
     if state
@@ -487,7 +500,7 @@ async fn jwks(State(state): State<Shared>) -> Json<Value> {
     {
         listed.push(keys().rotated.jwk(bare));
     }
-    Json(json!({ "keys": listed }))
+    Json(json!({ "keys": listed })).into_response()
 }
 
 async fn userinfo(State(state): State<Shared>, headers: HeaderMap) -> Response {
