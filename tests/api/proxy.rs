@@ -330,6 +330,85 @@ async fn every_open_redirect_trick_in_rd_lands_on_the_page() {
 }
 
 #[tokio::test]
+async fn an_absolute_rd_gets_the_path_checks_the_origins_port_and_the_limit_once_encoded() {
+    let app = rd_app().await;
+    let browser = step_by_step(&app);
+    let other_port = format!("https://localhost:{}/x", app.addr.port() + 1);
+    let own_slashes = app.url("//evil.example");
+    let own_encoded = app.url("/%2F%2Fevil.example");
+    let own_backslashes = app.url("/%5C%5Cevil.example");
+    // 2,045 bytes, about 6,100 characters once the parser has encoded them.
+    let prefix = "https://allowed.example/";
+    let wide = format!("{prefix}{}", "é".repeat((2045 - prefix.len()) / 2));
+    let tricks = [
+        "https://allowed.example//evil.example",
+        "https://allowed.example/%2F%2Fevil.example",
+        "https://allowed.example/%5C%5Cevil.example",
+        "https://wiki.apps.example/%2f%2fevil.example",
+        own_slashes.as_str(),
+        own_encoded.as_str(),
+        own_backslashes.as_str(),
+        "https://allowed.example:8443/x",
+        other_port.as_str(),
+        wide.as_str(),
+    ];
+    for trick in tricks {
+        let response = oidc_sign_in(&app, &browser, &start_with_rd(trick), "tricked").await;
+        assert_eq!(response.status(), 303, "{trick:?}");
+        assert_eq!(header(&response, "location"), Some("/"), "{trick:?}");
+    }
+}
+
+/// Follows `/auth/check?redirect=1`, asked by a trusted proxy for `forwarded_uri` on the app's
+/// own host, through the sign-in: where the callback sends the browser.
+async fn sign_in_through_auth_check(app: &TestApp, forwarded_uri: &str) -> Option<String> {
+    let browser = step_by_step_with(app, Arc::new(Jar::default()));
+    let response = browser
+        .get(app.url("/auth/check?redirect=1"))
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", format!("localhost:{}", app.addr.port()))
+        .header("x-forwarded-uri", forwarded_uri)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302, "{forwarded_uri}");
+    let sign_in = location(&response);
+    let response = browser.get(sign_in).send().await.unwrap();
+    assert_eq!(response.status(), 302, "{forwarded_uri}");
+    let callback = consent(&browser, &location(&response), "allow", "forwarded").await;
+    let response = browser.get(callback).send().await.unwrap();
+    assert_eq!(response.status(), 303, "{forwarded_uri}");
+    header(&response, "location").map(str::to_owned)
+}
+
+#[tokio::test]
+async fn auth_check_with_a_hostile_forwarded_uri_ends_the_sign_in_on_the_page() {
+    let app = app_with(|config, _| {
+        config.limits.rate_limit = RateLimit::Off;
+        config.limits.trusted_proxies = Some("127.0.0.1".parse().unwrap());
+    })
+    .await;
+    let own = app.url("/reports?year=2026");
+    assert_eq!(
+        sign_in_through_auth_check(&app, "/reports?year=2026").await,
+        Some(own),
+        "a plain page is returned to"
+    );
+    for hostile in [
+        "//evil.example",
+        "/%2F%2Fevil.example",
+        "/%5C%5Cevil.example",
+        "/%2f/evil.example",
+    ] {
+        assert_eq!(
+            sign_in_through_auth_check(&app, hostile).await.as_deref(),
+            Some("/"),
+            "{hostile}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn with_a_cookie_domain_the_session_cookie_is_secure_prefixed_carries_the_domain_and_both_flows_work()
  {
     let port = free_port();
@@ -585,6 +664,38 @@ async fn behind_nginx_a_protected_app_lets_members_through_with_their_headers_an
         .await
         .unwrap();
     assert_eq!(response.status(), 302);
+}
+
+#[tokio::test]
+async fn behind_nginx_a_protected_page_asked_for_with_a_doubled_slash_ends_the_sign_in_on_the_page()
+{
+    let test = "behind_nginx_a_protected_page_asked_for_with_a_doubled_slash";
+    let Some((nginx, _app)) = behind_nginx(test, RateLimit::Off).await else {
+        return;
+    };
+    let origin = nginx.origin();
+    for hostile in ["//app/reports", "//app/%2F%2Fevil.example"] {
+        let browser = browser_at(&nginx, [127, 0, 0, 1].into());
+        // nginx matches `/app/` on the merged path and forwards the raw one.
+        let response = browser
+            .get(format!("{origin}{hostile}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302, "{hostile}: {}", nginx.logs());
+        let sign_in = location(&response);
+        assert_eq!(
+            query(&sign_in)["rd"],
+            format!("{origin}{hostile}"),
+            "the rd nginx made"
+        );
+        let response = browser.get(sign_in).send().await.unwrap();
+        assert_eq!(response.status(), 302, "{hostile}");
+        let callback = consent(&browser, &location(&response), "allow", "slashed").await;
+        let response = browser.get(callback).send().await.unwrap();
+        assert_eq!(response.status(), 303, "{hostile}");
+        assert_eq!(header(&response, "location"), Some("/"), "{hostile}");
+    }
 }
 
 #[tokio::test]
