@@ -256,6 +256,96 @@ async fn auth_check_is_not_rate_limited_while_the_sign_in_routes_are() {
     assert!(statuses.contains(&429), "{statuses:?}");
 }
 
+/// What `/session`, `/auth/check` and the page say about the member of `cookie` (a raw
+/// `Cookie` header): the member id of each, `None` when not connected.
+async fn members_seen_with(
+    app: &TestApp,
+    cookie: &str,
+) -> (Option<String>, Option<String>, Option<String>) {
+    let raw = crate::support::client::trusting(&app.dir.path().join("cert.pem"))
+        .build()
+        .unwrap();
+    let session: Value = raw
+        .get(app.url("/session"))
+        .header("cookie", cookie)
+        .fetch_json()
+        .await;
+    let session = session["member_id"].as_str().map(str::to_owned);
+    let response = raw
+        .get(app.url("/auth/check"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let check = match response.status().as_u16() {
+        200 => header(&response, "x-auth-request-user").map(str::to_owned),
+        401 => None,
+        other => panic!("/auth/check answered {other}"),
+    };
+    let page = raw
+        .get(app.url("/"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let page = page
+        .split(r#"<strong id="member">"#)
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .map(str::to_owned);
+    (session, check, page)
+}
+
+#[tokio::test]
+async fn with_two_session_cookies_every_route_names_the_same_member_before_and_after_a_logout() {
+    let app = app_with(|config, _| config.limits.rate_limit = RateLimit::Off).await;
+    jsapi_sign_in(&app, "twin-first").await;
+    let first = app.session_id().unwrap();
+    let (second_browser, second_jar) = app.new_browser();
+    let value = app.authorize("twin-second").await;
+    app.set_jsapi_cookie(&second_jar, &value);
+    let response = app.post_from(&second_browser, "/token-exchange").await;
+    assert_eq!(response.status(), 200);
+    let second = crate::support::session_id_in(&second_jar, &app.base).unwrap();
+
+    for (a, b) in [(&first, &second), (&second, &first)] {
+        let pair = format!("__Host-lte_session={a}; __Host-lte_session={b}");
+        let (session, check, page) = members_seen_with(&app, &pair).await;
+        assert!(session.is_some(), "{pair}: signed in");
+        assert_eq!(check, session, "{pair}: /auth/check and /session");
+        assert_eq!(page, session, "{pair}: the page and /session");
+    }
+
+    // POST /logout with the pair ends the member the pair names; after it, /auth/check
+    // lets nobody in that /session does not name.
+    let pair = format!("__Host-lte_session={first}; __Host-lte_session={second}");
+    let (before, _, _) = members_seen_with(&app, &pair).await;
+    let raw = crate::support::client::trusting(&app.dir.path().join("cert.pem"))
+        .build()
+        .unwrap();
+    let response = raw
+        .post(app.url("/logout"))
+        .header("origin", &app.base)
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (session, check, page) = members_seen_with(&app, &pair).await;
+    assert_ne!(session, before, "the member named before is signed out");
+    assert_eq!(check, session, "after the logout, /auth/check and /session");
+    assert_eq!(page, session, "after the logout, the page and /session");
+    // Each cookie alone: the ended one is nobody, the other still its member.
+    for id in [&first, &second] {
+        let alone = format!("__Host-lte_session={id}");
+        let (session, check, _) = members_seen_with(&app, &alone).await;
+        assert_eq!(check, session, "{alone}");
+    }
+}
+
 /// The hosts `rd` may name besides the public origin's, in the `rd` tests.
 const ALLOWED: &str = "allowed.example, .apps.example";
 
