@@ -299,21 +299,34 @@ async fn members_seen_with(
     (session, check, page)
 }
 
-#[tokio::test]
-async fn with_two_session_cookies_every_route_names_the_same_member_before_and_after_a_logout() {
-    let app = app_with(|config, _| config.limits.rate_limit = RateLimit::Off).await;
-    jsapi_sign_in(&app, "twin-first").await;
-    let first = app.session_id().unwrap();
+/// The value of the cookie `name` that `jar` sends to `base`.
+fn cookie_in(jar: &Jar, base: &str, name: &str) -> Option<String> {
+    use reqwest::cookie::CookieStore;
+    let header = jar.cookies(&url::Url::parse(base).unwrap())?;
+    let prefix = format!("{name}=");
+    header
+        .to_str()
+        .unwrap()
+        .split("; ")
+        .find_map(|c| c.strip_prefix(&prefix).map(str::to_owned))
+}
+
+/// Two members signed in, in two browsers, then their session cookies (named `name`) sent
+/// together in one `Cookie` header, in either order: `/session`, `/auth/check` and the page
+/// name the same member, before and after `POST /logout` with the pair.
+async fn two_session_cookies_name_one_member(app: &TestApp, name: &str) {
+    jsapi_sign_in(app, "twin-first").await;
+    let first = cookie_in(&app.jar, &app.base, name).expect("the first session cookie");
     let (second_browser, second_jar) = app.new_browser();
     let value = app.authorize("twin-second").await;
     app.set_jsapi_cookie(&second_jar, &value);
     let response = app.post_from(&second_browser, "/token-exchange").await;
     assert_eq!(response.status(), 200);
-    let second = crate::support::session_id_in(&second_jar, &app.base).unwrap();
+    let second = cookie_in(&second_jar, &app.base, name).expect("the second session cookie");
 
     for (a, b) in [(&first, &second), (&second, &first)] {
-        let pair = format!("__Host-lte_session={a}; __Host-lte_session={b}");
-        let (session, check, page) = members_seen_with(&app, &pair).await;
+        let pair = format!("{name}={a}; {name}={b}");
+        let (session, check, page) = members_seen_with(app, &pair).await;
         assert!(session.is_some(), "{pair}: signed in");
         assert_eq!(check, session, "{pair}: /auth/check and /session");
         assert_eq!(page, session, "{pair}: the page and /session");
@@ -321,8 +334,8 @@ async fn with_two_session_cookies_every_route_names_the_same_member_before_and_a
 
     // POST /logout with the pair ends the member the pair names; after it, /auth/check
     // lets nobody in that /session does not name.
-    let pair = format!("__Host-lte_session={first}; __Host-lte_session={second}");
-    let (before, _, _) = members_seen_with(&app, &pair).await;
+    let pair = format!("{name}={first}; {name}={second}");
+    let (before, _, _) = members_seen_with(app, &pair).await;
     let raw = crate::support::client::trusting(&app.dir.path().join("cert.pem"))
         .build()
         .unwrap();
@@ -334,16 +347,37 @@ async fn with_two_session_cookies_every_route_names_the_same_member_before_and_a
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let (session, check, page) = members_seen_with(&app, &pair).await;
+    let (session, check, page) = members_seen_with(app, &pair).await;
     assert_ne!(session, before, "the member named before is signed out");
     assert_eq!(check, session, "after the logout, /auth/check and /session");
     assert_eq!(page, session, "after the logout, the page and /session");
     // Each cookie alone: the ended one is nobody, the other still its member.
-    for id in [&first, &second] {
-        let alone = format!("__Host-lte_session={id}");
-        let (session, check, _) = members_seen_with(&app, &alone).await;
+    for (id, member) in [(&first, "twin-first"), (&second, "twin-second")] {
+        let alone = format!("{name}={id}");
+        let (session, check, _) = members_seen_with(app, &alone).await;
         assert_eq!(check, session, "{alone}");
+        let ended = before.as_deref() == Some(member);
+        assert_eq!(session.is_none(), ended, "{alone}: {session:?}");
     }
+}
+
+#[tokio::test]
+async fn with_two_session_cookies_every_route_names_the_same_member_before_and_after_a_logout() {
+    let app = app_with(|config, _| config.limits.rate_limit = RateLimit::Off).await;
+    two_session_cookies_name_one_member(&app, "__Host-lte_session").await;
+}
+
+#[tokio::test]
+async fn with_a_cookie_domain_two_session_cookies_name_one_member_everywhere() {
+    let port = free_port();
+    let app = app_with(|config, _| {
+        config.limits.rate_limit = RateLimit::Off;
+        config.listen.bind = format!("127.0.0.1:{port}").parse().unwrap();
+        config.listen.public_origin = Some(format!("https://localhost:{port}"));
+        config.sessions.cookie_domain = Some("localhost".parse().unwrap());
+    })
+    .await;
+    two_session_cookies_name_one_member(&app, "__Secure-lte_session").await;
 }
 
 /// The hosts `rd` may name besides the public origin's, in the `rd` tests.
