@@ -84,6 +84,11 @@ pub(crate) fn build_app(state: AppState, extra: Router) -> Router {
             policy,
             state.cookie_domain.as_deref(),
         ))
+        // The layer takes one session cookie: the one `/auth/check` reads too.
+        .layer(middleware::from_fn_with_state(
+            (state.sessions.clone(), state.session_cookie),
+            session::cookie::one_session_cookie,
+        ))
         .layer(middleware::from_fn_with_state(
             state.sessions.clone(),
             session::guard::<SessionBackend>,

@@ -1,7 +1,9 @@
 //! Where a member may be sent after signing in (`rd`): pure checks, no I/O. An `rd` is kept
-//! only when it is an absolute `https://` URL on an allowed host (a `PUBLIC_ORIGIN` host or
-//! one of `ALLOWED_REDIRECT_HOSTS`) or a path on this origin; everything else is dropped, so
-//! the callback goes to `/`. Parsing is the `url` crate's (the WHATWG rules browsers follow),
+//! only when it is an absolute `https://` URL on an allowed origin (a `PUBLIC_ORIGIN`, with
+//! its port; or an `ALLOWED_REDIRECT_HOSTS` host on port 443) or a path on this origin, and
+//! when its decoded path neither starts with `//` nor holds a backslash, and when what would
+//! be sent is at most [`MAX_RETURN_TO`] characters; everything else is dropped, so the
+//! callback goes to `/`. Parsing is the `url` crate's (the WHATWG rules browsers follow),
 //! never a string prefix; input that browsers would read differently from the parser
 //! (backslashes, control characters, whitespace) is refused before parsing.
 
@@ -10,7 +12,9 @@ use url::Url;
 
 use crate::config::proxy::AllowedHosts;
 
-/// The longest `rd` kept (longer ones are dropped, not truncated).
+/// The longest `rd` kept, as given and as sent (the parser percent-encodes what is not
+/// ASCII, so the `Location` may be longer than what came): longer ones are dropped, not
+/// truncated.
 pub const MAX_RETURN_TO: usize = 2048;
 
 /// Where `rd` may lead.
@@ -37,6 +41,11 @@ impl ReturnPolicy {
     /// `rd` as a `Location` when it may be followed (an absolute URL, or a path on this
     /// origin as the parser normalised it); `None` otherwise.
     pub fn check(&self, rd: &str) -> Option<String> {
+        self.location(rd)
+            .filter(|location| location.len() <= MAX_RETURN_TO)
+    }
+
+    fn location(&self, rd: &str) -> Option<String> {
         if rd.is_empty()
             || rd.len() > MAX_RETURN_TO
             || rd
@@ -50,12 +59,14 @@ impl ReturnPolicy {
         }
         let url = Url::parse(rd).ok()?;
         let host = url.host_str()?;
+        // A public origin is itself allowed (scheme, host and port); an allowed host names no
+        // port, so it is allowed on the scheme's, 443.
         let allowed = url.scheme() == "https"
             && url.username().is_empty()
             && url.password().is_none()
-            && (self.allowed.allows(host)
-                || self.origins.iter().any(|o| o.host_str() == Some(host)));
-        allowed.then(|| url.to_string())
+            && ((self.allowed.allows(host) && url.port().is_none())
+                || self.origins.iter().any(|o| o.origin() == url.origin()));
+        (allowed && safe_path(&url)).then(|| url.to_string())
     }
 
     /// A path (with its query) on this origin: it must stay on the origin once resolved, and
@@ -70,8 +81,7 @@ impl ReturnPolicy {
         if url.origin() != base.origin() {
             return None;
         }
-        let decoded = percent_decode_str(url.path()).decode_utf8().ok()?;
-        if decoded.starts_with("//") || decoded.contains('\\') {
+        if !safe_path(&url) {
             return None;
         }
         let mut location = url.path().to_owned();
@@ -85,6 +95,14 @@ impl ReturnPolicy {
         }
         Some(location)
     }
+}
+
+/// Whether `url`'s decoded path neither starts with `//` nor holds a backslash (or does not
+/// decode): some servers and frameworks behind a proxy would read either as another host.
+fn safe_path(url: &Url) -> bool {
+    percent_decode_str(url.path())
+        .decode_utf8()
+        .is_ok_and(|decoded| !decoded.starts_with("//") && !decoded.contains('\\'))
 }
 
 #[cfg(test)]
@@ -148,5 +166,74 @@ mod tests {
         ] {
             assert_eq!(p.check(trick), None, "{trick:?}");
         }
+    }
+
+    #[test]
+    fn an_absolute_url_gets_the_decoded_path_check_of_a_path() {
+        let p = policy();
+        for trick in [
+            "https://login.example.org//evil.com",
+            "https://login.example.org/%2F%2Fevil.com",
+            "https://login.example.org/%2f/evil.com",
+            "https://login.example.org/%5C%5Cevil.com",
+            "https://login.example.org/a%5Cb",
+            "https://allowed.example//evil.com",
+            "https://allowed.example/%2F%2Fevil.com",
+            "https://wiki.apps.example.net/%5C%5Cevil.com",
+            "https://allowed.example/./%2F%2Fevil.com",
+        ] {
+            assert_eq!(p.check(trick), None, "{trick:?}");
+        }
+        // Encoded slashes further in are no host switch, and stay.
+        assert_eq!(
+            p.check("https://allowed.example/a/%2F%2Fb").as_deref(),
+            Some("https://allowed.example/a/%2F%2Fb")
+        );
+    }
+
+    #[test]
+    fn only_the_allowed_origins_port_is_kept() {
+        let p = ReturnPolicy::new(
+            &["https://login.example.org:8443".to_owned()],
+            Some("allowed.example, .apps.example.net".parse().unwrap()),
+        );
+        assert_eq!(
+            p.check("https://login.example.org:8443/x").as_deref(),
+            Some("https://login.example.org:8443/x")
+        );
+        assert_eq!(
+            p.check("https://allowed.example:443/x").as_deref(),
+            Some("https://allowed.example/x")
+        );
+        for trick in [
+            "https://login.example.org/x",
+            "https://login.example.org:8444/x",
+            "https://login.example.org:443/x",
+            "https://allowed.example:8443/x",
+            "https://wiki.apps.example.net:1/x",
+        ] {
+            assert_eq!(p.check(trick), None, "{trick:?}");
+        }
+    }
+
+    #[test]
+    fn the_limit_is_on_what_is_sent_not_on_what_came() {
+        let p = policy();
+        // 2,045 bytes that the parser turns into about three times as many characters.
+        let prefix = "https://allowed.example/";
+        let wide = format!("{prefix}{}", "é".repeat((2045 - prefix.len()) / 2));
+        assert!(wide.len() <= MAX_RETURN_TO);
+        assert!(p.check(&wide).is_none(), "a 2,045-byte rd sent longer");
+        let path = format!("/{}", "é".repeat(1000));
+        assert!(p.check(&path).is_none(), "a 2,001-byte path sent longer");
+        // What fits once encoded is kept, up to the limit exactly.
+        let fits = format!("{prefix}{}", "a".repeat(MAX_RETURN_TO - prefix.len()));
+        assert_eq!(p.check(&fits).map(|l| l.len()), Some(MAX_RETURN_TO));
+        let short = format!("/{}", "é".repeat(300));
+        let kept = p.check(&short).unwrap();
+        assert!(
+            kept.len() <= MAX_RETURN_TO && kept.starts_with("/%C3%A9"),
+            "{kept}"
+        );
     }
 }

@@ -81,7 +81,7 @@ pub struct Oidc {
     pub require_nonce: bool,
 
     /// Comma list of hosts, or `.example.com` suffixes, that `rd` may return to after a
-    /// sign-in, besides the `PUBLIC_ORIGIN` hosts.
+    /// sign-in (`https://` on port 443), besides the `PUBLIC_ORIGIN` origins (on their ports).
     #[arg(
         long = "allowed-redirect-hosts",
         env = "ALLOWED_REDIRECT_HOSTS",

@@ -1,10 +1,14 @@
 //! The admin routes, served on the `METRICS_BIND` listener only (never on the public port)
 //! and only when `ADMIN_TOKEN` is set: a member's sessions listed (never their ids) and
 //! ended, in every instance that shares the store. Every request carries
-//! `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time; the store and its index
-//! are `session`'s.
+//! `Authorization: Bearer <ADMIN_TOKEN>` (the scheme in any case, RFC 7235), compared in
+//! constant time; the store and its index are `session`'s. Every request is logged once at
+//! `info` (a refusal, a listing, an end), in a span with its request id (`X-Request-Id`,
+//! answered too) and client address; the token never is.
 
-use axum::extract::{Path, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -13,10 +17,14 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
+use tower::ServiceBuilder;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tracing::Instrument;
 
 use crate::error::{AppError, Result};
 use crate::secret::Secret;
 use crate::session::{SessionBackend, SessionSummary};
+use crate::telemetry::{self, MakeId};
 
 /// The longest member id the routes take.
 const MAX_MEMBER_ID: usize = 256;
@@ -30,9 +38,12 @@ pub struct MemberSessions {
     pub sessions: Vec<SessionSummary>,
 }
 
-/// The admin routes over `sessions`, behind `token`.
+/// The admin routes over `sessions`, behind `token`, with their request ids, span and error
+/// answers. They are the fallback of the router they are merged into (the metrics one):
+/// around the routes rather than on each, `errors` sees the `Allow` header the router adds to
+/// a 405, and names the methods it lists.
 pub fn router(sessions: SessionBackend, token: Secret) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route(
             "/admin/members/{member_id}/sessions",
             get(list_sessions).delete(end_sessions),
@@ -41,8 +52,39 @@ pub fn router(sessions: SessionBackend, token: Secret) -> Router {
             std::sync::Arc::new(token),
             require_token,
         ))
-        .with_state(sessions)
-        .layer(middleware::from_fn(crate::error::errors))
+        .with_state(sessions);
+    let layers = ServiceBuilder::new()
+        .map_request(telemetry::drop_insane_request_id)
+        .layer(SetRequestIdLayer::x_request_id(MakeId))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(middleware::from_fn(in_span))
+        .layer(middleware::from_fn(crate::error::errors));
+    Router::new().fallback_service(routes).layer(layers)
+}
+
+/// Runs the request in a span naming its request id, client address (the peer: the admin
+/// listener believes no proxy), method and path, so every line it logs names them.
+async fn in_span(request: Request, next: Next) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    let span = tracing::info_span!(
+        "admin",
+        request_id = telemetry::request_id(&request).as_deref().unwrap_or(""),
+        client = client.map(tracing::field::display),
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    next.run(request).instrument(span).await
+}
+
+/// The token of an `Authorization` header in the `Bearer` scheme, whose name is matched in
+/// any case (RFC 7235); `None` for another scheme or no token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Refuses a request without the right bearer token: 401 with `WWW-Authenticate: Bearer`.
@@ -55,8 +97,7 @@ async fn require_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_token);
     match given {
         Some(given) if same_token(token.expose(), given) => Ok(next.run(request).await),
         Some(_) => Err(AppError::AdminUnauthorized(
@@ -90,6 +131,11 @@ async fn list_sessions(
     Path(member_id): Path<String>,
 ) -> Result<Json<MemberSessions>> {
     let found = sessions.member_sessions(checked(&member_id)?).await?;
+    tracing::info!(
+        member_id = %member_id.escape_debug(),
+        sessions = found.len(),
+        "an administrator listed the member's sessions"
+    );
     Ok(Json(MemberSessions {
         member_id,
         sessions: found,
@@ -112,6 +158,29 @@ async fn end_sessions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case_and_nothing_else_is() {
+        for value in [
+            "Bearer abc",
+            "bearer abc",
+            "BEARER abc",
+            "bEaReR  abc ",
+            " Bearer abc",
+        ] {
+            assert_eq!(bearer_token(value), Some("abc"), "{value:?}");
+        }
+        for value in [
+            "Basic abc",
+            "Bearerabc",
+            "Bearer",
+            "Bearer ",
+            "Bearers abc",
+            "abc",
+        ] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
 
     #[test]
     fn only_the_same_token_matches() {

@@ -9,17 +9,16 @@ use std::net::SocketAddr;
 use axum::Extension;
 use axum::Router;
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::header::{CACHE_CONTROL, COOKIE, LOCATION};
+use axum::http::header::{CACHE_CONTROL, LOCATION};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use time::OffsetDateTime;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_sessions::session::Id;
-use tower_sessions::session_store::SessionStore;
 
 use crate::app::AppState;
 use crate::error::{AppError, Result};
+use crate::session::cookie::chosen_session;
 use crate::session::member::member_of_record;
 use crate::session::{Credentials, Member};
 
@@ -74,32 +73,14 @@ async fn check(
     Err(AppError::NotConnected)
 }
 
-/// The member of the session the request's cookie names, read from the store as it is.
+/// The member of the session the request's cookies name (the one rule of
+/// [`session::cookie`](crate::session::cookie), which the session layer follows too), read
+/// from the store as it is.
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Member>> {
-    let now = OffsetDateTime::now_utc();
-    for id in session_ids(headers, state.session_cookie) {
-        if let Some(record) = state.sessions.load(&id).await?
-            && let Some(member) = member_of_record(&record, now)
-        {
-            return Ok(Some(member));
-        }
-    }
-    Ok(None)
-}
-
-/// The session ids in the request's `Cookie` headers under `name` (at most a few: a browser
-/// sends one, and more is someone trying).
-fn session_ids(headers: &HeaderMap, name: &str) -> Vec<Id> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(n, _)| *n == name)
-        .filter_map(|(_, value)| value.trim().parse::<Id>().ok())
-        .take(4)
-        .collect()
+    let chosen = chosen_session(&state.sessions, headers, state.session_cookie).await?;
+    Ok(chosen
+        .and_then(|chosen| chosen.record)
+        .and_then(|record| member_of_record(&record, OffsetDateTime::now_utc())))
 }
 
 /// `X-Auth-Request-User`, `-Flow`, and `-Email`/`-Name` when known and sendable.
@@ -169,20 +150,5 @@ mod tests {
             sign_in_location("https://login.example", &headers),
             "https://login.example/auth/linkedin"
         );
-    }
-
-    #[test]
-    fn only_the_named_cookie_is_read_and_only_a_few_of_them() {
-        let mut headers = HeaderMap::new();
-        let id = Id::default().to_string();
-        headers.insert(
-            COOKIE,
-            HeaderValue::from_str(&format!("a=b; __Host-lte_session={id}; other={id}")).unwrap(),
-        );
-        assert_eq!(session_ids(&headers, "__Host-lte_session").len(), 1);
-        assert_eq!(session_ids(&headers, "__Secure-lte_session").len(), 0);
-        let many = vec![format!("__Host-lte_session={id}"); 10].join("; ");
-        headers.insert(COOKIE, HeaderValue::from_str(&many).unwrap());
-        assert_eq!(session_ids(&headers, "__Host-lte_session").len(), 4);
     }
 }

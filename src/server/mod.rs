@@ -369,7 +369,9 @@ fn spawn_side(
         true,
     )?;
     tokio::spawn(async move {
-        if let Err(err) = server.serve(app.into_make_service()).await {
+        // With the peer's address: the admin routes log it.
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(err) = server.serve(service).await {
             tracing::error!(%err, "the {what} listener stopped");
         }
     });

@@ -15,7 +15,8 @@
 //!   together (sign out everywhere, revocation).
 //!
 //! Only this module knows which store is in use, and handlers never see a raw key. Cookie
-//! flags and expiry policy are set here too ([`layer`]).
+//! flags and expiry policy are set here too ([`layer`]), and which of several session
+//! cookies a request names ([`cookie`]).
 
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 pub mod backend;
 pub mod connect;
+pub mod cookie;
 pub mod guard;
 pub mod index;
 pub mod keys;

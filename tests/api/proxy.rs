@@ -256,6 +256,130 @@ async fn auth_check_is_not_rate_limited_while_the_sign_in_routes_are() {
     assert!(statuses.contains(&429), "{statuses:?}");
 }
 
+/// What `/session`, `/auth/check` and the page say about the member of `cookie` (a raw
+/// `Cookie` header): the member id of each, `None` when not connected.
+async fn members_seen_with(
+    app: &TestApp,
+    cookie: &str,
+) -> (Option<String>, Option<String>, Option<String>) {
+    let raw = crate::support::client::trusting(&app.dir.path().join("cert.pem"))
+        .build()
+        .unwrap();
+    let session: Value = raw
+        .get(app.url("/session"))
+        .header("cookie", cookie)
+        .fetch_json()
+        .await;
+    let session = session["member_id"].as_str().map(str::to_owned);
+    let response = raw
+        .get(app.url("/auth/check"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let check = match response.status().as_u16() {
+        200 => header(&response, "x-auth-request-user").map(str::to_owned),
+        401 => None,
+        other => panic!("/auth/check answered {other}"),
+    };
+    let page = raw
+        .get(app.url("/"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let page = page
+        .split(r#"<strong id="member">"#)
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .map(str::to_owned);
+    (session, check, page)
+}
+
+/// The value of the cookie `name` that `jar` sends to `base`.
+fn cookie_in(jar: &Jar, base: &str, name: &str) -> Option<String> {
+    use reqwest::cookie::CookieStore;
+    let header = jar.cookies(&url::Url::parse(base).unwrap())?;
+    let prefix = format!("{name}=");
+    header
+        .to_str()
+        .unwrap()
+        .split("; ")
+        .find_map(|c| c.strip_prefix(&prefix).map(str::to_owned))
+}
+
+/// Two members signed in, in two browsers, then their session cookies (named `name`) sent
+/// together in one `Cookie` header, in either order: `/session`, `/auth/check` and the page
+/// name the same member, before and after `POST /logout` with the pair.
+async fn two_session_cookies_name_one_member(app: &TestApp, name: &str) {
+    jsapi_sign_in(app, "twin-first").await;
+    let first = cookie_in(&app.jar, &app.base, name).expect("the first session cookie");
+    let (second_browser, second_jar) = app.new_browser();
+    let value = app.authorize("twin-second").await;
+    app.set_jsapi_cookie(&second_jar, &value);
+    let response = app.post_from(&second_browser, "/token-exchange").await;
+    assert_eq!(response.status(), 200);
+    let second = cookie_in(&second_jar, &app.base, name).expect("the second session cookie");
+
+    for (a, b) in [(&first, &second), (&second, &first)] {
+        let pair = format!("{name}={a}; {name}={b}");
+        let (session, check, page) = members_seen_with(app, &pair).await;
+        assert!(session.is_some(), "{pair}: signed in");
+        assert_eq!(check, session, "{pair}: /auth/check and /session");
+        assert_eq!(page, session, "{pair}: the page and /session");
+    }
+
+    // POST /logout with the pair ends the member the pair names; after it, /auth/check
+    // lets nobody in that /session does not name.
+    let pair = format!("{name}={first}; {name}={second}");
+    let (before, _, _) = members_seen_with(app, &pair).await;
+    let raw = crate::support::client::trusting(&app.dir.path().join("cert.pem"))
+        .build()
+        .unwrap();
+    let response = raw
+        .post(app.url("/logout"))
+        .header("origin", &app.base)
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (session, check, page) = members_seen_with(app, &pair).await;
+    assert_ne!(session, before, "the member named before is signed out");
+    assert_eq!(check, session, "after the logout, /auth/check and /session");
+    assert_eq!(page, session, "after the logout, the page and /session");
+    // Each cookie alone: the ended one is nobody, the other still its member.
+    for (id, member) in [(&first, "twin-first"), (&second, "twin-second")] {
+        let alone = format!("{name}={id}");
+        let (session, check, _) = members_seen_with(app, &alone).await;
+        assert_eq!(check, session, "{alone}");
+        let ended = before.as_deref() == Some(member);
+        assert_eq!(session.is_none(), ended, "{alone}: {session:?}");
+    }
+}
+
+#[tokio::test]
+async fn with_two_session_cookies_every_route_names_the_same_member_before_and_after_a_logout() {
+    let app = app_with(|config, _| config.limits.rate_limit = RateLimit::Off).await;
+    two_session_cookies_name_one_member(&app, "__Host-lte_session").await;
+}
+
+#[tokio::test]
+async fn with_a_cookie_domain_two_session_cookies_name_one_member_everywhere() {
+    let port = free_port();
+    let app = app_with(|config, _| {
+        config.limits.rate_limit = RateLimit::Off;
+        config.listen.bind = format!("127.0.0.1:{port}").parse().unwrap();
+        config.listen.public_origin = Some(format!("https://localhost:{port}"));
+        config.sessions.cookie_domain = Some("localhost".parse().unwrap());
+    })
+    .await;
+    two_session_cookies_name_one_member(&app, "__Secure-lte_session").await;
+}
+
 /// The hosts `rd` may name besides the public origin's, in the `rd` tests.
 const ALLOWED: &str = "allowed.example, .apps.example";
 
@@ -326,6 +450,85 @@ async fn every_open_redirect_trick_in_rd_lands_on_the_page() {
         let response = oidc_sign_in(&app, &browser, &start_with_rd(trick), "tricked").await;
         assert_eq!(response.status(), 303, "{trick:?}");
         assert_eq!(header(&response, "location"), Some("/"), "{trick:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_absolute_rd_gets_the_path_checks_the_origins_port_and_the_limit_once_encoded() {
+    let app = rd_app().await;
+    let browser = step_by_step(&app);
+    let other_port = format!("https://localhost:{}/x", app.addr.port() + 1);
+    let own_slashes = app.url("//evil.example");
+    let own_encoded = app.url("/%2F%2Fevil.example");
+    let own_backslashes = app.url("/%5C%5Cevil.example");
+    // 2,045 bytes, about 6,100 characters once the parser has encoded them.
+    let prefix = "https://allowed.example/";
+    let wide = format!("{prefix}{}", "é".repeat((2045 - prefix.len()) / 2));
+    let tricks = [
+        "https://allowed.example//evil.example",
+        "https://allowed.example/%2F%2Fevil.example",
+        "https://allowed.example/%5C%5Cevil.example",
+        "https://wiki.apps.example/%2f%2fevil.example",
+        own_slashes.as_str(),
+        own_encoded.as_str(),
+        own_backslashes.as_str(),
+        "https://allowed.example:8443/x",
+        other_port.as_str(),
+        wide.as_str(),
+    ];
+    for trick in tricks {
+        let response = oidc_sign_in(&app, &browser, &start_with_rd(trick), "tricked").await;
+        assert_eq!(response.status(), 303, "{trick:?}");
+        assert_eq!(header(&response, "location"), Some("/"), "{trick:?}");
+    }
+}
+
+/// Follows `/auth/check?redirect=1`, asked by a trusted proxy for `forwarded_uri` on the app's
+/// own host, through the sign-in: where the callback sends the browser.
+async fn sign_in_through_auth_check(app: &TestApp, forwarded_uri: &str) -> Option<String> {
+    let browser = step_by_step_with(app, Arc::new(Jar::default()));
+    let response = browser
+        .get(app.url("/auth/check?redirect=1"))
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", format!("localhost:{}", app.addr.port()))
+        .header("x-forwarded-uri", forwarded_uri)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302, "{forwarded_uri}");
+    let sign_in = location(&response);
+    let response = browser.get(sign_in).send().await.unwrap();
+    assert_eq!(response.status(), 302, "{forwarded_uri}");
+    let callback = consent(&browser, &location(&response), "allow", "forwarded").await;
+    let response = browser.get(callback).send().await.unwrap();
+    assert_eq!(response.status(), 303, "{forwarded_uri}");
+    header(&response, "location").map(str::to_owned)
+}
+
+#[tokio::test]
+async fn auth_check_with_a_hostile_forwarded_uri_ends_the_sign_in_on_the_page() {
+    let app = app_with(|config, _| {
+        config.limits.rate_limit = RateLimit::Off;
+        config.limits.trusted_proxies = Some("127.0.0.1".parse().unwrap());
+    })
+    .await;
+    let own = app.url("/reports?year=2026");
+    assert_eq!(
+        sign_in_through_auth_check(&app, "/reports?year=2026").await,
+        Some(own),
+        "a plain page is returned to"
+    );
+    for hostile in [
+        "//evil.example",
+        "/%2F%2Fevil.example",
+        "/%5C%5Cevil.example",
+        "/%2f/evil.example",
+    ] {
+        assert_eq!(
+            sign_in_through_auth_check(&app, hostile).await.as_deref(),
+            Some("/"),
+            "{hostile}"
+        );
     }
 }
 
@@ -585,6 +788,38 @@ async fn behind_nginx_a_protected_app_lets_members_through_with_their_headers_an
         .await
         .unwrap();
     assert_eq!(response.status(), 302);
+}
+
+#[tokio::test]
+async fn behind_nginx_a_protected_page_asked_for_with_a_doubled_slash_ends_the_sign_in_on_the_page()
+{
+    let test = "behind_nginx_a_protected_page_asked_for_with_a_doubled_slash";
+    let Some((nginx, _app)) = behind_nginx(test, RateLimit::Off).await else {
+        return;
+    };
+    let origin = nginx.origin();
+    for hostile in ["//app/reports", "//app/%2F%2Fevil.example"] {
+        let browser = browser_at(&nginx, [127, 0, 0, 1].into());
+        // nginx matches `/app/` on the merged path and forwards the raw one.
+        let response = browser
+            .get(format!("{origin}{hostile}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302, "{hostile}: {}", nginx.logs());
+        let sign_in = location(&response);
+        assert_eq!(
+            query(&sign_in)["rd"],
+            format!("{origin}{hostile}"),
+            "the rd nginx made"
+        );
+        let response = browser.get(sign_in).send().await.unwrap();
+        assert_eq!(response.status(), 302, "{hostile}");
+        let callback = consent(&browser, &location(&response), "allow", "slashed").await;
+        let response = browser.get(callback).send().await.unwrap();
+        assert_eq!(response.status(), 303, "{hostile}");
+        assert_eq!(header(&response, "location"), Some("/"), "{hostile}");
+    }
 }
 
 #[tokio::test]

@@ -486,6 +486,151 @@ async fn the_admin_routes_want_the_bearer_token_and_live_only_on_the_metrics_lis
 }
 
 #[tokio::test]
+async fn the_bearer_scheme_is_taken_in_any_case() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = admin_config("bearer case", memory, &dir).unwrap();
+    let app = start_app(config, dir).await;
+    let metrics = app.metrics.unwrap();
+    let path = "/admin/members/case-member/sessions";
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let response = reqwest::Client::new()
+            .get(format!("http://{metrics}{path}"))
+            .header("authorization", format!("{scheme} {ADMIN}"))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json_of(response).await;
+        assert_eq!(status, 200, "{scheme}: {body}");
+        assert_eq!(body["member_id"], "case-member");
+    }
+    for wrong in [format!("bearer {ADMIN}x"), format!("bearerx {ADMIN}")] {
+        let response = reqwest::Client::new()
+            .get(format!("http://{metrics}{path}"))
+            .header("authorization", &wrong)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{wrong}");
+    }
+}
+
+#[tokio::test]
+async fn a_method_the_admin_route_does_not_take_is_told_the_methods_it_does() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = admin_config("admin 405", memory, &dir).unwrap();
+    let app = start_app(config, dir).await;
+    let path = "/admin/members/anyone/sessions";
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::PATCH,
+    ] {
+        let response = admin(&app, method.clone(), path, Some(ADMIN)).await;
+        let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+        let (status, body) = json_of(response).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (405, Some("method_not_allowed")),
+            "{method}: {body}"
+        );
+        let message = body["message"].as_str().unwrap();
+        assert!(!message.contains("no method"), "{message}");
+        for allowed in allow.split(',').map(str::trim) {
+            assert!(
+                message.contains(allowed),
+                "{allowed} ({allow}) in {message}"
+            );
+        }
+        assert!(allow.contains("GET") && allow.contains("DELETE"), "{allow}");
+    }
+}
+
+/// The line of `output` that holds every one of `needles`.
+fn line_with<'a>(output: &'a str, needles: &[&str]) -> Option<&'a str> {
+    output
+        .lines()
+        .find(|line| needles.iter().all(|needle| line.contains(needle)))
+}
+
+#[tokio::test]
+async fn admin_requests_are_logged_with_the_client_the_request_id_and_the_member_never_the_token() {
+    let metrics_port = crate::support::free_port();
+    let metrics_bind = format!("127.0.0.1:{metrics_port}");
+    let server = crate::support::Served::start(
+        "localhost",
+        &[
+            ("LINKEDIN_API_KEY", API_KEY),
+            ("LINKEDIN_SECRET_KEY", SECRET_KEY),
+            ("SANDBOX", "true"),
+            ("METRICS_BIND", &metrics_bind),
+            ("ADMIN_TOKEN", ADMIN),
+        ],
+        "/healthz",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{metrics_bind}/admin/members/logged-member/sessions");
+    let mut requests = Vec::new();
+    for (method, token, status) in [
+        (reqwest::Method::GET, None, 401),
+        (
+            reqwest::Method::DELETE,
+            Some("wrong-token-of-the-right-length-0123456789"),
+            401,
+        ),
+        (reqwest::Method::GET, Some(ADMIN), 200),
+        (reqwest::Method::DELETE, Some(ADMIN), 200),
+    ] {
+        let mut request = client.request(method.clone(), &url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "{method} {token:?}");
+        let id = response
+            .headers()
+            .get("x-request-id")
+            .unwrap_or_else(|| panic!("{method} {token:?}: no x-request-id"))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        requests.push((method, status, id));
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let output = server.output();
+        let lines: Vec<Option<&str>> = requests
+            .iter()
+            .map(|(_, _, id)| line_with(&output, &[" INFO ", id.as_str(), "client=127.0.0.1"]))
+            .collect();
+        if lines.iter().all(Option::is_some) {
+            for ((method, status, _), line) in requests.iter().zip(&lines) {
+                let line = line.unwrap();
+                assert!(line.contains("logged-member"), "{method} {status}: {line}");
+                if *status == 401 {
+                    assert!(line.contains("unauthorized"), "{line}");
+                }
+            }
+            assert!(
+                line_with(&output, &["listed", "logged-member"]).is_some(),
+                "the listing is logged:\n{output}"
+            );
+            assert!(!output.contains(ADMIN), "the token was logged:\n{output}");
+            assert!(
+                !output.contains("wrong-token"),
+                "a token was logged:\n{output}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not every admin request is logged with its client and request id:\n{output}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
 async fn without_admin_token_the_metrics_listener_has_no_admin_routes() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = admin_config("no admin token", memory, &dir).unwrap();
