@@ -15,6 +15,8 @@ use crate::session::{Flow, MemberSession};
 #[derive(Template, WebTemplate)]
 #[template(path = "login.html")]
 pub struct LoginPage {
+    /// Whether the JSAPI flow is on (its script, framework config and button on the page).
+    jsapi: bool,
     /// The JSAPI script to embed.
     jsapi_url: String,
     /// The app's API key, for the framework config.
@@ -59,6 +61,7 @@ async fn login_page(
         .map(|jsapi| (jsapi.script_url.clone(), jsapi.api_key.clone()))
         .unwrap_or_default();
     Ok(LoginPage {
+        jsapi: state.jsapi.is_some(),
         jsapi_url,
         api_key,
         member_id: member.map(|m| m.member_id),
