@@ -91,9 +91,22 @@ impl Server {
         let alpn = mode.alpn();
         let listen = &config.listen;
         let material = if listen.tls == TlsMode::On {
-            let material = tls::load_or_generate(&listen.tls_cert, &listen.tls_key)?;
-            if material.generated {
-                tracing::info!(cert = %listen.tls_cert.display(), "generated a self-signed certificate for localhost");
+            let (material, origin) = tls::load_or_create(tls::PairPaths {
+                cert: &listen.tls_cert,
+                key: &listen.tls_key,
+                defaults: listen.tls_paths_are_default(),
+            })?;
+            match origin {
+                tls::Origin::Generated => tracing::info!(
+                    cert = %listen.tls_cert.display(),
+                    "generated a self-signed development certificate for localhost, valid for a year"
+                ),
+                tls::Origin::Renewed { expired } => tracing::info!(
+                    cert = %listen.tls_cert.display(),
+                    %expired,
+                    "replaced the generated development certificate, which expires within a week or has expired, with a new one valid for a year"
+                ),
+                tls::Origin::Loaded => {}
             }
             Some(material)
         } else {

@@ -171,6 +171,17 @@ impl Resolved {
             config.sessions.cookie_domain.as_ref(),
             &public_origins,
         )?;
+        for origin in config.listen.origins_off_port(
+            addr,
+            config.limits.trusted_proxies.is_some(),
+            &public_origins,
+        ) {
+            tracing::warn!(
+                %origin,
+                bind = %addr,
+                "PUBLIC_ORIGIN {origin} is on another port than BIND {addr}, with TLS=on and no proxy in front (TRUSTED_PROXIES unset): browsers sent there will find nothing; make the ports agree, or set TRUSTED_PROXIES for the proxy that forwards them"
+            );
+        }
         if !tls && config.limits.trusted_proxies.is_none() {
             tracing::warn!(
                 "TLS=off but TRUSTED_PROXIES is unset: every request seems to come from the proxy, so rate limits and logs see one client; set TRUSTED_PROXIES to the proxy's address"
