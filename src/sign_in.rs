@@ -123,7 +123,10 @@ impl LinkedInSignIn {
     }
 
     /// A builder from the service's variables (`.env` is not read: the host decides), the
-    /// same ones as `docs/configuration.md` lists; the command line is not read.
+    /// same ones as `docs/configuration.md` lists; the command line is not read. As in the
+    /// service outside the sandbox, the routes speak to LinkedIn (or `LINKEDIN_OIDC_ISSUER`)
+    /// only: `SANDBOX` mounts nothing here (mount `sandbox::Sandbox` yourself), and
+    /// a configuration with no credential at all is refused.
     pub fn from_env() -> Result<SignInBuilder, ConfigError> {
         use clap::Parser;
         let config = Config::try_parse_from(["linkedin-token-exchange"]).map_err(|err| {

@@ -116,10 +116,13 @@ enum Expect {
     Refused(&'static str),
 }
 
+/// A row of the start-up table: its name, its variables, what it does.
+type Case = (&'static str, Vec<(&'static str, &'static str)>, Expect);
+
 #[test]
 fn the_sandbox_is_on_by_default_only_without_credentials_and_a_public_origin_must_ask_for_it() {
     let exposed = Some("sign in as anyone");
-    let cases: Vec<(&str, Vec<(&str, &str)>, Expect)> = vec![
+    let cases: Vec<Case> = vec![
         ("no configuration", vec![], Expect::Sandbox(None)),
         ("OIDC client only", OIDC.to_vec(), Expect::Real),
         ("JSAPI key pair only", JSAPI.to_vec(), Expect::Real),
