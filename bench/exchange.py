@@ -250,6 +250,17 @@ def snapshot(server: Service, upstream: Service, wrk_pid: int, extra: dict[str, 
     }
 
 
+def dev_pair(cert: Path, key: Path) -> None:
+    """A self-signed pair for localhost at `cert` and `key`: the service generates one only at
+    its default paths, and a TLS_CERT/TLS_KEY it is given must exist."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "30", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -728,6 +739,7 @@ def main() -> int:
         up_port = free_port()
         up_cert, up_key = workdir / "upstream" / "cert.pem", workdir / "upstream" / "key.pem"
         up_cert.parent.mkdir()
+        dev_pair(up_cert, up_key)
         up_binary = args.upstream_binary.resolve() if args.upstream_binary else binary
         up = Service("upstream", up_binary, {
             "SANDBOX": "true", "LINKEDIN_API_KEY": API_KEY, "LINKEDIN_SECRET_KEY": SECRET_KEY,
@@ -773,6 +785,7 @@ def main() -> int:
             port = free_port()
             certdir = workdir / f"server-{store}"
             certdir.mkdir()
+            dev_pair(certdir / "cert.pem", certdir / "key.pem")
             server = Service(f"server-{store}", binary, {
                 "SANDBOX": "false", "LINKEDIN_API_KEY": API_KEY, "LINKEDIN_SECRET_KEY": SECRET_KEY,
                 "LINKEDIN_ACCESS_TOKEN_URL": f"https://localhost:{up_port}/sandbox/uas/oauth/accessToken",

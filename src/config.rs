@@ -510,7 +510,7 @@ mod tests {
     #[test]
     fn no_configuration_means_sandbox_mode_with_the_documented_defaults() {
         let config = Config::defaults();
-        assert!(config.linkedin.sandbox_enabled());
+        assert!(config.linkedin.sandbox_enabled(&config.oidc));
         assert_eq!(config.listen.bind.to_string(), "127.0.0.1:8443");
         assert_eq!(config.sessions.idle(), Duration::from_secs(1440 * 60));
         assert_eq!(
@@ -552,33 +552,25 @@ mod tests {
             .app_credentials()
             .unwrap_err();
         assert_eq!(err.variable, "LINKEDIN_SECRET_KEY");
-        assert!(
-            !parse(&["--linkedin-api-key", "abc"])
-                .linkedin
-                .sandbox_enabled()
-        );
+        let config = parse(&["--linkedin-api-key", "abc"]);
+        assert!(!config.linkedin.sandbox_enabled(&config.oidc));
     }
 
     #[test]
     fn closing_connections_is_for_the_sandbox_only() {
-        assert!(Config::defaults().linkedin.keep_alive().unwrap());
-        assert!(
-            !parse(&["--sandbox-keep-alive", "false"])
-                .linkedin
-                .keep_alive()
-                .unwrap()
-        );
-        let err = parse(&[
+        let defaults = Config::defaults();
+        assert!(defaults.linkedin.keep_alive(&defaults.oidc).unwrap());
+        let closing = parse(&["--sandbox-keep-alive", "false"]);
+        assert!(!closing.linkedin.keep_alive(&closing.oidc).unwrap());
+        let config = parse(&[
             "--linkedin-api-key",
             "abc",
             "--linkedin-secret-key",
             "s",
             "--sandbox-keep-alive",
             "false",
-        ])
-        .linkedin
-        .keep_alive()
-        .unwrap_err();
+        ]);
+        let err = config.linkedin.keep_alive(&config.oidc).unwrap_err();
         assert_eq!(err.variable, "SANDBOX_KEEP_ALIVE");
     }
 

@@ -60,6 +60,10 @@ pub enum AppError {
     /// 404 `oidc_not_configured`: OpenID Connect sign-in is off.
     #[error("signing in with OpenID Connect is not configured on this server")]
     OidcNotConfigured,
+    /// 404 `jsapi_not_configured`: the JSAPI cookie exchange is off (no `LINKEDIN_API_KEY`
+    /// outside the sandbox).
+    #[error("the JSAPI cookie exchange is not configured on this server (no LINKEDIN_API_KEY)")]
+    JsapiNotConfigured,
     /// 400 `oidc_state_mismatch`: the callback's `state` is missing, unknown, used or expired.
     #[error("this sign-in is unknown, expired or already used ({0}); start again")]
     OidcStateMismatch(&'static str),
@@ -114,6 +118,7 @@ impl AppError {
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::OidcNotConfigured => (StatusCode::NOT_FOUND, "oidc_not_configured"),
+            Self::JsapiNotConfigured => (StatusCode::NOT_FOUND, "jsapi_not_configured"),
             Self::OidcStateMismatch(_) => (StatusCode::BAD_REQUEST, "oidc_state_mismatch"),
             Self::OidcDenied(_) => (StatusCode::BAD_REQUEST, "oidc_denied"),
             Self::OidcInvalidIdToken(..) => (StatusCode::UNAUTHORIZED, "oidc_invalid_id_token"),

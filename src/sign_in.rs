@@ -31,7 +31,7 @@ use crate::text::escape_text;
 /// LinkedIn sign-in for an axum app: OpenID Connect, the JSAPI cookie exchange, or both.
 ///
 /// [`LinkedInSignIn::router`] gives `GET /auth/linkedin`, `GET /auth/linkedin/callback`,
-/// `POST /token-exchange` (when JSAPI is configured), `GET /session`, `GET /me` and
+/// `POST /token-exchange` (404 `jsapi_not_configured` unless JSAPI is configured), `GET /session`, `GET /me` and
 /// `POST /logout`. Handlers of the host reach the member through
 /// [`Connected`](crate::Connected) and [`MemberSession`](crate::MemberSession).
 #[derive(Clone, Debug)]
@@ -123,7 +123,10 @@ impl LinkedInSignIn {
     }
 
     /// A builder from the service's variables (`.env` is not read: the host decides), the
-    /// same ones as `docs/configuration.md` lists; the command line is not read.
+    /// same ones as `docs/configuration.md` lists; the command line is not read. As in the
+    /// service outside the sandbox, the routes speak to LinkedIn (or `LINKEDIN_OIDC_ISSUER`)
+    /// only: `SANDBOX` mounts nothing here (mount `sandbox::Sandbox` yourself), and
+    /// a configuration with no credential at all is refused.
     pub fn from_env() -> Result<SignInBuilder, ConfigError> {
         use clap::Parser;
         let config = Config::try_parse_from(["linkedin-token-exchange"]).map_err(|err| {
@@ -334,12 +337,9 @@ pub(crate) fn routes(state: SignInState) -> Router {
         .limits
         .is_enabled()
         .then(|| middleware::from_fn_with_state(state.limits.clone(), limit_clients));
-    let jsapi = if state.jsapi.is_some() {
-        handlers::exchange::router()
-    } else {
-        Router::new()
-    };
-    let sign_in = jsapi
+    // Mounted with or without the JSAPI key pair: without it, the answer is 404
+    // `jsapi_not_configured`, as OpenID Connect's is `oidc_not_configured`.
+    let sign_in = handlers::exchange::router()
         .merge(handlers::oidc::router())
         .route_layer(tower::util::option_layer(client_limit));
     Router::new()

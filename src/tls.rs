@@ -1,6 +1,7 @@
 //! TLS material: loading the PEM pair, or generating a self-signed one for local development
-//! (rcgen) when both files are missing, and turning it into a rustls server configuration
-//! whose every failure names the file at fault; and the process's one crypto provider.
+//! (rcgen) when both files are missing at the default paths (and replacing it when it has
+//! expired or soon will), and turning it into a rustls server configuration whose every
+//! failure names the file at fault; and the process's one crypto provider.
 //! Listening is `server`'s business.
 
 use std::io::Write;
@@ -11,6 +12,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{CipherSuite, ServerConfig};
+use time::{Duration, OffsetDateTime};
 
 use crate::config::ConfigError;
 
@@ -60,6 +62,42 @@ impl Alpn {
 /// The names a generated certificate is valid for.
 const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
+/// The common name of a generated certificate: it tells a pair this service made from one the
+/// operator supplied.
+pub const GENERATED_NAME: &str = "linkedin-token-exchange development certificate";
+
+/// How long a generated certificate is valid.
+pub const GENERATED_VALIDITY: Duration = Duration::days(365);
+
+/// A generated certificate that expires within this is replaced at start.
+pub const RENEW_BEFORE: Duration = Duration::days(7);
+
+/// Where the pair is, and whether the service may make it: only at the default paths.
+#[derive(Clone, Copy, Debug)]
+pub struct PairPaths<'a> {
+    /// `TLS_CERT`.
+    pub cert: &'a Path,
+    /// `TLS_KEY`.
+    pub key: &'a Path,
+    /// Whether both are the default paths, where a development pair is generated (and
+    /// renewed); a path the operator named must exist.
+    pub defaults: bool,
+}
+
+/// What [`load_or_create`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Read the files as they were.
+    Loaded,
+    /// Generated a new development pair (none was there).
+    Generated,
+    /// Replaced a generated pair that had expired or expired within [`RENEW_BEFORE`].
+    Renewed {
+        /// When the old certificate expired, or would have.
+        expired: OffsetDateTime,
+    },
+}
+
 /// A certificate chain and its key, both PEM.
 pub struct TlsMaterial {
     /// The certificate chain.
@@ -68,6 +106,52 @@ pub struct TlsMaterial {
     pub key_pem: Vec<u8>,
     /// Whether this start generated them.
     pub generated: bool,
+}
+
+/// Loads the pair at `paths`. At the default paths only: when both files are missing,
+/// generates a self-signed pair for localhost, 127.0.0.1 and ::1 (the key readable by its
+/// owner only), and replaces a pair generated earlier (its common name is
+/// [`GENERATED_NAME`]) that has expired or expires within [`RENEW_BEFORE`]. A pair the
+/// operator supplied is never touched; a path the operator named that does not exist is an
+/// error naming its variable, and no folder is created.
+pub fn load_or_create(paths: PairPaths<'_>) -> Result<(TlsMaterial, Origin), ConfigError> {
+    let PairPaths {
+        cert,
+        key,
+        defaults,
+    } = paths;
+    if !defaults {
+        for (path, variable) in [(cert, "TLS_CERT"), (key, "TLS_KEY")] {
+            if !path.exists() {
+                return Err(ConfigError::new(
+                    variable,
+                    format!(
+                        "{} does not exist (a development certificate is generated only at the default paths, TLS_CERT=certs/localhost.pem and TLS_KEY=certs/localhost-key.pem)",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        return Ok((load_or_generate(cert, key)?, Origin::Loaded));
+    }
+    let material = load_or_generate(cert, key)?;
+    if material.generated {
+        return Ok((material, Origin::Generated));
+    }
+    match generated_expiry(&material.cert_pem) {
+        Some(expires) if expires - OffsetDateTime::now_utc() < RENEW_BEFORE => {
+            for path in [cert, key] {
+                std::fs::remove_file(path).map_err(|e| {
+                    ConfigError::new(
+                        "TLS_CERT",
+                        format!("cannot replace the expiring {}: {e}", path.display()),
+                    )
+                })?;
+            }
+            Ok((generate(cert, key)?, Origin::Renewed { expired: expires }))
+        }
+        _ => Ok((material, Origin::Loaded)),
+    }
 }
 
 /// Loads `cert` and `key`; when both are missing, generates a self-signed pair for
@@ -132,12 +216,38 @@ impl TlsMaterial {
     }
 }
 
-fn generate(cert: &Path, key: &Path) -> Result<TlsMaterial, ConfigError> {
+/// When the first certificate of `pem` expires, if it is one this service generated (its
+/// subject holds [`GENERATED_NAME`]); `None` for any other, or one that does not parse.
+pub fn generated_expiry(pem: &[u8]) -> Option<OffsetDateTime> {
+    let der = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
+    let (subject, not_after) = der::subject_and_not_after(&der)?;
+    let marker = GENERATED_NAME.as_bytes();
+    subject
+        .windows(marker.len())
+        .any(|w| w == marker)
+        .then_some(not_after)
+}
+
+/// A development pair for localhost, 127.0.0.1 and ::1, named [`GENERATED_NAME`], valid from
+/// a day ago (clocks differ) for [`GENERATED_VALIDITY`], in PEM: the certificate and its key.
+pub fn development_pair(validity: Duration) -> Result<(String, String), rcgen::Error> {
     let names: Vec<String> = LOCAL_NAMES.iter().map(|n| (*n).to_owned()).collect();
-    let certified = rcgen::generate_simple_self_signed(names)
+    let mut params = rcgen::CertificateParams::new(names)?;
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(rcgen::DnType::CommonName, GENERATED_NAME);
+    params.distinguished_name = name;
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::days(1);
+    params.not_after = now + validity;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn generate(cert: &Path, key: &Path) -> Result<TlsMaterial, ConfigError> {
+    let (cert_pem, key_pem) = development_pair(GENERATED_VALIDITY)
         .map_err(|e| ConfigError::new("TLS_CERT", format!("cannot generate a certificate: {e}")))?;
-    let cert_pem = certified.cert.pem().into_bytes();
-    let key_pem = certified.signing_key.serialize_pem().into_bytes();
+    let (cert_pem, key_pem) = (cert_pem.into_bytes(), key_pem.into_bytes());
     write_file(cert, &cert_pem, 0o644).map_err(|e| ConfigError::new("TLS_CERT", e))?;
     write_file(key, &key_pem, 0o600).map_err(|e| ConfigError::new("TLS_KEY", e))?;
     Ok(TlsMaterial {
@@ -162,9 +272,116 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
     file.write_all(contents).map_err(fail)
 }
 
+/// Just enough DER to read a certificate's subject and `notAfter` (RFC 5280 section 4.1).
+mod der {
+    use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
+
+    /// One element: its tag, its contents, and what follows it.
+    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+
+    /// The subject (its DER contents) and the `notAfter` of the certificate `der`.
+    pub(super) fn subject_and_not_after(der: &[u8]) -> Option<(&[u8], OffsetDateTime)> {
+        let (0x30, certificate, _) = element(der)? else {
+            return None;
+        };
+        let (0x30, tbs, _) = element(certificate)? else {
+            return None;
+        };
+        // The version (when present, tagged [0]), then the serial number.
+        let (tag, _, mut rest) = element(tbs)?;
+        if tag == 0xa0 {
+            (_, _, rest) = element(rest)?;
+        }
+        let (_, _, rest) = element(rest)?; // the signature algorithm
+        let (_, _, rest) = element(rest)?; // the issuer
+        let (0x30, validity, rest) = element(rest)? else {
+            return None;
+        };
+        let (0x30, subject, _) = element(rest)? else {
+            return None;
+        };
+        let (_, _, after) = element(validity)?; // notBefore
+        let (tag, not_after, _) = element(after)?;
+        Some((subject, time_of(tag, not_after)?))
+    }
+
+    /// A UTCTime (`YYMMDDHHMMSSZ`, tag 0x17) or GeneralizedTime (`YYYYMMDDHHMMSSZ`, 0x18).
+    fn time_of(tag: u8, text: &[u8]) -> Option<OffsetDateTime> {
+        let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
+        let digits = |range: std::ops::Range<usize>| text.get(range)?.parse::<u16>().ok();
+        let (year, rest) = match (tag, text.len()) {
+            (0x17, 12) => {
+                let yy = i32::from(digits(0..2)?);
+                (if yy >= 50 { 1900 + yy } else { 2000 + yy }, 2)
+            }
+            (0x18, 14) => (i32::from(digits(0..4)?), 4),
+            _ => return None,
+        };
+        let at =
+            |i: usize| digits(rest + 2 * i..rest + 2 * i + 2).and_then(|v| u8::try_from(v).ok());
+        let date = Date::from_calendar_date(year, Month::try_from(at(0)?).ok()?, at(1)?).ok()?;
+        let time = Time::from_hms(at(2)?, at(3)?, at(4)?).ok()?;
+        Some(PrimitiveDateTime::new(date, time).assume_utc())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_generated_certificate_is_named_for_the_service_and_valid_for_at_most_a_year() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let material = load_or_generate(&cert, &key).unwrap();
+        let der = CertificateDer::pem_slice_iter(&material.cert_pem)
+            .next()
+            .unwrap()
+            .unwrap();
+        let (subject, not_after) = der::subject_and_not_after(&der).unwrap();
+        assert!(
+            String::from_utf8_lossy(subject).contains(GENERATED_NAME),
+            "{subject:?}"
+        );
+        let left = not_after - OffsetDateTime::now_utc();
+        assert!(
+            left <= Duration::days(365) && left > Duration::days(364),
+            "valid for {left}"
+        );
+        assert_eq!(generated_expiry(&material.cert_pem), Some(not_after));
+    }
+
+    #[test]
+    fn a_certificate_of_another_name_is_not_ours() {
+        let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        assert_eq!(generated_expiry(other.cert.pem().as_bytes()), None);
+        assert_eq!(generated_expiry(b"garbage"), None);
+    }
+
+    #[test]
+    fn der_times_read_both_encodings() {
+        // Before 2050 rcgen writes a UTCTime (the test above); after, a GeneralizedTime.
+        let (cert, _) = development_pair(Duration::days(40_000)).unwrap();
+        // 2136 or so: past 2049, rcgen writes a GeneralizedTime.
+        let expires = generated_expiry(cert.as_bytes()).unwrap();
+        assert!(expires.year() > 2100, "{expires}");
+    }
 
     #[test]
     fn aes_128_gcm_leads_and_every_suite_is_still_offered() {

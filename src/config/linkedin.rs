@@ -3,6 +3,7 @@
 
 use url::Url;
 
+use super::oidc::Oidc;
 use super::{AppCredentials, ConfigError};
 use crate::secret::Secret;
 
@@ -53,8 +54,10 @@ pub struct LinkedIn {
     )]
     pub jsapi_url: Option<Url>,
 
-    /// Mount the emulated LinkedIn under /sandbox/ and point the URLs at it.
-    /// Default: true when no API key is set.
+    /// Mount the emulated LinkedIn under /sandbox/ and point the URLs at it. Default: true
+    /// only when no LinkedIn credential is set (neither the JSAPI key pair nor the OpenID
+    /// Connect client). On a non-loopback PUBLIC_ORIGIN it must be set to true explicitly:
+    /// anyone who reaches the sandbox can sign in as anyone.
     #[arg(long = "sandbox", env = "SANDBOX", value_name = "SANDBOX")]
     pub sandbox: Option<bool>,
 
@@ -105,20 +108,68 @@ impl LinkedIn {
         }
     }
 
-    /// Whether the emulated LinkedIn is mounted: `SANDBOX`, or else "no API key".
-    pub fn sandbox_enabled(&self) -> bool {
-        self.sandbox.unwrap_or(self.api_key.is_none())
+    /// Whether any LinkedIn credential is set: a part of the JSAPI key pair or of the OpenID
+    /// Connect client (`oidc`).
+    pub fn any_credential(&self, oidc: &Oidc) -> bool {
+        self.api_key.is_some()
+            || self.secret_key.is_some()
+            || oidc.client_id.is_some()
+            || oidc.client_secret.is_some()
+    }
+
+    /// Whether the emulated LinkedIn is mounted: `SANDBOX`, or else "no LinkedIn credential
+    /// at all" (neither the JSAPI key pair nor the OpenID Connect client of `oidc`).
+    pub fn sandbox_enabled(&self, oidc: &Oidc) -> bool {
+        self.sandbox.unwrap_or(!self.any_credential(oidc))
+    }
+
+    /// Whether `SANDBOX=true` was said out loud (not merely the default).
+    pub fn sandbox_explicit(&self) -> bool {
+        self.sandbox == Some(true)
     }
 
     /// Whether connections are kept open between requests: always, unless the sandbox is told
     /// otherwise by `SANDBOX_KEEP_ALIVE=false` (which outside sandbox mode is an error).
-    pub fn keep_alive(&self) -> Result<bool, ConfigError> {
-        if !self.sandbox_keep_alive && !self.sandbox_enabled() {
+    pub fn keep_alive(&self, oidc: &Oidc) -> Result<bool, ConfigError> {
+        if !self.sandbox_keep_alive && !self.sandbox_enabled(oidc) {
             return Err(ConfigError::new(
                 "SANDBOX_KEEP_ALIVE",
                 "applies only in sandbox mode (SANDBOX=true)",
             ));
         }
         Ok(self.sandbox_keep_alive)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::Config;
+
+    fn sandbox(args: &[&str]) -> bool {
+        let config = Config::try_parse_from([&["x"][..], args].concat()).unwrap();
+        config.linkedin.sandbox_enabled(&config.oidc)
+    }
+
+    #[test]
+    fn the_sandbox_is_on_by_default_only_without_any_credential() {
+        assert!(sandbox(&[]));
+        assert!(!sandbox(&[
+            "--linkedin-client-id",
+            "c",
+            "--linkedin-client-secret",
+            "s"
+        ]));
+        assert!(!sandbox(&["--linkedin-client-id", "c"]));
+        assert!(!sandbox(&[
+            "--linkedin-api-key",
+            "k",
+            "--linkedin-secret-key",
+            "s"
+        ]));
+        assert!(!sandbox(&["--linkedin-secret-key", "s"]));
+        assert!(sandbox(&["--linkedin-client-id", "c", "--sandbox", "true"]));
+        assert!(!sandbox(&["--sandbox", "false"]));
     }
 }

@@ -10,6 +10,11 @@ use super::proxy::TlsMode;
 use super::{ADMIN_TOKEN_MIN_LEN, ConfigError, parse_listen_addr};
 use crate::secret::Secret;
 
+/// `TLS_CERT`'s default: where a development certificate is generated when missing.
+pub const DEFAULT_TLS_CERT: &str = "certs/localhost.pem";
+/// `TLS_KEY`'s default.
+pub const DEFAULT_TLS_KEY: &str = "certs/localhost-key.pem";
+
 /// Where and how the server listens.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Listen {
@@ -34,12 +39,14 @@ pub struct Listen {
     )]
     pub tls: TlsMode,
 
-    /// PEM certificate chain; generated (self-signed) together with the key when both are missing.
+    /// PEM certificate chain. At the default paths only, a self-signed pair for localhost is
+    /// generated when both files are missing (and replaced when it expires within a week); a
+    /// path set here must exist.
     #[arg(
         long = "tls-cert",
         env = "TLS_CERT",
         value_name = "TLS_CERT",
-        default_value = "certs/localhost.pem"
+        default_value = DEFAULT_TLS_CERT
     )]
     pub tls_cert: PathBuf,
 
@@ -48,7 +55,7 @@ pub struct Listen {
         long = "tls-key",
         env = "TLS_KEY",
         value_name = "TLS_KEY",
-        default_value = "certs/localhost-key.pem"
+        default_value = DEFAULT_TLS_KEY
     )]
     pub tls_key: PathBuf,
 
@@ -91,6 +98,36 @@ pub struct Listen {
 }
 
 impl Listen {
+    /// Whether `TLS_CERT` and `TLS_KEY` are both at their defaults, where (only) the service
+    /// generates, and renews, a development pair.
+    pub fn tls_paths_are_default(&self) -> bool {
+        self.tls_cert == std::path::Path::new(DEFAULT_TLS_CERT)
+            && self.tls_key == std::path::Path::new(DEFAULT_TLS_KEY)
+    }
+
+    /// With `TLS=on` and no proxy in front (`trusted_proxies` unset), the explicit public
+    /// origins whose port is not the port bound: the URL they print would not answer.
+    pub fn origins_off_port(
+        &self,
+        bound: SocketAddr,
+        trusted_proxies: bool,
+        origins: &[String],
+    ) -> Vec<String> {
+        if self.tls != TlsMode::On || trusted_proxies || self.public_origin.is_none() {
+            return Vec::new();
+        }
+        origins
+            .iter()
+            .filter(|origin| {
+                Url::parse(origin)
+                    .ok()
+                    .and_then(|url| url.port_or_known_default())
+                    .is_some_and(|port| port != bound.port())
+            })
+            .cloned()
+            .collect()
+    }
+
     /// The admin routes' token, when they are on: it must be long enough to resist guessing,
     /// and needs the listener they are served on.
     pub fn admin_token(&self) -> Result<Option<Secret>, ConfigError> {

@@ -57,7 +57,7 @@ async fn exchange(
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok());
-    let jsapi = state.jsapi.as_ref().ok_or(AppError::NotFound)?;
+    let jsapi = state.jsapi.as_ref().ok_or(AppError::JsapiNotConfigured)?;
     let raw = find_cookie(cookie_headers, &jsapi.cookie_name)
         .ok_or_else(|| CookieError::Missing(jsapi.cookie_name.clone()))?;
     let cookie = JsapiCookie::parse(raw)?.verify(jsapi.secret_key.expose().as_bytes())?;

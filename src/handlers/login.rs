@@ -15,6 +15,8 @@ use crate::session::{Credentials, Flow, Member, MemberSession};
 #[derive(Template, WebTemplate)]
 #[template(path = "login.html")]
 pub struct LoginPage {
+    /// Whether the JSAPI flow is on (its script, framework config and button on the page).
+    jsapi: bool,
     /// The JSAPI script to embed.
     jsapi_url: String,
     /// The app's API key, for the framework config.
@@ -60,6 +62,7 @@ async fn login_page(
         .map(|jsapi| (jsapi.script_url.clone(), jsapi.api_key.clone()))
         .unwrap_or_default();
     Ok(LoginPage {
+        jsapi: state.jsapi.is_some(),
         jsapi_url,
         api_key,
         connected_as: member.as_ref().map(|m| shown_as(m).to_owned()),

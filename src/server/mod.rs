@@ -87,13 +87,26 @@ impl Server {
             config
         };
 
-        let mode = wiring::Mode::of(&config.linkedin)?;
+        let mode = wiring::Mode::of(&config.linkedin, &config.oidc)?;
         let alpn = mode.alpn();
         let listen = &config.listen;
         let material = if listen.tls == TlsMode::On {
-            let material = tls::load_or_generate(&listen.tls_cert, &listen.tls_key)?;
-            if material.generated {
-                tracing::info!(cert = %listen.tls_cert.display(), "generated a self-signed certificate for localhost");
+            let (material, origin) = tls::load_or_create(tls::PairPaths {
+                cert: &listen.tls_cert,
+                key: &listen.tls_key,
+                defaults: listen.tls_paths_are_default(),
+            })?;
+            match origin {
+                tls::Origin::Generated => tracing::info!(
+                    cert = %listen.tls_cert.display(),
+                    "generated a self-signed development certificate for localhost, valid for a year"
+                ),
+                tls::Origin::Renewed { expired } => tracing::info!(
+                    cert = %listen.tls_cert.display(),
+                    %expired,
+                    "replaced the generated development certificate, which expires within a week or has expired, with a new one valid for a year"
+                ),
+                tls::Origin::Loaded => {}
             }
             Some(material)
         } else {
@@ -162,6 +175,7 @@ impl Server {
             mode:
                 wiring::Mode {
                     credentials,
+                    jsapi,
                     sandbox,
                     ..
                 },
@@ -188,7 +202,9 @@ impl Server {
         );
         let oidc = oidc.map(|settings| OidcClient::new(linkedin.transport().clone(), settings));
         let sign_in = SignInState::new(SignInSettings {
-            jsapi: Some(JsapiApp::new(credentials, urls.jsapi)),
+            // Outside the sandbox, the JSAPI flow needs the app's own key pair: without one the
+            // page offers no JSAPI button and names no key.
+            jsapi: jsapi.then(|| JsapiApp::new(credentials, urls.jsapi)),
             linkedin,
             oidc,
             public_origins,
@@ -468,7 +484,7 @@ fn log_mode(resolved: &wiring::Resolved, store: &StoreUrl) {
         if !addr.ip().is_loopback() {
             tracing::warn!(
                 %addr,
-                "sandbox mode on a non-loopback address: anyone who can reach {addr} can mint signed cookies for any member and sign in as them; bind to 127.0.0.1 or set LINKEDIN_API_KEY"
+                "sandbox mode on a non-loopback address: anyone who can reach {addr} can mint signed cookies for any member and sign in as them; bind to 127.0.0.1 or set LINKEDIN_CLIENT_ID and LINKEDIN_CLIENT_SECRET"
             );
         }
         if !resolved.mode.keep_alive {
@@ -477,7 +493,15 @@ fn log_mode(resolved: &wiring::Resolved, store: &StoreUrl) {
             );
         }
     } else {
-        tracing::info!(%api_key, access_token_url = %resolved.urls.access_token, "real mode");
+        let oidc = resolved.oidc.is_some();
+        if resolved.mode.jsapi {
+            tracing::info!(%api_key, access_token_url = %resolved.urls.access_token, oidc, "real mode: LinkedIn itself, no sandbox");
+        } else {
+            tracing::info!(
+                oidc,
+                "real mode: LinkedIn itself, no sandbox; the JSAPI flow is off (no LINKEDIN_API_KEY)"
+            );
+        }
         for url in resolved.urls.plain_http() {
             tracing::warn!(%url, "a LinkedIn URL uses plain http://: credentials travel unencrypted (fine for a local mock only)");
         }

@@ -27,42 +27,89 @@ use crate::secret::Secret;
 use crate::tls::{Alpn, TlsMaterial};
 
 /// What the server is, before it binds: the key pair (configured, or made up for a sandbox
-/// started without one), whether the sandbox is mounted, and whether connections stay open.
+/// started without one), whether the JSAPI flow is on, whether the sandbox is mounted, and
+/// whether connections stay open.
 #[derive(Clone, Debug)]
 pub struct Mode {
-    /// The app's key pair.
+    /// The app's key pair (made up when none is configured: it then only signs the sandbox's
+    /// cookies, or nothing at all).
     pub credentials: AppCredentials,
+    /// Whether the JSAPI cookie exchange is on: a configured key pair, or the sandbox's.
+    pub jsapi: bool,
     /// Whether the emulated LinkedIn is mounted under `/sandbox/`.
     pub sandbox: bool,
+    /// Whether `SANDBOX=true` was set explicitly (not merely the default).
+    pub sandbox_explicit: bool,
     /// False only for a sandbox told to close every connection after one answer.
     pub keep_alive: bool,
 }
 
 impl Mode {
-    /// Checks the key pair, the sandbox against this build's features, and keep-alive.
-    pub fn of(config: &LinkedIn) -> Result<Self, ConfigError> {
+    /// Checks the key pair, the sandbox (on by default only when no LinkedIn credential is
+    /// set, `oidc`'s client included) against this build's features, and keep-alive. A
+    /// server with neither the sandbox nor a credential would offer no sign-in at all: that
+    /// stops the start, naming `SANDBOX`.
+    pub fn of(config: &LinkedIn, oidc: &Oidc) -> Result<Self, ConfigError> {
         let configured = config.app_credentials()?;
-        let sandbox = config.sandbox_enabled();
+        let sandbox = config.sandbox_enabled(oidc);
         if sandbox && !cfg!(feature = "sandbox") {
             return Err(ConfigError::new(
-                if configured.is_none() {
-                    "LINKEDIN_API_KEY"
-                } else {
+                if config.any_credential(oidc) {
                     "SANDBOX"
+                } else {
+                    "LINKEDIN_CLIENT_ID"
                 },
-                "this build has no sandbox (feature \"sandbox\" is off): set LINKEDIN_API_KEY and LINKEDIN_SECRET_KEY",
+                "this build has no sandbox (feature \"sandbox\" is off): set LINKEDIN_CLIENT_ID and LINKEDIN_CLIENT_SECRET (or LINKEDIN_API_KEY and LINKEDIN_SECRET_KEY)",
             ));
         }
-        let keep_alive = config.keep_alive()?;
+        if !sandbox && !config.any_credential(oidc) {
+            return Err(ConfigError::new(
+                "SANDBOX",
+                "is false but no LinkedIn credential is set, so no one could sign in: set LINKEDIN_CLIENT_ID and LINKEDIN_CLIENT_SECRET (or LINKEDIN_API_KEY and LINKEDIN_SECRET_KEY), or leave SANDBOX unset for the sandbox",
+            ));
+        }
+        let keep_alive = config.keep_alive(oidc)?;
+        let jsapi = sandbox || configured.is_some();
         let credentials = configured.unwrap_or_else(|| AppCredentials {
             api_key: format!("sandbox{}", random(8)),
             secret_key: Secret::new(random(24)),
         });
         Ok(Self {
             credentials,
+            jsapi,
             sandbox,
+            sandbox_explicit: config.sandbox_explicit(),
             keep_alive,
         })
+    }
+
+    /// Sandbox mode on public origins that are not all loopback: refused unless `SANDBOX=true`
+    /// was said out loud, and then warned about (at every start): the sandbox lets anyone who
+    /// reaches it sign in as anyone. `explicit_origins` is whether `PUBLIC_ORIGIN` was set.
+    pub fn check_exposure(
+        &self,
+        explicit_origins: bool,
+        public_origins: &[String],
+    ) -> Result<(), ConfigError> {
+        if !self.sandbox || !explicit_origins {
+            return Ok(());
+        }
+        let Some(exposed) = public_origins.iter().find(|o| !is_loopback_origin(o)) else {
+            return Ok(());
+        };
+        if !self.sandbox_explicit {
+            return Err(ConfigError::new(
+                "SANDBOX",
+                format!(
+                    "sandbox mode on the public origin {exposed} lets anyone sign in as anyone: set LINKEDIN_CLIENT_ID and LINKEDIN_CLIENT_SECRET for real mode, or SANDBOX=true if this is meant"
+                ),
+            ));
+        }
+        tracing::warn!(
+            origin = %exposed,
+            "SANDBOX=true on a public origin that is not loopback: the sandbox lets anyone who reaches {exposed} sign in as anyone; never run it in production"
+        );
+        Ok(())
     }
 
     /// The protocols the TLS listener offers.
@@ -117,12 +164,24 @@ impl Resolved {
     ) -> Result<Self, ConfigError> {
         let tls = config.listen.tls == TlsMode::On;
         let public_origins = config.listen.public_origins(addr)?;
+        mode.check_exposure(config.listen.public_origin.is_some(), &public_origins)?;
         proxy::check(
             config.listen.tls,
             config.listen.public_origin.is_some(),
             config.sessions.cookie_domain.as_ref(),
             &public_origins,
         )?;
+        for origin in config.listen.origins_off_port(
+            addr,
+            config.limits.trusted_proxies.is_some(),
+            &public_origins,
+        ) {
+            tracing::warn!(
+                %origin,
+                bind = %addr,
+                "PUBLIC_ORIGIN {origin} is on another port than BIND {addr}, with TLS=on and no proxy in front (TRUSTED_PROXIES unset): browsers sent there will find nothing; make the ports agree, or set TRUSTED_PROXIES for the proxy that forwards them"
+            );
+        }
         if !tls && config.limits.trusted_proxies.is_none() {
             tracing::warn!(
                 "TLS=off but TRUSTED_PROXIES is unset: every request seems to come from the proxy, so rate limits and logs see one client; set TRUSTED_PROXIES to the proxy's address"
@@ -291,6 +350,20 @@ fn issuer(config: &Oidc, default: &str) -> Result<Url, ConfigError> {
     }
 }
 
+/// Whether `origin` (`scheme://host[:port]`) names this machine: `localhost`, `127.0.0.0/8`
+/// or `::1`.
+pub fn is_loopback_origin(origin: &str) -> bool {
+    match Url::parse(origin)
+        .ok()
+        .and_then(|url| url.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 fn random(n: usize) -> String {
     rand::rng()
         .sample_iter(Alphanumeric)
@@ -386,4 +459,32 @@ pub(crate) fn pem_roots(
 ) -> Result<Vec<reqwest::Certificate>, ConfigError> {
     reqwest::Certificate::from_pem_bundle(pem)
         .map_err(|e| ConfigError::new(variable, format!("not a PEM certificate: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_origins_are_localhost_127_8_and_ipv6_loopback_only() {
+        for origin in [
+            "https://localhost:8443",
+            "https://LOCALHOST",
+            "https://127.0.0.1:1",
+            "https://127.255.0.9",
+            "https://[::1]:8443",
+        ] {
+            assert!(is_loopback_origin(origin), "{origin}");
+        }
+        for origin in [
+            "https://login.example.com",
+            "https://localhost.example.com",
+            "https://10.0.0.1",
+            "https://0.0.0.0",
+            "https://[::]",
+            "not an origin",
+        ] {
+            assert!(!is_loopback_origin(origin), "{origin}");
+        }
+    }
 }

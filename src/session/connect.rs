@@ -78,6 +78,7 @@ impl Store {
                 (Self::Memory(store.clone()), MemberIndex::Memory(store))
             }
             StoreUrl::Sqlite(path) => {
+                check_folder(path).map_err(|e| fail("cannot create it", &e))?;
                 prepare_private_file(path).map_err(|e| fail("cannot create it", &e))?;
                 let options = SqliteConnectOptions::new()
                     .filename(path)
@@ -182,6 +183,22 @@ async fn unreachable_reason(url: &url::Url, default_port: u16) -> Option<String>
     }
 }
 
+/// The folder the default store lives in (`sqlite://data/sessions.db`): the only one this
+/// service creates.
+const DEFAULT_FOLDER: &str = "data";
+
+/// Refuses a SQLite file whose folder does not exist, unless it is the default `data/`: a
+/// mistyped path must not make folders wherever it points.
+fn check_folder(path: &std::path::Path) -> Result<(), String> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() && dir != std::path::Path::new(DEFAULT_FOLDER) => Err(format!(
+            "the folder {} does not exist (only the default {DEFAULT_FOLDER}/ is created): create it, or fix the path",
+            dir.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Creates the SQLite file's folder (owner only) and the file itself readable by its owner
 /// only; SQLite gives its `-wal` and `-shm` files the same mode. An existing file that others
 /// can read is narrowed.
@@ -189,4 +206,20 @@ fn prepare_private_file(path: &std::path::Path) -> std::io::Result<()> {
     private::create_parent(path)?;
     private::options().append(true).create(true).open(path)?;
     private::narrow_to_owner(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_default_folder_may_be_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_folder(std::path::Path::new("data/sessions.db")).is_ok());
+        assert!(check_folder(std::path::Path::new("sessions.db")).is_ok());
+        assert!(check_folder(&dir.path().join("sessions.db")).is_ok());
+        let err = check_folder(&dir.path().join("missing/sessions.db")).unwrap_err();
+        assert!(err.contains("missing"), "{err}");
+        assert!(check_folder(&dir.path().join("data/sessions.db")).is_err());
+    }
 }

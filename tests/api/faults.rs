@@ -132,6 +132,7 @@ async fn an_exchange_on_a_full_sqlite_disk_answers_503_and_keeps_the_previous_se
         Ok(disk) => Arc::new(disk),
         Err(reason) => return skip_or_fail(TEST, &reason),
     };
+    std::fs::create_dir_all(disk.path().join("data")).unwrap();
     let store = StoreUrl::Sqlite(disk.path().join("data/sessions.db"));
     let (fill, free) = (disk.clone(), disk.clone());
     let took = an_exchange_meeting_a_store_fault_keeps_the_previous_session(

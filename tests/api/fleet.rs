@@ -418,6 +418,7 @@ fn primary_port(port: u16) -> Option<u16> {
 /// The binary with `env` on top of memory sessions: its exit code and its stderr.
 fn start_refused(env: &[(&str, &str)]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
+    crate::support::dev_pair(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
     let output = crate::support::binary(dir.path())
         .env("BIND", "127.0.0.1:0")
         .env("SESSION_STORE", "memory")

@@ -251,6 +251,7 @@ fn run_with_dotenv(
     args: &[&str],
 ) -> (Option<i32>, String, String) {
     let dir = tempfile::tempdir().unwrap();
+    crate::support::dev_pair(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
     if let Some(text) = dotenv {
         std::fs::write(dir.path().join(".env"), text).unwrap();
     }
@@ -455,6 +456,7 @@ fn start_together(count: usize, key_file: &std::path::Path) -> Vec<Result<String
                 dir.path().join(format!("cert{i}.pem")),
                 dir.path().join(format!("key{i}.pem")),
             );
+            crate::support::dev_pair(&cert, &key);
             std::thread::spawn(move || {
                 let mut command = std::process::Command::new(BINARY);
                 command

@@ -21,6 +21,7 @@ mod oidc_observed;
 mod oidc_refusals;
 mod operations;
 mod process;
+mod production;
 mod proxy;
 mod revocation;
 mod sandbox;

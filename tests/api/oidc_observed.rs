@@ -489,6 +489,7 @@ fn a_retired_scope_stops_the_start_naming_linkedin_oidc_scopes() {
         "r_basicprofile openid",
     ] {
         let dir = tempfile::tempdir().unwrap();
+        crate::support::dev_pair(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
         let output = binary(dir.path())
             .env("BIND", "127.0.0.1:0")
             .env("SESSION_STORE", "memory")

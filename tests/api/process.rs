@@ -67,6 +67,7 @@ impl Running {
         cert: &std::path::Path,
         key: &std::path::Path,
     ) -> Running {
+        crate::support::dev_pair(cert, key);
         command
             .env_clear()
             .env("BIND", "127.0.0.1:0")
@@ -325,6 +326,7 @@ async fn sigterm_finishes_the_exchange_in_flight_then_exits_zero() {
 
 fn refused(env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
+    crate::support::dev_pair(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
     let output = Command::new(BINARY)
         .env_clear()
         .env("BIND", "127.0.0.1:0")
@@ -909,6 +911,8 @@ async fn the_redirect_port_answers_options_star_with_400_and_warns_when_it_would
     let mut named = Running::start(&[
         ("HTTP_REDIRECT_BIND", "0.0.0.0:0"),
         ("PUBLIC_ORIGIN", "https://example.com"),
+        // Sandbox mode on a public origin must be asked for.
+        ("SANDBOX", "true"),
     ]);
     named.sigterm();
     named.wait(Duration::from_secs(10));

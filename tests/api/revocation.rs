@@ -36,6 +36,8 @@ fn memory(_: &TempDir) -> Result<StoreUrl, String> {
     Ok(StoreUrl::Memory)
 }
 fn sqlite(dir: &TempDir) -> Result<StoreUrl, String> {
+    // Only the default `data/` (relative) is created by the service; a named one must exist.
+    std::fs::create_dir_all(dir.path().join("data")).map_err(|e| e.to_string())?;
     Ok(StoreUrl::Sqlite(dir.path().join("data/sessions.db")))
 }
 fn redis(_: &TempDir) -> Result<StoreUrl, String> {

@@ -31,6 +31,8 @@ fn memory(_: &TempDir) -> Result<StoreUrl, String> {
     Ok(StoreUrl::Memory)
 }
 fn sqlite(dir: &TempDir) -> Result<StoreUrl, String> {
+    // Only the default `data/` (relative) is created by the service; a named one must exist.
+    std::fs::create_dir_all(dir.path().join("data")).map_err(|e| e.to_string())?;
     Ok(StoreUrl::Sqlite(dir.path().join("data/sessions.db")))
 }
 fn redis(_: &TempDir) -> Result<StoreUrl, String> {
@@ -299,17 +301,32 @@ async fn the_sqlite_file_and_its_new_folder_are_for_the_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let mode =
         |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    // The default store, `sqlite://data/sessions.db`: the one folder the service creates.
+    let served = crate::support::Served::start(
+        "localhost",
+        &[("SESSION_STORE", "sqlite://data/sessions.db")],
+        "/healthz",
+    )
+    .await;
+    let created = served.dir.path().join("data/sessions.db");
+    assert_eq!(mode(&created), 0o600, "the file");
+    assert_eq!(
+        mode(created.parent().unwrap()),
+        0o700,
+        "the folder it created"
+    );
+    let wal = created.with_extension("db-wal");
+    assert!(!wal.exists() || mode(&wal) == 0o600, "the write-ahead log");
+    drop(served);
+
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    let db = dir.path().join("fresh/sessions.db");
+    let db = dir.path().join("sessions.db");
     config.sessions.store = StoreUrl::Sqlite(db.clone());
     let app = TestApp::start(config.clone(), dir.clone()).await;
     app.sign_in("private-member").await;
     assert_eq!(app.exchange().await.0, 200);
     assert_eq!(mode(&db), 0o600, "the file");
-    assert_eq!(mode(db.parent().unwrap()), 0o700, "the folder it created");
-    let wal = db.with_extension("db-wal");
-    assert!(!wal.exists() || mode(&wal) == 0o600, "the write-ahead log");
     app.stop().await;
 
     // A file left readable by others is narrowed at the next start.

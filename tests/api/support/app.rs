@@ -47,6 +47,7 @@ pub fn test_config(dir: &TempDir) -> Config {
     config.listen.bind = "127.0.0.1:0".parse().unwrap();
     config.listen.tls_cert = dir.path().join("cert.pem");
     config.listen.tls_key = dir.path().join("key.pem");
+    super::dev_pair(&config.listen.tls_cert, &config.listen.tls_key);
     config.sessions.store = StoreUrl::Memory;
     config.sessions.keys = Some(Secret::new(SESSION_KEY));
     config.sessions.key_file = dir.path().join("session.key");

@@ -40,6 +40,20 @@ pub fn free_port() -> u16 {
         .unwrap()
 }
 
+/// A development pair at `cert` and `key` (as the service makes its own), unless either is
+/// there: the service generates one only at its default paths, so a test that names other
+/// paths brings the pair.
+pub fn dev_pair(cert: &Path, key: &Path) {
+    if !cert.exists() && !key.exists() {
+        let names = ["localhost", "127.0.0.1", "::1"]
+            .map(str::to_owned)
+            .to_vec();
+        let pair = rcgen::generate_simple_self_signed(names).unwrap();
+        std::fs::write(cert, pair.cert.pem()).unwrap();
+        std::fs::write(key, pair.signing_key.serialize_pem()).unwrap();
+    }
+}
+
 /// The service's binary, with no inherited environment and `dir` as its working directory
 /// (so that no `.env` is read but one the test writes there).
 pub fn binary(dir: &Path) -> Command {
@@ -66,6 +80,7 @@ impl Served {
         let dir = tempfile::tempdir().unwrap();
         let origin = format!("https://{host}:{port}");
         let log = File::create(dir.path().join("server.log")).unwrap();
+        dev_pair(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
         let child = binary(dir.path())
             .env("BIND", format!("127.0.0.1:{port}"))
             .env("PUBLIC_ORIGIN", &origin)
