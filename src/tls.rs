@@ -72,6 +72,10 @@ pub const GENERATED_VALIDITY: Duration = Duration::days(365);
 /// A generated certificate that expires within this is replaced at start.
 pub const RENEW_BEFORE: Duration = Duration::days(7);
 
+/// The common name rcgen gives by default: what versions before the fourth round generated at
+/// the default paths, valid until the year 4096. Such a pair is replaced like an expiring one.
+const EARLIER_GENERATED_NAME: &str = "rcgen self signed cert";
+
 /// Where the pair is, and whether the service may make it: only at the default paths.
 #[derive(Clone, Copy, Debug)]
 pub struct PairPaths<'a> {
@@ -138,8 +142,12 @@ pub fn load_or_create(paths: PairPaths<'_>) -> Result<(TlsMaterial, Origin), Con
     if material.generated {
         return Ok((material, Origin::Generated));
     }
+    let left = |expires: OffsetDateTime| expires - OffsetDateTime::now_utc();
     match generated_expiry(&material.cert_pem) {
-        Some(expires) if expires - OffsetDateTime::now_utc() < RENEW_BEFORE => {
+        Some(expires)
+            if left(expires) < RENEW_BEFORE
+                || left(expires) > GENERATED_VALIDITY + Duration::days(1) =>
+        {
             for path in [cert, key] {
                 std::fs::remove_file(path).map_err(|e| {
                     ConfigError::new(
@@ -217,14 +225,14 @@ impl TlsMaterial {
 }
 
 /// When the first certificate of `pem` expires, if it is one this service generated (its
-/// subject holds [`GENERATED_NAME`]); `None` for any other, or one that does not parse.
+/// subject holds [`GENERATED_NAME`], or the name earlier versions generated it with); `None`
+/// for any other, or one that does not parse.
 pub fn generated_expiry(pem: &[u8]) -> Option<OffsetDateTime> {
     let der = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
     let (subject, not_after) = der::subject_and_not_after(&der)?;
-    let marker = GENERATED_NAME.as_bytes();
-    subject
-        .windows(marker.len())
-        .any(|w| w == marker)
+    [GENERATED_NAME, EARLIER_GENERATED_NAME]
+        .iter()
+        .any(|name| subject.windows(name.len()).any(|w| w == name.as_bytes()))
         .then_some(not_after)
 }
 

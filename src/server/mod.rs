@@ -104,7 +104,7 @@ impl Server {
                 tls::Origin::Renewed { expired } => tracing::info!(
                     cert = %listen.tls_cert.display(),
                     %expired,
-                    "replaced the generated development certificate, which expires within a week or has expired, with a new one valid for a year"
+                    "replaced the generated development certificate, which expires within a week, has expired, or was made by an earlier version for thousands of years, with a new one valid for a year"
                 ),
                 tls::Origin::Loaded => {}
             }

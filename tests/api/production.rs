@@ -437,6 +437,23 @@ fn an_expiring_generated_pair_is_replaced_and_an_operators_pair_never_is() {
     assert_ne!(std::fs::read_to_string(&cert).unwrap(), old_cert);
     assert!(valid_in(&cert, 364), "the new one is valid for a year");
 
+    // What earlier versions generated there (rcgen's default name, valid until 4096):
+    // replaced by a pair valid for a year.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let (cert, key) = (certs.join("localhost.pem"), certs.join("localhost-key.pem"));
+    let (old_cert, old_key) = short_lived("rcgen self signed cert", 774_680);
+    std::fs::write(&cert, &old_cert).unwrap();
+    std::fs::write(&key, &old_key).unwrap();
+    let start = start_in(dir.path(), &[]);
+    assert!(start.started(), "{}", start.output);
+    assert!(start.output.contains("replaced"), "{}", start.output);
+    assert!(
+        !valid_in(&cert, 366),
+        "the new one is valid for a year only"
+    );
+
     // The operator's, at paths they named, expiring in 3 days (even under our name): kept.
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("mine.pem"), dir.path().join("mine-key.pem"));
