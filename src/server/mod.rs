@@ -207,7 +207,11 @@ impl Server {
             session_cookie: crate::session::cookie_name(cookie_domain.as_deref()),
             cookie_domain,
         };
-        tracing::debug!(?settings, "settings");
+        // As text with every URL's userinfo hidden (the issuer may carry one).
+        tracing::debug!(
+            settings = %crate::config::redact_urls(&format!("{settings:?}")),
+            "settings"
+        );
         let app = if standalone {
             standalone_app(routes, AppState::new(settings))
         } else {
