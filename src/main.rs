@@ -57,6 +57,10 @@ async fn main() -> ExitCode {
         config.command == Some(Command::Sandbox),
         layer,
     );
+    if let Some(export) = &export {
+        // Here, not where the export starts: logging has only started now.
+        tracing::info!(endpoint = %export.endpoint(), "exporting traces over OTLP/HTTP");
+    }
     if config.command == Some(Command::CheckProvider) {
         return check_provider(&config).await;
     }
