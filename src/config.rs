@@ -560,6 +560,34 @@ pub fn redact_urls(text: &str) -> String {
     out
 }
 
+/// `debug` (a value's `{:?}`) with every URL's userinfo hidden, as [`redact_urls`] does, and
+/// the password of every `url::Url` written out field by field (`password: Some("…")`)
+/// replaced by `***`.
+pub fn redact_debug(debug: &str) -> String {
+    const FIELD: &str = "password: Some(\"";
+    let text = redact_urls(debug);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find(FIELD) {
+        let (before, after) = rest.split_at(at + FIELD.len());
+        out.push_str(before);
+        out.push_str("***");
+        // The string ends at the first quote not escaped by a backslash.
+        let mut escaped = false;
+        let end = after
+            .char_indices()
+            .find(|&(_, c)| {
+                let closes = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                closes
+            })
+            .map_or(after.len(), |(i, _)| i);
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The app's key pair, when one was configured.
 #[derive(Clone, Debug)]
 pub struct AppCredentials {
@@ -836,6 +864,36 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn debug_output_of_urls_shows_no_password() {
+        for password in HARD_PASSWORDS
+            .iter()
+            .chain(&["Qx7k\"Vz9w\\", "Qx7k\\\"Vz9w"])
+        {
+            let encoded: String =
+                percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC)
+                    .collect();
+            let url = Url::parse(&format!("https://app:{encoded}@h.example/x")).unwrap();
+            let mut with_raw = url.clone();
+            // The url crate escapes what it must; a raw password as set by a program.
+            let _ = with_raw.set_password(Some(password));
+            for value in [url, with_raw] {
+                let debug = format!(
+                    "Settings {{ url: {value:?}, as_text: {:?} }}",
+                    value.as_str()
+                );
+                let shown = redact_debug(&debug);
+                assert_no_piece(password, &shown);
+                assert_no_piece(&encoded, &shown);
+                assert!(shown.contains("password: Some(\"***\")"), "{shown}");
+                assert!(
+                    shown.contains("host: Some(Domain(\"h.example\"))"),
+                    "{shown}"
+                );
             }
         }
     }

@@ -207,9 +207,9 @@ impl Server {
             session_cookie: crate::session::cookie_name(cookie_domain.as_deref()),
             cookie_domain,
         };
-        // As text with every URL's userinfo hidden (the issuer may carry one).
+        // As text with every URL's userinfo hidden (the issuer or a LinkedIn URL may carry one).
         tracing::debug!(
-            settings = %crate::config::redact_urls(&format!("{settings:?}")),
+            settings = %crate::config::redact_debug(&format!("{settings:?}")),
             "settings"
         );
         let app = if standalone {

@@ -2,14 +2,14 @@
 //! hold each of `/ # ? @ : %` (as `openssl rand -base64` makes them) and combinations, in every
 //! place that prints configuration: a start-up error for a store that cannot be reached, a
 //! store URL or an issuer that does not parse (clap's and the fleet parser's messages),
-//! `--help`, and the debug `settings` line. No piece of 3 characters or more of any password
+//! `--help`, the debug `settings` line, the trace export line and `check-provider`. No piece of 3 characters or more of any password
 //! may appear on stdout or stderr.
 
 use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{Served, binary, free_port};
+use crate::support::{API_KEY, SECRET_KEY, Served, binary, free_port};
 
 /// Passwords holding each character that ends a URL's authority or userinfo, a lone or a
 /// valid `%`, and all of them at once. Their pieces are letters and digits that appear
@@ -208,6 +208,9 @@ async fn the_debug_settings_line_shows_no_piece_of_the_issuers_or_the_collectors
             free_port()
         );
         let collector = format!("http://otel-user:{password}@127.0.0.1:{}", free_port());
+        let token_url = format!("https://token-user:{password}@127.0.0.1:{}/t", free_port());
+        let api_url = format!("https://api-user:{password}@127.0.0.1:{}", free_port());
+        let jsapi_url = format!("https://js-user:{password}@127.0.0.1:{}/in.js", free_port());
         let server = Served::start(
             "localhost",
             &[
@@ -217,6 +220,11 @@ async fn the_debug_settings_line_shows_no_piece_of_the_issuers_or_the_collectors
                 ("LINKEDIN_CLIENT_SECRET", "client-secret"),
                 ("LINKEDIN_OIDC_ISSUER", &issuer),
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector),
+                ("LINKEDIN_API_KEY", API_KEY),
+                ("LINKEDIN_SECRET_KEY", SECRET_KEY),
+                ("LINKEDIN_ACCESS_TOKEN_URL", &token_url),
+                ("LINKEDIN_API_URL", &api_url),
+                ("LINKEDIN_JSAPI_URL", &jsapi_url),
             ],
             "/healthz",
         )
@@ -227,6 +235,33 @@ async fn the_debug_settings_line_shows_no_piece_of_the_issuers_or_the_collectors
             .find(|l| l.contains("settings") && l.contains("issuer"))
             .unwrap_or_else(|| panic!("a debug settings line naming the issuer:\n{output}"));
         assert!(settings.contains("issuer-user:***@127.0.0.1"), "{settings}");
+        assert!(settings.contains("token-user"), "{settings}");
+        assert!(
+            output.contains("exporting traces over OTLP/HTTP"),
+            "{output}"
+        );
+        assert_hidden(password, &output, &issuer);
+    }
+}
+
+#[test]
+fn check_provider_shows_no_piece_of_the_issuers_password() {
+    for password in ["Qx7k:Vz9w", "Qx7k@Vz9w", "Qx7k%2FVz9w%23Jm4p%3FHr6t"] {
+        // Nothing listens there: discovery fails, quoting its URL.
+        let issuer = format!(
+            "http://issuer-user:{password}@127.0.0.1:{}/oauth",
+            free_port()
+        );
+        let (code, output) = run(
+            &[
+                ("LINKEDIN_OIDC_ISSUER", &issuer),
+                ("SANDBOX", "false"),
+                ("UPSTREAM_TIMEOUT_MS", "2000"),
+            ],
+            &["check-provider"],
+        );
+        assert_eq!(code, Some(1), "{output}");
+        assert!(output.contains("issuer-user:***@127.0.0.1"), "{output}");
         assert_hidden(password, &output, &issuer);
     }
 }
