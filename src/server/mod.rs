@@ -479,8 +479,11 @@ fn log_mode(resolved: &wiring::Resolved, store: &StoreUrl) {
             );
         }
     } else {
-        tracing::info!(%api_key, access_token_url = %resolved.urls.access_token, "real mode");
+        use crate::config::redact_urls;
+        let access_token_url = redact_urls(resolved.urls.access_token.as_str());
+        tracing::info!(%api_key, %access_token_url, "real mode");
         for url in resolved.urls.plain_http() {
+            let url = redact_urls(url.as_str());
             tracing::warn!(%url, "a LinkedIn URL uses plain http://: credentials travel unencrypted (fine for a local mock only)");
         }
     }

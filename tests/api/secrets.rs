@@ -265,3 +265,31 @@ fn check_provider_shows_no_piece_of_the_issuers_password() {
         assert_hidden(password, &output, &issuer);
     }
 }
+
+#[tokio::test]
+async fn the_real_mode_lines_show_no_piece_of_a_linkedin_urls_password() {
+    for password in ["Qx7k:Vz9w", "Qx7k@Vz9w", "Qx7k%2FVz9w%23Jm4p%3FHr6t"] {
+        // Plain http://, so that the warning about it names the URLs too.
+        let token_url = format!("http://token-user:{password}@127.0.0.1:{}/t", free_port());
+        let api_url = format!("http://api-user:{password}@127.0.0.1:{}", free_port());
+        let server = Served::start(
+            "localhost",
+            &[
+                ("SANDBOX", "false"),
+                ("LINKEDIN_API_KEY", API_KEY),
+                ("LINKEDIN_SECRET_KEY", SECRET_KEY),
+                ("LINKEDIN_ACCESS_TOKEN_URL", &token_url),
+                ("LINKEDIN_API_URL", &api_url),
+            ],
+            "/healthz",
+        )
+        .await;
+        let output = server.output();
+        assert!(
+            output.contains("real mode") && output.contains("token-user:***@127.0.0.1"),
+            "{output}"
+        );
+        assert!(output.contains("api-user:***@127.0.0.1"), "{output}");
+        assert_hidden(password, &output, &token_url);
+    }
+}
