@@ -303,7 +303,7 @@ impl FromStr for StoreUrl {
         }
         let scheme = s.split_once("://").map_or("", |(scheme, _)| scheme);
         let parse = |what: &str| {
-            Url::parse(s)
+            Url::parse(&with_escaped_userinfo(s))
                 .ok()
                 .filter(|url| url.host_str().is_some_and(|h| !h.is_empty()))
                 .ok_or_else(|| format!("not a {what} URL with a host"))
@@ -316,6 +316,21 @@ impl FromStr for StoreUrl {
                  or postgres://…"
                 .into()),
         }
+    }
+}
+
+/// `url` with its userinfo (everything between `://` and the last `@`) percent-escaped where
+/// a URL needs it, so that a password holding `/`, `?`, `#` or `@` unescaped is read as the
+/// password, not as the start of the path, query or fragment.
+fn with_escaped_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match split_userinfo(rest) {
+            (Some(userinfo), host) => {
+                format!("{scheme}://{}@{host}", escape_userinfo(userinfo))
+            }
+            (None, _) => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
 }
 
@@ -403,7 +418,9 @@ fn load_dotenv() -> Result<(), String> {
 }
 
 /// A command-line or environment error as one line that names the variable (not the flag),
-/// keeps the reason and the allowed values, and shows no URL's password.
+/// keeps the reason and the allowed values, and shows no URL's password: the value itself is
+/// left out when it is a URL or the variable's value is hidden in `--help` (a secret), since a
+/// value that did not parse cannot be told apart into user, password and host.
 pub fn describe_parse_error(err: &clap::Error) -> String {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let context = |kind| match err.get(kind) {
@@ -417,7 +434,11 @@ pub fn describe_parse_error(err: &clap::Error) -> String {
     });
     let line = match (err.kind(), variable, context(ContextKind::InvalidValue)) {
         (ErrorKind::InvalidValue | ErrorKind::ValueValidation, Some(variable), Some(value)) => {
-            let mut line = format!("{variable}: invalid value '{value}'");
+            let mut line = if withheld(variable, value) {
+                format!("{variable}: invalid value ({})", shape_of(value))
+            } else {
+                format!("{variable}: invalid value '{value}'")
+            };
             if let Some(reason) = std::error::Error::source(err) {
                 line.push_str(&format!(": {reason}"));
             }
@@ -438,25 +459,129 @@ pub fn describe_parse_error(err: &clap::Error) -> String {
     redact_urls(&line)
 }
 
-/// `text` with the password of every URL in it replaced by `***`
-/// (`postgres://app:***@db/x`), for messages that quote what a person configured.
+/// Whether the value of `variable` that did not parse is left out of the message: a URL (it
+/// may hold a password), or the value of a variable `--help` hides (a secret).
+fn withheld(variable: &str, value: &str) -> bool {
+    use clap::CommandFactory;
+    let hidden = Config::command().get_arguments().any(|arg| {
+        arg.is_hide_env_values_set()
+            && arg
+                .get_env()
+                .is_some_and(|env| env.to_string_lossy() == variable)
+    });
+    hidden || value.contains("://") || value.contains('@')
+}
+
+/// What a withheld value looks like, without any of its characters but a URL's scheme.
+fn shape_of(value: &str) -> String {
+    match value.split_once("://") {
+        Some((scheme, _)) if is_scheme(scheme) => {
+            format!("a {scheme}:// URL, not shown: it may hold a password")
+        }
+        _ => format!("{} characters, not shown", value.chars().count()),
+    }
+}
+
+/// Whether `text` is a URL scheme: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+/// The userinfo of a URL written after `scheme://`, and what follows it: the userinfo is
+/// everything up to the LAST `@`, since a password (as `openssl rand -base64` makes them) may
+/// hold `/`, `?`, `#`, `:` and `@` unescaped, and a host, a port or a list of them never
+/// holds `@`. `None` when there is no `@` at all.
+pub fn split_userinfo(after_scheme: &str) -> (Option<&str>, &str) {
+    match after_scheme.rfind('@') {
+        Some(at) => (Some(&after_scheme[..at]), &after_scheme[at + 1..]),
+        None => (None, after_scheme),
+    }
+}
+
+/// `userinfo` as a URL must write it: every character that would end it or change its meaning
+/// (`/ ? # @ \`, and a `%` that starts no `%XX` escape) percent-escaped, the first `:` kept as
+/// the separator of user and password.
+pub fn escape_userinfo(userinfo: &str) -> String {
+    let bytes = userinfo.as_bytes();
+    let mut out = String::with_capacity(userinfo.len());
+    for (i, c) in userinfo.char_indices() {
+        match c {
+            '/' | '?' | '#' | '@' | '\\' => out.push_str(&format!("%{:02X}", c as u32)),
+            '%' if !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit)) =>
+            {
+                out.push_str("%25");
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A URL's userinfo as it may be shown: the user when it is a plain name, never the password
+/// (`app:***`, `:***`, or `***` when there is no `:` or the user is not a plain name).
+fn hide_userinfo(userinfo: &str) -> String {
+    match userinfo.split_once(':') {
+        Some((user, _)) if user.chars().all(is_plain_name_char) => format!("{user}:***"),
+        _ => "***".to_owned(),
+    }
+}
+
+fn is_plain_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '~')
+}
+
+/// `text` with the userinfo of every URL in it hidden (`postgres://app:***@db/x`), for
+/// messages that quote what a person configured. A URL runs from its `scheme://` to the next
+/// whitespace; its userinfo is everything up to its last `@` ([`split_userinfo`]), so that a
+/// password holding `/ ? # @ : %` is hidden whole. Hiding too much (a path holding `@`) is
+/// preferred to showing a piece of a password.
 pub fn redact_urls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("://") {
         let (before, after) = rest.split_at(at + 3);
         out.push_str(before);
-        let end = after
-            .find(|c: char| "/?#'\"<>;`".contains(c) || c.is_whitespace())
-            .unwrap_or(after.len());
-        let authority = &after[..end];
-        match authority.rsplit_once('@') {
-            Some((userinfo, host)) => match userinfo.split_once(':') {
-                Some((user, _password)) => out.push_str(&format!("{user}:***@{host}")),
-                None => out.push_str(authority),
-            },
-            None => out.push_str(authority),
+        let end = after.find(char::is_whitespace).unwrap_or(after.len());
+        let url = &after[..end];
+        match split_userinfo(url) {
+            (Some(userinfo), host) => {
+                out.push_str(&hide_userinfo(userinfo));
+                out.push('@');
+                out.push_str(host);
+            }
+            (None, _) => out.push_str(url),
         }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `debug` (a value's `{:?}`) with every URL's userinfo hidden, as [`redact_urls`] does, and
+/// the password of every `url::Url` written out field by field (`password: Some("…")`)
+/// replaced by `***`.
+pub fn redact_debug(debug: &str) -> String {
+    const FIELD: &str = "password: Some(\"";
+    let text = redact_urls(debug);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find(FIELD) {
+        let (before, after) = rest.split_at(at + FIELD.len());
+        out.push_str(before);
+        out.push_str("***");
+        // The string ends at the first quote not escaped by a backslash.
+        let mut escaped = false;
+        let end = after
+            .char_indices()
+            .find(|&(_, c)| {
+                let closes = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                closes
+            })
+            .map_or(after.len(), |(i, _)| i);
         rest = &after[end..];
     }
     out.push_str(rest);
@@ -662,6 +787,197 @@ mod tests {
         assert_eq!(cluster.to_string(), "redis-cluster://n1:7000,n2:7001");
         let err = "redis-sentinel://s1:26379".parse::<StoreUrl>().unwrap_err();
         assert!(err.contains("SERVICE_NAME"), "{err}");
+    }
+
+    /// Passwords holding each character that ends an authority or a userinfo, and mixes.
+    const HARD_PASSWORDS: [&str; 10] = [
+        "Qx7k/Vz9w",
+        "Qx7k#Vz9w",
+        "Qx7k?Vz9w",
+        "Qx7k@Vz9w",
+        "Qx7k:Vz9w",
+        "Qx7k%Vz9w",
+        "Qx7k%2FVz9w",
+        "Qx7k/Vz9w#Jm4p?Hr6t@Lb3n:Yc8d%Ge5f",
+        "Qx7k@Vz9w/Jm4p@Hr6t",
+        "Qx7k:Vz9w@Jm4p:Hr6t/",
+    ];
+
+    /// Fails when `shown` holds any piece of 3 characters or more of `password`.
+    fn assert_no_piece(password: &str, shown: &str) {
+        let chars: Vec<char> = password.chars().collect();
+        for start in 0..chars.len() {
+            for end in start + 3..=chars.len() {
+                let piece: String = chars[start..end].iter().collect();
+                assert!(
+                    !shown.contains(&piece),
+                    "{piece:?} of {password:?} in {shown}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn redaction_hides_every_password_whole_for_every_scheme() {
+        let schemes = [
+            ("redis", "127.0.0.1:6379/0"),
+            ("rediss", "cache.example:6380/2"),
+            ("redis-sentinel", "s1:26379,s2:26380/mymaster/1"),
+            ("redis-cluster", "n1:7000,[::1]:7001"),
+            ("postgres", "db.example:5432/app?sslmode=require"),
+            ("postgresql", "db.example/app"),
+            ("sqlite", "data/sessions.db"),
+            ("http", "collector:4318/v1/traces"),
+            ("https", "www.linkedin.com/oauth"),
+        ];
+        for (scheme, host) in schemes {
+            for password in HARD_PASSWORDS {
+                for (userinfo, user_shown) in [
+                    (format!(":{password}"), ":***"),
+                    (format!("app:{password}"), "app:***"),
+                    (password.to_owned(), "***"),
+                ] {
+                    if user_shown == "***" && password.contains(':') {
+                        // `Qx7k:Vz9w@` is user `Qx7k`, password `Vz9w`: the user is shown.
+                        continue;
+                    }
+                    let url = format!("{scheme}://{userinfo}@{host}");
+                    for text in [
+                        url.clone(),
+                        format!("cannot use {url}: refused"),
+                        format!("invalid value '{url}'"),
+                        format!("{{\"issuer\": \"{url}\", \"next\": 1}}"),
+                    ] {
+                        let shown = redact_urls(&text);
+                        assert_no_piece(password, &shown);
+                        assert!(
+                            shown.contains(&format!("{scheme}://{user_shown}@{host}")),
+                            "{text} -> {shown}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn debug_output_of_urls_shows_no_password() {
+        for password in HARD_PASSWORDS
+            .iter()
+            .chain(&["Qx7k\"Vz9w\\", "Qx7k\\\"Vz9w"])
+        {
+            let encoded: String =
+                percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC)
+                    .collect();
+            let url = Url::parse(&format!("https://app:{encoded}@h.example/x")).unwrap();
+            let mut with_raw = url.clone();
+            // The url crate escapes what it must; a raw password as set by a program.
+            let _ = with_raw.set_password(Some(password));
+            for value in [url, with_raw] {
+                let debug = format!(
+                    "Settings {{ url: {value:?}, as_text: {:?} }}",
+                    value.as_str()
+                );
+                let shown = redact_debug(&debug);
+                assert_no_piece(password, &shown);
+                assert_no_piece(&encoded, &shown);
+                assert!(shown.contains("password: Some(\"***\")"), "{shown}");
+                assert!(
+                    shown.contains("host: Some(Domain(\"h.example\"))"),
+                    "{shown}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn redaction_leaves_urls_without_userinfo_and_the_text_around_them_alone() {
+        for text in [
+            "no URL here: a@b, c:d",
+            "cannot use redis://127.0.0.1:1/0: cannot connect: connection refused",
+            "https://www.linkedin.com/oauth and http://collector:4318/v1/traces",
+        ] {
+            assert_eq!(redact_urls(text), text);
+        }
+        assert_eq!(
+            redact_urls("a redis://u:p@h:1/0 and a postgres://v:q@db/x."),
+            "a redis://u:***@h:1/0 and a postgres://v:***@db/x."
+        );
+        // A user that is not a plain name may be a piece of the password: hidden too.
+        assert_eq!(redact_urls("redis://a/b:c@h"), "redis://***@h");
+    }
+
+    #[test]
+    fn store_urls_read_an_unescaped_password_up_to_the_last_at_sign() {
+        for password in HARD_PASSWORDS {
+            for url in [
+                format!("redis://app:{password}@127.0.0.1:1/0"),
+                format!("rediss://:{password}@cache.example:6380/2"),
+                format!("postgres://app:{password}@db.example:5432/sessions"),
+                format!("redis-sentinel://app:{password}@s1:26379,s2/mymaster/1"),
+                format!("redis-cluster://:{password}@n1:7000,n2:7001"),
+            ] {
+                let store: StoreUrl = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
+                let shown = format!("{store} {store:?}");
+                assert_no_piece(password, &shown);
+                let decoded = percent_encoding::percent_decode_str(password)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                let expected = if password.contains("%Vz") {
+                    // A `%` that starts no escape is a `%`.
+                    password.to_owned()
+                } else {
+                    decoded
+                };
+                match &store {
+                    StoreUrl::Redis(dsn) | StoreUrl::Postgres(dsn) => {
+                        let read = percent_encoding::percent_decode_str(dsn.password().unwrap())
+                            .decode_utf8()
+                            .unwrap();
+                        assert_eq!(read, expected, "{url}");
+                        assert!(!dsn.host_str().unwrap().contains("Qx7"), "{url}");
+                    }
+                    StoreUrl::RedisFleet(fleet) => {
+                        assert_eq!(fleet.password(), Some(expected.as_str()), "{url}");
+                    }
+                    other => panic!("{url}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_clap_refuses_is_not_echoed_when_it_is_a_url_or_a_secret() {
+        for (variable, value) in [
+            ("--session-store", "postgress://app:Qx7k/Vz9w@db/x"),
+            ("--session-store", "redis-cluster://u:Qx7k@Vz9w/x@a:1"),
+            ("--linkedin-oidc-issuer", "https://u:Qx7k/Vz9w@h:x/oauth"),
+            ("--otel-exporter-otlp-endpoint", "http://u:Qx7k#Vz9w@[::1"),
+            ("--session-keys", "Qx7k@Vz9w-not-base64"),
+            ("--memory-sessions", "Qx7k@Vz9w"),
+        ] {
+            let Err(err) = Config::try_parse_from(["x", variable, value]) else {
+                // Parsed: its own check (later, naming the variable) refuses it.
+                continue;
+            };
+            let line = describe_parse_error(&err);
+            assert_no_piece("Qx7k/Vz9w", &line);
+            assert_no_piece("Qx7k@Vz9w", &line);
+            assert_no_piece("Qx7k#Vz9w", &line);
+            let env = variable
+                .trim_start_matches("--")
+                .replace('-', "_")
+                .to_uppercase();
+            assert!(
+                line.starts_with(&format!("{env}: invalid value (")),
+                "{line}"
+            );
+        }
+        let err = Config::try_parse_from(["x", "--bind", "nowhere"]).unwrap_err();
+        assert!(
+            describe_parse_error(&err).starts_with("BIND: invalid value 'nowhere'"),
+            "values that are neither URLs nor secrets are still quoted"
+        );
     }
 
     #[test]

@@ -57,6 +57,10 @@ async fn main() -> ExitCode {
         config.command == Some(Command::Sandbox),
         layer,
     );
+    if let Some(export) = &export {
+        // Here, not where the export starts: logging has only started now.
+        tracing::info!(endpoint = %export.endpoint(), "exporting traces over OTLP/HTTP");
+    }
     if config.command == Some(Command::CheckProvider) {
         return check_provider(&config).await;
     }
@@ -117,10 +121,15 @@ async fn check_provider(config: &Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!("checking the OpenID Connect provider {}", settings.issuer);
+    // The issuer, and the URLs the findings quote, may carry a userinfo: never shown.
+    use linkedin_token_exchange::config::redact_urls;
+    println!(
+        "checking the OpenID Connect provider {}",
+        redact_urls(settings.issuer.as_str())
+    );
     let report = provider_check::check(&upstream, &settings).await;
     for finding in &report.0 {
-        println!("{finding}");
+        println!("{}", redact_urls(&finding.to_string()));
     }
     match report.problems() {
         0 => {

@@ -372,7 +372,9 @@ pub fn request_id<B>(request: &axum::http::Request<B>) -> Option<String> {
 }
 
 /// The span of one request: every log line of the request carries its id and the client's
-/// address (the one `TRUSTED_PROXIES` names, as the rate limits count it).
+/// address (the one `TRUSTED_PROXIES` names, as the rate limits count it). The trace it
+/// belongs to is the one the request's `traceparent` names only when the peer is one of
+/// `TRUSTED_PROXIES`; otherwise it starts a trace of its own.
 #[derive(Clone, Debug)]
 pub struct RequestSpan {
     trusted: Option<crate::config::TrustedProxies>,
@@ -387,12 +389,18 @@ impl RequestSpan {
 
 impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
     fn make_span(&mut self, request: &axum::http::Request<B>) -> tracing::Span {
-        let client = request
+        let peer = request
             .extensions()
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| {
-                crate::ratelimit::client_addr(self.trusted.as_ref(), info.0.ip(), request.headers())
-            });
+            .map(|info| info.0.ip());
+        let client = peer.map(|peer| {
+            crate::ratelimit::client_addr(self.trusted.as_ref(), peer, request.headers())
+        });
+        // Only a trusted proxy chooses the trace (and whether it is sampled); anyone else's
+        // `traceparent` is a link of a new root, and their `tracestate` is dropped.
+        let from_trusted_proxy = peer
+            .zip(self.trusted.as_ref())
+            .is_some_and(|(peer, trusted)| trusted.contains(peer));
         let span = tracing::info_span!(
             "request",
             "otel.kind" = "server",
@@ -403,7 +411,7 @@ impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
             path = %request.uri().path(),
             client = client.map(tracing::field::display),
         );
-        otel::continue_trace(&span, request.headers());
+        otel::continue_trace(&span, request.headers(), from_trusted_proxy);
         span
     }
 }

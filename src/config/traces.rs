@@ -4,13 +4,15 @@
 use url::Url;
 
 /// Where traces go, if anywhere.
-#[derive(clap::Args, Clone, Debug)]
+#[derive(clap::Args, Clone)]
 pub struct Traces {
     /// OTLP/HTTP (protobuf) base URL; traces go to `<endpoint>/v1/traces`. Unset: no export.
+    // The value is hidden in `--help`: a collector URL may carry a password.
     #[arg(
         long = "otel-exporter-otlp-endpoint",
         env = "OTEL_EXPORTER_OTLP_ENDPOINT",
-        value_name = "OTEL_EXPORTER_OTLP_ENDPOINT"
+        value_name = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        hide_env_values = true
     )]
     pub otlp_endpoint: Option<Url>,
 
@@ -18,7 +20,8 @@ pub struct Traces {
     #[arg(
         long = "otel-exporter-otlp-traces-endpoint",
         env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        value_name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        value_name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        hide_env_values = true
     )]
     pub otlp_traces_endpoint: Option<Url>,
 
@@ -30,6 +33,18 @@ pub struct Traces {
         default_value = "linkedin-token-exchange"
     )]
     pub service_name: String,
+}
+
+/// Shows the endpoints without their userinfo (a collector URL may carry a password).
+impl std::fmt::Debug for Traces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |url: &Option<Url>| url.as_ref().map(|u| super::redact_urls(u.as_str()));
+        f.debug_struct("Traces")
+            .field("otlp_endpoint", &shown(&self.otlp_endpoint))
+            .field("otlp_traces_endpoint", &shown(&self.otlp_traces_endpoint))
+            .field("service_name", &self.service_name)
+            .finish()
+    }
 }
 
 impl Traces {

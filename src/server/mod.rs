@@ -223,7 +223,11 @@ impl Server {
             session_cookie: crate::session::cookie_name(cookie_domain.as_deref()),
             cookie_domain,
         };
-        tracing::debug!(?settings, "settings");
+        // As text with every URL's userinfo hidden (the issuer or a LinkedIn URL may carry one).
+        tracing::debug!(
+            settings = %crate::config::redact_debug(&format!("{settings:?}")),
+            "settings"
+        );
         let app = if standalone {
             standalone_app(routes, AppState::new(settings))
         } else {
@@ -493,9 +497,11 @@ fn log_mode(resolved: &wiring::Resolved, store: &StoreUrl) {
             );
         }
     } else {
+        use crate::config::redact_urls;
         let oidc = resolved.oidc.is_some();
         if resolved.mode.jsapi {
-            tracing::info!(%api_key, access_token_url = %resolved.urls.access_token, oidc, "real mode: LinkedIn itself, no sandbox");
+            let access_token_url = redact_urls(resolved.urls.access_token.as_str());
+            tracing::info!(%api_key, %access_token_url, oidc, "real mode: LinkedIn itself, no sandbox");
         } else {
             tracing::info!(
                 oidc,
@@ -503,6 +509,7 @@ fn log_mode(resolved: &wiring::Resolved, store: &StoreUrl) {
             );
         }
         for url in resolved.urls.plain_http() {
+            let url = redact_urls(url.as_str());
             tracing::warn!(%url, "a LinkedIn URL uses plain http://: credentials travel unencrypted (fine for a local mock only)");
         }
     }

@@ -77,18 +77,16 @@ impl FleetUrl {
         } else {
             "redis-cluster://HOST:PORT[,HOST:PORT…]"
         };
-        if rest.contains(['?', '#']) {
+        // The userinfo ends at the last `@`: a password may hold `/`, `?`, `#`, `:` and `@`
+        // unescaped (as `openssl rand -base64` makes them), and a node list never holds `@`.
+        // Nothing of the URL is quoted in an error: what is wrong is said by its shape.
+        let (userinfo, after) = crate::config::split_userinfo(rest);
+        if after.contains(['?', '#']) {
             return Err(format!("takes no query or fragment: expected {shape}"));
         }
-        // The userinfo ends at the last `@` before the path (a password may hold `/` only
-        // percent-encoded, as in any URL).
-        let (authority, path) = match rest.find('/') {
-            Some(at) => rest.split_at(at),
-            None => (rest, ""),
-        };
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((userinfo, hosts)) => (Some(userinfo), hosts),
-            None => (None, authority),
+        let (hosts, path) = match after.find('/') {
+            Some(at) => after.split_at(at),
+            None => (after, ""),
         };
         let (username, password) = match userinfo {
             None => (None, None),
@@ -104,7 +102,10 @@ impl FleetUrl {
         let default_port = if sentinel { 26_379 } else { 6_379 };
         let nodes = hosts
             .split(',')
-            .map(|node| parse_node(node, default_port))
+            .enumerate()
+            .map(|(i, node)| {
+                parse_node(node, default_port).map_err(|e| format!("node {}{e}", i + 1))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("{e}: expected {shape}"))?;
         let segments: Vec<&str> = path
@@ -117,8 +118,10 @@ impl FleetUrl {
                 [service] => (*service, 0),
                 [service, db] => (
                     *service,
-                    db.parse::<u8>()
-                        .map_err(|_| format!("{db:?} is not a database number (0 to 255)"))?,
+                    db.parse::<u8>().map_err(|_| {
+                        "the database after the service name is not a number from 0 to 255"
+                            .to_owned()
+                    })?,
                 ),
                 _ => {
                     return Err(format!(
@@ -144,6 +147,12 @@ impl FleetUrl {
             username,
             password,
         })
+    }
+
+    /// The password, decoded (for tests of the parser; never shown).
+    #[cfg(test)]
+    pub(crate) fn password(&self) -> Option<&str> {
+        self.password.as_deref()
     }
 
     /// fred's configuration for this deployment.
@@ -187,13 +196,14 @@ fn decode(text: &str) -> Result<String, String> {
         .map_err(|_| "a percent-escape decodes to something that is not UTF-8".to_owned())
 }
 
-/// `HOST:PORT`, `HOST` (the default port) or `[IPv6]:PORT`.
+/// `HOST:PORT`, `HOST` (the default port) or `[IPv6]:PORT`. An error says what is wrong
+/// by shape (after "node N"), never quoting the node.
 fn parse_node(node: &str, default_port: u16) -> Result<(String, u16), String> {
     let node = node.trim();
     let (host, port) = if let Some(rest) = node.strip_prefix('[') {
         let (host, after) = rest
             .split_once(']')
-            .ok_or_else(|| format!("{node:?} opens a [ without closing it"))?;
+            .ok_or_else(|| " opens a [ without closing it".to_owned())?;
         (host, after.strip_prefix(':'))
     } else {
         match node.rsplit_once(':') {
@@ -201,8 +211,11 @@ fn parse_node(node: &str, default_port: u16) -> Result<(String, u16), String> {
             None => (node, None),
         }
     };
-    if host.is_empty() || host.contains(['@', ' ', '/']) {
-        return Err(format!("{node:?} is not HOST:PORT"));
+    if host.is_empty() {
+        return Err(" has no host: not HOST:PORT".to_owned());
+    }
+    if host.contains(['@', ' ', '/']) {
+        return Err(" is not HOST:PORT".to_owned());
     }
     let port = match port {
         None => default_port,
@@ -210,7 +223,7 @@ fn parse_node(node: &str, default_port: u16) -> Result<(String, u16), String> {
             .parse::<u16>()
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| format!("{node:?} has no port number from 1 to 65535"))?,
+            .ok_or_else(|| " has no port number from 1 to 65535".to_owned())?,
     };
     Ok((host.to_owned(), port))
 }
@@ -461,5 +474,54 @@ mod tests {
             );
         }
         assert!(FleetUrl::parse("redis://h:1").is_none());
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong_by_shape_and_quote_no_piece_of_the_url() {
+        // Before, `"user:hun" has no port number…`: the authority ended at the first `/`.
+        for (bad, says) in [
+            (
+                "redis-sentinel://user:hun/ter2@h:x/svc",
+                "node 1 has no port number",
+            ),
+            ("redis-sentinel://user:hun/ter2@h:1", "service name"),
+            ("redis-sentinel://user:hun?ter2@h:1/svc/db9", "database"),
+            (
+                "redis-cluster://user:hun#ter2@a:1,,b:2",
+                "node 2 has no host",
+            ),
+            (
+                "redis-cluster://user:hun@ter2@a:1,[::1:2",
+                "node 2 opens a [",
+            ),
+            ("redis-cluster://user:hun:ter2@a:1?x=y", "no query"),
+            ("redis-cluster://user:hun%ter2@a:1/0", "no path"),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+            for piece in ["user", "hun", "ter2", "svc", "db9"] {
+                assert!(!err.contains(piece), "{bad}: {piece} in {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_password_holding_slash_hash_question_at_colon_or_percent_is_read_whole() {
+        for (raw, read) in [
+            ("a/b", "a/b"),
+            ("a#b", "a#b"),
+            ("a?b", "a?b"),
+            ("a@b", "a@b"),
+            ("a:b", "a:b"),
+            ("a%2Fb", "a/b"),
+            ("a/b#c?d@e:f", "a/b#c?d@e:f"),
+        ] {
+            let url = parse(&format!("redis-sentinel://app:{raw}@h1:1,h2:2/svc/3")).unwrap();
+            assert_eq!(url.password.as_deref(), Some(read), "{raw}");
+            assert_eq!(url.username.as_deref(), Some("app"));
+            assert_eq!(url.to_string(), "redis-sentinel://h1:1,h2:2/svc/3");
+            let url = parse(&format!("redis-cluster://:{raw}@n:7000")).unwrap();
+            assert_eq!(url.password.as_deref(), Some(read), "{raw}");
+        }
     }
 }

@@ -33,9 +33,17 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug)]
 pub struct Export {
     provider: SdkTracerProvider,
+    /// Where the spans go, without the URL's userinfo.
+    endpoint: String,
 }
 
 impl Export {
+    /// Where the spans go, as it may be logged (no userinfo): for the start-up line, written
+    /// once logging has started.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     /// Starts exporting when an endpoint is configured (needs a Tokio runtime): the provider,
     /// and the layer to add to the subscriber. `None` when export is off.
     pub fn start(args: &Traces) -> Result<Option<(Self, ExtraLayer)>, ConfigError> {
@@ -79,8 +87,8 @@ impl Export {
             .with_tracer(tracer)
             .with_filter(span_filter())
             .boxed();
-        tracing::info!(endpoint = %url, "exporting traces over OTLP/HTTP");
-        Ok(Some((Self { provider }, layer)))
+        let endpoint = crate::config::redact_urls(url.as_str());
+        Ok(Some((Self { provider, endpoint }, layer)))
     }
 
     /// Sends the spans still queued (within a few seconds) and stops exporting.
@@ -98,17 +106,35 @@ fn span_filter() -> tracing_subscriber::filter::Targets {
         .with_target("linkedin_token_exchange", tracing::Level::DEBUG)
 }
 
-/// The remote parent a request names in `traceparent` (W3C Trace Context), made the parent
-/// of `span`. Without export configured, nothing happens.
-pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+/// The remote parent a request names in `traceparent` (W3C Trace Context): made the parent
+/// of `span` when the request comes from a trusted proxy (its `tracestate` kept); from anyone
+/// else, only linked from `span`, which stays the root of a new trace, sampled as any other,
+/// and without their `tracestate` (neither exported nor sent on upstream). A client thus can
+/// neither hide its requests from the traces (`-00`), nor choose their trace id, nor have
+/// its state forwarded to the provider. Without export configured, nothing happens.
+pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap, trusted: bool) {
+    use opentelemetry::trace::{SpanContext, TraceContextExt, TraceState};
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    if !headers.contains_key("traceparent") {
+    if span.is_disabled() || !headers.contains_key("traceparent") {
         return;
     }
     let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&HeaderExtractor(headers))
     });
-    let _ = span.set_parent(parent);
+    if trusted {
+        let _ = span.set_parent(parent);
+        return;
+    }
+    let claimed = parent.span().span_context().clone();
+    if claimed.is_valid() {
+        span.add_link(SpanContext::new(
+            claimed.trace_id(),
+            claimed.span_id(),
+            claimed.trace_flags(),
+            true,
+            TraceState::default(),
+        ));
+    }
 }
 
 /// Renames an exported span that has already started (the request's, once its route is

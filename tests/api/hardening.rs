@@ -323,7 +323,7 @@ fn a_mistyped_store_url_is_reported_without_its_password_in_text_and_in_json() {
             stderr.clone()
         };
         assert!(
-            line.contains("SESSION_STORE") && line.contains("postgress://app:***@db/x"),
+            line.contains("SESSION_STORE") && line.contains("a postgress:// URL, not shown"),
             "{format}: {stderr}"
         );
     }

@@ -2,8 +2,9 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at an OTLP/HTTP receiver in this test process, which
 //! decodes each `ExportTraceServiceRequest` with `opentelemetry-proto`. A process of its own,
 //! since the tracing subscriber is global. Checked: the span tree and attributes of one JSAPI
-//! exchange and one OpenID Connect sign-in, the continuation of an incoming `traceparent`, and
-//! requests answered promptly while the collector is absent or never answers.
+//! exchange and one OpenID Connect sign-in, the continuation of an incoming `traceparent` from
+//! a trusted proxy (and from nobody else: issue 28), and requests answered promptly while the
+//! collector is absent or never answers.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -115,6 +116,43 @@ impl Received {
         }
     }
 
+    /// The span named `name` of the request whose id is `request_id` (within 20 s).
+    async fn span_of_request(&self, name: &str, request_id: &str) -> Span {
+        let started = Instant::now();
+        loop {
+            let found = self
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, s)| {
+                    s.name == name
+                        && attributes(s).get("request_id").map(String::as_str) == Some(request_id)
+                })
+                .map(|(_, s)| s.clone());
+            if let Some(span) = found {
+                return span;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no span {name} of request {request_id} arrived: {:?}",
+                self.names()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every span of trace `trace_id` received so far.
+    fn trace(&self, trace_id: &[u8]) -> Vec<Span> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| s.trace_id == trace_id)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
     fn names(&self) -> Vec<String> {
         self.spans
             .lock()
@@ -134,8 +172,14 @@ impl Received {
     }
 }
 
-/// The service, exporting to `endpoint`, spans sent every 100 ms.
+/// The service, exporting to `endpoint`, spans sent every 100 ms; the test client (on
+/// 127.0.0.1) is a trusted proxy, whose `traceparent` is continued.
 async fn traced_server(endpoint: &str) -> Served {
+    traced_server_trusting(endpoint, "127.0.0.1").await
+}
+
+/// The service, exporting to `endpoint`, with `TRUSTED_PROXIES=trusted`.
+async fn traced_server_trusting(endpoint: &str, trusted: &str) -> Served {
     Served::start(
         "localhost",
         &[
@@ -146,18 +190,20 @@ async fn traced_server(endpoint: &str) -> Served {
             ("OTEL_SERVICE_NAME", "lte-under-test"),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
             ("RATE_LIMIT", "off"),
+            ("TRUSTED_PROXIES", trusted),
         ],
         "/healthz",
     )
     .await
 }
 
-/// A JSAPI exchange for `member` in `browser`, carrying `traceparent` when given: the status.
+/// A JSAPI exchange for `member` in `browser`, carrying the trace `headers` given
+/// (`traceparent`, `tracestate`): the status, the body and the request id.
 async fn exchange(
     server: &Served,
     browser: &reqwest::Client,
     member: &str,
-    traceparent: Option<&str>,
+    headers: &[(&str, &str)],
 ) -> (u16, Value, String) {
     let payload: Value = browser
         .post(server.url("/sandbox/oauth2/authorize"))
@@ -174,8 +220,8 @@ async fn exchange(
                 encode_cookie(&payload.to_string())
             ),
         );
-    if let Some(traceparent) = traceparent {
-        request = request.header("traceparent", traceparent);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let response = request.send().await.unwrap();
     let request_id = response.headers()["x-request-id"]
@@ -216,8 +262,13 @@ async fn an_exchange_is_one_trace_that_continues_the_incoming_traceparent() {
     let trace_id: [u8; 16] = rand::random();
     let parent_id: [u8; 8] = rand::random();
     let traceparent = format!("00-{}-{}-01", hex(&trace_id), hex(&parent_id));
-    let (status, body, request_id) =
-        exchange(&server, &browser, "traced-member", Some(&traceparent)).await;
+    let (status, body, request_id) = exchange(
+        &server,
+        &browser,
+        "traced-member",
+        &[("traceparent", &traceparent)],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 
     let trace = received
@@ -272,7 +323,7 @@ async fn an_exchange_is_one_trace_that_continues_the_incoming_traceparent() {
     );
 
     // Without `traceparent`, a request starts a trace of its own.
-    let (status, _, _) = exchange(&server, &browser, "untraced-member", None).await;
+    let (status, _, _) = exchange(&server, &browser, "untraced-member", &[]).await;
     assert_eq!(status, 200);
 }
 
@@ -376,7 +427,7 @@ async fn slowest_of_many_requests(server: &Served) -> Duration {
             slowest = slowest.max(started.elapsed());
         }
         let started = Instant::now();
-        let (status, body, _) = exchange(server, &browser, &format!("m{round}"), None).await;
+        let (status, body, _) = exchange(server, &browser, &format!("m{round}"), &[]).await;
         assert_eq!(status, 200, "{body}");
         slowest = slowest.max(started.elapsed());
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -408,4 +459,208 @@ async fn an_unreachable_or_silent_collector_never_fails_or_slows_a_request() {
         slowest < Duration::from_secs(2),
         "a request took {slowest:?} while the collector hung"
     );
+}
+
+/// A client's claimed trace: a random trace id and parent, sampled (`-01`) or not (`-00`).
+fn claimed_trace(flags: &str) -> ([u8; 16], String) {
+    let trace_id: [u8; 16] = rand::random();
+    let parent_id: [u8; 8] = rand::random();
+    let traceparent = format!("00-{}-{}-{flags}", hex(&trace_id), hex(&parent_id));
+    (trace_id, traceparent)
+}
+
+/// A vendor's `tracestate` entry that no span of the service may carry on.
+const CLIENT_TRACESTATE: &str = "client=Qx7kVz9w";
+
+#[tokio::test]
+async fn an_untrusted_clients_traceparent_starts_a_new_root_and_its_tracestate_goes_nowhere() {
+    let (endpoint, received) = start_receiver().await;
+    // The test client, on 127.0.0.1, is no trusted proxy here.
+    let server = traced_server_trusting(&endpoint, "10.0.0.0/8").await;
+    let browser = server.client(Some(Arc::new(Jar::default())));
+    for flags in ["01", "00"] {
+        let (claimed, traceparent) = claimed_trace(flags);
+        let (status, body, request_id) = exchange(
+            &server,
+            &browser,
+            &format!("untrusted-{flags}"),
+            &[
+                ("traceparent", &traceparent),
+                ("tracestate", CLIENT_TRACESTATE),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        // Exported although `-00` asked not to be: sampling is not the client's to choose.
+        let root = received
+            .span_of_request("POST /token-exchange", &request_id)
+            .await;
+        assert_ne!(
+            root.trace_id, claimed,
+            "{flags}: the client chose the trace id"
+        );
+        assert!(
+            root.parent_span_id.is_empty(),
+            "{flags}: a root, not a child of the claimed parent"
+        );
+        assert_eq!(
+            root.trace_state, "",
+            "{flags}: the client's tracestate exported"
+        );
+        // The claimed parent is a link, without its tracestate.
+        assert!(
+            root.links
+                .iter()
+                .any(|l| l.trace_id == claimed && l.trace_state.is_empty()),
+            "{flags}: a link to the claimed parent: {:?}",
+            root.links
+        );
+        // The upstream call (the sandbox's token endpoint) is in the new trace, and no span
+        // of it carries the client's state.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let trace = received.trace(&root.trace_id);
+        assert!(
+            trace.iter().any(|s| s.kind == SpanKind::Client as i32),
+            "{flags}: the upstream call: {:?}",
+            names(&trace)
+        );
+        assert!(
+            trace.iter().all(|s| s.trace_state.is_empty()),
+            "{flags}: {:?}",
+            trace.iter().map(|s| &s.trace_state).collect::<Vec<_>>()
+        );
+        assert!(received.trace(&claimed).is_empty(), "{flags}");
+    }
+    // Logged once logging has started (before, it was logged into the void).
+    let output = server.output();
+    assert!(
+        output.contains("exporting traces over OTLP/HTTP") && output.contains(&endpoint),
+        "{output}"
+    );
+}
+
+/// The `traceparent` and `tracestate` of every request an OpenID Connect provider got; it
+/// answers each with 503.
+#[derive(Clone, Default)]
+struct SeenUpstream(Arc<Mutex<Vec<TraceHeaders>>>);
+
+/// A request's `traceparent` and `tracestate`, when it had them.
+type TraceHeaders = (Option<String>, Option<String>);
+
+async fn start_recording_provider() -> (String, SeenUpstream) {
+    async fn record(
+        State(seen): State<SeenUpstream>,
+        headers: axum::http::HeaderMap,
+    ) -> axum::http::StatusCode {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        seen.0
+            .lock()
+            .unwrap()
+            .push((header("traceparent"), header("tracestate")));
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    }
+    let seen = SeenUpstream::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}/oauth", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .fallback(record)
+        .with_state(seen.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (issuer, seen)
+}
+
+impl SeenUpstream {
+    /// The trace headers of the next request the provider gets (within 20 s).
+    async fn next(&self, already: usize) -> TraceHeaders {
+        let started = Instant::now();
+        loop {
+            if let Some(found) = self.0.lock().unwrap().get(already).cloned() {
+                return found;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the provider was not asked"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+#[tokio::test]
+async fn the_providers_discovery_gets_a_trusted_proxys_trace_and_never_a_clients_tracestate() {
+    let (endpoint, _received) = start_receiver().await;
+    let (issuer, seen) = start_recording_provider().await;
+    // 127.0.0.2 is the proxy; the test client on 127.0.0.1 is anyone.
+    let server = Served::start(
+        "localhost",
+        &[
+            ("SANDBOX", "false"),
+            ("LINKEDIN_CLIENT_ID", "client"),
+            ("LINKEDIN_CLIENT_SECRET", "client-secret"),
+            ("LINKEDIN_OIDC_ISSUER", &issuer),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("RATE_LIMIT", "off"),
+            ("TRUSTED_PROXIES", "127.0.0.2"),
+        ],
+        "/healthz",
+    )
+    .await;
+    let anyone = server.client(Some(Arc::new(Jar::default())));
+    let proxy = crate::support::client::trusting(&server.cert())
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let trace_id_of = |traceparent: &Option<String>| {
+        traceparent
+            .as_deref()
+            .and_then(|t| t.split('-').nth(1))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no traceparent sent upstream: {traceparent:?}"))
+    };
+    for (client, trusted) in [(&anyone, false), (&proxy, true)] {
+        for flags in ["01", "00"] {
+            let (claimed, traceparent) = claimed_trace(flags);
+            let before = seen.count();
+            let response = client
+                .get(server.url("/auth/linkedin"))
+                .header("traceparent", &traceparent)
+                .header("tracestate", CLIENT_TRACESTATE)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                response.status().is_server_error(),
+                "discovery fails: {}",
+                response.status()
+            );
+            let (sent_parent, sent_state) = seen.next(before).await;
+            if trusted {
+                if flags == "01" {
+                    assert_eq!(trace_id_of(&sent_parent), hex(&claimed), "continued");
+                    assert_eq!(sent_state.as_deref(), Some(CLIENT_TRACESTATE));
+                }
+            } else {
+                assert_ne!(
+                    trace_id_of(&sent_parent),
+                    hex(&claimed),
+                    "{flags}: the client's trace id sent upstream"
+                );
+                assert!(
+                    sent_state.as_deref().is_none_or(str::is_empty),
+                    "{flags}: the client's tracestate sent upstream: {sent_state:?}"
+                );
+            }
+        }
+    }
 }
