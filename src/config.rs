@@ -334,6 +334,13 @@ fn with_escaped_userinfo(url: &str) -> String {
     }
 }
 
+/// A URL-valued variable (`LINKEDIN_OIDC_ISSUER`, the LinkedIn URLs, the OTLP endpoints), its
+/// userinfo read as [`StoreUrl`] reads a store's: a password holding `/`, `?`, `#` or `@`
+/// unescaped is the password, never a piece of the host or path.
+fn parse_url(value: &str) -> Result<Url, String> {
+    Url::parse(&with_escaped_userinfo(value.trim())).map_err(|e| e.to_string())
+}
+
 /// Shows where the store is (scheme, host, port, database) and never a user or password.
 impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1066,5 +1073,15 @@ mod tests {
             seen += 1;
         }
         assert!(seen >= 32, "only {seen} variables found in the groups");
+    }
+
+    #[test]
+    fn a_url_variables_password_is_read_whole_whatever_it_holds() {
+        for password in ["Qx7k/Vz9w", "a#b", "a?b", "Qx7k@Vz9w/Jm4p@Hr6t"] {
+            let url = parse_url(&format!("https://user:{password}@issuer.example/oauth")).unwrap();
+            assert_eq!(url.host_str(), Some("issuer.example"), "{password}");
+            assert_eq!(url.path(), "/oauth", "{password}");
+            assert!(url.password().is_some(), "{password}");
+        }
     }
 }

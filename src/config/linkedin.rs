@@ -32,7 +32,8 @@ pub struct LinkedIn {
         long = "linkedin-access-token-url",
         env = "LINKEDIN_ACCESS_TOKEN_URL",
         value_name = "LINKEDIN_ACCESS_TOKEN_URL",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = super::parse_url,
     )]
     pub access_token_url: Option<Url>,
 
@@ -41,7 +42,8 @@ pub struct LinkedIn {
         long = "linkedin-api-url",
         env = "LINKEDIN_API_URL",
         value_name = "LINKEDIN_API_URL",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = super::parse_url,
     )]
     pub api_url: Option<Url>,
 
@@ -50,7 +52,8 @@ pub struct LinkedIn {
         long = "linkedin-jsapi-url",
         env = "LINKEDIN_JSAPI_URL",
         value_name = "LINKEDIN_JSAPI_URL",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = super::parse_url,
     )]
     pub jsapi_url: Option<Url>,
 

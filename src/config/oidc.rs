@@ -34,7 +34,8 @@ pub struct Oidc {
         long = "linkedin-oidc-issuer",
         env = "LINKEDIN_OIDC_ISSUER",
         value_name = "LINKEDIN_OIDC_ISSUER",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = super::parse_url,
     )]
     pub issuer: Option<Url>,
 
@@ -44,7 +45,8 @@ pub struct Oidc {
         long = "linkedin-oidc-redirect-url",
         env = "LINKEDIN_OIDC_REDIRECT_URL",
         value_name = "LINKEDIN_OIDC_REDIRECT_URL",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = super::parse_url,
     )]
     pub redirect_url: Option<Url>,
 

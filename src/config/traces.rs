@@ -12,7 +12,8 @@ pub struct Traces {
         long = "otel-exporter-otlp-endpoint",
         env = "OTEL_EXPORTER_OTLP_ENDPOINT",
         value_name = "OTEL_EXPORTER_OTLP_ENDPOINT",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = super::parse_url,
     )]
     pub otlp_endpoint: Option<Url>,
 
@@ -21,7 +22,8 @@ pub struct Traces {
         long = "otel-exporter-otlp-traces-endpoint",
         env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         value_name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = super::parse_url,
     )]
     pub otlp_traces_endpoint: Option<Url>,
 

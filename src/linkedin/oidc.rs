@@ -564,7 +564,7 @@ impl DiscoveryCache {
             if stale && let Err(err) = cache.fetch_discovery(&mut fetches).await {
                 let age = cache.cached().map_or(0, |d| d.fetched.elapsed().as_secs());
                 tracing::warn!(
-                    issuer = %cache.issuer,
+                    issuer = %crate::config::redact_urls(cache.issuer.as_str()),
                     %err,
                     age_seconds = age,
                     "OpenID Connect discovery could not be refreshed; the last good copy serves until it is 24 h old"

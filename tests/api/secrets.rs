@@ -9,7 +9,7 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{API_KEY, SECRET_KEY, Served, binary, free_port};
+use crate::support::{API_KEY, SECRET_KEY, Served, binary, dev_pair, free_port};
 
 /// Passwords holding each character that ends a URL's authority or userinfo, a lone or a
 /// valid `%`, and all of them at once. Their pieces are letters and digits that appear
@@ -57,10 +57,12 @@ fn assert_hidden(password: &str, output: &str, context: &str) {
 /// 20 s when it does not exit by itself: the exit code and everything it printed.
 fn run(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    dev_pair(&cert, &key);
     let mut child = binary(dir.path())
         .env("BIND", "127.0.0.1:0")
-        .env("TLS_CERT", dir.path().join("cert.pem"))
-        .env("TLS_KEY", dir.path().join("key.pem"))
+        .env("TLS_CERT", &cert)
+        .env("TLS_KEY", &key)
         .envs(env.iter().copied())
         .args(args)
         .stdout(Stdio::piped())
@@ -153,12 +155,6 @@ fn a_store_url_or_an_issuer_that_does_not_parse_is_reported_without_any_piece_of
                 format!("http://user:{password}@[::1"),
             ),
         ] {
-            // A raw `/` before an `@` in the password of an http(s) URL makes another URL, whose
-            // host is a piece of the password, and the URL parser of LINKEDIN_OIDC_ISSUER takes
-            // it (`https://user:Qx7k@Vz9w/…`): not a value that fails to parse.
-            if variable != "SESSION_STORE" && url::Url::parse(&value).is_ok() {
-                continue;
-            }
             for format in ["text", "json"] {
                 let (code, output) = run(&[(variable, &value), ("LOG_FORMAT", format)], &[]);
                 assert_eq!(code, Some(2), "{value}: {output}");
