@@ -377,9 +377,21 @@ mod tests {
 
     #[test]
     fn a_certificate_of_another_name_is_not_ours() {
-        let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        assert_eq!(generated_expiry(other.cert.pem().as_bytes()), None);
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let mut name = rcgen::DistinguishedName::new();
+        name.push(rcgen::DnType::CommonName, "mkcert development certificate");
+        params.distinguished_name = name;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let other = params.self_signed(&key).unwrap();
+        assert_eq!(generated_expiry(other.pem().as_bytes()), None);
         assert_eq!(generated_expiry(b"garbage"), None);
+    }
+
+    #[test]
+    fn what_earlier_versions_generated_is_ours_and_valid_until_4096() {
+        let earlier = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let expires = generated_expiry(earlier.cert.pem().as_bytes()).unwrap();
+        assert_eq!(expires.year(), 4096);
     }
 
     #[test]
