@@ -19,6 +19,7 @@ mod oidc;
 mod oidc_check_provider;
 mod oidc_observed;
 mod oidc_refusals;
+mod openapi;
 mod operations;
 mod process;
 mod proxy;
