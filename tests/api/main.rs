@@ -27,5 +27,6 @@ mod revocation;
 mod sandbox;
 mod sandbox_oidc;
 mod sandbox_standalone;
+mod scanners;
 mod stores;
 mod traces;
