@@ -10,6 +10,7 @@ use std::cell::RefCell;
 
 use axum::Router;
 use axum::handler::Handler;
+use axum::http::Method;
 use axum::routing::{MethodFilter, on};
 
 pub mod admin;
@@ -37,6 +38,20 @@ impl Verb {
             Self::Get => "GET",
             Self::Post => "POST",
         }
+    }
+
+    /// The verb of `method`, when routes can take it (any other method gets 405).
+    pub(crate) fn of(method: &Method) -> Option<Self> {
+        match *method {
+            Method::GET | Method::HEAD => Some(Self::Get),
+            Method::POST => Some(Self::Post),
+            _ => None,
+        }
+    }
+
+    /// Whether a request of this verb may change state (and needs the page's origin).
+    pub(crate) fn changes_state(self) -> bool {
+        self != Self::Get
     }
 
     fn filter(self) -> MethodFilter {
@@ -86,7 +101,7 @@ fn note(verb: Verb, path: String) {
 
 /// `build()` (a router meant to be nested at `prefix`), with its routes noted under `prefix`.
 pub(crate) fn under<R>(prefix: &str, build: impl FnOnce() -> R) -> R {
-    let (router, routes) = record(build);
+    let (router, routes) = capture(build);
     for (verb, path) in routes {
         note(verb, format!("{prefix}{path}"));
     }
@@ -94,8 +109,17 @@ pub(crate) fn under<R>(prefix: &str, build: impl FnOnce() -> R) -> R {
 }
 
 /// Runs `build` (on this thread) and returns what it built with the routes it registered,
-/// sorted, without duplicates. Nested recordings are kept apart.
+/// which are noted in any recording around this one too.
 pub(crate) fn record<R>(build: impl FnOnce() -> R) -> (R, Vec<RouteEntry>) {
+    let (built, routes) = capture(build);
+    for (verb, path) in &routes {
+        note(*verb, path.clone());
+    }
+    (built, routes)
+}
+
+/// `build()` and the routes it registered (sorted, without duplicates), noted nowhere else.
+fn capture<R>(build: impl FnOnce() -> R) -> (R, Vec<RouteEntry>) {
     let outer = TABLE.with(|table| table.replace(Some(Vec::new())));
     let built = build();
     let mut routes = TABLE.with(|table| table.replace(outer)).unwrap_or_default();
