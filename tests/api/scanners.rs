@@ -229,9 +229,12 @@ async fn signed_in_cookie(server: &Served) -> String {
 }
 
 /// The checks that find a 500, an answer outside the document (status, content type,
-/// headers) or one that breaks its schema.
+/// headers) or one that breaks its schema, and a method the document does not name answered
+/// other than 405 with `Allow`. (Not `positive_data_acceptance`: a schema-valid callback
+/// `state` or sandbox `client_id` is still unknown, and refused.)
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
-                      response_schema_conformance,response_headers_conformance";
+                      response_schema_conformance,response_headers_conformance,\
+                      unsupported_method,allow_header_conformance";
 
 /// `st run` over the server's `/openapi.json` (`extra` arguments appended): its output, and
 /// how many cases it generated.
