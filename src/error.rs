@@ -124,7 +124,7 @@ impl AppError {
     }
 
     /// Every error code the interface answers with, sorted, each once: the codes of
-    /// [`AppError::samples`], one error of each variant (and of each error a variant wraps,
+    /// `AppError::samples`, one error of each variant (and of each error a variant wraps,
     /// and of each framework status). The OpenAPI document's test holds it to this list.
     pub fn all_codes() -> Vec<&'static str> {
         let mut codes: Vec<_> = Self::samples()
