@@ -100,6 +100,7 @@ fn note(verb: Verb, path: String) {
 }
 
 /// `build()` (a router meant to be nested at `prefix`), with its routes noted under `prefix`.
+#[cfg(feature = "sandbox")]
 pub(crate) fn under<R>(prefix: &str, build: impl FnOnce() -> R) -> R {
     let (router, routes) = capture(build);
     for (verb, path) in routes {
