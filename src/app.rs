@@ -158,6 +158,7 @@ pub(crate) fn build_app(state: AppState, extra: Router) -> Router {
         .merge(
             handlers::assets::router()
                 .merge(handlers::health::router())
+                .merge(handlers::openapi::router())
                 .merge(handlers::auth_check::router())
                 .with_state(state),
         )

@@ -128,6 +128,109 @@ impl AppError {
         }
     }
 
+    /// Every error code the interface answers with, sorted, each once: the codes of
+    /// `AppError::samples`, one error of each variant (and of each error a variant wraps,
+    /// and of each framework status). The OpenAPI document's test holds it to this list.
+    pub fn all_codes() -> Vec<&'static str> {
+        let mut codes: Vec<_> = Self::samples()
+            .iter()
+            .map(|err| err.status_and_code().1)
+            .collect();
+        codes.sort_unstable();
+        codes.dedup();
+        codes
+    }
+
+    /// One error of each variant: a variant without one here fails
+    /// `every_variant_has_a_sample` (and [`AppError::variant`] names them all, without a
+    /// wildcard, so a new variant does not compile until it is numbered there).
+    fn samples() -> Vec<Self> {
+        let rejected = |status| Self::Rejected {
+            status,
+            message: String::new(),
+        };
+        vec![
+            Self::Cookie(CookieError::Missing(String::new())),
+            Self::Cookie(CookieError::Malformed(String::new())),
+            Self::Cookie(CookieError::InvalidSignature(String::new())),
+            Self::CrossOrigin(String::new()),
+            Self::NotConnected,
+            Self::Upstream(UpstreamError::Rejected {
+                status: 401,
+                problem: String::new(),
+            }),
+            Self::Upstream(UpstreamError::Unavailable(String::new())),
+            Self::Upstream(UpstreamError::Malformed(String::new())),
+            Self::Upstream(UpstreamError::Timeout(0)),
+            Self::SessionStore(tower_sessions::session_store::Error::Backend(String::new())),
+            Self::NotFound,
+            Self::PayloadTooLarge(0),
+            Self::MethodNotAllowed {
+                method: String::new(),
+                allow: String::new(),
+            },
+            Self::OidcNotConfigured,
+            Self::JsapiNotConfigured,
+            Self::OidcStateMismatch(""),
+            Self::OidcDenied(String::new()),
+            Self::OidcInvalidIdToken(Refusal::Issuer, String::new()),
+            Self::RateLimited(0),
+            Self::AdminUnauthorized(""),
+            Self::InvalidParameter(""),
+            rejected(StatusCode::BAD_REQUEST),
+            rejected(StatusCode::REQUEST_TIMEOUT),
+            rejected(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            rejected(StatusCode::UNPROCESSABLE_ENTITY),
+            rejected(StatusCode::TOO_MANY_REQUESTS),
+            rejected(StatusCode::INTERNAL_SERVER_ERROR),
+        ]
+    }
+
+    /// How many variants [`AppError::variant`] numbers.
+    #[cfg(test)]
+    const VARIANTS: u8 = 17;
+
+    /// The variant's number (and the nested error's, where it carries codes of its own), for
+    /// `every_variant_has_a_sample`. A new variant takes the next number, raises
+    /// [`AppError::VARIANTS`] and gets a sample in [`AppError::samples`].
+    #[cfg(test)]
+    fn variant(&self) -> (u8, u8) {
+        match self {
+            Self::Cookie(err) => (
+                0,
+                match err {
+                    CookieError::Missing(_) => 0,
+                    CookieError::Malformed(_) => 1,
+                    CookieError::InvalidSignature(_) => 2,
+                },
+            ),
+            Self::CrossOrigin(_) => (1, 0),
+            Self::NotConnected => (2, 0),
+            Self::Upstream(err) => (
+                3,
+                match err {
+                    UpstreamError::Rejected { .. } => 0,
+                    UpstreamError::Unavailable(_) => 1,
+                    UpstreamError::Malformed(_) => 2,
+                    UpstreamError::Timeout(_) => 3,
+                },
+            ),
+            Self::SessionStore(_) => (4, 0),
+            Self::NotFound => (5, 0),
+            Self::PayloadTooLarge(_) => (6, 0),
+            Self::MethodNotAllowed { .. } => (7, 0),
+            Self::OidcNotConfigured => (8, 0),
+            Self::OidcStateMismatch(_) => (9, 0),
+            Self::OidcDenied(_) => (10, 0),
+            Self::OidcInvalidIdToken(..) => (11, 0),
+            Self::RateLimited(_) => (12, 0),
+            Self::AdminUnauthorized(_) => (13, 0),
+            Self::InvalidParameter(_) => (14, 0),
+            Self::Rejected { .. } => (15, 0),
+            Self::JsapiNotConfigured => (16, 0),
+        }
+    }
+
     /// The `reason` of `lte_oidc_refusals_total` when this error refuses a sign-in callback:
     /// the state, the provider's denial, or the id_token check that failed.
     pub fn refusal_reason(&self) -> Option<&'static str> {
@@ -410,6 +513,30 @@ fn rejection_message(status: StatusCode, text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_variant_has_a_sample() {
+        let sampled: std::collections::BTreeSet<_> =
+            AppError::samples().iter().map(AppError::variant).collect();
+        // Every variant, and every kind of the cookie's (0) and the upstream's (3) errors.
+        let kinds = |variant| match variant {
+            0 => 3,
+            3 => 4,
+            _ => 1,
+        };
+        let expected: std::collections::BTreeSet<_> = (0..AppError::VARIANTS)
+            .flat_map(|variant| (0..kinds(variant)).map(move |kind| (variant, kind)))
+            .collect();
+        assert_eq!(sampled, expected);
+        // Every status class the framework's answers map to.
+        for status in [400, 408, 413, 415, 422, 429, 500, 503] {
+            let code = AppError::code_for(StatusCode::from_u16(status).unwrap());
+            assert!(
+                status == 413 || AppError::all_codes().contains(&code),
+                "{code}"
+            );
+        }
+    }
 
     #[test]
     fn every_upstream_fault_is_a_502_or_504() {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -337,16 +337,28 @@ pub(crate) fn routes(state: SignInState) -> Router {
         .limits
         .is_enabled()
         .then(|| middleware::from_fn_with_state(state.limits.clone(), limit_clients));
-    // Mounted with or without the JSAPI key pair: without it, the answer is 404
-    // `jsapi_not_configured`, as OpenID Connect's is `oidc_not_configured`.
-    let sign_in = handlers::exchange::router()
-        .merge(handlers::oidc::router())
-        .route_layer(tower::util::option_layer(client_limit));
-    Router::new()
-        .merge(sign_in)
-        .merge(handlers::member::router())
+    // The routes, and which (verb, path) they take: the same-origin check leaves a method
+    // that a path does not take to the router's 405. `POST /token-exchange` is mounted with or
+    // without the JSAPI key pair: without it, the answer is 404 `jsapi_not_configured`, as
+    // OpenID Connect's is `oidc_not_configured`.
+    let (routes, taken) = handlers::record(|| {
+        let sign_in = handlers::exchange::router()
+            .merge(handlers::oidc::router())
+            .route_layer(tower::util::option_layer(client_limit));
+        Router::new()
+            .merge(sign_in)
+            .merge(handlers::member::router())
+    });
+    let checked = Arc::new(OriginCheck {
+        state: state.clone(),
+        state_changing: taken
+            .into_iter()
+            .filter(|(verb, _)| verb.changes_state())
+            .collect(),
+    });
+    routes
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
+            checked,
             require_public_origin,
         ))
         .layer(Extension(state.policy()))
@@ -357,20 +369,49 @@ pub(crate) fn routes(state: SignInState) -> Router {
         .with_state(state)
 }
 
+/// What [`require_public_origin`] needs: the public origins, and the state-changing routes.
+#[derive(Debug)]
+struct OriginCheck {
+    state: SignInState,
+    /// `(verb, path)` of each route that takes a state-changing method.
+    state_changing: Vec<handlers::RouteEntry>,
+}
+
+/// Whether the route at `matched` (its path as the app matched it, under any prefix the host
+/// nests these routes at) takes `method` and it changes state, by `state_changing`. Without
+/// a matched path, every state-changing method is checked.
+fn origin_check_applies(
+    state_changing: &[handlers::RouteEntry],
+    method: &Method,
+    matched: Option<&str>,
+) -> bool {
+    let Some(verb) = handlers::Verb::of(method).filter(|verb| verb.changes_state()) else {
+        return false;
+    };
+    matched.is_none_or(|matched| {
+        state_changing
+            .iter()
+            .any(|(v, path)| *v == verb && matched.ends_with(path.as_str()))
+    })
+}
+
 /// Refuses a state-changing request whose `Origin` (or, failing that, `Referer`) is not one
 /// of the public origins. A request with neither is refused too: browsers send `Origin` on
-/// every cross-site and same-site `POST`.
+/// every cross-site and same-site `POST`. A method the route does not take passes, to the
+/// router's 405.
 async fn require_public_origin(
-    State(state): State<SignInState>,
+    State(check): State<Arc<OriginCheck>>,
     request: Request,
     next: Next,
 ) -> Result<Response, AppError> {
-    if matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    ) {
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    if !origin_check_applies(&check.state_changing, request.method(), matched) {
         return Ok(next.run(request).await);
     }
+    let state = &check.state;
     let headers = request.headers();
     let origin = match headers.get(header::ORIGIN) {
         Some(origin) => origin.to_str().ok().map(str::to_owned),
@@ -400,6 +441,24 @@ async fn require_public_origin(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_origin_check_is_for_the_state_changing_methods_a_route_takes() {
+        let post = |path: &str| (handlers::Verb::Post, path.to_owned());
+        let routes = [post("/logout"), post("/token-exchange")];
+        let applies = |method, matched| origin_check_applies(&routes, &method, matched);
+        assert!(applies(Method::POST, Some("/logout")));
+        // Nested under a prefix by a host app.
+        assert!(applies(Method::POST, Some("/linkedin/logout")));
+        // No matched path: checked.
+        assert!(applies(Method::POST, None));
+        // A route that takes no POST, and methods no route takes: the router's 405.
+        assert!(!applies(Method::POST, Some("/session")));
+        assert!(!applies(Method::PUT, Some("/logout")));
+        assert!(!applies(Method::DELETE, None));
+        assert!(!applies(Method::GET, Some("/logout")));
+        assert!(!applies(Method::HEAD, Some("/logout")));
+    }
 
     #[tokio::test]
     async fn a_builder_without_an_origin_or_a_flow_names_what_is_missing() {

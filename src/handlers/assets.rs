@@ -4,8 +4,8 @@ use axum::Router;
 use axum::extract::Path;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::IntoResponse;
-use axum::routing::get;
 
+use super::{Routes, Verb};
 use crate::app::AppState;
 use crate::error::AppError;
 
@@ -25,7 +25,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
 
 /// The routes of this module.
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/static/{file}", get(asset))
+    Router::new().at(Verb::Get, "/static/{file}", asset)
 }
 
 async fn asset(Path(file): Path<String>) -> Result<impl IntoResponse, AppError> {

@@ -12,10 +12,10 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::header::{CACHE_CONTROL, LOCATION};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use time::OffsetDateTime;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use super::{Routes, Verb};
 use crate::app::AppState;
 use crate::error::{AppError, Result};
 use crate::session::cookie::chosen_session;
@@ -34,7 +34,7 @@ pub const FLOW: HeaderName = HeaderName::from_static("x-auth-request-flow");
 /// The routes of this module, answered `Cache-Control: no-store` (errors included).
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/auth/check", get(check))
+        .at(Verb::Get, "/auth/check", check)
         .route_layer(SetResponseHeaderLayer::overriding(
             CACHE_CONTROL,
             HeaderValue::from_static("no-store"),

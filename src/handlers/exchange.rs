@@ -3,11 +3,11 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
-use axum::routing::post;
 use axum::{Json, Router};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use super::{Routes, Verb};
 use crate::error::{AppError, Result};
 use crate::linkedin::cookie::{CookieError, JsapiCookie, find_cookie};
 use crate::session::{Credentials, Flow, Member, MemberSession};
@@ -27,7 +27,7 @@ pub struct ExchangeReply {
 
 /// The routes of this module.
 pub(crate) fn router() -> Router<SignInState> {
-    Router::new().route("/token-exchange", post(token_exchange))
+    Router::new().at(Verb::Post, "/token-exchange", token_exchange)
 }
 
 /// Verifies the cookie, exchanges its token (unless the session already holds this member

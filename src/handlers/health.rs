@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::{Routes, Verb};
 use crate::app::AppState;
 
 /// How long the store may take to answer the readiness probe.
@@ -18,8 +18,8 @@ const READY_WITHIN: Duration = Duration::from_secs(1);
 /// The routes of this module.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .at(Verb::Get, "/healthz", healthz)
+        .at(Verb::Get, "/readyz", readyz)
 }
 
 async fn healthz() -> &'static str {

@@ -4,8 +4,8 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::routing::get;
 
+use super::{Routes, Verb};
 use crate::app::AppState;
 use crate::error::Result;
 use crate::handlers::oidc::{SANDBOX_MEMBER, sandbox_member};
@@ -37,7 +37,7 @@ pub struct LoginPage {
 
 /// The routes of this module.
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/", get(login_page))
+    Router::new().at(Verb::Get, "/", login_page)
 }
 
 async fn login_page(

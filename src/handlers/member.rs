@@ -5,11 +5,11 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::{Routes, Verb};
 use crate::error::{AppError, Result};
 use crate::session::{Connected, Credentials, Flow, MemberSession, SessionBackend};
 use crate::sign_in::SignInState;
@@ -39,9 +39,9 @@ pub struct SessionReply {
 /// The routes of this module.
 pub(crate) fn router() -> Router<SignInState> {
     Router::new()
-        .route("/session", get(session_status))
-        .route("/me", get(me))
-        .route("/logout", post(logout))
+        .at(Verb::Get, "/session", session_status)
+        .at(Verb::Get, "/me", me)
+        .at(Verb::Post, "/logout", logout)
 }
 
 async fn session_status(session: MemberSession) -> Result<Json<SessionReply>> {

@@ -7,10 +7,10 @@ use axum::extract::{Query, RawQuery, State};
 use axum::http::header::{ACCEPT, LOCATION};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::{Routes, Verb};
 use crate::error::{AppError, Result};
 use crate::session::{Credentials, Flow, Member, MemberSession};
 use crate::sign_in::SignInState;
@@ -18,9 +18,11 @@ use crate::text::escape_text;
 
 /// The routes of this module.
 pub(crate) fn router() -> Router<SignInState> {
-    Router::new()
-        .route("/auth/linkedin", get(start))
-        .route("/auth/linkedin/callback", get(callback))
+    Router::new().at(Verb::Get, "/auth/linkedin", start).at(
+        Verb::Get,
+        "/auth/linkedin/callback",
+        callback,
+    )
 }
 
 /// Remembers a fresh `state` and `nonce` in the session and sends the browser to the

@@ -19,13 +19,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::handlers::{Routes, Verb};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
@@ -216,11 +216,11 @@ pub fn router(config: SandboxConfig) -> Router {
         profiles_served: AtomicU64::new(0),
     }));
     Router::new()
-        .route("/in.js", get(jsapi_script))
-        .route("/oauth2/authorize", post(authorize))
-        .route("/uas/oauth/accessToken", post(access_token))
-        .route("/v1/people/~", get(profile))
-        .route("/stats", get(stats))
+        .at(Verb::Get, "/in.js", jsapi_script)
+        .at(Verb::Post, "/oauth2/authorize", authorize)
+        .at(Verb::Post, "/uas/oauth/accessToken", access_token)
+        .at(Verb::Get, "/v1/people/~", profile)
+        .at(Verb::Get, "/stats", stats)
         .with_state(state)
         .merge(provider)
 }

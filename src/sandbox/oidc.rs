@@ -33,13 +33,13 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::handlers::{Routes, Verb};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Query, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
@@ -178,11 +178,16 @@ pub fn router(config: OidcSandboxConfig) -> Router {
             .build(),
     }));
     Router::new()
-        .route("/oauth/.well-known/openid-configuration", get(discovery))
-        .route("/oauth/v2/authorization", get(consent).post(decide))
-        .route("/oauth/v2/accessToken", post(access_token))
-        .route("/oauth/openid/jwks", get(jwks))
-        .route("/v2/userinfo", get(userinfo))
+        .at(
+            Verb::Get,
+            "/oauth/.well-known/openid-configuration",
+            discovery,
+        )
+        .at(Verb::Get, "/oauth/v2/authorization", consent)
+        .at(Verb::Post, "/oauth/v2/authorization", decide)
+        .at(Verb::Post, "/oauth/v2/accessToken", access_token)
+        .at(Verb::Get, "/oauth/openid/jwks", jwks)
+        .at(Verb::Get, "/v2/userinfo", userinfo)
         .with_state(state)
 }
 

@@ -614,15 +614,15 @@ fn sandbox_routes(registration: &Registration<'_>, page_origin: &str) -> Router 
             redirect_uris: registration.redirect_uris(settings),
         });
     let credentials = resolved.mode.credentials.clone();
-    Router::new().nest(
-        "/sandbox",
+    let sandbox = crate::handlers::under("/sandbox", || {
         crate::sandbox::router(crate::sandbox::SandboxConfig {
             api_key: credentials.api_key,
             secret_key: credentials.secret_key,
             oidc,
             scheme: if resolved.tls { "https" } else { "http" },
-        }),
-    )
+        })
+    });
+    Router::new().nest("/sandbox", sandbox)
 }
 
 /// `linkedin-token-exchange sandbox`: the sandbox's routes, the stylesheet its consent page
