@@ -344,18 +344,24 @@ fn assert_refused_as_too_large(checked: &Checked) {
     assert!(checked.last().ends_with("problem(s) found"), "{checked}");
 }
 
-#[tokio::test]
-async fn an_endless_discovery_is_read_to_the_services_1_mib_cap_and_fails_as_the_service_does() {
-    let issuer = raw_provider(|_| Raw::Endless).await;
+/// check-provider against the hostile `issuer` (what it serves: `what`): refused as the
+/// service refuses it, at its 1 MiB cap, within [`PEAK_LIMIT_KIB`] of memory.
+async fn refused_as_too_large_in_little_memory(issuer: &str, what: &str) {
     let (checked, peak) = check_provider_watched(&[
-        ("LINKEDIN_OIDC_ISSUER", issuer.as_str()),
+        ("LINKEDIN_OIDC_ISSUER", issuer),
         ("SANDBOX", "false"),
         ("UPSTREAM_TIMEOUT_MS", "5000"),
     ])
     .await;
-    eprintln!("check-provider against an endless discovery: peak VmHWM {peak} KiB");
+    eprintln!("check-provider against {what}: peak VmHWM {peak} KiB");
     assert!(peak <= PEAK_LIMIT_KIB, "peak {peak} KiB\n{checked}");
     assert_refused_as_too_large(&checked);
+}
+
+#[tokio::test]
+async fn an_endless_discovery_is_read_to_the_services_1_mib_cap_and_fails_as_the_service_does() {
+    let issuer = raw_provider(|_| Raw::Endless).await;
+    refused_as_too_large_in_little_memory(&issuer, "an endless discovery").await;
 }
 
 #[tokio::test]
@@ -367,15 +373,7 @@ async fn a_20_mb_discovery_of_small_objects_is_refused_at_1_mib_in_little_memory
         Raw::Body(Arc::new(body))
     })
     .await;
-    let (checked, peak) = check_provider_watched(&[
-        ("LINKEDIN_OIDC_ISSUER", issuer.as_str()),
-        ("SANDBOX", "false"),
-        ("UPSTREAM_TIMEOUT_MS", "5000"),
-    ])
-    .await;
-    eprintln!("check-provider against a 20 MB discovery of small objects: peak VmHWM {peak} KiB");
-    assert!(peak <= PEAK_LIMIT_KIB, "peak {peak} KiB\n{checked}");
-    assert_refused_as_too_large(&checked);
+    refused_as_too_large_in_little_memory(&issuer, "a 20 MB discovery of small objects").await;
 }
 
 /// A discovery document of 50 MB that is otherwise LinkedIn's: the service answers the
@@ -398,15 +396,7 @@ async fn a_50_mb_discovery_the_service_refuses_fails_the_check_with_the_services
         Raw::Body(Arc::new(body.into_bytes()))
     })
     .await;
-    let (checked, peak) = check_provider_watched(&[
-        ("LINKEDIN_OIDC_ISSUER", issuer.as_str()),
-        ("SANDBOX", "false"),
-        ("UPSTREAM_TIMEOUT_MS", "5000"),
-    ])
-    .await;
-    eprintln!("check-provider against a 50 MB discovery: peak VmHWM {peak} KiB");
-    assert!(peak <= PEAK_LIMIT_KIB, "peak {peak} KiB\n{checked}");
-    assert_refused_as_too_large(&checked);
+    refused_as_too_large_in_little_memory(&issuer, "a 50 MB discovery").await;
 
     // The service itself, against the same provider.
     let rig = Rig::start(provider, |config| {
