@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::support::Served;
+use crate::support::{FetchJson, Served};
 
 /// A sandbox-mode server (the sandbox's routes, its OpenID Connect provider, the JSAPI flow).
 async fn sandbox_server() -> Served {
@@ -57,14 +57,7 @@ async fn the_document_is_served_as_openapi_3_1_json() {
 async fn every_documented_operation_is_served_with_the_documented_methods() {
     let server = sandbox_server().await;
     let client = server.client(None);
-    let document: Value = client
-        .get(server.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document: Value = client.get(server.url("/openapi.json")).fetch_json().await;
     let mut wrong = Vec::new();
     for (path, item) in document["paths"].as_object().unwrap() {
         let mut documented: BTreeSet<String> = item

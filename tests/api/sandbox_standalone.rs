@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::support::servers::skip_or_fail;
-use crate::support::{binary, free_port};
+use crate::support::{FetchJson, binary, free_port};
 
 /// The `sandbox` command, running; killed when dropped.
 struct Standalone {
@@ -303,12 +303,8 @@ async fn the_sandbox_commands_root_is_a_page_naming_its_endpoints_and_registrati
     );
     let discovery: serde_json::Value = client
         .get(format!("{base}/oauth/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let issuer = &vars["LINKEDIN_OIDC_ISSUER"];
     for named in [
         // OpenID Connect: where each endpoint is, as discovery says.

@@ -16,7 +16,9 @@ use rcgen::{
 use time::OffsetDateTime;
 
 use crate::support::servers::skip_or_fail;
-use crate::support::{API_KEY, SECRET_KEY, Served, binary, client, encode_cookie, free_port};
+use crate::support::{
+    API_KEY, FetchJson, SECRET_KEY, Served, binary, client, encode_cookie, free_port,
+};
 
 /// How long each scanner may take before the test fails (both take well under a minute).
 const SCAN_TIMEOUT: &str = "300";
@@ -198,12 +200,8 @@ async fn signed_in_cookie(server: &Served) -> String {
     let payload: serde_json::Value = browser
         .post(server.url("/sandbox/oauth2/authorize"))
         .form(&[("api_key", API_KEY)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let jsapi = format!(
         "linkedin_oauth_{API_KEY}={}",
         encode_cookie(&payload.to_string())
