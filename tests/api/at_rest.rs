@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tower_sessions_sqlx_store::sqlx::{self, Row};
 
-use crate::support::servers::{RedisServer, postgres_url_for_tests, skip_or_fail};
+use crate::support::servers::{RedisServer, postgres_for_tests, skip_or_fail};
 use crate::support::{
     FakeUpstream, FetchJson, GRANT, SECRET_KEY, TestApp, json_of, session_id_in, signed_cookie,
     test_config, trusting_client,
@@ -203,7 +203,7 @@ async fn every_redis_value_holds_no_credential_in_clear() {
 
 #[tokio::test]
 async fn the_postgres_rows_hold_no_credential_in_clear() {
-    let url = match postgres_url_for_tests() {
+    let url = match postgres_for_tests() {
         Ok(url) => url,
         Err(reason) => {
             return skip_or_fail(

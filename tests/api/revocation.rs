@@ -18,7 +18,7 @@ use tempfile::TempDir;
 
 use crate::oidc::{consent, start, step_by_step_with};
 use crate::support::redis::Cluster;
-use crate::support::servers::{postgres_url_for_tests, redis_url_for_tests, skip_or_fail};
+use crate::support::servers::{postgres_for_tests, redis_url_for_tests, skip_or_fail};
 use crate::support::{
     API_KEY, Behaviour, FakeUpstream, FetchJson, GRANT, SECRET_KEY, TestApp, encode_cookie,
     json_of, session_id_in, signed_cookie, test_config,
@@ -26,9 +26,6 @@ use crate::support::{
 
 /// The admin token of these tests.
 const ADMIN: &str = "revocation-test-admin-token-0123456789";
-
-/// PostgreSQL migrations of apps started at once: one at a time.
-static START_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 type Store = fn(&TempDir) -> Result<StoreUrl, String>;
 
@@ -44,7 +41,7 @@ fn redis(_: &TempDir) -> Result<StoreUrl, String> {
     redis_url_for_tests().map(|url| url.parse().unwrap())
 }
 fn postgres(_: &TempDir) -> Result<StoreUrl, String> {
-    postgres_url_for_tests().map(|url| url.parse().unwrap())
+    postgres_for_tests().map(|url| url.parse().unwrap())
 }
 
 /// A member name no other test run uses (the Redis and PostgreSQL stores are shared).
@@ -65,7 +62,6 @@ fn admin_config(test: &str, store: Store, dir: &TempDir) -> Option<Config> {
 }
 
 async fn start_app(config: Config, dir: Arc<TempDir>) -> TestApp {
-    let _guard = START_LOCK.lock().await;
     TestApp::start(config, dir).await
 }
 
@@ -709,7 +705,7 @@ async fn a_save_after_the_session_ended_does_not_bring_a_postgres_session_back()
     use tower_sessions::SessionStore;
     use tower_sessions::session::{Id, Record};
     use tower_sessions_sqlx_store::{PostgresStore, sqlx};
-    let url = match postgres_url_for_tests() {
+    let url = match postgres_for_tests() {
         Ok(url) => url,
         Err(reason) => {
             return skip_or_fail(
@@ -719,11 +715,8 @@ async fn a_save_after_the_session_ended_does_not_bring_a_postgres_session_back()
         }
     };
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    // Migrated by `postgres_for_tests`.
     let store = PostgresStore::new(pool.clone());
-    {
-        let _guard = START_LOCK.lock().await;
-        store.migrate().await.unwrap();
-    }
     let sessions = PostgresSessions::new(store, pool);
     let mut record = Record {
         id: Id::default(),

@@ -15,14 +15,11 @@ use linkedin_token_exchange::server::Server;
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::support::servers::{postgres_url_for_tests, redis_url_for_tests, skip_or_fail};
+use crate::support::servers::{postgres_for_tests, redis_url_for_tests, skip_or_fail};
 use crate::support::{
     Behaviour, FakeUpstream, FetchJson, SECRET_KEY, TestApp, json_of, session_id_in,
     session_set_cookie, signed_cookie, test_config, trusting_client,
 };
-
-/// PostgreSQL migrations are not safe to run concurrently: start such apps one at a time.
-static START_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A store for a test in `dir`, or why there is none here.
 type Store = fn(&TempDir) -> Result<StoreUrl, String>;
@@ -39,7 +36,7 @@ fn redis(_: &TempDir) -> Result<StoreUrl, String> {
     redis_url_for_tests().map(|url| url.parse().unwrap())
 }
 fn postgres(_: &TempDir) -> Result<StoreUrl, String> {
-    postgres_url_for_tests().map(|url| url.parse().unwrap())
+    postgres_for_tests().map(|url| url.parse().unwrap())
 }
 
 /// `store` in `dir`, or `None` after saying that `test` is skipped.
@@ -54,7 +51,6 @@ async fn sandbox_app(test: &str, store: Store) -> Option<TestApp> {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
     config.sessions.store = store_or_skip(test, store, &dir)?;
-    let _guard = START_LOCK.lock().await;
     Some(TestApp::start(config, dir).await)
 }
 
@@ -128,10 +124,7 @@ async fn sessions_end_when_their_credentials_expire(test: &str, store: Store) {
     };
     config.sessions.store = store;
     upstream.configure(&mut config);
-    let app = {
-        let _guard = START_LOCK.lock().await;
-        TestApp::start(config, dir).await
-    };
+    let app = TestApp::start(config, dir).await;
     app.set_jsapi_cookie(
         &app.jar,
         &signed_cookie("short-lived", "expiring-member", SECRET_KEY),
@@ -218,7 +211,6 @@ async fn two_instances_share(store: StoreUrl) {
             config.linkedin.access_token_url = Some(access.parse().unwrap());
             config.linkedin.api_url = Some(api.parse().unwrap());
             config.limits.upstream_ca_cert = Some(linkedin_cert);
-            let _guard = START_LOCK.lock().await;
             TestApp::start(config, dir).await
         }
     };

@@ -67,8 +67,9 @@ pub fn redis_url_for_tests() -> Result<String, String> {
 
 /// The shared PostgreSQL of the test machine: `TEST_POSTGRES_URL`, by default
 /// `postgres://postgres@127.0.0.1:5432/test`, when its host:port accepts a TCP connection
-/// within 1 s; otherwise why not, naming the URL tried.
-pub fn postgres_url_for_tests() -> Result<String, String> {
+/// within 1 s; otherwise why not, naming the URL tried. Tests take it from
+/// [`postgres_for_tests`], which also migrates it first.
+fn postgres_url_for_tests() -> Result<String, String> {
     url_for_tests(
         "PostgreSQL",
         "TEST_POSTGRES_URL",
@@ -76,6 +77,75 @@ pub fn postgres_url_for_tests() -> Result<String, String> {
         "postgres://postgres@127.0.0.1:5432/test",
         5432,
     )
+}
+
+/// The shared PostgreSQL for a test that starts a server or a store on it: the URL of
+/// [`postgres_url_for_tests`], once that database holds the service's tables. This is the one
+/// way the tests get that URL.
+///
+/// Why: each server's start migrates its store: tower-sessions' `create schema if not exists`
+/// and `create table if not exists`, then the member index (under an advisory lock of its
+/// own). PostgreSQL checks "if not exists" before inserting into its catalog, without a lock,
+/// so two starts on a database that has no tables yet both insert, and the second fails with
+/// `duplicate key value violates unique constraint "pg_class_relname_nsp_index"` (or
+/// `pg_type_typname_nsp_index`, the table's row type); or tower-sessions, losing the race for
+/// the schema, skips its table, and the member index finds no `tower_sessions.session` for its
+/// trigger. The tests start many servers at once: on a fresh database, 4 runs of 5 of the
+/// PostgreSQL tests (`--test-threads 8`) had one or two fail with `server starts`. One lock per
+/// test module did not help: the modules raced each other (and `at_rest` had none).
+///
+/// How: the first call in the process builds one server on the database (the real migrations,
+/// by the same `Server::build` as every test) while holding a PostgreSQL advisory lock, so that
+/// test processes sharing the database take turns too; other calls wait for it. Once the
+/// tables exist, "if not exists" finds them and starts no longer race: the servers then start
+/// in parallel. A database that answers but cannot be migrated fails the test (a panic).
+pub fn postgres_for_tests() -> Result<String, String> {
+    static MIGRATED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let url = postgres_url_for_tests()?;
+    MIGRATED.get_or_init(|| migrate_postgres(&url).unwrap_or_else(|e| panic!("{e}")));
+    Ok(url)
+}
+
+/// The advisory lock (any number; PostgreSQL's are per database) taken while the tests migrate.
+const MIGRATION_LOCK: i64 = 0x4c54_455f_7465_7374;
+
+/// Migrates the database at `url` by building a server on it, under [`MIGRATION_LOCK`].
+///
+/// On a thread of its own with its own runtime, so that it can be called from a test's runtime.
+fn migrate_postgres(url: &str) -> Result<(), String> {
+    use tower_sessions_sqlx_store::sqlx::{self, Connection, PgConnection};
+    let shown = linkedin_token_exchange::config::redact_urls(url);
+    let url = url.to_owned();
+    let migrate = async move {
+        let mut lock = PgConnection::connect(&url)
+            .await
+            .map_err(|e| format!("cannot connect to {shown} to migrate it: {e}"))?;
+        sqlx::query("select pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut lock)
+            .await
+            .map_err(|e| format!("cannot take the migration lock on {shown}: {e}"))?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut config = crate::support::test_config(&dir);
+        config.sessions.store = url
+            .parse()
+            .map_err(|e| format!("{shown} is not a store URL: {e}"))?;
+        let built = linkedin_token_exchange::server::Server::build(&config).await;
+        // Closing the connection releases the lock.
+        let _ = lock.close().await;
+        built
+            .map(drop)
+            .map_err(|e| format!("a server on {shown} does not start: {e}"))
+    };
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(migrate)
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the migration panicked".to_owned()))
 }
 
 /// `given` (the value of `var`), or `default` when unset or empty, when it answers.
@@ -914,6 +984,31 @@ async fn servers_postgres_stopped_refuses_then_starts_again_with_its_data() {
         !dir.exists(),
         "a dropped cluster's directory must be removed"
     );
+}
+
+#[tokio::test]
+async fn servers_shared_postgres_is_migrated_before_any_test_gets_it() {
+    use tower_sessions_sqlx_store::sqlx::{self, Connection, PgConnection};
+
+    let url = match postgres_for_tests() {
+        Ok(url) => url,
+        Err(reason) => {
+            return skip_or_fail(
+                "servers_shared_postgres_is_migrated_before_any_test_gets_it",
+                &reason,
+            );
+        }
+    };
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    for table in ["tower_sessions.session", "tower_sessions.member_session"] {
+        let (found,): (Option<String>,) = sqlx::query_as("select to_regclass($1)::text")
+            .bind(table)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert!(found.is_some(), "{table} is not there");
+    }
+    conn.close().await.unwrap();
 }
 
 #[test]
