@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use tower_sessions_redis_store::RedisStore;
 use tower_sessions_redis_store::fred::prelude::Pool as RedisPool;
-use tower_sessions_sqlx_store::PostgresStore;
 use tower_sessions_sqlx_store::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tower_sessions_sqlx_store::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
+use tower_sessions_sqlx_store::{PostgresStore, sqlx};
 
-use super::index::MemberIndex;
+use super::index::{MIGRATION_LOCK, MemberIndex};
 use super::postgres::PostgresSessions;
 use super::private;
 use super::redis_fleet;
@@ -129,9 +129,9 @@ impl Store {
                     }
                 };
                 let store = PostgresStore::new(pool.clone());
-                store
-                    .migrate()
+                one_migration_at_a_time(&pool, store.migrate())
                     .await
+                    .and_then(|migrated| migrated)
                     .map_err(|e| fail("migration failed", &e))?;
                 Sweeper::Postgres(pool.clone())
                     .start()
@@ -222,4 +222,23 @@ mod tests {
         assert!(err.contains("missing"), "{err}");
         assert!(check_folder(&dir.path().join("data/sessions.db")).is_err());
     }
+}
+
+/// Runs `migrate` while this instance holds the advisory lock the member index's migration
+/// takes too ([`MIGRATION_LOCK`]), released when its transaction ends. tower-sessions'
+/// migration takes no lock of its own: instances starting at once on a database no one had
+/// migrated raced on PostgreSQL's catalog ("duplicate key value violates unique constraint
+/// pg_class_relname_nsp_index"), as a fleet's first deployment starts.
+async fn one_migration_at_a_time<T>(
+    pool: &sqlx::PgPool,
+    migrate: impl std::future::Future<Output = T>,
+) -> sqlx::Result<T> {
+    let mut lock = pool.begin().await?;
+    sqlx::query("select pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *lock)
+        .await?;
+    let migrated = migrate.await;
+    lock.commit().await?;
+    Ok(migrated)
 }

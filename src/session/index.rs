@@ -330,10 +330,15 @@ async fn migrate_sqlite(pool: &SqlitePool) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// The advisory lock under which an instance migrates PostgreSQL: the store's tables, then the
+/// member index, one instance at a time.
+pub(crate) const MIGRATION_LOCK: i64 = 7_160_817_235;
+
 async fn migrate_postgres(pool: &PgPool) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     // Instances starting at once would race on the catalog: one at a time.
-    sqlx::query("select pg_advisory_xact_lock(7160817235)")
+    sqlx::query("select pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
         .execute(&mut *tx)
         .await?;
     let statements = [

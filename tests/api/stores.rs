@@ -15,7 +15,9 @@ use linkedin_token_exchange::server::Server;
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::support::servers::{postgres_for_tests, redis_url_for_tests, skip_or_fail};
+use crate::support::servers::{
+    FreshPostgres, postgres_for_tests, redis_url_for_tests, skip_or_fail,
+};
 use crate::support::{
     Behaviour, FakeUpstream, FetchJson, SECRET_KEY, TestApp, json_of, session_id_in,
     session_set_cookie, signed_cookie, test_config, trusting_client,
@@ -326,4 +328,40 @@ async fn the_sqlite_file_and_its_new_folder_are_for_the_owner_only() {
     let app = TestApp::start(config, dir).await;
     assert_eq!(mode(&db), 0o600);
     app.stop().await;
+}
+
+/// tower-sessions' migration takes no lock: instances that start at once on a database no one
+/// has migrated yet raced on PostgreSQL's catalog (`duplicate key value violates unique
+/// constraint "pg_class_relname_nsp_index"`), or the loser of `create schema if not exists`
+/// skipped its table and the member index found no `tower_sessions.session`. A fleet's first
+/// deployment starts exactly so. Every instance starts, and they share sessions.
+#[tokio::test]
+async fn instances_starting_at_once_on_a_fresh_postgresql_database_all_start() {
+    let fresh = match FreshPostgres::create() {
+        Ok(fresh) => fresh,
+        Err(why) => {
+            return skip_or_fail(
+                "instances_starting_at_once_on_a_fresh_postgresql_database_all_start",
+                &why,
+            );
+        }
+    };
+    let dirs: Vec<TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut starts = tokio::task::JoinSet::new();
+    for dir in &dirs {
+        let mut config = test_config(dir);
+        config.sessions.store = fresh.url.parse().unwrap();
+        starts.spawn(async move { Server::build(&config).await.map(drop) });
+    }
+    let failed: Vec<String> = starts
+        .join_all()
+        .await
+        .into_iter()
+        .filter_map(|started| started.err().map(|e| e.to_string()))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 4 did not start: {failed:?}",
+        failed.len()
+    );
 }

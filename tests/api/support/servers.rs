@@ -92,7 +92,12 @@ fn postgres_url_for_tests() -> Result<String, String> {
 /// the schema, skips its table, and the member index finds no `tower_sessions.session` for its
 /// trigger. The tests start many servers at once: on a fresh database, 4 runs of 5 of the
 /// PostgreSQL tests (`--test-threads 8`) had one or two fail with `server starts`. One lock per
-/// test module did not help: the modules raced each other (and `at_rest` had none).
+/// test module did not help: the modules raced each other (and `at_rest` had none). The same
+/// race stopped a fleet's instances starting together on a new database: the service now
+/// migrates under an advisory lock itself (`session::connect`, tested by
+/// `stores::instances_starting_at_once_on_a_fresh_postgresql_database_all_start`), and this
+/// helper keeps the tests' one migration up front, so that a database that cannot be migrated
+/// fails one clear panic rather than every test.
 ///
 /// How: the first call in the process builds one server on the database (the real migrations,
 /// by the same `Server::build` as every test) while holding a PostgreSQL advisory lock, so that
@@ -104,6 +109,75 @@ pub fn postgres_for_tests() -> Result<String, String> {
     let url = postgres_url_for_tests()?;
     MIGRATED.get_or_init(|| migrate_postgres(&url).unwrap_or_else(|e| panic!("{e}")));
     Ok(url)
+}
+
+/// A new, empty database on the shared PostgreSQL, dropped (with its connections) when the
+/// guard is: for a test of what happens on a database no service has migrated yet.
+pub struct FreshPostgres {
+    admin: String,
+    name: String,
+    /// Its URL.
+    pub url: String,
+}
+
+impl FreshPostgres {
+    /// Creates it, or says why not (no PostgreSQL).
+    pub fn create() -> Result<FreshPostgres, String> {
+        let admin = postgres_url_for_tests()?;
+        let name = format!("lte_fresh_{}", std::process::id() ^ rand_u32());
+        psql(&admin, &format!("create database {name}"))?;
+        let mut url = url::Url::parse(&admin).map_err(|e| e.to_string())?;
+        url.set_path(&name);
+        Ok(FreshPostgres {
+            admin,
+            name,
+            url: url.to_string(),
+        })
+    }
+}
+
+impl Drop for FreshPostgres {
+    fn drop(&mut self) {
+        let _ = psql(
+            &self.admin,
+            &format!("drop database if exists {} with (force)", self.name),
+        );
+    }
+}
+
+/// Runs one statement on the database at `url` (its own runtime and thread).
+fn psql(url: &str, statement: &str) -> Result<(), String> {
+    use tower_sessions_sqlx_store::sqlx::{self, Connection, PgConnection};
+    let (url, statement) = (url.to_owned(), statement.to_owned());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(async move {
+                let mut conn = PgConnection::connect(&url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::raw_sql(&statement)
+                    .execute(&mut conn)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
+    })
+    .join()
+    .unwrap_or_else(|_| Err("psql panicked".to_owned()))
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(
+        std::time::SystemTime::now()
+            .elapsed()
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    hasher.finish() as u32
 }
 
 /// The advisory lock (any number; PostgreSQL's are per database) taken while the tests migrate.
