@@ -208,22 +208,6 @@ fn prepare_private_file(path: &std::path::Path) -> std::io::Result<()> {
     private::narrow_to_owner(path)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_default_folder_may_be_missing() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(check_folder(std::path::Path::new("data/sessions.db")).is_ok());
-        assert!(check_folder(std::path::Path::new("sessions.db")).is_ok());
-        assert!(check_folder(&dir.path().join("sessions.db")).is_ok());
-        let err = check_folder(&dir.path().join("missing/sessions.db")).unwrap_err();
-        assert!(err.contains("missing"), "{err}");
-        assert!(check_folder(&dir.path().join("data/sessions.db")).is_err());
-    }
-}
-
 /// Runs `migrate` while this instance holds the advisory lock the member index's migration
 /// takes too ([`MIGRATION_LOCK`]), released when its transaction ends. tower-sessions'
 /// migration takes no lock of its own: instances starting at once on a database no one had
@@ -241,4 +225,20 @@ async fn one_migration_at_a_time<T>(
     let migrated = migrate.await;
     lock.commit().await?;
     Ok(migrated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_default_folder_may_be_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_folder(std::path::Path::new("data/sessions.db")).is_ok());
+        assert!(check_folder(std::path::Path::new("sessions.db")).is_ok());
+        assert!(check_folder(&dir.path().join("sessions.db")).is_ok());
+        let err = check_folder(&dir.path().join("missing/sessions.db")).unwrap_err();
+        assert!(err.contains("missing"), "{err}");
+        assert!(check_folder(&dir.path().join("data/sessions.db")).is_err());
+    }
 }
