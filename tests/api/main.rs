@@ -21,6 +21,7 @@ mod oidc_observed;
 mod oidc_refusals;
 mod openapi;
 mod operations;
+mod package;
 mod process;
 mod production;
 mod proxy;
