@@ -1,9 +1,14 @@
 //! The binary: parse the configuration, start logging, serve until SIGTERM or Ctrl-C; or run
 //! one of the tools beside the server (`check-provider`, `sandbox`).
+//!
+//! Every failure comes back from `start` as one `Error`, and `main` alone turns it into
+//! the exit code (1 for a problem `check-provider` found or a server error, 2 for the
+//! configuration) and says why.
 
+use std::fmt::Display;
 use std::process::ExitCode;
 
-use linkedin_token_exchange::config::{Command, Config, LogFormat};
+use linkedin_token_exchange::config::{Command, Config, LogFormat, redact_urls};
 use linkedin_token_exchange::linkedin::provider_check;
 use linkedin_token_exchange::server::wiring;
 use linkedin_token_exchange::server::{Server, TraceExport, init_logging, shutdown_signal};
@@ -16,36 +21,58 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Config::load() {
-        Ok(config) => config,
-        Err(err) => {
-            use clap::error::ErrorKind;
-            if matches!(
-                err.kind(),
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-            ) {
-                let _ = err.print();
-                return ExitCode::SUCCESS;
-            }
-            let line = linkedin_token_exchange::config::describe_parse_error(&err);
-            fail(
-                Config::log_format_hint(),
-                &format!("configuration error: {line}"),
-            );
-            return ExitCode::from(2);
+    match start().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => err.report(),
+    }
+}
+
+/// Why the binary stops with a failure.
+enum Error {
+    /// The configuration cannot start (exit 2): said on one line of stderr, in the log
+    /// format asked for.
+    Config { format: LogFormat, message: String },
+    /// `check-provider` found something that will fail (exit 1); its report on stdout says
+    /// what.
+    ProviderProblems,
+    /// The server stopped on an error (exit 1), logged.
+    Server(std::io::Error),
+}
+
+impl Error {
+    /// A configuration error, to be reported in `format`.
+    fn config(format: LogFormat, err: impl Display) -> Self {
+        Self::Config {
+            format,
+            message: err.to_string(),
         }
+    }
+
+    /// Says why (where nothing has yet), and gives the exit code.
+    fn report(self) -> ExitCode {
+        match self {
+            Self::Config { format, message } => {
+                fail(format, &format!("configuration error: {message}"));
+                ExitCode::from(2)
+            }
+            Self::ProviderProblems => ExitCode::FAILURE,
+            Self::Server(err) => {
+                tracing::error!(%err, "server error");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Everything the binary does: the configuration, trace export and logging, then the
+/// command (the server, the standalone sandbox or `check-provider`).
+async fn start() -> Result<(), Error> {
+    let Some(config) = load()? else {
+        return Ok(());
     };
     let export = if config.command != Some(Command::CheckProvider) {
-        match TraceExport::start(&config.traces) {
-            Ok(export) => export,
-            Err(err) => {
-                fail(
-                    config.logging.format,
-                    &format!("configuration error: {err}"),
-                );
-                return ExitCode::from(2);
-            }
-        }
+        TraceExport::start(&config.traces)
+            .map_err(|err| Error::config(config.logging.format, err))?
     } else {
         None
     };
@@ -64,26 +91,41 @@ async fn main() -> ExitCode {
     if config.command == Some(Command::CheckProvider) {
         return check_provider(&config).await;
     }
-    let code = serve(&config).await;
+    let served = serve(&config).await;
     if let Some(export) = export {
         // The SDK's shutdown blocks until the last export ends (bounded).
         let _ = tokio::task::spawn_blocking(move || export.shutdown()).await;
     }
-    code
+    served
+}
+
+/// The configuration from the environment (and `.env`); `None` when `--help` or `--version`
+/// asked only for its text, printed here.
+fn load() -> Result<Option<Config>, Error> {
+    use clap::error::ErrorKind;
+    match Config::load() {
+        Ok(config) => Ok(Some(config)),
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = err.print();
+            Ok(None)
+        }
+        Err(err) => Err(Error::config(
+            Config::log_format_hint(),
+            linkedin_token_exchange::config::describe_parse_error(&err),
+        )),
+    }
 }
 
 /// Builds and runs the server until a signal stops it.
-async fn serve(config: &Config) -> ExitCode {
-    let server = match Server::build(config).await {
-        Ok(server) => server,
-        Err(err) => {
-            fail(
-                config.logging.format,
-                &format!("configuration error: {err}"),
-            );
-            return ExitCode::from(2);
-        }
-    };
+async fn serve(config: &Config) -> Result<(), Error> {
+    let server = Server::build(config)
+        .await
+        .map_err(|err| Error::config(config.logging.format, err))?;
     if config.command == Some(Command::Sandbox) {
         tracing::info!(
             "standalone sandbox: the emulated LinkedIn alone; the lines on stdout configure the app under test"
@@ -96,33 +138,17 @@ async fn serve(config: &Config) -> ExitCode {
         }
         let _ = stdout.flush();
     }
-    match server.run(shutdown_signal()).await {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            tracing::error!(%err, "server error");
-            ExitCode::FAILURE
-        }
-    }
+    server.run(shutdown_signal()).await.map_err(Error::Server)?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
-/// `check-provider`: one line per finding on stdout; exit 0 when nothing will fail, 1 when
-/// something will, 2 when the configuration itself is wrong.
-async fn check_provider(config: &Config) -> ExitCode {
-    let (upstream, settings) = match wiring::provider_check(config) {
-        Ok(found) => found,
-        Err(err) => {
-            fail(
-                config.logging.format,
-                &format!("configuration error: {err}"),
-            );
-            return ExitCode::from(2);
-        }
-    };
+/// `check-provider`: one line per finding on stdout; fails when something will fail, and
+/// when the configuration itself is wrong.
+async fn check_provider(config: &Config) -> Result<(), Error> {
+    let (upstream, settings) =
+        wiring::provider_check(config).map_err(|err| Error::config(config.logging.format, err))?;
     // The issuer, and the URLs the findings quote, may carry a userinfo: never shown.
-    use linkedin_token_exchange::config::redact_urls;
     println!(
         "checking the OpenID Connect provider {}",
         redact_urls(settings.issuer.as_str())
@@ -134,21 +160,18 @@ async fn check_provider(config: &Config) -> ExitCode {
     match report.problems() {
         0 => {
             println!("provider ready");
-            ExitCode::SUCCESS
+            Ok(())
         }
         n => {
             println!("{n} problem(s) found");
-            ExitCode::FAILURE
+            Err(Error::ProviderProblems)
         }
     }
 }
 
 /// Says why the start failed, on one line of stderr, as JSON when the logs are.
 fn fail(format: LogFormat, message: &str) {
-    let message = format!(
-        "linkedin-token-exchange: {}",
-        linkedin_token_exchange::config::redact_urls(message)
-    );
+    let message = format!("linkedin-token-exchange: {}", redact_urls(message));
     match format {
         LogFormat::Text => eprintln!("{message}"),
         LogFormat::Json => eprintln!(

@@ -162,14 +162,11 @@ impl Server {
         let shutting_down = Arc::new(AtomicBool::new(false));
 
         log_mode(&resolved, &config.sessions.store);
-        let standalone = config.command == Some(Command::Sandbox);
-        let registration = Registration {
-            config,
-            resolved: &resolved,
-            standalone,
-        };
-        let sandbox_env = registration.env_lines();
-        let routes = sandbox_routes(&registration, &page_origin).merge(registration.index());
+        let SandboxSide {
+            routes,
+            env_lines: sandbox_env,
+            standalone_app,
+        } = SandboxSide::of(config, &resolved, &page_origin);
         let keep_alive = resolved.mode.keep_alive;
         let wiring::Resolved {
             mode:
@@ -228,10 +225,9 @@ impl Server {
             settings = %crate::config::redact_debug(&format!("{settings:?}")),
             "settings"
         );
-        let app = if standalone {
-            standalone_app(routes, AppState::new(settings))
-        } else {
-            build_app(AppState::new(settings), routes)
+        let app = match standalone_app {
+            Some(standalone_app) => standalone_app(routes, AppState::new(settings)),
+            None => build_app(AppState::new(settings), routes),
         };
         Ok(Self {
             listener,
@@ -367,10 +363,6 @@ impl Server {
     }
 }
 
-/// A server on `listener` under `tracker`'s bounds: connections admitted within its cap,
-/// `acceptor` (TLS or not, over a [`LimitedAcceptor`]), the request deadline for the first
-/// request and for each request's headers, the idle timeout, and HTTP/1 buffers of 16 KiB
-/// (which bound how many pipelined requests one connection has read ahead).
 /// Serves `app` in plain HTTP on a side listener (metrics, redirect) under the bounds of
 /// `tracker`, in a task of its own; returns the address it listens on.
 fn spawn_side(
@@ -398,6 +390,10 @@ fn spawn_side(
     Ok(addr)
 }
 
+/// A server on `listener` under `tracker`'s bounds: connections admitted within its cap,
+/// `acceptor` (TLS or not, over a [`LimitedAcceptor`]), the request deadline for the first
+/// request and for each request's headers, the idle timeout, and HTTP/1 buffers of 16 KiB
+/// (which bound how many pipelined requests one connection has read ahead).
 fn bounded<A>(
     listener: TcpListener,
     tracker: &Arc<Tracker>,
@@ -529,9 +525,39 @@ fn without_sessions(config: &Config) -> Config {
     config
 }
 
+/// What the sandbox adds to the server: in sandbox mode, its routes under `/sandbox`; for the
+/// `sandbox` command, its page at `/`, the `KEY=VALUE` lines of what it registered, and an app
+/// of its own in place of the service's. Nothing in a build without the `sandbox` feature,
+/// which refuses sandbox mode (and so the `sandbox` command) before this ([`wiring::Mode::of`]).
+#[derive(Default)]
+struct SandboxSide {
+    routes: Router,
+    env_lines: Vec<String>,
+    /// For the `sandbox` command: the app of the sandbox alone, from its routes.
+    standalone_app: Option<fn(Router, AppState) -> Router>,
+}
+
+impl SandboxSide {
+    /// The sandbox's part for `config`, resolved, with the browser on `page_origin`.
+    fn of(config: &Config, resolved: &wiring::Resolved, page_origin: &str) -> Self {
+        #[cfg(feature = "sandbox")]
+        return Registration {
+            config,
+            resolved,
+            standalone: config.command == Some(Command::Sandbox),
+        }
+        .side(page_origin);
+        #[cfg(not(feature = "sandbox"))]
+        {
+            let _ = (config, resolved, page_origin);
+            Self::default()
+        }
+    }
+}
+
 /// What the sandbox is set up with: the app's key pair, and the relying party's client (its
 /// authorization endpoint on the page's origin).
-#[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
+#[cfg(feature = "sandbox")]
 struct Registration<'a> {
     config: &'a Config,
     resolved: &'a wiring::Resolved,
@@ -541,6 +567,17 @@ struct Registration<'a> {
 
 #[cfg(feature = "sandbox")]
 impl Registration<'_> {
+    /// The sandbox's part of the server (see [`SandboxSide`]).
+    fn side(&self, page_origin: &str) -> SandboxSide {
+        SandboxSide {
+            routes: sandbox_routes(self, page_origin).merge(self.index()),
+            env_lines: self.env_lines(),
+            standalone_app: self
+                .standalone
+                .then_some(standalone_app as fn(Router, AppState) -> Router),
+        }
+    }
+
     /// The standalone sandbox, started without `LINKEDIN_OIDC_REDIRECT_URL`, sends codes to
     /// any loopback redirect URI; otherwise only to the registered one.
     fn redirect_uris(&self, settings: &crate::linkedin::oidc::OidcSettings) -> RedirectUris {
@@ -633,27 +670,6 @@ fn standalone_app(sandbox_routes: Router, state: AppState) -> Router {
         .merge(crate::handlers::health::router())
         .with_state(state);
     crate::sandbox::standalone::app(sandbox_routes, others)
-}
-
-#[cfg(not(feature = "sandbox"))]
-impl Registration<'_> {
-    fn env_lines(&self) -> Vec<String> {
-        Vec::new()
-    }
-
-    fn index(&self) -> Router {
-        Router::new()
-    }
-}
-
-#[cfg(not(feature = "sandbox"))]
-fn sandbox_routes(_: &Registration<'_>, _: &str) -> Router {
-    Router::new()
-}
-
-#[cfg(not(feature = "sandbox"))]
-fn standalone_app(_: Router, state: AppState) -> Router {
-    build_app(state, Router::new())
 }
 
 /// Completes on SIGTERM or Ctrl-C. The handlers are installed by this call, not when the

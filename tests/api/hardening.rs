@@ -364,6 +364,60 @@ fn values_clap_checks_name_the_variable_and_keep_the_allowed_values() {
     );
 }
 
+/// Every way the binary stops before serving, past clap: `--version` exits 0 and prints the
+/// version; a trace export, a server or a `check-provider` configuration that cannot start
+/// exits 2 with one line on stderr naming the variable, as JSON when the logs are, with no
+/// password shown.
+#[test]
+fn each_start_failure_is_one_line_and_exit_2_and_version_exits_0() {
+    let (code, stdout, stderr) = run(&[], &["--version"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(env!("CARGO_PKG_VERSION")),
+        "{stdout}{stderr}"
+    );
+    for (env, args, variable) in [
+        (
+            vec![(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "ftp://user:PW@127.0.0.1:4318",
+            )],
+            vec![],
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+        (vec![("SANDBOX", "false")], vec![], "SANDBOX"),
+        (
+            vec![
+                ("LINKEDIN_OIDC_ISSUER", "http://user:PW@127.0.0.1:1/oauth"),
+                ("LINKEDIN_OIDC_SCOPES", "openid r_liteprofile"),
+            ],
+            vec!["check-provider"],
+            "LINKEDIN_OIDC_SCOPES",
+        ),
+    ] {
+        for format in ["text", "json"] {
+            let mut env = env.clone();
+            env.push(("LOG_FORMAT", format));
+            let (code, _, stderr) = run(&env, &args);
+            assert_eq!(code, Some(2), "{variable} {format}: {stderr}");
+            assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+            assert!(!stderr.contains("PW"), "{stderr}");
+            let line = if format == "json" {
+                let json: serde_json::Value = serde_json::from_str(stderr.trim()).unwrap();
+                assert_eq!(json["level"], "ERROR", "{stderr}");
+                json["message"].as_str().unwrap().to_owned()
+            } else {
+                stderr.trim_end().to_owned()
+            };
+            assert!(
+                line.starts_with("linkedin-token-exchange: configuration error: ")
+                    && line.contains(variable),
+                "{variable} {format}: {stderr}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_empty_session_key_file_left_by_a_crash_no_longer_stops_every_start() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
