@@ -59,6 +59,7 @@
 #![warn(missing_docs)]
 
 pub(crate) mod app;
+pub(crate) mod client_addr;
 pub mod config;
 pub mod error;
 pub(crate) mod handlers;

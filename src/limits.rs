@@ -1,5 +1,6 @@
 //! The limits on a request's body, shared by the router that enforces them ([`crate::app`])
-//! and the errors that name them ([`crate::error`]).
+//! and the errors that name them ([`crate::error`]); and the store's timeout, shared by the
+//! session stores and the shared rate-limit budget. A leaf: it imports nothing of the crate.
 
 use std::time::Duration;
 
@@ -10,3 +11,5 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub const MAX_DRAINED_BYTES: u64 = 1024 * 1024;
 /// How long a request body may take to arrive.
 pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+/// The longest a store operation may take before the request is answered 503.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(1);

@@ -18,6 +18,7 @@ use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use crate::client_addr::client_addr;
 use crate::config::{RateLimit, TrustedProxies};
 use crate::error::AppError;
 
@@ -143,59 +144,6 @@ impl RateLimits {
             .check_key(&token_key(token))
             .map_err(|not_until| AppError::RateLimited(retry_after(&inner.clock, &not_until)))
     }
-}
-
-/// The client's address: the peer's, or, when the peer is one of `trusted`, the nearest
-/// untrusted address of its `X-Forwarded-For`. IPv4 addresses mapped into IPv6 are read as
-/// IPv4 first. Rate limits and request logs both use it.
-pub fn client_addr(trusted: Option<&TrustedProxies>, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-    let peer = peer.to_canonical();
-    let Some(trusted) = trusted else {
-        return peer;
-    };
-    if !trusted.contains(peer) {
-        return peer;
-    }
-    // From the right: each trusted proxy names the address it received the request from.
-    // The first address that is not a trusted proxy is the client. An entry that cannot
-    // be read ends the walk too: the client is unknown and counts against the proxy that
-    // wrote the entry, so that garbage cannot open a fresh budget. A list made only of
-    // proxies (or none at all) leaves the nearest of them.
-    let entries: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    let mut nearest = peer;
-    for entry in entries.into_iter().rev() {
-        let Some(addr) = forwarded_addr(entry) else {
-            return nearest;
-        };
-        if !trusted.contains(addr) {
-            return addr;
-        }
-        nearest = addr;
-    }
-    nearest
-}
-
-/// An `X-Forwarded-For` entry as proxies write it: `IP`, `IP:port`, `[IPv6]` or
-/// `[IPv6]:port`; anything else (`unknown`, an obfuscated name) is `None`.
-fn forwarded_addr(entry: &str) -> Option<IpAddr> {
-    let addr = entry
-        .parse::<IpAddr>()
-        .ok()
-        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
-        .or_else(|| {
-            entry
-                .strip_prefix('[')
-                .and_then(|e| e.strip_suffix(']'))
-                .and_then(|e| e.parse::<std::net::Ipv6Addr>().ok())
-                .map(IpAddr::V6)
-        })?;
-    Some(addr.to_canonical())
 }
 
 /// What a token's budget is kept under: the first half of its SHA-256.

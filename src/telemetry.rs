@@ -394,7 +394,7 @@ impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|info| info.0.ip());
         let client = peer.map(|peer| {
-            crate::ratelimit::client_addr(self.trusted.as_ref(), peer, request.headers())
+            crate::client_addr::client_addr(self.trusted.as_ref(), peer, request.headers())
         });
         // Only a trusted proxy chooses the trace (and whether it is sampled); anyone else's
         // `traceparent` is a link of a new root, and their `tracestate` is dropped.

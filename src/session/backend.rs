@@ -6,7 +6,7 @@
 //! that no configured key opens, or one written in plain text, reads as an empty session
 //! (not connected), with one warning per record.
 //!
-//! Every store operation answers within [`STORE_TIMEOUT`] or fails with a typed error, so a
+//! Every store operation answers within `STORE_TIMEOUT` or fails with a typed error, so a
 //! store outage becomes a prompt 503 instead of a hang. A delete made inside a request waits
 //! for the request's writes ([`guard`](mod@super::guard)).
 
@@ -18,11 +18,12 @@ use async_trait::async_trait;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-use super::connect::{ConnectError, STORE_TIMEOUT, Store};
+use super::connect::{ConnectError, Store};
 use super::guard;
 use super::index::{Entry, MemberIndex, SessionSummary};
 use super::seal::Keyring;
 use crate::config::StoreUrl;
+use crate::limits::STORE_TIMEOUT;
 use crate::telemetry::Telemetry;
 
 /// The one key of a sealed record's data.
@@ -41,7 +42,7 @@ macro_rules! forward {
 }
 
 /// The session store chosen at run time; forwards all four `SessionStore` methods, each
-/// bounded by [`STORE_TIMEOUT`], sealing records on the way in and opening them on the way
+/// bounded by `STORE_TIMEOUT`, sealing records on the way in and opening them on the way
 /// out. Cheap to clone (the session layer and the guard take one per request).
 #[derive(Clone)]
 pub struct SessionBackend(Arc<Backend>);
@@ -98,7 +99,7 @@ impl SessionBackend {
     }
 
     /// One lookup, as a request would make it: whether the store answers, within
-    /// [`STORE_TIMEOUT`].
+    /// `STORE_TIMEOUT`.
     pub async fn ping(&self) -> session_store::Result<()> {
         let store = &self.0.store;
         let id = Id::default();
@@ -107,7 +108,7 @@ impl SessionBackend {
             .map(drop)
     }
 
-    /// Runs one store operation within [`STORE_TIMEOUT`]; a failure is counted, and noted in
+    /// Runs one store operation within `STORE_TIMEOUT`; a failure is counted, and noted in
     /// the request's journal where there is one.
     async fn bounded<T>(
         &self,

@@ -5,7 +5,6 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
 
 use tower_sessions_redis_store::RedisStore;
 use tower_sessions_redis_store::fred::prelude::Pool as RedisPool;
@@ -22,9 +21,7 @@ use super::redis_fleet;
 use super::sweep::Sweeper;
 use super::{MemoryStore, SqliteSessions};
 use crate::config::StoreUrl;
-
-/// The longest a store operation may take before the request is answered 503.
-pub const STORE_TIMEOUT: Duration = Duration::from_secs(1);
+use crate::limits::STORE_TIMEOUT;
 
 /// Why the store could not be used at start.
 #[derive(Debug, thiserror::Error)]

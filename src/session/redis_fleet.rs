@@ -1,7 +1,7 @@
 //! Redis as a fleet runs it: the `redis-sentinel://` and `redis-cluster://` store URLs
 //! ([`FleetUrl`], parsed and shown without a password), and [`connect`], the one way every
 //! Redis store (plain, Sentinel, Cluster) is reached: a fred [`Pool`] whose commands fail
-//! within [`STORE_TIMEOUT`] and whose connections come back by themselves.
+//! within `STORE_TIMEOUT` and whose connections come back by themselves.
 //!
 //! Sentinel and Cluster are fred's own: on a lost connection a Sentinel client asks the
 //! sentinels for the primary again (and checks its `ROLE`) on each reconnection, which is
@@ -10,7 +10,6 @@
 //! client follows `MOVED`/`ASK` and refreshes its slot map. What uses the store (the sessions, the shared rate-limit budget) sees the
 //! same kind of client on all three.
 
-use std::fmt;
 use std::time::Duration;
 
 use fred::prelude::{
@@ -20,8 +19,8 @@ use fred::prelude::{
 use fred::types::config::ClusterDiscoveryPolicy;
 use fred::types::{ClusterHash, CustomCommand};
 
-use super::connect::STORE_TIMEOUT;
-use crate::config::StoreUrl;
+use crate::config::{FleetKind, FleetUrl, StoreUrl};
+use crate::limits::STORE_TIMEOUT;
 
 /// How long connecting may take before the start is abandoned.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,131 +29,9 @@ const MAX_RECONNECT_DELAY_MS: u32 = 1_000;
 /// How often the sentinels are asked which node is the primary.
 const PROMOTION_CHECK: Duration = Duration::from_secs(1);
 
-/// A Redis deployment of several servers, as written in `SESSION_STORE`:
-/// `redis-sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]/SERVICE_NAME[/DB]` or
-/// `redis-cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct FleetUrl {
-    /// Sentinel or Cluster, with what each needs besides the nodes.
-    pub kind: FleetKind,
-    /// The sentinels (Sentinel) or any of the nodes (Cluster).
-    pub nodes: Vec<(String, u16)>,
-    /// The ACL user, when one is given.
-    pub username: Option<String>,
-    /// The password (sent to the sentinels and to the data nodes alike); never shown.
-    password: Option<String>,
-}
-
-/// Which kind of deployment a [`FleetUrl`] names.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FleetKind {
-    /// A primary and its replicas, watched by sentinels that know it as `service`.
-    Sentinel {
-        /// The name the sentinels monitor the primary under.
-        service: String,
-        /// The database number on the primary.
-        db: u8,
-    },
-    /// A Redis Cluster (database 0 only).
-    Cluster,
-}
-
+/// How fred reaches a fleet: built here, beside the connection, not with the URL's parsing
+/// (`config::store_url`).
 impl FleetUrl {
-    /// Parses a `redis-sentinel://` or `redis-cluster://` URL; `None` for any other scheme.
-    pub fn parse(text: &str) -> Option<Result<Self, String>> {
-        let (scheme, rest) = text.split_once("://")?;
-        let sentinel = match scheme {
-            "redis-sentinel" => true,
-            "redis-cluster" => false,
-            _ => return None,
-        };
-        Some(Self::parse_parts(sentinel, rest))
-    }
-
-    fn parse_parts(sentinel: bool, rest: &str) -> Result<Self, String> {
-        let shape = if sentinel {
-            "redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE_NAME[/DB]"
-        } else {
-            "redis-cluster://HOST:PORT[,HOST:PORT…]"
-        };
-        // The userinfo ends at the last `@`: a password may hold `/`, `?`, `#`, `:` and `@`
-        // unescaped (as `openssl rand -base64` makes them), and a node list never holds `@`.
-        // Nothing of the URL is quoted in an error: what is wrong is said by its shape.
-        let (userinfo, after) = crate::config::split_userinfo(rest);
-        if after.contains(['?', '#']) {
-            return Err(format!("takes no query or fragment: expected {shape}"));
-        }
-        let (hosts, path) = match after.find('/') {
-            Some(at) => after.split_at(at),
-            None => (after, ""),
-        };
-        let (username, password) = match userinfo {
-            None => (None, None),
-            Some(userinfo) => {
-                let (user, password) = match userinfo.split_once(':') {
-                    Some((user, password)) => (user, Some(decode(password)?)),
-                    None => (userinfo, None),
-                };
-                let user = decode(user)?;
-                ((!user.is_empty()).then_some(user), password)
-            }
-        };
-        let default_port = if sentinel { 26_379 } else { 6_379 };
-        let nodes = hosts
-            .split(',')
-            .enumerate()
-            .map(|(i, node)| {
-                parse_node(node, default_port).map_err(|e| format!("node {}{e}", i + 1))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("{e}: expected {shape}"))?;
-        let segments: Vec<&str> = path
-            .trim_start_matches('/')
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .collect();
-        let kind = if sentinel {
-            let (service, db) = match segments.as_slice() {
-                [service] => (*service, 0),
-                [service, db] => (
-                    *service,
-                    db.parse::<u8>().map_err(|_| {
-                        "the database after the service name is not a number from 0 to 255"
-                            .to_owned()
-                    })?,
-                ),
-                _ => {
-                    return Err(format!(
-                        "needs the primary's service name: expected {shape}"
-                    ));
-                }
-            };
-            FleetKind::Sentinel {
-                service: decode(service)?,
-                db,
-            }
-        } else {
-            if !segments.is_empty() {
-                return Err(format!(
-                    "a cluster has database 0 only, so the URL takes no path: expected {shape}"
-                ));
-            }
-            FleetKind::Cluster
-        };
-        Ok(Self {
-            kind,
-            nodes,
-            username,
-            password,
-        })
-    }
-
-    /// The password, decoded (for tests of the parser; never shown).
-    #[cfg(test)]
-    pub(crate) fn password(&self) -> Option<&str> {
-        self.password.as_deref()
-    }
-
     /// fred's configuration for this deployment.
     fn config(&self) -> RedisConfig {
         let hosts = self
@@ -182,78 +59,9 @@ impl FleetUrl {
             server,
             database,
             username: self.username.clone(),
-            password: self.password.clone(),
+            password: self.password().map(str::to_owned),
             ..RedisConfig::default()
         }
-    }
-}
-
-/// `%XX` escapes decoded, as in any URL's userinfo and path.
-fn decode(text: &str) -> Result<String, String> {
-    percent_encoding::percent_decode_str(text)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| "a percent-escape decodes to something that is not UTF-8".to_owned())
-}
-
-/// `HOST:PORT`, `HOST` (the default port) or `[IPv6]:PORT`. An error says what is wrong
-/// by shape (after "node N"), never quoting the node.
-fn parse_node(node: &str, default_port: u16) -> Result<(String, u16), String> {
-    let node = node.trim();
-    let (host, port) = if let Some(rest) = node.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| " opens a [ without closing it".to_owned())?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match node.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (node, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(" has no host: not HOST:PORT".to_owned());
-    }
-    if host.contains(['@', ' ', '/']) {
-        return Err(" is not HOST:PORT".to_owned());
-    }
-    let port = match port {
-        None => default_port,
-        Some(port) => port
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| " has no port number from 1 to 65535".to_owned())?,
-    };
-    Ok((host.to_owned(), port))
-}
-
-/// Shows the scheme, the nodes and the path, never a user or password.
-impl fmt::Display for FleetUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = match self.kind {
-            FleetKind::Sentinel { .. } => "redis-sentinel",
-            FleetKind::Cluster => "redis-cluster",
-        };
-        write!(f, "{scheme}://")?;
-        for (i, (host, port)) in self.nodes.iter().enumerate() {
-            let comma = if i == 0 { "" } else { "," };
-            if host.contains(':') {
-                write!(f, "{comma}[{host}]:{port}")?;
-            } else {
-                write!(f, "{comma}{host}:{port}")?;
-            }
-        }
-        match &self.kind {
-            FleetKind::Sentinel { service, db } => write!(f, "/{service}/{db}"),
-            FleetKind::Cluster => Ok(()),
-        }
-    }
-}
-
-impl fmt::Debug for FleetUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FleetUrl({self})")
     }
 }
 
@@ -267,7 +75,7 @@ pub struct RedisConnectError {
 }
 
 /// A connected pool of `size` clients for `url` (`redis://`, `rediss://`, Sentinel or
-/// Cluster), bounded: a command fails after [`STORE_TIMEOUT`] instead of queueing for a whole
+/// Cluster), bounded: a command fails after `STORE_TIMEOUT` instead of queueing for a whole
 /// outage, and a lost connection is retried at least every second for as long as it takes
 /// (each retry asks the sentinels afresh). A store that is not Redis is an error.
 pub async fn connect(url: &StoreUrl, size: usize) -> Result<Pool, RedisConnectError> {
@@ -304,7 +112,7 @@ async fn sentinel_clients(fleet: &FleetUrl) -> Result<Vec<Client>, RedisConnectE
         let config = RedisConfig {
             server: ServerConfig::new_centralized(host.as_str(), *port),
             username: fleet.username.clone(),
-            password: fleet.password.clone(),
+            password: fleet.password().map(str::to_owned),
             fail_fast: false,
             ..RedisConfig::default()
         };
@@ -400,128 +208,24 @@ async fn connect_with(config: RedisConfig, size: usize) -> Result<Pool, RedisCon
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<FleetUrl, String> {
-        FleetUrl::parse(text).expect("a fleet scheme")
-    }
-
     #[test]
-    fn sentinel_urls_name_the_sentinels_the_service_and_a_database() {
-        let url = parse("redis-sentinel://:s%40cret@10.0.0.1:26380,sentinel-b,[::1]:5/mymaster/3")
-            .unwrap();
-        assert_eq!(
-            url.nodes,
-            [
-                ("10.0.0.1".to_owned(), 26_380),
-                ("sentinel-b".to_owned(), 26_379),
-                ("::1".to_owned(), 5)
-            ]
-        );
-        assert_eq!(
-            url.kind,
-            FleetKind::Sentinel {
-                service: "mymaster".into(),
-                db: 3
-            }
-        );
-        assert_eq!(url.password.as_deref(), Some("s@cret"));
-        assert_eq!(url.username, None);
-        let shown = format!("{url} {url:?}");
-        assert_eq!(
-            url.to_string(),
-            "redis-sentinel://10.0.0.1:26380,sentinel-b:26379,[::1]:5/mymaster/3"
-        );
-        assert!(!shown.contains("cret"), "{shown}");
-        assert_eq!(
-            parse("redis-sentinel://app:pw@h:1/svc").unwrap().kind,
-            FleetKind::Sentinel {
-                service: "svc".into(),
-                db: 0
-            }
-        );
-    }
-
-    #[test]
-    fn cluster_urls_name_nodes_and_nothing_else() {
-        let url = parse("redis-cluster://a:7000,b:7001").unwrap();
-        assert_eq!(url.kind, FleetKind::Cluster);
-        assert_eq!(url.to_string(), "redis-cluster://a:7000,b:7001");
+    fn fred_is_given_every_node_and_the_password() {
+        let fleet = |text: &str| match FleetUrl::parse(text) {
+            Some(Ok(url)) => url,
+            other => panic!("{text}: {other:?}"),
+        };
+        let cluster = fleet("redis-cluster://a:7000,b:7001").config();
         assert!(matches!(
-            url.config().server,
+            cluster.server,
             ServerConfig::Clustered { ref hosts, .. } if hosts.len() == 2
         ));
-    }
-
-    #[test]
-    fn malformed_fleet_urls_are_refused_with_the_expected_shape() {
-        for bad in [
-            "redis-sentinel://h:1",
-            "redis-sentinel://h:1/",
-            "redis-sentinel://h:1/svc/db9",
-            "redis-sentinel://h:1/svc/0/x",
-            "redis-sentinel://h:0/svc",
-            "redis-sentinel://h:x/svc",
-            "redis-sentinel:///svc",
-            "redis-sentinel://a:1,,b:2/svc",
-            "redis-cluster://a:1/0",
-            "redis-cluster://a:1?x=y",
-            "redis-cluster://[::1:7000",
-            "redis-cluster://",
-        ] {
-            let err = parse(bad).unwrap_err();
-            assert!(
-                err.contains("expected") || err.contains("database"),
-                "{bad}: {err}"
-            );
-        }
-        assert!(FleetUrl::parse("redis://h:1").is_none());
-    }
-
-    #[test]
-    fn errors_say_what_is_wrong_by_shape_and_quote_no_piece_of_the_url() {
-        // Before, `"user:hun" has no port number…`: the authority ended at the first `/`.
-        for (bad, says) in [
-            (
-                "redis-sentinel://user:hun/ter2@h:x/svc",
-                "node 1 has no port number",
-            ),
-            ("redis-sentinel://user:hun/ter2@h:1", "service name"),
-            ("redis-sentinel://user:hun?ter2@h:1/svc/db9", "database"),
-            (
-                "redis-cluster://user:hun#ter2@a:1,,b:2",
-                "node 2 has no host",
-            ),
-            (
-                "redis-cluster://user:hun@ter2@a:1,[::1:2",
-                "node 2 opens a [",
-            ),
-            ("redis-cluster://user:hun:ter2@a:1?x=y", "no query"),
-            ("redis-cluster://user:hun%ter2@a:1/0", "no path"),
-        ] {
-            let err = parse(bad).unwrap_err();
-            assert!(err.contains(says), "{bad}: {err}");
-            for piece in ["user", "hun", "ter2", "svc", "db9"] {
-                assert!(!err.contains(piece), "{bad}: {piece} in {err}");
-            }
-        }
-    }
-
-    #[test]
-    fn a_password_holding_slash_hash_question_at_colon_or_percent_is_read_whole() {
-        for (raw, read) in [
-            ("a/b", "a/b"),
-            ("a#b", "a#b"),
-            ("a?b", "a?b"),
-            ("a@b", "a@b"),
-            ("a:b", "a:b"),
-            ("a%2Fb", "a/b"),
-            ("a/b#c?d@e:f", "a/b#c?d@e:f"),
-        ] {
-            let url = parse(&format!("redis-sentinel://app:{raw}@h1:1,h2:2/svc/3")).unwrap();
-            assert_eq!(url.password.as_deref(), Some(read), "{raw}");
-            assert_eq!(url.username.as_deref(), Some("app"));
-            assert_eq!(url.to_string(), "redis-sentinel://h1:1,h2:2/svc/3");
-            let url = parse(&format!("redis-cluster://:{raw}@n:7000")).unwrap();
-            assert_eq!(url.password.as_deref(), Some(read), "{raw}");
-        }
+        let sentinel = fleet("redis-sentinel://app:s%40cret@s1:1,s2:2/svc/3").config();
+        assert!(matches!(
+            sentinel.server,
+            ServerConfig::Sentinel { ref hosts, ref service_name } if hosts.len() == 2 && service_name == "svc"
+        ));
+        assert_eq!(sentinel.database, Some(3));
+        assert_eq!(sentinel.username.as_deref(), Some("app"));
+        assert_eq!(sentinel.password.as_deref(), Some("s@cret"));
     }
 }

@@ -225,7 +225,7 @@ fn open_reader(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection>
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    connection.busy_timeout(super::connect::STORE_TIMEOUT)?;
+    connection.busy_timeout(crate::limits::STORE_TIMEOUT)?;
     Ok(connection)
 }
 
