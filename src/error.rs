@@ -42,6 +42,14 @@ pub enum AppError {
     /// 503 `session_store_unavailable`: the session store failed.
     #[error("the session store is unavailable; try again shortly")]
     SessionStore(#[from] tower_sessions::session_store::Error),
+    /// 503 `session_layer_missing`: a programming error of the host app, not of the person
+    /// asking: no session layer of this crate's tower-sessions (0.14) surrounds the route.
+    /// The service itself never answers it.
+    #[error(
+        "no session layer of tower-sessions 0.14 surrounds this route: wrap the app in \
+         `LinkedInSignIn::session_layer` (a layer of another tower-sessions version is not seen)"
+    )]
+    SessionLayerMissing,
     /// 404 `not_found`.
     #[error("there is nothing at this address")]
     NotFound,
@@ -113,6 +121,7 @@ impl AppError {
             }
             Self::Upstream(err) => (StatusCode::BAD_GATEWAY, err.code()),
             Self::SessionStore(_) => (StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable"),
+            Self::SessionLayerMissing => (StatusCode::SERVICE_UNAVAILABLE, "session_layer_missing"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -163,6 +172,7 @@ impl AppError {
             Self::Upstream(UpstreamError::Malformed(String::new())),
             Self::Upstream(UpstreamError::Timeout(0)),
             Self::SessionStore(tower_sessions::session_store::Error::Backend(String::new())),
+            Self::SessionLayerMissing,
             Self::NotFound,
             Self::PayloadTooLarge(0),
             Self::MethodNotAllowed {
@@ -188,7 +198,7 @@ impl AppError {
 
     /// How many variants [`AppError::variant`] numbers.
     #[cfg(test)]
-    const VARIANTS: u8 = 17;
+    const VARIANTS: u8 = 18;
 
     /// The variant's number (and the nested error's, where it carries codes of its own), for
     /// `every_variant_has_a_sample`. A new variant takes the next number, raises
@@ -228,6 +238,7 @@ impl AppError {
             Self::InvalidParameter(_) => (14, 0),
             Self::Rejected { .. } => (15, 0),
             Self::JsapiNotConfigured => (16, 0),
+            Self::SessionLayerMissing => (17, 0),
         }
     }
 

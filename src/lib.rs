@@ -8,15 +8,17 @@
 //! [`LinkedInSignIn`] is built from code ([`LinkedInSignIn::builder`]) or from the service's
 //! variables ([`LinkedInSignIn::from_env`]). Its [`router`](LinkedInSignIn::router) serves
 //! `GET /auth/linkedin`, `GET /auth/linkedin/callback`, `POST /token-exchange` (with
-//! [`SignInBuilder::jsapi`]), `GET /session`, `GET /me` and `POST /logout`. Your own
-//! `tower_sessions::SessionManagerLayer`, over any store, must wrap it; [`Connected`] (401
-//! `not_connected` without a member) and [`MemberSession`] work in your own handlers, whatever
-//! your state type.
+//! [`SignInBuilder::jsapi`]), `GET /session`, `GET /me` and `POST /logout`. Wrap your app in
+//! its [`session_layer`](LinkedInSignIn::session_layer), over any store of tower-sessions
+//! 0.14 (re-exported here as [`tower_sessions`]: a layer of another version is not seen, and
+//! every route then answers 503 `session_layer_missing`). [`Connected`] (401 `not_connected`
+//! without a member) and [`MemberSession`] then work in your own handlers, whatever your state
+//! type, with nothing else added by hand.
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
 //! use linkedin_token_exchange::{Connected, LinkedInSignIn};
-//! use tower_sessions::{MemoryStore, SessionManagerLayer};
+//! use linkedin_token_exchange::tower_sessions::MemoryStore;
 //!
 //! async fn private(Connected(member): Connected) -> String {
 //!     format!("Hello, {}", member.member_id)
@@ -30,8 +32,7 @@
 //! let app = Router::new()
 //!     .route("/private", get(private))
 //!     .merge(sign_in.router())
-//!     .layer(axum::Extension(sign_in.session_policy()))
-//!     .layer(SessionManagerLayer::new(MemoryStore::default()));
+//!     .layer(sign_in.session_layer(MemoryStore::default()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
@@ -79,3 +80,6 @@ pub mod tls;
 
 pub use session::{Connected, Credentials, Flow, Member, MemberSession, SessionPolicy};
 pub use sign_in::{LinkedInSignIn, SignInBuilder};
+/// The tower-sessions this crate's extractors read (0.14): build your store and layer with
+/// it, not with another version.
+pub use tower_sessions;

@@ -1,8 +1,8 @@
 //! The library's front door: [`LinkedInSignIn`], configured from code
 //! ([`LinkedInSignIn::builder`]) or from the service's own variables
 //! ([`LinkedInSignIn::from_env`], [`LinkedInSignIn::from_config`]), gives the sign-in and
-//! member routes as one [`Router`] for any axum app. The host brings the session layer (any
-//! `tower_sessions::SessionManagerLayer`); the routes only need a `Session` in the request.
+//! member routes as one [`Router`] for any axum app, and the session layer to wrap it in
+//! ([`LinkedInSignIn::session_layer`], over any store of tower-sessions 0.14).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::{Extension, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_sessions::{SessionManagerLayer, SessionStore};
 use url::Url;
 
 use crate::config::{AppCredentials, Config, ConfigError, PkceMode, RateLimit};
@@ -148,14 +149,29 @@ impl LinkedInSignIn {
     /// The sign-in and member routes, with the same-origin check on state-changing requests,
     /// the sign-in rate limit and `Cache-Control: no-store`. Merge it into the host's router
     /// or nest it under a prefix (then set [`SignInBuilder::redirect_url`] to the nested
-    /// callback). The host's session layer must wrap it.
+    /// callback). A session layer must wrap it and the host's own routes that extract
+    /// [`Connected`](crate::Connected): [`LinkedInSignIn::session_layer`]. Without one, every
+    /// route answers 503 `session_layer_missing`, naming the cause.
     pub fn router(&self) -> Router {
         routes(self.state.clone())
     }
 
-    /// The session rules (the idle limit) the extractors apply. Add
-    /// `Extension(sign_in.session_policy())` over the host's own routes to give them the
-    /// configured idle limit; without it they use the default (24 hours).
+    /// The session layer to wrap the app in (the router and the host's own routes), over
+    /// `store` (any store of tower-sessions 0.14, re-exported as [`tower_sessions`]): the
+    /// cookie `__Host-lte_session`, `Secure`, `HttpOnly`, `SameSite=Lax`, `Path=/`, ended
+    /// after [`SignInBuilder::session_idle`] of inactivity. `Lax`, not tower-sessions' default `Strict`: the browser comes back from
+    /// LinkedIn, another site, and must bring the cookie that holds the pending sign-in, or
+    /// the callback ends in `oidc_state_mismatch`. Browsers keep a `Secure` cookie over
+    /// HTTPS, and over plain HTTP on `localhost` or a loopback address only. The host's own
+    /// handlers then apply the same idle limit, with nothing added by hand.
+    pub fn session_layer<S: SessionStore>(&self, store: S) -> SessionManagerLayer<S> {
+        crate::session::layer(store, self.state.policy(), None)
+    }
+
+    /// The session rules (the idle limit) the extractors apply. Not needed with
+    /// [`LinkedInSignIn::session_layer`], whose inactivity expiry the extractors read: an
+    /// `Extension(sign_in.session_policy())` over routes overrides it (without either, the
+    /// default of 24 hours).
     pub fn session_policy(&self) -> SessionPolicy {
         self.state.policy()
     }

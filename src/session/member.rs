@@ -301,8 +301,12 @@ fn store_error(err: tower_sessions::session::Error) -> session_store::Error {
     }
 }
 
-/// Needs a session layer (any `tower_sessions::SessionManagerLayer`) over the route; the
-/// policy comes from an `Extension<SessionPolicy>` when one is set, else the default.
+/// Needs a session layer of this crate's tower-sessions (0.14; re-exported as
+/// `linkedin_token_exchange::tower_sessions`, ready-made by `LinkedInSignIn::session_layer`)
+/// over the route: without one, 503 `session_layer_missing`, logged at error once. The
+/// policy is the first of: an `Extension<SessionPolicy>` (the sign-in router sets one), the
+/// session layer's inactivity expiry, the default. It is kept in the request, so every
+/// extractor of one request applies the same.
 impl<S> FromRequestParts<S> for MemberSession
 where
     S: Send + Sync,
@@ -310,17 +314,36 @@ where
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
-        let session = parts.extensions.get::<Session>().cloned().ok_or_else(|| {
-            AppError::SessionStore(session_store::Error::Backend(
-                "this route has no session layer".into(),
-            ))
-        })?;
-        let policy = parts
-            .extensions
-            .get::<SessionPolicy>()
-            .copied()
-            .unwrap_or_default();
+        let Some(session) = parts.extensions.get::<Session>().cloned() else {
+            static LOGGED: std::sync::Once = std::sync::Once::new();
+            LOGGED.call_once(|| {
+                tracing::error!("{} (this is logged once)", AppError::SessionLayerMissing);
+            });
+            return Err(AppError::SessionLayerMissing);
+        };
+        let policy = match parts.extensions.get::<SessionPolicy>() {
+            Some(policy) => *policy,
+            None => {
+                let policy = SessionPolicy::of_layer(session.expiry()).unwrap_or_default();
+                parts.extensions.insert(policy);
+                policy
+            }
+        };
         Ok(Self::new(session, policy))
+    }
+}
+
+impl SessionPolicy {
+    /// The policy a session layer's expiry implies: its inactivity limit, when it has one.
+    fn of_layer(expiry: Option<Expiry>) -> Option<Self> {
+        match expiry {
+            Some(Expiry::OnInactivity(idle)) => Some(Self {
+                idle: Duration::try_from(idle)
+                    .ok()
+                    .filter(|idle| !idle.is_zero())?,
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -356,6 +379,18 @@ mod tests {
                 oauth_token_secret: Secret::new("s3cr3t"),
             },
         }
+    }
+
+    #[test]
+    fn the_policy_follows_the_layers_inactivity_expiry_only() {
+        let idle = SessionPolicy::of_layer(Some(Expiry::OnInactivity(time::Duration::minutes(5))));
+        assert_eq!(idle.map(|p| p.idle), Some(Duration::from_secs(300)));
+        assert!(SessionPolicy::of_layer(None).is_none());
+        assert!(SessionPolicy::of_layer(Some(Expiry::OnSessionEnd)).is_none());
+        let at = Expiry::AtDateTime(OffsetDateTime::from_unix_timestamp(0).unwrap());
+        assert!(SessionPolicy::of_layer(Some(at)).is_none());
+        let negative = Expiry::OnInactivity(time::Duration::seconds(-1));
+        assert!(SessionPolicy::of_layer(Some(negative)).is_none());
     }
 
     #[test]

@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
 
 pub mod backend;
 pub mod connect;
@@ -63,12 +63,14 @@ pub fn cookie_name(domain: Option<&str>) -> &'static str {
 }
 
 /// The session layer with the cookie rules: `Secure`, `HttpOnly`, `SameSite=Lax`, path `/`,
-/// an inactivity expiry, and `Domain` when `domain` is given.
-pub fn layer(
-    backend: SessionBackend,
+/// an inactivity expiry, and `Domain` when `domain` is given. `Lax`, not tower-sessions'
+/// default `Strict`: the browser comes back from the provider (another site) on a top-level
+/// redirect, and must bring the cookie that holds the pending sign-in.
+pub fn layer<S: SessionStore>(
+    backend: S,
     policy: SessionPolicy,
     domain: Option<&str>,
-) -> SessionManagerLayer<SessionBackend> {
+) -> SessionManagerLayer<S> {
     let layer = SessionManagerLayer::new(backend)
         .with_name(cookie_name(domain))
         .with_secure(true)

@@ -1,20 +1,21 @@
 //! An existing axum app (a public `/` and a protected `/private`) that adds "Sign in with
-//! LinkedIn" with `linkedin-token-exchange`'s builder, behind its own session layer.
+//! LinkedIn" with `linkedin-token-exchange`'s builder, behind the session layer the library
+//! makes (over the host's choice of store).
 
 use axum::Router;
 use axum::routing::get;
+use linkedin_token_exchange::tower_sessions::MemoryStore;
 use linkedin_token_exchange::{Connected, Credentials, LinkedInSignIn};
-use tower_sessions::{MemoryStore, SessionManagerLayer};
 
-/// The app: its own routes, the sign-in routes merged in, and its own session layer over all
-/// of them. `secure` is false only for plain HTTP on a loopback address (tests, local runs).
-pub fn app(sign_in: &LinkedInSignIn, secure: bool) -> Router {
+/// The app: its own routes, the sign-in routes merged in, and the library's session layer
+/// (`Secure`: browsers keep it over HTTPS, and over plain HTTP on a loopback address) over
+/// all of them.
+pub fn app(sign_in: &LinkedInSignIn) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/private", get(private))
         .merge(sign_in.router())
-        .layer(axum::Extension(sign_in.session_policy()))
-        .layer(SessionManagerLayer::new(MemoryStore::default()).with_secure(secure))
+        .layer(sign_in.session_layer(MemoryStore::default()))
 }
 
 async fn home() -> &'static str {

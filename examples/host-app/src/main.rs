@@ -14,11 +14,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let secure = sign_in
-        .public_origins()
-        .first()
-        .is_some_and(|origin| origin.starts_with("https://"));
-    let app = host_app::app(&sign_in, secure);
+    let app = host_app::app(&sign_in);
     let listener = match tokio::net::TcpListener::bind("127.0.0.1:3000").await {
         Ok(listener) => listener,
         Err(err) => {

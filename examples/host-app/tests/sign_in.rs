@@ -20,7 +20,7 @@ async fn serve() -> String {
         .issuer(sandbox.issuer())
         .build()
         .unwrap();
-    let app = host_app::app(&sign_in, false).nest("/sandbox", sandbox.router());
+    let app = host_app::app(&sign_in).nest("/sandbox", sandbox.router());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     origin
 }
@@ -157,4 +157,134 @@ async fn a_sign_in_from_another_browser_does_not_open_the_private_page() {
         .await
         .unwrap();
     assert_eq!(private.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Serves the sandbox alone on a second loopback port (another origin, as LinkedIn is), and
+/// the host app on a first one; the app's origin and the sandbox's.
+async fn serve_with_the_sandbox_elsewhere() -> (String, String) {
+    let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox_origin = format!("http://{}", sandbox_listener.local_addr().unwrap());
+    let sandbox = Sandbox::new(format!("{sandbox_origin}/sandbox").parse().unwrap());
+    let sandbox_app = axum::Router::new().nest("/sandbox", sandbox.router());
+    tokio::spawn(async move { axum::serve(sandbox_listener, sandbox_app).await.unwrap() });
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    assert_ne!(origin, sandbox_origin);
+    let sign_in = LinkedInSignIn::builder()
+        .public_origin(&origin)
+        .oidc(sandbox.client_id(), sandbox.client_secret())
+        .issuer(sandbox.issuer())
+        .session_idle(std::time::Duration::from_secs(5 * 60))
+        .build()
+        .unwrap();
+    let app = host_app::app(&sign_in);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (origin, sandbox_origin)
+}
+
+#[tokio::test]
+async fn a_member_signs_in_through_a_sandbox_on_another_origin_with_the_ready_made_layer() {
+    let (origin, sandbox_origin) = serve_with_the_sandbox_elsewhere().await;
+    let http = client();
+
+    let start = http
+        .get(format!("{origin}/auth/linkedin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::FOUND);
+    // The session cookie as `LinkedInSignIn::session_layer` makes it: a browser sends it
+    // back on the provider's top-level redirect (Lax, not Strict), only over HTTPS (or
+    // loopback), never to scripts, and only to this host.
+    let cookie = start.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["__Host-", "SameSite=Lax", "Secure", "HttpOnly", "Path=/"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    let authorization = location(&start);
+    assert!(
+        authorization.starts_with(&format!("{sandbox_origin}/sandbox/oauth/v2/authorization")),
+        "{authorization}"
+    );
+    let page = http
+        .get(&authorization)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let form: Vec<(&str, String)> = [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "state",
+        "scope",
+    ]
+    .into_iter()
+    .map(|name| (name, hidden(&page, name)))
+    .chain([
+        ("sandbox_member", "SandboxAda".to_owned()),
+        ("decision", "allow".to_owned()),
+    ])
+    .collect();
+    let allowed = http.post(&authorization).form(&form).send().await.unwrap();
+    assert_eq!(allowed.status(), StatusCode::FOUND);
+    let callback = location(&allowed);
+    assert!(callback.starts_with(&format!("{origin}/auth/linkedin/callback?code=")));
+    let back = http.get(&callback).send().await.unwrap();
+    assert_eq!(
+        back.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        back.text().await.unwrap()
+    );
+
+    // The host's own handler, beside the library's routes and with nothing added by hand,
+    // applies the builder's idle limit (5 minutes) to the session it extends.
+    let after = http.get(format!("{origin}/private")).send().await.unwrap();
+    assert_eq!(after.status(), StatusCode::OK);
+    let extended = after.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let max_age: u64 = extended
+        .split("; ")
+        .find_map(|attribute| attribute.strip_prefix("Max-Age="))
+        .unwrap_or_else(|| panic!("Max-Age in {extended}"))
+        .parse()
+        .unwrap();
+    assert!((250..=300).contains(&max_age), "{extended}");
+    assert_eq!(after.text().await.unwrap(), "Hello, Ada Lovelace");
+}
+
+#[tokio::test]
+async fn a_host_without_a_session_layer_is_told_the_cause() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let sandbox = Sandbox::new(format!("{origin}/sandbox").parse().unwrap());
+    let sign_in = LinkedInSignIn::builder()
+        .public_origin(&origin)
+        .oidc(sandbox.client_id(), sandbox.client_secret())
+        .issuer(sandbox.issuer())
+        .build()
+        .unwrap();
+    async fn private(
+        linkedin_token_exchange::Connected(member): linkedin_token_exchange::Connected,
+    ) -> String {
+        member.member_id
+    }
+    // The sign-in routes and a handler of the host's, with no session layer around them.
+    let app = axum::Router::new()
+        .route("/private", axum::routing::get(private))
+        .merge(sign_in.router())
+        .nest("/sandbox", sandbox.router());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = client();
+    for path in ["/private", "/auth/linkedin", "/session"] {
+        let response = http.get(format!("{origin}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("\"session_layer_missing\""), "{path}: {body}");
+        assert!(body.contains("tower-sessions 0.14"), "{path}: {body}");
+        assert!(body.contains("session_layer"), "{path}: {body}");
+        assert!(!body.contains("try again"), "{path}: {body}");
+    }
 }
