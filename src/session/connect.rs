@@ -126,13 +126,14 @@ impl Store {
                     }
                 };
                 let store = PostgresStore::new(pool.clone());
-                one_migration_at_a_time(&pool, store.migrate())
+                // The store's table, then the sweeper's index on it.
+                let migrate = async {
+                    store.migrate().await?;
+                    Sweeper::Postgres(pool.clone()).start().await
+                };
+                one_migration_at_a_time(&pool, migrate)
                     .await
                     .and_then(|migrated| migrated)
-                    .map_err(|e| fail("migration failed", &e))?;
-                Sweeper::Postgres(pool.clone())
-                    .start()
-                    .await
                     .map_err(|e| fail("migration failed", &e))?;
                 (
                     Self::Postgres(PostgresSessions::new(store, pool.clone())),
@@ -207,9 +208,10 @@ fn prepare_private_file(path: &std::path::Path) -> std::io::Result<()> {
 
 /// Runs `migrate` while this instance holds the advisory lock the member index's migration
 /// takes too ([`MIGRATION_LOCK`]), released when its transaction ends. tower-sessions'
-/// migration takes no lock of its own: instances starting at once on a database no one had
-/// migrated raced on PostgreSQL's catalog ("duplicate key value violates unique constraint
-/// pg_class_relname_nsp_index"), as a fleet's first deployment starts.
+/// migration, and the sweeper's `create index if not exists`, take no lock of their own:
+/// instances starting at once on a database no one had migrated raced on PostgreSQL's catalog
+/// ("duplicate key value violates unique constraint pg_class_relname_nsp_index"), as a
+/// fleet's first deployment starts.
 async fn one_migration_at_a_time<T>(
     pool: &sqlx::PgPool,
     migrate: impl std::future::Future<Output = T>,
