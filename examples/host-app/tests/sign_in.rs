@@ -52,6 +52,33 @@ fn hidden(page: &str, name: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// Loads the consent page at `authorization` and allows it (as `member`, when given), as its
+/// form does: the provider's answer, a 302 back to the app.
+async fn allow(
+    http: &reqwest::Client,
+    authorization: &str,
+    member: Option<&str>,
+) -> reqwest::Response {
+    let consent = http.get(authorization).send().await.unwrap();
+    assert_eq!(consent.status(), StatusCode::OK);
+    let page = consent.text().await.unwrap();
+    let mut form: Vec<(&str, String)> = [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "state",
+        "scope",
+    ]
+    .into_iter()
+    .map(|name| (name, hidden(&page, name)))
+    .collect();
+    if let Some(member) = member {
+        form.push(("sandbox_member", member.to_owned()));
+    }
+    form.push(("decision", "allow".to_owned()));
+    http.post(authorization).form(&form).send().await.unwrap()
+}
+
 #[tokio::test]
 async fn a_member_signs_in_through_the_sandbox_and_reaches_the_private_page() {
     let origin = serve().await;
@@ -72,25 +99,7 @@ async fn a_member_signs_in_through_the_sandbox_and_reaches_the_private_page() {
     let authorization = location(&start);
     assert!(authorization.starts_with(&format!("{origin}/sandbox/oauth/v2/authorization")));
 
-    let consent = http.get(&authorization).send().await.unwrap();
-    assert_eq!(consent.status(), StatusCode::OK);
-    let page = consent.text().await.unwrap();
-    let form: Vec<(&str, String)> = [
-        "response_type",
-        "client_id",
-        "redirect_uri",
-        "state",
-        "scope",
-    ]
-    .into_iter()
-    .map(|name| (name, hidden(&page, name)))
-    .chain([
-        ("sandbox_member", "SandboxAda".to_owned()),
-        ("decision", "allow".to_owned()),
-    ])
-    .collect();
-    assert_eq!(form[2].1, format!("{origin}/auth/linkedin/callback"));
-    let allowed = http.post(&authorization).form(&form).send().await.unwrap();
+    let allowed = allow(&http, &authorization, Some("SandboxAda")).await;
     assert_eq!(allowed.status(), StatusCode::FOUND);
     let callback = location(&allowed);
     assert!(callback.starts_with(&format!("{origin}/auth/linkedin/callback?code=")));
@@ -122,26 +131,7 @@ async fn a_sign_in_from_another_browser_does_not_open_the_private_page() {
         .await
         .unwrap();
     let authorization = location(&start);
-    let page = alice
-        .get(&authorization)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let form: Vec<(&str, String)> = [
-        "response_type",
-        "client_id",
-        "redirect_uri",
-        "state",
-        "scope",
-    ]
-    .into_iter()
-    .map(|name| (name, hidden(&page, name)))
-    .chain([("decision", "allow".to_owned())])
-    .collect();
-    let allowed = alice.post(&authorization).form(&form).send().await.unwrap();
+    let allowed = allow(&alice, &authorization, None).await;
     // The callback carried to a browser that did not start the sign-in.
     let stolen = mallory
         .get(location(&allowed))
@@ -206,29 +196,7 @@ async fn a_member_signs_in_through_a_sandbox_on_another_origin_with_the_ready_ma
         authorization.starts_with(&format!("{sandbox_origin}/sandbox/oauth/v2/authorization")),
         "{authorization}"
     );
-    let page = http
-        .get(&authorization)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let form: Vec<(&str, String)> = [
-        "response_type",
-        "client_id",
-        "redirect_uri",
-        "state",
-        "scope",
-    ]
-    .into_iter()
-    .map(|name| (name, hidden(&page, name)))
-    .chain([
-        ("sandbox_member", "SandboxAda".to_owned()),
-        ("decision", "allow".to_owned()),
-    ])
-    .collect();
-    let allowed = http.post(&authorization).form(&form).send().await.unwrap();
+    let allowed = allow(&http, &authorization, Some("SandboxAda")).await;
     assert_eq!(allowed.status(), StatusCode::FOUND);
     let callback = location(&allowed);
     assert!(callback.starts_with(&format!("{origin}/auth/linkedin/callback?code=")));
