@@ -285,12 +285,8 @@ async fn members_seen_with(
     let page = raw
         .get(app.url("/"))
         .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .fetch_text()
+        .await;
     let page = page
         .split(r#"<strong id="member">"#)
         .nth(1)

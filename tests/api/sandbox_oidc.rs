@@ -545,12 +545,8 @@ async fn sandbox_member_on_the_page_reaches_the_openid_connect_sign_in() {
     let consent_page = sandbox
         .browser
         .get(authorization.clone())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .fetch_text()
+        .await;
     assert!(consent_page.contains(r#"value="Grace""#), "{consent_page}");
     let callback = consent(&sandbox.browser, &authorization, "allow", "Grace").await;
     assert!(query(&callback).contains_key("code"), "{callback}");

@@ -356,12 +356,8 @@ async fn the_sandbox_commands_root_names_the_registered_redirect_uri_when_one_is
     let page = sandbox
         .client()
         .get(format!("{origin}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .fetch_text()
+        .await;
     assert!(page.contains(callback), "{page}");
     assert!(page.contains("my-client"), "{page}");
     assert!(!page.contains("client-secret-from-env"), "{page}");

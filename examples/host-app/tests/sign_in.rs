@@ -79,6 +79,22 @@ async fn allow(
     http.post(authorization).form(&form).send().await.unwrap()
 }
 
+/// Allows the consent page at `authorization` as SandboxAda and follows the provider's 302 to
+/// the app at `origin`'s callback: the callback's answer, a 303 (checked).
+async fn allow_and_come_back(
+    http: &reqwest::Client,
+    authorization: &str,
+    origin: &str,
+) -> reqwest::Response {
+    let allowed = allow(http, authorization, Some("SandboxAda")).await;
+    assert_eq!(allowed.status(), StatusCode::FOUND);
+    let callback = location(&allowed);
+    assert!(callback.starts_with(&format!("{origin}/auth/linkedin/callback?code=")));
+    let back = http.get(&callback).send().await.unwrap();
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    back
+}
+
 #[tokio::test]
 async fn a_member_signs_in_through_the_sandbox_and_reaches_the_private_page() {
     let origin = serve().await;
@@ -99,18 +115,7 @@ async fn a_member_signs_in_through_the_sandbox_and_reaches_the_private_page() {
     let authorization = location(&start);
     assert!(authorization.starts_with(&format!("{origin}/sandbox/oauth/v2/authorization")));
 
-    let allowed = allow(&http, &authorization, Some("SandboxAda")).await;
-    assert_eq!(allowed.status(), StatusCode::FOUND);
-    let callback = location(&allowed);
-    assert!(callback.starts_with(&format!("{origin}/auth/linkedin/callback?code=")));
-
-    let back = http.get(&callback).send().await.unwrap();
-    assert_eq!(
-        back.status(),
-        StatusCode::SEE_OTHER,
-        "{}",
-        back.text().await.unwrap()
-    );
+    let back = allow_and_come_back(&http, &authorization, &origin).await;
     assert_eq!(location(&back), "/");
 
     let after = http.get(format!("{origin}/private")).send().await.unwrap();
@@ -196,17 +201,7 @@ async fn a_member_signs_in_through_a_sandbox_on_another_origin_with_the_ready_ma
         authorization.starts_with(&format!("{sandbox_origin}/sandbox/oauth/v2/authorization")),
         "{authorization}"
     );
-    let allowed = allow(&http, &authorization, Some("SandboxAda")).await;
-    assert_eq!(allowed.status(), StatusCode::FOUND);
-    let callback = location(&allowed);
-    assert!(callback.starts_with(&format!("{origin}/auth/linkedin/callback?code=")));
-    let back = http.get(&callback).send().await.unwrap();
-    assert_eq!(
-        back.status(),
-        StatusCode::SEE_OTHER,
-        "{}",
-        back.text().await.unwrap()
-    );
+    allow_and_come_back(&http, &authorization, &origin).await;
 
     // The host's own handler, beside the library's routes and with nothing added by hand,
     // applies the builder's idle limit (5 minutes) to the session it extends.

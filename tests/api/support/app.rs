@@ -225,11 +225,17 @@ pub fn session_set_cookie(response: &reqwest::Response) -> String {
 /// Sends a request and reads its JSON answer.
 pub trait FetchJson {
     fn fetch_json(self) -> impl std::future::Future<Output = Value>;
+    /// The answer's body as text, whatever its status.
+    fn fetch_text(self) -> impl std::future::Future<Output = String>;
 }
 
 impl FetchJson for reqwest::RequestBuilder {
     async fn fetch_json(self) -> Value {
         self.send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn fetch_text(self) -> String {
+        self.send().await.unwrap().text().await.unwrap()
     }
 }
 
