@@ -44,6 +44,7 @@ pub use linkedin::LinkedIn;
 pub use listen::Listen;
 pub use logging::Logging;
 pub use oidc::Oidc;
+pub use proxy::AllowedHosts;
 pub use sessions::Sessions;
 use store_url::with_escaped_userinfo;
 pub use store_url::{
@@ -123,6 +124,19 @@ pub enum PkceMode {
     On,
     /// Never.
     Off,
+}
+
+impl FromStr for PkceMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "on" => Ok(Self::On),
+            "off" => Ok(Self::Off),
+            _ => Err("expected auto, on or off".to_owned()),
+        }
+    }
 }
 
 /// The scopes LinkedIn retired for new apps, with what to ask for instead.
@@ -260,8 +274,31 @@ fn parse_log_filter(value: &str) -> Result<String, String> {
 /// A URL-valued variable (`LINKEDIN_OIDC_ISSUER`, the LinkedIn URLs, the OTLP endpoints), its
 /// userinfo read as [`StoreUrl`] reads a store's: a password holding `/`, `?`, `#` or `@`
 /// unescaped is the password, never a piece of the host or path.
-fn parse_url(value: &str) -> Result<Url, String> {
+pub fn parse_url(value: &str) -> Result<Url, String> {
     Url::parse(&with_escaped_userinfo(value.trim())).map_err(|e| e.to_string())
+}
+
+/// A public origin (`https://app.example.com`), as browsers send it in `Origin`: scheme,
+/// host and port (none for the scheme's default), no path.
+pub fn parse_origin(origin: &str) -> Result<String, String> {
+    let url = Url::parse(origin).map_err(|err| format!("{origin:?} is not an origin: {err}"))?;
+    if url.host().is_none() || !matches!(url.scheme(), "https" | "http") {
+        return Err(format!("{origin:?} is not an http(s) origin"));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+/// A JSAPI API key: it names a cookie (`linkedin_oauth_<API_KEY>`), so only letters, digits,
+/// `_` and `-`.
+pub fn check_api_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err("must be a non-empty key of letters, digits, '_' or '-'");
+    }
+    Ok(())
 }
 
 /// A configuration error: one line that names the variable.
@@ -422,7 +459,8 @@ impl Config {
         }
     }
 
-    /// A configuration with every default and no environment: the base that tests adjust.
+    /// A configuration with every default, for tests to adjust: parsed from no argument, so a
+    /// variable set in the process still applies (the service's tests set none).
     pub fn defaults() -> Self {
         Self::parse_from(["linkedin-token-exchange"])
     }

@@ -50,6 +50,15 @@ pub enum AppError {
          `LinkedInSignIn::session_layer` (a layer of another tower-sessions version is not seen)"
     )]
     SessionLayerMissing,
+    /// 500 `client_address_unknown`: a programming error of the host app: the sign-in rate
+    /// limit cannot see the client's address. The service itself never answers it.
+    #[error(
+        "the sign-in rate limit cannot see the client's address: serve the app with \
+         `into_make_service_with_connect_info::<SocketAddr>()`, or give \
+         `SignInBuilder::client_address`, or turn the limit off with \
+         `.rate_limit(RateLimit::Off)`"
+    )]
+    ClientAddressUnknown,
     /// 404 `not_found`.
     #[error("there is nothing at this address")]
     NotFound,
@@ -122,6 +131,9 @@ impl AppError {
             Self::Upstream(err) => (StatusCode::BAD_GATEWAY, err.code()),
             Self::SessionStore(_) => (StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable"),
             Self::SessionLayerMissing => (StatusCode::SERVICE_UNAVAILABLE, "session_layer_missing"),
+            Self::ClientAddressUnknown => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "client_address_unknown")
+            }
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -173,6 +185,7 @@ impl AppError {
             Self::Upstream(UpstreamError::Timeout(0)),
             Self::SessionStore(tower_sessions::session_store::Error::Backend(String::new())),
             Self::SessionLayerMissing,
+            Self::ClientAddressUnknown,
             Self::NotFound,
             Self::PayloadTooLarge(0),
             Self::MethodNotAllowed {
@@ -198,7 +211,7 @@ impl AppError {
 
     /// How many variants [`AppError::variant`] numbers.
     #[cfg(test)]
-    const VARIANTS: u8 = 18;
+    const VARIANTS: u8 = 19;
 
     /// The variant's number (and the nested error's, where it carries codes of its own), for
     /// `every_variant_has_a_sample`. A new variant takes the next number, raises
@@ -239,6 +252,7 @@ impl AppError {
             Self::Rejected { .. } => (15, 0),
             Self::JsapiNotConfigured => (16, 0),
             Self::SessionLayerMissing => (17, 0),
+            Self::ClientAddressUnknown => (18, 0),
         }
     }
 

@@ -5,23 +5,31 @@
 //!
 //! # In your axum app
 //!
-//! [`LinkedInSignIn`] is built from code ([`LinkedInSignIn::builder`]) or from the service's
-//! variables ([`LinkedInSignIn::from_env`]). Its [`router`](LinkedInSignIn::router) serves
+//! [`LinkedInSignIn`] is built from code ([`LinkedInSignIn::builder`]: every setting typed,
+//! at its default until set; nothing read from the environment, and a [`BuildError`] naming
+//! the method rather than an exit) or from the service's variables
+//! ([`LinkedInSignIn::from_env`], the library's one reader of the environment). Its [`router`](LinkedInSignIn::router) serves
 //! `GET /auth/linkedin`, `GET /auth/linkedin/callback`, `POST /token-exchange` (with
 //! [`SignInBuilder::jsapi`]), `GET /session`, `GET /me` and `POST /logout`. Wrap your app in
 //! its [`session_layer`](LinkedInSignIn::session_layer), over any store of tower-sessions
 //! 0.14 (re-exported here as [`tower_sessions`]: a layer of another version is not seen, and
 //! every route then answers 503 `session_layer_missing`). [`Connected`] (401 `not_connected`
 //! without a member) and [`MemberSession`] then work in your own handlers, whatever your state
-//! type, with nothing else added by hand.
+//! type, with nothing else added by hand. Serve it with the client's address
+//! (`into_make_service_with_connect_info`): the sign-in routes' rate limit needs it, and
+//! without it they answer 500 `client_address_unknown` rather than run unlimited (or give
+//! [`SignInBuilder::client_address`], or [`SignInBuilder::rate_limit`] with
+//! [`RateLimit::Off`]).
 //!
 //! ```no_run
+//! use std::net::SocketAddr;
+//!
 //! use axum::{Router, routing::get};
 //! use linkedin_token_exchange::{Connected, LinkedInSignIn};
 //! use linkedin_token_exchange::tower_sessions::MemoryStore;
 //!
 //! async fn private(Connected(member): Connected) -> String {
-//!     format!("Hello, {}", member.member_id)
+//!     format!("Hello, {}", member.name().unwrap_or("member"))
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,7 +42,7 @@
 //!     .merge(sign_in.router())
 //!     .layer(sign_in.session_layer(MemoryStore::default()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(listener, app).await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -78,8 +86,9 @@ pub(crate) mod telemetry;
 pub(crate) mod text;
 pub mod tls;
 
+pub use config::{PkceMode, RateLimit, TrustedProxies};
 pub use session::{Connected, Credentials, Flow, Member, MemberSession, SessionPolicy};
-pub use sign_in::{LinkedInSignIn, SignInBuilder};
+pub use sign_in::{BuildError, LinkedInSignIn, SignInBuilder};
 /// The tower-sessions this crate's extractors read (0.14): build your store and layer with
 /// it, not with another version.
 pub use tower_sessions;

@@ -29,10 +29,14 @@ use shared::SharedBudget;
 /// How often the limiters forget clients that are back to a full burst.
 const FORGET_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The limiters, per instance and (when configured) shared by the fleet; cheap to clone.
-/// With `RATE_LIMIT=off` every check passes.
+/// The limiters, per instance and (when configured) shared by the fleet, and how a request's
+/// client is found; cheap to clone. With `RATE_LIMIT=off` every check passes.
 #[derive(Clone, Default)]
-pub struct RateLimits(Option<Arc<Inner>>, Option<Arc<SharedBudget>>);
+pub struct RateLimits(
+    Option<Arc<Inner>>,
+    Option<Arc<SharedBudget>>,
+    Option<crate::sign_in::ClientKey>,
+);
 
 struct Inner {
     by_client: DefaultKeyedRateLimiter<IpAddr>,
@@ -54,7 +58,7 @@ impl RateLimits {
     /// task that forgets idle clients (needs a Tokio runtime).
     pub fn new(limit: RateLimit, trusted: Option<TrustedProxies>) -> Self {
         let RateLimit::PerClient { burst, per_second } = limit else {
-            return Self(None, None);
+            return Self(None, None, None);
         };
         let quota = Quota::per_second(per_second).allow_burst(burst);
         let inner = Arc::new(Inner {
@@ -75,12 +79,29 @@ impl RateLimits {
                 inner.by_token.shrink_to_fit();
             }
         });
-        Self(Some(inner), None)
+        Self(Some(inner), None, None)
+    }
+
+    /// These limits, with clients told apart by `key` instead of the peer's address.
+    pub fn with_client_key(mut self, key: Option<crate::sign_in::ClientKey>) -> Self {
+        self.2 = key;
+        self
+    }
+
+    /// The client of `request`: the host's key function, or the peer's address (through
+    /// `TRUSTED_PROXIES`). `None` when neither can be seen: the app is not served with
+    /// `into_make_service_with_connect_info`.
+    fn client_of(&self, request: &Request) -> Option<IpAddr> {
+        if let Some(key) = &self.2 {
+            return Some(key(request));
+        }
+        let ConnectInfo(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
+        Some(self.client_addr(peer.ip(), request.headers()))
     }
 
     /// These limits, then `shared` (the fleet's budgets) when there is one.
-    pub fn with_shared(mut self, shared: Option<SharedBudget>) -> Self {
-        self.1 = shared.map(Arc::new);
+    pub fn with_shared(mut self, shared: Option<Arc<SharedBudget>>) -> Self {
+        self.1 = shared;
         self
     }
 
@@ -177,17 +198,22 @@ fn retry_after(
         .max(1.0) as u64
 }
 
-/// Refuses a client past its limit with 429 `rate_limited` and `Retry-After`.
+/// Refuses a client past its limit with 429 `rate_limited` and `Retry-After`. A request
+/// whose client cannot be seen fails loudly with 500 `client_address_unknown` (logged once),
+/// naming the fixes: the limit is never silently off.
 pub async fn limit_clients(
     State(limits): State<RateLimits>,
     request: Request,
     next: Next,
 ) -> Result<Response, AppError> {
-    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
-        limits
-            .admit_client(limits.client_addr(peer.ip(), request.headers()))
-            .await?;
-    }
+    let Some(client) = limits.client_of(&request) else {
+        static LOGGED: std::sync::Once = std::sync::Once::new();
+        LOGGED.call_once(|| {
+            tracing::error!("{} (this is logged once)", AppError::ClientAddressUnknown);
+        });
+        return Err(AppError::ClientAddressUnknown);
+    };
+    limits.admit_client(client).await?;
     Ok(next.run(request).await)
 }
 

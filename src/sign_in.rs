@@ -1,6 +1,6 @@
 //! The library's front door: [`LinkedInSignIn`], configured from code
 //! ([`LinkedInSignIn::builder`]) or from the service's own variables
-//! ([`LinkedInSignIn::from_env`], [`LinkedInSignIn::from_config`]), gives the sign-in and
+//! ([`LinkedInSignIn::from_env`]), gives the sign-in and
 //! member routes as one [`Router`] for any axum app, and the session layer to wrap it in
 //! ([`LinkedInSignIn::session_layer`], over any store of tower-sessions 0.14).
 
@@ -14,9 +14,8 @@ use axum::response::Response;
 use axum::{Extension, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::{SessionManagerLayer, SessionStore};
-use url::Url;
 
-use crate::config::{AppCredentials, Config, ConfigError, PkceMode, RateLimit};
+use crate::config::AppCredentials;
 use crate::error::AppError;
 use crate::handlers;
 use crate::linkedin::client::LinkedInClient;
@@ -24,10 +23,15 @@ use crate::linkedin::oidc::OidcClient;
 use crate::ratelimit::{RateLimits, limit_clients};
 use crate::return_to::ReturnPolicy;
 use crate::secret::Secret;
-use crate::server::wiring;
 use crate::session::SessionPolicy;
 use crate::telemetry::Telemetry;
 use crate::text::escape_text;
+
+mod builder;
+mod env;
+
+pub(crate) use builder::ClientKey;
+pub use builder::{BuildError, SignInBuilder};
 
 /// LinkedIn sign-in for an axum app: OpenID Connect, the JSAPI cookie exchange, or both.
 ///
@@ -37,16 +41,7 @@ use crate::text::escape_text;
 /// [`Connected`](crate::Connected) and [`MemberSession`](crate::MemberSession).
 #[derive(Clone, Debug)]
 pub struct LinkedInSignIn {
-    state: SignInState,
-}
-
-/// Configures a [`LinkedInSignIn`]: every setting starts at the service's default, as
-/// documented in `docs/configuration.md`.
-#[derive(Clone, Debug)]
-pub struct SignInBuilder {
-    config: Config,
-    extra_roots: Vec<Vec<u8>>,
-    after_sign_in: String,
+    pub(crate) state: SignInState,
 }
 
 /// What the sign-in routes share: the resolved settings, behind an `Arc`.
@@ -113,37 +108,20 @@ impl std::ops::Deref for SignInState {
 }
 
 impl LinkedInSignIn {
-    /// A builder with every setting at its default and nothing configured: give it at least
-    /// a public origin and one flow ([`SignInBuilder::oidc`] or [`SignInBuilder::jsapi`]).
+    /// A builder with every setting at its default and no flow (the same as
+    /// [`SignInBuilder::default`]): give it at least a public origin and one flow
+    /// ([`SignInBuilder::oidc`] or [`SignInBuilder::jsapi`]). It reads no environment.
     pub fn builder() -> SignInBuilder {
-        SignInBuilder {
-            config: Config::defaults(),
-            extra_roots: Vec::new(),
-            after_sign_in: "/".to_owned(),
-        }
+        SignInBuilder::default()
     }
 
-    /// A builder from the service's variables (`.env` is not read: the host decides), the
-    /// same ones as `docs/configuration.md` lists; the command line is not read. As in the
-    /// service outside the sandbox, the routes speak to LinkedIn (or `LINKEDIN_OIDC_ISSUER`)
-    /// only: `SANDBOX` mounts nothing here (mount `sandbox::Sandbox` yourself), and
-    /// a configuration with no credential at all is refused.
-    pub fn from_env() -> Result<SignInBuilder, ConfigError> {
-        use clap::Parser;
-        let config = Config::try_parse_from(["linkedin-token-exchange"]).map_err(|err| {
-            ConfigError::new("environment", crate::config::describe_parse_error(&err))
-        })?;
-        Self::from_config(&config)
-    }
-
-    /// A builder from a parsed [`Config`]: its LinkedIn, OpenID Connect, `PUBLIC_ORIGIN`,
-    /// session idle, rate limit and upstream settings.
-    pub fn from_config(config: &Config) -> Result<SignInBuilder, ConfigError> {
-        Ok(SignInBuilder {
-            config: config.clone(),
-            extra_roots: Vec::new(),
-            after_sign_in: "/".to_owned(),
-        })
+    /// A builder from the service's sign-in variables (those of `docs/configuration.md` that
+    /// configure the sign-in: `PUBLIC_ORIGIN`, `LINKEDIN_CLIENT_ID`, `RATE_LIMIT`, …; not
+    /// `BIND`, `TLS`, `SESSION_STORE` or `SANDBOX`, which belong to the service). `.env` is
+    /// not read: the host decides. The one place the library reads the environment; a value
+    /// that does not parse is an error naming the variable, never an exit.
+    pub fn from_env() -> Result<SignInBuilder, BuildError> {
+        env::from_vars(|name| std::env::var(name).ok())
     }
 
     /// The sign-in and member routes, with the same-origin check on state-changing requests,
@@ -180,156 +158,6 @@ impl LinkedInSignIn {
     /// opens the app.
     pub fn public_origins(&self) -> &[String] {
         &self.state.public_origins
-    }
-}
-
-impl SignInBuilder {
-    /// Adds an origin the app is served on (`https://app.example.com`), allowed to send
-    /// state-changing requests; the first one also makes the default redirect URL.
-    pub fn public_origin(mut self, origin: impl AsRef<str>) -> Self {
-        let origin = origin.as_ref().trim().trim_end_matches('/');
-        self.config.listen.public_origin = Some(match self.config.listen.public_origin.take() {
-            Some(list) if !list.trim().is_empty() => format!("{list},{origin}"),
-            _ => origin.to_owned(),
-        });
-        self
-    }
-
-    /// Turns on "Sign In with LinkedIn using OpenID Connect" with the app's client.
-    pub fn oidc(mut self, client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
-        self.config.oidc.client_id = Some(client_id.into());
-        self.config.oidc.client_secret = Some(Secret::new(client_secret.into()));
-        self
-    }
-
-    /// The OpenID Connect issuer (default: LinkedIn's). An `http://` issuer is accepted,
-    /// for a sandbox on a loopback address in tests.
-    pub fn issuer(mut self, issuer: Url) -> Self {
-        self.config.oidc.issuer = Some(issuer);
-        self
-    }
-
-    /// The registered redirect URL (default: the first public origin with
-    /// `/auth/linkedin/callback`). Set it when the router is nested under a prefix.
-    pub fn redirect_url(mut self, url: Url) -> Self {
-        self.config.oidc.redirect_url = Some(url);
-        self
-    }
-
-    /// The OpenID Connect scopes, space-separated (default: `openid profile email`).
-    pub fn scopes(mut self, scopes: impl Into<String>) -> Self {
-        self.config.oidc.scopes = scopes.into();
-        self
-    }
-
-    /// When PKCE is sent (default: when the provider's discovery offers `S256`).
-    pub fn pkce(mut self, mode: PkceMode) -> Self {
-        self.config.oidc.pkce = mode;
-        self
-    }
-
-    /// Turns on the JSAPI cookie exchange (`POST /token-exchange`) with the app's key pair.
-    pub fn jsapi(mut self, api_key: impl Into<String>, secret_key: impl Into<String>) -> Self {
-        self.config.linkedin.api_key = Some(api_key.into());
-        self.config.linkedin.secret_key = Some(Secret::new(secret_key.into()));
-        self
-    }
-
-    /// The JSAPI side's URLs: the OAuth 1.0a exchange endpoint and the REST base (defaults:
-    /// LinkedIn's).
-    pub fn jsapi_urls(mut self, access_token_url: Url, api_url: Url) -> Self {
-        self.config.linkedin.access_token_url = Some(access_token_url);
-        self.config.linkedin.api_url = Some(api_url);
-        self
-    }
-
-    /// Trusts the certificates of a PEM bundle for calls to LinkedIn, besides the system's.
-    pub fn upstream_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.extra_roots.push(pem.into());
-        self
-    }
-
-    /// The bound on each call to LinkedIn (default: 10 s).
-    pub fn upstream_timeout(mut self, timeout: Duration) -> Self {
-        self.config.limits.upstream_timeout_ms =
-            u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        self
-    }
-
-    /// The sign-in routes' rate limit per client address (default: `RATE_LIMIT`'s). It
-    /// applies when the host serves with `into_make_service_with_connect_info`.
-    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
-        self.config.limits.rate_limit = limit;
-        self
-    }
-
-    /// The inactivity limit of a signed-in session (default: 24 hours).
-    pub fn session_idle(mut self, idle: Duration) -> Self {
-        self.config.sessions.idle_minutes = (idle.as_secs() / 60).max(1);
-        self
-    }
-
-    /// Where the browser goes once signed in through OpenID Connect (default: `/`).
-    pub fn after_sign_in(mut self, path: impl Into<String>) -> Self {
-        self.after_sign_in = path.into();
-        self
-    }
-
-    /// Checks and resolves the settings, with the same functions as the server's start.
-    /// Nothing is fetched yet (discovery happens on the first sign-in). Installs rustls' `ring`
-    /// provider unless the process has one. Needs a Tokio runtime (the rate limits start a
-    /// task).
-    pub fn build(self) -> Result<LinkedInSignIn, ConfigError> {
-        // The upstream client needs a process-wide provider; one the host installed stays.
-        crate::tls::install_crypto_provider();
-        let config = &self.config;
-        if config.listen.public_origin.is_none() {
-            return Err(ConfigError::new(
-                "PUBLIC_ORIGIN",
-                "names no origin: give the origin(s) the app is served on",
-            ));
-        }
-        // Without a bound address of its own, nothing here depends on one.
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let public_origins = config.listen.public_origins(addr)?;
-        let credentials = config.linkedin.app_credentials()?;
-        let oidc = wiring::oidc_settings(&config.oidc, false, addr, true, &public_origins)?;
-        if credentials.is_none() && oidc.is_none() {
-            return Err(ConfigError::new(
-                "LINKEDIN_CLIENT_ID",
-                "no sign-in flow is configured: set the OpenID Connect client or the JSAPI key pair",
-            ));
-        }
-        let urls = wiring::Urls::resolve(&config.linkedin, false, addr, true)?;
-        let mut roots = Vec::new();
-        for pem in &self.extra_roots {
-            roots.extend(wiring::pem_roots(pem, "UPSTREAM_CA_CERT")?);
-        }
-        // Without a key pair the client only lends its transport to OpenID Connect.
-        let signing = credentials.clone().unwrap_or_else(|| AppCredentials {
-            api_key: String::new(),
-            secret_key: Secret::new(String::new()),
-        });
-        let linkedin = wiring::upstream_client(&config.limits, &urls, &signing, &roots)?;
-        let oidc = oidc.map(|settings| OidcClient::new(linkedin.transport().clone(), settings));
-        let return_policy =
-            ReturnPolicy::new(&public_origins, config.oidc.allowed_redirect_hosts.clone());
-        let state = SignInState::new(SignInSettings {
-            jsapi: credentials.map(|credentials| JsapiApp::new(credentials, urls.jsapi)),
-            linkedin,
-            oidc,
-            public_origins,
-            session_idle: config.sessions.idle(),
-            sandbox: false,
-            telemetry: Telemetry::disabled(),
-            limits: RateLimits::new(
-                config.limits.rate_limit,
-                config.limits.trusted_proxies.clone(),
-            ),
-            after_sign_in: self.after_sign_in,
-            return_policy,
-        });
-        Ok(LinkedInSignIn { state })
     }
 }
 
@@ -474,39 +302,5 @@ mod tests {
         assert!(!applies(Method::DELETE, None));
         assert!(!applies(Method::GET, Some("/logout")));
         assert!(!applies(Method::HEAD, Some("/logout")));
-    }
-
-    #[tokio::test]
-    async fn a_builder_without_an_origin_or_a_flow_names_what_is_missing() {
-        let err = LinkedInSignIn::builder()
-            .oidc("id", "secret")
-            .build()
-            .unwrap_err();
-        assert!(err.to_string().contains("PUBLIC_ORIGIN"), "{err}");
-        let err = LinkedInSignIn::builder()
-            .public_origin("https://app.example.com")
-            .build()
-            .unwrap_err();
-        assert!(err.to_string().contains("LINKEDIN_CLIENT_ID"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn origins_accumulate_and_the_redirect_url_follows_the_first() {
-        let sign_in = LinkedInSignIn::builder()
-            .public_origin("https://app.example.com/")
-            .public_origin("https://www.example.com")
-            .oidc("id", "secret")
-            .build()
-            .unwrap();
-        assert_eq!(
-            sign_in.public_origins(),
-            ["https://app.example.com", "https://www.example.com"]
-        );
-        let oidc = format!("{:?}", sign_in.state.oidc);
-        assert!(
-            oidc.contains("https://app.example.com/auth/linkedin/callback"),
-            "{oidc}"
-        );
-        assert!(sign_in.state.jsapi.is_none());
     }
 }

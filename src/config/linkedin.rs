@@ -82,16 +82,8 @@ impl LinkedIn {
         match (&self.api_key, &self.secret_key) {
             (None, None) => Ok(None),
             (Some(key), Some(secret)) => {
-                if key.is_empty()
-                    || !key
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                {
-                    return Err(ConfigError::new(
-                        "LINKEDIN_API_KEY",
-                        "must be a non-empty key of letters, digits, '_' or '-'",
-                    ));
-                }
+                super::check_api_key(key)
+                    .map_err(|err| ConfigError::new("LINKEDIN_API_KEY", err))?;
                 if secret.expose().is_empty() {
                     return Err(ConfigError::new("LINKEDIN_SECRET_KEY", "must not be empty"));
                 }

@@ -180,19 +180,7 @@ impl Listen {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|origin| {
-                let url = Url::parse(origin).map_err(|err| {
-                    ConfigError::new(
-                        "PUBLIC_ORIGIN",
-                        format!("{origin:?} is not an origin: {err}"),
-                    )
-                })?;
-                if url.host().is_none() || !matches!(url.scheme(), "https" | "http") {
-                    return Err(ConfigError::new(
-                        "PUBLIC_ORIGIN",
-                        format!("{origin:?} is not an http(s) origin"),
-                    ));
-                }
-                Ok(url.origin().ascii_serialization())
+                super::parse_origin(origin).map_err(|err| ConfigError::new("PUBLIC_ORIGIN", err))
             })
             .collect::<Result<Vec<_>, _>>()
             .and_then(|origins| {

@@ -143,8 +143,14 @@ mod tests {
         // Not answered by any operation of the public port: `unauthorized` is the admin
         // routes' (on the metrics listener), and `internal_error` a 5xx the framework gave,
         // which is a defect wherever it happens (schemathesis's `not_a_server_error`), and
-        // `session_layer_missing` a host app's without a session layer (never the service's).
-        let elsewhere = ["unauthorized", "internal_error", "session_layer_missing"];
+        // `session_layer_missing` and `client_address_unknown` a host app's without a session
+        // layer or a client address for the rate limit (never the service's).
+        let elsewhere = [
+            "unauthorized",
+            "internal_error",
+            "session_layer_missing",
+            "client_address_unknown",
+        ];
         let public: BTreeSet<_> = codes
             .iter()
             .filter(|c| !elsewhere.contains(&c.as_str()))

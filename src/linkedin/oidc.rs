@@ -298,6 +298,11 @@ impl OidcClient {
         }
     }
 
+    /// What this relying party was built with.
+    pub(crate) fn settings(&self) -> &OidcSettings {
+        &self.settings
+    }
+
     /// Starts a sign-in: a fresh `state` and `nonce` (and a PKCE verifier when
     /// [`OidcSettings::pkce`] says so), and the authorization URL that carries them.
     pub async fn authorize(&self) -> Result<Authorization, UpstreamError> {

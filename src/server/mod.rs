@@ -26,7 +26,7 @@ use crate::secret::Secret;
 use crate::session::SessionBackend;
 use crate::session::backend::BackendOptions;
 use crate::session::keys::{self, KeySource};
-use crate::sign_in::{JsapiApp, SignInSettings, SignInState};
+use crate::sign_in::LinkedInSignIn;
 use crate::telemetry::Telemetry;
 use crate::tls;
 
@@ -130,7 +130,7 @@ impl Server {
             Some(at) => Some((bind(at, "METRICS_BIND")?.0, side_tracker(budget.metrics))),
             None => None,
         };
-        let resolved = wiring::Resolved::new(config, mode, addr, material.as_ref())?;
+        let resolved = wiring::Resolved::new(config, mode, addr)?;
         let page_origin = resolved.page_origin().to_owned();
         let redirect = match listen.http_redirect_bind {
             Some(at) => {
@@ -162,58 +162,34 @@ impl Server {
         let shutting_down = Arc::new(AtomicBool::new(false));
 
         log_mode(&resolved, &config.sessions.store);
+        // The library's composition: the sign-in, resolved once by its builder; the service
+        // adds its metrics, the fleet's shared budgets and the sandbox beside it.
+        let shared = SharedBudget::connect(
+            config.limits.rate_limit_store,
+            config.limits.rate_limit,
+            &config.sessions.store,
+            telemetry.clone(),
+        )
+        .await?;
+        let sign_in = resolved
+            .sign_in(config, material.as_ref())?
+            .telemetry(telemetry.clone())
+            .shared_budget(shared)
+            .build()
+            .map_err(|err| wiring::config_error(&err))?;
         let SandboxSide {
             routes,
             env_lines: sandbox_env,
             standalone_app,
-        } = SandboxSide::of(config, &resolved, &page_origin);
+        } = SandboxSide::of(config, &resolved, &sign_in, &page_origin);
         let keep_alive = resolved.mode.keep_alive;
         let wiring::Resolved {
-            mode:
-                wiring::Mode {
-                    credentials,
-                    jsapi,
-                    sandbox,
-                    ..
-                },
-            public_origins,
-            urls,
-            oidc,
-            linkedin,
-            session_idle,
-            limits,
             trusted_proxies,
-            return_policy,
             cookie_domain,
             ..
         } = resolved;
-        let linkedin = linkedin.with_telemetry(telemetry.clone());
-        let limits = limits.with_shared(
-            SharedBudget::connect(
-                config.limits.rate_limit_store,
-                config.limits.rate_limit,
-                &config.sessions.store,
-                telemetry.clone(),
-            )
-            .await?,
-        );
-        let oidc = oidc.map(|settings| OidcClient::new(linkedin.transport().clone(), settings));
-        let sign_in = SignInState::new(SignInSettings {
-            // Outside the sandbox, the JSAPI flow needs the app's own key pair: without one the
-            // page offers no JSAPI button and names no key.
-            jsapi: jsapi.then(|| JsapiApp::new(credentials, urls.jsapi)),
-            linkedin,
-            oidc,
-            public_origins,
-            session_idle,
-            sandbox,
-            telemetry: telemetry.clone(),
-            limits,
-            after_sign_in: "/".to_owned(),
-            return_policy,
-        });
         let settings = Settings {
-            sign_in,
+            sign_in: sign_in.state,
             sessions,
             shutting_down: shutting_down.clone(),
             trusted_proxies,
@@ -494,7 +470,7 @@ fn log_mode(resolved: &wiring::Resolved, store: &StoreUrl) {
         }
     } else {
         use crate::config::redact_urls;
-        let oidc = resolved.oidc.is_some();
+        let oidc = resolved.oidc_client.is_some();
         if resolved.mode.jsapi {
             let access_token_url = redact_urls(resolved.urls.access_token.as_str());
             tracing::info!(%api_key, %access_token_url, oidc, "real mode: LinkedIn itself, no sandbox");
@@ -539,17 +515,23 @@ struct SandboxSide {
 
 impl SandboxSide {
     /// The sandbox's part for `config`, resolved, with the browser on `page_origin`.
-    fn of(config: &Config, resolved: &wiring::Resolved, page_origin: &str) -> Self {
+    fn of(
+        config: &Config,
+        resolved: &wiring::Resolved,
+        sign_in: &LinkedInSignIn,
+        page_origin: &str,
+    ) -> Self {
         #[cfg(feature = "sandbox")]
         return Registration {
             config,
             resolved,
+            oidc: sign_in.state.oidc.as_ref().map(OidcClient::settings),
             standalone: config.command == Some(Command::Sandbox),
         }
         .side(page_origin);
         #[cfg(not(feature = "sandbox"))]
         {
-            let _ = (config, resolved, page_origin);
+            let _ = (config, resolved, sign_in, page_origin);
             Self::default()
         }
     }
@@ -561,6 +543,8 @@ impl SandboxSide {
 struct Registration<'a> {
     config: &'a Config,
     resolved: &'a wiring::Resolved,
+    /// The relying party the sandbox registers, when OpenID Connect is on.
+    oidc: Option<&'a crate::linkedin::oidc::OidcSettings>,
     /// The `sandbox` command: the sandbox alone, for apps it cannot know in advance.
     standalone: bool,
 }
@@ -603,7 +587,7 @@ impl Registration<'_> {
 
     /// What the standalone sandbox registered (nothing when the service runs).
     fn standalone(&self) -> Option<crate::sandbox::standalone::Registration> {
-        let oidc = self.resolved.oidc.as_ref().filter(|_| self.standalone)?;
+        let oidc = self.oidc.filter(|_| self.standalone)?;
         let credentials = &self.resolved.mode.credentials;
         let made_up = |configured: bool, secret: &Secret| (!configured).then(|| secret.clone());
         let cert = &self.config.listen.tls_cert;
@@ -639,9 +623,8 @@ fn sandbox_routes(registration: &Registration<'_>, page_origin: &str) -> Router 
     if !resolved.mode.sandbox {
         return Router::new();
     }
-    let oidc = resolved
+    let oidc = registration
         .oidc
-        .as_ref()
         .map(|settings| crate::sandbox::oidc::OidcSandboxConfig {
             issuer: settings.issuer.as_str().trim_end_matches('/').to_owned(),
             api_base: wiring::sandbox_base(resolved.addr, resolved.tls),

@@ -1,12 +1,12 @@
-//! Everything the server derives from the configuration, resolved in one place: first the
-//! [`Mode`] (the app's key pair, the sandbox, keep-alive), which needs no socket, then, once
-//! the port is bound, [`Resolved`]: the public origins, the LinkedIn URLs (explicit settings,
-//! then the sandbox, then LinkedIn), the OpenID Connect settings, the one upstream HTTPS client
-//! with its roots, the session idle limit and the rate limits. `check-provider` resolves its
-//! issuer, scopes and roots with the same functions.
+//! What the service derives from its `Config` beside the library: first the [`Mode`] (the
+//! app's key pair, the sandbox, keep-alive), which needs no socket, then, once the port is
+//! bound, [`Resolved`]: the public origins, the LinkedIn URLs (explicit settings, then the
+//! sandbox, then LinkedIn), the checks of a deployment, and [`Resolved::sign_in`], the
+//! `Config` converted into the library's [`SignInBuilder`], which resolves the sign-in once,
+//! for the service as for a host. `check-provider` resolves its issuer, scopes and roots here
+//! too.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -18,12 +18,9 @@ use crate::config::{
     AppCredentials, Config, ConfigError, DEFAULT_ACCESS_TOKEN_URL, DEFAULT_API_URL,
     DEFAULT_JSAPI_URL, DEFAULT_OIDC_ISSUER, Limits, LinkedIn, Oidc, oidc_scopes,
 };
-use crate::linkedin::client::{LinkedInClient, LinkedInEndpoints};
-use crate::linkedin::oidc::OidcSettings;
 use crate::linkedin::provider_check::CheckSettings;
-use crate::ratelimit::RateLimits;
-use crate::return_to::ReturnPolicy;
 use crate::secret::Secret;
+use crate::sign_in::{BuildError, SignInBuilder};
 use crate::tls::{Alpn, TlsMaterial};
 
 /// What the server is, before it binds: the key pair (configured, or made up for a sandbox
@@ -122,8 +119,7 @@ impl Mode {
     }
 }
 
-/// Everything that depends on the configuration and the bound address, resolved once:
-/// `Server::build` and the app's `Settings` take these instead of reading `Config`.
+/// What depends on the configuration and the bound address, beside the sign-in.
 pub struct Resolved {
     /// The key pair, the sandbox, keep-alive.
     pub mode: Mode,
@@ -134,34 +130,21 @@ pub struct Resolved {
     pub public_origins: Vec<String>,
     /// The LinkedIn URLs.
     pub urls: Urls,
-    /// The OpenID Connect relying party's settings, when OpenID Connect is on.
-    pub oidc: Option<OidcSettings>,
-    /// The one upstream HTTPS client (without telemetry: the server attaches its own).
-    pub linkedin: LinkedInClient,
-    /// The inactivity limit of a session.
-    pub session_idle: Duration,
-    /// The rate limits of the sign-in routes.
-    pub limits: RateLimits,
     /// Whether the server speaks TLS itself (`TLS=on`), or plain HTTP behind a proxy.
     pub tls: bool,
     /// `TRUSTED_PROXIES`: whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Option<TrustedProxies>,
-    /// Where `rd` may send a member after signing in.
-    pub return_policy: ReturnPolicy,
     /// `SESSION_COOKIE_DOMAIN`, when set.
     pub cookie_domain: Option<String>,
+    /// The OpenID Connect client: configured, or (in sandbox mode) made up for the sandbox to
+    /// register; `None` when OpenID Connect is off.
+    pub oidc_client: Option<(String, Secret)>,
 }
 
 impl Resolved {
-    /// Resolves `config` for a server in `mode` bound at `addr`, whose own certificate is
-    /// `own_tls` (`None` with `TLS=off`; trusted by the upstream client when it calls its own
-    /// sandbox). Needs a Tokio runtime (the rate limits start a task).
-    pub fn new(
-        config: &Config,
-        mode: Mode,
-        addr: SocketAddr,
-        own_tls: Option<&TlsMaterial>,
-    ) -> Result<Self, ConfigError> {
+    /// Resolves `config` for a server in `mode` bound at `addr`, and checks the deployment:
+    /// the sandbox on a public origin, the proxy settings, the ports.
+    pub fn new(config: &Config, mode: Mode, addr: SocketAddr) -> Result<Self, ConfigError> {
         let tls = config.listen.tls == TlsMode::On;
         let public_origins = config.listen.public_origins(addr)?;
         mode.check_exposure(config.listen.public_origin.is_some(), &public_origins)?;
@@ -187,20 +170,20 @@ impl Resolved {
                 "TLS=off but TRUSTED_PROXIES is unset: every request seems to come from the proxy, so rate limits and logs see one client; set TRUSTED_PROXIES to the proxy's address"
             );
         }
-        let urls = Urls::resolve(&config.linkedin, mode.sandbox, addr, tls)?;
-        let own_roots = match own_tls.filter(|_| mode.sandbox) {
-            Some(material) => pem_roots(&material.cert_pem, "TLS_CERT")?,
-            None => Vec::new(),
+        // Checked even with OpenID Connect off: a retired scope is a mistake to say at once.
+        oidc_scopes(&config.oidc.scopes)?;
+        let oidc_client = match config.oidc.client()? {
+            Some(client) => Some(client),
+            None if mode.sandbox => Some((
+                format!("sandbox-client-{}", random(8)),
+                Secret::new(random(32)),
+            )),
+            None => None,
         };
-        let linkedin = upstream_client(&config.limits, &urls, &mode.credentials, &own_roots)?;
-        let oidc = oidc_settings(&config.oidc, mode.sandbox, addr, tls, &public_origins)?;
         Ok(Self {
+            urls: Urls::resolve(&config.linkedin, mode.sandbox, addr, tls)?,
             tls,
             trusted_proxies: config.limits.trusted_proxies.clone(),
-            return_policy: ReturnPolicy::new(
-                &public_origins,
-                config.oidc.allowed_redirect_hosts.clone(),
-            ),
             cookie_domain: config
                 .sessions
                 .cookie_domain
@@ -209,14 +192,7 @@ impl Resolved {
             mode,
             addr,
             public_origins,
-            urls,
-            oidc,
-            linkedin,
-            session_idle: config.sessions.idle(),
-            limits: RateLimits::new(
-                config.limits.rate_limit,
-                config.limits.trusted_proxies.clone(),
-            ),
+            oidc_client,
         })
     }
 
@@ -224,6 +200,71 @@ impl Resolved {
     pub fn page_origin(&self) -> &str {
         self.public_origins.first().map_or("", String::as_str)
     }
+
+    /// `config` converted into the library's settings: the sign-in of this server, whose own
+    /// certificate is `own_tls` (`None` with `TLS=off`; trusted by the upstream client when
+    /// it calls its own sandbox). [`SignInBuilder::build`] resolves it, as for any host.
+    pub fn sign_in(
+        &self,
+        config: &Config,
+        own_tls: Option<&TlsMaterial>,
+    ) -> Result<SignInBuilder, ConfigError> {
+        let mut builder = self
+            .public_origins
+            .iter()
+            .fold(SignInBuilder::default(), |builder, origin| {
+                builder.public_origin(origin)
+            })
+            .jsapi_urls(self.urls.access_token.clone(), self.urls.api.clone())
+            .jsapi_script(self.urls.jsapi.clone())
+            .pkce(config.oidc.pkce)
+            .require_nonce(config.oidc.require_nonce)
+            .scopes(config.oidc.scopes.clone())
+            .upstream_timeout(config.limits.upstream_timeout())
+            .rate_limit(config.limits.rate_limit)
+            .session_idle(config.sessions.idle())
+            .sandbox_mounted(self.mode.sandbox);
+        // Outside the sandbox, the JSAPI flow needs the app's own key pair: without one the
+        // page offers no JSAPI button and names no key.
+        if self.mode.jsapi {
+            let credentials = &self.mode.credentials;
+            builder = builder.jsapi(&credentials.api_key, credentials.secret_key.expose());
+        }
+        if let Some((id, secret)) = &self.oidc_client {
+            builder = builder.oidc(id, secret.expose());
+            let issuer = match &config.oidc.issuer {
+                Some(issuer) => issuer.clone(),
+                None if self.mode.sandbox => {
+                    Url::parse(&format!("{}/oauth", sandbox_base(self.addr, self.tls)))
+                        .map_err(|e| ConfigError::new("BIND", e.to_string()))?
+                }
+                None => Url::parse(DEFAULT_OIDC_ISSUER)
+                    .map_err(|e| ConfigError::new("LINKEDIN_OIDC_ISSUER", e.to_string()))?,
+            };
+            builder = builder.issuer(issuer);
+        }
+        if let Some(url) = &config.oidc.redirect_url {
+            builder = builder.redirect_url(url.clone());
+        }
+        if let Some(hosts) = &config.oidc.allowed_redirect_hosts {
+            builder = builder.allowed_redirect_hosts(hosts.clone());
+        }
+        if let Some(proxies) = &config.limits.trusted_proxies {
+            builder = builder.trusted_proxies(proxies.clone());
+        }
+        if let Some(pem) = upstream_ca_pem(&config.limits)? {
+            builder = builder.upstream_ca_pem(pem);
+        }
+        if let Some(material) = own_tls.filter(|_| self.mode.sandbox) {
+            builder = builder.upstream_ca_pem(material.cert_pem.clone());
+        }
+        Ok(builder)
+    }
+}
+
+/// The error of the library's builder, as the service reports its own: naming the variable.
+pub fn config_error(err: &BuildError) -> ConfigError {
+    ConfigError::new(err.variable(), err.message())
 }
 
 /// The three LinkedIn URLs, resolved.
@@ -295,61 +336,6 @@ pub fn sandbox_base(addr: SocketAddr, tls: bool) -> String {
     format!("http://{}/sandbox", SocketAddr::new(ip, addr.port()))
 }
 
-/// The OpenID Connect relying party's settings: configured, or (in sandbox mode) the
-/// sandbox's own client at the sandbox's issuer; `None` when OpenID Connect is off.
-pub(crate) fn oidc_settings(
-    config: &Oidc,
-    sandbox: bool,
-    addr: SocketAddr,
-    tls: bool,
-    public_origins: &[String],
-) -> Result<Option<OidcSettings>, ConfigError> {
-    let scopes = oidc_scopes(&config.scopes)?;
-    let (client_id, client_secret) = match config.client()? {
-        Some(client) => client,
-        None if sandbox => (
-            format!("sandbox-client-{}", random(8)),
-            Secret::new(random(32)),
-        ),
-        None => return Ok(None),
-    };
-    let issuer = if sandbox {
-        issuer(config, &format!("{}/oauth", sandbox_base(addr, tls)))?
-    } else {
-        issuer(config, DEFAULT_OIDC_ISSUER)?
-    };
-    let redirect_url = match (&config.redirect_url, public_origins.first()) {
-        (Some(url), _) => url.clone(),
-        (None, Some(origin)) => Url::parse(&format!("{origin}/auth/linkedin/callback"))
-            .map_err(|e| ConfigError::new("LINKEDIN_OIDC_REDIRECT_URL", e.to_string()))?,
-        (None, None) => {
-            return Err(ConfigError::new(
-                "LINKEDIN_OIDC_REDIRECT_URL",
-                "is required when PUBLIC_ORIGIN names no origin",
-            ));
-        }
-    };
-    Ok(Some(OidcSettings {
-        issuer,
-        client_id,
-        client_secret,
-        redirect_url,
-        scopes,
-        pkce: config.pkce,
-        require_nonce: config.require_nonce,
-    }))
-}
-
-/// `LINKEDIN_OIDC_ISSUER`, or `default`.
-fn issuer(config: &Oidc, default: &str) -> Result<Url, ConfigError> {
-    match &config.issuer {
-        Some(issuer) => Ok(issuer.clone()),
-        None => {
-            Url::parse(default).map_err(|e| ConfigError::new("LINKEDIN_OIDC_ISSUER", e.to_string()))
-        }
-    }
-}
-
 /// Whether `origin` (`scheme://host[:port]`) names this machine: `localhost`, `127.0.0.0/8`
 /// or `::1`.
 pub fn is_loopback_origin(origin: &str) -> bool {
@@ -381,47 +367,25 @@ fn sandbox_host(addr: SocketAddr) -> String {
     }
 }
 
-/// The one upstream client: the system's roots, plus `UPSTREAM_CA_CERT`, plus `extra` (the
-/// server's own certificate when it calls its own sandbox, a library host's PEM bundles).
-pub(crate) fn upstream_client(
-    config: &Limits,
-    urls: &Urls,
-    credentials: &AppCredentials,
-    extra: &[reqwest::Certificate],
-) -> Result<LinkedInClient, ConfigError> {
-    let mut roots = upstream_roots(config)?;
-    roots.extend(extra.iter().cloned());
-    let endpoints = LinkedInEndpoints {
-        access_token_url: urls.access_token.clone(),
-        api_url: urls.api.clone(),
-        timeout: config.upstream_timeout(),
+/// The PEM bundle of `UPSTREAM_CA_CERT`, if any.
+fn upstream_ca_pem(config: &Limits) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Some(path) = &config.upstream_ca_cert else {
+        return Ok(None);
     };
-    LinkedInClient::new(
-        &endpoints,
-        &credentials.api_key,
-        &credentials.secret_key,
-        &roots,
-    )
-    .map_err(|e| {
+    std::fs::read(path).map(Some).map_err(|e| {
         ConfigError::new(
             "UPSTREAM_CA_CERT",
-            format!("cannot build the HTTPS client: {e}"),
+            format!("cannot read {}: {e}", path.display()),
         )
     })
 }
 
 /// The extra roots of `UPSTREAM_CA_CERT`, if any.
 fn upstream_roots(config: &Limits) -> Result<Vec<reqwest::Certificate>, ConfigError> {
-    let Some(path) = &config.upstream_ca_cert else {
-        return Ok(Vec::new());
-    };
-    let pem = std::fs::read(path).map_err(|e| {
-        ConfigError::new(
-            "UPSTREAM_CA_CERT",
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    pem_roots(&pem, "UPSTREAM_CA_CERT")
+    match upstream_ca_pem(config)? {
+        Some(pem) => pem_roots(&pem, "UPSTREAM_CA_CERT"),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// What `check-provider` checks, and the transport it fetches with: the configured issuer
@@ -431,7 +395,11 @@ pub fn provider_check(
     config: &Config,
 ) -> Result<(crate::linkedin::transport::Transport, CheckSettings), ConfigError> {
     let scopes = oidc_scopes(&config.oidc.scopes)?;
-    let issuer = issuer(&config.oidc, DEFAULT_OIDC_ISSUER)?;
+    let issuer = match &config.oidc.issuer {
+        Some(issuer) => issuer.clone(),
+        None => Url::parse(DEFAULT_OIDC_ISSUER)
+            .map_err(|e| ConfigError::new("LINKEDIN_OIDC_ISSUER", e.to_string()))?,
+    };
     crate::tls::install_crypto_provider();
     let upstream = crate::linkedin::transport::Transport::new(
         config.limits.upstream_timeout(),
@@ -453,10 +421,7 @@ pub fn provider_check(
 }
 
 /// The certificates of a PEM bundle, as roots for the upstream client.
-pub(crate) fn pem_roots(
-    pem: &[u8],
-    variable: &'static str,
-) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+fn pem_roots(pem: &[u8], variable: &'static str) -> Result<Vec<reqwest::Certificate>, ConfigError> {
     reqwest::Certificate::from_pem_bundle(pem)
         .map_err(|e| ConfigError::new(variable, format!("not a PEM certificate: {e}")))
 }

@@ -129,6 +129,15 @@ impl Member {
         }
     }
 
+    /// The member's name, when the flow gave one (OpenID Connect's `name` claim). The
+    /// `member_id` is no name: for OpenID Connect it is the opaque, per-app `sub`.
+    pub fn name(&self) -> Option<&str> {
+        match &self.credentials {
+            Credentials::Oidc { name, .. } => name.as_deref(),
+            Credentials::Jsapi { .. } => None,
+        }
+    }
+
     /// Whether the credentials are still valid at `now`.
     pub fn is_valid_at(&self, now: OffsetDateTime) -> bool {
         self.expires_at > now.unix_timestamp()

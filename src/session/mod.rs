@@ -84,6 +84,7 @@ pub fn layer<S: SessionStore>(
     }
 }
 
+/// `duration` as the `time` crate's, to the nanosecond.
 fn to_time(duration: Duration) -> time::Duration {
-    time::Duration::seconds(i64::try_from(duration.as_secs()).unwrap_or(i64::MAX))
+    time::Duration::try_from(duration).unwrap_or(time::Duration::MAX)
 }
