@@ -46,17 +46,9 @@ pub(crate) type ClientKey = Arc<dyn Fn(&Request) -> IpAddr + Send + Sync>;
 /// it at least a public origin and one flow ([`SignInBuilder::oidc`] or
 /// [`SignInBuilder::jsapi`]). Nothing here reads the environment or ends the process: a
 /// problem comes back from [`SignInBuilder::build`] as a [`BuildError`] naming the method.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct SignInBuilder {
     pub(super) settings: Settings,
-}
-
-impl Default for SignInBuilder {
-    fn default() -> Self {
-        Self {
-            settings: Settings::default(),
-        }
-    }
 }
 
 impl std::fmt::Debug for SignInBuilder {
