@@ -6,8 +6,10 @@
 
 mod support;
 
-use linkedin_token_exchange::LinkedInSignIn;
+use std::net::SocketAddr;
+
 use linkedin_token_exchange::sandbox::Sandbox;
+use linkedin_token_exchange::{LinkedInSignIn, RateLimit};
 use reqwest::StatusCode;
 use support::{allow, allow_and_come_back, client, location};
 
@@ -23,8 +25,15 @@ async fn serve() -> String {
         .build()
         .unwrap();
     let app = host_app::app(&sign_in).nest("/sandbox", sandbox.router());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    serve_with_addresses(listener, app);
     origin
+}
+
+/// Serves `app` on `listener` as a host should: with each client's address, which the
+/// sign-in's rate limit needs.
+fn serve_with_addresses(listener: tokio::net::TcpListener, app: axum::Router) {
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
 }
 
 #[tokio::test]
@@ -106,7 +115,7 @@ async fn serve_with_the_sandbox_elsewhere() -> (String, String) {
         .build()
         .unwrap();
     let app = host_app::app(&sign_in);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    serve_with_addresses(listener, app);
     (origin, sandbox_origin)
 }
 
@@ -171,7 +180,7 @@ async fn a_host_without_a_session_layer_is_told_the_cause() {
         .route("/private", axum::routing::get(private))
         .merge(sign_in.router())
         .nest("/sandbox", sandbox.router());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    serve_with_addresses(listener, app);
     let http = client();
     for path in ["/private", "/auth/linkedin", "/session"] {
         let response = http.get(format!("{origin}{path}")).send().await.unwrap();
@@ -182,4 +191,58 @@ async fn a_host_without_a_session_layer_is_told_the_cause() {
         assert!(body.contains("session_layer"), "{path}: {body}");
         assert!(!body.contains("try again"), "{path}: {body}");
     }
+}
+
+/// Served with plain `axum::serve` (no client address), the rate-limited sign-in routes fail
+/// loudly, naming the fixes, instead of running without a limit; the host's own routes and
+/// the unlimited ones still work, and `rate_limit(Off)` is one of the fixes.
+#[tokio::test]
+async fn a_host_served_without_client_addresses_is_told_how_to_keep_its_rate_limit() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let sandbox = Sandbox::new(format!("{origin}/sandbox").parse().unwrap());
+    let builder = LinkedInSignIn::builder()
+        .public_origin(&origin)
+        .oidc(sandbox.client_id(), sandbox.client_secret())
+        .issuer(sandbox.issuer());
+    let app = host_app::app(&builder.clone().build().unwrap()).nest("/sandbox", sandbox.router());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = client();
+    let response = http
+        .get(format!("{origin}/auth/linkedin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("\"client_address_unknown\""), "{body}");
+    for fix in [
+        "into_make_service_with_connect_info",
+        "client_address",
+        "RateLimit::Off",
+    ] {
+        assert!(body.contains(fix), "{fix} in {body}");
+    }
+    let home = http.get(format!("{origin}/")).send().await.unwrap();
+    assert_eq!(home.status(), StatusCode::OK);
+
+    // The limit said off, out loud: the sign-in starts.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let sandbox = Sandbox::new(format!("{origin}/sandbox").parse().unwrap());
+    let sign_in = LinkedInSignIn::builder()
+        .public_origin(&origin)
+        .oidc(sandbox.client_id(), sandbox.client_secret())
+        .issuer(sandbox.issuer())
+        .rate_limit(RateLimit::Off)
+        .build()
+        .unwrap();
+    let app = host_app::app(&sign_in).nest("/sandbox", sandbox.router());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let start = http
+        .get(format!("{origin}/auth/linkedin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::FOUND, "{:?}", start.headers());
 }
