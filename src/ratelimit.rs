@@ -26,6 +26,10 @@ pub mod shared;
 
 use shared::SharedBudget;
 
+/// How the rate limit finds a request's client when the host says so: a function of the
+/// request (the host's own rule, such as a header its proxy sets).
+pub type ClientKey = Arc<dyn Fn(&Request) -> IpAddr + Send + Sync>;
+
 /// How often the limiters forget clients that are back to a full burst.
 const FORGET_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -35,7 +39,7 @@ const FORGET_INTERVAL: Duration = Duration::from_secs(60);
 pub struct RateLimits(
     Option<Arc<Inner>>,
     Option<Arc<SharedBudget>>,
-    Option<crate::sign_in::ClientKey>,
+    Option<ClientKey>,
 );
 
 struct Inner {
@@ -83,7 +87,7 @@ impl RateLimits {
     }
 
     /// These limits, with clients told apart by `key` instead of the peer's address.
-    pub fn with_client_key(mut self, key: Option<crate::sign_in::ClientKey>) -> Self {
+    pub fn with_client_key(mut self, key: Option<ClientKey>) -> Self {
         self.2 = key;
         self
     }

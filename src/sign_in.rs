@@ -30,7 +30,6 @@ use crate::text::escape_text;
 mod builder;
 mod env;
 
-pub(crate) use builder::ClientKey;
 pub use builder::{BuildError, SignInBuilder};
 
 /// LinkedIn sign-in for an axum app: OpenID Connect, the JSAPI cookie exchange, or both.

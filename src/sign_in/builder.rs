@@ -19,8 +19,8 @@ use crate::config::{
 };
 use crate::linkedin::client::{LinkedInClient, LinkedInEndpoints};
 use crate::linkedin::oidc::{OidcClient, OidcSettings};
-use crate::ratelimit::RateLimits;
 use crate::ratelimit::shared::SharedBudget;
+use crate::ratelimit::{ClientKey, RateLimits};
 use crate::return_to::ReturnPolicy;
 use crate::secret::Secret;
 use crate::telemetry::Telemetry;
@@ -36,10 +36,6 @@ pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit::PerClient {
 };
 /// The default OpenID Connect scopes.
 pub const DEFAULT_SCOPES: &str = "openid profile email";
-
-/// How the rate limit finds a request's client: a function of the request (the host's own
-/// rule, such as a header its proxy sets).
-pub(crate) type ClientKey = Arc<dyn Fn(&Request) -> IpAddr + Send + Sync>;
 
 /// Configures a [`LinkedInSignIn`] in code. [`Default`] (the same as
 /// [`LinkedInSignIn::builder`]) has every setting at its documented default and no flow: give
