@@ -32,6 +32,7 @@ pub const DEFAULT_OIDC_ISSUER: &str = "https://www.linkedin.com/oauth";
 mod limits;
 mod linkedin;
 mod listen;
+#[cfg(feature = "server")]
 mod logging;
 mod oidc;
 pub mod proxy;
@@ -42,6 +43,7 @@ mod traces;
 pub use limits::Limits;
 pub use linkedin::LinkedIn;
 pub use listen::Listen;
+#[cfg(feature = "server")]
 pub use logging::Logging;
 pub use oidc::Oidc;
 pub use proxy::AllowedHosts;
@@ -82,6 +84,7 @@ pub struct Config {
     pub limits: Limits,
 
     /// Log format and filter.
+    #[cfg(feature = "server")]
     #[command(flatten)]
     pub logging: Logging,
 
@@ -91,6 +94,7 @@ pub struct Config {
 }
 
 /// How log lines are written.
+#[cfg(feature = "server")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -264,6 +268,7 @@ fn parse_listen_addr(value: &str) -> Result<SocketAddr, String> {
 }
 
 /// Refuses a `RUST_LOG` that tracing would silently ignore.
+#[cfg(feature = "server")]
 fn parse_log_filter(value: &str) -> Result<String, String> {
     tracing_subscriber::EnvFilter::builder()
         .parse(value)
@@ -324,6 +329,7 @@ impl ConfigError {
 /// Loads `.env` (looked for in the working directory, then its parents) into the
 /// environment; a missing file is normal. A line that does not parse is named by its number
 /// and variable, never its value (it may be a secret).
+#[cfg(feature = "server")]
 fn load_dotenv() -> Result<(), String> {
     let err = match dotenvy::dotenv() {
         Ok(_) => return Ok(()),
@@ -444,6 +450,7 @@ pub struct AppCredentials {
 impl Config {
     /// Reads `.env` (when present), the environment and the command line. A `.env` that cannot
     /// be read completely stops the start, naming the line.
+    #[cfg(feature = "server")]
     pub fn load() -> Result<Self, clap::Error> {
         load_dotenv().map_err(|message| clap::Error::raw(clap::error::ErrorKind::Io, message))?;
         Self::try_parse()
@@ -451,6 +458,7 @@ impl Config {
 
     /// The log format asked for, read on its own: for reporting a configuration that did not
     /// parse in the format the operator expects.
+    #[cfg(feature = "server")]
     pub fn log_format_hint() -> LogFormat {
         let _ = dotenvy::dotenv();
         match std::env::var("LOG_FORMAT") {
@@ -633,6 +641,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "server")]
     fn an_invalid_log_filter_is_refused_naming_rust_log() {
         let argv = ["x", "--rust-log", "info,[=bad"];
         let message = Config::try_parse_from(argv).err().unwrap().to_string();

@@ -67,9 +67,12 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "server")]
 pub(crate) mod app;
 pub(crate) mod client_addr;
 pub mod config;
+#[cfg(any(feature = "server", feature = "sandbox"))]
+pub(crate) mod csp;
 pub mod error;
 pub(crate) mod handlers;
 pub(crate) mod limits;
@@ -79,7 +82,15 @@ pub(crate) mod return_to;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod secret;
+#[cfg(feature = "server")]
 pub mod server;
+/// Without the `server` feature, only the resolution of settings that the library's builder
+/// shares with the server (what only the server uses is then unused: no dead-code warning).
+#[cfg(not(feature = "server"))]
+#[allow(dead_code)]
+pub(crate) mod server {
+    pub(crate) mod wiring;
+}
 pub mod session;
 pub mod sign_in;
 pub(crate) mod telemetry;
