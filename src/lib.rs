@@ -97,13 +97,6 @@ pub mod sandbox;
 pub mod secret;
 #[cfg(feature = "server")]
 pub mod server;
-/// Without the `server` feature, only the resolution of settings that the library's builder
-/// shares with the server (what only the server uses is then unused: no dead-code warning).
-#[cfg(not(feature = "server"))]
-#[allow(dead_code)]
-pub(crate) mod server {
-    pub(crate) mod wiring;
-}
 pub mod session;
 pub mod sign_in;
 pub(crate) mod telemetry;

@@ -39,7 +39,7 @@ pub(crate) enum Verb {
 
 impl Verb {
     /// The method's name, as in `Allow`.
-    #[cfg(all(test, feature = "server"))]
+    #[cfg(all(test, feature = "server", feature = "sandbox"))]
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Get => "GET",
@@ -138,7 +138,7 @@ fn capture<R>(build: impl FnOnce() -> R) -> (R, Vec<RouteEntry>) {
 
 /// [`record`] for an async build (a server's), polled on this thread: a current-thread
 /// runtime's test.
-#[cfg(all(test, feature = "server"))]
+#[cfg(all(test, feature = "server", feature = "sandbox"))]
 pub(crate) async fn record_async<F: std::future::Future>(build: F) -> (F::Output, Vec<RouteEntry>) {
     let outer = TABLE.with(|table| table.replace(Some(Vec::new())));
     let built = build.await;

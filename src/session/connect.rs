@@ -313,21 +313,34 @@ mod not_built {
 
     #[tokio::test]
     async fn a_store_this_build_lacks_is_refused_at_connect_naming_its_feature() {
-        let mut lacking = Vec::new();
-        #[cfg(not(feature = "sqlite"))]
-        lacking.push(("sqlite://data/sessions.db", "SQLite", "sqlite"));
-        #[cfg(not(feature = "postgres"))]
-        lacking.push((
-            "postgres://app:Qx7k@Vz9w@db.example/sessions",
-            "PostgreSQL",
-            "postgres",
-        ));
-        #[cfg(not(feature = "redis"))]
-        {
-            lacking.push(("redis://:Qx7k@Vz9w@cache.example:6379/0", "Redis", "redis"));
-            lacking.push(("redis-cluster://:Qx7k@Vz9w@a:7000,b:7001", "Redis", "redis"));
-        }
-        for (url, store, feature) in lacking {
+        let stores = [
+            (
+                "sqlite://data/sessions.db",
+                "SQLite",
+                "sqlite",
+                cfg!(feature = "sqlite"),
+            ),
+            (
+                "postgres://app:Qx7k@Vz9w@db.example/sessions",
+                "PostgreSQL",
+                "postgres",
+                cfg!(feature = "postgres"),
+            ),
+            (
+                "redis://:Qx7k@Vz9w@cache.example:6379/0",
+                "Redis",
+                "redis",
+                cfg!(feature = "redis"),
+            ),
+            (
+                "redis-cluster://:Qx7k@Vz9w@a:7000,b:7001",
+                "Redis",
+                "redis",
+                cfg!(feature = "redis"),
+            ),
+        ];
+        let lacking = stores.into_iter().filter(|(_, _, _, built)| !built);
+        for (url, store, feature, _) in lacking {
             let url: StoreUrl = url.parse().unwrap();
             let options = BackendOptions {
                 keyring: Keyring::new(&[[7; KEY_LEN]]).unwrap(),
