@@ -17,6 +17,7 @@ use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::TrustedProxies;
+use crate::csp::csp_source;
 use crate::error::{errors, not_found};
 use crate::handlers;
 use crate::limits::{BODY_DEADLINE, MAX_BODY_BYTES, MAX_DRAINED_BYTES};
@@ -200,17 +201,6 @@ async fn refuse_oversized(request: Request, next: Next) -> Response {
         let _ = tokio::time::timeout(BODY_DEADLINE, drain).await;
     }
     axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response()
-}
-
-/// The origin of an absolute `url` as a further CSP source (with its leading space); nothing
-/// for a relative URL, which `'self'` covers.
-pub(crate) fn csp_source(url: &str) -> String {
-    url::Url::parse(url)
-        .ok()
-        .map(|url| url.origin().ascii_serialization())
-        .filter(|origin| origin != "null")
-        .map(|origin| format!(" {origin}"))
-        .unwrap_or_default()
 }
 
 /// The policy of HTML pages: scripts from this server and the JSAPI script's origin only,

@@ -9,10 +9,16 @@
 //! with them (tested in `tests/api/config_docs.rs`). This module depends on no other part of
 //! the crate but [`Secret`]: what depends on the bound port is resolved once by
 //! `server::wiring::Resolved`, and connecting to the store is left to `session`.
+//!
+//! `Config`, its groups and everything clap are the `server` feature's; the plain values the
+//! library's builder takes ([`RateLimit`], [`PkceMode`], [`TrustedProxies`], [`StoreUrl`],
+//! [`AllowedHosts`], …) and their parsers are in every build.
 
+#[cfg(feature = "server")]
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+#[cfg(feature = "server")]
 use clap::Parser;
 use url::Url;
 
@@ -29,31 +35,46 @@ pub const ADMIN_TOKEN_MIN_LEN: usize = 32;
 /// LinkedIn's OpenID Connect issuer (a path, since April 2024).
 pub const DEFAULT_OIDC_ISSUER: &str = "https://www.linkedin.com/oauth";
 
+#[cfg(feature = "server")]
 mod limits;
+#[cfg(feature = "server")]
 mod linkedin;
+#[cfg(feature = "server")]
 mod listen;
+#[cfg(feature = "server")]
 mod logging;
+#[cfg(feature = "server")]
 mod oidc;
 pub mod proxy;
+#[cfg(feature = "server")]
 mod sessions;
 mod store_url;
+#[cfg(feature = "server")]
 mod traces;
 
+#[cfg(feature = "server")]
 pub use limits::Limits;
+#[cfg(feature = "server")]
 pub use linkedin::LinkedIn;
+#[cfg(feature = "server")]
 pub use listen::Listen;
+#[cfg(feature = "server")]
 pub use logging::Logging;
+#[cfg(feature = "server")]
 pub use oidc::Oidc;
 pub use proxy::AllowedHosts;
+#[cfg(feature = "server")]
 pub use sessions::Sessions;
 use store_url::with_escaped_userinfo;
 pub use store_url::{
     FleetKind, FleetUrl, StoreUrl, escape_userinfo, redact_debug, redact_urls, split_userinfo,
 };
+#[cfg(feature = "server")]
 pub use traces::Traces;
 
 /// Everything the service can be told, from the environment or from flags of the same names,
 /// in groups: each group is one `clap::Args` struct in its own file under `config/`.
+#[cfg(feature = "server")]
 #[derive(Parser, Clone, Debug)]
 #[command(version, about)]
 pub struct Config {
@@ -91,6 +112,7 @@ pub struct Config {
 }
 
 /// How log lines are written.
+#[cfg(feature = "server")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -100,6 +122,7 @@ pub enum LogFormat {
 }
 
 /// The tools beside the server.
+#[cfg(feature = "server")]
 #[derive(Clone, Debug, PartialEq, Eq, clap::Subcommand)]
 pub enum Command {
     /// Checks the OpenID Connect provider (LINKEDIN_OIDC_ISSUER) before going live: fetches
@@ -115,7 +138,8 @@ pub enum Command {
 }
 
 /// `LINKEDIN_OIDC_PKCE`: when the sign-in sends a PKCE challenge.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(clap::ValueEnum))]
 pub enum PkceMode {
     /// Only when discovery lists `S256` in `code_challenge_methods_supported`.
     #[default]
@@ -217,6 +241,7 @@ impl FromStr for RateLimit {
 }
 
 /// `RATE_LIMIT_STORE`: where the rate-limit budgets are kept.
+#[cfg(feature = "server")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RateLimitStore {
     /// In each instance: N instances allow N times the budget.
@@ -255,6 +280,7 @@ impl FromStr for TrustedProxies {
 }
 
 /// A listen address: an IP address and a port; a host name is refused with a word on why.
+#[cfg(feature = "server")]
 fn parse_listen_addr(value: &str) -> Result<SocketAddr, String> {
     value.trim().parse::<SocketAddr>().map_err(|_| {
         "takes an IP address and a port, as 127.0.0.1:8443, 0.0.0.0:8443 or [::]:8443 \
@@ -264,6 +290,7 @@ fn parse_listen_addr(value: &str) -> Result<SocketAddr, String> {
 }
 
 /// Refuses a `RUST_LOG` that tracing would silently ignore.
+#[cfg(feature = "server")]
 fn parse_log_filter(value: &str) -> Result<String, String> {
     tracing_subscriber::EnvFilter::builder()
         .parse(value)
@@ -324,6 +351,7 @@ impl ConfigError {
 /// Loads `.env` (looked for in the working directory, then its parents) into the
 /// environment; a missing file is normal. A line that does not parse is named by its number
 /// and variable, never its value (it may be a secret).
+#[cfg(feature = "server")]
 fn load_dotenv() -> Result<(), String> {
     let err = match dotenvy::dotenv() {
         Ok(_) => return Ok(()),
@@ -364,6 +392,7 @@ fn load_dotenv() -> Result<(), String> {
 /// keeps the reason and the allowed values, and shows no URL's password: the value itself is
 /// left out when it is a URL or the variable's value is hidden in `--help` (a secret), since a
 /// value that did not parse cannot be told apart into user, password and host.
+#[cfg(feature = "server")]
 pub fn describe_parse_error(err: &clap::Error) -> String {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let context = |kind| match err.get(kind) {
@@ -404,6 +433,7 @@ pub fn describe_parse_error(err: &clap::Error) -> String {
 
 /// Whether the value of `variable` that did not parse is left out of the message: a URL (it
 /// may hold a password), or the value of a variable `--help` hides (a secret).
+#[cfg(feature = "server")]
 fn withheld(variable: &str, value: &str) -> bool {
     use clap::CommandFactory;
     let hidden = Config::command().get_arguments().any(|arg| {
@@ -416,6 +446,7 @@ fn withheld(variable: &str, value: &str) -> bool {
 }
 
 /// What a withheld value looks like, without any of its characters but a URL's scheme.
+#[cfg(feature = "server")]
 fn shape_of(value: &str) -> String {
     match value.split_once("://") {
         Some((scheme, _)) if is_scheme(scheme) => {
@@ -426,6 +457,7 @@ fn shape_of(value: &str) -> String {
 }
 
 /// Whether `text` is a URL scheme: a letter, then letters, digits, `+`, `-` or `.`.
+#[cfg(feature = "server")]
 fn is_scheme(text: &str) -> bool {
     let mut chars = text.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -441,9 +473,11 @@ pub struct AppCredentials {
     pub secret_key: Secret,
 }
 
+#[cfg(feature = "server")]
 impl Config {
     /// Reads `.env` (when present), the environment and the command line. A `.env` that cannot
     /// be read completely stops the start, naming the line.
+    #[cfg(feature = "server")]
     pub fn load() -> Result<Self, clap::Error> {
         load_dotenv().map_err(|message| clap::Error::raw(clap::error::ErrorKind::Io, message))?;
         Self::try_parse()
@@ -451,6 +485,7 @@ impl Config {
 
     /// The log format asked for, read on its own: for reporting a configuration that did not
     /// parse in the format the operator expects.
+    #[cfg(feature = "server")]
     pub fn log_format_hint() -> LogFormat {
         let _ = dotenvy::dotenv();
         match std::env::var("LOG_FORMAT") {
@@ -467,6 +502,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[cfg(feature = "server")]
 mod tests {
     use super::store_url::tests::assert_no_piece;
     use super::*;
@@ -633,6 +669,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "server")]
     fn an_invalid_log_filter_is_refused_naming_rust_log() {
         let argv = ["x", "--rust-log", "info,[=bad"];
         let message = Config::try_parse_from(argv).err().unwrap().to_string();

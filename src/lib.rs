@@ -64,12 +64,28 @@
 //! - [`session`]: the stores, the typed [`Member`], the extractors.
 //! - [`error`]: the one error enum and its JSON; [`secret`]: strings that hide in `Debug`.
 //! - [`sandbox`] (feature `sandbox`, on by default): the emulated LinkedIn.
+//!
+//! # Features
+//!
+//! - `server` (default): the binary's server and command line, TLS, the login page, the
+//!   admin and metrics listeners, Prometheus and OpenTelemetry export; it turns on every
+//!   store below.
+//! - `sandbox` (default): the emulated LinkedIn, [`sandbox::Sandbox`].
+//! - `sqlite`, `postgres`, `redis`: the sealed stores of `session::SessionBackend::connect`
+//!   (memory is in every build; a store URL this build lacks is refused at connect, naming
+//!   its feature), and with `redis` the rate limit's budget shared by a fleet.
+//!
+//! A host that depends on this crate with `default-features = false` compiles the sign-in
+//! routes, the extractors and the memory store, and none of the server's dependencies.
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "server")]
 pub(crate) mod app;
 pub(crate) mod client_addr;
 pub mod config;
+#[cfg(any(feature = "server", feature = "sandbox"))]
+pub(crate) mod csp;
 pub mod error;
 pub(crate) mod handlers;
 pub(crate) mod limits;
@@ -79,6 +95,7 @@ pub(crate) mod return_to;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod secret;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod session;
 pub mod sign_in;

@@ -74,6 +74,7 @@ pub(crate) struct SignInSettings {
 
 /// The app's JSAPI side.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "server"), allow(dead_code))] // the key and script: the login page's
 pub(crate) struct JsapiApp {
     /// The app's API key (goes into the page).
     pub api_key: String,

@@ -6,28 +6,46 @@
 //! A [`Telemetry`] holds its own recorder (not the process-wide one), so that each server,
 //! including each test server, counts only its own work; with `METRICS_BIND` unset it is
 //! [`Telemetry::disabled`] and every call is a no-op.
+//!
+//! The exporter (Prometheus), the request spans, OpenTelemetry and the log format are the
+//! `server` feature's; without it, the library's routes record into a disabled
+//! [`Telemetry`] and leave logging to the host.
 
+#[cfg(feature = "server")]
 pub mod otel;
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "server")]
+use std::time::Instant;
 
+#[cfg(feature = "server")]
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method};
+#[cfg(feature = "server")]
+use axum::http::HeaderValue;
+use axum::http::Method;
+#[cfg(feature = "server")]
 use axum::middleware::Next;
+#[cfg(feature = "server")]
 use axum::response::Response;
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+#[cfg(feature = "server")]
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+#[cfg(feature = "server")]
 use rand::Rng;
+#[cfg(feature = "server")]
 use tower_http::request_id::{MakeRequestId, RequestId};
 
+#[cfg(feature = "server")]
 use crate::config::LogFormat;
 
 /// The request id header.
+#[cfg(feature = "server")]
 pub const REQUEST_ID: &str = "x-request-id";
 /// Histogram buckets, in seconds: from half a millisecond to the longest upstream bound.
+#[cfg(feature = "server")]
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
 ];
@@ -38,11 +56,22 @@ static METADATA: Metadata<'static> =
 #[derive(Clone, Default)]
 pub struct Telemetry(Option<Arc<Inner>>);
 
+// Without the server nothing makes an `Inner`: every `Telemetry` is disabled.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 struct Inner {
-    recorder: PrometheusRecorder,
+    /// Where the series are registered: the exporter's recorder.
+    recorder: Box<dyn Recorder + Send + Sync>,
+    /// What renders the series, with the process's own.
+    #[cfg(feature = "server")]
+    exporter: Exporter,
+    handles: Handles,
+}
+
+/// The Prometheus side: the recorder's handle, and the process's memory and CPU.
+#[cfg(feature = "server")]
+struct Exporter {
     handle: PrometheusHandle,
     process: metrics_process::Collector,
-    handles: Handles,
 }
 
 /// The handles of the series already seen, so that recording one costs a map lookup instead
@@ -132,6 +161,7 @@ impl std::fmt::Debug for Telemetry {
 
 impl Telemetry {
     /// Metrics that are recorded and can be rendered.
+    #[cfg(feature = "server")]
     pub fn enabled() -> Self {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&BUCKETS)
@@ -141,9 +171,8 @@ impl Telemetry {
         let process = metrics_process::Collector::new("lte_");
         metrics::with_local_recorder(&recorder, || process.describe());
         let telemetry = Self(Some(Arc::new(Inner {
-            recorder,
-            handle,
-            process,
+            recorder: Box::new(recorder),
+            exporter: Exporter { handle, process },
             handles: Handles::default(),
         })));
         telemetry.describe();
@@ -153,6 +182,7 @@ impl Telemetry {
     /// Folds the histograms' recent samples into their buckets now and then, so that memory
     /// stays flat between scrapes (the exporter keeps raw samples until then). Needs a Tokio
     /// runtime; ends when the last clone of this `Telemetry` is dropped.
+    #[cfg(feature = "server")]
     pub fn spawn_upkeep(&self) {
         let Some(inner) = &self.0 else { return };
         let weak = Arc::downgrade(inner);
@@ -161,7 +191,7 @@ impl Telemetry {
             loop {
                 ticks.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                inner.handle.run_upkeep();
+                inner.exporter.handle.run_upkeep();
             }
         });
     }
@@ -176,6 +206,7 @@ impl Telemetry {
         Self(None)
     }
 
+    #[cfg(feature = "server")]
     fn describe(&self) {
         let Some(inner) = &self.0 else { return };
         let describe = |name: &'static str, text: &'static str| {
@@ -286,18 +317,21 @@ impl Telemetry {
     }
 
     /// Everything, in Prometheus text format (the process's memory and CPU read now).
+    #[cfg(feature = "server")]
     pub fn render(&self) -> String {
         let Some(inner) = &self.0 else {
             return String::new();
         };
-        metrics::with_local_recorder(&inner.recorder, || inner.process.collect());
-        inner.handle.render()
+        let exporter = &inner.exporter;
+        metrics::with_local_recorder(&*inner.recorder, || exporter.process.collect());
+        exporter.handle.render()
     }
 }
 
 /// Times a request and counts it under its route pattern (unmatched paths count as
 /// `unmatched`, so that no raw path ever becomes a label).
 /// Layered only when metrics are on (`build_app`).
+#[cfg(feature = "server")]
 pub async fn observe(State(telemetry): State<Telemetry>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request.extensions().get::<MatchedPath>().cloned();
@@ -313,9 +347,11 @@ pub async fn observe(State(telemetry): State<Telemetry>, request: Request, next:
 }
 
 /// Makes request ids: 22 random letters and digits.
+#[cfg(feature = "server")]
 #[derive(Clone, Copy, Default)]
 pub struct MakeId;
 
+#[cfg(feature = "server")]
 impl MakeRequestId for MakeId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
         HeaderValue::from_str(&new_request_id())
@@ -326,6 +362,7 @@ impl MakeRequestId for MakeId {
 
 /// 22 random letters and digits: two random `u64`s in base 62, 11 digits each (62^11 > 2^64),
 /// 128 random bits in all; instead of 22 draws with rejection.
+#[cfg(feature = "server")]
 fn new_request_id() -> String {
     const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::rng();
@@ -340,6 +377,7 @@ fn new_request_id() -> String {
 }
 
 /// Whether a client's request id can be kept: at most 64 letters, digits, `.`, `_`, `-`.
+#[cfg(feature = "server")]
 pub fn is_sane_request_id(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
     !bytes.is_empty()
@@ -351,6 +389,7 @@ pub fn is_sane_request_id(value: &HeaderValue) -> bool {
 
 /// Drops a client's request id that is not sane, so that a fresh one replaces it (a plain
 /// `map_request`: no middleware future or service clone per request).
+#[cfg(feature = "server")]
 pub fn drop_insane_request_id<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
     if request
         .headers()
@@ -363,6 +402,7 @@ pub fn drop_insane_request_id<B>(mut request: axum::http::Request<B>) -> axum::h
 }
 
 /// The request's id, for error bodies and spans.
+#[cfg(feature = "server")]
 pub fn request_id<B>(request: &axum::http::Request<B>) -> Option<String> {
     request
         .extensions()
@@ -375,11 +415,13 @@ pub fn request_id<B>(request: &axum::http::Request<B>) -> Option<String> {
 /// address (the one `TRUSTED_PROXIES` names, as the rate limits count it). The trace it
 /// belongs to is the one the request's `traceparent` names only when the peer is one of
 /// `TRUSTED_PROXIES`; otherwise it starts a trace of its own.
+#[cfg(feature = "server")]
 #[derive(Clone, Debug)]
 pub struct RequestSpan {
     trusted: Option<crate::config::TrustedProxies>,
 }
 
+#[cfg(feature = "server")]
 impl RequestSpan {
     /// Spans that believe `X-Forwarded-For` from `trusted` peers only.
     pub fn new(trusted: Option<crate::config::TrustedProxies>) -> Self {
@@ -387,6 +429,7 @@ impl RequestSpan {
     }
 }
 
+#[cfg(feature = "server")]
 impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
     fn make_span(&mut self, request: &axum::http::Request<B>) -> tracing::Span {
         let peer = request
@@ -418,6 +461,7 @@ impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
 
 /// Names the request's span after its route (`http.route`, and `GET /route` for traces),
 /// once the router has matched it.
+#[cfg(feature = "server")]
 pub async fn record_route(request: Request, next: Next) -> Response {
     let span = tracing::Span::current();
     if !span.is_disabled()
@@ -430,11 +474,13 @@ pub async fn record_route(request: Request, next: Next) -> Response {
 }
 
 /// Records the answer's status on the request's span.
+#[cfg(feature = "server")]
 pub fn record_status<B>(response: &axum::http::Response<B>, _: Duration, span: &tracing::Span) {
     span.record("http.response.status_code", response.status().as_u16());
 }
 
 /// A layer of the global subscriber besides the log lines (trace export).
+#[cfg(feature = "server")]
 pub type ExtraLayer =
     Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
 
@@ -443,6 +489,7 @@ pub type ExtraLayer =
 /// unknown or malformed session ids are kept out unless asked for by name: any client can
 /// cause them at will. Logs go to stdout, or to stderr when stdout carries output of its own
 /// (the `sandbox` command's `KEY=VALUE` lines).
+#[cfg(feature = "server")]
 pub fn init_logging(format: LogFormat, filter: &str, to_stderr: bool, extra: Option<ExtraLayer>) {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::Layer;
@@ -482,6 +529,7 @@ pub fn init_logging(format: LogFormat, filter: &str, to_stderr: bool, extra: Opt
 }
 
 #[cfg(test)]
+#[cfg(feature = "server")]
 mod tests {
     use super::*;
 

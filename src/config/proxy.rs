@@ -11,7 +11,8 @@ use url::{Host, Url};
 use super::ConfigError;
 
 /// `TLS`: whether the server itself speaks TLS.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(clap::ValueEnum))]
 pub enum TlsMode {
     /// HTTPS with `TLS_CERT`/`TLS_KEY`.
     #[default]

@@ -217,7 +217,8 @@ impl FleetUrl {
         })
     }
 
-    /// The password, decoded (for connecting; never shown).
+    /// The password, decoded (for connecting, with the `redis` feature; never shown).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn password(&self) -> Option<&str> {
         self.password.as_deref()
     }

@@ -13,14 +13,21 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, on};
 
+// The sign-in and member routes are the library's; the rest are the server's.
+#[cfg(feature = "server")]
 pub mod admin;
+#[cfg(feature = "server")]
 pub mod assets;
+#[cfg(feature = "server")]
 pub mod auth_check;
 pub mod exchange;
+#[cfg(feature = "server")]
 pub mod health;
+#[cfg(feature = "server")]
 pub mod login;
 pub mod member;
 pub mod oidc;
+#[cfg(feature = "server")]
 pub mod openapi;
 
 /// The methods the public routes take (`HEAD` comes with `GET`).
@@ -32,7 +39,7 @@ pub(crate) enum Verb {
 
 impl Verb {
     /// The method's name, as in `Allow`.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "server", feature = "sandbox"))]
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Get => "GET",
@@ -100,7 +107,7 @@ fn note(verb: Verb, path: String) {
 }
 
 /// `build()` (a router meant to be nested at `prefix`), with its routes noted under `prefix`.
-#[cfg(feature = "sandbox")]
+#[cfg(all(feature = "server", feature = "sandbox"))]
 pub(crate) fn under<R>(prefix: &str, build: impl FnOnce() -> R) -> R {
     let (router, routes) = capture(build);
     for (verb, path) in routes {
@@ -131,7 +138,7 @@ fn capture<R>(build: impl FnOnce() -> R) -> (R, Vec<RouteEntry>) {
 
 /// [`record`] for an async build (a server's), polled on this thread: a current-thread
 /// runtime's test.
-#[cfg(test)]
+#[cfg(all(test, feature = "server", feature = "sandbox"))]
 pub(crate) async fn record_async<F: std::future::Future>(build: F) -> (F::Output, Vec<RouteEntry>) {
     let outer = TABLE.with(|table| table.replace(Some(Vec::new())));
     let built = build.await;

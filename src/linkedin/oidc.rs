@@ -298,7 +298,8 @@ impl OidcClient {
         }
     }
 
-    /// What this relying party was built with.
+    /// What this relying party was built with (the service's sandbox registers its client).
+    #[cfg(all(feature = "server", feature = "sandbox"))]
     pub(crate) fn settings(&self) -> &OidcSettings {
         &self.settings
     }

@@ -129,6 +129,7 @@ impl Transport {
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), UpstreamError> {
         use tracing::Instrument;
         let (client, request) = request.build_split();
+        #[cfg_attr(not(feature = "server"), allow(unused_mut))]
         let mut request = request.map_err(|e| self.transport_error(&e))?;
         let host = request.url().host_str().unwrap_or_default().to_owned();
         let span = tracing::debug_span!(
@@ -140,6 +141,8 @@ impl Transport {
             "url.path" = %request.url().path(),
             "http.response.status_code" = tracing::field::Empty,
         );
+        // Trace export is the server's: a host's own tracing sees the span, unpropagated.
+        #[cfg(feature = "server")]
         crate::telemetry::otel::inject_trace(&span, request.headers_mut());
         let answer = self
             .execute(&client, request)

@@ -8,31 +8,45 @@
 //! then one every `1/PER_SECOND` s. When Redis is not connected, or does not answer within
 //! [`SHARED_TIMEOUT`], the check passes (fail open): the local tier still applies, the failure is counted as
 //! `lte_session_store_errors_total{operation="rate_limit"}`, and a warning is logged at most
-//! every [`WARN_EVERY`].
+//! every `WARN_EVERY`.
+//!
+//! The shared tier is the `redis` feature's: without it, [`SharedBudget`] has no value, and
+//! only the per-instance tier applies.
 
+#[cfg(feature = "redis")]
 use std::sync::Mutex;
+#[cfg(feature = "redis")]
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "redis")]
 use fred::prelude::{ClientLike, LuaInterface, Pool};
 
+#[cfg(feature = "server")]
 use crate::config::{ConfigError, RateLimit, RateLimitStore, StoreUrl};
 use crate::error::AppError;
+#[cfg(feature = "server")]
 use crate::session::redis_fleet;
+#[cfg(feature = "redis")]
 use crate::telemetry::Telemetry;
 
 /// The longest a shared check may take before it passes anyway.
+#[cfg(feature = "redis")]
 pub const SHARED_TIMEOUT: Duration = Duration::from_millis(500);
 /// The least time between two warnings about the shared budget's store.
+#[cfg(feature = "redis")]
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Clients the shared tier keeps to Redis (each one pipelines its commands).
+#[cfg(feature = "server")]
 const POOL_SIZE: usize = 2;
 /// Where the budgets live in Redis (no `{`: each key hashes to its own cluster slot).
+#[cfg(feature = "redis")]
 const KEY_PREFIX: &str = "lte:ratelimit:";
 
 /// GCRA on `KEYS[1]`: `ARGV[1]` is the interval between two requests in microseconds,
 /// `ARGV[2]` the burst. Answers 0 when the request passes (and records it), otherwise the
 /// microseconds until one would. The time is written with `%.0f`: Lua's own number-to-string
 /// keeps 14 digits, and a time in microseconds has 16.
+#[cfg(feature = "redis")]
 const GCRA: &str = r"
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -51,6 +65,7 @@ return 0
 ";
 
 /// The fleet's budgets in Redis.
+#[cfg(feature = "redis")]
 pub struct SharedBudget {
     pool: Pool,
     interval_us: u64,
@@ -59,6 +74,21 @@ pub struct SharedBudget {
     last_warning: Mutex<Option<Instant>>,
 }
 
+/// The fleet's budgets, in a build without Redis (feature `redis`): there are none, and no
+/// value of this type.
+#[cfg(not(feature = "redis"))]
+#[derive(Debug)]
+pub enum SharedBudget {}
+
+#[cfg(not(feature = "redis"))]
+impl SharedBudget {
+    /// Never called: no budget exists without Redis.
+    pub async fn check(&self, _key: &str) -> Result<(), AppError> {
+        match *self {}
+    }
+}
+
+#[cfg(feature = "redis")]
 impl std::fmt::Debug for SharedBudget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedBudget")
@@ -68,10 +98,14 @@ impl std::fmt::Debug for SharedBudget {
     }
 }
 
+// Made by the server's start only: with `redis` alone, nothing in the library makes one.
+#[cfg(feature = "redis")]
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 impl SharedBudget {
     /// The shared budget `choice` asks for: `None` with `local` (or `RATE_LIMIT=off`), else
     /// a connection to the session store's Redis. A store that is not Redis, or one that
     /// cannot be reached, is an error naming `RATE_LIMIT_STORE`.
+    #[cfg(feature = "server")]
     pub async fn connect(
         choice: RateLimitStore,
         limit: RateLimit,
@@ -173,6 +207,7 @@ impl SharedBudget {
 }
 
 #[cfg(test)]
+#[cfg(feature = "server")]
 mod tests {
     use fred::prelude::KeysInterface;
 

@@ -317,7 +317,7 @@ async fn consent(
 /// redirect URI (Allow and Cancel answer with a redirect there, which Chromium checks against
 /// `form-action`).
 fn consent_policy(redirect_uri: &str) -> HeaderValue {
-    let redirect = crate::app::csp_source(redirect_uri);
+    let redirect = crate::csp::csp_source(redirect_uri);
     let policy = format!(
         "default-src 'self'; script-src 'self'; img-src 'self' data:; style-src 'self'; \
          object-src 'none'; base-uri 'none'; form-action 'self'{redirect}; frame-ancestors 'none'"

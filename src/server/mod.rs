@@ -20,6 +20,7 @@ use axum_server::{Control, Handle};
 use crate::app::{AppState, Settings, build_app};
 use crate::config::proxy::TlsMode;
 use crate::config::{Command, Config, ConfigError, Sessions, StoreUrl};
+#[cfg(feature = "sandbox")]
 use crate::linkedin::oidc::OidcClient;
 use crate::ratelimit::shared::SharedBudget;
 use crate::secret::Secret;

@@ -34,8 +34,11 @@ macro_rules! forward {
     ($store:ident, $s:ident => $call:expr) => {
         match $store {
             Store::Memory($s) => $call,
+            #[cfg(feature = "sqlite")]
             Store::Sqlite($s) => $call,
+            #[cfg(feature = "redis")]
             Store::Redis($s) => $call,
+            #[cfg(feature = "postgres")]
             Store::Postgres($s) => $call,
         }
     };
@@ -199,13 +202,17 @@ impl SessionStore for SessionBackend {
         let mut sealed = self.seal(record)?;
         let store = &self.0.store;
         let entry = Entry::of(record);
-        if let (Store::Sqlite(s), Some(_)) = (store, &entry) {
+        match (store, &entry) {
             // The index row goes in the same transaction as the session.
-            self.bounded("create", s.create_indexed(&mut sealed, entry.clone()))
-                .await?;
-        } else {
-            self.bounded("create", forward!(store, s => s.create(&mut sealed)))
-                .await?;
+            #[cfg(feature = "sqlite")]
+            (Store::Sqlite(s), Some(_)) => {
+                self.bounded("create", s.create_indexed(&mut sealed, entry.clone()))
+                    .await?;
+            }
+            _ => {
+                self.bounded("create", forward!(store, s => s.create(&mut sealed)))
+                    .await?;
+            }
         }
         if sealed.id != record.id {
             // The store drew another id (a collision): seal again for the id it kept.

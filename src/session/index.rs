@@ -31,11 +31,20 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
+#[cfg(feature = "redis")]
 use tower_sessions_redis_store::fred::interfaces::{KeysInterface, LuaInterface};
+#[cfg(feature = "redis")]
 use tower_sessions_redis_store::fred::prelude::Pool as RedisPool;
-use tower_sessions_sqlx_store::sqlx::{self, PgPool, SqlitePool};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use tower_sessions_sqlx_store::sqlx;
+#[cfg(feature = "postgres")]
+use tower_sessions_sqlx_store::sqlx::PgPool;
+#[cfg(feature = "sqlite")]
+use tower_sessions_sqlx_store::sqlx::SqlitePool;
 
-use super::{MemoryStore, SqliteSessions};
+use super::MemoryStore;
+#[cfg(feature = "sqlite")]
+use super::SqliteSessions;
 
 /// One session of a member, as the admin routes show it (never its id).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -50,6 +59,7 @@ pub struct SessionSummary {
 
 /// A listed session from a SQL row (`flow`, `created_at`, the sessions table's `expiry_date`),
 /// in SQLite and PostgreSQL alike.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn summary<R>(row: &R) -> Result<SessionSummary, sqlx::Error>
 where
     R: sqlx::Row,
@@ -88,6 +98,7 @@ impl Entry {
 }
 
 /// The SQLite table of the index.
+#[cfg(feature = "sqlite")]
 pub(super) const SQLITE_TABLE: &str = "lte_member_sessions";
 
 /// The index of the store in use; cheap to clone.
@@ -96,13 +107,17 @@ pub(super) enum MemberIndex {
     /// Kept by the memory store itself ([`MemoryStore::index`]).
     Memory(MemoryStore),
     /// Written by the SQLite writer with each new session ([`SqliteSessions::create_indexed`]).
+    #[cfg(feature = "sqlite")]
     Sqlite(SqliteSessions),
     /// `"tower_sessions"."member_session"`.
+    #[cfg(feature = "postgres")]
     Postgres(PgPool),
     /// Two keys per member.
+    #[cfg(feature = "redis")]
     Redis(RedisPool),
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 fn backend_error(err: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(err.to_string())
 }
@@ -113,11 +128,17 @@ fn now() -> i64 {
 
 impl MemberIndex {
     /// Creates the table and its trigger (SQL stores); nothing to do for the others.
-    pub async fn migrate(&self) -> sqlx::Result<()> {
+    pub async fn migrate(&self) -> Result<(), String> {
         match self {
-            Self::Sqlite(sessions) => migrate_sqlite(&sessions.pool()).await,
-            Self::Postgres(pool) => migrate_postgres(pool).await,
-            Self::Memory(_) | Self::Redis(_) => Ok(()),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(sessions) => migrate_sqlite(&sessions.pool())
+                .await
+                .map_err(|e| e.to_string()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(pool) => migrate_postgres(pool).await.map_err(|e| e.to_string()),
+            #[cfg(feature = "redis")]
+            Self::Redis(_) => Ok(()),
+            Self::Memory(_) => Ok(()),
         }
     }
 
@@ -134,7 +155,9 @@ impl MemberIndex {
                 store.index().record(id, entry, expires.unix_timestamp());
                 Ok(())
             }
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(_) => Ok(()),
+            #[cfg(feature = "postgres")]
             Self::Postgres(pool) => sqlx::query(
                 r#"insert into "tower_sessions"."member_session" (session_id, member_id, flow, created_at)
                    values ($1, $2, $3, $4) on conflict (session_id) do nothing"#,
@@ -147,6 +170,7 @@ impl MemberIndex {
             .await
             .map(drop)
             .map_err(backend_error),
+            #[cfg(feature = "redis")]
             Self::Redis(pool) => redis::touch(pool, id, entry, expires.unix_timestamp()).await,
         }
     }
@@ -168,7 +192,11 @@ impl MemberIndex {
                 }
                 Ok(())
             }
-            Self::Sqlite(_) | Self::Postgres(_) => Ok(()),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(_) => Ok(()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_) => Ok(()),
+            #[cfg(feature = "redis")]
             Self::Redis(pool) => redis::touch(pool, id, entry, expires.unix_timestamp()).await,
         }
     }
@@ -176,20 +204,28 @@ impl MemberIndex {
     /// Whether [`forget`](Self::forget) needs the member of the session that ends (the other
     /// stores forget by themselves, with the record).
     pub fn forgets_by_member(&self) -> bool {
-        matches!(self, Self::Redis(_))
+        match self {
+            #[cfg(feature = "redis")]
+            Self::Redis(_) => true,
+            _ => false,
+        }
     }
 
     /// Removes session `id` of `member_id` from the index, once its record is deleted.
     pub async fn forget(&self, member_id: &str, id: &Id) -> session_store::Result<()> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(pool) => redis::forget(pool, member_id, &[id.to_string()]).await,
-            Self::Memory(_) | Self::Sqlite(_) | Self::Postgres(_) => Ok(()),
+            _ => {
+                let _ = (member_id, id);
+                Ok(())
+            }
         }
     }
 
     /// The unexpired sessions of `member_id`, oldest first.
     pub async fn list(&self, member_id: &str) -> session_store::Result<Vec<SessionSummary>> {
-        let mut sessions = match self {
+        let mut sessions: Vec<SessionSummary> = match self {
             Self::Memory(store) => {
                 let now = now();
                 store
@@ -202,8 +238,11 @@ impl MemberIndex {
                     .map(|(_, summary)| summary)
                     .collect()
             }
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(sessions) => sql::list_sqlite(&sessions.pool(), member_id).await?,
+            #[cfg(feature = "postgres")]
             Self::Postgres(pool) => sql::list_postgres(pool, member_id).await?,
+            #[cfg(feature = "redis")]
             Self::Redis(pool) => redis::live(pool, member_id)
                 .await?
                 .into_iter()
@@ -228,8 +267,11 @@ impl MemberIndex {
                 }
                 Ok(ended)
             }
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(sessions) => sql::revoke_sqlite(&sessions.pool(), member_id).await,
+            #[cfg(feature = "postgres")]
             Self::Postgres(pool) => sql::revoke_postgres(pool, member_id).await,
+            #[cfg(feature = "redis")]
             Self::Redis(pool) => redis::revoke(pool, member_id).await,
         }
     }
@@ -311,6 +353,7 @@ impl MemoryIndex {
     }
 }
 
+#[cfg(feature = "sqlite")]
 async fn migrate_sqlite(pool: &SqlitePool) -> sqlx::Result<()> {
     let statements = [
         format!(
@@ -332,8 +375,10 @@ async fn migrate_sqlite(pool: &SqlitePool) -> sqlx::Result<()> {
 
 /// The advisory lock under which an instance migrates PostgreSQL: the store's tables, then the
 /// member index, one instance at a time.
+#[cfg(feature = "postgres")]
 pub(crate) const MIGRATION_LOCK: i64 = 7_160_817_235;
 
+#[cfg(feature = "postgres")]
 async fn migrate_postgres(pool: &PgPool) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     // Instances starting at once would race on the catalog: one at a time.
@@ -369,9 +414,11 @@ async fn migrate_postgres(pool: &PgPool) -> sqlx::Result<()> {
 }
 
 /// The SQL stores' queries.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql {
     use super::*;
 
+    #[cfg(feature = "sqlite")]
     pub async fn list_sqlite(
         pool: &SqlitePool,
         member_id: &str,
@@ -392,6 +439,7 @@ mod sql {
             .map_err(backend_error)
     }
 
+    #[cfg(feature = "postgres")]
     pub async fn list_postgres(
         pool: &PgPool,
         member_id: &str,
@@ -415,6 +463,7 @@ mod sql {
 
     /// Deletes the member's sessions (the trigger takes their entries), then any entry left
     /// without a session; counts those that had not expired.
+    #[cfg(feature = "sqlite")]
     pub async fn revoke_sqlite(pool: &SqlitePool, member_id: &str) -> session_store::Result<u64> {
         let now = OffsetDateTime::now_utc();
         let expiries: Vec<OffsetDateTime> = sqlx::query_scalar(&format!(
@@ -433,7 +482,8 @@ mod sql {
         Ok(expiries.iter().filter(|&&at| at > now).count() as u64)
     }
 
-    /// As [`revoke_sqlite`], in one statement.
+    /// As `revoke_sqlite`, in one statement.
+    #[cfg(feature = "postgres")]
     pub async fn revoke_postgres(pool: &PgPool, member_id: &str) -> session_store::Result<u64> {
         let now = OffsetDateTime::now_utc();
         let expiries: Vec<OffsetDateTime> = sqlx::query_scalar(
@@ -457,6 +507,7 @@ mod sql {
 /// ids scored by expiry) and `lte:member:{<member>}:meta` (a hash of each session's
 /// `<flow> <signed-in time>`). The braces make a Cluster hash tag: both keys of a member live
 /// on one node, and each script touches only those two keys.
+#[cfg(feature = "redis")]
 mod redis {
     use super::*;
     use tower_sessions_redis_store::fred::types::Value;

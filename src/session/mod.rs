@@ -7,10 +7,11 @@
 //!   through the [`MemberSession`] and [`Connected`] extractors;
 //! - [`seal`] (pure) and [`keys`]: records sealed at rest with AES-256-GCM, and where the
 //!   keys come from;
-//! - [`redis_fleet`]: Redis reached through Sentinel or as a Cluster, and the one bounded
-//!   fred pool every Redis store uses;
-//! - [`memory`], [`sqlite`], [`postgres`]: the stores written (or wrapped) here; [`sweep`]:
-//!   expired rows deleted in small batches;
+//! - `redis_fleet` (feature `redis`): Redis reached through Sentinel or as a Cluster, and
+//!   the one bounded fred pool every Redis store uses;
+//! - [`memory`], `sqlite` (feature `sqlite`), `postgres` (feature `postgres`): the stores
+//!   written (or wrapped) here; `sweep`: expired rows of the SQL stores deleted in small
+//!   batches;
 //! - [`index`]: which sessions each member holds, in every store, so that they can be ended
 //!   together (sign out everywhere, revocation).
 //!
@@ -31,11 +32,15 @@ pub mod index;
 pub mod keys;
 pub mod member;
 pub mod memory;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 mod private;
+#[cfg(feature = "redis")]
 pub mod redis_fleet;
 pub mod seal;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod sweep;
 
 pub use backend::SessionBackend;
@@ -44,6 +49,7 @@ pub use guard::guard;
 pub use index::SessionSummary;
 pub use member::{Connected, Credentials, Flow, Member, MemberSession, SessionPolicy};
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteSessions;
 
 /// The cookie that carries the session id. The `__Host-` prefix makes browsers take it only

@@ -23,7 +23,7 @@
 //! Sessions are loaded by reader threads of their own (`Readers`), and saved and deleted by
 //! `tower-sessions-sqlx-store`; all on its table, with its encoding.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -35,6 +35,7 @@ use tower_sessions_sqlx_store::sqlx::sqlite::{SqliteConnectOptions, SqliteConnec
 use tower_sessions_sqlx_store::sqlx::{self, ConnectOptions, Connection, SqlitePool};
 
 use super::index::{Entry, SQLITE_TABLE};
+use super::sweep::Swept;
 
 /// The most rows one `INSERT` carries (three parameters each, far below SQLite's limit).
 const MAX_BATCH: usize = 64;
@@ -75,18 +76,6 @@ struct PendingSweep {
     before: OffsetDateTime,
     limit: i64,
     done: oneshot::Sender<sqlx::Result<Swept>>,
-}
-
-/// What one batch of the sweep did ([`SqliteSessions::delete_expired`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Swept {
-    /// Rows deleted.
-    pub deleted: u64,
-    /// How long the `DELETE` held the writer.
-    pub took: Duration,
-    /// Whether the writer stored new sessions since the previous batch of the sweep: requests
-    /// are coming in, so the sweep should leave the writer to them for a while.
-    pub busy: bool,
 }
 
 impl SqliteSessions {

@@ -14,13 +14,17 @@
 //! Redis expires its keys itself; the memory store forgets at each record's expiry.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "postgres")]
+use std::time::Instant;
 
 use time::OffsetDateTime;
-use tower_sessions_sqlx_store::sqlx::{self, PgPool};
+use tower_sessions_sqlx_store::sqlx;
+#[cfg(feature = "postgres")]
+use tower_sessions_sqlx_store::sqlx::PgPool;
 
+#[cfg(feature = "sqlite")]
 use super::SqliteSessions;
-use super::sqlite::Swept;
 
 /// How often a sweep starts.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
@@ -32,6 +36,18 @@ const MIN_BATCH: i64 = 16;
 pub const BATCH_BUDGET: Duration = Duration::from_millis(2);
 /// The shortest pause between two batches while requests come in, in which they get the writer.
 const PAUSE: Duration = Duration::from_millis(10);
+
+/// What one batch of the sweep did (SQLite's: [`SqliteSessions::delete_expired`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Swept {
+    /// Rows deleted.
+    pub deleted: u64,
+    /// How long the `DELETE` held the writer (SQLite), or took (PostgreSQL).
+    pub took: Duration,
+    /// Whether the writer stored new sessions since the previous batch of the sweep: requests
+    /// are coming in, so the sweep should leave the writer to them for a while.
+    pub busy: bool,
+}
 
 /// The size of the batch after one of `size` rows that took `took`: halved when it went over
 /// `budget`, grown by half when it took less than half of it, within [`MIN_BATCH`]..=[`BATCH`].
@@ -82,8 +98,10 @@ where
 #[derive(Clone, Debug)]
 pub enum Sweeper {
     /// `tower_sessions` in SQLite, swept by its writer.
+    #[cfg(feature = "sqlite")]
     Sqlite(SqliteSessions),
     /// `"tower_sessions"."session"` in PostgreSQL.
+    #[cfg(feature = "postgres")]
     Postgres(PgPool),
 }
 
@@ -91,11 +109,13 @@ impl Sweeper {
     /// Adds the index that finds expired rows without reading the whole table.
     pub async fn index(&self) -> sqlx::Result<()> {
         match self {
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(sessions) => {
                 sqlx::query("create index if not exists tower_sessions_expiry on tower_sessions (expiry_date)")
                     .execute(&sessions.pool())
                     .await?;
             }
+            #[cfg(feature = "postgres")]
             Self::Postgres(pool) => {
                 sqlx::query(
                     r#"create index if not exists session_expiry on "tower_sessions"."session" (expiry_date)"#,
@@ -110,7 +130,9 @@ impl Sweeper {
     /// Deletes up to `size` rows expired before `now`.
     async fn batch(&self, now: OffsetDateTime, size: i64) -> sqlx::Result<Swept> {
         match self {
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(sessions) => sessions.delete_expired(now, size).await,
+            #[cfg(feature = "postgres")]
             Self::Postgres(pool) => {
                 let started = Instant::now();
                 let done = sqlx::query(
@@ -134,7 +156,9 @@ impl Sweeper {
     pub async fn sweep(&self) -> sqlx::Result<u64> {
         let now = OffsetDateTime::now_utc();
         let budget = match self {
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(_) => Some(BATCH_BUDGET),
+            #[cfg(feature = "postgres")]
             Self::Postgres(_) => None,
         };
         sweep_with(budget, |size| self.batch(now, size)).await
@@ -168,7 +192,10 @@ impl Sweeper {
 }
 
 #[cfg(test)]
+#[cfg(feature = "sqlite")]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
     use tower_sessions::session::{Id, Record};
     use tower_sessions::session_store::SessionStore;

@@ -226,6 +226,7 @@ impl BuildError {
     }
 
     /// The variable that sets the setting at fault (the service reports its errors by it).
+    #[cfg(feature = "server")]
     pub(crate) fn variable(&self) -> &'static str {
         self.variable
     }
@@ -358,12 +359,14 @@ impl SignInBuilder {
     }
 
     /// The service's metrics.
+    #[cfg(feature = "server")]
     pub(crate) fn telemetry(mut self, telemetry: Telemetry) -> Self {
         self.settings.telemetry = telemetry;
         self
     }
 
     /// The fleet's shared rate-limit budgets, after this instance's own.
+    #[cfg(feature = "server")]
     pub(crate) fn shared_budget(mut self, shared: Option<SharedBudget>) -> Self {
         self.settings.shared_budget = shared.map(Arc::new);
         self
@@ -371,6 +374,7 @@ impl SignInBuilder {
 
     /// The service mounts its sandbox beside these routes (the sign-in then honours
     /// `sandbox_member`).
+    #[cfg(feature = "server")]
     pub(crate) fn sandbox_mounted(mut self, mounted: bool) -> Self {
         self.settings.sandbox = mounted;
         self

@@ -207,6 +207,7 @@ mod tests {
     }
 
     /// The variables `from_vars` reads, in the order of `docs/configuration.md`.
+    #[cfg(feature = "server")]
     const VARIABLES: [&str; 19] = [
         "PUBLIC_ORIGIN",
         "LINKEDIN_API_KEY",
@@ -232,6 +233,7 @@ mod tests {
     /// Every variable read here is one of the service's, with the same name: `--help` lists
     /// it.
     #[test]
+    #[cfg(feature = "server")]
     fn every_variable_read_is_one_of_the_services() {
         use clap::CommandFactory;
         let command = crate::config::Config::command();
