@@ -53,17 +53,22 @@
 //! signs a member in that way. This crate's own sealed stores (memory, SQLite, Redis,
 //! PostgreSQL, AES-256-GCM at rest) are [`session::SessionBackend::connect`].
 //!
-//! # The service
+//! # The API on one page
 //!
-//! The binary is one user of this library: [`server::Server::build`] takes a
-//! [`config::Config`] (the environment) and serves the same routes with the login page, the
-//! assets, the probes, metrics and a bounded HTTPS listener.
-//!
-//! - [`config`]: the only reader of the environment; typed, fail-fast settings.
-//! - [`server`], [`tls`]: listening over HTTPS, bounded connections, graceful shutdown.
-//! - [`session`]: the stores, the typed [`Member`], the extractors.
-//! - [`error`]: the one error enum and its JSON; [`secret`]: strings that hide in `Debug`.
-//! - [`sandbox`] (feature `sandbox`, on by default): the emulated LinkedIn.
+//! - [`LinkedInSignIn`], its [`SignInBuilder`] and [`BuildError`]; the settings' types
+//!   [`RateLimit`], [`PkceMode`], [`TrustedProxies`], [`AllowedHosts`].
+//! - The extractors [`Connected`] and [`MemberSession`], the [`Member`] with its
+//!   [`Credentials`] (secrets as [`Secret`]) and [`Flow`], the [`SessionPolicy`].
+//! - The error every route and extractor answers with, [`Error`] (JSON with a stable code),
+//!   and what it carries: [`CookieError`], [`UpstreamError`], [`Refusal`].
+//! - [`tower_sessions`], re-exported: the version the extractors read.
+//! - [`stores`] (features `sqlite`, `postgres`, `redis`): this crate's sealed stores.
+//! - [`sandbox`] (feature `sandbox`): the emulated LinkedIn, [`sandbox::Sandbox`].
+//! - [`server`] (feature `server`): the service itself. The binary is one user of this
+//!   library: [`server::Server::build`] converts its [`server::config::Config`] (the
+//!   environment) into a [`SignInBuilder`], builds the sign-in through it, and adds what only
+//!   the service has: the login page, the assets, the probes, metrics, side listeners and a
+//!   bounded HTTPS listener.
 //!
 //! # Features
 //!
@@ -80,32 +85,56 @@
 
 #![warn(missing_docs)]
 
+#![warn(unreachable_pub)]
+
 #[cfg(feature = "server")]
-pub(crate) mod app;
-pub(crate) mod client_addr;
-pub mod config;
+mod app;
+mod client_addr;
+mod config;
 #[cfg(any(feature = "server", feature = "sandbox"))]
-pub(crate) mod csp;
-pub mod error;
-pub(crate) mod handlers;
-pub(crate) mod limits;
-pub mod linkedin;
-pub(crate) mod ratelimit;
-pub(crate) mod return_to;
+mod csp;
+mod error;
+mod handlers;
+mod limits;
+mod linkedin;
+mod ratelimit;
+mod return_to;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
-pub mod secret;
+mod secret;
 #[cfg(feature = "server")]
 pub mod server;
-pub mod session;
-pub mod sign_in;
-pub(crate) mod telemetry;
-pub(crate) mod text;
-pub mod tls;
+mod session;
+mod sign_in;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+pub mod stores;
+mod telemetry;
+mod text;
+mod tls;
 
-pub use config::{PkceMode, RateLimit, TrustedProxies};
+pub use config::{AllowedHosts, PkceMode, RateLimit, TrustedProxies};
+pub use error::AppError as Error;
+pub use linkedin::cookie::CookieError;
+pub use linkedin::oidc::Refusal;
+pub use linkedin::transport::UpstreamError;
+pub use secret::Secret;
 pub use session::{Connected, Credentials, Flow, Member, MemberSession, SessionPolicy};
 pub use sign_in::{BuildError, LinkedInSignIn, SignInBuilder};
 /// The tower-sessions this crate's extractors read (0.14): build your store and layer with
 /// it, not with another version.
 pub use tower_sessions;
+
+/// Not part of the API: what this crate's own integration tests and fuzz targets reach
+/// inside it (the OAuth 1.0a client against the sandbox, the cookie parser, the stores'
+/// sweepers). Hidden from the documentation, with no stability promise.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::linkedin::client::{LinkedInClient, LinkedInEndpoints};
+    pub use crate::linkedin::cookie::{JsapiCookie, find_cookie};
+    #[cfg(feature = "postgres")]
+    pub use crate::session::postgres::PostgresSessions;
+    #[cfg(feature = "sqlite")]
+    pub use crate::session::sqlite::SqliteSessions;
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub use crate::session::sweep::Sweeper;
+}

@@ -8,10 +8,10 @@
 use std::fmt::Display;
 use std::process::ExitCode;
 
-use linkedin_token_exchange::config::{Command, Config, LogFormat, redact_urls};
-use linkedin_token_exchange::linkedin::provider_check;
-use linkedin_token_exchange::server::wiring;
-use linkedin_token_exchange::server::{Server, TraceExport, init_logging, shutdown_signal};
+use linkedin_token_exchange::server::config::{Command, Config, LogFormat, redact_urls};
+use linkedin_token_exchange::server::{
+    self, Server, TraceExport, init_logging, shutdown_signal,
+};
 
 /// mimalloc instead of glibc's allocator: the service allocates many small, short-lived
 /// buffers on several threads, where glibc spent about 15 % of the exchange's CPU (profile in
@@ -116,7 +116,7 @@ fn load() -> Result<Option<Config>, Error> {
         }
         Err(err) => Err(Error::config(
             Config::log_format_hint(),
-            linkedin_token_exchange::config::describe_parse_error(&err),
+            linkedin_token_exchange::server::config::describe_parse_error(&err),
         )),
     }
 }
@@ -146,26 +146,10 @@ async fn serve(config: &Config) -> Result<(), Error> {
 /// `check-provider`: one line per finding on stdout; fails when something will fail, and
 /// when the configuration itself is wrong.
 async fn check_provider(config: &Config) -> Result<(), Error> {
-    let (upstream, settings) =
-        wiring::provider_check(config).map_err(|err| Error::config(config.logging.format, err))?;
-    // The issuer, and the URLs the findings quote, may carry a userinfo: never shown.
-    println!(
-        "checking the OpenID Connect provider {}",
-        redact_urls(settings.issuer.as_str())
-    );
-    let report = provider_check::check(&upstream, &settings).await;
-    for finding in &report.0 {
-        println!("{}", redact_urls(&finding.to_string()));
-    }
-    match report.problems() {
-        0 => {
-            println!("provider ready");
-            Ok(())
-        }
-        n => {
-            println!("{n} problem(s) found");
-            Err(Error::ProviderProblems)
-        }
+    match server::check_provider(config).await {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(Error::ProviderProblems),
+        Err(err) => Err(Error::config(config.logging.format, err)),
     }
 }
 

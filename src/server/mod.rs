@@ -31,13 +31,21 @@ use crate::sign_in::LinkedInSignIn;
 use crate::telemetry::Telemetry;
 use crate::tls;
 
-pub mod connections;
-pub mod listeners;
-pub mod reload;
-pub mod wiring;
+mod connections;
+mod listeners;
+mod reload;
+mod wiring;
 
+/// The service's configuration: the only reader of the environment (and `.env`, and the
+/// command line), typed and fail-fast, naming the variable at fault.
+pub mod config {
+    pub use crate::config::*;
+}
 pub use crate::telemetry::init_logging;
 pub use crate::telemetry::otel::Export as TraceExport;
+/// The process's one rustls crypto provider (ring), installed unless one is: before any
+/// HTTPS client of the host is built.
+pub use crate::tls::install_crypto_provider;
 
 use connections::{
     BoundedListener, FileBudget, IDLE_TIMEOUT, LimitedAcceptor, Peer, Tracker, open_file_limit,
@@ -435,7 +443,7 @@ async fn connect_sessions(
         memory_capacity: config.memory_sessions,
         telemetry,
     };
-    SessionBackend::connect(&config.store, options)
+    SessionBackend::connect_with(&config.store, options)
         .await
         .map_err(|e| ConfigError::new("SESSION_STORE", e.to_string()))
 }
@@ -654,6 +662,28 @@ fn standalone_app(sandbox_routes: Router, state: AppState) -> Router {
         .merge(crate::handlers::health::router())
         .with_state(state);
     crate::sandbox::standalone::app(sandbox_routes, others)
+}
+
+/// `check-provider`: checks the OpenID Connect provider of `config` (its discovery document
+/// and key set), printing one line per finding on stdout, every URL's userinfo hidden;
+/// answers how many findings will fail.
+pub async fn check_provider(config: &Config) -> Result<usize, ConfigError> {
+    use crate::config::redact_urls;
+    let (upstream, settings) = wiring::provider_check(config)?;
+    println!(
+        "checking the OpenID Connect provider {}",
+        redact_urls(settings.issuer.as_str())
+    );
+    let report = crate::linkedin::provider_check::check(&upstream, &settings).await;
+    for finding in &report.0 {
+        println!("{}", redact_urls(&finding.to_string()));
+    }
+    let problems = report.problems();
+    match problems {
+        0 => println!("provider ready"),
+        n => println!("{n} problem(s) found"),
+    }
+    Ok(problems)
 }
 
 /// Completes on SIGTERM or Ctrl-C. The handlers are installed by this call, not when the

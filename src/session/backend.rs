@@ -82,7 +82,7 @@ impl fmt::Debug for SessionBackend {
 impl SessionBackend {
     /// Connects to the store, runs its migrations and, where the store needs one, starts the
     /// task that deletes expired sessions. Fails within seconds.
-    pub async fn connect(url: &StoreUrl, options: BackendOptions) -> Result<Self, ConnectError> {
+    pub(crate) async fn connect_with(url: &StoreUrl, options: BackendOptions) -> Result<Self, ConnectError> {
         let (store, index) = Store::connect(url, options.memory_capacity).await?;
         index.migrate().await.map_err(|e| ConnectError {
             store: url.to_string(),

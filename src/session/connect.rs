@@ -347,7 +347,7 @@ mod not_built {
                 memory_capacity: 10,
                 telemetry: Telemetry::disabled(),
             };
-            let err = SessionBackend::connect(&url, options).await.unwrap_err();
+            let err = SessionBackend::connect_with(&url, options).await.unwrap_err();
             let message = err.to_string();
             assert!(
                 message.ends_with(&format!(
@@ -364,7 +364,7 @@ mod not_built {
             telemetry: Telemetry::disabled(),
         };
         assert!(
-            SessionBackend::connect(&StoreUrl::Memory, options)
+            SessionBackend::connect_with(&StoreUrl::Memory, options)
                 .await
                 .is_ok()
         );
