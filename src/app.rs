@@ -30,11 +30,11 @@ const HSTS: &str = "max-age=31536000";
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
-pub struct AppState(Arc<Settings>);
+pub(crate) struct AppState(Arc<Settings>);
 
 /// The resolved settings behind [`AppState`].
 #[derive(Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// What the sign-in and member routes share (the library's part).
     pub(crate) sign_in: SignInState,
     /// The session store (the session layer's, and readiness's).
@@ -51,7 +51,7 @@ pub struct Settings {
 
 impl AppState {
     /// Shares `settings` between handlers.
-    pub fn new(settings: Settings) -> Self {
+    pub(crate) fn new(settings: Settings) -> Self {
         Self(Arc::new(settings))
     }
 }

@@ -12,7 +12,11 @@ use crate::config::TrustedProxies;
 /// The client's address: the peer's, or, when the peer is one of `trusted`, the nearest
 /// untrusted address of its `X-Forwarded-For`. IPv4 addresses mapped into IPv6 are read as
 /// IPv4 first. Rate limits and request logs both use it.
-pub fn client_addr(trusted: Option<&TrustedProxies>, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+pub(crate) fn client_addr(
+    trusted: Option<&TrustedProxies>,
+    peer: IpAddr,
+    headers: &HeaderMap,
+) -> IpAddr {
     let peer = peer.to_canonical();
     let Some(trusted) = trusted else {
         return peer;

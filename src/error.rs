@@ -21,7 +21,7 @@ use crate::linkedin::transport::UpstreamError;
 use crate::text::escape_text;
 
 /// The handlers' result.
-pub type Result<T, E = AppError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = AppError> = std::result::Result<T, E>;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -296,7 +296,7 @@ impl AppError {
 
 /// The JSON body of every error.
 #[derive(Clone, Debug, Serialize)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// The stable code.
     pub error: &'static str,
     /// One sentence for a person.
@@ -308,7 +308,7 @@ pub struct ErrorBody {
 
 /// What [`errors`] finds on a failed response.
 #[derive(Clone, Debug)]
-pub struct LoggedError {
+pub(crate) struct LoggedError {
     code: &'static str,
     status: StatusCode,
     detail: String,
@@ -352,7 +352,7 @@ impl IntoResponse for AppError {
 /// The middleware for failed answers: the framework's own get the JSON shape
 /// (`framework_error_as_json`), then each failed request is logged once
 /// (`log_error`). A successful answer passes at once.
-pub async fn errors(request: Request, next: Next) -> Response {
+pub(crate) async fn errors(request: Request, next: Next) -> Response {
     // A cheap clone (a shared header value); turned into text only for an error.
     let request_id = request
         .extensions()
@@ -467,7 +467,7 @@ impl AppError {
     }
 }
 /// The fallback for unknown routes.
-pub async fn not_found() -> AppError {
+pub(crate) async fn not_found() -> AppError {
     AppError::NotFound
 }
 

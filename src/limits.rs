@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 /// The largest request body accepted (the routes take none, or a small one).
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;
 /// The most of an oversized body that is read (and thrown away) before its 413, so that a
 /// client still uploading sees the answer instead of a reset.
 #[cfg(feature = "server")]
-pub const MAX_DRAINED_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_DRAINED_BYTES: u64 = 1024 * 1024;
 /// How long a request body may take to arrive.
 #[cfg(feature = "server")]
-pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const BODY_DEADLINE: Duration = Duration::from_secs(10);
 /// The longest a store operation may take before the request is answered 503.
-pub const STORE_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const STORE_TIMEOUT: Duration = Duration::from_secs(1);

@@ -9,9 +9,7 @@ use std::fmt::Display;
 use std::process::ExitCode;
 
 use linkedin_token_exchange::server::config::{Command, Config, LogFormat, redact_urls};
-use linkedin_token_exchange::server::{
-    self, Server, TraceExport, init_logging, shutdown_signal,
-};
+use linkedin_token_exchange::server::{self, Server, TraceExport, init_logging, shutdown_signal};
 
 /// mimalloc instead of glibc's allocator: the service allocates many small, short-lived
 /// buffers on several threads, where glibc spent about 15 % of the exchange's CPU (profile in

@@ -22,13 +22,13 @@ use crate::client_addr::client_addr;
 use crate::config::{RateLimit, TrustedProxies};
 use crate::error::AppError;
 
-pub mod shared;
+pub(crate) mod shared;
 
 use shared::SharedBudget;
 
 /// How the rate limit finds a request's client when the host says so: a function of the
 /// request (the host's own rule, such as a header its proxy sets).
-pub type ClientKey = Arc<dyn Fn(&Request) -> IpAddr + Send + Sync>;
+pub(crate) type ClientKey = Arc<dyn Fn(&Request) -> IpAddr + Send + Sync>;
 
 /// How often the limiters forget clients that are back to a full burst.
 const FORGET_INTERVAL: Duration = Duration::from_secs(60);
@@ -36,7 +36,7 @@ const FORGET_INTERVAL: Duration = Duration::from_secs(60);
 /// The limiters, per instance and (when configured) shared by the fleet, and how a request's
 /// client is found; cheap to clone. With `RATE_LIMIT=off` every check passes.
 #[derive(Clone, Default)]
-pub struct RateLimits(
+pub(crate) struct RateLimits(
     Option<Arc<Inner>>,
     Option<Arc<SharedBudget>>,
     Option<ClientKey>,
@@ -60,7 +60,7 @@ impl std::fmt::Debug for RateLimits {
 impl RateLimits {
     /// Limiters for `limit`, believing `X-Forwarded-For` from `trusted` peers only. Starts a
     /// task that forgets idle clients (needs a Tokio runtime).
-    pub fn new(limit: RateLimit, trusted: Option<TrustedProxies>) -> Self {
+    pub(crate) fn new(limit: RateLimit, trusted: Option<TrustedProxies>) -> Self {
         let RateLimit::PerClient { burst, per_second } = limit else {
             return Self(None, None, None);
         };
@@ -87,7 +87,7 @@ impl RateLimits {
     }
 
     /// These limits, with clients told apart by `key` instead of the peer's address.
-    pub fn with_client_key(mut self, key: Option<ClientKey>) -> Self {
+    pub(crate) fn with_client_key(mut self, key: Option<ClientKey>) -> Self {
         self.2 = key;
         self
     }
@@ -104,13 +104,13 @@ impl RateLimits {
     }
 
     /// These limits, then `shared` (the fleet's budgets) when there is one.
-    pub fn with_shared(mut self, shared: Option<Arc<SharedBudget>>) -> Self {
+    pub(crate) fn with_shared(mut self, shared: Option<Arc<SharedBudget>>) -> Self {
         self.1 = shared;
         self
     }
 
     /// One request from `client`, on this instance's budget then on the fleet's.
-    pub async fn admit_client(&self, client: IpAddr) -> Result<(), AppError> {
+    pub(crate) async fn admit_client(&self, client: IpAddr) -> Result<(), AppError> {
         self.check_client(client)?;
         match &self.1 {
             Some(shared) => {
@@ -123,7 +123,7 @@ impl RateLimits {
     }
 
     /// One exchange of the JSAPI `token`, on this instance's budget then on the fleet's.
-    pub async fn admit_token(&self, token: &str) -> Result<(), AppError> {
+    pub(crate) async fn admit_token(&self, token: &str) -> Result<(), AppError> {
         self.check_token(token)?;
         match &self.1 {
             Some(shared) => {
@@ -136,14 +136,14 @@ impl RateLimits {
     }
 
     /// Whether any limit applies (`RATE_LIMIT` is not `off`).
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.0.is_some()
     }
 
     /// The client's address: the peer's, or from `X-Forwarded-For` when the peer is trusted.
     /// IPv4 addresses that arrive mapped into IPv6 (`::ffff:a.b.c.d`, a dual-stack listener)
     /// are read as IPv4 first, for the trust check as for the key.
-    pub fn client_addr(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    pub(crate) fn client_addr(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         client_addr(
             self.0.as_ref().and_then(|i| i.trusted.as_ref()),
             peer,
@@ -153,7 +153,7 @@ impl RateLimits {
 
     /// One request from `client`. IPv6 clients are counted per /64, the smallest network a
     /// provider hands out: one subscriber cannot draw a fresh budget per address.
-    pub fn check_client(&self, client: IpAddr) -> Result<(), AppError> {
+    pub(crate) fn check_client(&self, client: IpAddr) -> Result<(), AppError> {
         let Some(inner) = &self.0 else { return Ok(()) };
         inner
             .by_client
@@ -162,7 +162,7 @@ impl RateLimits {
     }
 
     /// One exchange of the JSAPI `token` (kept as a digest, not the token).
-    pub fn check_token(&self, token: &str) -> Result<(), AppError> {
+    pub(crate) fn check_token(&self, token: &str) -> Result<(), AppError> {
         let Some(inner) = &self.0 else { return Ok(()) };
         inner
             .by_token
@@ -205,7 +205,7 @@ fn retry_after(
 /// Refuses a client past its limit with 429 `rate_limited` and `Retry-After`. A request
 /// whose client cannot be seen fails loudly with 500 `client_address_unknown` (logged once),
 /// naming the fixes: the limit is never silently off.
-pub async fn limit_clients(
+pub(crate) async fn limit_clients(
     State(limits): State<RateLimits>,
     request: Request,
     next: Next,

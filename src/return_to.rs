@@ -15,11 +15,11 @@ use crate::config::proxy::AllowedHosts;
 /// The longest `rd` kept, as given and as sent (the parser percent-encodes what is not
 /// ASCII, so the `Location` may be longer than what came): longer ones are dropped, not
 /// truncated.
-pub const MAX_RETURN_TO: usize = 2048;
+pub(crate) const MAX_RETURN_TO: usize = 2048;
 
 /// Where `rd` may lead.
 #[derive(Clone, Debug, Default)]
-pub struct ReturnPolicy {
+pub(crate) struct ReturnPolicy {
     /// The public origins (`https://host[:port]`); the first is this service's own.
     pub origins: Vec<Url>,
     /// `ALLOWED_REDIRECT_HOSTS`.
@@ -28,7 +28,7 @@ pub struct ReturnPolicy {
 
 impl ReturnPolicy {
     /// The policy for `public_origins` (already checked origins) and `allowed` hosts.
-    pub fn new(public_origins: &[String], allowed: Option<AllowedHosts>) -> Self {
+    pub(crate) fn new(public_origins: &[String], allowed: Option<AllowedHosts>) -> Self {
         Self {
             origins: public_origins
                 .iter()
@@ -40,7 +40,7 @@ impl ReturnPolicy {
 
     /// `rd` as a `Location` when it may be followed (an absolute URL, or a path on this
     /// origin as the parser normalised it); `None` otherwise.
-    pub fn check(&self, rd: &str) -> Option<String> {
+    pub(crate) fn check(&self, rd: &str) -> Option<String> {
         self.location(rd)
             .filter(|location| location.len() <= MAX_RETURN_TO)
     }

@@ -12,7 +12,7 @@
 //! [`Telemetry`] and leave logging to the host.
 
 #[cfg(feature = "server")]
-pub mod otel;
+pub(crate) mod otel;
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -43,7 +43,7 @@ use crate::config::LogFormat;
 
 /// The request id header.
 #[cfg(feature = "server")]
-pub const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
 /// Histogram buckets, in seconds: from half a millisecond to the longest upstream bound.
 #[cfg(feature = "server")]
 const BUCKETS: [f64; 14] = [
@@ -332,7 +332,11 @@ impl Telemetry {
 /// `unmatched`, so that no raw path ever becomes a label).
 /// Layered only when metrics are on (`build_app`).
 #[cfg(feature = "server")]
-pub async fn observe(State(telemetry): State<Telemetry>, request: Request, next: Next) -> Response {
+pub(crate) async fn observe(
+    State(telemetry): State<Telemetry>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
@@ -349,7 +353,7 @@ pub async fn observe(State(telemetry): State<Telemetry>, request: Request, next:
 /// Makes request ids: 22 random letters and digits.
 #[cfg(feature = "server")]
 #[derive(Clone, Copy, Default)]
-pub struct MakeId;
+pub(crate) struct MakeId;
 
 #[cfg(feature = "server")]
 impl MakeRequestId for MakeId {
@@ -378,7 +382,7 @@ fn new_request_id() -> String {
 
 /// Whether a client's request id can be kept: at most 64 letters, digits, `.`, `_`, `-`.
 #[cfg(feature = "server")]
-pub fn is_sane_request_id(value: &HeaderValue) -> bool {
+pub(crate) fn is_sane_request_id(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 64
@@ -390,7 +394,9 @@ pub fn is_sane_request_id(value: &HeaderValue) -> bool {
 /// Drops a client's request id that is not sane, so that a fresh one replaces it (a plain
 /// `map_request`: no middleware future or service clone per request).
 #[cfg(feature = "server")]
-pub fn drop_insane_request_id<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
+pub(crate) fn drop_insane_request_id<B>(
+    mut request: axum::http::Request<B>,
+) -> axum::http::Request<B> {
     if request
         .headers()
         .get(REQUEST_ID)
@@ -403,7 +409,7 @@ pub fn drop_insane_request_id<B>(mut request: axum::http::Request<B>) -> axum::h
 
 /// The request's id, for error bodies and spans.
 #[cfg(feature = "server")]
-pub fn request_id<B>(request: &axum::http::Request<B>) -> Option<String> {
+pub(crate) fn request_id<B>(request: &axum::http::Request<B>) -> Option<String> {
     request
         .extensions()
         .get::<RequestId>()
@@ -417,14 +423,14 @@ pub fn request_id<B>(request: &axum::http::Request<B>) -> Option<String> {
 /// `TRUSTED_PROXIES`; otherwise it starts a trace of its own.
 #[cfg(feature = "server")]
 #[derive(Clone, Debug)]
-pub struct RequestSpan {
+pub(crate) struct RequestSpan {
     trusted: Option<crate::config::TrustedProxies>,
 }
 
 #[cfg(feature = "server")]
 impl RequestSpan {
     /// Spans that believe `X-Forwarded-For` from `trusted` peers only.
-    pub fn new(trusted: Option<crate::config::TrustedProxies>) -> Self {
+    pub(crate) fn new(trusted: Option<crate::config::TrustedProxies>) -> Self {
         Self { trusted }
     }
 }
@@ -462,7 +468,7 @@ impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
 /// Names the request's span after its route (`http.route`, and `GET /route` for traces),
 /// once the router has matched it.
 #[cfg(feature = "server")]
-pub async fn record_route(request: Request, next: Next) -> Response {
+pub(crate) async fn record_route(request: Request, next: Next) -> Response {
     let span = tracing::Span::current();
     if !span.is_disabled()
         && let Some(route) = request.extensions().get::<MatchedPath>()
@@ -475,13 +481,17 @@ pub async fn record_route(request: Request, next: Next) -> Response {
 
 /// Records the answer's status on the request's span.
 #[cfg(feature = "server")]
-pub fn record_status<B>(response: &axum::http::Response<B>, _: Duration, span: &tracing::Span) {
+pub(crate) fn record_status<B>(
+    response: &axum::http::Response<B>,
+    _: Duration,
+    span: &tracing::Span,
+) {
     span.record("http.response.status_code", response.status().as_u16());
 }
 
 /// A layer of the global subscriber besides the log lines (trace export).
 #[cfg(feature = "server")]
-pub type ExtraLayer =
+pub(crate) type ExtraLayer =
     Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
 
 /// Starts logging: `filter` (already validated), as text or as one JSON object a line, plus

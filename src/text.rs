@@ -6,7 +6,7 @@
 /// (`"` as `\"`, `\` as `\\`, control characters and invisible ones such as U+2028 and
 /// U+202E as `\u{2028}`…), without surrounding quotes. It can neither end a log line nor
 /// pose as another field.
-pub fn escape_text(text: &str, max: usize) -> String {
+pub(crate) fn escape_text(text: &str, max: usize) -> String {
     let cut: String = text.chars().take(max).collect();
     let quoted = format!("{cut:?}");
     quoted

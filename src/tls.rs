@@ -12,14 +12,14 @@ use rustls::crypto::CryptoProvider;
 mod material;
 
 #[cfg(feature = "server")]
-pub use material::*;
+pub(crate) use material::*;
 
 /// ring, with the AES-128-GCM suites ahead of their AES-256 siblings, as browsers order them.
 /// Both sides of a handshake here (this server for its clients, the upstream client for
 /// LinkedIn) follow the client's order, so the key schedule runs on SHA-256, which the CPU
 /// computes in hardware, instead of SHA-384: through an upstream that closes its connections,
 /// 5 % fewer instructions per exchange (docs/performance.md). Every suite stays offered.
-pub fn crypto_provider() -> CryptoProvider {
+pub(crate) fn crypto_provider() -> CryptoProvider {
     let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites.sort_by_key(|suite| {
         !matches!(
@@ -32,7 +32,7 @@ pub fn crypto_provider() -> CryptoProvider {
     provider
 }
 
-/// Makes [`crypto_provider`] the process's default, used by every rustls configuration built
+/// Makes rustls' `ring` provider the process's default, used by every rustls configuration built
 /// without one (reqwest's among them). A second call, or a provider installed before, wins
 /// nothing and harms nothing.
 pub fn install_crypto_provider() {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use linkedin_token_exchange::linkedin::cookie::{JsapiCookie, find_cookie};
+use linkedin_token_exchange::__private::{JsapiCookie, find_cookie};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

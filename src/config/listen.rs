@@ -11,9 +11,9 @@ use super::{ADMIN_TOKEN_MIN_LEN, ConfigError, parse_listen_addr};
 use crate::secret::Secret;
 
 /// `TLS_CERT`'s default: where a development certificate is generated when missing.
-pub const DEFAULT_TLS_CERT: &str = "certs/localhost.pem";
+pub(super) const DEFAULT_TLS_CERT: &str = "certs/localhost.pem";
 /// `TLS_KEY`'s default.
-pub const DEFAULT_TLS_KEY: &str = "certs/localhost-key.pem";
+pub(super) const DEFAULT_TLS_KEY: &str = "certs/localhost-key.pem";
 
 /// Where and how the server listens.
 #[derive(clap::Args, Clone, Debug)]

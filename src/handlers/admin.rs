@@ -31,7 +31,7 @@ const MAX_MEMBER_ID: usize = 256;
 
 /// The answer of `GET /admin/members/{member_id}/sessions`.
 #[derive(Debug, Serialize)]
-pub struct MemberSessions {
+pub(crate) struct MemberSessions {
     /// The member asked about.
     pub member_id: String,
     /// Their unexpired sessions, oldest first.
@@ -42,7 +42,7 @@ pub struct MemberSessions {
 /// answers. They are the fallback of the router they are merged into (the metrics one):
 /// around the routes rather than on each, `errors` sees the `Allow` header the router adds to
 /// a 405, and names the methods it lists.
-pub fn router(sessions: SessionBackend, token: Secret) -> Router {
+pub(crate) fn router(sessions: SessionBackend, token: Secret) -> Router {
     let routes = Router::new()
         .route(
             "/admin/members/{member_id}/sessions",

@@ -23,16 +23,16 @@ use crate::session::member::member_of_record;
 use crate::session::{Credentials, Member};
 
 /// The member's id.
-pub const USER: HeaderName = HeaderName::from_static("x-auth-request-user");
+pub(crate) const USER: HeaderName = HeaderName::from_static("x-auth-request-user");
 /// The member's email, when known.
-pub const EMAIL: HeaderName = HeaderName::from_static("x-auth-request-email");
+pub(crate) const EMAIL: HeaderName = HeaderName::from_static("x-auth-request-email");
 /// The member's name, when known.
-pub const NAME: HeaderName = HeaderName::from_static("x-auth-request-name");
+pub(crate) const NAME: HeaderName = HeaderName::from_static("x-auth-request-name");
 /// The flow that signed the member in: `jsapi` or `oidc`.
-pub const FLOW: HeaderName = HeaderName::from_static("x-auth-request-flow");
+pub(crate) const FLOW: HeaderName = HeaderName::from_static("x-auth-request-flow");
 
 /// The routes of this module, answered `Cache-Control: no-store` (errors included).
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .at(Verb::Get, "/auth/check", check)
         .route_layer(SetResponseHeaderLayer::overriding(

@@ -15,7 +15,7 @@ use crate::sign_in::SignInState;
 
 /// The answer to a successful exchange.
 #[derive(Debug, Serialize)]
-pub struct ExchangeReply {
+pub(crate) struct ExchangeReply {
     /// `connected`, or `already_connected` when the session already held this member through
     /// the JSAPI flow.
     pub status: &'static str,

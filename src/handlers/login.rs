@@ -14,7 +14,7 @@ use crate::session::{Credentials, Flow, Member, MemberSession};
 /// The login page.
 #[derive(Template, WebTemplate)]
 #[template(path = "login.html")]
-pub struct LoginPage {
+pub(crate) struct LoginPage {
     /// Whether the JSAPI flow is on (its script, framework config and button on the page).
     jsapi: bool,
     /// The JSAPI script to embed.

@@ -16,7 +16,7 @@ use crate::sign_in::SignInState;
 
 /// The answer of `GET /session`.
 #[derive(Debug, Serialize)]
-pub struct SessionReply {
+pub(crate) struct SessionReply {
     /// Whether the session holds unexpired credentials.
     pub connected: bool,
     /// The flow that signed the member in (`jsapi` or `oidc`), when connected.

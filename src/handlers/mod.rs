@@ -15,20 +15,20 @@ use axum::routing::{MethodFilter, on};
 
 // The sign-in and member routes are the library's; the rest are the server's.
 #[cfg(feature = "server")]
-pub mod admin;
+pub(crate) mod admin;
 #[cfg(feature = "server")]
-pub mod assets;
+pub(crate) mod assets;
 #[cfg(feature = "server")]
-pub mod auth_check;
-pub mod exchange;
+pub(crate) mod auth_check;
+pub(crate) mod exchange;
 #[cfg(feature = "server")]
-pub mod health;
+pub(crate) mod health;
 #[cfg(feature = "server")]
-pub mod login;
-pub mod member;
-pub mod oidc;
+pub(crate) mod login;
+pub(crate) mod member;
+pub(crate) mod oidc;
 #[cfg(feature = "server")]
-pub mod openapi;
+pub(crate) mod openapi;
 
 /// The methods the public routes take (`HEAD` comes with `GET`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use url::Url;
 
-pub use super::transport::UpstreamError;
+pub(crate) use super::transport::UpstreamError;
 use super::transport::{Transport, status_error};
 use crate::secret::Secret;
 use crate::telemetry::Telemetry;
@@ -224,7 +224,7 @@ pub(crate) fn sign<R: OAuthRequest>(
 }
 
 /// Parses `oauth_token=…&oauth_token_secret=…&oauth_expires_in=…&…`.
-pub fn parse_token_reply(body: &[u8]) -> Result<TokenCredentials, UpstreamError> {
+pub(crate) fn parse_token_reply(body: &[u8]) -> Result<TokenCredentials, UpstreamError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
         .map_err(|_| UpstreamError::Malformed("the answer is not form-encoded".into()))?;
     let get = |name: &str| {

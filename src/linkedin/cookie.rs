@@ -13,10 +13,10 @@ use sha1::Sha1;
 use crate::text::escape_text;
 
 /// Browsers cap a cookie at about 4 KiB; anything longer is not a JSAPI cookie.
-pub const MAX_COOKIE_LEN: usize = 4096;
+pub(crate) const MAX_COOKIE_LEN: usize = 4096;
 
 /// The name of the cookie the JSAPI writes for `api_key`.
-pub fn cookie_name(api_key: &str) -> String {
+pub(crate) fn cookie_name(api_key: &str) -> String {
     format!("linkedin_oauth_{api_key}")
 }
 

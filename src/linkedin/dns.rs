@@ -15,20 +15,20 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 /// How long an answer is used. `getaddrinfo` gives no TTL: this is short enough to follow a
 /// DNS change within half a minute, and long enough that a busy upstream pays for one lookup
 /// per host and TTL instead of one per connection.
-pub const TTL: Duration = Duration::from_secs(30);
+pub(crate) const TTL: Duration = Duration::from_secs(30);
 /// The most host names kept (the service talks to a handful).
 const CAPACITY: u64 = 64;
 
 /// See the module documentation.
 #[derive(Clone)]
-pub struct CachingResolver {
+pub(crate) struct CachingResolver {
     answers: Cache<String, Arc<[SocketAddr]>>,
     lookups: Arc<AtomicU64>,
 }
 
 impl CachingResolver {
     /// A resolver that keeps each answer for `ttl`.
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             answers: Cache::builder()
                 .max_capacity(CAPACITY)
@@ -38,8 +38,9 @@ impl CachingResolver {
         }
     }
 
+    #[cfg(test)]
     /// How many system lookups were made.
-    pub fn lookups(&self) -> u64 {
+    pub(crate) fn lookups(&self) -> u64 {
         self.lookups.load(Ordering::Relaxed)
     }
 }

@@ -3,9 +3,9 @@
 //! OAuth 1.0a calls over it ([`client`]), the OpenID Connect relying party over it
 //! ([`oidc`]), and the check of a provider before going live ([`provider_check`]).
 
-pub mod client;
-pub mod cookie;
-pub mod dns;
-pub mod oidc;
-pub mod provider_check;
-pub mod transport;
+pub(crate) mod client;
+pub(crate) mod cookie;
+pub(crate) mod dns;
+pub(crate) mod oidc;
+pub(crate) mod provider_check;
+pub(crate) mod transport;

@@ -56,11 +56,11 @@ use crate::secret::Secret;
 use crate::text::escape_text;
 
 /// How long discovery and the JWKS are used before a refresh is started.
-pub const DISCOVERY_TTL: Duration = Duration::from_secs(3_600);
+pub(crate) const DISCOVERY_TTL: Duration = Duration::from_secs(3_600);
 /// How long the last good discovery keeps serving while refreshes fail.
-pub const MAX_STALE: Duration = Duration::from_secs(24 * 3_600);
+pub(crate) const MAX_STALE: Duration = Duration::from_secs(24 * 3_600);
 /// The least time between two JWKS refetches for an unknown `kid`.
-pub const JWKS_REFETCH_COOLDOWN: Duration = Duration::from_secs(60);
+pub(crate) const JWKS_REFETCH_COOLDOWN: Duration = Duration::from_secs(60);
 /// The id_token signature algorithms accepted: asymmetric only (never `none`, never HMAC,
 /// whose key would be the client secret).
 const ACCEPTED: [CoreJwsSigningAlgorithm; 7] = [
@@ -151,7 +151,7 @@ impl OidcError {
 
 /// What discovery says besides the standard fields: whether PKCE is offered.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct PkceMetadata {
+pub(crate) struct PkceMetadata {
     #[serde(default)]
     code_challenge_methods_supported: Vec<String>,
 }
@@ -176,7 +176,7 @@ pub(crate) type Metadata = ProviderMetadata<
 
 /// Where the relying party is registered, and how it treats the provider.
 #[derive(Clone, Debug)]
-pub struct OidcSettings {
+pub(crate) struct OidcSettings {
     /// The issuer, exactly as the provider's discovery names it.
     pub issuer: Url,
     /// The client id.
@@ -195,7 +195,7 @@ pub struct OidcSettings {
 
 /// A sign-in to send the browser to: the authorization URL and what the callback needs.
 #[derive(Debug)]
-pub struct Authorization {
+pub(crate) struct Authorization {
     /// Where to send the browser.
     pub url: Url,
     /// What the session keeps until the callback.
@@ -226,7 +226,7 @@ impl PendingSignIn {
 
 /// A finished sign-in.
 #[derive(Debug)]
-pub struct SignedIn {
+pub(crate) struct SignedIn {
     /// The id_token's `sub`.
     pub subject: String,
     /// The access token, for userinfo.
@@ -271,7 +271,7 @@ struct Fetches {
 }
 
 /// The relying party; cheap to share behind the app state.
-pub struct OidcClient {
+pub(crate) struct OidcClient {
     settings: OidcSettings,
     cache: Arc<DiscoveryCache>,
 }
@@ -290,7 +290,7 @@ impl OidcClient {
     /// A relying party for `settings`, over the `upstream` transport (its roots, timeout,
     /// no redirects, and error mapping). Nothing is fetched yet: an unreachable provider
     /// does not stop the start.
-    pub fn new(upstream: Transport, settings: OidcSettings) -> Self {
+    pub(crate) fn new(upstream: Transport, settings: OidcSettings) -> Self {
         let cache = DiscoveryCache::new(upstream, settings.issuer.clone());
         Self {
             settings,
@@ -306,7 +306,7 @@ impl OidcClient {
 
     /// Starts a sign-in: a fresh `state` and `nonce` (and a PKCE verifier when
     /// [`OidcSettings::pkce`] says so), and the authorization URL that carries them.
-    pub async fn authorize(&self) -> Result<Authorization, UpstreamError> {
+    pub(crate) async fn authorize(&self) -> Result<Authorization, UpstreamError> {
         let metadata = self.cache.metadata().await?;
         let offered = metadata
             .metadata
@@ -353,7 +353,11 @@ impl OidcClient {
     }
 
     /// Trades `code` at the token endpoint and verifies the id_token against `pending`.
-    pub async fn finish(&self, code: &str, pending: &PendingSignIn) -> Result<SignedIn, OidcError> {
+    pub(crate) async fn finish(
+        &self,
+        code: &str,
+        pending: &PendingSignIn,
+    ) -> Result<SignedIn, OidcError> {
         let discovered = self.cache.metadata().await?;
         let client = self.client(&discovered.metadata);
         let mut request = client
@@ -418,7 +422,7 @@ impl OidcClient {
 
     /// The member's userinfo, with their access token. Kept as JSON: LinkedIn's userinfo
     /// differs from its id_token (`locale` is an object there), so no strict type is imposed.
-    pub async fn userinfo(
+    pub(crate) async fn userinfo(
         &self,
         access_token: &Secret,
     ) -> Result<serde_json::Value, UpstreamError> {
@@ -894,7 +898,7 @@ impl<'a> Http<'a> {
 /// An upstream failure, as the crate's HTTP error type.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-pub struct HttpError(UpstreamError);
+pub(crate) struct HttpError(UpstreamError);
 
 impl<'c> AsyncHttpClient<'c> for Http<'_> {
     type Error = HttpError;

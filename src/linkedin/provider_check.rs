@@ -28,7 +28,7 @@ const VALUE_MAX: usize = 100;
 
 /// How one line of the report ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Works.
     Ok,
     /// Works, with something the operator should know.
@@ -39,7 +39,7 @@ pub enum Verdict {
 
 /// One line of the report: a subject and what was found.
 #[derive(Clone, Debug)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// Whether it will work.
     pub verdict: Verdict,
     /// What it is about (`issuer`, `jwks`, `scopes`, …).
@@ -71,7 +71,7 @@ impl fmt::Display for Finding {
 
 /// What the check needs from the configuration.
 #[derive(Clone, Debug)]
-pub struct CheckSettings {
+pub(crate) struct CheckSettings {
     /// `LINKEDIN_OIDC_ISSUER` (or LinkedIn's).
     pub issuer: Url,
     /// The scopes the sign-in will ask for.
@@ -84,7 +84,7 @@ pub struct CheckSettings {
 
 /// The whole report, in order.
 #[derive(Debug, Default)]
-pub struct Report(pub Vec<Finding>);
+pub(crate) struct Report(pub Vec<Finding>);
 
 impl Report {
     fn push(&mut self, verdict: Verdict, subject: &'static str, text: impl Into<String>) {
@@ -96,14 +96,14 @@ impl Report {
     }
 
     /// How many lines say something will fail.
-    pub fn problems(&self) -> usize {
+    pub(crate) fn problems(&self) -> usize {
         self.0.iter().filter(|f| f.verdict == Verdict::Fail).count()
     }
 }
 
 /// Reads discovery and the key set over `upstream` as a sign-in does and checks them against
 /// `settings`.
-pub async fn check(upstream: &Transport, settings: &CheckSettings) -> Report {
+pub(crate) async fn check(upstream: &Transport, settings: &CheckSettings) -> Report {
     let mut report = Report::default();
     let issuer = settings.issuer.as_str().trim_end_matches('/');
     let discovery_url = format!("{issuer}/.well-known/openid-configuration");

@@ -31,7 +31,7 @@ use crate::telemetry::Telemetry;
 
 /// The longest a shared check may take before it passes anyway.
 #[cfg(feature = "redis")]
-pub const SHARED_TIMEOUT: Duration = Duration::from_millis(500);
+pub(crate) const SHARED_TIMEOUT: Duration = Duration::from_millis(500);
 /// The least time between two warnings about the shared budget's store.
 #[cfg(feature = "redis")]
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -66,7 +66,7 @@ return 0
 
 /// The fleet's budgets in Redis.
 #[cfg(feature = "redis")]
-pub struct SharedBudget {
+pub(crate) struct SharedBudget {
     pool: Pool,
     interval_us: u64,
     burst: u32,
@@ -106,7 +106,7 @@ impl SharedBudget {
     /// a connection to the session store's Redis. A store that is not Redis, or one that
     /// cannot be reached, is an error naming `RATE_LIMIT_STORE`.
     #[cfg(feature = "server")]
-    pub async fn connect(
+    pub(crate) async fn connect(
         choice: RateLimitStore,
         limit: RateLimit,
         store: &StoreUrl,
@@ -143,7 +143,7 @@ impl SharedBudget {
     }
 
     /// Budgets of `burst` at once, then `per_second`, on `pool`.
-    pub fn new(pool: Pool, burst: u32, per_second: u32, telemetry: Telemetry) -> Self {
+    pub(crate) fn new(pool: Pool, burst: u32, per_second: u32, telemetry: Telemetry) -> Self {
         Self {
             pool,
             interval_us: 1_000_000 / u64::from(per_second.max(1)),
@@ -155,7 +155,7 @@ impl SharedBudget {
 
     /// One request on the budget `key` (`client:ADDRESS` or `token:DIGEST`): 429 with
     /// `Retry-After` when it is spent; passes when Redis cannot tell.
-    pub async fn check(&self, key: &str) -> Result<(), AppError> {
+    pub(crate) async fn check(&self, key: &str) -> Result<(), AppError> {
         match self.wait_us(key).await {
             Ok(0) => Ok(()),
             Ok(wait_us) => Err(AppError::RateLimited(wait_us.div_ceil(1_000_000).max(1))),
@@ -168,7 +168,7 @@ impl SharedBudget {
     }
 
     /// Microseconds until `key` admits a request (0: admitted now, and counted).
-    pub async fn wait_us(&self, key: &str) -> Result<u64, String> {
+    pub(crate) async fn wait_us(&self, key: &str) -> Result<u64, String> {
         let key = format!("{KEY_PREFIX}{key}");
         let client = self.pool.next();
         // While the connection is being made again, fail at once rather than wait.

@@ -11,9 +11,9 @@
 //! - `GET /sandbox/stats`: counts of what it granted (for tests and benchmarks);
 //! - the OpenID Connect provider ([`oidc`]) under `/sandbox/oauth/` and `/sandbox/v2/`.
 
-pub mod oauth;
-pub mod oidc;
-pub mod standalone;
+pub(crate) mod oauth;
+pub(crate) mod oidc;
+pub(crate) mod standalone;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,7 +50,7 @@ const MAX_NONCES: u64 = 2_000_000;
 
 /// The app the sandbox serves.
 #[derive(Clone, Debug)]
-pub struct SandboxConfig {
+pub(crate) struct SandboxConfig {
     /// The API key it accepts (consumer key, cookie name).
     pub api_key: String,
     /// The secret it signs cookies with and verifies OAuth signatures against.
@@ -196,7 +196,7 @@ impl Sandbox {
 }
 
 /// The sandbox's router, to be nested under `/sandbox`.
-pub fn router(config: SandboxConfig) -> Router {
+pub(crate) fn router(config: SandboxConfig) -> Router {
     let provider = config.oidc.clone().map(oidc::router).unwrap_or_default();
     let state = SandboxState(Arc::new(Inner {
         config,

@@ -36,19 +36,19 @@ use tokio::time::Sleep;
 use tower::Service;
 
 /// How long a connection may sit with no request in flight and no bytes moving.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a write may make no progress (the client reads nothing) before the connection
 /// is aborted.
-pub const WRITE_STALL: Duration = Duration::from_secs(10);
+pub(super) const WRITE_STALL: Duration = Duration::from_secs(10);
 /// The most requests one HTTP/1 connection is answered; the last answer carries
 /// `Connection: close`, and the client opens a new connection.
-pub const MAX_REQUESTS_PER_CONNECTION: u64 = 1_000;
+pub(super) const MAX_REQUESTS_PER_CONNECTION: u64 = 1_000;
 /// How long a connection asked to close to finish writing and say goodbye before
 /// its socket is ended.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
 /// The process's soft limit on open files (1024 where it cannot be read).
-pub fn open_file_limit() -> usize {
+pub(super) fn open_file_limit() -> usize {
     std::fs::read_to_string("/proc/self/limits")
         .ok()
         .and_then(|limits| {
@@ -67,7 +67,7 @@ pub fn open_file_limit() -> usize {
 /// connection waiting for room. The rest (at least 5/16) is left for the store, the upstream
 /// and the files, so that no side listener can starve the main port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileBudget {
+pub(super) struct FileBudget {
     /// The HTTPS port.
     pub main: usize,
     /// `HTTP_REDIRECT_BIND`.
@@ -78,7 +78,7 @@ pub struct FileBudget {
 
 impl FileBudget {
     /// The shares of `open_files`, with the main port's cap `max_connections` when set.
-    pub fn of(open_files: usize, max_connections: Option<usize>) -> Self {
+    pub(super) fn of(open_files: usize, max_connections: Option<usize>) -> Self {
         Self {
             main: max_connections.unwrap_or((open_files / 2).max(16)),
             redirect: (open_files / 8).max(4),
@@ -87,9 +87,10 @@ impl FileBudget {
     }
 }
 
+#[cfg(test)]
 /// The default `MAX_CONNECTIONS`: half of the open-file limit (the rest is left for the
 /// side listeners, the store, the upstream and the files), at least 16.
-pub fn default_max_connections() -> usize {
+pub(super) fn default_max_connections() -> usize {
     FileBudget::of(open_file_limit(), None).main
 }
 
@@ -230,7 +231,7 @@ async fn watch_idle(connection: Weak<Connection>, idle_timeout: Duration) {
 }
 
 /// One accepted connection, shared by its socket and its service.
-pub struct Connection {
+pub(super) struct Connection {
     id: u64,
     tracker: Weak<Tracker>,
     _permit: OwnedSemaphorePermit,
@@ -370,13 +371,13 @@ pub struct Admitted {
 
 /// Tracks each admitted connection (the innermost acceptor, under TLS if any).
 #[derive(Clone)]
-pub struct LimitedAcceptor {
+pub(super) struct LimitedAcceptor {
     tracker: Arc<Tracker>,
 }
 
 impl LimitedAcceptor {
     /// Tracks connections in `tracker` (the one their [`BoundedListener`] admits by).
-    pub fn new(tracker: Arc<Tracker>) -> Self {
+    pub(super) fn new(tracker: Arc<Tracker>) -> Self {
         Self { tracker }
     }
 }
@@ -405,7 +406,7 @@ impl<S: Send + 'static> Accept<Admitted, S> for LimitedAcceptor {
 
 /// A socket that notes when it moves bytes, reads end-of-stream once its connection is
 /// closed, and fails a write that has made no progress for [`WRITE_STALL`].
-pub struct TrackedStream<S> {
+pub(super) struct TrackedStream<S> {
     inner: S,
     connection: Arc<Connection>,
     /// Armed while a write waits for the peer to read.
@@ -529,7 +530,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedStream<S> {
 /// A connection's service: counts the requests in flight and keeps the handle that closes
 /// the connection politely.
 #[derive(Clone)]
-pub struct TrackedService<S> {
+pub(super) struct TrackedService<S> {
     inner: S,
     connection: Arc<Connection>,
 }

@@ -11,7 +11,7 @@ use axum::routing::get;
 use crate::telemetry::Telemetry;
 
 /// `GET /metrics` from `telemetry`.
-pub fn metrics_app(telemetry: Telemetry) -> Router {
+pub(super) fn metrics_app(telemetry: Telemetry) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(telemetry)
@@ -29,7 +29,7 @@ async fn metrics(State(telemetry): State<Telemetry>) -> impl IntoResponse {
 
 /// Answers every request with 308 to `origin` plus its path and query; a request for no
 /// path (`OPTIONS *`) gets 400.
-pub fn redirect_app(origin: String) -> Router {
+pub(super) fn redirect_app(origin: String) -> Router {
     Router::new().fallback(redirect).with_state(origin)
 }
 

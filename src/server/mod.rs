@@ -3,9 +3,11 @@
 //! bounded connections, and shuts it down gracefully.
 //!
 //! [`Server::build`] runs the steps in order, each naming the variable at fault: the mode
-//! ([`wiring::Mode`]: key pair, sandbox, keep-alive), TLS, the sockets, what depends on the
-//! bound address ([`wiring::Resolved`]: origins, URLs, OpenID Connect, upstream client), the
-//! session store, and the app. [`connections`] bounds what clients can hold open.
+//! (key pair, sandbox, keep-alive), TLS, the sockets, what depends on the bound address
+//! (origins, URLs, the deployment's checks), the session store, the sign-in (the `Config`
+//! converted into the library's [`SignInBuilder`](crate::SignInBuilder) and built through
+//! it), and the app around it. Connections are bounded: what clients can hold open, for how
+//! long.
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -39,7 +41,12 @@ mod wiring;
 /// The service's configuration: the only reader of the environment (and `.env`, and the
 /// command line), typed and fail-fast, naming the variable at fault.
 pub mod config {
-    pub use crate::config::*;
+    pub use crate::config::proxy::{CookieDomain, TlsMode};
+    pub use crate::config::{
+        AllowedHosts, Command, Config, ConfigError, FleetKind, FleetUrl, Limits, LinkedIn,
+        Listen, LogFormat, Logging, Oidc, PkceMode, RateLimit, RateLimitStore, Sessions,
+        StoreUrl, Traces, TrustedProxies, describe_parse_error, redact_urls,
+    };
 }
 pub use crate::telemetry::init_logging;
 pub use crate::telemetry::otel::Export as TraceExport;
@@ -247,7 +254,7 @@ impl Server {
         self.addr
     }
 
-    /// Closes connections idle for `idle` instead of [`IDLE_TIMEOUT`] (tests use seconds).
+    /// Closes connections idle for `idle` instead of 60 seconds (tests use seconds).
     pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
         self.connections = Tracker::new(
             self.connections.max(),

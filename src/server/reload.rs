@@ -11,11 +11,11 @@ use axum_server::tls_rustls::RustlsConfig;
 use crate::tls::{Alpn, TlsMaterial};
 
 /// How often the files are checked for a change.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(10);
+pub(super) const POLL_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The files of the pair.
 #[derive(Clone, Debug)]
-pub struct CertFiles {
+pub(super) struct CertFiles {
     /// `TLS_CERT`.
     pub cert: PathBuf,
     /// `TLS_KEY`.
@@ -31,7 +31,7 @@ impl CertFiles {
     }
 
     /// Reads the pair and swaps it into `tls` when usable.
-    pub fn reload(&self, tls: &RustlsConfig, why: &str) -> bool {
+    pub(super) fn reload(&self, tls: &RustlsConfig, why: &str) -> bool {
         let read =
             |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
         let material = match (read(&self.cert), read(&self.key)) {
@@ -60,7 +60,7 @@ impl CertFiles {
 }
 
 /// Reloads on SIGHUP and on a change of the files, until the task is dropped.
-pub async fn watch(files: CertFiles, tls: RustlsConfig) {
+pub(super) async fn watch(files: CertFiles, tls: RustlsConfig) {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut seen = files.modified();
     let mut ticks = tokio::time::interval(POLL_INTERVAL);

@@ -27,7 +27,7 @@ use crate::tls::{Alpn, TlsMaterial};
 /// started without one), whether the JSAPI flow is on, whether the sandbox is mounted, and
 /// whether connections stay open.
 #[derive(Clone, Debug)]
-pub struct Mode {
+pub(super) struct Mode {
     /// The app's key pair (made up when none is configured: it then only signs the sandbox's
     /// cookies, or nothing at all).
     pub credentials: AppCredentials,
@@ -46,7 +46,7 @@ impl Mode {
     /// set, `oidc`'s client included) against this build's features, and keep-alive. A
     /// server with neither the sandbox nor a credential would offer no sign-in at all: that
     /// stops the start, naming `SANDBOX`.
-    pub fn of(config: &LinkedIn, oidc: &Oidc) -> Result<Self, ConfigError> {
+    pub(super) fn of(config: &LinkedIn, oidc: &Oidc) -> Result<Self, ConfigError> {
         let configured = config.app_credentials()?;
         let sandbox = config.sandbox_enabled(oidc);
         if sandbox && !cfg!(feature = "sandbox") {
@@ -83,7 +83,7 @@ impl Mode {
     /// Sandbox mode on public origins that are not all loopback: refused unless `SANDBOX=true`
     /// was said out loud, and then warned about (at every start): the sandbox lets anyone who
     /// reaches it sign in as anyone. `explicit_origins` is whether `PUBLIC_ORIGIN` was set.
-    pub fn check_exposure(
+    pub(super) fn check_exposure(
         &self,
         explicit_origins: bool,
         public_origins: &[String],
@@ -110,7 +110,7 @@ impl Mode {
     }
 
     /// The protocols the TLS listener offers.
-    pub fn alpn(&self) -> Alpn {
+    pub(super) fn alpn(&self) -> Alpn {
         if self.keep_alive {
             Alpn::Http2AndHttp1
         } else {
@@ -120,7 +120,7 @@ impl Mode {
 }
 
 /// What depends on the configuration and the bound address, beside the sign-in.
-pub struct Resolved {
+pub(super) struct Resolved {
     /// The key pair, the sandbox, keep-alive.
     pub mode: Mode,
     /// The address actually bound.
@@ -144,7 +144,7 @@ pub struct Resolved {
 impl Resolved {
     /// Resolves `config` for a server in `mode` bound at `addr`, and checks the deployment:
     /// the sandbox on a public origin, the proxy settings, the ports.
-    pub fn new(config: &Config, mode: Mode, addr: SocketAddr) -> Result<Self, ConfigError> {
+    pub(super) fn new(config: &Config, mode: Mode, addr: SocketAddr) -> Result<Self, ConfigError> {
         let tls = config.listen.tls == TlsMode::On;
         let public_origins = config.listen.public_origins(addr)?;
         mode.check_exposure(config.listen.public_origin.is_some(), &public_origins)?;
@@ -197,14 +197,14 @@ impl Resolved {
     }
 
     /// Where a person opens the page: the first public origin.
-    pub fn page_origin(&self) -> &str {
+    pub(super) fn page_origin(&self) -> &str {
         self.public_origins.first().map_or("", String::as_str)
     }
 
     /// `config` converted into the library's settings: the sign-in of this server, whose own
     /// certificate is `own_tls` (`None` with `TLS=off`; trusted by the upstream client when
     /// it calls its own sandbox). [`SignInBuilder::build`] resolves it, as for any host.
-    pub fn sign_in(
+    pub(super) fn sign_in(
         &self,
         config: &Config,
         own_tls: Option<&TlsMaterial>,
@@ -263,12 +263,12 @@ impl Resolved {
 }
 
 /// The error of the library's builder, as the service reports its own: naming the variable.
-pub fn config_error(err: &BuildError) -> ConfigError {
+pub(super) fn config_error(err: &BuildError) -> ConfigError {
     ConfigError::new(err.variable(), err.message())
 }
 
 /// The three LinkedIn URLs, resolved.
-pub struct Urls {
+pub(super) struct Urls {
     /// The OAuth 1.0a exchange endpoint.
     pub access_token: Url,
     /// The REST base.
@@ -280,7 +280,7 @@ pub struct Urls {
 impl Urls {
     /// Explicit settings win, then the sandbox (reached through the name its certificate
     /// carries, or over plain HTTP on loopback with `TLS=off`), then LinkedIn's own.
-    pub fn resolve(
+    pub(super) fn resolve(
         config: &LinkedIn,
         sandbox: bool,
         addr: SocketAddr,
@@ -312,7 +312,7 @@ impl Urls {
     }
 
     /// The upstream URLs that travel in plain text.
-    pub fn plain_http(&self) -> Vec<&Url> {
+    pub(super) fn plain_http(&self) -> Vec<&Url> {
         [&self.access_token, &self.api]
             .into_iter()
             .filter(|url| url.scheme() == "http")
@@ -324,7 +324,7 @@ impl Urls {
 /// certificate carries; with `TLS=off`, over plain HTTP to the bound address itself (on
 /// loopback for an unspecified one), so that the server-to-server calls never leave the
 /// machine nor go back out through the proxy.
-pub fn sandbox_base(addr: SocketAddr, tls: bool) -> String {
+pub(super) fn sandbox_base(addr: SocketAddr, tls: bool) -> String {
     if tls {
         return format!("https://{}:{}/sandbox", sandbox_host(addr), addr.port());
     }
@@ -338,7 +338,7 @@ pub fn sandbox_base(addr: SocketAddr, tls: bool) -> String {
 
 /// Whether `origin` (`scheme://host[:port]`) names this machine: `localhost`, `127.0.0.0/8`
 /// or `::1`.
-pub fn is_loopback_origin(origin: &str) -> bool {
+pub(super) fn is_loopback_origin(origin: &str) -> bool {
     match Url::parse(origin)
         .ok()
         .and_then(|url| url.host().map(|h| h.to_owned()))
@@ -391,7 +391,7 @@ fn upstream_roots(config: &Limits) -> Result<Vec<reqwest::Certificate>, ConfigEr
 /// What `check-provider` checks, and the transport it fetches with: the configured issuer
 /// (or LinkedIn's), and the service's own upstream transport (its roots, timeout, cap on an
 /// answer's size, no redirects).
-pub fn provider_check(
+pub(super) fn provider_check(
     config: &Config,
 ) -> Result<(crate::linkedin::transport::Transport, CheckSettings), ConfigError> {
     let scopes = oidc_scopes(&config.oidc.scopes)?;

@@ -61,7 +61,7 @@ struct Backend {
 }
 
 /// What a [`SessionBackend`] needs besides the store's URL.
-pub struct BackendOptions {
+pub(crate) struct BackendOptions {
     /// Seals and opens the records.
     pub keyring: Keyring,
     /// The most sessions the `memory` store holds.
@@ -82,7 +82,10 @@ impl fmt::Debug for SessionBackend {
 impl SessionBackend {
     /// Connects to the store, runs its migrations and, where the store needs one, starts the
     /// task that deletes expired sessions. Fails within seconds.
-    pub(crate) async fn connect_with(url: &StoreUrl, options: BackendOptions) -> Result<Self, ConnectError> {
+    pub(crate) async fn connect_with(
+        url: &StoreUrl,
+        options: BackendOptions,
+    ) -> Result<Self, ConnectError> {
         let (store, index) = Store::connect(url, options.memory_capacity).await?;
         index.migrate().await.map_err(|e| ConnectError {
             store: url.to_string(),

@@ -347,7 +347,9 @@ mod not_built {
                 memory_capacity: 10,
                 telemetry: Telemetry::disabled(),
             };
-            let err = SessionBackend::connect_with(&url, options).await.unwrap_err();
+            let err = SessionBackend::connect_with(&url, options)
+                .await
+                .unwrap_err();
             let message = err.to_string();
             assert!(
                 message.ends_with(&format!(

@@ -23,11 +23,11 @@ use crate::error::AppError;
 
 /// The most session cookies of one request that are looked at (a browser sends one, or one
 /// per cookie domain; more is someone trying).
-pub const MAX_SESSION_COOKIES: usize = 4;
+pub(crate) const MAX_SESSION_COOKIES: usize = 4;
 
 /// The session a request names: its id, and its record when the store holds it.
 #[derive(Debug)]
-pub struct Chosen {
+pub(crate) struct Chosen {
     /// The session id.
     pub id: Id,
     /// Its unexpired record, when the store holds one.
@@ -49,7 +49,7 @@ fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a
 
 /// The well-formed session ids under `name` in `headers`, in the order sent, at most
 /// [`MAX_SESSION_COOKIES`].
-pub fn session_ids(headers: &HeaderMap, name: &str) -> Vec<Id> {
+pub(crate) fn session_ids(headers: &HeaderMap, name: &str) -> Vec<Id> {
     values(headers, name)
         .filter_map(|value| value.parse::<Id>().ok())
         .take(MAX_SESSION_COOKIES)
@@ -58,7 +58,7 @@ pub fn session_ids(headers: &HeaderMap, name: &str) -> Vec<Id> {
 
 /// The session the request's cookies under `name` name (see the module's rule), or `None`
 /// when none is well formed. Reads the store once per id until one is found.
-pub async fn chosen_session(
+pub(crate) async fn chosen_session(
     store: &SessionBackend,
     headers: &HeaderMap,
     name: &str,
@@ -85,7 +85,7 @@ pub async fn chosen_session(
 /// cookie `name` more than once, it leaves only the one [`chosen_session`] picks (or none
 /// when none is well formed), so the layer (which would take the last) follows the same rule
 /// as `/auth/check`. A request with one session cookie, or none, passes untouched.
-pub async fn one_session_cookie(
+pub(crate) async fn one_session_cookie(
     State((store, name)): State<(SessionBackend, &'static str)>,
     mut request: Request,
     next: Next,

@@ -67,7 +67,7 @@ impl Journal {
 /// would answer with an empty 500) as 503 `session_store_unavailable`, and carries out the
 /// request's deletes once its writes have succeeded. A delete that fails turns the answer
 /// into a 503 too: the browser then keeps its old session id, and that session is intact.
-pub async fn guard<S: SessionStore + Clone>(
+pub(crate) async fn guard<S: SessionStore + Clone>(
     State(store): State<S>,
     request: Request,
     next: Next,

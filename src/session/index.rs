@@ -128,7 +128,7 @@ fn now() -> i64 {
 
 impl MemberIndex {
     /// Creates the table and its trigger (SQL stores); nothing to do for the others.
-    pub async fn migrate(&self) -> Result<(), String> {
+    pub(super) async fn migrate(&self) -> Result<(), String> {
         match self {
             #[cfg(feature = "sqlite")]
             Self::Sqlite(sessions) => migrate_sqlite(&sessions.pool())
@@ -144,7 +144,7 @@ impl MemberIndex {
 
     /// Records a new session `id` of `entry`'s member, expiring at `expires`. SQLite's entry
     /// is already written, with the session.
-    pub async fn add(
+    pub(super) async fn add(
         &self,
         id: &Id,
         entry: &Entry,
@@ -179,7 +179,7 @@ impl MemberIndex {
     /// the sessions table, so they have nothing to do). A session that has ended meanwhile is
     /// not written back by its save, and not indexed again here (Redis: its entry is dropped
     /// at the next read, which checks that each session still exists).
-    pub async fn touch(
+    pub(super) async fn touch(
         &self,
         id: &Id,
         entry: &Entry,
@@ -203,7 +203,7 @@ impl MemberIndex {
 
     /// Whether [`forget`](Self::forget) needs the member of the session that ends (the other
     /// stores forget by themselves, with the record).
-    pub fn forgets_by_member(&self) -> bool {
+    pub(super) fn forgets_by_member(&self) -> bool {
         match self {
             #[cfg(feature = "redis")]
             Self::Redis(_) => true,
@@ -212,7 +212,7 @@ impl MemberIndex {
     }
 
     /// Removes session `id` of `member_id` from the index, once its record is deleted.
-    pub async fn forget(&self, member_id: &str, id: &Id) -> session_store::Result<()> {
+    pub(super) async fn forget(&self, member_id: &str, id: &Id) -> session_store::Result<()> {
         match self {
             #[cfg(feature = "redis")]
             Self::Redis(pool) => redis::forget(pool, member_id, &[id.to_string()]).await,
@@ -224,7 +224,7 @@ impl MemberIndex {
     }
 
     /// The unexpired sessions of `member_id`, oldest first.
-    pub async fn list(&self, member_id: &str) -> session_store::Result<Vec<SessionSummary>> {
+    pub(super) async fn list(&self, member_id: &str) -> session_store::Result<Vec<SessionSummary>> {
         let mut sessions: Vec<SessionSummary> = match self {
             Self::Memory(store) => {
                 let now = now();
@@ -255,7 +255,7 @@ impl MemberIndex {
 
     /// Ends every session of `member_id`: their records are deleted, and their index entries
     /// with them. How many unexpired sessions ended.
-    pub async fn revoke(&self, member_id: &str) -> session_store::Result<u64> {
+    pub(super) async fn revoke(&self, member_id: &str) -> session_store::Result<u64> {
         match self {
             Self::Memory(store) => {
                 let mut ended = 0;
@@ -279,7 +279,7 @@ impl MemberIndex {
 
 /// The index of the memory store: each member's sessions, and each session's member.
 #[derive(Debug, Default)]
-pub struct MemoryIndex {
+pub(crate) struct MemoryIndex {
     entries: Mutex<MemoryEntries>,
 }
 
@@ -311,7 +311,7 @@ impl MemoryIndex {
     }
 
     /// Forgets session `id` (its record has left the store).
-    pub fn forget(&self, id: &Id) {
+    pub(crate) fn forget(&self, id: &Id) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
@@ -342,13 +342,15 @@ impl MemoryIndex {
             .unwrap_or_default()
     }
 
+    #[cfg(test)]
     /// How many sessions are recorded, for every member.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.lock().map(|e| e.member_of.len()).unwrap_or(0)
     }
 
+    #[cfg(test)]
     /// Whether no session is recorded.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
@@ -419,7 +421,7 @@ mod sql {
     use super::*;
 
     #[cfg(feature = "sqlite")]
-    pub async fn list_sqlite(
+    pub(super) async fn list_sqlite(
         pool: &SqlitePool,
         member_id: &str,
     ) -> session_store::Result<Vec<SessionSummary>> {
@@ -440,7 +442,7 @@ mod sql {
     }
 
     #[cfg(feature = "postgres")]
-    pub async fn list_postgres(
+    pub(super) async fn list_postgres(
         pool: &PgPool,
         member_id: &str,
     ) -> session_store::Result<Vec<SessionSummary>> {
@@ -464,7 +466,10 @@ mod sql {
     /// Deletes the member's sessions (the trigger takes their entries), then any entry left
     /// without a session; counts those that had not expired.
     #[cfg(feature = "sqlite")]
-    pub async fn revoke_sqlite(pool: &SqlitePool, member_id: &str) -> session_store::Result<u64> {
+    pub(super) async fn revoke_sqlite(
+        pool: &SqlitePool,
+        member_id: &str,
+    ) -> session_store::Result<u64> {
         let now = OffsetDateTime::now_utc();
         let expiries: Vec<OffsetDateTime> = sqlx::query_scalar(&format!(
             "delete from tower_sessions where id in \
@@ -484,7 +489,10 @@ mod sql {
 
     /// As `revoke_sqlite`, in one statement.
     #[cfg(feature = "postgres")]
-    pub async fn revoke_postgres(pool: &PgPool, member_id: &str) -> session_store::Result<u64> {
+    pub(super) async fn revoke_postgres(
+        pool: &PgPool,
+        member_id: &str,
+    ) -> session_store::Result<u64> {
         let now = OffsetDateTime::now_utc();
         let expiries: Vec<OffsetDateTime> = sqlx::query_scalar(
             r#"with gone as (
@@ -565,7 +573,7 @@ mod redis {
 
     /// The two keys of `member_id`'s index. Characters that would end the hash tag early (or
     /// make two members' keys alike) are percent-encoded.
-    pub fn keys(member_id: &str) -> Vec<String> {
+    pub(super) fn keys(member_id: &str) -> Vec<String> {
         const TAG: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
             .add(b'{')
             .add(b'}')
@@ -578,7 +586,7 @@ mod redis {
         ]
     }
 
-    pub async fn touch(
+    pub(super) async fn touch(
         pool: &RedisPool,
         id: &Id,
         entry: &Entry,
@@ -597,7 +605,7 @@ mod redis {
             .map_err(backend_error)
     }
 
-    pub async fn forget(
+    pub(super) async fn forget(
         pool: &RedisPool,
         member_id: &str,
         ids: &[String],
@@ -613,7 +621,7 @@ mod redis {
 
     /// The member's unexpired entries whose record still exists; an entry whose record is
     /// gone (its removal from the index failed) is removed now.
-    pub async fn live(
+    pub(super) async fn live(
         pool: &RedisPool,
         member_id: &str,
     ) -> session_store::Result<Vec<(String, SessionSummary)>> {
@@ -645,7 +653,7 @@ mod redis {
         Ok(live)
     }
 
-    pub async fn revoke(pool: &RedisPool, member_id: &str) -> session_store::Result<u64> {
+    pub(super) async fn revoke(pool: &RedisPool, member_id: &str) -> session_store::Result<u64> {
         let live = live(pool, member_id).await?;
         let mut ended = 0;
         let mut ids = Vec::with_capacity(live.len());

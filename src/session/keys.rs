@@ -15,7 +15,7 @@ use crate::config::StoreUrl;
 /// Why the keys cannot be had; `variable` names the setting at fault.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct KeyError {
+pub(crate) struct KeyError {
     /// `SESSION_KEYS` or `SESSION_KEY_FILE`.
     pub variable: &'static str,
     /// What is wrong (never a key).
@@ -24,7 +24,7 @@ pub struct KeyError {
 
 /// Where the keys came from, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
+pub(crate) enum KeySource {
     /// `SESSION_KEYS`, with this many keys.
     Configured(usize),
     /// Generated at this start into the file.
@@ -36,7 +36,7 @@ pub enum KeySource {
 /// The keyring for `store`: `configured` (`SESSION_KEYS`) when given; otherwise, for a store
 /// that is not shared, the key in `key_file`, generated there on the first start. A shared
 /// store (Redis, PostgreSQL) needs `SESSION_KEYS`: every instance must hold the same keys.
-pub fn keyring(
+pub(crate) fn keyring(
     configured: Option<&str>,
     store: &StoreUrl,
     key_file: &Path,

@@ -271,7 +271,7 @@ impl MemberSession {
 /// The unexpired member of a session record, read without touching the session: for
 /// answers that must never write (`/auth/check`). A value that does not decode reads as
 /// absent.
-pub fn member_of_record(
+pub(crate) fn member_of_record(
     record: &tower_sessions::session::Record,
     now: OffsetDateTime,
 ) -> Option<Member> {

@@ -24,12 +24,12 @@ use tower_sessions::session_store::{self, SessionStore};
 use super::index::MemoryIndex;
 
 /// The plain key of a record whose sealed data is only a sign-in in progress.
-pub const PENDING_ONLY: &str = "lte.pending_only";
+pub(crate) const PENDING_ONLY: &str = "lte.pending_only";
 
 /// Sessions in this process, each dropped at its own expiry date so that memory comes back
 /// as sessions end (tower-sessions' `MemoryStore` never forgets an expired session).
 #[derive(Clone)]
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     /// Sessions of signed-in members (and anything else that is not only a sign-in).
     members: moka::sync::Cache<Id, Record>,
     /// Sessions that hold only a sign-in in progress.
@@ -46,11 +46,11 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     /// The default cap: about 100 MiB of sessions at most.
-    pub const DEFAULT_CAPACITY: u64 = 100_000;
+    pub(crate) const DEFAULT_CAPACITY: u64 = 100_000;
 
     /// A store of at most `capacity` sessions, and as many sign-ins in progress; past either
     /// cap, the least recently used of that kind goes.
-    pub fn with_capacity(capacity: u64) -> Self {
+    pub(crate) fn with_capacity(capacity: u64) -> Self {
         let index = Arc::new(MemoryIndex::default());
         Self {
             members: cache(
@@ -72,26 +72,22 @@ impl MemoryStore {
     }
 
     /// The member → sessions index of this store.
-    pub fn index(&self) -> &MemoryIndex {
+    pub(crate) fn index(&self) -> &MemoryIndex {
         &self.index
     }
 
     /// Whether the session `id` of a signed-in member is held (expired or not).
-    pub fn holds_member_session(&self, id: &Id) -> bool {
+    pub(crate) fn holds_member_session(&self, id: &Id) -> bool {
         self.members.contains_key(id)
     }
 
+    #[cfg(test)]
     /// Sessions held now, sign-ins in progress included (approximately: expired ones go
     /// lazily).
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.members.run_pending_tasks();
         self.pending.run_pending_tasks();
         self.members.entry_count() + self.pending.entry_count()
-    }
-
-    /// Whether no session is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The cache a record belongs in, and the other one.

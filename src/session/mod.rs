@@ -24,44 +24,44 @@ use std::time::Duration;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
 
-pub mod backend;
-pub mod connect;
-pub mod cookie;
-pub mod guard;
-pub mod index;
-pub mod keys;
-pub mod member;
-pub mod memory;
+pub(crate) mod backend;
+pub(crate) mod connect;
+pub(crate) mod cookie;
+pub(crate) mod guard;
+pub(crate) mod index;
+pub(crate) mod keys;
+pub(crate) mod member;
+pub(crate) mod memory;
 #[cfg(feature = "postgres")]
-pub mod postgres;
+pub(crate) mod postgres;
 mod private;
 #[cfg(feature = "redis")]
-pub mod redis_fleet;
-pub mod seal;
+pub(crate) mod redis_fleet;
+pub(crate) mod seal;
 #[cfg(feature = "sqlite")]
-pub mod sqlite;
+pub(crate) mod sqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub mod sweep;
+pub(crate) mod sweep;
 
 pub use backend::SessionBackend;
 pub use connect::ConnectError;
-pub use guard::guard;
-pub use index::SessionSummary;
+pub(crate) use guard::guard;
+pub(crate) use index::SessionSummary;
 pub use member::{Connected, Credentials, Flow, Member, MemberSession, SessionPolicy};
-pub use memory::MemoryStore;
+pub(crate) use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteSessions;
+pub(crate) use sqlite::SqliteSessions;
 
 /// The cookie that carries the session id. The `__Host-` prefix makes browsers take it only
 /// from this host, `Secure`, with `Path=/` and no `Domain`: a sibling subdomain cannot plant
 /// one.
-pub const SESSION_COOKIE: &str = "__Host-lte_session";
+pub(crate) const SESSION_COOKIE: &str = "__Host-lte_session";
 /// The cookie with `SESSION_COOKIE_DOMAIN` set: a `__Host-` cookie may not carry `Domain`, so
 /// the `__Secure-` prefix (browsers still take it only when `Secure`, over HTTPS).
-pub const DOMAIN_SESSION_COOKIE: &str = "__Secure-lte_session";
+pub(crate) const DOMAIN_SESSION_COOKIE: &str = "__Secure-lte_session";
 
 /// The session cookie's name, given `SESSION_COOKIE_DOMAIN`.
-pub fn cookie_name(domain: Option<&str>) -> &'static str {
+pub(crate) fn cookie_name(domain: Option<&str>) -> &'static str {
     match domain {
         Some(_) => DOMAIN_SESSION_COOKIE,
         None => SESSION_COOKIE,
@@ -72,7 +72,7 @@ pub fn cookie_name(domain: Option<&str>) -> &'static str {
 /// an inactivity expiry, and `Domain` when `domain` is given. `Lax`, not tower-sessions'
 /// default `Strict`: the browser comes back from the provider (another site) on a top-level
 /// redirect, and must bring the cookie that holds the pending sign-in.
-pub fn layer<S: SessionStore>(
+pub(crate) fn layer<S: SessionStore>(
     backend: S,
     policy: SessionPolicy,
     domain: Option<&str>,

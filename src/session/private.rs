@@ -4,7 +4,7 @@
 use std::path::Path;
 
 /// Creates `path`'s folder, mode 0700, when it does not exist yet.
-pub fn create_parent(path: &Path) -> std::io::Result<()> {
+pub(super) fn create_parent(path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.exists()
     {
@@ -18,7 +18,7 @@ pub fn create_parent(path: &Path) -> std::io::Result<()> {
 }
 
 /// Options that create a file with mode 0600.
-pub fn options() -> std::fs::OpenOptions {
+pub(super) fn options() -> std::fs::OpenOptions {
     let mut options = std::fs::OpenOptions::new();
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
@@ -26,7 +26,7 @@ pub fn options() -> std::fs::OpenOptions {
 }
 
 /// Makes an existing file readable by its owner only, when others could read it.
-pub fn narrow_to_owner(path: &Path) -> std::io::Result<()> {
+pub(super) fn narrow_to_owner(path: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -67,7 +67,7 @@ impl FleetUrl {
 
 /// Why a Redis store could not be reached at start.
 #[derive(Debug)]
-pub struct RedisConnectError {
+pub(crate) struct RedisConnectError {
     /// The step that failed.
     pub what: &'static str,
     /// What went wrong.
@@ -78,7 +78,7 @@ pub struct RedisConnectError {
 /// Cluster), bounded: a command fails after `STORE_TIMEOUT` instead of queueing for a whole
 /// outage, and a lost connection is retried at least every second for as long as it takes
 /// (each retry asks the sentinels afresh). A store that is not Redis is an error.
-pub async fn connect(url: &StoreUrl, size: usize) -> Result<Pool, RedisConnectError> {
+pub(crate) async fn connect(url: &StoreUrl, size: usize) -> Result<Pool, RedisConnectError> {
     let config = match url {
         StoreUrl::Redis(dsn) => {
             RedisConfig::from_url(dsn.as_str()).map_err(|e| RedisConnectError {

@@ -15,13 +15,13 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// The length of a key.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 /// The format's version prefix.
 const VERSION: &str = "v1";
 
 /// A key's public name: 4 bytes of SHA-256 over a label and the key.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct KeyId([u8; 4]);
+pub(crate) struct KeyId([u8; 4]);
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -37,7 +37,7 @@ impl fmt::Debug for KeyId {
 
 /// Why a sealed value did not open.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     /// Not in the sealed format at all.
     #[error("not a sealed value")]
     Malformed,
@@ -57,7 +57,7 @@ struct Key {
 }
 
 /// The keys that seal and open records; see the module documentation.
-pub struct Keyring {
+pub(crate) struct Keyring {
     keys: Vec<Key>,
     random: SystemRandom,
 }
@@ -75,7 +75,7 @@ impl fmt::Debug for Keyring {
 
 impl Keyring {
     /// A keyring of `keys`, the first of which seals. `None` when there is no key.
-    pub fn new(keys: &[[u8; KEY_LEN]]) -> Option<Self> {
+    pub(crate) fn new(keys: &[[u8; KEY_LEN]]) -> Option<Self> {
         let keys: Vec<Key> = keys
             .iter()
             .filter_map(|bytes| {
@@ -95,12 +95,12 @@ impl Keyring {
     }
 
     /// The id of the key that seals.
-    pub fn sealing_key_id(&self) -> KeyId {
+    pub(crate) fn sealing_key_id(&self) -> KeyId {
         self.keys[0].id
     }
 
     /// Seals `plaintext` for `aad` under the first key, with a fresh random nonce.
-    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> String {
+    pub(crate) fn seal(&self, plaintext: &[u8], aad: &[u8]) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         if self.random.fill(&mut nonce).is_err() {
             // The system's randomness failing is not recoverable: never reuse a nonce.
@@ -110,7 +110,12 @@ impl Keyring {
     }
 
     /// Seals with a given nonce: for known-answer tests only; a nonce must never repeat.
-    pub fn seal_with_nonce(&self, plaintext: &[u8], aad: &[u8], nonce: [u8; NONCE_LEN]) -> String {
+    pub(crate) fn seal_with_nonce(
+        &self,
+        plaintext: &[u8],
+        aad: &[u8],
+        nonce: [u8; NONCE_LEN],
+    ) -> String {
         let key = &self.keys[0];
         let mut sealed = Vec::with_capacity(NONCE_LEN + plaintext.len() + AES_256_GCM.tag_len());
         sealed.extend_from_slice(&nonce);
@@ -131,7 +136,7 @@ impl Keyring {
     }
 
     /// Opens a value sealed for `aad` by any key of this keyring.
-    pub fn open(&self, sealed: &str, aad: &[u8]) -> Result<Vec<u8>, OpenError> {
+    pub(crate) fn open(&self, sealed: &str, aad: &[u8]) -> Result<Vec<u8>, OpenError> {
         let mut parts = sealed.splitn(3, '.');
         let (Some(VERSION), Some(id), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(OpenError::Malformed);
@@ -158,7 +163,7 @@ impl Keyring {
 }
 
 /// A key's id: the first 4 bytes of SHA-256("linkedin-token-exchange session key" ‖ key).
-pub fn key_id(key: &[u8; KEY_LEN]) -> KeyId {
+pub(crate) fn key_id(key: &[u8; KEY_LEN]) -> KeyId {
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
     context.update(b"linkedin-token-exchange session key");
     context.update(key);
@@ -169,7 +174,7 @@ pub fn key_id(key: &[u8; KEY_LEN]) -> KeyId {
 }
 
 /// Parses `SESSION_KEYS`: a comma list of base64 32-byte keys. The error never holds a key.
-pub fn parse_keys(list: &str) -> Result<Vec<[u8; KEY_LEN]>, String> {
+pub(crate) fn parse_keys(list: &str) -> Result<Vec<[u8; KEY_LEN]>, String> {
     let keys: Vec<&str> = list
         .split(',')
         .map(str::trim)

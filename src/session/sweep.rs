@@ -27,13 +27,13 @@ use tower_sessions_sqlx_store::sqlx::PgPool;
 use super::SqliteSessions;
 
 /// How often a sweep starts.
-pub const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 /// The most rows deleted by one statement.
-pub const BATCH: i64 = 500;
+pub(crate) const BATCH: i64 = 500;
 /// The fewest rows deleted by one statement (unless fewer are left).
 const MIN_BATCH: i64 = 16;
 /// How long one SQLite batch should hold the writer (the `DELETE` alone, timed by the writer).
-pub const BATCH_BUDGET: Duration = Duration::from_millis(2);
+pub(crate) const BATCH_BUDGET: Duration = Duration::from_millis(2);
 /// The shortest pause between two batches while requests come in, in which they get the writer.
 const PAUSE: Duration = Duration::from_millis(10);
 

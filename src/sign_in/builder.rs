@@ -26,16 +26,16 @@ use crate::secret::Secret;
 use crate::telemetry::Telemetry;
 
 /// The default bound on each call to LinkedIn.
-pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default inactivity limit of a session.
-pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(24 * 60 * 60);
+pub(super) const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(24 * 60 * 60);
 /// The default sign-in rate limit per client: a burst of 20, then 2 a second.
-pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit::PerClient {
+pub(super) const DEFAULT_RATE_LIMIT: RateLimit = RateLimit::PerClient {
     burst: std::num::NonZeroU32::new(20).expect("20 is not zero"),
     per_second: std::num::NonZeroU32::new(2).expect("2 is not zero"),
 };
 /// The default OpenID Connect scopes.
-pub const DEFAULT_SCOPES: &str = "openid profile email";
+pub(super) const DEFAULT_SCOPES: &str = "openid profile email";
 
 /// Configures a [`LinkedInSignIn`] in code. [`Default`] (the same as
 /// [`LinkedInSignIn::builder`]) has every setting at its documented default and no flow: give

@@ -112,7 +112,7 @@ fn span_filter() -> tracing_subscriber::filter::Targets {
 /// and without their `tracestate` (neither exported nor sent on upstream). A client thus can
 /// neither hide its requests from the traces (`-00`), nor choose their trace id, nor have
 /// its state forwarded to the provider. Without export configured, nothing happens.
-pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap, trusted: bool) {
+pub(crate) fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap, trusted: bool) {
     use opentelemetry::trace::{SpanContext, TraceContextExt, TraceState};
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     if span.is_disabled() || !headers.contains_key("traceparent") {
@@ -139,7 +139,7 @@ pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap, tru
 
 /// Renames an exported span that has already started (the request's, once its route is
 /// known). Nothing when the span is not exported.
-pub fn rename(span: &tracing::Span, name: String) {
+pub(crate) fn rename(span: &tracing::Span, name: String) {
     use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     if span.is_disabled() {
@@ -150,7 +150,7 @@ pub fn rename(span: &tracing::Span, name: String) {
 
 /// Names `span` (an outgoing call's) as the parent in the request's `traceparent`, so that
 /// the upstream can continue the trace. Nothing when the span is not exported.
-pub fn inject_trace(span: &tracing::Span, headers: &mut reqwest::header::HeaderMap) {
+pub(crate) fn inject_trace(span: &tracing::Span, headers: &mut reqwest::header::HeaderMap) {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     if span.is_disabled() {
         return;

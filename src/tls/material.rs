@@ -16,7 +16,7 @@ use crate::config::ConfigError;
 
 /// The HTTP versions a server offers in ALPN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Alpn {
+pub(crate) enum Alpn {
     /// HTTP/2, then HTTP/1.1: the server's own.
     Http2AndHttp1,
     /// HTTP/1.1 only: a sandbox that closes every connection (`SANDBOX_KEEP_ALIVE=false`).
@@ -37,13 +37,13 @@ const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// The common name of a generated certificate: it tells a pair this service made from one the
 /// operator supplied.
-pub const GENERATED_NAME: &str = "linkedin-token-exchange development certificate";
+pub(crate) const GENERATED_NAME: &str = "linkedin-token-exchange development certificate";
 
 /// How long a generated certificate is valid.
-pub const GENERATED_VALIDITY: Duration = Duration::days(365);
+pub(crate) const GENERATED_VALIDITY: Duration = Duration::days(365);
 
 /// A generated certificate that expires within this is replaced at start.
-pub const RENEW_BEFORE: Duration = Duration::days(7);
+pub(crate) const RENEW_BEFORE: Duration = Duration::days(7);
 
 /// The common name rcgen gives by default: what versions before the fourth round generated at
 /// the default paths, valid until the year 4096. Such a pair is replaced like an expiring one.
@@ -51,7 +51,7 @@ const EARLIER_GENERATED_NAME: &str = "rcgen self signed cert";
 
 /// Where the pair is, and whether the service may make it: only at the default paths.
 #[derive(Clone, Copy, Debug)]
-pub struct PairPaths<'a> {
+pub(crate) struct PairPaths<'a> {
     /// `TLS_CERT`.
     pub cert: &'a Path,
     /// `TLS_KEY`.
@@ -63,7 +63,7 @@ pub struct PairPaths<'a> {
 
 /// What [`load_or_create`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// Read the files as they were.
     Loaded,
     /// Generated a new development pair (none was there).
@@ -76,7 +76,7 @@ pub enum Origin {
 }
 
 /// A certificate chain and its key, both PEM.
-pub struct TlsMaterial {
+pub(crate) struct TlsMaterial {
     /// The certificate chain.
     pub cert_pem: Vec<u8>,
     /// The private key.
@@ -91,7 +91,7 @@ pub struct TlsMaterial {
 /// [`GENERATED_NAME`]) that has expired or expires within [`RENEW_BEFORE`]. A pair the
 /// operator supplied is never touched; a path the operator named that does not exist is an
 /// error naming its variable, and no folder is created.
-pub fn load_or_create(paths: PairPaths<'_>) -> Result<(TlsMaterial, Origin), ConfigError> {
+pub(crate) fn load_or_create(paths: PairPaths<'_>) -> Result<(TlsMaterial, Origin), ConfigError> {
     let PairPaths {
         cert,
         key,
@@ -137,7 +137,7 @@ pub fn load_or_create(paths: PairPaths<'_>) -> Result<(TlsMaterial, Origin), Con
 
 /// Loads `cert` and `key`; when both are missing, generates a self-signed pair for
 /// localhost, 127.0.0.1 and ::1 and writes it there (the key readable by its owner only).
-pub fn load_or_generate(cert: &Path, key: &Path) -> Result<TlsMaterial, ConfigError> {
+pub(crate) fn load_or_generate(cert: &Path, key: &Path) -> Result<TlsMaterial, ConfigError> {
     match (cert.exists(), key.exists()) {
         (true, true) => {
             let cert_pem = std::fs::read(cert).map_err(|e| {
@@ -174,7 +174,7 @@ impl TlsMaterial {
     /// The rustls configuration for this pair, offering `alpn`. A certificate
     /// that does not parse names `TLS_CERT`; a key that does not parse, or does not belong to
     /// the certificate, names `TLS_KEY`.
-    pub fn server_config(&self, alpn: Alpn) -> Result<Arc<ServerConfig>, ConfigError> {
+    pub(crate) fn server_config(&self, alpn: Alpn) -> Result<Arc<ServerConfig>, ConfigError> {
         let chain = CertificateDer::pem_slice_iter(&self.cert_pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ConfigError::new("TLS_CERT", format!("not a PEM certificate: {e}")))?;
@@ -200,7 +200,7 @@ impl TlsMaterial {
 /// When the first certificate of `pem` expires, if it is one this service generated (its
 /// subject holds [`GENERATED_NAME`], or the name earlier versions generated it with); `None`
 /// for any other, or one that does not parse.
-pub fn generated_expiry(pem: &[u8]) -> Option<OffsetDateTime> {
+pub(crate) fn generated_expiry(pem: &[u8]) -> Option<OffsetDateTime> {
     let der = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
     let (subject, not_after) = der::subject_and_not_after(&der)?;
     [GENERATED_NAME, EARLIER_GENERATED_NAME]
@@ -211,7 +211,7 @@ pub fn generated_expiry(pem: &[u8]) -> Option<OffsetDateTime> {
 
 /// A development pair for localhost, 127.0.0.1 and ::1, named [`GENERATED_NAME`], valid from
 /// a day ago (clocks differ) for [`GENERATED_VALIDITY`], in PEM: the certificate and its key.
-pub fn development_pair(validity: Duration) -> Result<(String, String), rcgen::Error> {
+pub(crate) fn development_pair(validity: Duration) -> Result<(String, String), rcgen::Error> {
     let names: Vec<String> = LOCAL_NAMES.iter().map(|n| (*n).to_owned()).collect();
     let mut params = rcgen::CertificateParams::new(names)?;
     let mut name = rcgen::DistinguishedName::new();

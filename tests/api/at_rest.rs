@@ -6,9 +6,8 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use linkedin_token_exchange::config::{Config, StoreUrl};
-use linkedin_token_exchange::secret::Secret;
-use linkedin_token_exchange::session::seal::key_id;
+use linkedin_token_exchange::Secret;
+use linkedin_token_exchange::server::config::{Config, StoreUrl};
 use reqwest::cookie::Jar;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -28,14 +27,21 @@ fn key(byte: u8) -> String {
     base64::engine::general_purpose::STANDARD.encode([byte; 32])
 }
 
-/// `v1.<key id>.`: how a value sealed by `key` starts.
+/// `v1.<key id>.`: how a value sealed by `key` starts. The key id, computed here as
+/// docs/operations.md defines it: the first 4 bytes of SHA-256("linkedin-token-exchange session
+/// key" ‖ key), in hex.
 fn sealed_by(key: &str) -> String {
-    let bytes: [u8; 32] = base64::engine::general_purpose::STANDARD
+    let bytes = base64::engine::general_purpose::STANDARD
         .decode(key)
-        .unwrap()
-        .try_into()
         .unwrap();
-    format!("v1.{}.", key_id(&bytes))
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(b"linkedin-token-exchange session key");
+    context.update(&bytes);
+    let id: String = context.finish().as_ref()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("v1.{id}.")
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use clap::CommandFactory;
-use linkedin_token_exchange::config::Config;
+use linkedin_token_exchange::server::config::Config;
 
 /// Each variable clap reads, with its default (`None` when it has none).
 fn clap_variables() -> BTreeMap<String, Option<String>> {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::Request;
-use linkedin_token_exchange::config::Config;
+use linkedin_token_exchange::server::config::Config;
 use linkedin_token_exchange::server::{REQUEST_DEADLINE, Server};
 use reqwest::cookie::Jar;
 use serde_json::Value;
@@ -740,7 +740,7 @@ const LOCKED_OUT_AT_MOST: Duration = Duration::from_secs(15);
 /// small).
 async fn tls_with_small_receive_buffer(served: &Served, alpn: &[u8]) -> TlsStream<TcpStream> {
     use rustls::pki_types::pem::PemObject;
-    linkedin_token_exchange::tls::install_crypto_provider();
+    linkedin_token_exchange::server::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_file_iter(served.dir.path().join("cert.pem"))
         .unwrap()

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use linkedin_token_exchange::config::RateLimit;
-use linkedin_token_exchange::secret::Secret;
+use linkedin_token_exchange::Secret;
+use linkedin_token_exchange::server::config::RateLimit;
 use serde_json::{Value, json};
 
 use crate::oidc::step_by_step_with;

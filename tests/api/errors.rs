@@ -644,7 +644,7 @@ async fn sixty_four_concurrent_exchanges_each_make_one_upstream_call_and_keep_th
     // Volume from one address is the point here: no rate limit.
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let mut config = crate::support::test_config(&dir);
-    config.limits.rate_limit = linkedin_token_exchange::config::RateLimit::Off;
+    config.limits.rate_limit = linkedin_token_exchange::server::config::RateLimit::Off;
     let app = std::sync::Arc::new(TestApp::start(config, dir).await);
     let mut tasks = Vec::new();
     for i in 0..64 {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use linkedin_token_exchange::config::StoreUrl;
+use linkedin_token_exchange::server::config::StoreUrl;
 use serde_json::{Value, json};
 
 use crate::support::servers::{PostgresCluster, RedisServer, Tmpfs, skip_or_fail};

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use linkedin_token_exchange::config::{RateLimit, RateLimitStore};
+use linkedin_token_exchange::server::config::{RateLimit, RateLimitStore};
 use serde_json::Value;
 
 use crate::support::redis::{Cluster, SERVICE, SentinelSet};

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use linkedin_token_exchange::config::{RateLimit, StoreUrl};
+use linkedin_token_exchange::server::config::{RateLimit, StoreUrl};
 use time::OffsetDateTime;
 use tower_sessions_sqlx_store::sqlx::{self, Row};
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use linkedin_token_exchange::config::PkceMode;
+use linkedin_token_exchange::server::config::PkceMode;
 use serde_json::{Value, json};
 
 use crate::oidc::{location, query, start, step_by_step_with};

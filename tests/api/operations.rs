@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use linkedin_token_exchange::config::{Config, RateLimit};
+use linkedin_token_exchange::server::config::{Config, RateLimit};
 use tempfile::TempDir;
 
 use crate::support::servers::{RedisServer, skip_or_fail};

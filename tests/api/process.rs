@@ -617,7 +617,7 @@ fn new_pair() -> (Vec<u8>, Vec<u8>) {
 /// The certificate the server at `base` presents in a new handshake (DER), trusting `roots`.
 async fn presented(base: &str, roots: &[&[u8]]) -> Vec<u8> {
     use rustls::pki_types::pem::PemObject;
-    linkedin_token_exchange::tls::install_crypto_provider();
+    linkedin_token_exchange::server::install_crypto_provider();
     let mut store = rustls::RootCertStore::empty();
     for pem in roots {
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::http::{HeaderMap, Uri};
-use linkedin_token_exchange::config::proxy::TlsMode;
-use linkedin_token_exchange::config::{Config, RateLimit, StoreUrl};
 use linkedin_token_exchange::server::Server;
+use linkedin_token_exchange::server::config::TlsMode;
+use linkedin_token_exchange::server::config::{Config, RateLimit, StoreUrl};
 use reqwest::cookie::Jar;
 use serde_json::{Value, json};
 use tempfile::TempDir;

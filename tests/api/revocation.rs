@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use linkedin_token_exchange::config::{Config, StoreUrl};
-use linkedin_token_exchange::secret::Secret;
+use linkedin_token_exchange::Secret;
+use linkedin_token_exchange::server::config::{Config, StoreUrl};
 use reqwest::cookie::Jar;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -337,7 +337,7 @@ async fn expired_sessions_leave_the_index(test: &str, store: Store) {
 /// SQL stores: after a run of the expiry sweep); `None` for the memory store, whose index is
 /// checked by its unit tests.
 async fn stored_entries(store: &StoreUrl, member: &str) -> Option<i64> {
-    use linkedin_token_exchange::session::sweep::Sweeper;
+    use linkedin_token_exchange::__private::Sweeper;
     use tower_sessions_sqlx_store::sqlx;
     match store {
         // The Cluster test checks where the keys live instead.
@@ -348,7 +348,7 @@ async fn stored_entries(store: &StoreUrl, member: &str) -> Option<i64> {
                 .await
                 .unwrap();
             let sessions =
-                linkedin_token_exchange::session::SqliteSessions::open(pool.clone(), options)
+                linkedin_token_exchange::__private::SqliteSessions::open(pool.clone(), options)
                     .await
                     .unwrap();
             assert!(Sweeper::Sqlite(sessions).sweep().await.unwrap() >= 1);
@@ -701,7 +701,7 @@ async fn a_logout_body_that_is_neither_json_nor_a_form_is_a_clear_400_and_ends_n
 /// unit tests of the same; PostgreSQL's save is checked here on the real server.
 #[tokio::test]
 async fn a_save_after_the_session_ended_does_not_bring_a_postgres_session_back() {
-    use linkedin_token_exchange::session::postgres::PostgresSessions;
+    use linkedin_token_exchange::__private::PostgresSessions;
     use tower_sessions::SessionStore;
     use tower_sessions::session::{Id, Record};
     use tower_sessions_sqlx_store::{PostgresStore, sqlx};

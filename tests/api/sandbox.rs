@@ -5,9 +5,9 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use linkedin_token_exchange::linkedin::client::{LinkedInClient, LinkedInEndpoints};
-use linkedin_token_exchange::linkedin::transport::UpstreamError;
-use linkedin_token_exchange::secret::Secret;
+use linkedin_token_exchange::__private::{LinkedInClient, LinkedInEndpoints};
+use linkedin_token_exchange::Secret;
+use linkedin_token_exchange::UpstreamError;
 use oauth1_request::Credentials;
 use oauth1_request::signature_method::HmacSha1;
 
@@ -237,7 +237,7 @@ async fn authorize_refuses_an_unknown_api_key_and_signs_with_the_apps_secret() {
     assert_eq!(response.status(), 401);
 
     let raw = app.authorize("").await;
-    let cookie = linkedin_token_exchange::linkedin::cookie::JsapiCookie::parse(&raw)
+    let cookie = linkedin_token_exchange::__private::JsapiCookie::parse(&raw)
         .unwrap()
         .verify(SECRET_KEY.as_bytes())
         .unwrap();

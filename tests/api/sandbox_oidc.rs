@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use linkedin_token_exchange::secret::Secret;
+use linkedin_token_exchange::Secret;
 use serde_json::Value;
 use url::Url;
 
@@ -40,7 +40,7 @@ impl Sandbox {
     /// The sandbox with `client_id` registered, and `change` made to its configuration.
     async fn start_for(
         client_id: &'static str,
-        change: impl FnOnce(&mut linkedin_token_exchange::config::Config),
+        change: impl FnOnce(&mut linkedin_token_exchange::server::config::Config),
     ) -> Sandbox {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut config = test_config(&dir);

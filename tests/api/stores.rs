@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use linkedin_token_exchange::config::StoreUrl;
 use linkedin_token_exchange::server::Server;
+use linkedin_token_exchange::server::config::StoreUrl;
 use serde_json::json;
 use tempfile::TempDir;
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use linkedin_token_exchange::config::{Config, StoreUrl};
-use linkedin_token_exchange::secret::Secret;
+use linkedin_token_exchange::Secret;
 use linkedin_token_exchange::server::Server;
+use linkedin_token_exchange::server::config::{Config, StoreUrl};
 use reqwest::cookie::{CookieStore, Jar};
 use serde_json::Value;
 use sha1::Sha1;
@@ -304,7 +304,7 @@ pub async fn raw_tls(
     alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls::pki_types::pem::PemObject;
-    linkedin_token_exchange::tls::install_crypto_provider();
+    linkedin_token_exchange::server::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in
         rustls::pki_types::CertificateDer::pem_file_iter(dir.path().join("cert.pem")).unwrap()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// A client builder trusting only the certificate in the PEM file `cert`.
 pub fn trusting(cert: &Path) -> reqwest::ClientBuilder {
-    linkedin_token_exchange::tls::install_crypto_provider();
+    linkedin_token_exchange::server::install_crypto_provider();
     let pem = std::fs::read(cert).unwrap();
     reqwest::Client::builder()
         .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())

@@ -29,8 +29,8 @@ use axum::{Form, Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use linkedin_token_exchange::config::Config;
-use linkedin_token_exchange::secret::Secret;
+use linkedin_token_exchange::Secret;
+use linkedin_token_exchange::server::config::Config;
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
 use rsa::traits::PublicKeyParts;
@@ -271,7 +271,7 @@ impl Provider {
             .route("/v2/userinfo", get(userinfo))
             .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        linkedin_token_exchange::tls::install_crypto_provider();
+        linkedin_token_exchange::server::install_crypto_provider();
         let browser = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))

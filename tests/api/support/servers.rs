@@ -188,7 +188,7 @@ const MIGRATION_LOCK: i64 = 0x4c54_455f_7465_7374;
 /// On a thread of its own with its own runtime, so that it can be called from a test's runtime.
 fn migrate_postgres(url: &str) -> Result<(), String> {
     use tower_sessions_sqlx_store::sqlx::{self, Connection, PgConnection};
-    let shown = linkedin_token_exchange::config::redact_urls(url);
+    let shown = linkedin_token_exchange::server::config::redact_urls(url);
     let url = url.to_owned();
     let migrate = async move {
         let mut lock = PgConnection::connect(&url)
@@ -242,7 +242,7 @@ fn url_for_tests(
     } else {
         Err(format!(
             "no {what} answers at {} ({from})",
-            linkedin_token_exchange::config::redact_urls(&url)
+            linkedin_token_exchange::server::config::redact_urls(&url)
         ))
     }
 }

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use linkedin_token_exchange::config::Config;
+use linkedin_token_exchange::server::config::Config;
 use tokio::sync::Mutex;
 use url::Url;
 
