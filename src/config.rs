@@ -25,15 +25,15 @@ use url::Url;
 use crate::secret::Secret;
 
 /// The production LinkedIn endpoints, used when neither a URL nor the sandbox says otherwise.
-pub const DEFAULT_ACCESS_TOKEN_URL: &str = "https://api.linkedin.com/uas/oauth/accessToken";
+pub(crate) const DEFAULT_ACCESS_TOKEN_URL: &str = "https://api.linkedin.com/uas/oauth/accessToken";
 /// The production REST base.
-pub const DEFAULT_API_URL: &str = "https://api.linkedin.com";
+pub(crate) const DEFAULT_API_URL: &str = "https://api.linkedin.com";
 /// The production JSAPI script.
-pub const DEFAULT_JSAPI_URL: &str = "https://platform.linkedin.com/in.js";
+pub(crate) const DEFAULT_JSAPI_URL: &str = "https://platform.linkedin.com/in.js";
 /// The fewest characters `ADMIN_TOKEN` may have.
 pub const ADMIN_TOKEN_MIN_LEN: usize = 32;
 /// LinkedIn's OpenID Connect issuer (a path, since April 2024).
-pub const DEFAULT_OIDC_ISSUER: &str = "https://www.linkedin.com/oauth";
+pub(crate) const DEFAULT_OIDC_ISSUER: &str = "https://www.linkedin.com/oauth";
 
 #[cfg(feature = "server")]
 mod limits;
@@ -45,7 +45,7 @@ mod listen;
 mod logging;
 #[cfg(feature = "server")]
 mod oidc;
-pub mod proxy;
+pub(crate) mod proxy;
 #[cfg(feature = "server")]
 mod sessions;
 mod store_url;
@@ -65,10 +65,9 @@ pub use oidc::Oidc;
 pub use proxy::AllowedHosts;
 #[cfg(feature = "server")]
 pub use sessions::Sessions;
+pub(crate) use store_url::redact_debug;
 use store_url::with_escaped_userinfo;
-pub use store_url::{
-    FleetKind, FleetUrl, StoreUrl, escape_userinfo, redact_debug, redact_urls, split_userinfo,
-};
+pub use store_url::{FleetKind, FleetUrl, StoreUrl, redact_urls};
 #[cfg(feature = "server")]
 pub use traces::Traces;
 
@@ -164,11 +163,11 @@ impl FromStr for PkceMode {
 }
 
 /// The scopes LinkedIn retired for new apps, with what to ask for instead.
-pub const RETIRED_SCOPES: [&str; 3] = ["r_liteprofile", "r_emailaddress", "r_basicprofile"];
+pub(crate) const RETIRED_SCOPES: [&str; 3] = ["r_liteprofile", "r_emailaddress", "r_basicprofile"];
 
 /// `LINKEDIN_OIDC_SCOPES` as a list: each scope once, in the order given, `openid` required,
 /// LinkedIn's retired scopes refused.
-pub fn oidc_scopes(value: &str) -> Result<Vec<String>, ConfigError> {
+pub(crate) fn oidc_scopes(value: &str) -> Result<Vec<String>, ConfigError> {
     let mut scopes: Vec<String> = Vec::new();
     for scope in value.split_whitespace() {
         if !scopes.iter().any(|s| s == scope) {
@@ -301,13 +300,13 @@ fn parse_log_filter(value: &str) -> Result<String, String> {
 /// A URL-valued variable (`LINKEDIN_OIDC_ISSUER`, the LinkedIn URLs, the OTLP endpoints), its
 /// userinfo read as [`StoreUrl`] reads a store's: a password holding `/`, `?`, `#` or `@`
 /// unescaped is the password, never a piece of the host or path.
-pub fn parse_url(value: &str) -> Result<Url, String> {
+pub(crate) fn parse_url(value: &str) -> Result<Url, String> {
     Url::parse(&with_escaped_userinfo(value.trim())).map_err(|e| e.to_string())
 }
 
 /// A public origin (`https://app.example.com`), as browsers send it in `Origin`: scheme,
 /// host and port (none for the scheme's default), no path.
-pub fn parse_origin(origin: &str) -> Result<String, String> {
+pub(crate) fn parse_origin(origin: &str) -> Result<String, String> {
     let url = Url::parse(origin).map_err(|err| format!("{origin:?} is not an origin: {err}"))?;
     if url.host().is_none() || !matches!(url.scheme(), "https" | "http") {
         return Err(format!("{origin:?} is not an http(s) origin"));
@@ -317,7 +316,7 @@ pub fn parse_origin(origin: &str) -> Result<String, String> {
 
 /// A JSAPI API key: it names a cookie (`linkedin_oauth_<API_KEY>`), so only letters, digits,
 /// `_` and `-`.
-pub fn check_api_key(key: &str) -> Result<(), &'static str> {
+pub(crate) fn check_api_key(key: &str) -> Result<(), &'static str> {
     if key.is_empty()
         || !key
             .bytes()

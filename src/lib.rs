@@ -90,7 +90,10 @@
 // configuration's service groups, the error page, the admin's store operations): unused
 // there, not dead. The default build (the server, every store, the sandbox) denies dead code
 // in CI, and checks every item.
-#![cfg_attr(not(feature = "server"), allow(dead_code, unused_imports, unreachable_pub))]
+#![cfg_attr(
+    not(feature = "server"),
+    allow(dead_code, unused_imports, unreachable_pub)
+)]
 
 #[cfg(feature = "server")]
 mod app;

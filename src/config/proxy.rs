@@ -111,7 +111,7 @@ impl FromStr for AllowedHosts {
 /// Checks the proxy settings against the public origins: with `TLS=off`, `PUBLIC_ORIGIN` must
 /// be set and name only `https://` origins; a cookie domain must cover every public origin's
 /// host.
-pub fn check(
+pub(crate) fn check(
     tls: TlsMode,
     public_origin_set: bool,
     cookie_domain: Option<&CookieDomain>,

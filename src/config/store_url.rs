@@ -312,7 +312,7 @@ pub(super) fn with_escaped_userinfo(url: &str) -> String {
 /// everything up to the LAST `@`, since a password (as `openssl rand -base64` makes them) may
 /// hold `/`, `?`, `#`, `:` and `@` unescaped, and a host, a port or a list of them never
 /// holds `@`. `None` when there is no `@` at all.
-pub fn split_userinfo(after_scheme: &str) -> (Option<&str>, &str) {
+pub(crate) fn split_userinfo(after_scheme: &str) -> (Option<&str>, &str) {
     match after_scheme.rfind('@') {
         Some(at) => (Some(&after_scheme[..at]), &after_scheme[at + 1..]),
         None => (None, after_scheme),
@@ -322,7 +322,7 @@ pub fn split_userinfo(after_scheme: &str) -> (Option<&str>, &str) {
 /// `userinfo` as a URL must write it: every character that would end it or change its meaning
 /// (`/ ? # @ \`, and a `%` that starts no `%XX` escape) percent-escaped, the first `:` kept as
 /// the separator of user and password.
-pub fn escape_userinfo(userinfo: &str) -> String {
+pub(crate) fn escape_userinfo(userinfo: &str) -> String {
     let bytes = userinfo.as_bytes();
     let mut out = String::with_capacity(userinfo.len());
     for (i, c) in userinfo.char_indices() {
@@ -354,7 +354,7 @@ fn is_plain_name_char(c: char) -> bool {
 
 /// `text` with the userinfo of every URL in it hidden (`postgres://app:***@db/x`), for
 /// messages that quote what a person configured. A URL runs from its `scheme://` to the next
-/// whitespace; its userinfo is everything up to its last `@` ([`split_userinfo`]), so that a
+/// whitespace; its userinfo is everything up to its last `@`, so that a
 /// password holding `/ ? # @ : %` is hidden whole. Hiding too much (a path holding `@`) is
 /// preferred to showing a piece of a password.
 pub fn redact_urls(text: &str) -> String {
@@ -382,7 +382,7 @@ pub fn redact_urls(text: &str) -> String {
 /// `debug` (a value's `{:?}`) with every URL's userinfo hidden, as [`redact_urls`] does, and
 /// the password of every `url::Url` written out field by field (`password: Some("…")`)
 /// replaced by `***`.
-pub fn redact_debug(debug: &str) -> String {
+pub(crate) fn redact_debug(debug: &str) -> String {
     const FIELD: &str = "password: Some(\"";
     let text = redact_urls(debug);
     let mut out = String::with_capacity(text.len());

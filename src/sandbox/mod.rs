@@ -2,14 +2,14 @@
 //! so that the whole flow runs offline, in a browser and in tests.
 //!
 //! It has its own router, its own in-memory state (bounded, expiring) and its own signature
-//! check ([`oauth`]); it reuses none of the client's signing code, and production code never
+//! check (`oauth`); it reuses none of the client's signing code, and production code never
 //! depends on it. Routes:
 //! - `GET /sandbox/in.js`: the JSAPI stand-in;
 //! - `POST /sandbox/oauth2/authorize`: a signed JSAPI cookie payload for a sandbox member;
 //! - `POST /sandbox/uas/oauth/accessToken`: the OAuth 1.0a exchange;
 //! - `GET /sandbox/v1/people/~`: the member's profile;
 //! - `GET /sandbox/stats`: counts of what it granted (for tests and benchmarks);
-//! - the OpenID Connect provider ([`oidc`]) under `/sandbox/oauth/` and `/sandbox/v2/`.
+//! - the OpenID Connect provider (`oidc`) under `/sandbox/oauth/` and `/sandbox/v2/`.
 
 pub(crate) mod oauth;
 pub(crate) mod oidc;

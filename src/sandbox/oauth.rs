@@ -18,12 +18,12 @@ const RFC3986_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// How far a request's timestamp may be from the sandbox's clock.
-pub const TIMESTAMP_WINDOW_SECS: i64 = 300;
+pub(crate) const TIMESTAMP_WINDOW_SECS: i64 = 300;
 
 /// The `oauth_problem` values the sandbox answers with, as LinkedIn (and the OAuth Problem
 /// Reporting extension) named them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
+pub(crate) enum Problem {
     /// A required parameter is missing (named).
     ParameterAbsent(String),
     /// A parameter is present that must not be, or twice.
@@ -46,7 +46,7 @@ pub enum Problem {
 
 impl Problem {
     /// The `oauth_problem` code.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::ParameterAbsent(_) => "parameter_absent",
             Self::ParameterRejected(_) => "parameter_rejected",
@@ -61,7 +61,7 @@ impl Problem {
     }
 
     /// The `oauth_problem_advice` sentence.
-    pub fn advice(&self) -> String {
+    pub(crate) fn advice(&self) -> String {
         match self {
             Self::ParameterAbsent(name) => format!("the request lacks {name}"),
             Self::ParameterRejected(name) => format!("the parameter {name} is not accepted here"),
@@ -79,13 +79,13 @@ impl Problem {
 }
 
 /// RFC 5849 section 3.6 percent-encoding.
-pub fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     utf8_percent_encode(s, RFC3986_UNRESERVED).to_string()
 }
 
 /// The protocol parameters of an `Authorization: OAuth …` header (section 3.5.1), decoded,
 /// without `realm`.
-pub fn parse_authorization(header: &str) -> Result<Vec<(String, String)>, Problem> {
+pub(crate) fn parse_authorization(header: &str) -> Result<Vec<(String, String)>, Problem> {
     let absent = || Problem::ParameterAbsent("an OAuth Authorization header".into());
     let (scheme, rest) = header.trim().split_once(' ').ok_or_else(absent)?;
     if !scheme.eq_ignore_ascii_case("OAuth") {
@@ -120,13 +120,13 @@ fn decode(s: &str) -> Result<String, Problem> {
 }
 
 /// Name/value pairs of an `application/x-www-form-urlencoded` string (a query or a body).
-pub fn form_pairs(form: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn form_pairs(form: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(form).into_owned().collect()
 }
 
 /// The base string URI (section 3.4.1.2): lower-case scheme and host, the port only when it
 /// is not the scheme's default, the path, no query.
-pub fn base_uri(scheme: &str, authority: &str, path: &str) -> String {
+pub(crate) fn base_uri(scheme: &str, authority: &str, path: &str) -> String {
     let scheme = scheme.to_ascii_lowercase();
     let authority = authority.to_ascii_lowercase();
     let default_port = if scheme == "https" { ":443" } else { ":80" };
@@ -137,7 +137,7 @@ pub fn base_uri(scheme: &str, authority: &str, path: &str) -> String {
 
 /// The signature base string (section 3.4.1.1) over already-decoded parameters, which must
 /// not include `oauth_signature` (section 3.4.1.3.1).
-pub fn base_string(method: &str, base_uri: &str, params: &[(String, String)]) -> String {
+pub(crate) fn base_string(method: &str, base_uri: &str, params: &[(String, String)]) -> String {
     let mut encoded: Vec<(String, String)> =
         params.iter().map(|(n, v)| (encode(n), encode(v))).collect();
     encoded.sort();
@@ -155,7 +155,7 @@ pub fn base_string(method: &str, base_uri: &str, params: &[(String, String)]) ->
 }
 
 /// Whether `signature` (base64) is the HMAC-SHA1 of `base_string`, compared in constant time.
-pub fn verify_hmac_sha1(
+pub(crate) fn verify_hmac_sha1(
     base_string: &str,
     consumer_secret: &str,
     token_secret: &str,
@@ -180,7 +180,7 @@ fn mac(base_string: &str, consumer_secret: &str, token_secret: &str) -> Hmac<Sha
 
 /// A request as the verifier sees it: method, URI parts, the `Authorization` header, and the
 /// query and form body whose parameters are signed.
-pub struct IncomingRequest<'a> {
+pub(crate) struct IncomingRequest<'a> {
     /// `GET`, `POST`, …
     pub method: &'a str,
     /// `https` for the sandbox.
@@ -199,7 +199,7 @@ pub struct IncomingRequest<'a> {
 
 /// A request whose signature verified, with the parameters it carried.
 #[derive(Debug)]
-pub struct VerifiedRequest {
+pub(crate) struct VerifiedRequest {
     /// `oauth_token`, when the request carried one.
     pub token: Option<String>,
     /// `oauth_nonce`.
@@ -212,7 +212,7 @@ pub struct VerifiedRequest {
 
 impl VerifiedRequest {
     /// A query or body parameter by name.
-    pub fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
             .find(|(n, _)| n == name)
@@ -225,7 +225,7 @@ impl VerifiedRequest {
 /// Checks, in order: the header's presence and shape, the consumer key, the method and
 /// version, the timestamp window, then the signature. Nonce replay and token validity
 /// are the caller's (they need state).
-pub fn verify(
+pub(crate) fn verify(
     request: &IncomingRequest<'_>,
     consumer_key: &str,
     consumer_secret: &str,

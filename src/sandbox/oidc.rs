@@ -69,7 +69,7 @@ const SUB_LEN: usize = 10;
 
 /// The client the sandbox provider knows.
 #[derive(Clone, Debug)]
-pub struct OidcSandboxConfig {
+pub(crate) struct OidcSandboxConfig {
     /// The issuer, where the server reaches itself: `https://localhost:PORT/sandbox/oauth`
     /// (the token endpoint and the JWKS live under it).
     pub issuer: String,
@@ -89,7 +89,7 @@ pub struct OidcSandboxConfig {
 
 /// The redirect URIs a client registered.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RedirectUris {
+pub(crate) enum RedirectUris {
     /// Exactly this one, as LinkedIn compares its registered redirect URLs.
     Registered(String),
     /// Any `http://` or `https://` URI on a loopback host (`localhost`, `127.0.0.1`, `[::1]`):
@@ -100,7 +100,7 @@ pub enum RedirectUris {
 
 impl RedirectUris {
     /// Whether `uri` may be sent a code.
-    pub fn admits(&self, uri: &str) -> bool {
+    pub(crate) fn admits(&self, uri: &str) -> bool {
         match self {
             Self::Registered(registered) => uri == registered,
             Self::AnyLoopback => url::Url::parse(uri).is_ok_and(|url| {
@@ -164,7 +164,7 @@ struct Provider {
 /// The provider's routes, to be merged into the sandbox's router (paths under `/sandbox`).
 /// The signing key is made at once on a thread of its own, so that neither the start nor the
 /// first sign-in waits for RSA key generation.
-pub fn router(config: OidcSandboxConfig) -> Router {
+pub(crate) fn router(config: OidcSandboxConfig) -> Router {
     std::thread::spawn(signing_key);
     let state = ProviderState(Arc::new(Provider {
         config,

@@ -25,7 +25,7 @@ const INDEX_POLICY: &str = "default-src 'none'; style-src 'self'; img-src data:;
 
 /// What the standalone sandbox registered: the values an app under test configures.
 #[derive(Debug)]
-pub struct Registration {
+pub(crate) struct Registration {
     /// The sandbox's base URL (`https://localhost:PORT/sandbox`).
     pub base: String,
     /// The OpenID Connect issuer.
@@ -51,7 +51,7 @@ impl Registration {
     /// `KEY=VALUE` lines, named as this service's own variables, so that the output can be
     /// read as a `.env` file by the app under test. Secrets that came from the environment are
     /// not repeated.
-    pub fn env_lines(&self) -> Vec<String> {
+    pub(crate) fn env_lines(&self) -> Vec<String> {
         let from_env = |name: &str| format!("# {name}: as set in the environment");
         let mut lines = vec![
             format!("LINKEDIN_OIDC_ISSUER={}", self.issuer),
@@ -99,7 +99,7 @@ struct IndexPage<'a> {
 }
 
 /// `GET /`: the index page of `registration`, rendered once.
-pub fn index(registration: &Registration) -> Router {
+pub(crate) fn index(registration: &Registration) -> Router {
     let page = Bytes::from(index_page(registration));
     Router::new().route(
         "/",
@@ -136,7 +136,7 @@ fn index_page(registration: &Registration) -> String {
 /// The standalone sandbox: `routes` (the sandbox under `/sandbox`) plus `others` (the
 /// stylesheet its consent page links, the health checks), open to cross-origin calls so that
 /// the JSAPI script works on the pages of the app under test.
-pub fn app(routes: Router, others: Router) -> Router {
+pub(crate) fn app(routes: Router, others: Router) -> Router {
     routes.merge(others).layer(
         CorsLayer::new()
             .allow_origin(Any)

@@ -43,9 +43,9 @@ mod wiring;
 pub mod config {
     pub use crate::config::proxy::{CookieDomain, TlsMode};
     pub use crate::config::{
-        AllowedHosts, Command, Config, ConfigError, FleetKind, FleetUrl, Limits, LinkedIn,
-        Listen, LogFormat, Logging, Oidc, PkceMode, RateLimit, RateLimitStore, Sessions,
-        StoreUrl, Traces, TrustedProxies, describe_parse_error, redact_urls,
+        ADMIN_TOKEN_MIN_LEN, AllowedHosts, Command, Config, ConfigError, FleetKind, FleetUrl,
+        Limits, LinkedIn, Listen, LogFormat, Logging, Oidc, PkceMode, RateLimit, RateLimitStore,
+        Sessions, StoreUrl, Traces, TrustedProxies, describe_parse_error, redact_urls,
     };
 }
 pub use crate::telemetry::init_logging;
