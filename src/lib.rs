@@ -51,7 +51,7 @@
 //! [`SignInBuilder::after_sign_in`] to where the member lands. In your tests, mount
 //! [`sandbox::Sandbox::router`] and feed its registration to the builder: `examples/host-app`
 //! signs a member in that way. This crate's own sealed stores (memory, SQLite, Redis,
-//! PostgreSQL, AES-256-GCM at rest) are [`session::SessionBackend::connect`].
+//! PostgreSQL, AES-256-GCM at rest) are [`stores::SealedStore::connect`].
 //!
 //! # The API on one page
 //!
@@ -76,7 +76,7 @@
 //!   admin and metrics listeners, Prometheus and OpenTelemetry export; it turns on every
 //!   store below.
 //! - `sandbox` (default): the emulated LinkedIn, [`sandbox::Sandbox`].
-//! - `sqlite`, `postgres`, `redis`: the sealed stores of `session::SessionBackend::connect`
+//! - `sqlite`, `postgres`, `redis`: the sealed stores of [`stores::SealedStore::connect`]
 //!   (memory is in every build; a store URL this build lacks is refused at connect, naming
 //!   its feature), and with `redis` the rate limit's budget shared by a fleet.
 //!

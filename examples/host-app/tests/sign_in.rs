@@ -246,3 +246,62 @@ async fn a_host_served_without_client_addresses_is_told_how_to_keep_its_rate_lim
         .unwrap();
     assert_eq!(start.status(), StatusCode::FOUND, "{:?}", start.headers());
 }
+
+/// A host keeps its sessions in the library's sealed SQLite store: a member signs in, and the
+/// database holds their session sealed (their name nowhere in the file); a key that is not
+/// one is refused at connect, and the error does not repeat it.
+#[tokio::test]
+async fn a_host_keeps_its_sessions_in_a_sealed_sqlite_store() {
+    use linkedin_token_exchange::Secret;
+    use linkedin_token_exchange::stores::{SealedStore, StoreUrl};
+
+    let dir = std::env::temp_dir().join(format!("host-app-sealed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url: StoreUrl = format!("sqlite://{}", dir.join("sessions.db").display())
+        .parse()
+        .unwrap();
+    let err = SealedStore::connect(&url, &Secret::new("not-a-key"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not base64"), "{err}");
+    assert!(!err.to_string().contains("not-a-key"), "{err}");
+
+    // 32 bytes of 7, in base64.
+    let keys = Secret::new("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=");
+    let store = SealedStore::connect(&url, &keys).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let sandbox = Sandbox::new(format!("{origin}/sandbox").parse().unwrap());
+    let sign_in = LinkedInSignIn::builder()
+        .public_origin(&origin)
+        .oidc(sandbox.client_id(), sandbox.client_secret())
+        .issuer(sandbox.issuer())
+        .build()
+        .unwrap();
+    let app = host_app::app_with_store(&sign_in, store).nest("/sandbox", sandbox.router());
+    serve_with_addresses(listener, app);
+
+    let http = client();
+    let start = http
+        .get(format!("{origin}/auth/linkedin"))
+        .send()
+        .await
+        .unwrap();
+    allow_and_come_back(&http, &location(&start), &origin).await;
+    let after = http.get(format!("{origin}/private")).send().await.unwrap();
+    assert_eq!(after.text().await.unwrap(), "Hello, Ada Lovelace");
+
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        stored.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(
+        stored.len() > 4096,
+        "the database and its log hold the session"
+    );
+    assert!(
+        !stored.windows(8).any(|w| w == b"Lovelace"),
+        "the member's name lies in the store in clear"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
