@@ -9,31 +9,70 @@ mod support;
 use std::net::SocketAddr;
 
 use linkedin_token_exchange::sandbox::Sandbox;
-use linkedin_token_exchange::{LinkedInSignIn, RateLimit};
+use linkedin_token_exchange::{LinkedInSignIn, RateLimit, SignInBuilder};
 use reqwest::StatusCode;
 use support::{allow, allow_and_come_back, client, location};
 
-/// Serves the app with the sandbox under `/sandbox` on a random loopback port; its origin.
-async fn serve() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let sandbox = Sandbox::new(format!("{origin}/sandbox").parse().unwrap());
-    let sign_in = LinkedInSignIn::builder()
-        .public_origin(&origin)
-        .oidc(sandbox.client_id(), sandbox.client_secret())
-        .issuer(sandbox.issuer())
-        .build()
-        .unwrap();
-    let app = host_app::app(&sign_in).nest("/sandbox", sandbox.router());
-    serve_with_addresses(listener, app);
-    origin
+/// A host about to serve on a random loopback port, with the sandbox for its LinkedIn: the
+/// builder already names the origin and the sandbox's client.
+struct Host {
+    listener: tokio::net::TcpListener,
+    origin: String,
+    sandbox: Sandbox,
+    builder: SignInBuilder,
 }
 
-/// Serves `app` on `listener` as a host should: with each client's address, which the
-/// sign-in's rate limit needs.
-fn serve_with_addresses(listener: tokio::net::TcpListener, app: axum::Router) {
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+impl Host {
+    async fn bind() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let sandbox = Sandbox::new(format!("{origin}/sandbox").parse().unwrap());
+        let builder = LinkedInSignIn::builder()
+            .public_origin(&origin)
+            .oidc(sandbox.client_id(), sandbox.client_secret())
+            .issuer(sandbox.issuer());
+        Self {
+            listener,
+            origin,
+            sandbox,
+            builder,
+        }
+    }
+
+    /// Serves `app` with the sandbox under `/sandbox`, with each client's address (as a host
+    /// should: the sign-in's rate limit needs it) or, `with_addresses` false, without; the
+    /// origin.
+    fn serve(self, app: axum::Router, with_addresses: bool) -> String {
+        let app = app.nest("/sandbox", self.sandbox.router());
+        let listener = self.listener;
+        if with_addresses {
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+        } else {
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        }
+        self.origin
+    }
+}
+
+/// Serves the app with the sandbox under `/sandbox` on a random loopback port; its origin.
+async fn serve() -> String {
+    let host = Host::bind().await;
+    let sign_in = host.builder.clone().build().unwrap();
+    host.serve(host_app::app(&sign_in), true)
+}
+
+/// Signs a member in through the sandbox; what `/private` then answers.
+async fn sign_in_and_open_private(http: &reqwest::Client, origin: &str) -> String {
+    let start = http
+        .get(format!("{origin}/auth/linkedin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::FOUND);
+    allow_and_come_back(http, &location(&start), origin).await;
+    let after = http.get(format!("{origin}/private")).send().await.unwrap();
+    after.text().await.unwrap()
 }
 
 #[tokio::test]
@@ -114,8 +153,8 @@ async fn serve_with_the_sandbox_elsewhere() -> (String, String) {
         .session_idle(std::time::Duration::from_secs(5 * 60))
         .build()
         .unwrap();
-    let app = host_app::app(&sign_in);
-    serve_with_addresses(listener, app);
+    let service = host_app::app(&sign_in).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
     (origin, sandbox_origin)
 }
 
@@ -161,15 +200,8 @@ async fn a_member_signs_in_through_a_sandbox_on_another_origin_with_the_ready_ma
 
 #[tokio::test]
 async fn a_host_without_a_session_layer_is_told_the_cause() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let sandbox = Sandbox::new(format!("{origin}/sandbox").parse().unwrap());
-    let sign_in = LinkedInSignIn::builder()
-        .public_origin(&origin)
-        .oidc(sandbox.client_id(), sandbox.client_secret())
-        .issuer(sandbox.issuer())
-        .build()
-        .unwrap();
+    let host = Host::bind().await;
+    let sign_in = host.builder.clone().build().unwrap();
     async fn private(
         linkedin_token_exchange::Connected(member): linkedin_token_exchange::Connected,
     ) -> String {
@@ -178,9 +210,8 @@ async fn a_host_without_a_session_layer_is_told_the_cause() {
     // The sign-in routes and a handler of the host's, with no session layer around them.
     let app = axum::Router::new()
         .route("/private", axum::routing::get(private))
-        .merge(sign_in.router())
-        .nest("/sandbox", sandbox.router());
-    serve_with_addresses(listener, app);
+        .merge(sign_in.router());
+    let origin = host.serve(app, true);
     let http = client();
     for path in ["/private", "/auth/linkedin", "/session"] {
         let response = http.get(format!("{origin}{path}")).send().await.unwrap();
@@ -198,15 +229,9 @@ async fn a_host_without_a_session_layer_is_told_the_cause() {
 /// the unlimited ones still work, and `rate_limit(Off)` is one of the fixes.
 #[tokio::test]
 async fn a_host_served_without_client_addresses_is_told_how_to_keep_its_rate_limit() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let sandbox = Sandbox::new(format!("{origin}/sandbox").parse().unwrap());
-    let builder = LinkedInSignIn::builder()
-        .public_origin(&origin)
-        .oidc(sandbox.client_id(), sandbox.client_secret())
-        .issuer(sandbox.issuer());
-    let app = host_app::app(&builder.clone().build().unwrap()).nest("/sandbox", sandbox.router());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let host = Host::bind().await;
+    let sign_in = host.builder.clone().build().unwrap();
+    let origin = host.serve(host_app::app(&sign_in), false);
     let http = client();
     let response = http
         .get(format!("{origin}/auth/linkedin"))
@@ -227,18 +252,14 @@ async fn a_host_served_without_client_addresses_is_told_how_to_keep_its_rate_lim
     assert_eq!(home.status(), StatusCode::OK);
 
     // The limit said off, out loud: the sign-in starts.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let sandbox = Sandbox::new(format!("{origin}/sandbox").parse().unwrap());
-    let sign_in = LinkedInSignIn::builder()
-        .public_origin(&origin)
-        .oidc(sandbox.client_id(), sandbox.client_secret())
-        .issuer(sandbox.issuer())
+    let host = Host::bind().await;
+    let sign_in = host
+        .builder
+        .clone()
         .rate_limit(RateLimit::Off)
         .build()
         .unwrap();
-    let app = host_app::app(&sign_in).nest("/sandbox", sandbox.router());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let origin = host.serve(host_app::app(&sign_in), false);
     let start = http
         .get(format!("{origin}/auth/linkedin"))
         .send()
@@ -269,27 +290,13 @@ async fn a_host_keeps_its_sessions_in_a_sealed_sqlite_store() {
     // 32 bytes of 7, in base64.
     let keys = Secret::new("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=");
     let store = SealedStore::connect(&url, &keys).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let sandbox = Sandbox::new(format!("{origin}/sandbox").parse().unwrap());
-    let sign_in = LinkedInSignIn::builder()
-        .public_origin(&origin)
-        .oidc(sandbox.client_id(), sandbox.client_secret())
-        .issuer(sandbox.issuer())
-        .build()
-        .unwrap();
-    let app = host_app::app_with_store(&sign_in, store).nest("/sandbox", sandbox.router());
-    serve_with_addresses(listener, app);
-
-    let http = client();
-    let start = http
-        .get(format!("{origin}/auth/linkedin"))
-        .send()
-        .await
-        .unwrap();
-    allow_and_come_back(&http, &location(&start), &origin).await;
-    let after = http.get(format!("{origin}/private")).send().await.unwrap();
-    assert_eq!(after.text().await.unwrap(), "Hello, Ada Lovelace");
+    let host = Host::bind().await;
+    let sign_in = host.builder.clone().build().unwrap();
+    let origin = host.serve(host_app::app_with_store(&sign_in, store), true);
+    assert_eq!(
+        sign_in_and_open_private(&client(), &origin).await,
+        "Hello, Ada Lovelace"
+    );
 
     let mut stored = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
