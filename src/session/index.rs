@@ -579,10 +579,17 @@ async fn migrate_postgres(pool: &PgPool) -> sqlx::Result<()> {
              member_id text not null,
              flow text not null,
              created_at bigint not null)"#,
-        // The browser and last use (a table of an earlier version has neither).
-        r#"alter table "tower_sessions"."member_session"
-             add column if not exists browser text not null default '',
-             add column if not exists last_seen bigint not null default 0"#,
+        // The browser and last use (a table of an earlier version has neither). Looked up
+        // first: an `alter table` locks the table out, even when it has nothing to do.
+        r#"do $$ begin
+             if not exists (select 1 from information_schema.columns
+                            where table_schema = 'tower_sessions'
+                              and table_name = 'member_session' and column_name = 'last_seen') then
+               alter table "tower_sessions"."member_session"
+                 add column if not exists browser text not null default '',
+                 add column if not exists last_seen bigint not null default 0;
+             end if;
+           end $$"#,
         r#"create index if not exists member_session_member
              on "tower_sessions"."member_session" (member_id)"#,
         r#"create or replace function "tower_sessions".forget_member_session() returns trigger
