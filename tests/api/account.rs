@@ -260,21 +260,24 @@ fn check_shape(session: &Value, ids: &[String], signed_in_since: i64) {
 /// unknown handle end nothing; the laptop ends the desktop's session, which is then signed
 /// out, and the same handle is gone.
 async fn a_member_ends_another_devices_session(test: &str, store: Store) {
-    let Some(app) = app_on(test, store).await else {
-        return;
-    };
+    if let Some(app) = app_on(test, store).await {
+        another_devices_session_on(&app).await;
+    }
+}
+
+async fn another_devices_session_on(app: &TestApp) {
     let since = now();
-    let laptop = Device::new(&app, FIREFOX_ON_LINUX);
-    let member = laptop.sign_in_oidc(&app, &unique("account")).await;
-    let desktop = Device::new(&app, CHROME_ON_WINDOWS);
-    desktop.sign_in_jsapi(&app, &member).await;
-    let phone = Device::new(&app, SAFARI_ON_IOS);
+    let laptop = Device::new(app, FIREFOX_ON_LINUX);
+    let member = laptop.sign_in_oidc(app, &unique("account")).await;
+    let desktop = Device::new(app, CHROME_ON_WINDOWS);
+    desktop.sign_in_jsapi(app, &member).await;
+    let phone = Device::new(app, SAFARI_ON_IOS);
     let other = unique("bystander");
-    phone.sign_in_jsapi(&app, &other).await;
+    phone.sign_in_jsapi(app, &other).await;
     let ids = [
-        laptop.session_id(&app),
-        desktop.session_id(&app),
-        phone.session_id(&app),
+        laptop.session_id(app),
+        desktop.session_id(app),
+        phone.session_id(app),
     ];
 
     let raw = laptop
@@ -288,7 +291,7 @@ async fn a_member_ends_another_devices_session(test: &str, store: Store) {
     for id in &ids {
         assert!(!text.contains(id.as_str()), "a session id in {text}");
     }
-    let seen_from_laptop = laptop.listed(&app).await;
+    let seen_from_laptop = laptop.listed(app).await;
     assert_eq!(seen_from_laptop.len(), 2, "{seen_from_laptop:?}");
     for session in &seen_from_laptop {
         check_shape(session, &ids, since);
@@ -302,7 +305,7 @@ async fn a_member_ends_another_devices_session(test: &str, store: Store) {
         "this device marked: {seen_from_laptop:?}"
     );
     // The desktop sees the same sessions under the same handles, itself marked.
-    let seen_from_desktop = desktop.listed(&app).await;
+    let seen_from_desktop = desktop.listed(app).await;
     let handles = |listed: &[Value]| -> Vec<(String, bool)> {
         let mut handles: Vec<_> = listed
             .iter()
@@ -334,8 +337,8 @@ async fn a_member_ends_another_devices_session(test: &str, store: Store) {
     flipped.sort();
     assert_eq!(handles(&seen_from_desktop), flipped);
     // The phone's member sees only their own.
-    let phone_handle = phone.own_handle(&app).await;
-    assert_eq!(phone.listed(&app).await.len(), 1);
+    let phone_handle = phone.own_handle(app).await;
+    assert_eq!(phone.listed(app).await.len(), 1);
 
     // Refused before anything ends: another site's page, or no origin at all.
     for origin in [Some("https://evil.example"), None] {
@@ -371,38 +374,38 @@ async fn a_member_ends_another_devices_session(test: &str, store: Store) {
         long.as_str(),
         ids[1].as_str(),
     ] {
-        let (status, body) = laptop.end(&app, handle).await;
+        let (status, body) = laptop.end(app, handle).await;
         assert_eq!(
             (status, body["error"].as_str()),
             (404, Some("session_not_found")),
             "{handle}: {body}"
         );
     }
-    assert_eq!(phone.session(&app).await["member_id"], other.as_str());
-    assert_eq!(desktop.session(&app).await["member_id"], member.as_str());
-    assert_eq!(laptop.listed(&app).await.len(), 2);
+    assert_eq!(phone.session(app).await["member_id"], other.as_str());
+    assert_eq!(desktop.session(app).await["member_id"], member.as_str());
+    assert_eq!(laptop.listed(app).await.len(), 2);
 
     // The laptop ends the desktop's session.
     assert_eq!(
-        laptop.end(&app, &desktop_handle).await,
+        laptop.end(app, &desktop_handle).await,
         (200, json!({"sessions_ended": 1, "connected": true}))
     );
-    assert_eq!(desktop.session(&app).await, json!({"connected": false}));
-    let (status, body) = desktop.sessions(&app).await;
+    assert_eq!(desktop.session(app).await, json!({"connected": false}));
+    let (status, body) = desktop.sessions(app).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (401, Some("not_connected"))
     );
-    assert_eq!(laptop.session(&app).await["member_id"], member.as_str());
-    let left = laptop.listed(&app).await;
+    assert_eq!(laptop.session(app).await["member_id"], member.as_str());
+    let left = laptop.listed(app).await;
     assert_eq!(handles(&left), [(laptop_handle, true)], "{left:?}");
-    let (status, body) = laptop.end(&app, &desktop_handle).await;
+    let (status, body) = laptop.end(app, &desktop_handle).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (404, Some("session_not_found"))
     );
     assert_eq!(
-        phone.listed(&app).await.len(),
+        phone.listed(app).await.len(),
         1,
         "the other member's session stays"
     );
@@ -412,21 +415,24 @@ async fn a_member_ends_another_devices_session(test: &str, store: Store) {
 /// others, keeps its own, and the other member keeps theirs; then it ends its own by its
 /// handle, which signs it out as a logout does.
 async fn a_member_ends_every_other_session(test: &str, store: Store) {
-    let Some(app) = app_on(test, store).await else {
-        return;
-    };
+    if let Some(app) = app_on(test, store).await {
+        every_other_session_on(&app).await;
+    }
+}
+
+async fn every_other_session_on(app: &TestApp) {
     let member = unique("others");
     let devices: Vec<Device> = [FIREFOX_ON_LINUX, CHROME_ON_WINDOWS, SAFARI_ON_IOS]
         .into_iter()
-        .map(|agent| Device::new(&app, agent))
+        .map(|agent| Device::new(app, agent))
         .collect();
     for device in &devices {
-        device.sign_in_jsapi(&app, &member).await;
+        device.sign_in_jsapi(app, &member).await;
     }
-    let bystander = Device::new(&app, CHROME_ON_WINDOWS);
+    let bystander = Device::new(app, CHROME_ON_WINDOWS);
     let other = unique("bystander");
-    bystander.sign_in_jsapi(&app, &other).await;
-    let listed = devices[1].listed(&app).await;
+    bystander.sign_in_jsapi(app, &other).await;
+    let listed = devices[1].listed(app).await;
     assert_eq!(
         shown(&listed),
         expected(&[
@@ -438,29 +444,29 @@ async fn a_member_ends_every_other_session(test: &str, store: Store) {
     );
 
     assert_eq!(
-        devices[1].end_others(&app).await,
+        devices[1].end_others(app).await,
         (200, json!({"sessions_ended": 2}))
     );
     for ended in [&devices[0], &devices[2]] {
-        assert_eq!(ended.session(&app).await, json!({"connected": false}));
+        assert_eq!(ended.session(app).await, json!({"connected": false}));
     }
-    assert_eq!(devices[1].session(&app).await["member_id"], member.as_str());
-    let left = devices[1].listed(&app).await;
+    assert_eq!(devices[1].session(app).await["member_id"], member.as_str());
+    let left = devices[1].listed(app).await;
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(
         (&left[0]["current"], &left[0]["browser"]),
         (&json!(true), &json!("Chrome on Windows"))
     );
-    assert_eq!(bystander.session(&app).await["member_id"], other.as_str());
-    assert_eq!(bystander.listed(&app).await.len(), 1);
+    assert_eq!(bystander.session(app).await["member_id"], other.as_str());
+    assert_eq!(bystander.listed(app).await.len(), 1);
     // Nothing else to end.
     assert_eq!(
-        devices[1].end_others(&app).await,
+        devices[1].end_others(app).await,
         (200, json!({"sessions_ended": 0}))
     );
 
     // Its own handle ends this session, as a logout: the cookie goes too.
-    let own = devices[1].own_handle(&app).await;
+    let own = devices[1].own_handle(app).await;
     let response = devices[1]
         .client
         .delete(app.url(&format!("/sessions/{own}")))
@@ -478,8 +484,8 @@ async fn a_member_ends_every_other_session(test: &str, store: Store) {
         json_of(response).await,
         (200, json!({"sessions_ended": 1, "connected": false}))
     );
-    assert_eq!(devices[1].session(&app).await, json!({"connected": false}));
-    assert_eq!(bystander.session(&app).await["member_id"], other.as_str());
+    assert_eq!(devices[1].session(app).await, json!({"connected": false}));
+    assert_eq!(bystander.session(app).await["member_id"], other.as_str());
 }
 
 /// Two instances sharing the store: a session signed in on the first and used on the second
@@ -487,14 +493,19 @@ async fn a_member_ends_every_other_session(test: &str, store: Store) {
 /// handle for it ends it through the second.
 async fn instances_share_handles_and_last_use(test: &str, store: Store) {
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let Some(config) = config_on(test, store, &dir) else {
-        return;
+    if let Some(config) = config_on(test, store, &dir) {
+        instances_share_on(config.sessions.store).await;
+    }
+}
+
+async fn instances_share_on(store: StoreUrl) {
+    let instance = || async {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut config = test_config(&dir);
+        config.sessions.store = store.clone();
+        TestApp::start(config, dir).await
     };
-    let first = TestApp::start(config.clone(), dir.clone()).await;
-    let second_dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut second_config = crate::support::test_config(&second_dir);
-    second_config.sessions.store = config.sessions.store.clone();
-    let second = TestApp::start(second_config, second_dir).await;
+    let (first, second) = (instance().await, instance().await);
 
     let member = unique("fleet");
     let here = Device::new(&first, FIREFOX_ON_LINUX);
@@ -584,6 +595,27 @@ macro_rules! fleet_suite {
 /// beside the store, in `session::backend`).
 mod two_instances {
     fleet_suite!(sqlite, redis, postgres);
+}
+
+/// On a Redis Cluster of three masters: every script of the index (the new session, its last
+/// use, its end) runs on the one master of the member's hash tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_a_member_lists_and_ends_their_sessions() {
+    const TEST: &str = "account::on_a_redis_cluster_a_member_lists_and_ends_their_sessions";
+    let cluster = match crate::support::redis::Cluster::start() {
+        Ok(cluster) => cluster,
+        Err(reason) => return skip_or_fail(TEST, &reason),
+    };
+    let store: StoreUrl = cluster.url().parse().unwrap();
+    let app = {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut config = test_config(&dir);
+        config.sessions.store = store.clone();
+        TestApp::start(config, dir).await
+    };
+    another_devices_session_on(&app).await;
+    every_other_session_on(&app).await;
+    instances_share_on(store).await;
 }
 
 #[tokio::test]
