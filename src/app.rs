@@ -74,11 +74,13 @@ pub(crate) fn build_app(state: AppState, extra: Router) -> Router {
     let member_routes = Router::new()
         .merge(
             handlers::login::router()
+                .merge(handlers::account::page_router())
                 .layer(Extension(policy))
                 .with_state(state.clone()),
         )
         .merge(sign_in::routes(state.sign_in.clone()))
-        // The member index behind "sign out everywhere" (`POST /logout`).
+        // The member index behind "sign out everywhere" (`POST /logout`) and the member's
+        // own sessions (`/sessions`).
         .layer(Extension(state.sessions.clone()))
         .layer(session::layer(
             state.sessions.clone(),

@@ -101,6 +101,18 @@ pub enum AppError {
     /// 400 `bad_request`: a query parameter a handler cannot use (the sentence says which).
     #[error("{0}")]
     InvalidParameter(&'static str),
+    /// 404 `session_not_found`: `DELETE /sessions/{handle}` names no live session of the
+    /// member's (an unknown handle, one that has ended, or another member's).
+    #[error("no session of yours has this handle; it may have ended already")]
+    SessionNotFound,
+    /// 404 `sessions_not_configured`: never from the service: a host's router has no member
+    /// index to list or end the member's sessions with (a session layer over a store that is
+    /// not this crate's, or no `Extension` of the `stores::SealedStore` in use).
+    #[error(
+        "listing and ending your sessions needs this crate's session store and its member \
+         index, which this server does not give these routes"
+    )]
+    SessionsNotConfigured,
     /// A request the framework refused before any handler ran (a form that does not parse, a
     /// stalled body): its own status, code [`AppError::code_for`] and message.
     #[error("{message}")]
@@ -145,6 +157,8 @@ impl AppError {
             Self::OidcInvalidIdToken(..) => (StatusCode::UNAUTHORIZED, "oidc_invalid_id_token"),
             Self::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::AdminUnauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::SessionNotFound => (StatusCode::NOT_FOUND, "session_not_found"),
+            Self::SessionsNotConfigured => (StatusCode::NOT_FOUND, "sessions_not_configured"),
             Self::Rejected { status, .. } => (*status, Self::code_for(*status)),
         }
     }
@@ -206,6 +220,8 @@ impl AppError {
             rejected(StatusCode::UNPROCESSABLE_ENTITY),
             rejected(StatusCode::TOO_MANY_REQUESTS),
             rejected(StatusCode::INTERNAL_SERVER_ERROR),
+            Self::SessionNotFound,
+            Self::SessionsNotConfigured,
         ]
     }
 
@@ -253,6 +269,8 @@ impl AppError {
             Self::JsapiNotConfigured => (16, 0),
             Self::SessionLayerMissing => (17, 0),
             Self::ClientAddressUnknown => (18, 0),
+            Self::SessionNotFound => (26, 0),
+            Self::SessionsNotConfigured => (27, 0),
         }
     }
 

@@ -10,7 +10,9 @@
 //! the method rather than an exit) or from the service's variables
 //! ([`LinkedInSignIn::from_env`], the library's one reader of the environment). Its [`router`](LinkedInSignIn::router) serves
 //! `GET /auth/linkedin`, `GET /auth/linkedin/callback`, `POST /token-exchange` (with
-//! [`SignInBuilder::jsapi`]), `GET /session`, `GET /me` and `POST /logout`. Wrap your app in
+//! [`SignInBuilder::jsapi`]), `GET /session`, `GET /me`, `POST /logout` and the member's own
+//! sessions (`GET /sessions`, `DELETE /sessions/{handle}`, `POST /sessions/end-others`, over
+//! the member index of this crate's sealed store given as an `Extension`). Wrap your app in
 //! its [`session_layer`](LinkedInSignIn::session_layer), over any store of tower-sessions
 //! 0.14 (re-exported here as [`tower_sessions`]: a layer of another version is not seen, and
 //! every route then answers 503 `session_layer_missing`). [`Connected`] (401 `not_connected`

@@ -36,8 +36,12 @@ pub use builder::{BuildError, SignInBuilder};
 ///
 /// [`LinkedInSignIn::router`] gives `GET /auth/linkedin`, `GET /auth/linkedin/callback`,
 /// `POST /token-exchange` (404 `jsapi_not_configured` unless JSAPI is configured), `GET /session`, `GET /me` and
-/// `POST /logout`. Handlers of the host reach the member through
-/// [`Connected`](crate::Connected) and [`MemberSession`](crate::MemberSession).
+/// `POST /logout`, and the member's own sessions: `GET /sessions`,
+/// `DELETE /sessions/{handle}` and `POST /sessions/end-others`. Those need the member index
+/// of this crate's store: add `Extension(store.clone())` of the `stores::SealedStore` in use
+/// over the router, or they answer 404 `sessions_not_configured`. Handlers of the host reach
+/// the member through [`Connected`](crate::Connected) and
+/// [`MemberSession`](crate::MemberSession).
 #[derive(Clone, Debug)]
 pub struct LinkedInSignIn {
     pub(crate) state: SignInState,
@@ -192,6 +196,7 @@ pub(crate) fn routes(state: SignInState) -> Router {
         Router::new()
             .merge(sign_in)
             .merge(handlers::member::router())
+            .merge(handlers::account::router())
     });
     let checked = Arc::new(OriginCheck {
         state: state.clone(),
@@ -299,7 +304,16 @@ mod tests {
         // A route that takes no POST, and methods no route takes: the router's 405.
         assert!(!applies(Method::POST, Some("/session")));
         assert!(!applies(Method::PUT, Some("/logout")));
-        assert!(!applies(Method::DELETE, None));
+        assert!(!applies(Method::DELETE, Some("/logout")));
+        // A DELETE route (the member's sessions) is checked, and so is a DELETE unmatched.
+        let sessions = [(handlers::Verb::Delete, "/sessions/{handle}".to_owned())];
+        assert!(origin_check_applies(
+            &sessions,
+            &Method::DELETE,
+            Some("/sessions/{handle}")
+        ));
+        assert!(applies(Method::DELETE, None));
+        assert!(!applies(Method::PUT, None));
         assert!(!applies(Method::GET, Some("/logout")));
         assert!(!applies(Method::HEAD, Some("/logout")));
     }

@@ -18,6 +18,7 @@ function setStatus(state, text, memberId, flow) {
   const connected = state === "connected";
   document.getElementById("sign-out").hidden = !connected;
   document.getElementById("sign-out-everywhere").hidden = !connected;
+  document.getElementById("account-link").hidden = !connected;
   document.getElementById("sign-in").hidden = connected || state === "working";
   const flowLine = document.getElementById("flow");
   if (flow) flowLine.textContent = "Signed in through " + flow + ".";

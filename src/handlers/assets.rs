@@ -21,6 +21,16 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/css; charset=utf-8",
         include_str!("../../static/app.css"),
     ),
+    (
+        "account.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/account.js"),
+    ),
+    (
+        "account.css",
+        "text/css; charset=utf-8",
+        include_str!("../../static/account.css"),
+    ),
 ];
 
 /// The routes of this module.

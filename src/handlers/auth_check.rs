@@ -1,8 +1,10 @@
 //! `GET /auth/check`: forward authentication for a proxy in front of other apps (nginx
 //! `auth_request`, Traefik `ForwardAuth`, Caddy `forward_auth`). It answers whether the
 //! request's session holds a signed-in member, with who they are in `X-Auth-Request-*`
-//! headers. It reads the store and never writes: it sits outside the session layer (so no
-//! cookie is set and no idle refresh is saved) and looks the record up itself.
+//! headers. It reads the store and never writes the session: it sits outside the session layer
+//! (so no cookie is set and no idle refresh is saved) and looks the record up itself. (The
+//! load notes the session's last use in the member index, at most once a minute per session:
+//! `session::backend`.)
 
 use std::net::SocketAddr;
 

@@ -14,6 +14,7 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, on};
 
 // The sign-in and member routes are the library's; the rest are the server's.
+pub(crate) mod account;
 #[cfg(feature = "server")]
 pub(crate) mod admin;
 #[cfg(feature = "server")]
@@ -35,6 +36,7 @@ pub(crate) mod openapi;
 pub(crate) enum Verb {
     Get,
     Post,
+    Delete,
 }
 
 impl Verb {
@@ -44,6 +46,7 @@ impl Verb {
         match self {
             Self::Get => "GET",
             Self::Post => "POST",
+            Self::Delete => "DELETE",
         }
     }
 
@@ -52,6 +55,7 @@ impl Verb {
         match *method {
             Method::GET | Method::HEAD => Some(Self::Get),
             Method::POST => Some(Self::Post),
+            Method::DELETE => Some(Self::Delete),
             _ => None,
         }
     }
@@ -65,6 +69,7 @@ impl Verb {
         match self {
             Self::Get => MethodFilter::GET,
             Self::Post => MethodFilter::POST,
+            Self::Delete => MethodFilter::DELETE,
         }
     }
 }

@@ -9,6 +9,11 @@
 //! Every store operation answers within `STORE_TIMEOUT` or fails with a typed error, so a
 //! store outage becomes a prompt 503 instead of a hang. A delete made inside a request waits
 //! for the request's writes ([`guard`](mod@super::guard)).
+//!
+//! A load of a signed-in member's session notes its last use in the member index
+//! ([`index`](super::index)), at most once per [`LAST_SEEN_EVERY`] per session in this
+//! instance: the member's list of their sessions says when each was last used, and a request
+//! that only reads the store (`/auth/check`, the hot path) writes it once a minute at most.
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,7 +25,7 @@ use tower_sessions::session_store::{self, SessionStore};
 
 use super::connect::{ConnectError, Store};
 use super::guard;
-use super::index::{Entry, MemberIndex, SessionSummary};
+use super::index::{Entry, Indexed, MemberIndex, OwnSession, SessionSummary};
 use super::seal::Keyring;
 use crate::config::StoreUrl;
 use crate::limits::STORE_TIMEOUT;
@@ -28,6 +33,13 @@ use crate::telemetry::Telemetry;
 
 /// The one key of a sealed record's data.
 const SEALED: &str = "lte.sealed";
+
+/// How often, at most, this instance notes that a session was used (its `last_seen`).
+pub(crate) const LAST_SEEN_EVERY: Duration = Duration::from_secs(60);
+
+/// The most sessions whose last use is remembered as noted (beyond it, some are noted again
+/// sooner: never more often than each load).
+const SEEN_CAPACITY: u64 = 100_000;
 
 /// Calls the same method on whichever store is in use.
 macro_rules! forward {
@@ -58,6 +70,9 @@ struct Backend {
     telemetry: Telemetry,
     /// Records already reported as unreadable (so each is reported once).
     unreadable: moka::sync::Cache<Id, ()>,
+    /// Sessions whose last use was noted within [`LAST_SEEN_EVERY`] (each entry lives that
+    /// long).
+    seen: moka::sync::Cache<Id, ()>,
 }
 
 /// What a [`SessionBackend`] needs besides the store's URL.
@@ -86,6 +101,16 @@ impl SessionBackend {
         url: &StoreUrl,
         options: BackendOptions,
     ) -> Result<Self, ConnectError> {
+        Self::connect_noting_use_every(url, options, LAST_SEEN_EVERY).await
+    }
+
+    /// [`connect_with`](Self::connect_with), noting a session's use at most once per
+    /// `seen_every` (tests shorten it).
+    async fn connect_noting_use_every(
+        url: &StoreUrl,
+        options: BackendOptions,
+        seen_every: Duration,
+    ) -> Result<Self, ConnectError> {
         let (store, index) = Store::connect(url, options.memory_capacity).await?;
         index.migrate().await.map_err(|e| ConnectError {
             store: url.to_string(),
@@ -100,6 +125,10 @@ impl SessionBackend {
             unreadable: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(3_600))
+                .build(),
+            seen: moka::sync::Cache::builder()
+                .max_capacity(SEEN_CAPACITY)
+                .time_to_live(seen_every)
                 .build(),
         })))
     }
@@ -227,6 +256,8 @@ impl SessionStore for SessionBackend {
         if let Some(entry) = &entry {
             let index = self.0.index.add(&record.id, entry, record.expiry_date);
             self.bounded("index", index).await?;
+            // Signed in now: that is its last use.
+            self.0.seen.insert(record.id, ());
         }
         Ok(())
     }
@@ -244,12 +275,13 @@ impl SessionStore for SessionBackend {
             .await
     }
 
+    /// A signed-in member's session also has its use noted, once a minute at most.
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let store = &self.0.store;
-        let loaded = self
-            .bounded("load", forward!(store, s => s.load(id)))
-            .await?;
-        Ok(loaded.map(|record| self.open(id, record)))
+        let loaded = self.load_opened(id).await?;
+        if let Some(record) = &loaded {
+            self.note_use(record).await;
+        }
+        Ok(loaded)
     }
 
     /// Inside a request, the delete waits until the request's writes have succeeded.
@@ -262,10 +294,43 @@ impl SessionStore for SessionBackend {
 }
 
 impl SessionBackend {
+    /// The record under `id`, opened; its use is not noted.
+    async fn load_opened(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let store = &self.0.store;
+        let loaded = self
+            .bounded("load", forward!(store, s => s.load(id)))
+            .await?;
+        Ok(loaded.map(|record| self.open(id, record)))
+    }
+
+    /// Notes in the member index that `record`'s session is in use now, unless this instance
+    /// did within [`LAST_SEEN_EVERY`], or it holds no member. A failure is counted and left
+    /// at that: the request goes on, and the next minute tries again.
+    async fn note_use(&self, record: &Record) {
+        if self.0.seen.contains_key(&record.id) {
+            return;
+        }
+        let now = time::OffsetDateTime::now_utc();
+        if record.expiry_date <= now {
+            return;
+        }
+        let Some(entry) = Entry::of(record) else {
+            return;
+        };
+        self.0.seen.insert(record.id, ());
+        let seen = self
+            .0
+            .index
+            .seen(&record.id, &entry.member_id, now.unix_timestamp());
+        if let Err(err) = self.bounded("index", seen).await {
+            tracing::debug!(%err, "a session's last use was not noted");
+        }
+    }
+
     async fn delete_now(&self, id: &Id) -> session_store::Result<()> {
         let store = &self.0.store;
         let member = match self.0.index.forgets_by_member() {
-            true => self.load(id).await?.and_then(|r| Entry::of(&r)),
+            true => self.load_opened(id).await?.and_then(|r| Entry::of(&r)),
             false => None,
         };
         self.bounded("delete", forward!(store, s => s.delete(id)))
@@ -291,5 +356,240 @@ impl SessionBackend {
     /// unexpired ones there were.
     pub async fn end_member_sessions(&self, member_id: &str) -> session_store::Result<u64> {
         self.bounded("revoke", self.0.index.revoke(member_id)).await
+    }
+
+    /// The handle of session `id`: what the member's list shows instead of the id.
+    fn handle_of(&self, id: &Id) -> String {
+        self.0.keyring.handle(id.to_string().as_bytes())
+    }
+
+    /// The unexpired sessions of `member_id` with their ids, oldest first.
+    async fn indexed_sessions(&self, member_id: &str) -> session_store::Result<Vec<Indexed>> {
+        self.bounded("index", self.0.index.sessions(member_id))
+            .await
+    }
+
+    /// The member's own unexpired sessions, oldest first, each named by its handle (never its
+    /// id), `current` marking the one whose id is `current`.
+    pub(crate) async fn own_sessions(
+        &self,
+        member_id: &str,
+        current: Option<Id>,
+    ) -> session_store::Result<Vec<OwnSession>> {
+        Ok(self
+            .indexed_sessions(member_id)
+            .await?
+            .into_iter()
+            .map(|session| OwnSession {
+                handle: self.handle_of(&session.id),
+                current: Some(session.id) == current,
+                flow: session.summary.flow,
+                created_at: session.summary.created_at,
+                last_seen: session.last_seen,
+                browser: session.browser,
+            })
+            .collect())
+    }
+
+    /// The id of the unexpired session of `member_id` named by `handle`; `None` when no
+    /// session of theirs has it (another member's handle included).
+    pub(crate) async fn own_session(
+        &self,
+        member_id: &str,
+        handle: &str,
+    ) -> session_store::Result<Option<Id>> {
+        Ok(self
+            .indexed_sessions(member_id)
+            .await?
+            .into_iter()
+            .map(|session| session.id)
+            .find(|id| self.0.keyring.is_handle(id.to_string().as_bytes(), handle)))
+    }
+
+    /// Ends session `id` of `member_id` now, in every instance sharing the store: not held
+    /// back until the request's writes, since it is not the request's own session (that one
+    /// ends through [`MemberSession::end`](super::MemberSession::end)).
+    pub(crate) async fn end_session(&self, member_id: &str, id: &Id) -> session_store::Result<()> {
+        let store = &self.0.store;
+        self.bounded("delete", forward!(store, s => s.delete(id)))
+            .await?;
+        self.0.seen.invalidate(id);
+        if self.0.index.forgets_by_member() {
+            let forget = self.0.index.forget(member_id, id);
+            self.bounded("index", forget).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends every unexpired session of `member_id` but `keep`; how many ended.
+    pub(crate) async fn end_other_sessions(
+        &self,
+        member_id: &str,
+        keep: Option<Id>,
+    ) -> session_store::Result<u64> {
+        let mut ended = 0;
+        for session in self.indexed_sessions(member_id).await? {
+            if Some(session.id) != keep {
+                self.end_session(member_id, &session.id).await?;
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::secret::Secret;
+    use crate::session::member::signed_in_data;
+    use crate::session::{Credentials, Member};
+
+    /// A backend over `url` that notes a session's use at most every 2 seconds.
+    async fn backend(url: &StoreUrl) -> SessionBackend {
+        let options = BackendOptions {
+            keyring: Keyring::new(&[[7; 32]]).unwrap(),
+            memory_capacity: 1_000,
+            telemetry: Telemetry::disabled(),
+        };
+        SessionBackend::connect_noting_use_every(url, options, Duration::from_secs(2))
+            .await
+            .unwrap()
+    }
+
+    /// A session of `member_id` signed in with "Firefox on Linux", created in `backend`.
+    async fn signed_in(backend: &SessionBackend, member_id: &str) -> Record {
+        let now = OffsetDateTime::now_utc();
+        let member = Member::signed_in(
+            member_id.to_owned(),
+            Credentials::Oidc {
+                access_token: Secret::new("token"),
+                name: None,
+                email: None,
+            },
+            3_600,
+            now.unix_timestamp(),
+        );
+        let mut record = Record {
+            id: Id::default(),
+            data: signed_in_data(&member, "Firefox on Linux"),
+            expiry_date: now + time::Duration::hours(1),
+        };
+        backend.create(&mut record).await.unwrap();
+        record
+    }
+
+    async fn last_use_is_noted_at_most_once_per_interval(url: StoreUrl) {
+        let backend = backend(&url).await;
+        let record = signed_in(&backend, "seen-member").await;
+        let listed = backend.indexed_sessions("seen-member").await.unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        let signed_in_at = listed[0].summary.created_at;
+        assert_eq!(listed[0].last_seen, signed_in_at);
+        assert_eq!(listed[0].browser, "Firefox on Linux");
+        assert_eq!(listed[0].id, record.id);
+
+        // Used a second later, within the interval of the sign-in: nothing is written.
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        assert!(backend.load(&record.id).await.unwrap().is_some());
+        let listed = backend.indexed_sessions("seen-member").await.unwrap();
+        assert_eq!(
+            listed[0].last_seen, signed_in_at,
+            "noted within the interval"
+        );
+
+        // Used again once the interval has passed: noted, once.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        assert!(backend.load(&record.id).await.unwrap().is_some());
+        let noted = backend.indexed_sessions("seen-member").await.unwrap()[0].last_seen;
+        assert!(noted >= signed_in_at + 2, "{noted} after {signed_in_at}");
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        assert!(backend.load(&record.id).await.unwrap().is_some());
+        assert_eq!(
+            backend.indexed_sessions("seen-member").await.unwrap()[0].last_seen,
+            noted,
+            "noted again within the interval"
+        );
+
+        // An ended session is not noted back into the index.
+        backend
+            .end_session("seen-member", &record.id)
+            .await
+            .unwrap();
+        backend.0.seen.invalidate(&record.id);
+        backend.note_use(&record).await;
+        assert!(
+            backend
+                .indexed_sessions("seen-member")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_notes_a_sessions_last_use_once_per_interval() {
+        last_use_is_noted_at_most_once_per_interval(StoreUrl::Memory).await;
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn the_sqlite_store_notes_a_sessions_last_use_once_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = StoreUrl::Sqlite(dir.path().join("sessions.db"));
+        last_use_is_noted_at_most_once_per_interval(url).await;
+    }
+
+    #[tokio::test]
+    async fn a_handle_finds_only_its_members_session_and_ends_only_the_others() {
+        let backend = backend(&StoreUrl::Memory).await;
+        let mine = signed_in(&backend, "handle-member").await;
+        let other_device = signed_in(&backend, "handle-member").await;
+        let theirs = signed_in(&backend, "handle-bystander").await;
+        let listed = backend
+            .own_sessions("handle-member", Some(mine.id))
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed.iter().filter(|s| s.current).count(), 1);
+        for session in &listed {
+            let shown = serde_json::to_string(session).unwrap();
+            for id in [mine.id, other_device.id] {
+                assert!(!shown.contains(&id.to_string()), "{shown}");
+            }
+        }
+        let bystanders = backend
+            .own_sessions("handle-bystander", None)
+            .await
+            .unwrap();
+        assert_eq!(bystanders.len(), 1);
+        // The bystander's handle finds nothing among the member's sessions.
+        assert_eq!(
+            backend
+                .own_session("handle-member", &bystanders[0].handle)
+                .await
+                .unwrap(),
+            None
+        );
+        let other = listed.iter().find(|s| !s.current).unwrap();
+        assert_eq!(
+            backend
+                .own_session("handle-member", &other.handle)
+                .await
+                .unwrap(),
+            Some(other_device.id)
+        );
+        assert_eq!(
+            backend
+                .end_other_sessions("handle-member", Some(mine.id))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(backend.load(&other_device.id).await.unwrap().is_none());
+        assert!(backend.load(&mine.id).await.unwrap().is_some());
+        assert!(backend.load(&theirs.id).await.unwrap().is_some());
     }
 }

@@ -149,6 +149,8 @@ impl Member {
 pub struct MemberSession {
     session: Session,
     policy: SessionPolicy,
+    /// The request's `User-Agent`, described at sign-in for the member's list of sessions.
+    user_agent: Option<String>,
 }
 
 impl MemberSession {
@@ -157,6 +159,9 @@ impl MemberSession {
     const KEY: &'static str = "lte.member";
     /// The session key of a sign-in in progress.
     const PENDING: &'static str = "lte.oidc.pending";
+    /// The session key of the browser that signed in ([`device`](super::device)), which the
+    /// member index keeps beside the session.
+    const BROWSER: &'static str = "lte.browser";
 
     /// Remembers a sign-in that has been sent to the provider (one at a time: a newer one
     /// replaces an older one). A session that holds nothing else lives only as long as the
@@ -201,7 +206,16 @@ impl MemberSession {
 
     /// Wraps a request's session.
     pub fn new(session: Session, policy: SessionPolicy) -> Self {
-        Self { session, policy }
+        Self {
+            session,
+            policy,
+            user_agent: None,
+        }
+    }
+
+    /// The session's id, once it has one (a session never saved has none).
+    pub(crate) fn id(&self) -> Option<tower_sessions::session::Id> {
+        self.session.id()
     }
 
     /// The member when present and unexpired. Expired credentials end the session; a session
@@ -244,6 +258,11 @@ impl MemberSession {
         }
         self.session
             .insert(Self::KEY, member)
+            .await
+            .map_err(store_error)?;
+        let browser = super::device::describe(self.user_agent.as_deref());
+        self.session
+            .insert(Self::BROWSER, browser)
             .await
             .map_err(store_error)?;
         self.set_expiry(member, OffsetDateTime::now_utc());
@@ -301,6 +320,32 @@ pub(crate) fn member_in(
         .and_then(|value| serde_json::from_value(value.clone()).ok())
 }
 
+/// The description of the browser that signed the session in ([`super::device`]), when the
+/// sign-in recorded one (sessions signed in before it did have none).
+pub(crate) fn browser_in(
+    data: &std::collections::HashMap<String, serde_json::Value>,
+) -> Option<&str> {
+    data.get(MemberSession::BROWSER)
+        .and_then(serde_json::Value::as_str)
+}
+
+/// A session's data holding `member`, signed in with `browser`: as [`MemberSession::sign_in`]
+/// leaves it (for the stores' tests).
+#[cfg(test)]
+pub(crate) fn signed_in_data(
+    member: &Member,
+    browser: &str,
+) -> std::collections::HashMap<String, serde_json::Value> {
+    [
+        (
+            MemberSession::KEY.to_owned(),
+            serde_json::to_value(member).unwrap_or_default(),
+        ),
+        (MemberSession::BROWSER.to_owned(), browser.into()),
+    ]
+    .into()
+}
+
 fn store_error(err: tower_sessions::session::Error) -> session_store::Error {
     match err {
         tower_sessions::session::Error::Store(err) => err,
@@ -338,7 +383,15 @@ where
                 policy
             }
         };
-        Ok(Self::new(session, policy))
+        let user_agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        Ok(Self {
+            user_agent,
+            ..Self::new(session, policy)
+        })
     }
 }
 

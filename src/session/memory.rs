@@ -291,6 +291,7 @@ mod tests {
         let entry = Entry {
             member_id: "m".into(),
             flow: "jsapi",
+            browser: "Firefox on Linux".into(),
         };
         let mut short = record(1);
         short.expiry_date = OffsetDateTime::now_utc() + time::Duration::seconds(1);
@@ -339,6 +340,7 @@ mod tests {
         let entry = Entry {
             member_id: "m".into(),
             flow: "oidc",
+            browser: String::new(),
         };
         let mut r = record(9);
         store.create(&mut r).await.unwrap();

@@ -13,7 +13,8 @@
 //!   written (or wrapped) here; `sweep`: expired rows of the SQL stores deleted in small
 //!   batches;
 //! - [`index`]: which sessions each member holds, in every store, so that they can be ended
-//!   together (sign out everywhere, revocation).
+//!   together (sign out everywhere, revocation) or listed and ended one by one by the member
+//!   (`/sessions`); [`device`] (pure): the browser each was signed in with, in a few words.
 //!
 //! Only this module knows which store is in use, and handlers never see a raw key. Cookie
 //! flags and expiry policy are set here too ([`layer`]), and which of several session
@@ -27,6 +28,7 @@ use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
 pub(crate) mod backend;
 pub(crate) mod connect;
 pub(crate) mod cookie;
+pub(crate) mod device;
 pub(crate) mod guard;
 pub(crate) mod index;
 pub(crate) mod keys;
@@ -46,7 +48,7 @@ pub(crate) mod sweep;
 pub use backend::SessionBackend;
 pub use connect::ConnectError;
 pub(crate) use guard::guard;
-pub(crate) use index::SessionSummary;
+pub(crate) use index::{OwnSession, SessionSummary};
 pub use member::{Connected, Credentials, Flow, Member, MemberSession, SessionPolicy};
 pub(crate) use memory::MemoryStore;
 #[cfg(feature = "sqlite")]

@@ -6,6 +6,10 @@
 //! from the key) says which key sealed it, so opening tries one key, and the associated data
 //! (the session id, chosen by the caller) binds it to its session. Nonces are 96 random bits,
 //! fresh for every seal. Keys, nonces and associated data come in as arguments; no I/O here.
+//!
+//! Each key also derives a key of its own for session handles ([`Keyring::handle`]): an
+//! opaque name for a session that a member may see (their own sessions' list), which no one
+//! can turn back into the session id, and which every instance sharing the keys computes alike.
 
 use std::fmt;
 
@@ -51,6 +55,8 @@ pub(crate) enum OpenError {
 
 struct Key {
     id: KeyId,
+    /// Derived from the key: names sessions by handle ([`Keyring::handle`]).
+    handles: ring::hmac::Key,
     /// `v1.<id>.`, what every value this key seals starts with (made once, not per seal).
     prefix: String,
     aead: LessSafeKey,
@@ -83,6 +89,7 @@ impl Keyring {
                 let id = key_id(bytes);
                 Some(Key {
                     id,
+                    handles: handle_key(bytes),
                     prefix: format!("{VERSION}.{id}."),
                     aead,
                 })
@@ -135,6 +142,23 @@ impl Keyring {
         text
     }
 
+    /// The handle of `subject` (a session id) under the sealing key: the first
+    /// [`HANDLE_LEN`] bytes of HMAC-SHA256 under a key derived from it, base64url. Opaque: it
+    /// tells nothing of the id, and cannot be made without the key.
+    pub(crate) fn handle(&self, subject: &[u8]) -> String {
+        handle_under(&self.keys[0].handles, subject)
+    }
+
+    /// Whether `handle` is `subject`'s under any key of this keyring (so that a handle shown
+    /// before a rotation still names its session), compared in constant time.
+    pub(crate) fn is_handle(&self, subject: &[u8], handle: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.keys.iter().fold(false, |found, key| {
+            let expected = handle_under(&key.handles, subject);
+            found | bool::from(expected.as_bytes().ct_eq(handle.as_bytes()))
+        })
+    }
+
     /// Opens a value sealed for `aad` by any key of this keyring.
     pub(crate) fn open(&self, sealed: &str, aad: &[u8]) -> Result<Vec<u8>, OpenError> {
         let mut parts = sealed.splitn(3, '.');
@@ -171,6 +195,22 @@ pub(crate) fn key_id(key: &[u8; KEY_LEN]) -> KeyId {
     let mut id = [0u8; 4];
     id.copy_from_slice(&digest.as_ref()[..4]);
     KeyId(id)
+}
+
+/// How many bytes of the MAC a handle keeps (128 bits: 22 characters of base64url).
+pub(crate) const HANDLE_LEN: usize = 16;
+
+/// The handle key of `key`: HMAC-SHA256(key, "linkedin-token-exchange session handle"), so that
+/// handles share nothing with the sealing or the key id.
+fn handle_key(key: &[u8; KEY_LEN]) -> ring::hmac::Key {
+    let derive = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let derived = ring::hmac::sign(&derive, b"linkedin-token-exchange session handle");
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
+}
+
+fn handle_under(key: &ring::hmac::Key, subject: &[u8]) -> String {
+    let tag = ring::hmac::sign(key, subject);
+    BASE64URL.encode(&tag.as_ref()[..HANDLE_LEN])
 }
 
 /// Parses `SESSION_KEYS`: a comma list of base64 32-byte keys. The error never holds a key.
@@ -295,6 +335,43 @@ mod tests {
         for junk in ["", "v1", "v1.x", "v2.00000000.AAAA", "v1.zz.%%%"] {
             assert!(keyring.open(junk, b"session-a").is_err(), "{junk}");
         }
+    }
+
+    #[test]
+    fn a_handle_is_opaque_stable_per_key_and_recognised_after_a_rotation() {
+        let (k1, k2) = ([1; 32], [2; 32]);
+        let old = Keyring::new(&[k1]).unwrap();
+        let handle = old.handle(b"session-a");
+        assert_eq!(handle.len(), 22, "{handle}");
+        assert!(
+            handle
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert!(!handle.contains("session"));
+        // The same on every instance with the key; another session, another handle.
+        assert_eq!(Keyring::new(&[k1]).unwrap().handle(b"session-a"), handle);
+        assert_ne!(old.handle(b"session-b"), handle);
+        assert!(old.is_handle(b"session-a", &handle));
+        assert!(!old.is_handle(b"session-b", &handle));
+        assert!(!old.is_handle(b"session-a", &handle[..21]));
+        assert!(!old.is_handle(b"session-a", ""));
+        // Not the sealing key's MAC itself: derived.
+        let plain = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k1),
+            b"session-a",
+        );
+        assert_ne!(BASE64URL.encode(&plain.as_ref()[..HANDLE_LEN]), handle);
+        // After a rotation the new key names sessions, and the old handles still match.
+        let rotated = Keyring::new(&[k2, k1]).unwrap();
+        assert_ne!(rotated.handle(b"session-a"), handle);
+        assert!(rotated.is_handle(b"session-a", &handle));
+        assert!(rotated.is_handle(b"session-a", &rotated.handle(b"session-a")));
+        assert!(
+            !Keyring::new(&[k2])
+                .unwrap()
+                .is_handle(b"session-a", &handle)
+        );
     }
 
     #[test]

@@ -37,7 +37,8 @@ use tower_sessions_sqlx_store::sqlx::{self, ConnectOptions, Connection, SqlitePo
 use super::index::{Entry, SQLITE_TABLE};
 use super::sweep::Swept;
 
-/// The most rows one `INSERT` carries (three parameters each, far below SQLite's limit).
+/// The most rows one `INSERT` carries (three parameters each, and six for the index: far
+/// below SQLite's limit).
 const MAX_BATCH: usize = 64;
 /// New sessions waiting for the writer; a full queue makes requests wait (back-pressure).
 const QUEUE: usize = 4 * MAX_BATCH;
@@ -405,9 +406,10 @@ async fn insert_batch(
     let written = if entries.is_empty() {
         query.execute(&mut *writer).await.map(drop)
     } else {
-        let placeholders = vec!["(?, ?, ?, ?)"; entries.len()].join(", ");
+        let placeholders = vec!["(?, ?, ?, ?, ?, ?)"; entries.len()].join(", ");
         let sql = format!(
-            "insert into {SQLITE_TABLE} (session_id, member_id, flow, created_at) values {placeholders}"
+            "insert into {SQLITE_TABLE} (session_id, member_id, flow, created_at, browser, \
+             last_seen) values {placeholders}"
         );
         let mut index = sqlx::query(&sql);
         let now = OffsetDateTime::now_utc().unix_timestamp();
@@ -416,6 +418,8 @@ async fn insert_batch(
                 .bind(id.to_string())
                 .bind(entry.member_id.as_str())
                 .bind(entry.flow)
+                .bind(now)
+                .bind(entry.browser.as_str())
                 .bind(now);
         }
         async {
@@ -482,13 +486,17 @@ async fn index_one(
     id: &Id,
     entry: &Entry,
 ) -> session_store::Result<()> {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
     sqlx::query(&format!(
-        "insert into {SQLITE_TABLE} (session_id, member_id, flow, created_at) values (?, ?, ?, ?)"
+        "insert into {SQLITE_TABLE} (session_id, member_id, flow, created_at, browser, last_seen) \
+         values (?, ?, ?, ?, ?, ?)"
     ))
     .bind(id.to_string())
     .bind(entry.member_id.as_str())
     .bind(entry.flow)
-    .bind(OffsetDateTime::now_utc().unix_timestamp())
+    .bind(now)
+    .bind(entry.browser.as_str())
+    .bind(now)
     .execute(writer)
     .await
     .map(drop)

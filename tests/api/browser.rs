@@ -1,7 +1,8 @@
 //! A real browser (headless Chromium over WebDriver), on `https://127.0.0.1:PORT` (the only
 //! public origin), signs in with the sandbox's JSAPI, reloads and signs out; then signs in
 //! with OpenID Connect through the sandbox's consent page, as another member through
-//! `?sandbox_member=`, and cancels once.
+//! `?sandbox_member=`, and cancels once. The Chromium harness here (`Chromedriver`, `Browser`)
+//! serves the other browser tests too (`account::browser`).
 
 use std::fmt::Display;
 use std::fs::File;
@@ -22,10 +23,10 @@ use tempfile::TempDir;
 use crate::support::servers::skip_or_fail;
 use crate::support::{API_KEY, FetchJson, TestApp, encode_cookie, test_config};
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 /// How long one step of the flow may take in the browser.
-const STEP_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long chromedriver and Chromium may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -518,7 +519,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
 
 /// The sandbox app on `https://127.0.0.1:PORT`, its only public origin (as a person who
 /// opens the address the start-up log names), with metrics on a listener of their own.
-async fn spawn_on_loopback_origin() -> TestApp {
+pub(crate) async fn spawn_on_loopback_origin() -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let port = crate::support::free_port();
     let mut config = test_config(&dir);
@@ -541,7 +542,7 @@ async fn metric_lines(metrics: SocketAddr, name: &str) -> Vec<String> {
 
 /// chromedriver on a free port, in its own process group with the Chromium it starts; the
 /// whole group is killed on drop, also when the test fails.
-struct Chromedriver {
+pub(crate) struct Chromedriver {
     child: Child,
     url: String,
     log: std::path::PathBuf,
@@ -550,7 +551,7 @@ struct Chromedriver {
 }
 
 impl Chromedriver {
-    async fn start(app: &TestApp) -> Chromedriver {
+    pub(crate) async fn start(app: &TestApp) -> Chromedriver {
         use std::os::unix::process::CommandExt;
 
         let port = crate::support::free_port();
@@ -615,12 +616,12 @@ impl Drop for Chromedriver {
 }
 
 /// A WebDriver session in headless Chromium, with the checks the test needs.
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
 }
 
 impl Browser {
-    async fn connect(driver: &Chromedriver) -> Browser {
+    pub(crate) async fn connect(driver: &Chromedriver) -> Browser {
         let profile = driver.dir.path().join("profile");
         let mut caps = Capabilities::new();
         caps.insert(
@@ -764,13 +765,13 @@ impl Browser {
     }
 
     /// The element with id `id`, found as step `what`.
-    async fn find(&self, what: &str, id: &str) -> Element {
+    pub(crate) async fn find(&self, what: &str, id: &str) -> Element {
         self.step(what, self.client.find(Locator::Id(id)).await)
             .await
     }
 
     /// The result of a browser command, or a failure naming `what` with the page's state.
-    async fn step<T>(&self, what: &str, result: Result<T, CmdError>) -> T {
+    pub(crate) async fn step<T>(&self, what: &str, result: Result<T, CmdError>) -> T {
         match result {
             Ok(value) => value,
             Err(e) => panic!(
@@ -782,7 +783,7 @@ impl Browser {
 
     /// Polls `condition` (a script body returning a boolean) until it holds.
     /// Stops early if the page shows an error (`#status` with `data-state="error"`).
-    async fn wait_for(&self, what: &str, condition: &str) {
+    pub(crate) async fn wait_for(&self, what: &str, condition: &str) {
         let script = format!(
             "const met = (() => {{ {condition} }})();
              const s = document.getElementById('status');
@@ -813,7 +814,7 @@ impl Browser {
     }
 
     /// Runs `body` as an async script; it answers by calling `done(value)`.
-    async fn execute_async(&self, what: &str, body: &str) -> Value {
+    pub(crate) async fn execute_async(&self, what: &str, body: &str) -> Value {
         let script = format!("const done = arguments[arguments.length - 1];\n{body}");
         let value = self
             .step(what, self.client.execute_async(&script, vec![]).await)
@@ -825,7 +826,7 @@ impl Browser {
     }
 
     /// `GET path` from the page (same origin, its cookies), answered as JSON.
-    async fn fetch_json(&self, path: &str) -> Value {
+    pub(crate) async fn fetch_json(&self, path: &str) -> Value {
         let body = format!(
             "fetch({path:?}, {{ credentials: 'same-origin' }})
                .then(r => r.text().then(text => {{
@@ -843,7 +844,7 @@ impl Browser {
         answer["body"].clone()
     }
 
-    async fn text_of(&self, id: &str) -> String {
+    pub(crate) async fn text_of(&self, id: &str) -> String {
         let element = self
             .step(
                 &format!("find #{id}"),
@@ -875,7 +876,7 @@ impl Browser {
     }
 
     /// The browser console since the last call, one `  [LEVEL] message` a line.
-    async fn console(&self) -> Result<Vec<String>, String> {
+    pub(crate) async fn console(&self) -> Result<Vec<String>, String> {
         match self.client.issue_cmd(BrowserLog).await {
             Ok(Value::Array(entries)) => Ok(entries
                 .iter()
@@ -892,7 +893,7 @@ impl Browser {
         }
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         if let Err(e) = self.client.close().await {
             eprintln!("closing the browser session failed (chromedriver is killed anyway): {e}");
         }

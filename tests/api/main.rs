@@ -5,6 +5,7 @@
 
 mod support;
 
+mod account;
 mod at_rest;
 mod browser;
 mod config_docs;

@@ -1,0 +1,259 @@
+//! `/account` in a real browser (headless Chromium over WebDriver, the harness of
+//! `tests/api/browser.rs`): a member signed in in Chromium and on two other devices (HTTPS
+//! clients with cookie jars of their own) opens the page from the login page's link, sees
+//! the three sessions with this device marked, ends one other device's session (which is then
+//! signed out) and then "all other sessions", under the page's Content-Security-Policy.
+
+use std::path::Path;
+use std::time::Instant;
+
+use fantoccini::Locator;
+use serde_json::json;
+
+use super::{CHROME_ON_WINDOWS, Device, SAFARI_ON_IOS};
+use crate::browser::{
+    Browser, CHROMEDRIVER, CHROMIUM, Chromedriver, STEP_TIMEOUT, spawn_on_loopback_origin,
+};
+use crate::support::servers::skip_or_fail;
+
+/// The number of session rows the page shows.
+const ROWS: &str = "document.querySelectorAll('#session-rows tr').length";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_ends_another_devices_session_from_the_account_page_in_chromium() {
+    const TEST: &str =
+        "account::browser::a_member_ends_another_devices_session_from_the_account_page_in_chromium";
+    if std::env::var("SKIP_BROWSER_TESTS").is_ok_and(|v| v == "1") {
+        skip_or_fail(TEST, "SKIP_BROWSER_TESTS=1");
+        return;
+    }
+    if let Some(missing) = [CHROMEDRIVER, CHROMIUM]
+        .into_iter()
+        .find(|binary| !Path::new(binary).exists())
+    {
+        skip_or_fail(
+            TEST,
+            &format!("{missing} is missing: install Debian's `chromium` and `chromium-driver`"),
+        );
+        return;
+    }
+
+    let app = spawn_on_loopback_origin().await;
+    let started = Instant::now();
+    let driver = Chromedriver::start(&app).await;
+    let browser = Browser::connect(&driver).await;
+
+    // This device: Chromium signs in with the sandbox's JSAPI button.
+    browser
+        .step(
+            "open the login page",
+            browser.client.goto(&app.url("/")).await,
+        )
+        .await;
+    let sign_in = browser
+        .step(
+            "the JSAPI renders its button",
+            browser
+                .client
+                .wait()
+                .at_most(STEP_TIMEOUT)
+                .for_element(Locator::Css("button.in-login"))
+                .await,
+        )
+        .await;
+    browser
+        .step("click “Sign in with LinkedIn”", sign_in.click().await)
+        .await;
+    browser
+        .wait_for(
+            "the page to say connected as SandboxAda, with the link to the account page",
+            "const s = document.getElementById('status'), l = document.getElementById('account-link');
+             return !!s && s.dataset.state === 'connected' && !!l && !l.hidden;",
+        )
+        .await;
+
+    // Two other devices of the same member.
+    let desktop = Device::new(&app, CHROME_ON_WINDOWS);
+    desktop.sign_in_jsapi(&app, "SandboxAda").await;
+    let phone = Device::new(&app, SAFARI_ON_IOS);
+    phone.sign_in_jsapi(&app, "SandboxAda").await;
+
+    let link = browser
+        .step(
+            "find the link to the account page",
+            browser.client.find(Locator::Css("#account-link a")).await,
+        )
+        .await;
+    browser
+        .step("click “Your sessions on every device”", link.click().await)
+        .await;
+    browser
+        .wait_for(
+            "the account page to list three sessions",
+            &format!("return location.pathname === '/account' && {ROWS} === 3;"),
+        )
+        .await;
+
+    // This device is marked, once: Chromium's own session, described from its User-Agent.
+    let listed = browser.fetch_json("/sessions").await;
+    let own = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap_or_else(|| panic!("no current session: {listed}"))
+        .clone();
+    assert_eq!(own["browser"], "Chrome on Linux", "{listed}");
+    let marked = browser
+        .step(
+            "read the marked rows",
+            browser
+                .client
+                .execute(
+                    "return [...document.querySelectorAll('#session-rows tr')]
+                       .filter(r => r.querySelector('.this-device'))
+                       .map(r => [r.dataset.handle, r.querySelector('.browser').textContent,
+                                  !!r.querySelector('button.end-session')]);",
+                    vec![],
+                )
+                .await,
+        )
+        .await;
+    assert_eq!(
+        marked,
+        json!([[own["handle"], "Chrome on Linux (this device)", false]]),
+        "the one row marked “this device”, without an end button"
+    );
+    let shown = browser
+        .step(
+            "read the rows",
+            browser
+                .client
+                .execute(
+                    "return [...document.querySelectorAll('#session-rows tr')]
+                       .map(r => [r.querySelector('.browser').textContent, r.querySelector('.flow').textContent])
+                       .sort();",
+                    vec![],
+                )
+                .await,
+        )
+        .await;
+    assert_eq!(
+        shown,
+        json!([
+            ["Chrome on Linux (this device)", "JavaScript API"],
+            ["Chrome on Windows", "JavaScript API"],
+            ["Safari on iOS", "JavaScript API"]
+        ])
+    );
+
+    // End the desktop's session with its row's button.
+    let desktop_handle = desktop.own_handle(&app).await;
+    let end = browser
+        .step(
+            "find the desktop's “End session” button",
+            browser
+                .client
+                .find(Locator::Css(&format!(
+                    "button.end-session[data-handle='{desktop_handle}']"
+                )))
+                .await,
+        )
+        .await;
+    browser
+        .step("click the desktop's “End session”", end.click().await)
+        .await;
+    browser
+        .wait_for(
+            "the page to say the session ended and list two",
+            &format!(
+                "const m = document.getElementById('account-message');
+                 return {ROWS} === 2 && m.dataset.state === 'done' && m.textContent === 'Session ended.';"
+            ),
+        )
+        .await;
+    assert_eq!(
+        desktop.session(&app).await,
+        json!({"connected": false}),
+        "the desktop is signed out"
+    );
+    assert_eq!(phone.session(&app).await["member_id"], "SandboxAda");
+    let still_listed = browser
+        .step(
+            "read the handles left",
+            browser
+                .client
+                .execute(
+                    "return [...document.querySelectorAll('#session-rows tr')].map(r => r.dataset.handle);",
+                    vec![],
+                )
+                .await,
+        )
+        .await;
+    assert!(
+        !still_listed
+            .as_array()
+            .unwrap()
+            .contains(&json!(desktop_handle)),
+        "{still_listed}"
+    );
+
+    // "End all other sessions": the phone goes, this device stays.
+    let end_others = browser
+        .step(
+            "find “End all other sessions”",
+            browser.client.find(Locator::Id("end-others")).await,
+        )
+        .await;
+    browser
+        .step("click “End all other sessions”", end_others.click().await)
+        .await;
+    browser
+        .wait_for(
+            "the page to list this device only",
+            &format!(
+                "const m = document.getElementById('account-message');
+                 return {ROWS} === 1 && m.textContent === 'Ended 1 other session.'
+                   && document.getElementById('end-others').hidden
+                   && !!document.querySelector('#session-rows tr.current .this-device');"
+            ),
+        )
+        .await;
+    assert_eq!(phone.session(&app).await, json!({"connected": false}));
+    let session = browser.fetch_json("/session").await;
+    assert_eq!(
+        session["member_id"], "SandboxAda",
+        "this device stays: {session}"
+    );
+
+    // Reloaded, the server draws the same page the script left.
+    browser
+        .step("reload the page", browser.client.refresh().await)
+        .await;
+    browser
+        .wait_for(
+            "the reloaded page to list this device only",
+            &format!("return {ROWS} === 1 && document.getElementById('end-others').hidden;"),
+        )
+        .await;
+
+    let console = browser.console().await.expect("the browser console");
+    let violations: Vec<_> = console
+        .iter()
+        .filter(|line| line.contains("Content Security Policy") || line.contains("Refused to"))
+        .collect();
+    assert!(violations.is_empty(), "CSP violations:\n{violations:#?}");
+    let errors: Vec<_> = console
+        .iter()
+        .filter(|line| line.contains("[SEVERE]"))
+        .collect();
+    assert!(errors.is_empty(), "errors in the console:\n{errors:#?}");
+
+    browser.close().await;
+    drop(driver);
+    eprintln!(
+        "the account page in Chromium took {:.2?}",
+        started.elapsed()
+    );
+    app.stop().await;
+}
