@@ -227,7 +227,7 @@ impl AppError {
 
     /// How many variants [`AppError::variant`] numbers.
     #[cfg(test)]
-    const VARIANTS: u8 = 19;
+    const VARIANTS: u8 = 21;
 
     /// The variant's number (and the nested error's, where it carries codes of its own), for
     /// `every_variant_has_a_sample`. A new variant takes the next number, raises
@@ -269,8 +269,8 @@ impl AppError {
             Self::JsapiNotConfigured => (16, 0),
             Self::SessionLayerMissing => (17, 0),
             Self::ClientAddressUnknown => (18, 0),
-            Self::SessionNotFound => (26, 0),
-            Self::SessionsNotConfigured => (27, 0),
+            Self::SessionNotFound => (19, 0),
+            Self::SessionsNotConfigured => (20, 0),
         }
     }
 
