@@ -718,7 +718,7 @@ fn profile_claims(state: &ProviderState, member_id: &str, access: &Issued) -> Va
 async fn userinfo(State(state): State<ProviderState>, headers: HeaderMap) -> Response {
     let access = match super::rest::bearer(&state.0.ledger, &headers) {
         Ok(access) => access,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     Json(profile_claims(&state, &access.member, &access)).into_response()
 }

@@ -85,29 +85,58 @@ pub(crate) fn router(config: OidcSandboxConfig, ledger: Arc<Ledger>) -> Router {
         .with_state(state)
 }
 
-/// LinkedIn's REST error: `{"status", "serviceErrorCode"?, "code"?, "message"}`.
+/// A refusal in LinkedIn's REST shape: `{"status", "serviceErrorCode"?, "code"?, "message"}`,
+/// with `Retry-After` for the quota's.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    status: StatusCode,
+    service_code: Option<u32>,
+    code: Option<&'static str>,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+/// A refusal without `Retry-After`.
 fn api_error(
     status: StatusCode,
     service_code: Option<u32>,
-    code: Option<&str>,
-    message: &str,
-) -> Response {
-    let mut body = json!({"status": status.as_u16(), "message": message});
-    if let Some(service_code) = service_code {
-        body["serviceErrorCode"] = json!(service_code);
+    code: Option<&'static str>,
+    message: impl Into<String>,
+) -> Refusal {
+    Refusal {
+        status,
+        service_code,
+        code,
+        message: message.into(),
+        retry_after: None,
     }
-    if let Some(code) = code {
-        body["code"] = json!(code);
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut body = json!({"status": self.status.as_u16(), "message": self.message});
+        if let Some(service_code) = self.service_code {
+            body["serviceErrorCode"] = json!(service_code);
+        }
+        if let Some(code) = self.code {
+            body["code"] = json!(code);
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
-    (status, Json(body)).into_response()
 }
 
 /// The caller of an API route: the active OpenID Connect token in `Authorization: Bearer`,
 /// with one call counted against its member's daily quota. Otherwise LinkedIn's 401
 /// (learn.microsoft.com, "Error Handling": empty token, unknown scheme, invalid, revoked or
 /// expired token) or 429 with `Retry-After` until midnight UTC.
-pub(crate) fn bearer(ledger: &Ledger, headers: &HeaderMap) -> Result<Arc<Issued>, Response> {
-    let unauthorized = |service_code, message| {
+pub(crate) fn bearer(ledger: &Ledger, headers: &HeaderMap) -> Result<Arc<Issued>, Refusal> {
+    let unauthorized = |service_code, message: &'static str| {
         api_error(StatusCode::UNAUTHORIZED, Some(service_code), None, message)
     };
     let header = headers
@@ -148,16 +177,15 @@ pub(crate) fn bearer(ledger: &Ledger, headers: &HeaderMap) -> Result<Arc<Issued>
         }
     }
     if let Err(retry_after) = ledger.spend(&access.member, now) {
-        let mut response = api_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(101),
-            None,
-            "Resource level throttle limit for calls to this resource is reached.",
-        );
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(retry_after));
-        return Err(response);
+        return Err(Refusal {
+            retry_after: Some(retry_after),
+            ..api_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(101),
+                None,
+                "Resource level throttle limit for calls to this resource is reached.",
+            )
+        });
     }
     Ok(access)
 }
@@ -221,7 +249,7 @@ async fn introspect(
 }
 
 /// `GET /v2/me`: an OpenID Connect token may not read the legacy profile.
-async fn me(State(state): State<RestState>, headers: HeaderMap) -> Response {
+async fn me(State(state): State<RestState>, headers: HeaderMap) -> Refusal {
     if let Err(refusal) = bearer(&state.0.ledger, &headers) {
         return refusal;
     }
@@ -282,7 +310,7 @@ pub(crate) fn check_version(header: Option<&str>, now: i64) -> Version {
 
 /// The versioned API's headers: the version (400 without, 426 for one not served) and the
 /// Rest.li protocol version (400 without 2.0.0). Answers the version as LinkedIn names it.
-fn versioned(headers: &HeaderMap) -> Result<String, Response> {
+fn versioned(headers: &HeaderMap) -> Result<String, Refusal> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let version = match check_version(header("linkedin-version"), now()) {
         Version::Active(version) => version,
@@ -299,7 +327,7 @@ fn versioned(headers: &HeaderMap) -> Result<String, Response> {
                 StatusCode::UPGRADE_REQUIRED,
                 None,
                 Some("NONEXISTENT_VERSION"),
-                &format!("Requested version {version} is not active"),
+                format!("Requested version {version} is not active"),
             ));
         }
     };
@@ -315,45 +343,48 @@ fn versioned(headers: &HeaderMap) -> Result<String, Response> {
 }
 
 /// A required field of a post, as LinkedIn's validation names it.
-fn missing(field: &str) -> Response {
+fn missing(field: &str) -> Refusal {
     api_error(
         StatusCode::UNPROCESSABLE_ENTITY,
         None,
         None,
-        &format!("ERROR :: /{field} :: field is required but not found and has no default value"),
+        format!("ERROR :: /{field} :: field is required but not found and has no default value"),
     )
 }
 
 /// `POST /rest/posts`: a post by the token's member (`w_member_social`), answered 201 with
 /// its URN in `x-restli-id`.
-async fn create_post(State(state): State<RestState>, headers: HeaderMap, body: Bytes) -> Response {
-    let access = match bearer(&state.0.ledger, &headers) {
-        Ok(access) => access,
-        Err(refusal) => return refusal,
-    };
-    let version = match versioned(&headers) {
-        Ok(version) => version,
-        Err(refusal) => return refusal,
-    };
-    if !access.scope.split(',').any(|scope| scope == POST_SCOPE) {
-        return api_error(
+async fn create_post(
+    State(state): State<RestState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let access = bearer(&state.0.ledger, &headers)?;
+    let version = versioned(&headers)?;
+    let forbidden = |message: String| {
+        api_error(
             StatusCode::FORBIDDEN,
             Some(100),
             Some("ACCESS_DENIED"),
-            &format!("Not enough permissions to access: partnerApiPostsExternal.CREATE.{version}"),
-        );
+            message,
+        )
+    };
+    if !access.scope.split(',').any(|scope| scope == POST_SCOPE) {
+        return Err(forbidden(format!(
+            "Not enough permissions to access: partnerApiPostsExternal.CREATE.{version}"
+        )));
     }
     let Ok(Value::Object(mut post)) = serde_json::from_slice::<Value>(&body) else {
-        return api_error(
+        return Err(api_error(
             StatusCode::BAD_REQUEST,
             None,
             None,
             "Unable to parse the request body as a JSON object",
-        );
+        ));
     };
     for field in ["author", "commentary", "visibility", "lifecycleState"] {
         if !post.get(field).is_some_and(Value::is_string) {
-            return missing(field);
+            return Err(missing(field));
         }
     }
     let enumerated = [
@@ -366,12 +397,12 @@ async fn create_post(State(state): State<RestState>, headers: HeaderMap, body: B
     for (field, symbols) in enumerated {
         let value = post[field].as_str().unwrap_or_default();
         if !symbols.contains(&value) {
-            return api_error(
+            return Err(api_error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 None,
                 None,
-                &format!("ERROR :: /{field} :: \"{value}\" is not an enum symbol"),
-            );
+                format!("ERROR :: /{field} :: \"{value}\" is not an enum symbol"),
+            ));
         }
     }
     let author = format!(
@@ -379,12 +410,9 @@ async fn create_post(State(state): State<RestState>, headers: HeaderMap, body: B
         super::oidc::subject(&state.0.config, &access.member)
     );
     if post["author"].as_str() != Some(author.as_str()) {
-        return api_error(
-            StatusCode::FORBIDDEN,
-            Some(100),
-            Some("ACCESS_DENIED"),
-            &format!("The author must be the authenticated member, {author}"),
-        );
+        return Err(forbidden(format!(
+            "The author must be the authenticated member, {author}"
+        )));
     }
     let id = format!(
         "urn:li:share:{}",
@@ -409,7 +437,7 @@ async fn create_post(State(state): State<RestState>, headers: HeaderMap, body: B
             .headers_mut()
             .insert(HeaderName::from_static("x-restli-id"), value);
     }
-    response
+    Ok(response)
 }
 
 /// `GET /rest/posts/{id}` (the URN, percent-encoded): a post made here, to any active token of
@@ -418,21 +446,17 @@ async fn get_post(
     State(state): State<RestState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(refusal) = bearer(&state.0.ledger, &headers) {
-        return refusal;
-    }
-    if let Err(refusal) = versioned(&headers) {
-        return refusal;
-    }
+) -> Result<Json<Value>, Refusal> {
+    bearer(&state.0.ledger, &headers)?;
+    versioned(&headers)?;
     match state.0.posts.get(&id) {
-        Some(post) => Json((*post).clone()).into_response(),
-        None => api_error(
+        Some(post) => Ok(Json((*post).clone())),
+        None => Err(api_error(
             StatusCode::NOT_FOUND,
             None,
             Some("NOT_FOUND"),
-            &format!("Post {id} not found"),
-        ),
+            format!("Post {id} not found"),
+        )),
     }
 }
 
