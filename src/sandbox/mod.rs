@@ -256,8 +256,8 @@ pub(crate) fn router(config: SandboxConfig) -> Router {
             .build(),
         oauth_tokens: Cache::builder()
             .max_capacity(MAX_TOKENS)
-            // Kept a week past their end, so that a late call is told "expired".
-            .time_to_live(rules.token_ttl + Duration::from_secs(7 * 86_400))
+            // Kept past their end, so that a late call is told "expired".
+            .time_to_live(rules.token_ttl + tokens::EXPIRED_KEPT)
             .build(),
         nonces: Cache::builder()
             .max_capacity(MAX_NONCES)

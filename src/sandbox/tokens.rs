@@ -32,7 +32,7 @@ pub(crate) const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(5_184_000);
 pub(crate) const MAX_TTL: Duration = Duration::from_secs(315_360_000);
 /// How long an expired credential is still known (so that introspection says `expired`
 /// rather than not knowing it).
-const EXPIRED_KEPT: Duration = Duration::from_secs(7 * 86_400);
+pub(crate) const EXPIRED_KEPT: Duration = Duration::from_secs(7 * 86_400);
 /// Bounds on memory.
 const MAX_CREDENTIALS: u64 = 200_000;
 const MAX_MEMBERS: u64 = 200_000;

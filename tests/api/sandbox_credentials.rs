@@ -1088,3 +1088,63 @@ async fn the_binary_reads_the_sandbox_variables_and_refuses_a_bad_one() {
         assert!(stderr.contains(name), "{name}={value}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_host_mounting_the_sandbox_sets_the_same_rules_through_its_builder() {
+    use linkedin_token_exchange::sandbox::Sandbox;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let sandbox = Sandbox::new(format!("{origin}/sandbox").parse().unwrap())
+        .token_lifetime(Duration::from_secs(5))
+        .refresh_tokens(Duration::from_secs(9))
+        .daily_quota(1);
+    let app = axum::Router::new().nest("/sandbox", sandbox.router());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    linkedin_token_exchange::server::install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Any loopback redirect URI: a host's sandbox does not know the app in advance.
+    let redirect_uri = "http://127.0.0.1:1/callback";
+    let (client_id, client_secret) = (sandbox.client_id(), sandbox.client_secret());
+    let response = http
+        .post(format!("{origin}/sandbox/oauth/v2/authorization"))
+        .form(&[
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect_uri),
+            ("scope", SCOPE),
+            ("sandbox_member", "hosted"),
+            ("decision", "allow"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let code = query(&location(&response))["code"].clone();
+    let (status, answer) = json_of(
+        http.post(format!("{origin}/sandbox/oauth/v2/accessToken"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", redirect_uri),
+                ("client_id", client_id.as_str()),
+                ("client_secret", client_secret.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["expires_in"], 5, "{answer}");
+    assert_eq!(answer["refresh_token_expires_in"], 9, "{answer}");
+    let userinfo = || {
+        http.get(format!("{origin}/sandbox/v2/userinfo"))
+            .bearer_auth(answer["access_token"].as_str().unwrap())
+            .send()
+    };
+    assert_eq!(userinfo().await.unwrap().status(), 200);
+    assert_eq!(userinfo().await.unwrap().status(), 429);
+}
