@@ -18,8 +18,9 @@
 //!   initials) until `e`, 403 after it or for a URL not signed here.
 //!
 //! Every API route counts against the member's daily quota ([`bearer`]), as LinkedIn counts
-//! calls per member per day: over it, 429 with `Retry-After` until midnight UTC
-//! (wp-calypso#32007 quotes LinkedIn's message).
+//! calls per member per day (learn.microsoft.com, "Rate Limits": they reset at midnight UTC):
+//! over it, 429 in LinkedIn's words (wp-calypso#32007 quotes them), with a `Retry-After`
+//! until midnight UTC that LinkedIn does not send but issue 30 asks of the sandbox.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -13,7 +13,7 @@
 //! - a member removes an app on LinkedIn's "Permitted services" page, which revokes its
 //!   tokens (learn.microsoft.com, "Error Handling": "The token has been revoked by the member
 //!   from their privacy settings");
-//! - daily limits reset at midnight UTC (learn.microsoft.com, "API Rate Limiting");
+//! - daily limits reset at midnight UTC (learn.microsoft.com, "Rate Limits");
 //! - picture URLs are signed and carry their expiry as `e=<unix seconds>`
 //!   (tomquirk/linkedin-api#93, joshuatz/linkedin-to-jsonresume#75).
 
