@@ -74,6 +74,49 @@ pub struct LinkedIn {
         action = clap::ArgAction::Set
     )]
     pub sandbox_keep_alive: bool,
+
+    /// Sandbox mode only: seconds an access token of the sandbox lives (both flows; 60 days,
+    /// as LinkedIn's), so that tests see expiry in seconds. Then it answers 401.
+    #[arg(
+        long = "sandbox-token-ttl",
+        env = "SANDBOX_TOKEN_TTL",
+        value_name = "SANDBOX_TOKEN_TTL",
+        default_value_t = 5_184_000,
+        value_parser = clap::value_parser!(u64).range(1..=315_360_000)
+    )]
+    pub sandbox_token_ttl: u64,
+
+    /// Sandbox mode only: `true` makes the sandbox's OpenID Connect token answers carry
+    /// `refresh_token` and `refresh_token_expires_in`, as LinkedIn's do for a partner app.
+    #[arg(
+        long = "sandbox-refresh-tokens",
+        env = "SANDBOX_REFRESH_TOKENS",
+        value_name = "SANDBOX_REFRESH_TOKENS",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub sandbox_refresh_tokens: bool,
+
+    /// Sandbox mode only: the refresh token's fixed life in seconds (365 days, as
+    /// LinkedIn's); refreshing does not extend it.
+    #[arg(
+        long = "sandbox-refresh-ttl",
+        env = "SANDBOX_REFRESH_TTL",
+        value_name = "SANDBOX_REFRESH_TTL",
+        default_value_t = 31_536_000,
+        value_parser = clap::value_parser!(u64).range(1..=315_360_000)
+    )]
+    pub sandbox_refresh_ttl: u64,
+
+    /// Sandbox mode only: calls per member per UTC day to the sandbox's API routes before it
+    /// answers 429 (with `Retry-After` until midnight UTC). Unset: no limit.
+    #[arg(
+        long = "sandbox-daily-quota",
+        env = "SANDBOX_DAILY_QUOTA",
+        value_name = "SANDBOX_DAILY_QUOTA",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub sandbox_daily_quota: Option<u64>,
 }
 
 impl LinkedIn {

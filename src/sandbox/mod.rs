@@ -9,11 +9,20 @@
 //! - `POST /sandbox/uas/oauth/accessToken`: the OAuth 1.0a exchange;
 //! - `GET /sandbox/v1/people/~`: the member's profile;
 //! - `GET /sandbox/stats`: counts of what it granted (for tests and benchmarks);
-//! - the OpenID Connect provider (`oidc`) under `/sandbox/oauth/` and `/sandbox/v2/`.
+//! - `GET`/`POST /sandbox/permitted-services`: the member's apps, and removing one
+//!   (`permitted`);
+//! - the OpenID Connect provider (`oidc`) under `/sandbox/oauth/` and `/sandbox/v2/`, and the
+//!   REST routes its bearer tokens call (`rest`).
+//!
+//! What it granted, for how long, and what a member withdrew is kept in one ledger
+//! (`tokens`), shared by both flows.
 
 pub(crate) mod oauth;
 pub(crate) mod oidc;
+pub(crate) mod permitted;
+pub(crate) mod rest;
 pub(crate) mod standalone;
+pub(crate) mod tokens;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +32,10 @@ use crate::handlers::{Routes, Verb};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -35,13 +46,15 @@ use sha1::Sha1;
 
 use crate::secret::Secret;
 use oauth::{IncomingRequest, Problem};
+pub(crate) use tokens::TokenRules;
+use tokens::{Flow, Issued, Ledger, Status};
 
 /// The member signed in by one click, with no parameter.
 pub const DEFAULT_MEMBER_ID: &str = "SandboxAda";
 /// How long a JSAPI access token stays exchangeable.
 const JSAPI_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
-/// LinkedIn's lifetime for REST credentials (60 days, less a second).
-const OAUTH_TOKEN_TTL_SECS: u64 = 5_183_999;
+/// The scope a JSAPI sign-in grants (the JSAPI era's basic profile).
+const JSAPI_SCOPE: &str = "r_basicprofile";
 /// How long a nonce is remembered: the whole timestamp window on both sides.
 const NONCE_TTL: Duration = Duration::from_secs(2 * oauth::TIMESTAMP_WINDOW_SECS as u64);
 /// Bounds on the sandbox's memory.
@@ -60,6 +73,8 @@ pub(crate) struct SandboxConfig {
     /// The scheme its clients sign OAuth 1.0a requests for: `https`, or `http` when the
     /// server runs with `TLS=off` and calls its sandbox in plain HTTP.
     pub scheme: &'static str,
+    /// Lifetimes of what it issues, refresh tokens, and the daily quota.
+    pub rules: TokenRules,
 }
 
 #[derive(Clone)]
@@ -67,10 +82,12 @@ struct SandboxState(Arc<Inner>);
 
 struct Inner {
     config: SandboxConfig,
-    /// JSAPI access token -> member id.
-    jsapi_tokens: Cache<String, String>,
-    /// OAuth token -> (token secret, member id).
-    oauth_tokens: Cache<String, Arc<(String, String)>>,
+    /// What was granted and withdrawn, shared with the OpenID Connect side.
+    ledger: Arc<Ledger>,
+    /// JSAPI access token -> (member id, the ledger's stamp at its issue).
+    jsapi_tokens: Cache<String, (String, u64)>,
+    /// OAuth token -> (token secret, the credentials).
+    oauth_tokens: Cache<String, Arc<(String, Issued)>>,
     /// `consumer_key nonce timestamp` already used.
     nonces: Cache<String, ()>,
     /// Exchanges answered with credentials (for benchmarks: no shortcut is counted).
@@ -131,8 +148,31 @@ impl Sandbox {
             } else {
                 "https"
             },
+            rules: TokenRules::default(),
         };
         Self { base, config }
+    }
+
+    /// How long its access tokens live (both flows; LinkedIn's 60 days by default, at least a
+    /// second, at most ten years), so that a host's tests see expiry in seconds.
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.rules.token_ttl = lifetime;
+        self.config.rules = self.config.rules.bounded();
+        self
+    }
+
+    /// Answers the OpenID Connect token requests with refresh tokens living `lifetime` from
+    /// their first issue, as LinkedIn does for approved partners (365 days there).
+    pub fn refresh_tokens(mut self, lifetime: Duration) -> Self {
+        self.config.rules.refresh_ttl = Some(lifetime);
+        self.config.rules = self.config.rules.bounded();
+        self
+    }
+
+    /// Answers 429 to a member's API calls over `calls` in a UTC day.
+    pub fn daily_quota(mut self, calls: u64) -> Self {
+        self.config.rules.daily_quota = Some(calls);
+        self
     }
 
     /// Sends codes only to `url`, as LinkedIn does for a registered redirect URL.
@@ -197,16 +237,27 @@ impl Sandbox {
 
 /// The sandbox's router, to be nested under `/sandbox`.
 pub(crate) fn router(config: SandboxConfig) -> Router {
-    let provider = config.oidc.clone().map(oidc::router).unwrap_or_default();
+    let ledger = Arc::new(Ledger::new(config.rules));
+    let rules = ledger.rules();
+    let provider = config
+        .oidc
+        .clone()
+        .map(|oidc| {
+            oidc::router(oidc.clone(), ledger.clone()).merge(rest::router(oidc, ledger.clone()))
+        })
+        .unwrap_or_default();
+    let permitted = permitted::router(permitted::App::of(&config), ledger.clone());
     let state = SandboxState(Arc::new(Inner {
         config,
+        ledger,
         jsapi_tokens: Cache::builder()
             .max_capacity(MAX_TOKENS)
             .time_to_live(JSAPI_TOKEN_TTL)
             .build(),
         oauth_tokens: Cache::builder()
             .max_capacity(MAX_TOKENS)
-            .time_to_live(Duration::from_secs(OAUTH_TOKEN_TTL_SECS))
+            // Kept past their end, so that a late call is told "expired".
+            .time_to_live(rules.token_ttl + tokens::EXPIRED_KEPT)
             .build(),
         nonces: Cache::builder()
             .max_capacity(MAX_NONCES)
@@ -223,6 +274,7 @@ pub(crate) fn router(config: SandboxConfig) -> Router {
         .at(Verb::Get, "/stats", stats)
         .with_state(state)
         .merge(provider)
+        .merge(permitted)
 }
 
 fn now() -> i64 {
@@ -250,6 +302,19 @@ async fn jsapi_script() -> impl IntoResponse {
 fn json_error(status: StatusCode, message: &str) -> Response {
     let body = json!({"errorCode": 0, "message": message, "status": status.as_u16(), "timestamp": now() * 1000});
     (status, axum::Json(body)).into_response()
+}
+
+/// The daily quota's refusal in the JSAPI era's shape (kademi-dev#6199 quotes its message),
+/// with `Retry-After` until midnight UTC.
+fn throttled_v1(retry_after: u64) -> Response {
+    let mut response = json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Throttle limit for calls to this resource is reached.",
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+    response
 }
 
 /// The OAuth endpoints' refusal: `401` with a form-encoded `oauth_problem` body, and the
@@ -307,10 +372,12 @@ async fn authorize(State(state): State<SandboxState>, body: Bytes) -> Response {
         );
     }
     let access_token = random_token();
+    let ledger = &state.0.ledger;
+    ledger.consent(member_id, [JSAPI_SCOPE], Flow::Jsapi, now());
     state
         .0
         .jsapi_tokens
-        .insert(access_token.clone(), member_id.to_owned());
+        .insert(access_token.clone(), (member_id.to_owned(), ledger.stamp()));
     let signature = sign_cookie(
         state.0.config.secret_key.expose(),
         &[&access_token, member_id],
@@ -382,6 +449,12 @@ impl SandboxState {
     fn token_secret(&self, token: &str) -> Option<String> {
         self.0.oauth_tokens.get(token).map(|t| t.0.clone())
     }
+
+    /// The member a JSAPI access token was issued to, unless they removed the app since.
+    fn jsapi_member(&self, token: &str) -> Option<String> {
+        let (member, stamp) = self.0.jsapi_tokens.get(token)?;
+        (!self.0.ledger.revoked(&member, stamp)).then_some(member)
+    }
 }
 
 /// `POST /sandbox/uas/oauth/accessToken`: verifies the OAuth 1.0a request (consumer key and
@@ -413,9 +486,7 @@ async fn access_token(
             .param("xoauth_oauth2_access_token")
             .ok_or_else(|| Problem::ParameterAbsent("xoauth_oauth2_access_token".into()))?;
         state
-            .0
-            .jsapi_tokens
-            .get(jsapi_token)
+            .jsapi_member(jsapi_token)
             .ok_or(Problem::TokenRejected)
     });
     let member_id = match result {
@@ -423,15 +494,21 @@ async fn access_token(
         Err(problem) => return oauth_refusal(&problem),
     };
     let (token, secret) = (random_token(), random_token());
+    let ledger = &state.0.ledger;
+    let ttl = ledger.rules().token_ttl;
+    let issued = ledger.issue(&member_id, JSAPI_SCOPE, ttl, None, now());
     state
         .0
         .oauth_tokens
-        .insert(token.clone(), Arc::new((secret.clone(), member_id)));
+        .insert(token.clone(), Arc::new((secret.clone(), issued)));
     state.0.exchanges_accepted.fetch_add(1, Ordering::Relaxed);
+    // LinkedIn answered its 60-day credentials with `oauth_expires_in=5183999`: the time
+    // left, rounded down, a second less than the lifetime.
+    let expires_in = ttl.as_secs().saturating_sub(1).max(1);
     (
         [(CONTENT_TYPE, "application/x-www-form-urlencoded")],
         format!(
-            "oauth_token={token}&oauth_token_secret={secret}&oauth_expires_in={OAUTH_TOKEN_TTL_SECS}&oauth_authorization_expires_in={OAUTH_TOKEN_TTL_SECS}"
+            "oauth_token={token}&oauth_token_secret={secret}&oauth_expires_in={expires_in}&oauth_authorization_expires_in={expires_in}"
         ),
     )
         .into_response()
@@ -449,7 +526,7 @@ async fn profile(
     let member_id = if let Some(jsapi_token) =
         headers.get("oauth_token").and_then(|v| v.to_str().ok())
     {
-        match state.0.jsapi_tokens.get(jsapi_token) {
+        match state.jsapi_member(jsapi_token) {
             Some(member_id) => member_id,
             None => {
                 return json_error(
@@ -483,16 +560,31 @@ async fn profile(
             }
         };
         let token = verified.token.unwrap_or_default();
-        match state.0.oauth_tokens.get(&token) {
-            Some(issued) => issued.1.clone(),
-            None => {
+        let Some(issued) = state.0.oauth_tokens.get(&token) else {
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                "[unauthorized]. The token used in the request was not issued here.",
+            );
+        };
+        match state.0.ledger.status(&issued.1, now()) {
+            Status::Active => issued.1.member.clone(),
+            Status::Expired => {
                 return json_error(
                     StatusCode::UNAUTHORIZED,
-                    "[unauthorized]. The token used in the request was not issued here.",
+                    "[unauthorized]. The token used in the OAuth request has expired.",
+                );
+            }
+            Status::Revoked => {
+                return json_error(
+                    StatusCode::UNAUTHORIZED,
+                    "[unauthorized]. The token used in the OAuth request has been revoked by the user.",
                 );
             }
         }
     };
+    if let Err(retry_after) = state.0.ledger.spend(&member_id, now()) {
+        return throttled_v1(retry_after);
+    }
     state.0.profiles_served.fetch_add(1, Ordering::Relaxed);
     axum::Json(member_profile(&member_id)).into_response()
 }

@@ -15,7 +15,21 @@
 //! - `sub` is pairwise: derived from the client id and the member, 10 base64url characters
 //!   like LinkedIn's, the same in the id_token and userinfo;
 //! - codes are single use and bound to the exact `redirect_uri`; id_tokens are RS256 with a
-//!   `kid`.
+//!   `kid`, and live an hour (`exp - iat = 3600`);
+//! - a member who already allowed the app every scope asked for is sent straight back with a
+//!   code, without the consent page (the "Renew" sign-in of an app whose token nears its
+//!   end); `prompt=login` (or `prompt=consent`) shows the page anyway, to switch member. The
+//!   sandbox has no LinkedIn session of its own: `sandbox_member` in the authorization
+//!   request names the member signed in to LinkedIn in this browser, and without it the
+//!   page asks;
+//! - access tokens live `SANDBOX_TOKEN_TTL` (LinkedIn's 60 days by default) and then answer
+//!   401; with `SANDBOX_REFRESH_TOKENS=true` the token answer carries `refresh_token` and
+//!   `refresh_token_expires_in`, and `grant_type=refresh_token` answers a new access token
+//!   with the same refresh token, whose end stays where its first issue put it
+//!   (learn.microsoft.com, "Programmatic Refresh Tokens"); an expired or revoked one answers
+//!   400 `invalid_grant`;
+//! - `picture` is a signed URL of the sandbox's own that expires with the access token it
+//!   came with (`e=`; LinkedIn's expire after about two months), served until then.
 //!
 //! The authorization endpoint (the consent page, the only URL a browser is sent to) is on the
 //! first public origin; the other endpoints are where the server reaches itself. The consent
@@ -29,6 +43,9 @@
 //! - `POST /oauth/v2/accessToken`
 //! - `GET /oauth/openid/jwks`
 //! - `GET /v2/userinfo`
+//!
+//! What it grants goes into the sandbox's ledger ([`super::tokens`]), which the REST routes
+//! ([`super::rest`]) and the permitted-services page ([`super::permitted`]) share.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -50,15 +67,17 @@ use rsa::traits::PublicKeyParts;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::tokens::{Flow, Issued, Ledger, Status};
 use super::{DEFAULT_MEMBER_ID, now, random_token};
 use crate::secret::Secret;
 
 /// How long a code may be traded.
 const CODE_TTL: Duration = Duration::from_secs(600);
-/// LinkedIn's access tokens: 60 days.
-const ACCESS_TOKEN_TTL_SECS: u64 = 5_184_000;
-/// How long an id_token is valid.
+/// How long an id_token is valid: LinkedIn's `exp - iat` is an hour.
 const ID_TOKEN_TTL_SECS: i64 = 3_600;
+/// What a refresh grant with a token that does not work answers (LinkedIn's words).
+const BAD_REFRESH_TOKEN: &str =
+    "The provided authorization grant or refresh token is invalid, expired or revoked";
 /// Bounds on memory.
 const MAX_GRANTS: u64 = 200_000;
 /// The key of the pairwise subjects: fixed, so that a member keeps their `sub` for a client
@@ -145,11 +164,16 @@ fn signing_key() -> Option<&'static SigningKey> {
     .as_ref()
 }
 
-/// A code granted on Allow. No `nonce`: LinkedIn's id_tokens never carry one.
+/// A code granted on Allow (or at once, to a member who allowed the app before). No
+/// `nonce`: LinkedIn's id_tokens never carry one.
 #[derive(Clone)]
 struct Grant {
     member_id: String,
     redirect_uri: String,
+    /// The scopes granted, comma-separated.
+    scope: String,
+    /// The ledger's stamp at the grant: a removal of the app since voids the code.
+    stamp: u64,
 }
 
 #[derive(Clone)]
@@ -158,13 +182,13 @@ struct ProviderState(Arc<Provider>);
 struct Provider {
     config: OidcSandboxConfig,
     codes: Cache<String, Grant>,
-    access_tokens: Cache<String, String>,
+    ledger: Arc<Ledger>,
 }
 
-/// The provider's routes, to be merged into the sandbox's router (paths under `/sandbox`).
-/// The signing key is made at once on a thread of its own, so that neither the start nor the
-/// first sign-in waits for RSA key generation.
-pub(crate) fn router(config: OidcSandboxConfig) -> Router {
+/// The provider's routes, to be merged into the sandbox's router (paths under `/sandbox`),
+/// recording what they grant in `ledger`. The signing key is made at once on a thread of its
+/// own, so that neither the start nor the first sign-in waits for RSA key generation.
+pub(crate) fn router(config: OidcSandboxConfig, ledger: Arc<Ledger>) -> Router {
     std::thread::spawn(signing_key);
     let state = ProviderState(Arc::new(Provider {
         config,
@@ -172,10 +196,7 @@ pub(crate) fn router(config: OidcSandboxConfig) -> Router {
             .max_capacity(MAX_GRANTS)
             .time_to_live(CODE_TTL)
             .build(),
-        access_tokens: Cache::builder()
-            .max_capacity(MAX_GRANTS)
-            .time_to_live(Duration::from_secs(ACCESS_TOKEN_TTL_SECS))
-            .build(),
+        ledger,
     }));
     Router::new()
         .at(
@@ -245,11 +266,40 @@ struct AuthorizationRequest {
     redirect_uri: Option<String>,
     state: Option<String>,
     scope: Option<String>,
-    /// Which sandbox member signs in.
+    /// Which sandbox member signs in (stands for the member signed in to LinkedIn).
     sandbox_member: Option<String>,
+    /// `login` or `consent`: show the page even to a member who allowed the app before.
+    prompt: Option<String>,
 }
 
 impl AuthorizationRequest {
+    /// The scopes asked for, each once, in order (LinkedIn takes them space- or
+    /// comma-separated).
+    fn scopes(&self) -> Vec<&str> {
+        let mut scopes: Vec<&str> = Vec::new();
+        let asked = self.scope.as_deref().unwrap_or_default();
+        for scope in asked.split(|c: char| c.is_whitespace() || c == ',') {
+            if !scope.is_empty() && !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        scopes
+    }
+
+    /// The member named, when valid.
+    fn member(&self) -> Option<&str> {
+        self.sandbox_member.as_deref().filter(|m| valid_member(m))
+    }
+
+    /// Whether the request asks for the page whatever the member allowed before.
+    fn prompts(&self) -> bool {
+        self.prompt
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .any(|p| p == "login" || p == "consent")
+    }
+
     /// The request's own errors, which LinkedIn shows on its page rather than redirecting.
     fn check(&self, config: &OidcSandboxConfig) -> Result<(), &'static str> {
         if self.client_id.as_deref() != Some(config.client_id.as_str()) {
@@ -293,6 +343,18 @@ async fn consent(
 ) -> Response {
     if let Err(why) = request.check(&state.0.config) {
         return refuse(why);
+    }
+    // A member who already allowed every scope asked for goes straight back (LinkedIn shows
+    // no consent screen to them), unless the request prompts.
+    if let Some(member) = request.member()
+        && !request.prompts()
+        && state
+            .0
+            .ledger
+            .consented(member, request.scopes().into_iter())
+    {
+        let member = member.to_owned();
+        return grant(&state, &request, &member);
     }
     let page = ConsentPage {
         client_id: request.client_id.unwrap_or_default(),
@@ -342,36 +404,52 @@ struct Decision {
 }
 
 async fn decide(State(state): State<ProviderState>, Form(form): Form<Decision>) -> Response {
-    let config = &state.0.config;
-    if let Err(why) = form.request.check(config) {
+    if let Err(why) = form.request.check(&state.0.config) {
         return refuse(why);
     }
     let request = form.request;
-    let redirect_uri = request.redirect_uri.clone().unwrap_or_default();
-    let mut target = match url::Url::parse(&redirect_uri) {
+    if form.decision != "allow" {
+        return back(
+            &request,
+            &[
+                ("error", "user_cancelled_login"),
+                ("error_description", "The user cancelled LinkedIn login"),
+            ],
+        );
+    }
+    let member = request.member().unwrap_or(DEFAULT_MEMBER_ID).to_owned();
+    state
+        .0
+        .ledger
+        .consent(&member, request.scopes(), Flow::Oidc, now());
+    grant(&state, &request, &member)
+}
+
+/// A code for `member` and `request` (checked), sent back to its redirect URI.
+fn grant(state: &ProviderState, request: &AuthorizationRequest, member: &str) -> Response {
+    let code = random_token();
+    state.0.codes.insert(
+        code.clone(),
+        Grant {
+            member_id: member.to_owned(),
+            redirect_uri: request.redirect_uri.clone().unwrap_or_default(),
+            scope: request.scopes().join(","),
+            stamp: state.0.ledger.stamp(),
+        },
+    );
+    back(request, &[("code", &code)])
+}
+
+/// The redirect to `request`'s redirect URI (checked) with `pairs` and its `state`.
+fn back(request: &AuthorizationRequest, pairs: &[(&str, &str)]) -> Response {
+    let redirect_uri = request.redirect_uri.as_deref().unwrap_or_default();
+    let mut target = match url::Url::parse(redirect_uri) {
         Ok(url) => url,
         Err(_) => return refuse("the registered redirect_uri does not parse"),
     };
     {
         let mut query = target.query_pairs_mut();
-        if form.decision == "allow" {
-            let member = request
-                .sandbox_member
-                .filter(|m| valid_member(m))
-                .unwrap_or_else(|| DEFAULT_MEMBER_ID.to_owned());
-            let code = random_token();
-            state.0.codes.insert(
-                code.clone(),
-                Grant {
-                    member_id: member,
-                    redirect_uri: redirect_uri.clone(),
-                },
-            );
-            query.append_pair("code", &code);
-        } else {
-            query.append_pair("error", "user_cancelled_login");
-            query.append_pair("error_description", "The user cancelled LinkedIn login");
-        }
+        query.extend_pairs(pairs);
         if let Some(s) = request.state.as_deref().filter(|s| !s.is_empty()) {
             query.append_pair("state", s);
         }
@@ -388,6 +466,8 @@ struct TokenRequest {
     client_id: Option<String>,
     client_secret: Option<String>,
     code_verifier: Option<String>,
+    /// `grant_type=refresh_token`'s token.
+    refresh_token: Option<String>,
 }
 
 fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -447,12 +527,18 @@ async fn access_token(
             "Client authentication failed",
         );
     }
-    if form.grant_type.as_deref() != Some("authorization_code") {
-        return token_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "grant_type must be authorization_code",
-        );
+    let refreshes = state.0.ledger.rules().refresh_ttl.is_some();
+    match form.grant_type.as_deref() {
+        Some("authorization_code") => {}
+        Some("refresh_token") if refreshes => return refresh(&state, &form),
+        _ => {
+            let expected = if refreshes {
+                "grant_type must be authorization_code or refresh_token"
+            } else {
+                "grant_type must be authorization_code"
+            };
+            return token_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", expected);
+        }
     }
     // Single use: the code is gone whatever happens next.
     let Some(grant) = form
@@ -473,11 +559,26 @@ async fn access_token(
             "redirect_uri does not match the authorization request",
         );
     }
+    let ledger = &state.0.ledger;
+    if ledger.revoked(&grant.member_id, grant.stamp) {
+        return token_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "The authorization code is invalid, used or expired",
+        );
+    }
     let Some(key) = signing_key() else {
         return unavailable();
     };
     let issued = now();
-    let mut claims = profile_claims(&config.client_id, &grant.member_id);
+    let refresh = ledger.issue_refresh(&grant.member_id, &grant.scope, issued);
+    let (token, access) = ledger.issue_bearer(
+        &grant.member_id,
+        &grant.scope,
+        refresh.as_ref().map(|(_, r)| r.expires_at),
+        issued,
+    );
+    let mut claims = profile_claims(&state, &grant.member_id, &access);
     // The id_token's shapes differ from userinfo's: `email_verified` a string, `locale` a
     // string. And no `nonce`, whatever the request sent.
     claims["email_verified"] = json!("true");
@@ -492,17 +593,60 @@ async fn access_token(
     let Some(id_token) = sign_jws(key, &claims) else {
         return unavailable();
     };
-    let token = random_token();
-    state.0.access_tokens.insert(token.clone(), grant.member_id);
+    let mut answer = token_answer(&token, &access, refresh.as_ref(), issued);
+    answer["id_token"] = json!(id_token);
+    ([(CACHE_CONTROL, "no-store")], Json(answer)).into_response()
+}
+
+/// A token answer: the access token, and the refresh token when there is one (with the
+/// seconds its fixed end is away), as LinkedIn writes them.
+fn token_answer(
+    token: &str,
+    access: &Issued,
+    refresh: Option<&(String, Arc<Issued>)>,
+    now: i64,
+) -> Value {
+    let mut answer = json!({
+        "access_token": token,
+        "expires_in": access.expires_at - now,
+        "scope": access.scope,
+        "token_type": "Bearer",
+    });
+    if let Some((refresh_token, refresh)) = refresh {
+        answer["refresh_token"] = json!(refresh_token);
+        answer["refresh_token_expires_in"] = json!(refresh.expires_at - now);
+    }
+    answer
+}
+
+/// `grant_type=refresh_token` (client already authenticated): a new access token, and the
+/// same refresh token, whose end does not move.
+fn refresh(state: &ProviderState, form: &TokenRequest) -> Response {
+    let ledger = &state.0.ledger;
+    let now = now();
+    let Some(refresh_token) = form.refresh_token.as_deref().filter(|t| !t.is_empty()) else {
+        return token_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "A required parameter \"refresh_token\" is missing",
+        );
+    };
+    let Some(refresh) = ledger
+        .refresh_token(refresh_token)
+        .filter(|refresh| ledger.status(refresh, now) == Status::Active)
+    else {
+        return token_error(StatusCode::BAD_REQUEST, "invalid_grant", BAD_REFRESH_TOKEN);
+    };
+    let (token, access) = ledger.issue_bearer(
+        &refresh.member,
+        &refresh.scope,
+        Some(refresh.expires_at),
+        now,
+    );
+    let pair = (refresh_token.to_owned(), refresh);
     (
         [(CACHE_CONTROL, "no-store")],
-        Json(json!({
-            "access_token": token,
-            "expires_in": ACCESS_TOKEN_TTL_SECS,
-            "scope": "openid,profile,email",
-            "token_type": "Bearer",
-            "id_token": id_token,
-        })),
+        Json(token_answer(&token, &access, Some(&pair), now)),
     )
         .into_response()
 }
@@ -539,19 +683,32 @@ fn pairwise_sub(client_id: &str, member_id: &str) -> String {
     sub
 }
 
-/// What LinkedIn's userinfo says of a member, for `client_id`.
-fn profile_claims(client_id: &str, member_id: &str) -> Value {
+/// The member's pairwise subject for this client (LinkedIn's `sub`, and the `urn:li:person:`
+/// id of the REST API).
+pub(crate) fn subject(config: &OidcSandboxConfig, member_id: &str) -> String {
+    pairwise_sub(&config.client_id, member_id)
+}
+
+/// What LinkedIn's userinfo says of a member for this client, with the picture URL signed to
+/// expire with `access`, the token it is given with.
+fn profile_claims(state: &ProviderState, member_id: &str, access: &Issued) -> Value {
+    let config = &state.0.config;
     let (given, family) = if member_id == DEFAULT_MEMBER_ID {
         ("Ada", "Lovelace")
     } else {
         ("Sandbox", member_id)
     };
+    let picture = format!(
+        "{}{}",
+        config.browser_base,
+        state.0.ledger.picture_path(member_id, access.expires_at)
+    );
     json!({
-        "sub": pairwise_sub(client_id, member_id),
+        "sub": subject(config, member_id),
         "name": format!("{given} {family}"),
         "given_name": given,
         "family_name": family,
-        "picture": format!("https://media.licdn.com/sandbox/{member_id}.png"),
+        "picture": picture,
         "locale": {"country": "US", "language": "en"},
         "email": format!("{}@sandbox.example", member_id.to_ascii_lowercase()),
         "email_verified": true,
@@ -559,19 +716,11 @@ fn profile_claims(client_id: &str, member_id: &str) -> Value {
 }
 
 async fn userinfo(State(state): State<ProviderState>, headers: HeaderMap) -> Response {
-    let member = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|token| state.0.access_tokens.get(token.trim()));
-    match member {
-        Some(member) => Json(profile_claims(&state.0.config.client_id, &member)).into_response(),
-        None => (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"serviceErrorCode": 65600, "message": "Invalid access token", "status": 401})),
-        )
-            .into_response(),
-    }
+    let access = match super::rest::bearer(&state.0.ledger, &headers) {
+        Ok(access) => access,
+        Err(refusal) => return refusal.into_response(),
+    };
+    Json(profile_claims(&state, &access.member, &access)).into_response()
 }
 
 #[cfg(test)]

@@ -650,12 +650,21 @@ fn sandbox_routes(registration: &Registration<'_>, page_origin: &str) -> Router 
             redirect_uris: registration.redirect_uris(settings),
         });
     let credentials = resolved.mode.credentials.clone();
+    let linkedin = &registration.config.linkedin;
+    let rules = crate::sandbox::TokenRules {
+        token_ttl: Duration::from_secs(linkedin.sandbox_token_ttl),
+        refresh_ttl: linkedin
+            .sandbox_refresh_tokens
+            .then(|| Duration::from_secs(linkedin.sandbox_refresh_ttl)),
+        daily_quota: linkedin.sandbox_daily_quota,
+    };
     let sandbox = crate::handlers::under("/sandbox", || {
         crate::sandbox::router(crate::sandbox::SandboxConfig {
             api_key: credentials.api_key,
             secret_key: credentials.secret_key,
             oidc,
             scheme: if resolved.tls { "https" } else { "http" },
+            rules,
         })
     });
     Router::new().nest("/sandbox", sandbox)

@@ -28,6 +28,7 @@ mod production;
 mod proxy;
 mod revocation;
 mod sandbox;
+mod sandbox_credentials;
 mod sandbox_oidc;
 mod sandbox_standalone;
 mod scanners;
