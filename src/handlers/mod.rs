@@ -16,6 +16,7 @@ use axum::routing::{MethodFilter, on};
 // The sign-in and member routes are the library's; the rest are the server's.
 #[cfg(feature = "server")]
 pub(crate) mod admin;
+pub(crate) mod api;
 #[cfg(feature = "server")]
 pub(crate) mod assets;
 #[cfg(feature = "server")]
@@ -35,6 +36,9 @@ pub(crate) mod openapi;
 pub(crate) enum Verb {
     Get,
     Post,
+    Put,
+    Patch,
+    Delete,
 }
 
 impl Verb {
@@ -44,6 +48,9 @@ impl Verb {
         match self {
             Self::Get => "GET",
             Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
         }
     }
 
@@ -52,6 +59,9 @@ impl Verb {
         match *method {
             Method::GET | Method::HEAD => Some(Self::Get),
             Method::POST => Some(Self::Post),
+            Method::PUT => Some(Self::Put),
+            Method::PATCH => Some(Self::Patch),
+            Method::DELETE => Some(Self::Delete),
             _ => None,
         }
     }
@@ -65,6 +75,9 @@ impl Verb {
         match self {
             Self::Get => MethodFilter::GET,
             Self::Post => MethodFilter::POST,
+            Self::Put => MethodFilter::PUT,
+            Self::Patch => MethodFilter::PATCH,
+            Self::Delete => MethodFilter::DELETE,
         }
     }
 }

@@ -43,9 +43,10 @@ mod wiring;
 pub mod config {
     pub use crate::config::proxy::{CookieDomain, TlsMode};
     pub use crate::config::{
-        ADMIN_TOKEN_MIN_LEN, AllowedHosts, Command, Config, ConfigError, FleetKind, FleetUrl,
-        Limits, LinkedIn, Listen, LogFormat, Logging, Oidc, PkceMode, RateLimit, RateLimitStore,
-        Sessions, StoreUrl, Traces, TrustedProxies, describe_parse_error, redact_urls,
+        ADMIN_TOKEN_MIN_LEN, AllowedHosts, ApiAccess, Command, Config, ConfigError, FleetKind,
+        FleetUrl, Limits, LinkedIn, Listen, LogFormat, Logging, Oidc, PkceMode, RateLimit,
+        RateLimitStore, Sessions, StoreUrl, Traces, TrustedProxies, describe_parse_error,
+        redact_urls,
     };
 }
 pub use crate::telemetry::init_logging;
@@ -211,6 +212,7 @@ impl Server {
             trusted_proxies,
             session_cookie: crate::session::cookie_name(cookie_domain.as_deref()),
             cookie_domain,
+            pass_access_token: config.api.pass_access_token,
         };
         // As text with every URL's userinfo hidden (the issuer or a LinkedIn URL may carry one).
         tracing::debug!(

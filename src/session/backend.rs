@@ -21,6 +21,7 @@ use tower_sessions::session_store::{self, SessionStore};
 use super::connect::{ConnectError, Store};
 use super::guard;
 use super::index::{Entry, MemberIndex, SessionSummary};
+use super::member::{Ended, Member, TOMBSTONE_TTL, member_in, tombstone};
 use super::seal::Keyring;
 use crate::config::StoreUrl;
 use crate::limits::STORE_TIMEOUT;
@@ -291,5 +292,49 @@ impl SessionBackend {
     /// unexpired ones there were.
     pub async fn end_member_sessions(&self, member_id: &str) -> session_store::Result<u64> {
         self.bounded("revoke", self.0.index.revoke(member_id)).await
+    }
+
+    /// Ends every session of `member`'s member (through the member index, in every instance
+    /// sharing the store) that holds the same LinkedIn token as `member`, because of `why`
+    /// (LinkedIn withdrew the token): each is deleted, index entry included, and a tombstone
+    /// that holds only `why` takes its id for [`TOMBSTONE_TTL`], so that the browser that
+    /// held it is told. The member's sessions with other tokens (another sign-in) stay. How
+    /// many sessions ended.
+    ///
+    /// A save racing with this one (the other browser's request in flight) writes nothing
+    /// back: every store's `save` only updates a session that still exists, and the
+    /// tombstone holds no member.
+    pub(crate) async fn end_sessions_holding(
+        &self,
+        member: &Member,
+        why: Ended,
+    ) -> session_store::Result<u64> {
+        let ids = self
+            .bounded("index", self.0.index.session_ids(&member.member_id))
+            .await?;
+        let mut ended = 0;
+        for id in ids {
+            let Some(record) = self.load(&id).await? else {
+                continue;
+            };
+            let holds_it = member_in(&record.data)
+                .is_some_and(|held| held.credentials.same_token(&member.credentials));
+            if !holds_it {
+                continue;
+            }
+            self.delete_now(&id).await?;
+            let mut tombstone = Record {
+                id,
+                data: tombstone(why),
+                expiry_date: time::OffsetDateTime::now_utc()
+                    + time::Duration::try_from(TOMBSTONE_TTL).unwrap_or(time::Duration::DAY),
+            };
+            // Under the id just freed; should another record have taken it meanwhile, the
+            // store draws a new id and the tombstone is never read: the session has ended
+            // all the same.
+            self.create(&mut tombstone).await?;
+            ended += 1;
+        }
+        Ok(ended)
     }
 }
