@@ -326,12 +326,13 @@ mod tests {
         assert!(applies(Method::POST, Some("/logout")));
         // Nested under a prefix by a host app.
         assert!(applies(Method::POST, Some("/linkedin/logout")));
-        // No matched path: checked.
+        // No matched path: checked, for every state-changing verb.
         assert!(applies(Method::POST, None));
+        assert!(applies(Method::DELETE, None));
         // A route that takes no POST, and methods no route takes: the router's 405.
         assert!(!applies(Method::POST, Some("/session")));
         assert!(!applies(Method::PUT, Some("/logout")));
-        assert!(!applies(Method::DELETE, None));
+        assert!(!applies(Method::TRACE, None));
         assert!(!applies(Method::GET, Some("/logout")));
         assert!(!applies(Method::HEAD, Some("/logout")));
     }

@@ -153,6 +153,7 @@ impl LinkedInApi {
             .map_or("/", |p| p.as_str())
             .to_owned();
         let (path, _) = api_path(&path_and_query)?;
+        reachable(&self.member.credentials, &path)?;
         let url = self.api_url(&path_and_query)?;
         let mut headers = HeaderMap::new();
         for name in [CONTENT_TYPE, ACCEPT, RESTLI_METHOD] {
@@ -563,6 +564,29 @@ pub(crate) fn api_path(path_and_query: &str) -> Result<(String, Option<String>),
         }
     }
     Ok((path.to_owned(), query))
+}
+
+/// Refuses `path` for credentials LinkedIn does not take there: OAuth 1.0a credentials (the
+/// JSAPI flow) reach LinkedIn's `/v1/` API only, OAuth 2.0 bearer tokens (OpenID Connect)
+/// its `/v2/` and versioned `/rest/` APIs, never `/v1/` (learn.microsoft.com, "Authenticating
+/// with OAuth 2.0"). Sent anyway, LinkedIn's 401 would read as a withdrawal and end a sound
+/// session.
+pub(crate) fn reachable(credentials: &Credentials, path: &str) -> Result<(), AppError> {
+    let v1 = path == "/v1" || path.starts_with("/v1/");
+    match (credentials, v1) {
+        (Credentials::Jsapi { .. }, false) => Err(AppError::ApiPathNotAllowed(format!(
+            "{} is not forwarded for this member: they signed in through the JSAPI, whose \
+             OAuth 1.0a credentials LinkedIn takes on its /v1/ API only (sign in with OpenID \
+             Connect for the others)",
+            escape_text(path, 100)
+        ))),
+        (Credentials::Oidc { .. }, true) => Err(AppError::ApiPathNotAllowed(format!(
+            "{} is not forwarded for this member: LinkedIn's /v1/ API takes the JSAPI flow's \
+             OAuth 1.0a credentials, not an OpenID Connect token",
+            escape_text(path, 100)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Whether `segment` starts like a URL's scheme (`https:`, `javascript:`).

@@ -41,12 +41,12 @@ mod wiring;
 /// The service's configuration: the only reader of the environment (and `.env`, and the
 /// command line), typed and fail-fast, naming the variable at fault.
 pub mod config {
+    pub use crate::config::ApiAccess;
     pub use crate::config::proxy::{CookieDomain, TlsMode};
     pub use crate::config::{
-        ADMIN_TOKEN_MIN_LEN, AllowedHosts, ApiAccess, Command, Config, ConfigError, FleetKind,
-        FleetUrl, Limits, LinkedIn, Listen, LogFormat, Logging, Oidc, PkceMode, RateLimit,
-        RateLimitStore, Sessions, StoreUrl, Traces, TrustedProxies, describe_parse_error,
-        redact_urls,
+        ADMIN_TOKEN_MIN_LEN, AllowedHosts, Command, Config, ConfigError, FleetKind, FleetUrl,
+        Limits, LinkedIn, Listen, LogFormat, Logging, Oidc, PkceMode, RateLimit, RateLimitStore,
+        Sessions, StoreUrl, Traces, TrustedProxies, describe_parse_error, redact_urls,
     };
 }
 pub use crate::telemetry::init_logging;
