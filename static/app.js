@@ -7,6 +7,7 @@
 function setStatus(state, text, memberId, flow) {
   const status = document.getElementById("status");
   status.dataset.state = state;
+  if (state === "connected") delete status.dataset.ended;
   status.textContent = text;
   if (memberId) {
     const strong = document.createElement("strong");
@@ -112,6 +113,8 @@ function showWithdrawn() {
 // offers a new sign-in, which LinkedIn answers without a consent screen for a member who
 // consented before: the OpenID Connect link, or the JSAPI's own sign-in again.
 function showRenew(session) {
+  // A withdrawal already shown (by /me, answered first) wins over an older /session answer.
+  if (document.getElementById("status").dataset.ended) return;
   const link = document.getElementById("renew-link");
   const jsapi = document.getElementById("renew-jsapi");
   const offered = session.flow === "oidc" ? link : (jsapi || link);

@@ -254,7 +254,7 @@ impl LinkedInApi {
                 if self.state.jsapi.is_none() {
                     return Err(AppError::NotConnected);
                 }
-                self.oauth1(&call, oauth_token, oauth_token_secret)
+                self.oauth1(&call, oauth_token, oauth_token_secret)?
             }
             Credentials::Oidc { access_token, .. } => {
                 if self.state.oidc.is_none() {
@@ -304,14 +304,16 @@ impl LinkedInApi {
 
     /// The URL (its query re-encoded as signed), the OAuth 1.0a `Authorization` header and the
     /// body (a form re-encoded as signed) of `call`, signed with the app's key pair and the
-    /// member's token.
+    /// member's token. The query's and a form body's parameters are signed, sorted by their
+    /// encoded names and values (RFC 5849 section 3.4.1.3.2), and sent in that order, encoded
+    /// as they were signed. Parameter names are letters, digits, `-`, `.`, `_` and `~` only
+    /// (what the signing crate writes as it is): any other is refused.
     fn oauth1(
         &self,
         call: &Call,
         token: &str,
         token_secret: &crate::secret::Secret,
-    ) -> (Url, String, Bytes) {
-        let query: Vec<(String, String)> = call.url.query_pairs().into_owned().collect();
+    ) -> Result<(Url, String, Bytes), AppError> {
         let is_form = call
             .headers
             .get(CONTENT_TYPE)
@@ -322,17 +324,22 @@ impl LinkedInApi {
                     .trim()
                     .eq_ignore_ascii_case("application/x-www-form-urlencoded")
             });
-        let form: Vec<(String, String)> = if is_form {
-            url::form_urlencoded::parse(&call.body)
-                .into_owned()
-                .collect()
+        let query = signable(call.url.query_pairs().into_owned().collect())?;
+        let form = if is_form {
+            signable(
+                url::form_urlencoded::parse(&call.body)
+                    .into_owned()
+                    .collect(),
+            )?
         } else {
             Vec::new()
         };
+        let mut all: Vec<&(String, String)> = query.iter().chain(&form).collect();
+        all.sort_by(|a, b| (&a.0, rfc3986(&a.1)).cmp(&(&b.0, rfc3986(&b.1))));
         let mut bare = call.url.clone();
         bare.set_query(None);
-        let signed = oauth1_request::ParameterList::new(
-            query.iter().chain(&form).cloned().collect::<Vec<_>>(),
+        let signed = oauth1_request::request::AssertSorted::new(
+            all.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         );
         let authorization = self.state.linkedin.member_authorization(
             call.method.as_str(),
@@ -341,23 +348,16 @@ impl LinkedInApi {
             token,
             token_secret,
         );
-        let url = if query.is_empty() {
-            bare
-        } else {
-            let with_query = oauth1_request::to_query(
-                bare.as_str().to_owned(),
-                &oauth1_request::ParameterList::new(query),
-            );
-            Url::parse(&with_query).unwrap_or_else(|_| call.url.clone())
-        };
+        let mut url = bare;
+        if !query.is_empty() {
+            url.set_query(Some(&encoded(&query)));
+        }
         let body = if is_form {
-            Bytes::from(oauth1_request::to_form(
-                &oauth1_request::ParameterList::new(form),
-            ))
+            Bytes::from(encoded(&form))
         } else {
             call.body.clone()
         };
-        (url, authorization, body)
+        Ok((url, authorization, body))
     }
 
     /// LinkedIn withdrew the member's token: every session holding it ends, kept a while as a
@@ -566,6 +566,43 @@ pub(crate) fn api_path(path_and_query: &str) -> Result<(String, Option<String>),
     Ok((path.to_owned(), query))
 }
 
+/// RFC 3986's percent-encoding of OAuth 1.0a (RFC 5849 section 3.6): all but letters, digits,
+/// `-`, `.`, `_` and `~`.
+fn rfc3986(value: &str) -> String {
+    const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(value, RESERVED).to_string()
+}
+
+/// `pairs` sorted as OAuth 1.0a signs them (by name, then by encoded value), when every name
+/// is one the signature can carry as it is.
+fn signable(mut pairs: Vec<(String, String)>) -> Result<Vec<(String, String)>, AppError> {
+    if let Some((name, _)) = pairs
+        .iter()
+        .find(|(name, _)| name.is_empty() || rfc3986(name) != *name)
+    {
+        return Err(AppError::ApiPathNotAllowed(format!(
+            "the parameter {:?} cannot be signed with OAuth 1.0a here: names are letters, \
+             digits, -, ., _ and ~",
+            escape_text(name, 50)
+        )));
+    }
+    pairs.sort_by(|a, b| (&a.0, rfc3986(&a.1)).cmp(&(&b.0, rfc3986(&b.1))));
+    Ok(pairs)
+}
+
+/// `pairs` as `name=value&…`, each value encoded as OAuth 1.0a signs it.
+fn encoded(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{name}={}", rfc3986(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// Refuses `path` for credentials LinkedIn does not take there: OAuth 1.0a credentials (the
 /// JSAPI flow) reach LinkedIn's `/v1/` API only, OAuth 2.0 bearer tokens (OpenID Connect)
 /// its `/v2/` and versioned `/rest/` APIs, never `/v1/` (learn.microsoft.com, "Authenticating
@@ -658,6 +695,22 @@ mod tests {
         ] {
             let err = api_path(bad).unwrap_err();
             assert_eq!(err.status_and_code().1, "api_path_not_allowed", "{bad}");
+        }
+    }
+
+    #[test]
+    fn oauth_parameters_sort_by_encoded_value_and_travel_as_signed() {
+        let pairs = signable(vec![
+            ("note".into(), "a b+c".into()),
+            ("format".into(), "json".into()),
+            ("note".into(), "\u{2713}".into()),
+        ])
+        .unwrap();
+        // "%E2%9C%93" sorts before "a%20b%2Bc": encoded, not raw (RFC 5849 3.4.1.3.2).
+        assert_eq!(encoded(&pairs), "format=json&note=%E2%9C%93&note=a%20b%2Bc");
+        for name in ["a b", "ids[0]", "", "c@"] {
+            let err = signable(vec![(name.into(), "1".into())]).unwrap_err();
+            assert_eq!(err.status_and_code().1, "api_path_not_allowed", "{name:?}");
         }
     }
 
