@@ -687,10 +687,15 @@ impl MemberIndex {
     /// The ids of `member_id`'s unexpired sessions (for ending those that hold a token
     /// LinkedIn withdrew; never shown).
     pub(super) async fn session_ids(&self, member_id: &str) -> session_store::Result<Vec<Id>> {
-        let ids: Vec<String> = match self {
+        // An id that does not parse was never written by this crate: skipped.
+        #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+        let parsed = |ids: Vec<String>| -> Vec<Id> {
+            ids.iter().filter_map(|id| id.parse::<Id>().ok()).collect()
+        };
+        Ok(match self {
             Self::Memory(store) => {
                 let now = now();
-                return Ok(store
+                store
                     .index()
                     .entries(member_id)
                     .into_iter()
@@ -698,38 +703,42 @@ impl MemberIndex {
                         summary.expires_at > now && store.holds_member_session(id)
                     })
                     .map(|(id, _)| id)
-                    .collect());
+                    .collect()
             }
             #[cfg(feature = "sqlite")]
-            Self::Sqlite(sessions) => sqlx::query_scalar(&format!(
-                "select i.session_id from {SQLITE_TABLE} i \
-                 join tower_sessions s on s.id = i.session_id \
-                 where i.member_id = ? and s.expiry_date > ?"
-            ))
-            .bind(member_id)
-            .bind(OffsetDateTime::now_utc())
-            .fetch_all(&sessions.pool())
-            .await
-            .map_err(backend_error)?,
+            Self::Sqlite(sessions) => parsed(
+                sqlx::query_scalar(&format!(
+                    "select i.session_id from {SQLITE_TABLE} i \
+                     join tower_sessions s on s.id = i.session_id \
+                     where i.member_id = ? and s.expiry_date > ?"
+                ))
+                .bind(member_id)
+                .bind(OffsetDateTime::now_utc())
+                .fetch_all(&sessions.pool())
+                .await
+                .map_err(backend_error)?,
+            ),
             #[cfg(feature = "postgres")]
-            Self::Postgres(pool) => sqlx::query_scalar(
-                r#"select i.session_id from "tower_sessions"."member_session" i
-                   join "tower_sessions"."session" s on s.id = i.session_id
-                   where i.member_id = $1 and s.expiry_date > $2"#,
-            )
-            .bind(member_id)
-            .bind(OffsetDateTime::now_utc())
-            .fetch_all(pool)
-            .await
-            .map_err(backend_error)?,
+            Self::Postgres(pool) => parsed(
+                sqlx::query_scalar(
+                    r#"select i.session_id from "tower_sessions"."member_session" i
+                       join "tower_sessions"."session" s on s.id = i.session_id
+                       where i.member_id = $1 and s.expiry_date > $2"#,
+                )
+                .bind(member_id)
+                .bind(OffsetDateTime::now_utc())
+                .fetch_all(pool)
+                .await
+                .map_err(backend_error)?,
+            ),
             #[cfg(feature = "redis")]
-            Self::Redis(pool) => redis::live(pool, member_id)
-                .await?
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect(),
-        };
-        // An id that does not parse was never written by this crate: skipped.
-        Ok(ids.iter().filter_map(|id| id.parse::<Id>().ok()).collect())
+            Self::Redis(pool) => parsed(
+                redis::live(pool, member_id)
+                    .await?
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect(),
+            ),
+        })
     }
 }

@@ -706,7 +706,7 @@ async fn a_jsapi_member_s_form_post_is_signed_with_its_query_and_body() {
     );
     verify_oauth1(
         &seen,
-        &api.url("/v1/people/~/shares").to_string(),
+        api.url("/v1/people/~/shares").as_str(),
         SECRET_KEY,
         &format!("sec-{access}"),
     );
