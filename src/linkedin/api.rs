@@ -360,26 +360,36 @@ impl LinkedInApi {
         Ok((url, authorization, body))
     }
 
-    /// LinkedIn withdrew the member's token: every session holding it ends, kept a while as a
-    /// tombstone that says why. A store that fails here is logged: the answer is still
-    /// "withdrawn", and the next call tries again.
+    /// LinkedIn withdrew the member's token: every session holding it ends, through the
+    /// store's member index when there is one, and this request's session in any case, each
+    /// leaving a tombstone that says why for a while. A store that fails here is logged: the
+    /// answer is still "withdrawn", and the next call tries again.
     async fn withdraw(&self) {
         let why = Ended::LinkedinAccessWithdrawn;
         let mut ended = 0;
+        let this_one = self.session.as_ref().and_then(MemberSession::id);
         if let Some(sessions) = &self.sessions {
-            match sessions.end_sessions_holding(&self.member, why).await {
+            match sessions
+                .end_sessions_holding(&self.member, why, this_one)
+                .await
+            {
                 Ok(n) => ended = n,
                 Err(err) => tracing::warn!(
                     %err,
-                    "LinkedIn withdrew a member's access, but their other sessions could not be ended"
+                    "LinkedIn withdrew a member's access, but their sessions could not all be ended"
                 ),
             }
         }
+        // This request's session: its tombstone (already in the store with a member index),
+        // written again by its save.
         if let Some(session) = &self.session {
-            if let Err(err) = session.end_because(why).await {
-                tracing::warn!(%err, "LinkedIn withdrew a member's access, but the session could not be ended");
-            } else if self.sessions.is_none() {
-                ended = 1;
+            match session.end_because(why).await {
+                Ok(()) if self.sessions.is_none() => ended = 1,
+                Ok(()) => {}
+                Err(err) => tracing::warn!(
+                    %err,
+                    "LinkedIn withdrew a member's access, but this session could not be ended"
+                ),
             }
         }
         tracing::info!(

@@ -21,7 +21,7 @@ use tower_sessions::session_store::{self, SessionStore};
 use super::connect::{ConnectError, Store};
 use super::guard;
 use super::index::{Entry, MemberIndex, SessionSummary};
-use super::member::{Ended, Member, TOMBSTONE_TTL, member_in, tombstone};
+use super::member::{Ended, Member, TOMBSTONE_TTL, ended_in, member_in, tombstone, tombstone_id};
 use super::seal::Keyring;
 use crate::config::StoreUrl;
 use crate::limits::STORE_TIMEOUT;
@@ -245,12 +245,14 @@ impl SessionStore for SessionBackend {
             .await
     }
 
+    /// A session the store ended because LinkedIn withdrew its token is found again as its
+    /// tombstone ([`SessionBackend::end_sessions_holding`]), so that its browser, still
+    /// holding the id, is told why.
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let store = &self.0.store;
-        let loaded = self
-            .bounded("load", forward!(store, s => s.load(id)))
-            .await?;
-        Ok(loaded.map(|record| self.open(id, record)))
+        match self.load_opened(id).await? {
+            Some(record) => Ok(Some(record)),
+            None => self.tombstone_of(id).await,
+        }
     }
 
     /// Inside a request, the delete waits until the request's writes have succeeded.
@@ -263,6 +265,42 @@ impl SessionStore for SessionBackend {
 }
 
 impl SessionBackend {
+    /// The record under `id`, opened; nothing else.
+    async fn load_opened(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let store = &self.0.store;
+        let loaded = self
+            .bounded("load", forward!(store, s => s.load(id)))
+            .await?;
+        Ok(loaded.map(|record| self.open(id, record)))
+    }
+
+    /// The tombstone of the ended session `id`, moved back under `id`: created there (from
+    /// now on the session's own record, which its browser's requests read and save as any
+    /// other) and removed from [`tombstone_id`]. `None` when there is none, which is one more
+    /// read for an id the store does not know.
+    async fn tombstone_of(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let kept = tombstone_id(id);
+        let Some(tombstone) = self.load_opened(&kept).await? else {
+            return Ok(None);
+        };
+        if ended_in(&tombstone.data).is_none() {
+            return Ok(None);
+        }
+        let mut moved = Record {
+            id: *id,
+            data: tombstone.data,
+            expiry_date: tombstone.expiry_date,
+        };
+        self.create(&mut moved).await?;
+        self.delete_now(&kept).await?;
+        // Another request of the same browser moved it first: the id holds that copy.
+        if moved.id != *id {
+            self.delete_now(&moved.id).await?;
+            return self.load_opened(id).await;
+        }
+        Ok(Some(moved))
+    }
+
     async fn delete_now(&self, id: &Id) -> session_store::Result<()> {
         let store = &self.0.store;
         let member = match self.0.index.forgets_by_member() {
@@ -297,17 +335,23 @@ impl SessionBackend {
     /// Ends every session of `member`'s member (through the member index, in every instance
     /// sharing the store) that holds the same LinkedIn token as `member`, because of `why`
     /// (LinkedIn withdrew the token): each is deleted, index entry included, and a tombstone
-    /// that holds only `why` takes its id for [`TOMBSTONE_TTL`], so that the browser that
-    /// held it is told. The member's sessions with other tokens (another sign-in) stay. How
-    /// many sessions ended.
+    /// that holds only `why` is kept under [`tombstone_id`] of its id for [`TOMBSTONE_TTL`].
+    /// The browser that held the session, asking again, finds the tombstone moved back under
+    /// its id (`load`), and is told why. Deleting first, rather than writing the tombstone in
+    /// place, keeps a save of the session still in flight (another request of that browser)
+    /// from writing the member back: every store's save only updates a record that exists.
+    /// The member's sessions with another token (another sign-in) stay. How many sessions
+    /// ended.
     ///
-    /// A save racing with this one (the other browser's request in flight) writes nothing
-    /// back: every store's `save` only updates a session that still exists, and the
-    /// tombstone holds no member.
+    /// `current` is the session of the request that learnt of the withdrawal: its tombstone
+    /// goes under its own id at once, since the request saves it afterwards
+    /// ([`MemberSession::end_because`](super::MemberSession::end_because)), and a save must
+    /// find a record (Redis refuses to save a deleted one).
     pub(crate) async fn end_sessions_holding(
         &self,
         member: &Member,
         why: Ended,
+        current: Option<Id>,
     ) -> session_store::Result<u64> {
         let ids = self
             .bounded("index", self.0.index.session_ids(&member.member_id))
@@ -324,14 +368,18 @@ impl SessionBackend {
             }
             self.delete_now(&id).await?;
             let mut tombstone = Record {
-                id,
+                id: if Some(id) == current {
+                    id
+                } else {
+                    tombstone_id(&id)
+                },
                 data: tombstone(why),
                 expiry_date: time::OffsetDateTime::now_utc()
                     + time::Duration::try_from(TOMBSTONE_TTL).unwrap_or(time::Duration::DAY),
             };
-            // Under the id just freed; should another record have taken it meanwhile, the
-            // store draws a new id and the tombstone is never read: the session has ended
-            // all the same.
+            // Should the derived id be taken (a tombstone of the same session, ended twice),
+            // the store draws another and this one is never read: the session has ended all
+            // the same.
             self.create(&mut tombstone).await?;
             ended += 1;
         }

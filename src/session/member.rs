@@ -9,6 +9,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use tower_sessions::session::Id;
 use tower_sessions::session_store;
 use tower_sessions::{Expiry, Session};
 
@@ -116,9 +117,12 @@ impl Credentials {
     }
 }
 
-/// Why a session ended without its browser asking. The session is then kept a while as a
-/// tombstone ([`TOMBSTONE_TTL`]) holding only the reason, under the same id, so that the
-/// browser that held it hears why (`/session` answers `"ended"`).
+/// Why a session ended without its browser asking. A tombstone that holds only the reason
+/// takes the session's place for a while ([`TOMBSTONE_TTL`]), under its id, so that the
+/// browser that held it hears why (`/session` answers `"ended"`): written there when this
+/// request's session ends ([`MemberSession::end_because`]); kept under [`tombstone_id`] and
+/// moved back at the browser's next request when the store ends the sessions of other
+/// browsers (`SessionBackend::end_sessions_holding`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Ended {
@@ -139,6 +143,32 @@ impl Ended {
 /// How long a tombstone says why its session ended: a day, the default idle limit of a
 /// session, so that a device that comes back within it is told.
 pub(crate) const TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Where the tombstone of session `id` is kept when the store ends it, until its browser asks
+/// again: an id derived one way (SHA-256) from it, the same in every instance. Not `id`
+/// itself: the session's record is deleted, so that a save of it still in flight (another
+/// request of that browser) writes nothing back (every store's save only updates a record
+/// that exists), and the tombstone is never overwritten with the member.
+pub(crate) fn tombstone_id(id: &Id) -> Id {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("lte-tombstone {id}").as_bytes(),
+    );
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
+    Id(i128::from_le_bytes(bytes))
+}
+
+/// Why the session whose data is `data` ended, when it is a tombstone (it holds no member).
+pub(crate) fn ended_in(
+    data: &std::collections::HashMap<String, serde_json::Value>,
+) -> Option<Ended> {
+    if data.contains_key(MemberSession::KEY) {
+        return None;
+    }
+    data.get(MemberSession::ENDED)
+        .and_then(|value| serde_json::from_value(value.clone()).ok())
+}
 
 /// The data of a tombstone: only the reason.
 pub(crate) fn tombstone(why: Ended) -> std::collections::HashMap<String, serde_json::Value> {
@@ -350,6 +380,11 @@ impl MemberSession {
                 .map_err(store_error)?;
         }
         Ok(())
+    }
+
+    /// The session's id, when it has one in the store.
+    pub(crate) fn id(&self) -> Option<Id> {
+        self.session.id()
     }
 
     /// Another handle on the same session (the member's client keeps one, to end the session

@@ -792,6 +792,10 @@ async fn a_401_ends_every_session_holding_the_token(test: &str, store: Store) {
     // them: the second made no call at all.
     let withdrawn = json!({"connected": false, "ended": "linkedin_access_withdrawn"});
     assert_eq!(first.session(&app).await, withdrawn);
+    // The second's tombstone waits apart from its deleted session (so that a save in flight
+    // writes nothing back), and is moved back under its id when the browser asks: asked
+    // again, it still says why.
+    assert_eq!(second.session(&app).await, withdrawn);
     assert_eq!(second.session(&app).await, withdrawn);
     assert_eq!(
         first.session_id(&app),
