@@ -47,6 +47,8 @@ pub(crate) struct Settings {
     pub(crate) cookie_domain: Option<String>,
     /// The session cookie's name (it depends on the domain).
     pub(crate) session_cookie: &'static str,
+    /// `PASS_ACCESS_TOKEN`: `/auth/check` hands an OpenID Connect member's access token on.
+    pub(crate) pass_access_token: bool,
 }
 
 impl AppState {

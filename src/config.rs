@@ -35,6 +35,7 @@ pub const ADMIN_TOKEN_MIN_LEN: usize = 32;
 /// LinkedIn's OpenID Connect issuer (a path, since April 2024).
 pub(crate) const DEFAULT_OIDC_ISSUER: &str = "https://www.linkedin.com/oauth";
 
+pub(crate) mod api_access;
 #[cfg(feature = "server")]
 mod limits;
 #[cfg(feature = "server")]
@@ -52,6 +53,8 @@ mod store_url;
 #[cfg(feature = "server")]
 mod traces;
 
+#[cfg(feature = "server")]
+pub use api_access::ApiAccess;
 #[cfg(feature = "server")]
 pub use limits::Limits;
 #[cfg(feature = "server")]
@@ -108,6 +111,11 @@ pub struct Config {
     /// OpenTelemetry trace export.
     #[command(flatten)]
     pub traces: Traces,
+
+    /// The member's API: the version sent, what the pass-through forwards, the token handed
+    /// to the app behind the proxy.
+    #[command(flatten)]
+    pub api: ApiAccess,
 }
 
 /// How log lines are written.

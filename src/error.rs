@@ -122,6 +122,46 @@ pub enum AppError {
         /// The framework's explanation.
         message: String,
     },
+    /// 401 `linkedin_access_withdrawn`: LinkedIn answered 401 to the member's credentials
+    /// (the member removed the app, or the token was revoked or expired); every session that
+    /// held those credentials has ended.
+    #[error(
+        "LinkedIn access was withdrawn: LinkedIn no longer accepts this member's credentials \
+         (the app was removed, or the token revoked or expired), so the session has ended; \
+         sign in again"
+    )]
+    LinkedInAccessWithdrawn,
+    /// 403 `linkedin_forbidden`: LinkedIn answered 403: the app lacks the scope or the
+    /// product the call needs (LinkedIn's own words, when it gave them, are carried).
+    #[error(
+        "LinkedIn refused this call for the member's token ({0}): the app lacks the scope or \
+         the product (in the LinkedIn developer portal) that grants it"
+    )]
+    LinkedInForbidden(String),
+    /// 502 `linkedin_version_retired`: LinkedIn answered 426 to the `LinkedIn-Version` sent
+    /// (`version`): a version lives about a year. A fault of the server's configuration, not
+    /// of the caller, hence a 502 (a 426 would also promise an `Upgrade` the caller cannot
+    /// make).
+    #[error(
+        "LinkedIn no longer serves API version {version} ({said}): set LINKEDIN_API_VERSION \
+         (SignInBuilder::api_version) to a current YYYYMM"
+    )]
+    LinkedInVersionRetired {
+        /// The `LinkedIn-Version` that was sent.
+        version: String,
+        /// What LinkedIn said (its `code` and `message`), or the status.
+        said: String,
+    },
+    /// 429 `linkedin_rate_limited`: LinkedIn's quota for the app or the member is used up;
+    /// the number is `Retry-After`, in seconds (LinkedIn's own, or until its daily quotas
+    /// reset at midnight UTC).
+    #[error("LinkedIn's rate limit for this app or member was reached; try again in {0} s")]
+    LinkedInRateLimited(u64),
+    /// 403 `api_path_not_allowed`: the pass-through does not forward this method and path
+    /// (`LINKEDIN_API_ALLOW`), or the path is not one it forwards at all (`..`, an encoded
+    /// slash, an absolute URL). Refused before any call to LinkedIn.
+    #[error("{0}")]
+    ApiPathNotAllowed(String),
 }
 
 impl AppError {
@@ -160,6 +200,17 @@ impl AppError {
             Self::SessionNotFound => (StatusCode::NOT_FOUND, "session_not_found"),
             Self::SessionsNotConfigured => (StatusCode::NOT_FOUND, "sessions_not_configured"),
             Self::Rejected { status, .. } => (*status, Self::code_for(*status)),
+            Self::LinkedInAccessWithdrawn => {
+                (StatusCode::UNAUTHORIZED, "linkedin_access_withdrawn")
+            }
+            Self::LinkedInForbidden(_) => (StatusCode::FORBIDDEN, "linkedin_forbidden"),
+            Self::LinkedInVersionRetired { .. } => {
+                (StatusCode::BAD_GATEWAY, "linkedin_version_retired")
+            }
+            Self::LinkedInRateLimited(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "linkedin_rate_limited")
+            }
+            Self::ApiPathNotAllowed(_) => (StatusCode::FORBIDDEN, "api_path_not_allowed"),
         }
     }
 
@@ -222,12 +273,20 @@ impl AppError {
             rejected(StatusCode::INTERNAL_SERVER_ERROR),
             Self::SessionNotFound,
             Self::SessionsNotConfigured,
+            Self::LinkedInAccessWithdrawn,
+            Self::LinkedInForbidden(String::new()),
+            Self::LinkedInVersionRetired {
+                version: String::new(),
+                said: String::new(),
+            },
+            Self::LinkedInRateLimited(0),
+            Self::ApiPathNotAllowed(String::new()),
         ]
     }
 
     /// How many variants [`AppError::variant`] numbers.
     #[cfg(test)]
-    const VARIANTS: u8 = 21;
+    const VARIANTS: u8 = 26;
 
     /// The variant's number (and the nested error's, where it carries codes of its own), for
     /// `every_variant_has_a_sample`. A new variant takes the next number, raises
@@ -271,6 +330,11 @@ impl AppError {
             Self::ClientAddressUnknown => (18, 0),
             Self::SessionNotFound => (19, 0),
             Self::SessionsNotConfigured => (20, 0),
+            Self::LinkedInAccessWithdrawn => (21, 0),
+            Self::LinkedInForbidden(_) => (22, 0),
+            Self::LinkedInVersionRetired { .. } => (23, 0),
+            Self::LinkedInRateLimited(_) => (24, 0),
+            Self::ApiPathNotAllowed(_) => (25, 0),
         }
     }
 
@@ -346,7 +410,7 @@ impl IntoResponse for AppError {
             request_id: None,
         };
         let mut response = (status, Json(body.clone())).into_response();
-        if let Self::RateLimited(seconds) = self {
+        if let Self::RateLimited(seconds) | Self::LinkedInRateLimited(seconds) = self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
@@ -484,6 +548,11 @@ impl AppError {
         response
     }
 }
+/// Marks an answer of LinkedIn's that the pass-through hands on as it came (status, type,
+/// body): never rewritten into this crate's error shape, whatever its status.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PassedOn;
+
 /// The fallback for unknown routes.
 pub(crate) async fn not_found() -> AppError {
     AppError::NotFound
@@ -499,7 +568,9 @@ const MAX_REJECTION_TEXT: usize = 300;
 /// [`errors`] calls it for failed answers only.
 async fn framework_error_as_json(method: &Method, response: Response) -> Response {
     let status = response.status();
-    if response.extensions().get::<LoggedError>().is_some() {
+    if response.extensions().get::<LoggedError>().is_some()
+        || response.extensions().get::<PassedOn>().is_some()
+    {
         return response;
     }
     let plain = response

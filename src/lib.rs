@@ -10,9 +10,10 @@
 //! the method rather than an exit) or from the service's variables
 //! ([`LinkedInSignIn::from_env`], the library's one reader of the environment). Its [`router`](LinkedInSignIn::router) serves
 //! `GET /auth/linkedin`, `GET /auth/linkedin/callback`, `POST /token-exchange` (with
-//! [`SignInBuilder::jsapi`]), `GET /session`, `GET /me`, `POST /logout` and the member's own
-//! sessions (`GET /sessions`, `DELETE /sessions/{handle}`, `POST /sessions/end-others`, over
-//! the member index of this crate's sealed store given as an `Extension`). Wrap your app in
+//! [`SignInBuilder::jsapi`]), `GET /session`, `GET /me`, `POST /logout`, the pass-through
+//! `/linkedin/api/{*path}` ([`SignInBuilder::api_allow`]) and the member's own sessions
+//! (`GET /sessions`, `DELETE /sessions/{handle}`, `POST /sessions/end-others`, over the member
+//! index of this crate's sealed store given as an `Extension`). Wrap your app in
 //! its [`session_layer`](LinkedInSignIn::session_layer), over any store of tower-sessions
 //! 0.14 (re-exported here as [`tower_sessions`]: a layer of another version is not seen, and
 //! every route then answers 503 `session_layer_missing`). [`Connected`] (401 `not_connected`
@@ -61,6 +62,10 @@
 //!   [`RateLimit`], [`PkceMode`], [`TrustedProxies`], [`AllowedHosts`].
 //! - The extractors [`Connected`] and [`MemberSession`], the [`Member`] with its
 //!   [`Credentials`] (secrets as [`Secret`]) and [`Flow`], the [`SessionPolicy`].
+//! - [`LinkedInApi`], from [`LinkedInSignIn::api`]: LinkedIn's API called as the member,
+//!   signed with their credentials, LinkedIn's refusals typed as [`Error`]s
+//!   (`linkedin_access_withdrawn`, `linkedin_forbidden`, `linkedin_version_retired`,
+//!   `linkedin_rate_limited`).
 //! - The error every route and extractor answers with, [`Error`] (JSON with a stable code),
 //!   and what it carries: [`CookieError`], [`UpstreamError`], [`Refusal`].
 //! - [`tower_sessions`], re-exported: the version the extractors read.
@@ -124,6 +129,7 @@ mod tls;
 
 pub use config::{AllowedHosts, PkceMode, RateLimit, TrustedProxies};
 pub use error::AppError as Error;
+pub use linkedin::api::LinkedInApi;
 pub use linkedin::cookie::CookieError;
 pub use linkedin::oidc::Refusal;
 pub use linkedin::transport::UpstreamError;

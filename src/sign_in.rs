@@ -16,14 +16,16 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::{SessionManagerLayer, SessionStore};
 
 use crate::config::AppCredentials;
+use crate::config::api_access::{ApiAllow, ApiVersion};
 use crate::error::AppError;
 use crate::handlers;
+use crate::linkedin::api::LinkedInApi;
 use crate::linkedin::client::LinkedInClient;
 use crate::linkedin::oidc::OidcClient;
 use crate::ratelimit::{RateLimits, limit_clients};
 use crate::return_to::ReturnPolicy;
 use crate::secret::Secret;
-use crate::session::SessionPolicy;
+use crate::session::{MemberSession, SessionPolicy};
 use crate::telemetry::Telemetry;
 use crate::text::escape_text;
 
@@ -35,13 +37,15 @@ pub use builder::{BuildError, SignInBuilder};
 /// LinkedIn sign-in for an axum app: OpenID Connect, the JSAPI cookie exchange, or both.
 ///
 /// [`LinkedInSignIn::router`] gives `GET /auth/linkedin`, `GET /auth/linkedin/callback`,
-/// `POST /token-exchange` (404 `jsapi_not_configured` unless JSAPI is configured), `GET /session`, `GET /me` and
-/// `POST /logout`, and the member's own sessions: `GET /sessions`,
+/// `POST /token-exchange` (404 `jsapi_not_configured` unless JSAPI is configured), `GET /session`,
+/// `GET /me`, `POST /logout`, the pass-through `/linkedin/api/{*path}`
+/// ([`SignInBuilder::api_allow`]), and the member's own sessions: `GET /sessions`,
 /// `DELETE /sessions/{handle}` and `POST /sessions/end-others`. Those need the member index
 /// of this crate's store: add `Extension(store.clone())` of the `stores::SealedStore` in use
 /// over the router, or they answer 404 `sessions_not_configured`. Handlers of the host reach
 /// the member through [`Connected`](crate::Connected) and
-/// [`MemberSession`](crate::MemberSession).
+/// [`MemberSession`](crate::MemberSession), and LinkedIn's API as the member through
+/// [`LinkedInSignIn::api`].
 #[derive(Clone, Debug)]
 pub struct LinkedInSignIn {
     pub(crate) state: SignInState,
@@ -74,6 +78,17 @@ pub(crate) struct SignInSettings {
     pub after_sign_in: String,
     /// Where `rd` may send a member after signing in.
     pub return_policy: ReturnPolicy,
+    /// The member's API: its version and what the pass-through forwards.
+    pub api: ApiSettings,
+}
+
+/// The member's API settings, resolved.
+#[derive(Debug)]
+pub(crate) struct ApiSettings {
+    /// `LinkedIn-Version` on `/rest/` calls.
+    pub version: ApiVersion,
+    /// What `/linkedin/api/…` forwards.
+    pub allow: ApiAllow,
 }
 
 /// The app's JSAPI side.
@@ -163,6 +178,22 @@ impl LinkedInSignIn {
     pub fn public_origins(&self) -> &[String] {
         &self.state.public_origins
     }
+
+    /// The connected member's client for LinkedIn's API, in a handler of the host:
+    /// 401 `not_connected` when `session` holds no member. Each call is signed with the
+    /// member's credentials; see [`LinkedInApi`] for what comes back. When LinkedIn withdraws
+    /// the member's access (401), this session ends and says why (`/session` answers
+    /// `"ended":"linkedin_access_withdrawn"`); the member's sessions elsewhere end at their
+    /// own next call (the server's store, which keeps a member index, ends them all at once).
+    pub async fn api(&self, session: &MemberSession) -> Result<LinkedInApi, AppError> {
+        let member = session.member().await?.ok_or(AppError::NotConnected)?;
+        Ok(LinkedInApi::new(
+            self.state.clone(),
+            member,
+            Some(session.handle()),
+            None,
+        ))
+    }
 }
 
 impl JsapiApp {
@@ -192,6 +223,7 @@ pub(crate) fn routes(state: SignInState) -> Router {
     let (routes, taken) = handlers::record(|| {
         let sign_in = handlers::exchange::router()
             .merge(handlers::oidc::router())
+            .merge(handlers::api::router())
             .route_layer(tower::util::option_layer(client_limit));
         Router::new()
             .merge(sign_in)
@@ -299,8 +331,9 @@ mod tests {
         assert!(applies(Method::POST, Some("/logout")));
         // Nested under a prefix by a host app.
         assert!(applies(Method::POST, Some("/linkedin/logout")));
-        // No matched path: checked.
+        // No matched path: checked, for every state-changing verb.
         assert!(applies(Method::POST, None));
+        assert!(applies(Method::DELETE, None));
         // A route that takes no POST, and methods no route takes: the router's 405.
         assert!(!applies(Method::POST, Some("/session")));
         assert!(!applies(Method::PUT, Some("/logout")));
@@ -314,6 +347,7 @@ mod tests {
         ));
         assert!(applies(Method::DELETE, None));
         assert!(!applies(Method::PUT, None));
+        assert!(!applies(Method::TRACE, None));
         assert!(!applies(Method::GET, Some("/logout")));
         assert!(!applies(Method::HEAD, Some("/logout")));
     }

@@ -7,6 +7,7 @@
 function setStatus(state, text, memberId, flow) {
   const status = document.getElementById("status");
   status.dataset.state = state;
+  if (state === "connected") delete status.dataset.ended;
   status.textContent = text;
   if (memberId) {
     const strong = document.createElement("strong");
@@ -45,6 +46,11 @@ async function postJson(path, payload) {
 
 async function showProfile() {
   const response = await fetch("/me", { credentials: "same-origin" });
+  if (response.status === 401) {
+    const body = await response.json().catch(() => ({}));
+    if (body.error === "linkedin_access_withdrawn") showWithdrawn();
+    return;
+  }
   if (!response.ok) return;
   const profile = await response.json();
   // A v1 profile (JSAPI flow) or OpenID Connect userinfo.
@@ -96,6 +102,54 @@ async function signOutEverywhere() {
   }
 }
 
+// The session ended because LinkedIn no longer accepts the member's credentials (the app was
+// removed, or the token revoked): say so, and offer the sign-in again.
+function showWithdrawn() {
+  setStatus("disconnected", "LinkedIn access was withdrawn. Sign in again to reconnect.");
+  document.getElementById("status").dataset.ended = "linkedin_access_withdrawn";
+  document.getElementById("renew").hidden = true;
+}
+
+// In the last days of the member's LinkedIn token (and with no refresh token to extend it),
+// offers a new sign-in, which LinkedIn answers without a consent screen for a member who
+// consented before: the OpenID Connect link, or the JSAPI's own sign-in again.
+function showRenew(session) {
+  // A withdrawal already shown (by /me, answered first) wins over an older /session answer.
+  if (document.getElementById("status").dataset.ended) return;
+  const link = document.getElementById("renew-link");
+  const jsapi = document.getElementById("renew-jsapi");
+  const offered = session.flow === "oidc" ? link : (jsapi || link);
+  if (!offered) return;
+  offered.hidden = false;
+  const when = new Date(session.token_expires_at * 1000);
+  document.getElementById("renew-when").textContent = "on " + when.toLocaleDateString();
+  document.getElementById("renew").hidden = false;
+}
+
+// A JSAPI member renews by signing out here and in the JSAPI, then signing in again.
+async function renewJsapi() {
+  try {
+    await postJson("/logout");
+    setStatus("disconnected", "Sign in again to renew your LinkedIn access.");
+    document.getElementById("renew").hidden = true;
+    if (window.IN && IN.User && IN.User.authorize) IN.User.authorize(onAuth);
+  } catch (err) {
+    setStatus("error", "Could not renew: " + err.message);
+  }
+}
+
+// What /session says beyond "connected": why the session ended, or that its token ends soon.
+async function checkSession() {
+  const response = await fetch("/session", { credentials: "same-origin" });
+  if (!response.ok) return;
+  const session = await response.json();
+  if (!session.connected && session.ended === "linkedin_access_withdrawn") {
+    showWithdrawn();
+  } else if (session.connected && session.renew_suggested) {
+    showRenew(session);
+  }
+}
+
 // The JSAPI's onLoad hook.
 function onLinkedInLoad() {}
 
@@ -109,5 +163,8 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
   document.getElementById("sign-out-everywhere").addEventListener("click", signOutEverywhere);
+  const renew = document.getElementById("renew-jsapi");
+  if (renew) renew.addEventListener("click", renewJsapi);
+  checkSession();
   if (document.getElementById("status").dataset.state === "connected") showProfile();
 });

@@ -1,10 +1,11 @@
 //! `GET /auth/check`: forward authentication for a proxy in front of other apps (nginx
 //! `auth_request`, Traefik `ForwardAuth`, Caddy `forward_auth`). It answers whether the
 //! request's session holds a signed-in member, with who they are in `X-Auth-Request-*`
-//! headers. It reads the store and never writes the session: it sits outside the session layer
-//! (so no cookie is set and no idle refresh is saved) and looks the record up itself. (The
-//! load notes the session's last use in the member index, at most once a minute per session:
-//! `session::backend`.)
+//! headers (and, with `PASS_ACCESS_TOKEN=true`, an OpenID Connect member's access token in
+//! `X-Auth-Request-Access-Token`: docs/security.md says what that risks). It reads the store
+//! and never writes the session: it sits outside the session layer (so no cookie is set and no
+//! idle refresh is saved) and looks the record up itself. (The load notes the session's last
+//! use in the member index, at most once a minute per session: `session::backend`.)
 
 use std::net::SocketAddr;
 
@@ -32,6 +33,10 @@ pub(crate) const EMAIL: HeaderName = HeaderName::from_static("x-auth-request-ema
 pub(crate) const NAME: HeaderName = HeaderName::from_static("x-auth-request-name");
 /// The flow that signed the member in: `jsapi` or `oidc`.
 pub(crate) const FLOW: HeaderName = HeaderName::from_static("x-auth-request-flow");
+/// With `PASS_ACCESS_TOKEN=true`, an OpenID Connect member's LinkedIn access token (as
+/// oauth2-proxy's `pass_access_token`); never a JSAPI member's, whose OAuth 1.0a token is
+/// useless without the app's consumer secret.
+pub(crate) const ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-auth-request-access-token");
 
 /// The routes of this module, answered `Cache-Control: no-store` (errors included).
 pub(crate) fn router() -> Router<AppState> {
@@ -52,7 +57,11 @@ async fn check(
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     if let Some(member) = signed_in(&state, &headers).await? {
-        return Ok((StatusCode::OK, member_headers(&member)).into_response());
+        let mut headers = member_headers(&member);
+        if state.pass_access_token {
+            pass_access_token(&member, &mut headers);
+        }
+        return Ok((StatusCode::OK, headers).into_response());
     }
     let wants_redirect = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .any(|(name, value)| name == "redirect" && value == "1");
@@ -104,6 +113,17 @@ fn member_headers(member: &Member) -> HeaderMap {
         }
     }
     headers
+}
+
+/// `X-Auth-Request-Access-Token` for an OpenID Connect member (marked sensitive, so that no
+/// layer logs it); nothing for a JSAPI member.
+fn pass_access_token(member: &Member, headers: &mut HeaderMap) {
+    if let Credentials::Oidc { access_token, .. } = &member.credentials
+        && let Ok(mut value) = HeaderValue::from_str(access_token.expose())
+    {
+        value.set_sensitive(true);
+        headers.insert(ACCESS_TOKEN, value);
+    }
 }
 
 /// `<origin>/auth/linkedin?rd=<X-Forwarded-Proto>://<X-Forwarded-Host><X-Forwarded-Uri>`:

@@ -1,9 +1,9 @@
-//! The connected member: `GET /session`, `GET /me` and `POST /logout` (this session, or with
-//! `everywhere` all of the member's sessions in the store).
+//! The connected member: `GET /session` (who, until when, whether to renew, or why the
+//! session ended), `GET /me` (the profile, through the member's client) and `POST /logout`
+//! (this session, or with `everywhere` all of the member's sessions in the store).
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use super::{Routes, Verb};
 use crate::error::{AppError, Result};
-use crate::session::{Connected, Credentials, Flow, MemberSession, SessionBackend};
+use crate::linkedin::api::MemberApi;
+use crate::session::member::Ended;
+use crate::session::{Credentials, Flow, MemberSession, SessionBackend};
 use crate::sign_in::SignInState;
 
 /// The answer of `GET /session`.
@@ -19,6 +21,10 @@ use crate::sign_in::SignInState;
 pub(crate) struct SessionReply {
     /// Whether the session holds unexpired credentials.
     pub connected: bool,
+    /// Why the session ended, when it ended without its browser asking
+    /// (`linkedin_access_withdrawn`), for as long as its tombstone lasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<&'static str>,
     /// The flow that signed the member in (`jsapi` or `oidc`), when connected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flow: Option<Flow>,
@@ -34,7 +40,19 @@ pub(crate) struct SessionReply {
     /// When the credentials expire (Unix seconds), when connected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// When LinkedIn's token expires (Unix seconds), when connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_expires_at: Option<i64>,
+    /// Whether a new sign-in is suggested ("Renew LinkedIn access"): the token expires within
+    /// [`RENEW_WITHIN`] and the session holds no refresh token, when connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renew_suggested: Option<bool>,
 }
+
+/// How close to its token's expiry a session without a refresh token is offered a new
+/// sign-in: 7 days (LinkedIn's tokens live 60; a member who consented before is sent
+/// straight back, without a consent screen).
+pub(crate) const RENEW_WITHIN: i64 = 7 * 24 * 60 * 60;
 
 /// The routes of this module.
 pub(crate) fn router() -> Router<SignInState> {
@@ -46,42 +64,34 @@ pub(crate) fn router() -> Router<SignInState> {
 
 async fn session_status(session: MemberSession) -> Result<Json<SessionReply>> {
     let member = session.member().await?;
+    let ended = match member {
+        Some(_) => None,
+        None => session.ended().await?.map(Ended::as_str),
+    };
     let (name, email) = match member.as_ref().map(|m| &m.credentials) {
         Some(Credentials::Oidc { name, email, .. }) => (name.clone(), email.clone()),
         _ => (None, None),
     };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     Ok(Json(SessionReply {
         connected: member.is_some(),
+        ended,
         flow: member.as_ref().map(|m| m.credentials.flow()),
         expires_at: member.as_ref().map(|m| m.expires_at),
+        token_expires_at: member.as_ref().map(|m| m.expires_at),
+        // No session holds a refresh token yet: each is renewed by a new sign-in.
+        renew_suggested: member
+            .as_ref()
+            .map(|m| m.expires_at.saturating_sub(now) <= RENEW_WITHIN),
         member_id: member.map(|m| m.member_id),
         name,
         email,
     }))
 }
 
-/// The member's profile, fetched with the stored credentials of their flow.
-async fn me(State(state): State<SignInState>, Connected(member): Connected) -> Result<Json<Value>> {
-    let profile = match &member.credentials {
-        Credentials::Jsapi {
-            oauth_token,
-            oauth_token_secret,
-        } => {
-            // A member of the JSAPI flow on a host that turned it off (a shared store).
-            if state.jsapi.is_none() {
-                return Err(AppError::NotConnected);
-            }
-            state
-                .linkedin
-                .profile(oauth_token, oauth_token_secret)
-                .await?
-        }
-        Credentials::Oidc { access_token, .. } => {
-            let oidc = state.oidc.as_ref().ok_or(AppError::OidcNotConfigured)?;
-            oidc.userinfo(access_token).await?
-        }
-    };
-    Ok(Json(profile))
+/// The member's profile, fetched by the member's client with the credentials of their flow.
+async fn me(MemberApi(api): MemberApi) -> Result<Json<Value>> {
+    Ok(Json(api.profile().await?))
 }
 
 /// Ends this session; with `everywhere`, every session of its member in the store too. That

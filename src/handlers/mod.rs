@@ -17,6 +17,7 @@ use axum::routing::{MethodFilter, on};
 pub(crate) mod account;
 #[cfg(feature = "server")]
 pub(crate) mod admin;
+pub(crate) mod api;
 #[cfg(feature = "server")]
 pub(crate) mod assets;
 #[cfg(feature = "server")]
@@ -36,6 +37,8 @@ pub(crate) mod openapi;
 pub(crate) enum Verb {
     Get,
     Post,
+    Put,
+    Patch,
     Delete,
 }
 
@@ -46,6 +49,8 @@ impl Verb {
         match self {
             Self::Get => "GET",
             Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
             Self::Delete => "DELETE",
         }
     }
@@ -55,6 +60,8 @@ impl Verb {
         match *method {
             Method::GET | Method::HEAD => Some(Self::Get),
             Method::POST => Some(Self::Post),
+            Method::PUT => Some(Self::Put),
+            Method::PATCH => Some(Self::Patch),
             Method::DELETE => Some(Self::Delete),
             _ => None,
         }
@@ -69,6 +76,8 @@ impl Verb {
         match self {
             Self::Get => MethodFilter::GET,
             Self::Post => MethodFilter::POST,
+            Self::Put => MethodFilter::PUT,
+            Self::Patch => MethodFilter::PATCH,
             Self::Delete => MethodFilter::DELETE,
         }
     }

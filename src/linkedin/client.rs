@@ -1,8 +1,10 @@
 //! I/O: the OAuth 1.0a signed calls to LinkedIn (or the sandbox, or any compatible provider).
 //!
 //! Two calls ([`LinkedInClient::exchange_token`] and [`LinkedInClient::profile`]) over the
-//! shared [`Transport`], which maps every upstream answer to an [`UpstreamError`]. Signing is
-//! `oauth1-request`'s; deciding what the caller sees is `error`'s.
+//! shared [`Transport`], which maps every upstream answer to an [`UpstreamError`], and the
+//! app's half of every member call's signature, which the member's client
+//! ([`api`](super::api)) signs with. Signing is `oauth1-request`'s; deciding what the caller
+//! sees is `error`'s.
 
 use std::fmt;
 use std::time::Duration;
@@ -59,6 +61,8 @@ pub struct LinkedInClient {
     /// Parsed once: reqwest would parse a string again for every call.
     access_token_url: Url,
     profile_url: String,
+    /// The REST base, for the member's client ([`super::api`]).
+    api_url: Url,
 }
 
 impl fmt::Debug for LinkedInClient {
@@ -99,6 +103,7 @@ impl LinkedInClient {
             consumer_secret: consumer_secret.clone(),
             access_token_url: endpoints.access_token_url.clone(),
             profile_url: api,
+            api_url: endpoints.api_url.clone(),
         })
     }
 
@@ -181,6 +186,24 @@ impl LinkedInClient {
         }
         serde_json::from_slice(&body)
             .map_err(|_| UpstreamError::Malformed("the profile is not JSON".into()))
+    }
+
+    /// The REST base (`LINKEDIN_API_URL`) the member's calls go to.
+    pub(crate) fn api_url(&self) -> &Url {
+        &self.api_url
+    }
+
+    /// The `Authorization` header of a call to `url` (no query) signed as the app and the
+    /// member (`token`, `token_secret`), over `params` (the query's and a form body's).
+    pub(crate) fn member_authorization<R: OAuthRequest>(
+        &self,
+        method: &str,
+        url: &str,
+        params: &R,
+        token: &str,
+        token_secret: &Secret,
+    ) -> String {
+        self.authorization(method, url, params, Some((token, token_secret.expose())))
     }
 
     fn authorization<R: OAuthRequest>(

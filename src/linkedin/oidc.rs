@@ -45,12 +45,12 @@ use openidconnect::{
     PkceCodeVerifier, ProviderMetadata, RedirectUrl, RequestTokenError, Scope,
     SignatureVerificationError, TokenResponse,
 };
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::CONTENT_TYPE;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
-use super::transport::{Transport, UpstreamError, status_error};
+use super::transport::{Transport, UpstreamError};
 use crate::config::PkceMode;
 use crate::secret::Secret;
 use crate::text::escape_text;
@@ -420,34 +420,15 @@ impl OidcClient {
         })
     }
 
-    /// The member's userinfo, with their access token. Kept as JSON: LinkedIn's userinfo
-    /// differs from its id_token (`locale` is an object there), so no strict type is imposed.
-    pub(crate) async fn userinfo(
-        &self,
-        access_token: &Secret,
-    ) -> Result<serde_json::Value, UpstreamError> {
+    /// The provider's userinfo endpoint, from discovery (fetched at first use, then cached).
+    pub(crate) async fn userinfo_url(&self) -> Result<Url, UpstreamError> {
         let discovered = self.cache.metadata().await?;
-        let url = discovered
+        Ok(discovered
             .metadata
             .userinfo_endpoint()
             .ok_or_else(|| UpstreamError::Malformed("discovery names no userinfo endpoint".into()))?
             .url()
-            .clone();
-        let upstream = &self.cache.upstream;
-        let request = upstream
-            .http()
-            .get(url)
-            .header(AUTHORIZATION, format!("Bearer {}", access_token.expose()));
-        upstream
-            .timed("oidc_userinfo", async {
-                let (status, headers, body) = upstream.send(request).await?;
-                if status != reqwest::StatusCode::OK {
-                    return Err(status_error(status, &headers, &body));
-                }
-                serde_json::from_slice(&body)
-                    .map_err(|_| UpstreamError::Malformed("userinfo is not JSON".into()))
-            })
-            .await
+            .clone())
     }
 
     /// `(sub, name, email)` of a verified id_token.

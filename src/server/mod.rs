@@ -41,6 +41,7 @@ mod wiring;
 /// The service's configuration: the only reader of the environment (and `.env`, and the
 /// command line), typed and fail-fast, naming the variable at fault.
 pub mod config {
+    pub use crate::config::ApiAccess;
     pub use crate::config::proxy::{CookieDomain, TlsMode};
     pub use crate::config::{
         ADMIN_TOKEN_MIN_LEN, AllowedHosts, Command, Config, ConfigError, FleetKind, FleetUrl,
@@ -211,6 +212,7 @@ impl Server {
             trusted_proxies,
             session_cookie: crate::session::cookie_name(cookie_domain.as_deref()),
             cookie_domain,
+            pass_access_token: config.api.pass_access_token,
         };
         // As text with every URL's userinfo hidden (the issuer or a LinkedIn URL may carry one).
         tracing::debug!(

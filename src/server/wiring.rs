@@ -223,7 +223,9 @@ impl Resolved {
             .upstream_timeout(config.limits.upstream_timeout())
             .rate_limit(config.limits.rate_limit)
             .session_idle(config.sessions.idle())
-            .sandbox_mounted(self.mode.sandbox);
+            .sandbox_mounted(self.mode.sandbox)
+            .api_version(&config.api.api_version)
+            .api_allow(&config.api.api_allow);
         // Outside the sandbox, the JSAPI flow needs the app's own key pair: without one the
         // page offers no JSAPI button and names no key.
         if self.mode.jsapi {

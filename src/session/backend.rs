@@ -26,6 +26,7 @@ use tower_sessions::session_store::{self, SessionStore};
 use super::connect::{ConnectError, Store};
 use super::guard;
 use super::index::{Entry, Indexed, MemberIndex, OwnSession, SessionSummary};
+use super::member::{Ended, Member, TOMBSTONE_TTL, ended_in, member_in, tombstone, tombstone_id};
 use super::seal::Keyring;
 use crate::config::StoreUrl;
 use crate::limits::STORE_TIMEOUT;
@@ -275,13 +276,18 @@ impl SessionStore for SessionBackend {
             .await
     }
 
-    /// A signed-in member's session also has its use noted, once a minute at most.
+    /// A signed-in member's session also has its use noted, once a minute at most. A session
+    /// the store ended because LinkedIn withdrew its token is found again as its tombstone
+    /// ([`SessionBackend::end_sessions_holding`]), so that its browser, still holding the id,
+    /// is told why.
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let loaded = self.load_opened(id).await?;
-        if let Some(record) = &loaded {
-            self.note_use(record).await;
+        match self.load_opened(id).await? {
+            Some(record) => {
+                self.note_use(&record).await;
+                Ok(Some(record))
+            }
+            None => self.tombstone_of(id).await,
         }
-        Ok(loaded)
     }
 
     /// Inside a request, the delete waits until the request's writes have succeeded.
@@ -294,7 +300,7 @@ impl SessionStore for SessionBackend {
 }
 
 impl SessionBackend {
-    /// The record under `id`, opened; its use is not noted.
+    /// The record under `id`, opened; its use is not noted, and no tombstone is looked for.
     async fn load_opened(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let store = &self.0.store;
         let loaded = self
@@ -325,6 +331,33 @@ impl SessionBackend {
         if let Err(err) = self.bounded("index", seen).await {
             tracing::debug!(%err, "a session's last use was not noted");
         }
+    }
+
+    /// The tombstone of the ended session `id`, moved back under `id`: created there (from
+    /// now on the session's own record, which its browser's requests read and save as any
+    /// other) and removed from [`tombstone_id`]. `None` when there is none, which is one more
+    /// read for an id the store does not know.
+    async fn tombstone_of(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let kept = tombstone_id(id);
+        let Some(tombstone) = self.load_opened(&kept).await? else {
+            return Ok(None);
+        };
+        if ended_in(&tombstone.data).is_none() {
+            return Ok(None);
+        }
+        let mut moved = Record {
+            id: *id,
+            data: tombstone.data,
+            expiry_date: tombstone.expiry_date,
+        };
+        self.create(&mut moved).await?;
+        self.delete_now(&kept).await?;
+        // Another request of the same browser moved it first: the id holds that copy.
+        if moved.id != *id {
+            self.delete_now(&moved.id).await?;
+            return self.load_opened(id).await;
+        }
+        Ok(Some(moved))
     }
 
     async fn delete_now(&self, id: &Id) -> session_store::Result<()> {
@@ -433,6 +466,58 @@ impl SessionBackend {
                 self.end_session(member_id, &session.id).await?;
                 ended += 1;
             }
+        }
+        Ok(ended)
+    }
+
+    /// Ends every session of `member`'s member (through the member index, in every instance
+    /// sharing the store) that holds the same LinkedIn token as `member`, because of `why`
+    /// (LinkedIn withdrew the token): each is deleted, index entry included, and a tombstone
+    /// that holds only `why` is kept under [`tombstone_id`] of its id for [`TOMBSTONE_TTL`].
+    /// The browser that held the session, asking again, finds the tombstone moved back under
+    /// its id (`load`), and is told why. Deleting first, rather than writing the tombstone in
+    /// place, keeps a save of the session still in flight (another request of that browser)
+    /// from writing the member back: every store's save only updates a record that exists.
+    /// The member's sessions with another token (another sign-in) stay. How many sessions
+    /// ended.
+    ///
+    /// `current` is the session of the request that learnt of the withdrawal: its tombstone
+    /// goes under its own id at once, since the request saves it afterwards
+    /// ([`MemberSession::end_because`](super::MemberSession::end_because)), and a save must
+    /// find a record (Redis refuses to save a deleted one).
+    pub(crate) async fn end_sessions_holding(
+        &self,
+        member: &Member,
+        why: Ended,
+        current: Option<Id>,
+    ) -> session_store::Result<u64> {
+        let mut ended = 0;
+        for session in self.indexed_sessions(&member.member_id).await? {
+            let id = session.id;
+            let Some(record) = self.load(&id).await? else {
+                continue;
+            };
+            let holds_it = member_in(&record.data)
+                .is_some_and(|held| held.credentials.same_token(&member.credentials));
+            if !holds_it {
+                continue;
+            }
+            self.delete_now(&id).await?;
+            let mut tombstone = Record {
+                id: if Some(id) == current {
+                    id
+                } else {
+                    tombstone_id(&id)
+                },
+                data: tombstone(why),
+                expiry_date: time::OffsetDateTime::now_utc()
+                    + time::Duration::try_from(TOMBSTONE_TTL).unwrap_or(time::Duration::DAY),
+            };
+            // Should the derived id be taken (a tombstone of the same session, ended twice),
+            // the store draws another and this one is never read: the session has ended all
+            // the same.
+            self.create(&mut tombstone).await?;
+            ended += 1;
         }
         Ok(ended)
     }

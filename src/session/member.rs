@@ -9,6 +9,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use tower_sessions::session::Id;
 use tower_sessions::session_store;
 use tower_sessions::{Expiry, Session};
 
@@ -100,6 +101,82 @@ impl Credentials {
             Self::Oidc { .. } => Flow::Oidc,
         }
     }
+
+    /// Whether `other` holds the same LinkedIn token (the one LinkedIn refuses or accepts):
+    /// the OAuth 1.0a token, or the OpenID Connect access token. Compared in constant time.
+    pub(crate) fn same_token(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        let token = |credentials: &Self| match credentials {
+            Self::Jsapi { oauth_token, .. } => (Flow::Jsapi, oauth_token.as_bytes().to_vec()),
+            Self::Oidc { access_token, .. } => {
+                (Flow::Oidc, access_token.expose().as_bytes().to_vec())
+            }
+        };
+        let ((flow, mine), (other_flow, theirs)) = (token(self), token(other));
+        flow == other_flow && bool::from(mine.ct_eq(&theirs))
+    }
+}
+
+/// Why a session ended without its browser asking. A tombstone that holds only the reason
+/// takes the session's place for a while ([`TOMBSTONE_TTL`]), under its id, so that the
+/// browser that held it hears why (`/session` answers `"ended"`): written there when this
+/// request's session ends ([`MemberSession::end_because`]); kept under [`tombstone_id`] and
+/// moved back at the browser's next request when the store ends the sessions of other
+/// browsers (`SessionBackend::end_sessions_holding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Ended {
+    /// LinkedIn answered 401 to the member's credentials: the member removed the app, or
+    /// the token was revoked or expired.
+    LinkedinAccessWithdrawn,
+}
+
+impl Ended {
+    /// `linkedin_access_withdrawn`: the error code of the same name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::LinkedinAccessWithdrawn => "linkedin_access_withdrawn",
+        }
+    }
+}
+
+/// How long a tombstone says why its session ended: a day, the default idle limit of a
+/// session, so that a device that comes back within it is told.
+pub(crate) const TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Where the tombstone of session `id` is kept when the store ends it, until its browser asks
+/// again: an id derived one way (SHA-256) from it, the same in every instance. Not `id`
+/// itself: the session's record is deleted, so that a save of it still in flight (another
+/// request of that browser) writes nothing back (every store's save only updates a record
+/// that exists), and the tombstone is never overwritten with the member.
+pub(crate) fn tombstone_id(id: &Id) -> Id {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("lte-tombstone {id}").as_bytes(),
+    );
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
+    Id(i128::from_le_bytes(bytes))
+}
+
+/// Why the session whose data is `data` ended, when it is a tombstone (it holds no member).
+pub(crate) fn ended_in(
+    data: &std::collections::HashMap<String, serde_json::Value>,
+) -> Option<Ended> {
+    if data.contains_key(MemberSession::KEY) {
+        return None;
+    }
+    data.get(MemberSession::ENDED)
+        .and_then(|value| serde_json::from_value(value.clone()).ok())
+}
+
+/// The data of a tombstone: only the reason.
+pub(crate) fn tombstone(why: Ended) -> std::collections::HashMap<String, serde_json::Value> {
+    [(
+        MemberSession::ENDED.to_owned(),
+        serde_json::Value::String(why.as_str().to_owned()),
+    )]
+    .into()
 }
 
 /// A signed-in member, as the session keeps them.
@@ -162,6 +239,8 @@ impl MemberSession {
     /// The session key of the browser that signed in ([`device`](super::device)), which the
     /// member index keeps beside the session.
     const BROWSER: &'static str = "lte.browser";
+    /// The session key of a tombstone: why the session ended ([`Ended`]).
+    const ENDED: &'static str = "lte.ended";
 
     /// Remembers a sign-in that has been sent to the provider (one at a time: a newer one
     /// replaces an older one). A session that holds nothing else lives only as long as the
@@ -169,6 +248,7 @@ impl MemberSession {
     /// sessions; a signed-in member's session keeps its own expiry.
     pub async fn begin_sign_in(&self, pending: &PendingSignIn) -> Result<(), session_store::Error> {
         let signed_in = self.get::<Member>(Self::KEY).await?.is_some();
+        self.forget_why_it_ended().await?;
         self.session
             .insert(Self::PENDING, pending)
             .await
@@ -256,6 +336,7 @@ impl MemberSession {
         if self.session.id().is_some() {
             self.session.cycle_id().await.map_err(store_error)?;
         }
+        self.forget_why_it_ended().await?;
         self.session
             .insert(Self::KEY, member)
             .await
@@ -276,6 +357,58 @@ impl MemberSession {
             return Ok(());
         }
         self.session.flush().await.map_err(store_error)
+    }
+
+    /// Ends the session because of `why`: its member (and any sign-in in progress) goes, and
+    /// it is kept as a tombstone, under the same id and cookie, for [`TOMBSTONE_TTL`], so
+    /// that [`ended`](Self::ended) can tell the browser why. A request without a stored
+    /// session has nothing to end.
+    pub(crate) async fn end_because(&self, why: Ended) -> Result<(), session_store::Error> {
+        if self.session.id().is_none() {
+            return Ok(());
+        }
+        self.session.clear().await;
+        self.session
+            .insert(Self::ENDED, why.as_str())
+            .await
+            .map_err(store_error)?;
+        self.session.set_expiry(Some(Expiry::AtDateTime(
+            OffsetDateTime::now_utc() + super::to_time(TOMBSTONE_TTL),
+        )));
+        Ok(())
+    }
+
+    /// Why this session ended, when it is a tombstone ([`end_because`](Self::end_because), or
+    /// the store's `SessionBackend::end_sessions_holding`).
+    pub(crate) async fn ended(&self) -> Result<Option<Ended>, session_store::Error> {
+        self.get::<Ended>(Self::ENDED).await
+    }
+
+    /// A new sign-in forgets why the session ended before.
+    async fn forget_why_it_ended(&self) -> Result<(), session_store::Error> {
+        if self
+            .session
+            .get_value(Self::ENDED)
+            .await
+            .map_err(store_error)?
+            .is_some()
+        {
+            self.session
+                .remove_value(Self::ENDED)
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    /// Another handle on the same session (the member's client keeps one, to end the session
+    /// when LinkedIn withdraws the member's access).
+    pub(crate) fn handle(&self) -> Self {
+        Self {
+            session: self.session.clone(),
+            policy: self.policy,
+            user_agent: self.user_agent.clone(),
+        }
     }
 
     /// A session lives until the earlier of "idle for too long" and "credentials expired".

@@ -11,7 +11,8 @@ use std::time::Duration;
 use axum::extract::Request;
 use url::Url;
 
-use super::{JsapiApp, LinkedInSignIn, SignInSettings, SignInState};
+use super::{ApiSettings, JsapiApp, LinkedInSignIn, SignInSettings, SignInState};
+use crate::config::api_access::{ApiAllow, ApiVersion, DEFAULT_API_ALLOW, DEFAULT_API_VERSION};
 use crate::config::{
     AllowedHosts, AppCredentials, DEFAULT_ACCESS_TOKEN_URL, DEFAULT_API_URL, DEFAULT_JSAPI_URL,
     DEFAULT_OIDC_ISSUER, PkceMode, RateLimit, TrustedProxies, check_api_key, oidc_scopes,
@@ -77,6 +78,10 @@ pub(crate) struct Settings {
     pub client_key: Option<ClientKey>,
     pub session_idle: Duration,
     pub after_sign_in: String,
+    /// `LinkedIn-Version`, as given (`YYYYMM`).
+    pub api_version: String,
+    /// What the pass-through forwards, as given (`METHOD /prefix,…`).
+    pub api_allow: String,
     /// Where a setting came from: errors then name the variable, not the method.
     pub from_env: bool,
     /// The service's own: its metrics, the fleet's shared budgets, its mounted sandbox.
@@ -107,6 +112,8 @@ impl Default for Settings {
             client_key: None,
             session_idle: DEFAULT_SESSION_IDLE,
             after_sign_in: "/".to_owned(),
+            api_version: DEFAULT_API_VERSION.to_owned(),
+            api_allow: DEFAULT_API_ALLOW.to_owned(),
             from_env: false,
             telemetry: Telemetry::disabled(),
             shared_budget: None,
@@ -130,6 +137,8 @@ impl std::fmt::Debug for Settings {
             .field("client_key", &self.client_key.is_some())
             .field("session_idle", &self.session_idle)
             .field("upstream_timeout", &self.upstream_timeout)
+            .field("api_version", &self.api_version)
+            .field("api_allow", &self.api_allow)
             .finish_non_exhaustive()
     }
 }
@@ -147,6 +156,8 @@ pub(crate) enum Setting {
     UpstreamCa,
     SessionIdle,
     AfterSignIn,
+    ApiVersion,
+    ApiAllow,
 }
 
 impl Setting {
@@ -162,6 +173,8 @@ impl Setting {
             Self::UpstreamCa => ".upstream_ca_pem(…)",
             Self::SessionIdle => ".session_idle(…)",
             Self::AfterSignIn => ".after_sign_in(…)",
+            Self::ApiVersion => ".api_version(…)",
+            Self::ApiAllow => ".api_allow(…)",
         }
     }
 
@@ -177,6 +190,8 @@ impl Setting {
             Self::UpstreamCa => "UPSTREAM_CA_CERT",
             Self::SessionIdle => "SESSION_IDLE_MINUTES",
             Self::AfterSignIn => "after_sign_in",
+            Self::ApiVersion => "LINKEDIN_API_VERSION",
+            Self::ApiAllow => "LINKEDIN_API_ALLOW",
         }
     }
 }
@@ -358,6 +373,26 @@ impl SignInBuilder {
         self
     }
 
+    /// The `LinkedIn-Version` the member's client ([`LinkedInApi`](crate::LinkedInApi)) and
+    /// the pass-through send on `/rest/` calls, as `YYYYMM` (default: a version at most six
+    /// months old at this release). LinkedIn serves a version for about a year, then answers
+    /// 426 `NONEXISTENT_VERSION`, which comes back as `linkedin_version_retired`.
+    pub fn api_version(mut self, version: impl Into<String>) -> Self {
+        self.settings.api_version = version.into();
+        self
+    }
+
+    /// What the pass-through (`/linkedin/api/<path>`) forwards with the member's
+    /// credentials: a comma list of `METHOD /path-prefix` (default: `GET /v2/userinfo,GET
+    /// /v1/people/~`). A prefix ends where a path segment or a field selector does
+    /// (`GET /v2/me` allows `/v2/me/x`, not `/v2/memberships`). Anything else is refused
+    /// with 403 `api_path_not_allowed` before LinkedIn is called; an empty list forwards
+    /// nothing.
+    pub fn api_allow(mut self, list: impl Into<String>) -> Self {
+        self.settings.api_allow = list.into();
+        self
+    }
+
     /// The service's metrics.
     #[cfg(feature = "server")]
     pub(crate) fn telemetry(mut self, telemetry: Telemetry) -> Self {
@@ -412,6 +447,16 @@ impl SignInBuilder {
                 "must be a path on this origin, as /home".into(),
             ));
         }
+        let api = ApiSettings {
+            version: settings
+                .api_version
+                .parse::<ApiVersion>()
+                .map_err(|e| fail(Setting::ApiVersion, e))?,
+            allow: settings
+                .api_allow
+                .parse::<ApiAllow>()
+                .map_err(|e| fail(Setting::ApiAllow, e))?,
+        };
         let jsapi = match &settings.jsapi {
             Some((key, secret)) => {
                 check_api_key(key).map_err(|e| fail(Setting::Jsapi, e.into()))?;
@@ -519,6 +564,7 @@ impl SignInBuilder {
             limits,
             after_sign_in: settings.after_sign_in,
             return_policy,
+            api,
         });
         Ok(LinkedInSignIn { state })
     }

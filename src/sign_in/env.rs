@@ -114,6 +114,13 @@ fn read(var: impl Fn(&'static str) -> Option<String>) -> Result<SignInBuilder, C
     })? {
         builder = builder.session_idle(Duration::from_secs(minutes * 60));
     }
+    // Checked by the builder, which names the variable.
+    if let Some(version) = get("LINKEDIN_API_VERSION") {
+        builder = builder.api_version(version);
+    }
+    if let Some(allow) = get("LINKEDIN_API_ALLOW") {
+        builder = builder.api_allow(allow);
+    }
     Ok(builder)
 }
 
@@ -208,7 +215,7 @@ mod tests {
 
     /// The variables `from_vars` reads, in the order of `docs/configuration.md`.
     #[cfg(feature = "server")]
-    const VARIABLES: [&str; 19] = [
+    const VARIABLES: [&str; 21] = [
         "PUBLIC_ORIGIN",
         "LINKEDIN_API_KEY",
         "LINKEDIN_SECRET_KEY",
@@ -228,6 +235,8 @@ mod tests {
         "UPSTREAM_TIMEOUT_MS",
         "UPSTREAM_CA_CERT",
         "SESSION_IDLE_MINUTES",
+        "LINKEDIN_API_VERSION",
+        "LINKEDIN_API_ALLOW",
     ];
 
     /// Every variable read here is one of the service's, with the same name: `--help` lists

@@ -10,6 +10,7 @@ mod at_rest;
 mod browser;
 mod config_docs;
 mod connections;
+mod credentials;
 mod discovery;
 mod errors;
 mod faults;

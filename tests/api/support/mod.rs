@@ -3,6 +3,8 @@
 //!   `main`), driven by a cookie-keeping client;
 //! - [`client`]: the one way to build an HTTPS client that trusts a test server;
 //! - [`upstream`]: a plain-HTTP OAuth 1.0a upstream that misbehaves on purpose;
+//! - [`linkedin_api`]: a plain-HTTP LinkedIn API (and exchange) that records each call and
+//!   answers as told, revoked tokens with 401;
 //! - [`oidc_provider`]: the fake OpenID Connect provider (documented and observed-LinkedIn
 //!   profiles) and the rig that signs in against it;
 //! - [`servers`]: Redis, PostgreSQL and a tmpfs of the tests' own, to break on purpose;
@@ -23,6 +25,7 @@ use tempfile::TempDir;
 
 pub mod app;
 pub mod client;
+pub mod linkedin_api;
 pub mod nginx;
 pub mod oidc_provider;
 pub mod redis;
