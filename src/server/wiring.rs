@@ -242,6 +242,24 @@ impl Resolved {
                     .map_err(|e| ConfigError::new("LINKEDIN_OIDC_ISSUER", e.to_string()))?,
             };
             builder = builder.issuer(issuer);
+            // Explicit, then the sandbox's, then (the builder's default) LinkedIn's.
+            let introspection = match &config.oidc.introspection_url {
+                Some(url) => Some(url.clone()),
+                None if self.mode.sandbox => Some(
+                    Url::parse(&format!(
+                        "{}/oauth/v2/introspectToken",
+                        sandbox_base(self.addr, self.tls)
+                    ))
+                    .map_err(|e| ConfigError::new("BIND", e.to_string()))?,
+                ),
+                None => None,
+            };
+            if let Some(url) = introspection {
+                builder = builder.introspection_url(url);
+            }
+        }
+        if let Some(interval) = config.oidc.introspect_every {
+            builder = builder.introspect_every(interval);
         }
         if let Some(url) = &config.oidc.redirect_url {
             builder = builder.redirect_url(url.clone());

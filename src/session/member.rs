@@ -54,6 +54,17 @@ pub enum Credentials {
         name: Option<String>,
         /// The member's email, when the provider gave one.
         email: Option<String>,
+        /// The refresh token, for a partner app that gets one (never leaves the server).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh_token: Option<Secret>,
+        /// The refresh token's fixed end (Unix seconds): set at sign-in, never extended by a
+        /// refresh (LinkedIn's refresh tokens keep the life of the first grant).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh_expires_at: Option<i64>,
+        /// When the access token was issued (Unix seconds): it is refreshed in the last
+        /// quarter of its life (at most its last day).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issued_at: Option<i64>,
     },
 }
 
@@ -149,6 +160,8 @@ impl Member {
 pub struct MemberSession {
     session: Session,
     policy: SessionPolicy,
+    /// Refreshes the member's token when it is due (the sign-in routes set it).
+    upkeep: Option<super::upkeep::Upkeep>,
 }
 
 impl MemberSession {
@@ -201,7 +214,11 @@ impl MemberSession {
 
     /// Wraps a request's session.
     pub fn new(session: Session, policy: SessionPolicy) -> Self {
-        Self { session, policy }
+        Self {
+            session,
+            policy,
+            upkeep: None,
+        }
     }
 
     /// The member when present and unexpired. Expired credentials end the session; a session
@@ -215,6 +232,9 @@ impl MemberSession {
         if !member.is_valid_at(now) {
             self.end().await?;
             return Ok(None);
+        }
+        if let (Some(upkeep), Some(id)) = (&self.upkeep, self.session.id()) {
+            upkeep.nudge(id, &member, now.unix_timestamp());
         }
         self.set_expiry(&member, now);
         Ok(Some(member))
@@ -301,6 +321,18 @@ pub(crate) fn member_in(
         .and_then(|value| serde_json::from_value(value.clone()).ok())
 }
 
+/// Writes `member` into a session's data, as [`MemberSession::sign_in`] keeps it (for the
+/// upkeep, which changes a stored session outside any request).
+pub(crate) fn put_member(
+    data: &mut std::collections::HashMap<String, serde_json::Value>,
+    member: &Member,
+) -> Result<(), session_store::Error> {
+    let value =
+        serde_json::to_value(member).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+    data.insert(MemberSession::KEY.to_owned(), value);
+    Ok(())
+}
+
 fn store_error(err: tower_sessions::session::Error) -> session_store::Error {
     match err {
         tower_sessions::session::Error::Store(err) => err,
@@ -338,7 +370,14 @@ where
                 policy
             }
         };
-        Ok(Self::new(session, policy))
+        let upkeep = parts
+            .extensions
+            .get::<super::upkeep::UpkeepSlot>()
+            .and_then(super::upkeep::UpkeepSlot::get);
+        Ok(Self {
+            upkeep,
+            ..Self::new(session, policy)
+        })
     }
 }
 

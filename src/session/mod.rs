@@ -13,7 +13,9 @@
 //!   written (or wrapped) here; `sweep`: expired rows of the SQL stores deleted in small
 //!   batches;
 //! - [`index`]: which sessions each member holds, in every store, so that they can be ended
-//!   together (sign out everywhere, revocation).
+//!   together (sign out everywhere, revocation);
+//! - [`upkeep`]: OpenID Connect sessions refreshed before their token expires and
+//!   introspected, by one instance of a fleet at a time ([`lease`]: a lock in the store).
 //!
 //! Only this module knows which store is in use, and handlers never see a raw key. Cookie
 //! flags and expiry policy are set here too ([`layer`]), and which of several session
@@ -30,6 +32,7 @@ pub(crate) mod cookie;
 pub(crate) mod guard;
 pub(crate) mod index;
 pub(crate) mod keys;
+pub(crate) mod lease;
 pub(crate) mod member;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
@@ -42,6 +45,7 @@ pub(crate) mod seal;
 pub(crate) mod sqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod sweep;
+pub(crate) mod upkeep;
 
 pub use backend::SessionBackend;
 pub use connect::ConnectError;

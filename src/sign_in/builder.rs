@@ -18,11 +18,12 @@ use crate::config::{
     parse_origin,
 };
 use crate::linkedin::client::{LinkedInClient, LinkedInEndpoints};
-use crate::linkedin::oidc::{OidcClient, OidcSettings};
+use crate::linkedin::oidc::{DEFAULT_INTROSPECTION_URL, OidcClient, OidcSettings};
 use crate::ratelimit::shared::SharedBudget;
 use crate::ratelimit::{ClientKey, RateLimits};
 use crate::return_to::ReturnPolicy;
 use crate::secret::Secret;
+use crate::session::upkeep::UpkeepSlot;
 use crate::telemetry::Telemetry;
 
 /// The default bound on each call to LinkedIn.
@@ -77,6 +78,8 @@ pub(crate) struct Settings {
     pub client_key: Option<ClientKey>,
     pub session_idle: Duration,
     pub after_sign_in: String,
+    pub introspect_every: Option<Duration>,
+    pub introspection_url: Option<Url>,
     /// Where a setting came from: errors then name the variable, not the method.
     pub from_env: bool,
     /// The service's own: its metrics, the fleet's shared budgets, its mounted sandbox.
@@ -107,6 +110,8 @@ impl Default for Settings {
             client_key: None,
             session_idle: DEFAULT_SESSION_IDLE,
             after_sign_in: "/".to_owned(),
+            introspect_every: None,
+            introspection_url: None,
             from_env: false,
             telemetry: Telemetry::disabled(),
             shared_budget: None,
@@ -130,6 +135,7 @@ impl std::fmt::Debug for Settings {
             .field("client_key", &self.client_key.is_some())
             .field("session_idle", &self.session_idle)
             .field("upstream_timeout", &self.upstream_timeout)
+            .field("introspect_every", &self.introspect_every)
             .finish_non_exhaustive()
     }
 }
@@ -147,6 +153,7 @@ pub(crate) enum Setting {
     UpstreamCa,
     SessionIdle,
     AfterSignIn,
+    IntrospectEvery,
 }
 
 impl Setting {
@@ -162,6 +169,7 @@ impl Setting {
             Self::UpstreamCa => ".upstream_ca_pem(…)",
             Self::SessionIdle => ".session_idle(…)",
             Self::AfterSignIn => ".after_sign_in(…)",
+            Self::IntrospectEvery => ".introspect_every(…)",
         }
     }
 
@@ -177,6 +185,7 @@ impl Setting {
             Self::UpstreamCa => "UPSTREAM_CA_CERT",
             Self::SessionIdle => "SESSION_IDLE_MINUTES",
             Self::AfterSignIn => "after_sign_in",
+            Self::IntrospectEvery => "LINKEDIN_INTROSPECT_EVERY",
         }
     }
 }
@@ -358,6 +367,23 @@ impl SignInBuilder {
         self
     }
 
+    /// Introspects each live OpenID Connect session's access token once per `interval`
+    /// (default: never), by one instance of those sharing a store, at most 10 a second: a
+    /// token the provider says is revoked ends every session of its member, an expired or
+    /// inactive one its own session. Needs OpenID Connect, and
+    /// [`LinkedInSignIn::keep_sessions`] over the sealed store.
+    pub fn introspect_every(mut self, interval: Duration) -> Self {
+        self.settings.introspect_every = Some(interval);
+        self
+    }
+
+    /// The token introspection endpoint (default: LinkedIn's,
+    /// `https://www.linkedin.com/oauth/v2/introspectToken`).
+    pub fn introspection_url(mut self, url: Url) -> Self {
+        self.settings.introspection_url = Some(url);
+        self
+    }
+
     /// The service's metrics.
     #[cfg(feature = "server")]
     pub(crate) fn telemetry(mut self, telemetry: Telemetry) -> Self {
@@ -456,10 +482,28 @@ impl SignInBuilder {
                     scopes,
                     pkce: settings.pkce,
                     require_nonce: settings.require_nonce,
+                    introspection_url: match &settings.introspection_url {
+                        Some(url) => url.clone(),
+                        None => default_url(DEFAULT_INTROSPECTION_URL),
+                    },
                 })
             }
             None => None,
         };
+        if let Some(interval) = settings.introspect_every {
+            if interval < Duration::from_secs(1) {
+                return Err(fail(
+                    Setting::IntrospectEvery,
+                    "must be at least a second".into(),
+                ));
+            }
+            if oidc.is_none() {
+                return Err(fail(
+                    Setting::IntrospectEvery,
+                    "introspects OpenID Connect tokens, but OpenID Connect is off: give the client (.oidc), or leave it unset".into(),
+                ));
+            }
+        }
         if jsapi.is_none() && oidc.is_none() {
             return Err(fail(
                 Setting::Oidc,
@@ -519,6 +563,8 @@ impl SignInBuilder {
             limits,
             after_sign_in: settings.after_sign_in,
             return_policy,
+            introspect_every: settings.introspect_every,
+            upkeep: UpkeepSlot::default(),
         });
         Ok(LinkedInSignIn { state })
     }

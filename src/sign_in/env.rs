@@ -114,6 +114,16 @@ fn read(var: impl Fn(&'static str) -> Option<String>) -> Result<SignInBuilder, C
     })? {
         builder = builder.session_idle(Duration::from_secs(minutes * 60));
     }
+    if let Some(interval) = typed(
+        get("LINKEDIN_INTROSPECT_EVERY"),
+        "LINKEDIN_INTROSPECT_EVERY",
+        crate::config::parse_interval,
+    )? {
+        builder = builder.introspect_every(interval);
+    }
+    if let Some(url) = url("LINKEDIN_INTROSPECTION_URL")? {
+        builder = builder.introspection_url(url);
+    }
     Ok(builder)
 }
 
@@ -208,7 +218,7 @@ mod tests {
 
     /// The variables `from_vars` reads, in the order of `docs/configuration.md`.
     #[cfg(feature = "server")]
-    const VARIABLES: [&str; 19] = [
+    const VARIABLES: [&str; 21] = [
         "PUBLIC_ORIGIN",
         "LINKEDIN_API_KEY",
         "LINKEDIN_SECRET_KEY",
@@ -228,6 +238,8 @@ mod tests {
         "UPSTREAM_TIMEOUT_MS",
         "UPSTREAM_CA_CERT",
         "SESSION_IDLE_MINUTES",
+        "LINKEDIN_INTROSPECT_EVERY",
+        "LINKEDIN_INTROSPECTION_URL",
     ];
 
     /// Every variable read here is one of the service's, with the same name: `--help` lists
