@@ -279,10 +279,13 @@ impl MemberSession {
         self.session.flush().await.map_err(store_error)
     }
 
-    /// A session lives until the earlier of "idle for too long" and "credentials expired".
+    /// A session lives until the earlier of "idle for too long" and "credentials expired"
+    /// (for a token that can be refreshed, the refresh token's end: the member still reads
+    /// as signed out once the access token itself has expired unrefreshed).
     fn set_expiry(&self, member: &Member, now: OffsetDateTime) {
         let idle_end = now + super::to_time(self.policy.idle);
-        let creds_end = OffsetDateTime::from_unix_timestamp(member.expires_at).unwrap_or(idle_end);
+        let creds_end = OffsetDateTime::from_unix_timestamp(super::upkeep::credentials_end(member))
+            .unwrap_or(idle_end);
         self.session
             .set_expiry(Some(Expiry::AtDateTime(idle_end.min(creds_end))));
     }

@@ -93,6 +93,23 @@ pub(crate) fn refresh_due_at(member: &Member) -> Option<i64> {
     Some(member.expires_at.saturating_sub(refresh_window(lifetime)))
 }
 
+/// How long `member`'s credentials can keep a session (Unix seconds): the access token's
+/// expiry, or, when it can be refreshed, the refresh token's fixed end (none known: no end).
+/// The session's record and cookie last until this (or their idle end), so that a token
+/// refreshed in the background finds the browser still holding the session; the member
+/// still reads as signed out once the access token itself has expired.
+pub(crate) fn credentials_end(member: &Member) -> i64 {
+    match (&member.credentials, refresh_due_at(member)) {
+        (
+            Credentials::Oidc {
+                refresh_expires_at, ..
+            },
+            Some(_),
+        ) => refresh_expires_at.unwrap_or(i64::MAX),
+        _ => member.expires_at,
+    }
+}
+
 /// `member` with the refreshed access token: issued `now`, expiring `expires_in` seconds
 /// later; the refresh token the answer named (else the one it had); the refresh token's end
 /// as it was, or sooner when the answer says so, and never later.
@@ -400,14 +417,17 @@ impl Upkeep {
                 return Ok(Refresh::Failed);
             }
         };
-        // The session ended by its credentials now ends by its inactivity (at most one idle
-        // period from now) or by the new token, whichever comes first.
-        if record.expiry_date.unix_timestamp() >= member.expires_at {
-            let idle_end = OffsetDateTime::now_utc() + super::to_time(self.0.idle);
-            let creds_end =
-                OffsetDateTime::from_unix_timestamp(updated.expires_at).unwrap_or(idle_end);
-            record.expiry_date = idle_end.min(creds_end);
-        }
+        // A session that its credentials ended now ends by its inactivity (at most one idle
+        // period from now) or by the new credentials, whichever comes first; one that its
+        // inactivity ends keeps that end (never past the new credentials').
+        let idle_end = OffsetDateTime::now_utc() + super::to_time(self.0.idle);
+        let creds_end =
+            OffsetDateTime::from_unix_timestamp(credentials_end(&updated)).unwrap_or(idle_end);
+        record.expiry_date = if record.expiry_date.unix_timestamp() >= credentials_end(&member) {
+            idle_end.min(creds_end)
+        } else {
+            record.expiry_date.min(creds_end)
+        };
         put_member(&mut record.data, &updated)?;
         backend.save(&record).await?;
         Ok(outcome)

@@ -25,6 +25,7 @@ mod package;
 mod process;
 mod production;
 mod proxy;
+mod refresh;
 mod revocation;
 mod sandbox;
 mod sandbox_oidc;
