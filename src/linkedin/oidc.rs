@@ -428,7 +428,7 @@ impl OidcClient {
     }
 
     /// What this relying party was built with (the service's sandbox registers its client).
-    #[cfg(all(feature = "server", feature = "sandbox"))]
+    #[cfg(any(test, all(feature = "server", feature = "sandbox")))]
     pub(crate) fn settings(&self) -> &OidcSettings {
         &self.settings
     }
@@ -1239,6 +1239,90 @@ mod tests {
             panic!("a copy past the stale limit was served");
         };
         assert!(matches!(err, UpstreamError::Unavailable(_)), "{err:?}");
+    }
+
+    /// learn.microsoft.com, "Token Introspection": `active` (required) and `status`
+    /// (`active`, `expired`, `revoked`).
+    #[test]
+    fn an_introspection_answer_reads_as_linkedin_documents_it() {
+        let read = |body: &str| TokenStatus::of_answer(body.as_bytes());
+        let documented = r#"{"active": true, "client_id": "x", "authorized_at": 1493055596,
+            "created_at": 1493055596, "status": "active", "expires_at": 1497497620,
+            "scope": "r_liteprofile,r_emailaddress,w_member_social", "auth_type": "3L"}"#;
+        assert_eq!(read(documented), Ok(TokenStatus::Active));
+        assert_eq!(
+            read(r#"{"active": false, "status": "revoked"}"#),
+            Ok(TokenStatus::Revoked)
+        );
+        assert_eq!(
+            read(r#"{"active": false, "status": "expired"}"#),
+            Ok(TokenStatus::Expired)
+        );
+        // `status` is optional: `active` decides; a string boolean is taken.
+        assert_eq!(read(r#"{"active": false}"#), Ok(TokenStatus::Inactive));
+        assert_eq!(read(r#"{"active": "true"}"#), Ok(TokenStatus::Active));
+        assert_eq!(
+            read(r#"{"active": false, "status": "active"}"#),
+            Ok(TokenStatus::Inactive)
+        );
+        for bad in ["", "[]", r#"{"status": "active"}"#, r#"{"active": 1}"#] {
+            assert!(
+                matches!(read(bad), Err(UpstreamError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(TokenStatus::Revoked.label(), "revoked");
+    }
+
+    #[test]
+    fn an_oauth_error_answer_names_the_error_and_a_5xx_is_unavailable() {
+        let refused = oauth_error(
+            reqwest::StatusCode::BAD_REQUEST,
+            br#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#,
+        );
+        assert_eq!(
+            refused,
+            UpstreamError::Rejected {
+                status: 400,
+                problem: "invalid_grant: Token has been expired or revoked.".into()
+            }
+        );
+        assert!(matches!(
+            oauth_error(reqwest::StatusCode::BAD_GATEWAY, b"{}"),
+            UpstreamError::Unavailable(_)
+        ));
+        assert!(matches!(
+            oauth_error(reqwest::StatusCode::UNAUTHORIZED, b"not json"),
+            UpstreamError::Rejected { status: 401, .. }
+        ));
+    }
+
+    /// The token answer of a partner app (learn.microsoft.com, "Programmatic Refresh
+    /// Tokens") parses, `refresh_token_expires_in` included; without it, as LinkedIn's answer
+    /// to other apps, it parses too.
+    #[test]
+    fn a_partner_apps_token_answer_carries_the_refresh_tokens_life() {
+        let answer: Tokens = serde_json::from_value(serde_json::json!({
+            "access_token": "AQX", "expires_in": 5184000, "token_type": "Bearer",
+            "refresh_token": "AQW", "refresh_token_expires_in": 31535999,
+            "scope": "openid,profile,email",
+        }))
+        .unwrap();
+        assert_eq!(answer.refresh_token().unwrap().secret(), "AQW");
+        assert_eq!(
+            answer.extra_fields().extra_fields().refresh_expires_in(),
+            Some(31_535_999)
+        );
+        let plain: Tokens = serde_json::from_value(serde_json::json!({
+            "access_token": "AQX", "expires_in": 5184000, "token_type": "Bearer",
+        }))
+        .unwrap();
+        assert_eq!(
+            plain.extra_fields().extra_fields().refresh_expires_in(),
+            None
+        );
+        assert_eq!(seconds(&serde_json::json!("60")), Some(60));
+        assert_eq!(seconds(&serde_json::json!(-1)), None);
     }
 
     #[test]

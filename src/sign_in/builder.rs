@@ -614,6 +614,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn introspection_needs_openid_connect_and_an_interval_of_a_second_or_more() {
+        let builder = || {
+            LinkedInSignIn::builder()
+                .public_origin("https://app.example.com")
+                .oidc("id", "secret")
+        };
+        let err = builder()
+            .introspect_every(Duration::from_millis(500))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.setting(), ".introspect_every(…)", "{err}");
+        let err = LinkedInSignIn::builder()
+            .public_origin("https://app.example.com")
+            .jsapi("key", "secret")
+            .introspect_every(Duration::from_secs(60))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.setting(), ".introspect_every(…)", "{err}");
+        assert!(err.message().contains("OpenID Connect is off"), "{err}");
+        let url: Url = "https://introspect.example/v2/introspectToken"
+            .parse()
+            .unwrap();
+        let sign_in = builder()
+            .introspect_every(Duration::from_secs(60))
+            .introspection_url(url.clone())
+            .build()
+            .unwrap();
+        assert_eq!(
+            sign_in.state.introspect_every,
+            Some(Duration::from_secs(60))
+        );
+        let oidc = sign_in.state.oidc.as_ref().unwrap();
+        assert_eq!(oidc.settings().introspection_url, url);
+        // By default: off, at LinkedIn's endpoint.
+        let sign_in = builder().build().unwrap();
+        assert_eq!(sign_in.state.introspect_every, None);
+        assert_eq!(
+            sign_in
+                .state
+                .oidc
+                .as_ref()
+                .unwrap()
+                .settings()
+                .introspection_url
+                .as_str(),
+            "https://www.linkedin.com/oauth/v2/introspectToken"
+        );
+    }
+
+    #[tokio::test]
     async fn durations_keep_their_precision() {
         let sign_in = LinkedInSignIn::builder()
             .public_origin("https://app.example.com")

@@ -204,6 +204,20 @@ mod tests {
         assert_eq!(err.setting(), "LINKEDIN_CLIENT_SECRET", "{err}");
         let err = from_vars(vars(&[("SESSION_IDLE_MINUTES", "0")])).unwrap_err();
         assert_eq!(err.setting(), "SESSION_IDLE_MINUTES", "{err}");
+        let err = from_vars(vars(&[("LINKEDIN_INTROSPECT_EVERY", "6")])).unwrap_err();
+        assert_eq!(err.setting(), "LINKEDIN_INTROSPECT_EVERY", "{err}");
+        assert!(err.message().contains("6h"), "{err}");
+        // Introspection without OpenID Connect is named at build.
+        let err = from_vars(vars(&[
+            ("PUBLIC_ORIGIN", "https://app.example.com"),
+            ("LINKEDIN_API_KEY", "key"),
+            ("LINKEDIN_SECRET_KEY", "secret"),
+            ("LINKEDIN_INTROSPECT_EVERY", "6h"),
+        ]))
+        .unwrap()
+        .build()
+        .unwrap_err();
+        assert_eq!(err.setting(), "LINKEDIN_INTROSPECT_EVERY", "{err}");
         // A builder from the variables names the variable when it cannot build.
         let err = from_vars(vars(&[
             ("LINKEDIN_CLIENT_ID", "c"),
