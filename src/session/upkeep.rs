@@ -60,8 +60,11 @@ pub(crate) const REFRESH_PASS: Duration = Duration::from_secs(6 * 3_600);
 const MAX_WINDOW: i64 = 86_400;
 /// The shortest life of a session's refresh lease (longer with a longer upstream timeout).
 const REFRESH_LEASE: Duration = Duration::from_secs(60);
-/// The name of the pass's lease.
-const PASS_LEASE: &str = "upkeep-pass";
+/// The name of the pass's lease, for a period: a lease taken for another period (before a
+/// change of `LINKEDIN_INTROSPECT_EVERY`) does not hold this one's passes back.
+fn pass_lease(period: Duration) -> String {
+    format!("upkeep-pass:{}", period.as_secs())
+}
 
 /// How long before its expiry an access token that lived `lifetime` seconds is refreshed:
 /// the last quarter of its life, at most its last day.
@@ -227,6 +230,7 @@ pub(crate) fn start(state: &SignInState, backend: &SessionBackend) {
 /// upkeep is dropped.
 async fn run(upkeep: Weak<Inner>, period: Duration) {
     let tick = (period / 10).clamp(Duration::from_millis(200), Duration::from_secs(60));
+    let lease = pass_lease(period);
     let mut failing = false;
     loop {
         let Some(inner) = upkeep.upgrade() else {
@@ -236,7 +240,7 @@ async fn run(upkeep: Weak<Inner>, period: Duration) {
         match upkeep
             .0
             .backend
-            .acquire_lease(PASS_LEASE, &upkeep.0.owner, period)
+            .acquire_lease(&lease, &upkeep.0.owner, period)
             .await
         {
             Ok(true) => {
@@ -461,7 +465,10 @@ impl Upkeep {
             + i64::try_from(period.as_secs()).unwrap_or(i64::MAX / 2);
         for id in &ids {
             if renewed.elapsed() >= period / 2 {
-                match backend.renew_lease(PASS_LEASE, &self.0.owner, period).await {
+                match backend
+                    .renew_lease(&pass_lease(period), &self.0.owner, period)
+                    .await
+                {
                     Ok(true) => renewed = Instant::now(),
                     Ok(false) => {
                         tracing::warn!(

@@ -14,7 +14,8 @@ use crate::oidc::step_by_step_with;
 use crate::support::oidc_provider::{
     CLIENT_ID, CLIENT_SECRET, Profile, Provider, Rig, real_mode_config, unix_now,
 };
-use crate::support::servers::{RedisServer, skip_or_fail};
+use crate::support::redis::Cluster;
+use crate::support::servers::{RedisServer, postgres_for_tests, skip_or_fail};
 use crate::support::{FetchJson, TestApp, sample, scrape};
 
 /// The access tokens' life in these tests: refreshed in their last quarter, 3 s.
@@ -270,6 +271,20 @@ async fn two_instances_sharing_redis_refresh_once() {
     two_instances_refresh_once(&redis.url()).await;
 }
 
+#[tokio::test]
+async fn two_instances_sharing_postgresql_refresh_once() {
+    let url = match postgres_for_tests() {
+        Ok(url) => url,
+        Err(reason) => {
+            return skip_or_fail(
+                "refresh::two_instances_sharing_postgresql_refresh_once",
+                &reason,
+            );
+        }
+    };
+    two_instances_refresh_once(&url).await;
+}
+
 /// Introspection every `every`, at the provider's endpoint, with the metrics on.
 fn introspecting(provider: &Provider, every: Duration) -> impl FnOnce(&mut Config) + use<> {
     let url = provider.introspection_url();
@@ -407,4 +422,77 @@ async fn the_pass_refreshes_a_session_no_request_touches() {
         session["expires_at"].as_i64().unwrap() > first_end,
         "{session}"
     );
+}
+
+/// A browser of its own, signed in as `member` by a whole round against the rig's provider.
+async fn signed_in_browser(rig: &Rig, member: &str) -> reqwest::Client {
+    rig.provider.set(|k| k.sub = member.into());
+    let (_, jar) = rig.app.new_browser();
+    let browser = step_by_step_with(&rig.app, jar);
+    let authorization = crate::oidc::start(&rig.app, &browser).await;
+    let back = rig.consent(&authorization).await;
+    assert_eq!(browser.get(back).send().await.unwrap().status(), 303);
+    let session: Value = browser.get(rig.app.url("/session")).fetch_json().await;
+    assert_eq!(session["member_id"], member, "{session}");
+    browser
+}
+
+/// On a Redis Cluster, each member's index lives on the master of its hash tag: the pass
+/// scans every master, so every member's session is introspected, and a revocation ends the
+/// sessions of that member only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_reaches_the_sessions_on_every_master_of_a_redis_cluster() {
+    const EVERY: Duration = Duration::from_secs(2);
+    let cluster = match Cluster::start() {
+        Ok(cluster) => cluster,
+        Err(reason) => {
+            return skip_or_fail(
+                "refresh::introspection_reaches_the_sessions_on_every_master_of_a_redis_cluster",
+                &reason,
+            );
+        }
+    };
+    let provider = Provider::start(Profile::Documented).await;
+    let configure = introspecting(&provider, EVERY);
+    let store = cluster.url();
+    let rig = Rig::start(provider, move |config| {
+        configure(config);
+        config.sessions.store = store.parse().unwrap();
+    })
+    .await;
+    let members: Vec<String> = (1..=6).map(|n| format!("member-{n}")).collect();
+    let mut browsers = Vec::new();
+    for member in &members {
+        browsers.push(signed_in_browser(&rig, member).await);
+    }
+    let masters_with_members = cluster
+        .keys_per_master()
+        .iter()
+        .filter(|keys| keys.iter().any(|key| key.starts_with("lte:member:")))
+        .count();
+    assert!(
+        masters_with_members >= 2,
+        "the members spread over the masters"
+    );
+
+    eventually(EVERY * 3, "every member's token introspected", async || {
+        let asked = rig.provider.introspections();
+        members.iter().all(|member| {
+            rig.provider
+                .access_tokens_of(member)
+                .iter()
+                .all(|token| asked.contains(token))
+        })
+    })
+    .await;
+    rig.provider.revoke("member-1");
+    eventually(EVERY * 2, "member-1's session ended", async || {
+        let session: Value = browsers[0].get(rig.app.url("/session")).fetch_json().await;
+        session["connected"] == false
+    })
+    .await;
+    for browser in &browsers[1..] {
+        let session: Value = browser.get(rig.app.url("/session")).fetch_json().await;
+        assert_eq!(session["connected"], true, "{session}");
+    }
 }
