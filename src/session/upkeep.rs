@@ -22,12 +22,13 @@
 //!   ([`Upkeep::end_withdrawn`]: removing the app withdraws all its tokens); `expired`, or
 //!   `active: false`, ends that session. `lte_introspections_total{outcome}` counts each
 //!   answer; a failed call ends nothing.
-//! - **The pass.** Each instance tries to take the pass's lease every tenth of the period (at
-//!   least every 200 ms, at most every minute). The lease lasts one period and is not given
-//!   back, so passes start once per period across the fleet, by whichever instance is first.
-//!   The period is the introspection interval, or [`REFRESH_PASS`] without introspection (the
+//! - **The pass.** Each instance tries to take the pass's lease every tenth of the period
+//!   (within 200 ms and a minute). The lease lasts one period and is not given back, so
+//!   passes start once per period across the fleet, by whichever instance is first. The
+//!   period is the introspection interval, or [`REFRESH_PASS`] without introspection (the
 //!   pass then only refreshes the sessions no request touched, loading at most
-//!   [`LOADS_PER_SECOND`]).
+//!   [`LOADS_PER_SECOND`]). A session whose token expired unrefreshed is deleted by the pass
+//!   (a refreshable session's record outlives its access token, up to its idle end).
 //!
 //! Without OpenID Connect there is no upkeep; without a refresh token nothing is refreshed.
 
@@ -368,7 +369,10 @@ impl Upkeep {
         let Some(member) = member_in(&record.data) else {
             return Ok(Refresh::NotDue);
         };
-        if refresh_due_at(&member).is_none_or(|due| due > due_by) {
+        // A token that expired unrefreshed has ended its session: it is not brought back.
+        if refresh_due_at(&member).is_none_or(|due| due > due_by)
+            || !member.is_valid_at(OffsetDateTime::now_utc())
+        {
             return Ok(Refresh::NotDue);
         }
         let Credentials::Oidc {
@@ -519,6 +523,12 @@ impl Upkeep {
         let Credentials::Oidc { access_token, .. } = &member.credentials else {
             return Ok(false);
         };
+        if !member.is_valid_at(OffsetDateTime::now_utc()) {
+            // Its token expired unrefreshed (a refreshable session's record outlives it):
+            // the session has ended, and goes now rather than at its idle end.
+            backend.delete(&id).await?;
+            return Ok(true);
+        }
         if self.0.introspect_every.is_some() {
             let member_id = member.member_id.escape_debug().to_string();
             match self.0.oidc.introspect(access_token).await {
