@@ -305,6 +305,38 @@ fn parse_log_filter(value: &str) -> Result<String, String> {
         .map_err(|err| format!("not a tracing filter: {err}"))
 }
 
+/// An interval (`LINKEDIN_INTROSPECT_EVERY`): a whole number with its unit, `s`, `m`, `h` or
+/// `d` (`30s`, `15m`, `6h`, `1d`), from a second to 30 days.
+pub(crate) fn parse_interval(value: &str) -> Result<std::time::Duration, String> {
+    const MAX: u64 = 30 * 86_400;
+    let expected = || {
+        format!(
+            "expected a whole number with a unit, s, m, h or d (as 30s or 6h), from 1s to {}d",
+            MAX / 86_400
+        )
+    };
+    let value = value.trim();
+    let split = value.len().saturating_sub(1);
+    let (number, unit) = (
+        value.get(..split).unwrap_or(""),
+        value.get(split..).unwrap_or(""),
+    );
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(expected()),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|seconds| (1..=MAX).contains(seconds))
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(expected)
+}
+
 /// A URL-valued variable (`LINKEDIN_OIDC_ISSUER`, the LinkedIn URLs, the OTLP endpoints), its
 /// userinfo read as [`StoreUrl`] reads a store's: a password holding `/`, `?`, `#` or `@`
 /// unescaped is the password, never a piece of the host or path.
@@ -514,6 +546,28 @@ mod tests {
     use super::store_url::tests::assert_no_piece;
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn intervals_take_a_unit_and_stay_within_a_second_and_30_days() {
+        assert_eq!(parse_interval("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_interval(" 15m "), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_interval("6h"), Ok(Duration::from_secs(21_600)));
+        assert_eq!(parse_interval("30d"), Ok(Duration::from_secs(2_592_000)));
+        for bad in [
+            "",
+            "s",
+            "30",
+            "0s",
+            "31d",
+            "1.5h",
+            "-1h",
+            "6H",
+            "6 h",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_interval(bad).is_err(), "{bad:?}");
+        }
+    }
 
     fn parse(args: &[&str]) -> Config {
         let mut argv = vec!["linkedin-token-exchange"];

@@ -25,6 +25,7 @@ use crate::linkedin::oidc::OidcClient;
 use crate::ratelimit::{RateLimits, limit_clients};
 use crate::return_to::ReturnPolicy;
 use crate::secret::Secret;
+use crate::session::upkeep::UpkeepSlot;
 use crate::session::{MemberSession, SessionPolicy};
 use crate::telemetry::Telemetry;
 use crate::text::escape_text;
@@ -80,6 +81,10 @@ pub(crate) struct SignInSettings {
     pub return_policy: ReturnPolicy,
     /// The member's API: its version and what the pass-through forwards.
     pub api: ApiSettings,
+    /// How often each live OpenID Connect session's token is introspected, if ever.
+    pub introspect_every: Option<Duration>,
+    /// The sessions' upkeep, once [`LinkedInSignIn::keep_sessions`] started it.
+    pub upkeep: UpkeepSlot,
 }
 
 /// The member's API settings, resolved.
@@ -194,6 +199,20 @@ impl LinkedInSignIn {
             None,
         ))
     }
+
+    /// Keeps the OpenID Connect sessions of `store` (this crate's sealed store) alive and
+    /// honest, from a background task (it needs a Tokio runtime): a session whose response
+    /// carried a refresh token is refreshed before its access token expires (in its last
+    /// quarter, at most its last day), at a request to [`LinkedInSignIn::router`]'s routes or
+    /// by the task, once across every instance sharing the store; with
+    /// [`SignInBuilder::introspect_every`], each session's token is introspected once per
+    /// interval, and a revoked or expired one ends its sessions. Call it once, with the store
+    /// of the session layer; a second call, or a sign-in without OpenID Connect, does
+    /// nothing. The task ends when the last clone of this sign-in is dropped.
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+    pub fn keep_sessions(&self, store: &crate::stores::SealedStore) {
+        crate::session::upkeep::start(&self.state, store);
+    }
 }
 
 impl JsapiApp {
@@ -243,6 +262,8 @@ pub(crate) fn routes(state: SignInState) -> Router {
             require_public_origin,
         ))
         .layer(Extension(state.policy()))
+        // Lets the extractors refresh a member's token when it is due.
+        .layer(Extension(state.upkeep.clone()))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),

@@ -239,6 +239,14 @@ impl Telemetry {
             "OpenID Connect callbacks refused, by reason (state, denied, or the id_token check that failed)",
         );
         describe("lte_connections_open", "Client connections held open");
+        describe(
+            "lte_introspections_total",
+            "OpenID Connect tokens introspected, by outcome (active, revoked, expired, inactive, error)",
+        );
+        describe(
+            "lte_token_refreshes_total",
+            "OpenID Connect access tokens refreshed, by outcome (refreshed, refused, failed)",
+        );
     }
 
     /// One answered request: `route` is the route pattern, never a raw path. Methods other
@@ -288,6 +296,17 @@ impl Telemetry {
     /// One refused OpenID Connect callback, by the check that refused it.
     pub fn oidc_refusal(&self, reason: &'static str) {
         self.count_rare("lte_oidc_refusals_total", ("reason", reason));
+    }
+
+    /// One introspection of a session's token, by its answer (`active`, `revoked`,
+    /// `expired`, `inactive`) or `error`.
+    pub fn introspection(&self, outcome: &'static str) {
+        self.count_rare("lte_introspections_total", ("outcome", outcome));
+    }
+
+    /// One refresh of a session's token: `refreshed`, `refused` or `failed`.
+    pub fn token_refresh(&self, outcome: &'static str) {
+        self.count_rare("lte_token_refreshes_total", ("outcome", outcome));
     }
 
     /// One failed store operation.

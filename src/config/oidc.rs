@@ -1,6 +1,8 @@
 //! The OpenID Connect group: the app's OAuth 2.0 client at LinkedIn and how the sign-in talks
 //! to the provider.
 
+use std::time::Duration;
+
 use url::Url;
 
 use super::proxy::AllowedHosts;
@@ -90,6 +92,29 @@ pub struct Oidc {
         value_name = "ALLOWED_REDIRECT_HOSTS"
     )]
     pub allowed_redirect_hosts: Option<AllowedHosts>,
+
+    /// How often each live OpenID Connect session's access token is introspected (`30s`,
+    /// `15m`, `6h`, `1d`), by one instance of a fleet, at most 10 a second: a token LinkedIn
+    /// says is revoked ends every session holding it (the page says LinkedIn access was
+    /// withdrawn), an expired or inactive one its session. Unset: never.
+    #[arg(
+        long = "linkedin-introspect-every",
+        env = "LINKEDIN_INTROSPECT_EVERY",
+        value_name = "LINKEDIN_INTROSPECT_EVERY",
+        value_parser = super::parse_interval,
+    )]
+    pub introspect_every: Option<Duration>,
+
+    /// The token introspection endpoint. Default: LinkedIn's
+    /// (`https://www.linkedin.com/oauth/v2/introspectToken`), or the sandbox's.
+    #[arg(
+        long = "linkedin-introspection-url",
+        env = "LINKEDIN_INTROSPECTION_URL",
+        value_name = "LINKEDIN_INTROSPECTION_URL",
+        hide_env_values = true,
+        value_parser = super::parse_url,
+    )]
+    pub introspection_url: Option<Url>,
 }
 
 impl Oidc {

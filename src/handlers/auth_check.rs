@@ -89,9 +89,20 @@ async fn check(
 /// from the store as it is.
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Member>> {
     let chosen = chosen_session(&state.sessions, headers, state.session_cookie).await?;
-    Ok(chosen
-        .and_then(|chosen| chosen.record)
-        .and_then(|record| member_of_record(&record, OffsetDateTime::now_utc())))
+    let now = OffsetDateTime::now_utc();
+    let Some((id, Some(member))) = chosen.map(|chosen| {
+        let member = chosen
+            .record
+            .and_then(|record| member_of_record(&record, now));
+        (chosen.id, member)
+    }) else {
+        return Ok(None);
+    };
+    // Still nothing written here: a due refresh runs in the background.
+    if let Some(upkeep) = state.sign_in.upkeep.get() {
+        upkeep.nudge(id, &member, now.unix_timestamp());
+    }
+    Ok(Some(member))
 }
 
 /// `X-Auth-Request-User`, `-Flow`, and `-Email`/`-Name` when known and sendable.

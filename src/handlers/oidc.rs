@@ -154,12 +154,21 @@ async fn finish(
         .ok_or_else(|| AppError::OidcDenied("the provider sent no code".into()))?;
     let signed_in = oidc.finish(&code, &pending).await?;
     let now = OffsetDateTime::now_utc().unix_timestamp();
+    // The refresh token's end is fixed now: a refresh never extends it.
+    let refresh_expires_at = signed_in
+        .refresh_token
+        .as_ref()
+        .and(signed_in.refresh_expires_in)
+        .map(|seconds| now.saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX / 2)));
     let member = Member::signed_in(
         signed_in.subject,
         Credentials::Oidc {
             access_token: signed_in.access_token,
             name: signed_in.name,
             email: signed_in.email,
+            refresh_token: signed_in.refresh_token,
+            refresh_expires_at,
+            issued_at: Some(now),
         },
         signed_in.expires_in,
         now,

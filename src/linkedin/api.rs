@@ -737,6 +737,9 @@ mod tests {
             access_token: crate::secret::Secret::new("t"),
             name: None,
             email: None,
+            refresh_token: None,
+            refresh_expires_at: None,
+            issued_at: None,
         }
     }
 

@@ -24,6 +24,14 @@
 //! the rest of the cooldown. Deciding what the caller sees is `error`'s.
 //!
 //! `check-provider` reads the provider through `probe`, the same fetches as a sign-in.
+//!
+//! Beside the sign-in, the calls that keep a session's credentials honest
+//! (`session::upkeep` decides when): [`OidcClient::refresh`], LinkedIn's refresh grant for
+//! partner apps (learn.microsoft.com, "Programmatic Refresh Tokens": a plain
+//! `grant_type=refresh_token` form POST to the token endpoint, whose answer carries no
+//! `token_type`), and [`OidcClient::introspect`], LinkedIn's token introspection
+//! (learn.microsoft.com, "Token Introspection": `active`, and `status` `active`, `expired` or
+//! `revoked`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,24 +41,24 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use openidconnect::core::{
-    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod, CoreGrantType,
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
     CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
     CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
     CoreSubjectIdentifierType,
 };
 use openidconnect::{
     AdditionalProviderMetadata, AsyncHttpClient, AuthType, AuthenticationFlow, AuthorizationCode,
-    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, DiscoveryError, HttpRequest,
-    HttpResponse, IssuerUrl, JsonWebKeySetUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, ProviderMetadata, RedirectUrl, RequestTokenError, Scope,
-    SignatureVerificationError, TokenResponse,
+    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, DiscoveryError, ExtraTokenFields,
+    HttpRequest, HttpResponse, IdTokenFields, IssuerUrl, JsonWebKeySetUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl,
+    RequestTokenError, Scope, SignatureVerificationError, StandardTokenResponse, TokenResponse,
 };
 use reqwest::header::CONTENT_TYPE;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
-use super::transport::{Transport, UpstreamError};
+use super::transport::{Transport, UpstreamError, status_error};
 use crate::config::PkceMode;
 use crate::secret::Secret;
 use crate::text::escape_text;
@@ -79,7 +87,10 @@ pub(crate) const ACCEPTED_ALGS: [&str; 7] = [
 /// How far in the future an id_token's `iat` may lie (clock skew).
 const MAX_SKEW: Duration = Duration::from_secs(60);
 /// LinkedIn's access tokens last 60 days; the lifetime assumed when the answer says nothing.
-const DEFAULT_TOKEN_LIFETIME: u64 = 60 * 24 * 3_600;
+pub(crate) const DEFAULT_TOKEN_LIFETIME: u64 = 60 * 24 * 3_600;
+/// LinkedIn's token introspection endpoint.
+pub(crate) const DEFAULT_INTROSPECTION_URL: &str =
+    "https://www.linkedin.com/oauth/v2/introspectToken";
 
 /// Why a sign-in could not be finished.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -191,6 +202,8 @@ pub(crate) struct OidcSettings {
     pub pkce: PkceMode,
     /// Whether an id_token without `nonce` is refused.
     pub require_nonce: bool,
+    /// The token introspection endpoint (`LINKEDIN_INTROSPECTION_URL`).
+    pub introspection_url: Url,
 }
 
 /// A sign-in to send the browser to: the authorization URL and what the callback needs.
@@ -237,6 +250,120 @@ pub(crate) struct SignedIn {
     pub name: Option<String>,
     /// The member's email.
     pub email: Option<String>,
+    /// The refresh token, when the app is a partner that gets them.
+    pub refresh_token: Option<Secret>,
+    /// Seconds until the refresh token expires, as the answer says (`refresh_token_expires_in`).
+    pub refresh_expires_in: Option<u64>,
+}
+
+/// What LinkedIn's token answer carries beside the standard fields: for a partner app, the
+/// refresh token's remaining life (learn.microsoft.com, "Programmatic Refresh Tokens").
+/// Kept as any JSON value, so that an odd spelling (a string) never fails a sign-in.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub(crate) struct LinkedInTokenFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_token_expires_in: Option<serde_json::Value>,
+}
+
+impl ExtraTokenFields for LinkedInTokenFields {}
+
+impl LinkedInTokenFields {
+    /// `refresh_token_expires_in` in seconds, when it is a whole number (or a string of one).
+    fn refresh_expires_in(&self) -> Option<u64> {
+        seconds(self.refresh_token_expires_in.as_ref()?)
+    }
+}
+
+/// A number of seconds, given as a JSON number or a string of digits.
+fn seconds(value: &serde_json::Value) -> Option<u64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The token answer as the sign-in reads it: the standard fields, the id_token, LinkedIn's
+/// extra field.
+type Tokens = StandardTokenResponse<
+    IdTokenFields<
+        openidconnect::EmptyAdditionalClaims,
+        LinkedInTokenFields,
+        openidconnect::core::CoreGenderClaim,
+        CoreJweContentEncryptionAlgorithm,
+        CoreJwsSigningAlgorithm,
+    >,
+    openidconnect::core::CoreTokenType,
+>;
+
+/// A refreshed access token (learn.microsoft.com, "Programmatic Refresh Tokens").
+#[derive(Debug)]
+pub(crate) struct Refreshed {
+    /// The new access token.
+    pub access_token: Secret,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+    /// The refresh token the answer names, when it names one (else the one sent stays).
+    pub refresh_token: Option<Secret>,
+    /// Seconds until the refresh token expires, as the answer says.
+    pub refresh_expires_in: Option<u64>,
+}
+
+/// What token introspection says of a token (learn.microsoft.com, "Token Introspection").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TokenStatus {
+    /// `active: true`.
+    Active,
+    /// `status: revoked`: the member removed the app, or LinkedIn revoked it.
+    Revoked,
+    /// `status: expired`.
+    Expired,
+    /// `active: false` with no (or another) status.
+    Inactive,
+}
+
+impl TokenStatus {
+    /// The `outcome` label of `lte_introspections_total`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::Inactive => "inactive",
+        }
+    }
+
+    /// Reads an introspection answer: `status` when it names one of LinkedIn's three, else
+    /// `active`. A token whose `status` says `active` while `active` is false reads as
+    /// inactive: either says the token does not work.
+    pub(crate) fn of_answer(body: &[u8]) -> Result<Self, UpstreamError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            active: serde_json::Value,
+            #[serde(default)]
+            status: Option<String>,
+        }
+        let answer: Answer = serde_json::from_slice(body).map_err(|_| {
+            UpstreamError::Malformed("the introspection answer has no \"active\"".into())
+        })?;
+        let active = match &answer.active {
+            serde_json::Value::Bool(active) => *active,
+            // As the id_token's `email_verified`, a string boolean is taken.
+            serde_json::Value::String(s) if s == "true" => true,
+            serde_json::Value::String(s) if s == "false" => false,
+            _ => {
+                return Err(UpstreamError::Malformed(
+                    "the introspection answer's \"active\" is not a boolean".into(),
+                ));
+            }
+        };
+        Ok(match (answer.status.as_deref(), active) {
+            (Some("revoked"), _) => Self::Revoked,
+            (Some("expired"), _) => Self::Expired,
+            (_, true) => Self::Active,
+            (_, false) => Self::Inactive,
+        })
+    }
 }
 
 /// A discovery document with its key set, and when it was fetched.
@@ -270,7 +397,9 @@ struct Fetches {
     last_jwks_refetch: Option<(Instant, Option<UpstreamError>)>,
 }
 
-/// The relying party; cheap to share behind the app state.
+/// The relying party; cheap to share behind the app state, and to clone (the clones share
+/// the discovery cache).
+#[derive(Clone)]
 pub(crate) struct OidcClient {
     settings: OidcSettings,
     cache: Arc<DiscoveryCache>,
@@ -299,7 +428,7 @@ impl OidcClient {
     }
 
     /// What this relying party was built with (the service's sandbox registers its client).
-    #[cfg(all(feature = "server", feature = "sandbox"))]
+    #[cfg(any(test, all(feature = "server", feature = "sandbox")))]
     pub(crate) fn settings(&self) -> &OidcSettings {
         &self.settings
     }
@@ -417,7 +546,101 @@ impl OidcClient {
                 .map_or(DEFAULT_TOKEN_LIFETIME, |d| d.as_secs()),
             name: claims.1,
             email: claims.2,
+            refresh_token: token
+                .refresh_token()
+                .map(|t| Secret::new(t.secret().clone()))
+                .filter(|t| !t.expose().is_empty()),
+            refresh_expires_in: token.extra_fields().extra_fields().refresh_expires_in(),
         })
+    }
+
+    /// Trades `refresh_token` for a new access token at the discovered token endpoint:
+    /// `grant_type=refresh_token` with the client's id and secret in the form, as LinkedIn
+    /// documents it. A refusal (`invalid_grant`: the refresh token expired or was revoked) is
+    /// `Rejected`; a 5xx or a timeout, as every upstream call's.
+    pub(crate) async fn refresh(&self, refresh_token: &Secret) -> Result<Refreshed, UpstreamError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            access_token: String,
+            #[serde(default)]
+            expires_in: Option<serde_json::Value>,
+            #[serde(default)]
+            refresh_token: Option<String>,
+            #[serde(default)]
+            refresh_token_expires_in: Option<serde_json::Value>,
+        }
+        let discovered = self.cache.metadata().await?;
+        let url = discovered
+            .metadata
+            .token_endpoint()
+            .ok_or_else(|| UpstreamError::Malformed("discovery names no token endpoint".into()))?
+            .url()
+            .clone();
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+            ("client_id", self.settings.client_id.as_str()),
+            ("client_secret", self.settings.client_secret.expose()),
+        ];
+        let upstream = &self.cache.upstream;
+        let request = upstream.http().post(url).form(&form);
+        upstream
+            .timed("oidc_refresh", async {
+                let (status, _, body) = upstream.send(request).await?;
+                if status != reqwest::StatusCode::OK {
+                    return Err(oauth_error(status, &body));
+                }
+                let answer: Answer = serde_json::from_slice(&body).map_err(|_| {
+                    UpstreamError::Malformed(
+                        "the refresh answer is not JSON with an access_token".into(),
+                    )
+                })?;
+                if answer.access_token.is_empty() {
+                    return Err(UpstreamError::Malformed(
+                        "the refresh answer's access_token is empty".into(),
+                    ));
+                }
+                Ok(Refreshed {
+                    access_token: Secret::new(answer.access_token),
+                    expires_in: answer
+                        .expires_in
+                        .as_ref()
+                        .and_then(seconds)
+                        .unwrap_or(DEFAULT_TOKEN_LIFETIME),
+                    refresh_token: answer
+                        .refresh_token
+                        .filter(|t| !t.is_empty())
+                        .map(Secret::new),
+                    refresh_expires_in: answer.refresh_token_expires_in.as_ref().and_then(seconds),
+                })
+            })
+            .await
+    }
+
+    /// What the introspection endpoint says of `token`, asked with the client's id and
+    /// secret. A 400 (LinkedIn: "invalid client id or token") or 401 ("invalid client
+    /// secret") is `Rejected`, never a verdict on the token: a wrong setting must not end
+    /// every session.
+    pub(crate) async fn introspect(&self, token: &Secret) -> Result<TokenStatus, UpstreamError> {
+        let form = [
+            ("client_id", self.settings.client_id.as_str()),
+            ("client_secret", self.settings.client_secret.expose()),
+            ("token", token.expose()),
+        ];
+        let upstream = &self.cache.upstream;
+        let request = upstream
+            .http()
+            .post(self.settings.introspection_url.clone())
+            .form(&form);
+        upstream
+            .timed("oidc_introspect", async {
+                let (status, _, body) = upstream.send(request).await?;
+                if status != reqwest::StatusCode::OK {
+                    return Err(oauth_error(status, &body));
+                }
+                TokenStatus::of_answer(&body)
+            })
+            .await
     }
 
     /// The provider's userinfo endpoint, from discovery (fetched at first use, then cached).
@@ -471,7 +694,7 @@ impl OidcClient {
 
     fn client(&self, metadata: &Metadata) -> Client {
         let redirect = RedirectUrl::from_url(self.settings.redirect_url.clone());
-        CoreClient::from_provider_metadata(
+        Client::from_provider_metadata(
             metadata.clone(),
             ClientId::new(self.settings.client_id.clone()),
             Some(ClientSecret::new(
@@ -735,7 +958,7 @@ type Client = openidconnect::Client<
     CoreJsonWebKey,
     openidconnect::core::CoreAuthPrompt,
     openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
-    openidconnect::core::CoreTokenResponse,
+    Tokens,
     openidconnect::core::CoreTokenIntrospectionResponse,
     openidconnect::core::CoreRevocableToken,
     openidconnect::core::CoreRevocationErrorResponse,
@@ -746,6 +969,30 @@ type Client = openidconnect::Client<
     openidconnect::EndpointMaybeSet,
     openidconnect::EndpointMaybeSet,
 >;
+
+/// An OAuth error answer (`{"error","error_description"}`) as an upstream error: a 4xx is
+/// `Rejected` naming the error, a 5xx `Unavailable`.
+fn oauth_error(status: reqwest::StatusCode, body: &[u8]) -> UpstreamError {
+    #[derive(Deserialize)]
+    struct Problem {
+        error: String,
+        #[serde(default)]
+        error_description: Option<String>,
+    }
+    match serde_json::from_slice::<Problem>(body) {
+        Ok(problem) if status.is_client_error() => UpstreamError::Rejected {
+            status: status.as_u16(),
+            problem: escape_text(
+                &match problem.error_description {
+                    Some(description) => format!("{}: {description}", problem.error),
+                    None => problem.error,
+                },
+                200,
+            ),
+        },
+        _ => status_error(status, &reqwest::header::HeaderMap::new(), body),
+    }
+}
 
 /// The message of a failed `iat` check (the crate reports it as `Expired`).
 const ISSUED_IN_THE_FUTURE: &str = "it was issued in the future";
@@ -973,6 +1220,90 @@ mod tests {
             panic!("a copy past the stale limit was served");
         };
         assert!(matches!(err, UpstreamError::Unavailable(_)), "{err:?}");
+    }
+
+    /// learn.microsoft.com, "Token Introspection": `active` (required) and `status`
+    /// (`active`, `expired`, `revoked`).
+    #[test]
+    fn an_introspection_answer_reads_as_linkedin_documents_it() {
+        let read = |body: &str| TokenStatus::of_answer(body.as_bytes());
+        let documented = r#"{"active": true, "client_id": "x", "authorized_at": 1493055596,
+            "created_at": 1493055596, "status": "active", "expires_at": 1497497620,
+            "scope": "r_liteprofile,r_emailaddress,w_member_social", "auth_type": "3L"}"#;
+        assert_eq!(read(documented), Ok(TokenStatus::Active));
+        assert_eq!(
+            read(r#"{"active": false, "status": "revoked"}"#),
+            Ok(TokenStatus::Revoked)
+        );
+        assert_eq!(
+            read(r#"{"active": false, "status": "expired"}"#),
+            Ok(TokenStatus::Expired)
+        );
+        // `status` is optional: `active` decides; a string boolean is taken.
+        assert_eq!(read(r#"{"active": false}"#), Ok(TokenStatus::Inactive));
+        assert_eq!(read(r#"{"active": "true"}"#), Ok(TokenStatus::Active));
+        assert_eq!(
+            read(r#"{"active": false, "status": "active"}"#),
+            Ok(TokenStatus::Inactive)
+        );
+        for bad in ["", "[]", r#"{"status": "active"}"#, r#"{"active": 1}"#] {
+            assert!(
+                matches!(read(bad), Err(UpstreamError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(TokenStatus::Revoked.label(), "revoked");
+    }
+
+    #[test]
+    fn an_oauth_error_answer_names_the_error_and_a_5xx_is_unavailable() {
+        let refused = oauth_error(
+            reqwest::StatusCode::BAD_REQUEST,
+            br#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#,
+        );
+        assert_eq!(
+            refused,
+            UpstreamError::Rejected {
+                status: 400,
+                problem: "invalid_grant: Token has been expired or revoked.".into()
+            }
+        );
+        assert!(matches!(
+            oauth_error(reqwest::StatusCode::BAD_GATEWAY, b"{}"),
+            UpstreamError::Unavailable(_)
+        ));
+        assert!(matches!(
+            oauth_error(reqwest::StatusCode::UNAUTHORIZED, b"not json"),
+            UpstreamError::Rejected { status: 401, .. }
+        ));
+    }
+
+    /// The token answer of a partner app (learn.microsoft.com, "Programmatic Refresh
+    /// Tokens") parses, `refresh_token_expires_in` included; without it, as LinkedIn's answer
+    /// to other apps, it parses too.
+    #[test]
+    fn a_partner_apps_token_answer_carries_the_refresh_tokens_life() {
+        let answer: Tokens = serde_json::from_value(serde_json::json!({
+            "access_token": "AQX", "expires_in": 5184000, "token_type": "Bearer",
+            "refresh_token": "AQW", "refresh_token_expires_in": 31535999,
+            "scope": "openid,profile,email",
+        }))
+        .unwrap();
+        assert_eq!(answer.refresh_token().unwrap().secret(), "AQW");
+        assert_eq!(
+            answer.extra_fields().extra_fields().refresh_expires_in(),
+            Some(31_535_999)
+        );
+        let plain: Tokens = serde_json::from_value(serde_json::json!({
+            "access_token": "AQX", "expires_in": 5184000, "token_type": "Bearer",
+        }))
+        .unwrap();
+        assert_eq!(
+            plain.extra_fields().extra_fields().refresh_expires_in(),
+            None
+        );
+        assert_eq!(seconds(&serde_json::json!("60")), Some(60));
+        assert_eq!(seconds(&serde_json::json!(-1)), None);
     }
 
     #[test]

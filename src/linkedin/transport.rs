@@ -93,6 +93,11 @@ impl Transport {
         self
     }
 
+    /// The bound on each call.
+    pub(crate) fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
     /// The HTTPS client (redirects off, the configured roots and timeout).
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.http

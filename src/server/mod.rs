@@ -194,6 +194,8 @@ impl Server {
             .shared_budget(shared)
             .build()
             .map_err(|err| wiring::config_error(&err))?;
+        // Refreshes and introspection of the OpenID Connect sessions in the store.
+        sign_in.keep_sessions(&sessions);
         let SandboxSide {
             routes,
             env_lines: sandbox_env,

@@ -244,6 +244,24 @@ impl Resolved {
                     .map_err(|e| ConfigError::new("LINKEDIN_OIDC_ISSUER", e.to_string()))?,
             };
             builder = builder.issuer(issuer);
+            // Explicit, then the sandbox's, then (the builder's default) LinkedIn's.
+            let introspection = match &config.oidc.introspection_url {
+                Some(url) => Some(url.clone()),
+                None if self.mode.sandbox => Some(
+                    Url::parse(&format!(
+                        "{}/oauth/v2/introspectToken",
+                        sandbox_base(self.addr, self.tls)
+                    ))
+                    .map_err(|e| ConfigError::new("BIND", e.to_string()))?,
+                ),
+                None => None,
+            };
+            if let Some(url) = introspection {
+                builder = builder.introspection_url(url);
+            }
+        }
+        if let Some(interval) = config.oidc.introspect_every {
+            builder = builder.introspect_every(interval);
         }
         if let Some(url) = &config.oidc.redirect_url {
             builder = builder.redirect_url(url.clone());
@@ -431,6 +449,45 @@ fn pem_roots(pem: &[u8], variable: &'static str) -> Result<Vec<reqwest::Certific
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The introspection endpoint of a server's sign-in: the explicit one, else the
+    /// sandbox's in sandbox mode, else LinkedIn's.
+    async fn introspection_url(adjust: impl FnOnce(&mut Config)) -> String {
+        let mut config = Config::defaults();
+        adjust(&mut config);
+        let mode = Mode::of(&config.linkedin, &config.oidc).unwrap();
+        let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let resolved = Resolved::new(&config, mode, addr).unwrap();
+        let sign_in = resolved.sign_in(&config, None).unwrap().build().unwrap();
+        let oidc = sign_in.state.oidc.as_ref().unwrap();
+        oidc.settings().introspection_url.to_string()
+    }
+
+    #[tokio::test]
+    async fn the_introspection_endpoint_is_the_explicit_one_then_the_sandboxs_then_linkedins() {
+        assert_eq!(
+            introspection_url(|_| {}).await,
+            "https://localhost:8443/sandbox/oauth/v2/introspectToken"
+        );
+        let real = |config: &mut Config| {
+            config.linkedin.sandbox = Some(false);
+            config.oidc.client_id = Some("client".into());
+            config.oidc.client_secret = Some(Secret::new("secret"));
+        };
+        assert_eq!(
+            introspection_url(real).await,
+            "https://www.linkedin.com/oauth/v2/introspectToken"
+        );
+        let explicit = |config: &mut Config| {
+            real(config);
+            config.oidc.introspection_url = Some("https://idp.example/introspect".parse().unwrap());
+            config.oidc.introspect_every = Some(std::time::Duration::from_secs(60));
+        };
+        assert_eq!(
+            introspection_url(explicit).await,
+            "https://idp.example/introspect"
+        );
+    }
 
     #[test]
     fn loopback_origins_are_localhost_127_8_and_ipv6_loopback_only() {

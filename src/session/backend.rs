@@ -61,12 +61,15 @@ macro_rules! forward {
 /// bounded by `STORE_TIMEOUT`, sealing records on the way in and opening them on the way
 /// out. Cheap to clone (the session layer and the guard take one per request).
 #[derive(Clone)]
-pub struct SessionBackend(Arc<Backend>);
+pub struct SessionBackend(pub(super) Arc<Backend>);
 
-struct Backend {
+pub(super) struct Backend {
     store: Store,
     /// Who holds which session ([`index`](super::index)).
-    index: MemberIndex,
+    pub(super) index: MemberIndex,
+    /// The memory store's leases ([`lease`](super::lease)); the others keep theirs in the
+    /// store.
+    pub(super) leases: super::lease::MemoryLeases,
     keyring: Keyring,
     telemetry: Telemetry,
     /// Records already reported as unreadable (so each is reported once).
@@ -118,9 +121,17 @@ impl SessionBackend {
             what: "migration of the member index failed",
             detail: e.to_string(),
         })?;
+        super::lease::migrate(&index)
+            .await
+            .map_err(|e| ConnectError {
+                store: url.to_string(),
+                what: "migration of the leases failed",
+                detail: e.to_string(),
+            })?;
         Ok(Self(Arc::new(Backend {
             store,
             index,
+            leases: super::lease::MemoryLeases::default(),
             keyring: options.keyring,
             telemetry: options.telemetry,
             unreadable: moka::sync::Cache::builder()
@@ -146,7 +157,7 @@ impl SessionBackend {
 
     /// Runs one store operation within `STORE_TIMEOUT`; a failure is counted, and noted in
     /// the request's journal where there is one.
-    async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         operation: &'static str,
         call: impl Future<Output = session_store::Result<T>>,
@@ -264,6 +275,10 @@ impl SessionStore for SessionBackend {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
+        // A request that read the session before the upkeep refreshed its token must not
+        // write the old token back.
+        let kept = super::upkeep::keep_refreshed(self, record).await?;
+        let record = kept.as_ref().unwrap_or(record);
         let sealed = self.seal(record)?;
         let store = &self.0.store;
         // The index first: should the save fail, its entry outlives the session, never the
@@ -553,6 +568,9 @@ mod tests {
                 access_token: Secret::new("token"),
                 name: None,
                 email: None,
+                refresh_token: None,
+                refresh_expires_at: None,
+                issued_at: None,
             },
             3_600,
             now.unix_timestamp(),

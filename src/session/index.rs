@@ -961,6 +961,113 @@ mod redis {
     }
 }
 
+/// Every member's sessions of one flow, for the upkeep's passes (`upkeep`).
+impl MemberIndex {
+    /// The ids of the unexpired sessions signed in through `flow` (`jsapi`, `oidc`), every
+    /// member's. Memory, SQLite and PostgreSQL read their index; Redis scans the members'
+    /// `…:meta` hashes (every node of a Cluster), so it may list a session that has just
+    /// ended: its load then finds nothing.
+    pub(super) async fn sessions_of_flow(&self, flow: &str) -> session_store::Result<Vec<Id>> {
+        #[cfg_attr(
+            not(any(feature = "sqlite", feature = "postgres", feature = "redis")),
+            allow(unused_variables)
+        )]
+        let parsed =
+            |ids: Vec<String>| -> Vec<Id> { ids.iter().filter_map(|id| id.parse().ok()).collect() };
+        Ok(match self {
+            Self::Memory(store) => {
+                let now = now();
+                // Copied out first: the cache's removal listener takes this lock too.
+                let listed: Vec<Id> = match store.index().entries.lock() {
+                    Ok(entries) => entries
+                        .by_member
+                        .values()
+                        .flat_map(|sessions| sessions.values())
+                        .filter(|indexed| {
+                            indexed.summary.flow == flow && indexed.summary.expires_at > now
+                        })
+                        .map(|indexed| indexed.id)
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                listed
+                    .into_iter()
+                    .filter(|id| store.holds_member_session(id))
+                    .collect()
+            }
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(sessions) => parsed(
+                sqlx::query_scalar(&format!(
+                    "select i.session_id from {SQLITE_TABLE} i \
+                 join tower_sessions s on s.id = i.session_id \
+                 where i.flow = ? and s.expiry_date > ?"
+                ))
+                .bind(flow)
+                .bind(OffsetDateTime::now_utc())
+                .fetch_all(&sessions.pool())
+                .await
+                .map_err(backend_error)?,
+            ),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(pool) => parsed(
+                sqlx::query_scalar(
+                    r#"select i.session_id from "tower_sessions"."member_session" i
+                   join "tower_sessions"."session" s on s.id = i.session_id
+                   where i.flow = $1 and s.expiry_date > $2"#,
+                )
+                .bind(flow)
+                .bind(OffsetDateTime::now_utc())
+                .fetch_all(pool)
+                .await
+                .map_err(backend_error)?,
+            ),
+            #[cfg(feature = "redis")]
+            Self::Redis(pool) => parsed(redis_scan::sessions_of_flow(pool, flow).await?),
+        })
+    }
+}
+
+/// The scan of every member's Redis index.
+#[cfg(feature = "redis")]
+mod redis_scan {
+    use futures_util::StreamExt;
+    use tower_sessions_redis_store::fred::interfaces::{ClientLike, HashesInterface};
+
+    use super::*;
+
+    /// The session ids whose `…:meta` entry names `flow`, in every member's hash.
+    pub(super) async fn sessions_of_flow(
+        pool: &RedisPool,
+        flow: &str,
+    ) -> session_store::Result<Vec<String>> {
+        const PATTERN: &str = "lte:member:*:meta";
+        const PAGE: u32 = 500;
+        let client = pool.next();
+        let mut keys = Vec::new();
+        if client.is_clustered() {
+            let mut scan = std::pin::pin!(client.scan_cluster_buffered(PATTERN, Some(PAGE), None));
+            while let Some(key) = scan.next().await {
+                keys.push(key.map_err(backend_error)?);
+            }
+        } else {
+            let mut scan = std::pin::pin!(client.scan_buffered(PATTERN, Some(PAGE), None));
+            while let Some(key) = scan.next().await {
+                keys.push(key.map_err(backend_error)?);
+            }
+        }
+        let mut ids = Vec::new();
+        for key in keys {
+            let meta: HashMap<String, String> = pool.hgetall(key).await.map_err(backend_error)?;
+            ids.extend(
+                meta.into_iter()
+                    .filter(|(_, value)| value.split(' ').next() == Some(flow))
+                    .map(|(id, _)| id),
+            );
+        }
+        Ok(ids)
+    }
+}
+
 #[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use super::*;

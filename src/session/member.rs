@@ -55,6 +55,17 @@ pub enum Credentials {
         name: Option<String>,
         /// The member's email, when the provider gave one.
         email: Option<String>,
+        /// The refresh token, for a partner app that gets one (never leaves the server).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh_token: Option<Secret>,
+        /// The refresh token's fixed end (Unix seconds): set at sign-in, never extended by a
+        /// refresh (LinkedIn's refresh tokens keep the life of the first grant).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh_expires_at: Option<i64>,
+        /// When the access token was issued (Unix seconds): it is refreshed in the last
+        /// quarter of its life (at most its last day).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issued_at: Option<i64>,
     },
 }
 
@@ -228,6 +239,8 @@ pub struct MemberSession {
     policy: SessionPolicy,
     /// The request's `User-Agent`, described at sign-in for the member's list of sessions.
     user_agent: Option<String>,
+    /// Refreshes the member's token when it is due (the sign-in routes set it).
+    upkeep: Option<super::upkeep::Upkeep>,
 }
 
 impl MemberSession {
@@ -290,6 +303,7 @@ impl MemberSession {
             session,
             policy,
             user_agent: None,
+            upkeep: None,
         }
     }
 
@@ -309,6 +323,9 @@ impl MemberSession {
         if !member.is_valid_at(now) {
             self.end().await?;
             return Ok(None);
+        }
+        if let (Some(upkeep), Some(id)) = (&self.upkeep, self.session.id()) {
+            upkeep.nudge(id, &member, now.unix_timestamp());
         }
         self.set_expiry(&member, now);
         Ok(Some(member))
@@ -408,13 +425,17 @@ impl MemberSession {
             session: self.session.clone(),
             policy: self.policy,
             user_agent: self.user_agent.clone(),
+            upkeep: self.upkeep.clone(),
         }
     }
 
-    /// A session lives until the earlier of "idle for too long" and "credentials expired".
+    /// A session lives until the earlier of "idle for too long" and "credentials expired"
+    /// (for a token that can be refreshed, the refresh token's end: the member still reads
+    /// as signed out once the access token itself has expired unrefreshed).
     fn set_expiry(&self, member: &Member, now: OffsetDateTime) {
         let idle_end = now + super::to_time(self.policy.idle);
-        let creds_end = OffsetDateTime::from_unix_timestamp(member.expires_at).unwrap_or(idle_end);
+        let creds_end = OffsetDateTime::from_unix_timestamp(super::upkeep::credentials_end(member))
+            .unwrap_or(idle_end);
         self.session
             .set_expiry(Some(Expiry::AtDateTime(idle_end.min(creds_end))));
     }
@@ -479,6 +500,18 @@ pub(crate) fn signed_in_data(
     .into()
 }
 
+/// Writes `member` into a session's data, as [`MemberSession::sign_in`] keeps it (for the
+/// upkeep, which changes a stored session outside any request).
+pub(crate) fn put_member(
+    data: &mut std::collections::HashMap<String, serde_json::Value>,
+    member: &Member,
+) -> Result<(), session_store::Error> {
+    let value =
+        serde_json::to_value(member).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+    data.insert(MemberSession::KEY.to_owned(), value);
+    Ok(())
+}
+
 fn store_error(err: tower_sessions::session::Error) -> session_store::Error {
     match err {
         tower_sessions::session::Error::Store(err) => err,
@@ -521,8 +554,13 @@ where
             .get(axum::http::header::USER_AGENT)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
+        let upkeep = parts
+            .extensions
+            .get::<super::upkeep::UpkeepSlot>()
+            .and_then(super::upkeep::UpkeepSlot::get);
         Ok(Self {
             user_agent,
+            upkeep,
             ..Self::new(session, policy)
         })
     }

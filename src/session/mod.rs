@@ -14,7 +14,9 @@
 //!   batches;
 //! - [`index`]: which sessions each member holds, in every store, so that they can be ended
 //!   together (sign out everywhere, revocation) or listed and ended one by one by the member
-//!   (`/sessions`); [`device`] (pure): the browser each was signed in with, in a few words.
+//!   (`/sessions`); [`device`] (pure): the browser each was signed in with, in a few words;
+//! - [`upkeep`]: OpenID Connect sessions refreshed before their token expires and
+//!   introspected, by one instance of a fleet at a time ([`lease`]: a lock in the store).
 //!
 //! Only this module knows which store is in use, and handlers never see a raw key. Cookie
 //! flags and expiry policy are set here too ([`layer`]), and which of several session
@@ -32,6 +34,7 @@ pub(crate) mod device;
 pub(crate) mod guard;
 pub(crate) mod index;
 pub(crate) mod keys;
+pub(crate) mod lease;
 pub(crate) mod member;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
@@ -44,6 +47,7 @@ pub(crate) mod seal;
 pub(crate) mod sqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod sweep;
+pub(crate) mod upkeep;
 
 pub use backend::SessionBackend;
 pub use connect::ConnectError;

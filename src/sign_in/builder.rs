@@ -19,11 +19,12 @@ use crate::config::{
     parse_origin,
 };
 use crate::linkedin::client::{LinkedInClient, LinkedInEndpoints};
-use crate::linkedin::oidc::{OidcClient, OidcSettings};
+use crate::linkedin::oidc::{DEFAULT_INTROSPECTION_URL, OidcClient, OidcSettings};
 use crate::ratelimit::shared::SharedBudget;
 use crate::ratelimit::{ClientKey, RateLimits};
 use crate::return_to::ReturnPolicy;
 use crate::secret::Secret;
+use crate::session::upkeep::UpkeepSlot;
 use crate::telemetry::Telemetry;
 
 /// The default bound on each call to LinkedIn.
@@ -82,6 +83,8 @@ pub(crate) struct Settings {
     pub api_version: String,
     /// What the pass-through forwards, as given (`METHOD /prefix,…`).
     pub api_allow: String,
+    pub introspect_every: Option<Duration>,
+    pub introspection_url: Option<Url>,
     /// Where a setting came from: errors then name the variable, not the method.
     pub from_env: bool,
     /// The service's own: its metrics, the fleet's shared budgets, its mounted sandbox.
@@ -114,6 +117,8 @@ impl Default for Settings {
             after_sign_in: "/".to_owned(),
             api_version: DEFAULT_API_VERSION.to_owned(),
             api_allow: DEFAULT_API_ALLOW.to_owned(),
+            introspect_every: None,
+            introspection_url: None,
             from_env: false,
             telemetry: Telemetry::disabled(),
             shared_budget: None,
@@ -139,6 +144,7 @@ impl std::fmt::Debug for Settings {
             .field("upstream_timeout", &self.upstream_timeout)
             .field("api_version", &self.api_version)
             .field("api_allow", &self.api_allow)
+            .field("introspect_every", &self.introspect_every)
             .finish_non_exhaustive()
     }
 }
@@ -158,6 +164,7 @@ pub(crate) enum Setting {
     AfterSignIn,
     ApiVersion,
     ApiAllow,
+    IntrospectEvery,
 }
 
 impl Setting {
@@ -175,6 +182,7 @@ impl Setting {
             Self::AfterSignIn => ".after_sign_in(…)",
             Self::ApiVersion => ".api_version(…)",
             Self::ApiAllow => ".api_allow(…)",
+            Self::IntrospectEvery => ".introspect_every(…)",
         }
     }
 
@@ -192,6 +200,7 @@ impl Setting {
             Self::AfterSignIn => "after_sign_in",
             Self::ApiVersion => "LINKEDIN_API_VERSION",
             Self::ApiAllow => "LINKEDIN_API_ALLOW",
+            Self::IntrospectEvery => "LINKEDIN_INTROSPECT_EVERY",
         }
     }
 }
@@ -393,6 +402,23 @@ impl SignInBuilder {
         self
     }
 
+    /// Introspects each live OpenID Connect session's access token once per `interval`
+    /// (default: never), by one instance of those sharing a store, at most 10 a second: a
+    /// token the provider says is revoked ends every session holding it, an expired or
+    /// inactive one its own session. Needs OpenID Connect, and
+    /// [`LinkedInSignIn::keep_sessions`] over the sealed store.
+    pub fn introspect_every(mut self, interval: Duration) -> Self {
+        self.settings.introspect_every = Some(interval);
+        self
+    }
+
+    /// The token introspection endpoint (default: LinkedIn's,
+    /// `https://www.linkedin.com/oauth/v2/introspectToken`).
+    pub fn introspection_url(mut self, url: Url) -> Self {
+        self.settings.introspection_url = Some(url);
+        self
+    }
+
     /// The service's metrics.
     #[cfg(feature = "server")]
     pub(crate) fn telemetry(mut self, telemetry: Telemetry) -> Self {
@@ -501,10 +527,28 @@ impl SignInBuilder {
                     scopes,
                     pkce: settings.pkce,
                     require_nonce: settings.require_nonce,
+                    introspection_url: match &settings.introspection_url {
+                        Some(url) => url.clone(),
+                        None => default_url(DEFAULT_INTROSPECTION_URL),
+                    },
                 })
             }
             None => None,
         };
+        if let Some(interval) = settings.introspect_every {
+            if interval < Duration::from_secs(1) {
+                return Err(fail(
+                    Setting::IntrospectEvery,
+                    "must be at least a second".into(),
+                ));
+            }
+            if oidc.is_none() {
+                return Err(fail(
+                    Setting::IntrospectEvery,
+                    "introspects OpenID Connect tokens, but OpenID Connect is off: give the client (.oidc), or leave it unset".into(),
+                ));
+            }
+        }
         if jsapi.is_none() && oidc.is_none() {
             return Err(fail(
                 Setting::Oidc,
@@ -565,6 +609,8 @@ impl SignInBuilder {
             after_sign_in: settings.after_sign_in,
             return_policy,
             api,
+            introspect_every: settings.introspect_every,
+            upkeep: UpkeepSlot::default(),
         });
         Ok(LinkedInSignIn { state })
     }
@@ -611,6 +657,56 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(err.setting(), ".scopes(…)", "{err}");
+    }
+
+    #[tokio::test]
+    async fn introspection_needs_openid_connect_and_an_interval_of_a_second_or_more() {
+        let builder = || {
+            LinkedInSignIn::builder()
+                .public_origin("https://app.example.com")
+                .oidc("id", "secret")
+        };
+        let err = builder()
+            .introspect_every(Duration::from_millis(500))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.setting(), ".introspect_every(…)", "{err}");
+        let err = LinkedInSignIn::builder()
+            .public_origin("https://app.example.com")
+            .jsapi("key", "secret")
+            .introspect_every(Duration::from_secs(60))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.setting(), ".introspect_every(…)", "{err}");
+        assert!(err.message().contains("OpenID Connect is off"), "{err}");
+        let url: Url = "https://introspect.example/v2/introspectToken"
+            .parse()
+            .unwrap();
+        let sign_in = builder()
+            .introspect_every(Duration::from_secs(60))
+            .introspection_url(url.clone())
+            .build()
+            .unwrap();
+        assert_eq!(
+            sign_in.state.introspect_every,
+            Some(Duration::from_secs(60))
+        );
+        let oidc = sign_in.state.oidc.as_ref().unwrap();
+        assert_eq!(oidc.settings().introspection_url, url);
+        // By default: off, at LinkedIn's endpoint.
+        let sign_in = builder().build().unwrap();
+        assert_eq!(sign_in.state.introspect_every, None);
+        assert_eq!(
+            sign_in
+                .state
+                .oidc
+                .as_ref()
+                .unwrap()
+                .settings()
+                .introspection_url
+                .as_str(),
+            "https://www.linkedin.com/oauth/v2/introspectToken"
+        );
     }
 
     #[tokio::test]

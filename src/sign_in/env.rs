@@ -121,6 +121,16 @@ fn read(var: impl Fn(&'static str) -> Option<String>) -> Result<SignInBuilder, C
     if let Some(allow) = get("LINKEDIN_API_ALLOW") {
         builder = builder.api_allow(allow);
     }
+    if let Some(interval) = typed(
+        get("LINKEDIN_INTROSPECT_EVERY"),
+        "LINKEDIN_INTROSPECT_EVERY",
+        crate::config::parse_interval,
+    )? {
+        builder = builder.introspect_every(interval);
+    }
+    if let Some(url) = url("LINKEDIN_INTROSPECTION_URL")? {
+        builder = builder.introspection_url(url);
+    }
     Ok(builder)
 }
 
@@ -201,6 +211,20 @@ mod tests {
         assert_eq!(err.setting(), "LINKEDIN_CLIENT_SECRET", "{err}");
         let err = from_vars(vars(&[("SESSION_IDLE_MINUTES", "0")])).unwrap_err();
         assert_eq!(err.setting(), "SESSION_IDLE_MINUTES", "{err}");
+        let err = from_vars(vars(&[("LINKEDIN_INTROSPECT_EVERY", "6")])).unwrap_err();
+        assert_eq!(err.setting(), "LINKEDIN_INTROSPECT_EVERY", "{err}");
+        assert!(err.message().contains("6h"), "{err}");
+        // Introspection without OpenID Connect is named at build.
+        let err = from_vars(vars(&[
+            ("PUBLIC_ORIGIN", "https://app.example.com"),
+            ("LINKEDIN_API_KEY", "key"),
+            ("LINKEDIN_SECRET_KEY", "secret"),
+            ("LINKEDIN_INTROSPECT_EVERY", "6h"),
+        ]))
+        .unwrap()
+        .build()
+        .unwrap_err();
+        assert_eq!(err.setting(), "LINKEDIN_INTROSPECT_EVERY", "{err}");
         // A builder from the variables names the variable when it cannot build.
         let err = from_vars(vars(&[
             ("LINKEDIN_CLIENT_ID", "c"),
@@ -215,7 +239,7 @@ mod tests {
 
     /// The variables `from_vars` reads, in the order of `docs/configuration.md`.
     #[cfg(feature = "server")]
-    const VARIABLES: [&str; 21] = [
+    const VARIABLES: [&str; 23] = [
         "PUBLIC_ORIGIN",
         "LINKEDIN_API_KEY",
         "LINKEDIN_SECRET_KEY",
@@ -237,6 +261,8 @@ mod tests {
         "SESSION_IDLE_MINUTES",
         "LINKEDIN_API_VERSION",
         "LINKEDIN_API_ALLOW",
+        "LINKEDIN_INTROSPECT_EVERY",
+        "LINKEDIN_INTROSPECTION_URL",
     ];
 
     /// Every variable read here is one of the service's, with the same name: `--help` lists

@@ -27,6 +27,7 @@ mod package;
 mod process;
 mod production;
 mod proxy;
+mod refresh;
 mod revocation;
 mod sandbox;
 mod sandbox_credentials;

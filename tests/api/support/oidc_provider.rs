@@ -13,6 +13,23 @@
 //!   `invalid_client`, the client secret expected in the form (`client_secret_post`).
 //!
 //! Both misbehave on purpose when a test turns a [`Knobs`] setting.
+//!
+//! Both also keep tokens as LinkedIn documents them (issue 30, "Credentials that age in view"):
+//! - access tokens live `expires_in` seconds ([`Knobs::access_ttl`]; LinkedIn: 60 days);
+//! - with [`Knobs::refresh_tokens`] (a partner app), the token answer also carries
+//!   `refresh_token` and `refresh_token_expires_in`; `grant_type=refresh_token` at the token
+//!   endpoint answers `access_token`, `expires_in`, `refresh_token` and
+//!   `refresh_token_expires_in` (no `token_type`, no `id_token`), and the refresh token keeps
+//!   the end of its first grant: a refresh never extends it, and an access token never
+//!   outlives it (learn.microsoft.com, "Programmatic Refresh Tokens": "the lifespan or Time To
+//!   Live (TTL) of the refresh token remains the same as specified in the initial OAuth
+//!   flow"; day 360's access token expires with the refresh token, 5 days later);
+//! - `POST /oauth/v2/introspectToken` (`client_id`, `client_secret`, `token`) answers
+//!   `active`, `status` (`active`, `expired`, `revoked`), `expires_at`, `created_at`,
+//!   `client_id`, `scope`, `auth_type`; 400 for an unknown client id or token, 401 for a wrong
+//!   secret (learn.microsoft.com, "Token Introspection");
+//! - [`Provider::revoke`] is the member removing the app: every token of theirs is revoked,
+//!   refresh tokens included; userinfo then answers 401.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -200,6 +217,23 @@ pub struct Knobs {
     /// The JWKS endpoint answers this status with an error body (each answer counted as a
     /// fetch).
     pub jwks_status: Option<u16>,
+    /// Seconds an access token lives (`expires_in`).
+    pub access_ttl: i64,
+    /// The token answers carry a refresh token (a partner app).
+    pub refresh_tokens: bool,
+    /// Seconds a refresh token lives from its first grant.
+    pub refresh_ttl: i64,
+    /// A refresh grant answers this status and JSON body instead.
+    pub refresh_answer: Option<(u16, &'static str)>,
+    /// A refresh grant is answered only after this long.
+    pub refresh_delay: Duration,
+}
+
+/// An access token the provider issued.
+struct AccessToken {
+    sub: String,
+    created_at: i64,
+    expires_at: i64,
 }
 
 /// A code the authorization endpoint gave out.
@@ -215,7 +249,13 @@ struct ProviderState {
     issuer: String,
     knobs: Knobs,
     codes: HashMap<String, Grant>,
-    access_tokens: HashMap<String, String>,
+    access_tokens: HashMap<String, AccessToken>,
+    /// Refresh token → (member, fixed end).
+    refresh_tokens: HashMap<String, (String, i64)>,
+    /// Revoked tokens, access and refresh.
+    revoked: std::collections::HashSet<String>,
+    refresh_grants: usize,
+    introspections: Vec<String>,
     issued: usize,
     jwks_fetches: usize,
     token_requests: Vec<(HashMap<String, String>, Option<String>)>,
@@ -256,9 +296,18 @@ impl Provider {
                 bare_jwks: profile == Profile::Observed,
                 jwks: None,
                 jwks_status: None,
+                access_ttl: 5_184_000,
+                refresh_tokens: false,
+                refresh_ttl: 31_536_000,
+                refresh_answer: None,
+                refresh_delay: Duration::ZERO,
             },
             codes: HashMap::new(),
             access_tokens: HashMap::new(),
+            refresh_tokens: HashMap::new(),
+            revoked: std::collections::HashSet::new(),
+            refresh_grants: 0,
+            introspections: Vec::new(),
             issued: 0,
             jwks_fetches: 0,
             token_requests: Vec::new(),
@@ -268,6 +317,7 @@ impl Provider {
             .route("/oauth/v2/authorization", get(authorization))
             .route("/oauth/v2/accessToken", post(token))
             .route("/oauth/openid/jwks", get(jwks))
+            .route("/oauth/v2/introspectToken", post(introspect))
             .route("/v2/userinfo", get(userinfo))
             .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -323,6 +373,63 @@ impl Provider {
     /// `http://127.0.0.1:PORT`, with no path.
     pub fn origin(&self) -> String {
         self.issuer.origin().ascii_serialization()
+    }
+
+    /// The introspection endpoint, as LinkedIn's is named.
+    pub fn introspection_url(&self) -> Url {
+        Url::parse(&format!("{}/v2/introspectToken", self.issuer)).unwrap()
+    }
+
+    /// How many refresh grants the token endpoint answered (refused ones included).
+    pub fn refresh_grants(&self) -> usize {
+        self.state.lock().unwrap().refresh_grants
+    }
+
+    /// The tokens introspected, in order.
+    pub fn introspections(&self) -> Vec<String> {
+        self.state.lock().unwrap().introspections.clone()
+    }
+
+    /// The access tokens issued to `sub`, oldest first.
+    pub fn access_tokens_of(&self, sub: &str) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        let mut theirs: Vec<(i64, String)> = state
+            .access_tokens
+            .iter()
+            .filter(|(_, token)| token.sub == sub)
+            .map(|(value, _)| {
+                let n = value.trim_start_matches("access-").parse().unwrap();
+                (n, value.clone())
+            })
+            .collect();
+        theirs.sort();
+        theirs.into_iter().map(|(_, value)| value).collect()
+    }
+
+    /// Access token `value` expires now (as LinkedIn may end a token before the end it gave).
+    pub fn expire(&self, value: &str) {
+        let mut state = self.state.lock().unwrap();
+        let now = unix_now();
+        state.access_tokens.get_mut(value).unwrap().expires_at = now;
+    }
+
+    /// The member `sub` removes the app: every token of theirs is revoked.
+    pub fn revoke(&self, sub: &str) {
+        let mut state = self.state.lock().unwrap();
+        let theirs: Vec<String> = state
+            .access_tokens
+            .iter()
+            .filter(|(_, token)| token.sub == sub)
+            .map(|(value, _)| value.clone())
+            .chain(
+                state
+                    .refresh_tokens
+                    .iter()
+                    .filter(|(_, (owner, _))| owner == sub)
+                    .map(|(value, _)| value.clone()),
+            )
+            .collect();
+        state.revoked.extend(theirs);
     }
 }
 
@@ -403,6 +510,11 @@ async fn token(
         state.token_requests.push((form.clone(), authorization));
         state.knobs.token
     };
+    if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        let delay = state.lock().unwrap().knobs.refresh_delay;
+        tokio::time::sleep(delay).await;
+        return state.lock().unwrap().refresh(&form);
+    }
     match answer {
         TokenAnswer::Grant => {}
         TokenAnswer::Status(status, body) => {
@@ -465,9 +577,7 @@ impl ProviderState {
             claims["nonce"] = json!(grant.nonce);
         }
         apply(&mut claims, &self.knobs.claims);
-        self.issued += 1;
-        let access_token = format!("access-{}", self.issued);
-        self.access_tokens.insert(access_token.clone(), sub);
+        let access_token = self.issue_access_token(&sub, self.knobs.access_ttl);
         let mut answer = match self.profile {
             Profile::Documented => json!({
                 "expires_in": 5_184_000,
@@ -477,9 +587,114 @@ impl ProviderState {
             Profile::Observed => fixture("token_answer.json"),
         };
         answer["access_token"] = json!(access_token);
+        answer["expires_in"] = json!(self.knobs.access_ttl);
         answer["id_token"] = json!(sign(self.knobs.signing, &claims));
+        if self.knobs.refresh_tokens {
+            self.issued += 1;
+            let refresh_token = format!("refresh-{}", self.issued);
+            self.refresh_tokens
+                .insert(refresh_token.clone(), (sub, now + self.knobs.refresh_ttl));
+            answer["refresh_token"] = json!(refresh_token);
+            answer["refresh_token_expires_in"] = json!(self.knobs.refresh_ttl);
+        }
         Json(answer).into_response()
     }
+
+    /// A new access token of `sub`, living `ttl` seconds.
+    fn issue_access_token(&mut self, sub: &str, ttl: i64) -> String {
+        self.issued += 1;
+        let value = format!("access-{}", self.issued);
+        let now = unix_now();
+        self.access_tokens.insert(
+            value.clone(),
+            AccessToken {
+                sub: sub.to_owned(),
+                created_at: now,
+                expires_at: now + ttl,
+            },
+        );
+        value
+    }
+
+    /// `grant_type=refresh_token`: a new access token that lives `access_ttl`, but never past
+    /// the refresh token's fixed end; the same refresh token, with what is left of its life.
+    fn refresh(&mut self, form: &HashMap<String, String>) -> Response {
+        self.refresh_grants += 1;
+        let field = |name: &str| form.get(name).map(String::as_str);
+        if field("client_id") != Some(CLIENT_ID) || field("client_secret") != Some(CLIENT_SECRET) {
+            return oauth_error(401, "invalid_client", "Client authentication failed");
+        }
+        if let Some((status, body)) = self.knobs.refresh_answer {
+            return (
+                StatusCode::from_u16(status).unwrap(),
+                [(CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response();
+        }
+        let now = unix_now();
+        let Some(refresh_token) = field("refresh_token").map(str::to_owned) else {
+            return oauth_error(400, "invalid_request", "no refresh_token");
+        };
+        let found = self.refresh_tokens.get(&refresh_token).cloned();
+        let Some((sub, end)) = found.filter(|_| !self.revoked.contains(&refresh_token)) else {
+            return oauth_error(
+                400,
+                "invalid_grant",
+                "The refresh token is invalid or revoked",
+            );
+        };
+        if end <= now {
+            return oauth_error(400, "invalid_grant", "The refresh token has expired");
+        }
+        let ttl = self.knobs.access_ttl.min(end - now);
+        let access_token = self.issue_access_token(&sub, ttl);
+        Json(json!({
+            "access_token": access_token,
+            "expires_in": ttl,
+            "refresh_token": refresh_token,
+            "refresh_token_expires_in": end - now,
+        }))
+        .into_response()
+    }
+}
+
+/// Token introspection, as learn.microsoft.com's "Token Introspection" documents it.
+async fn introspect(
+    State(state): State<Shared>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let mut state = state.lock().unwrap();
+    let field = |name: &str| form.get(name).map(String::as_str);
+    if field("client_id") != Some(CLIENT_ID) {
+        return oauth_error(400, "invalid_request", "Invalid client id");
+    }
+    if field("client_secret") != Some(CLIENT_SECRET) {
+        return oauth_error(401, "invalid_client", "Invalid client secret");
+    }
+    let token = field("token").unwrap_or_default().to_owned();
+    state.introspections.push(token.clone());
+    let Some(found) = state.access_tokens.get(&token) else {
+        return oauth_error(400, "invalid_request", "Invalid token");
+    };
+    let status = if state.revoked.contains(&token) {
+        "revoked"
+    } else if found.expires_at <= unix_now() {
+        "expired"
+    } else {
+        "active"
+    };
+    Json(json!({
+        "active": status == "active",
+        "client_id": CLIENT_ID,
+        "authorized_at": found.created_at,
+        "created_at": found.created_at,
+        "status": status,
+        "expires_at": found.expires_at,
+        "scope": "email,openid,profile",
+        "auth_type": "3L",
+    }))
+    .into_response()
 }
 
 async fn jwks(State(state): State<Shared>) -> Response {
@@ -505,11 +720,15 @@ async fn jwks(State(state): State<Shared>) -> Response {
 
 async fn userinfo(State(state): State<Shared>, headers: HeaderMap) -> Response {
     let state = state.lock().unwrap();
+    let now = unix_now();
     let member = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|token| state.access_tokens.get(token));
+        .filter(|token| !state.revoked.contains(*token))
+        .and_then(|token| state.access_tokens.get(token))
+        .filter(|token| token.expires_at > now)
+        .map(|token| &token.sub);
     match (member, state.profile) {
         (Some(sub), Profile::Documented) => {
             Json(json!({"sub": sub, "email": format!("{sub}@example.test")})).into_response()
@@ -577,6 +796,17 @@ pub fn unix_now() -> i64 {
 // ---------------------------------------------------------------------------------------
 // The app in real mode against the provider, and a browser that walks the redirects.
 
+/// A test configuration in real mode, OpenID Connect only, against `provider`.
+pub fn real_mode_config(provider: &Provider, dir: &tempfile::TempDir) -> Config {
+    let mut config = test_config(dir);
+    config.linkedin.sandbox = Some(false);
+    config.oidc.client_id = Some(CLIENT_ID.into());
+    config.oidc.client_secret = Some(Secret::new(CLIENT_SECRET));
+    config.oidc.issuer = Some(provider.issuer.clone());
+    config.limits.upstream_timeout_ms = TIMEOUT_MS;
+    config
+}
+
 pub struct Rig {
     pub provider: Provider,
     pub app: TestApp,
@@ -592,12 +822,7 @@ impl Rig {
     /// The app in real mode against `provider`, its configuration changed by `adjust`.
     pub async fn start(provider: Provider, adjust: impl FnOnce(&mut Config)) -> Rig {
         let dir = Arc::new(tempfile::tempdir().unwrap());
-        let mut config = test_config(&dir);
-        config.linkedin.sandbox = Some(false);
-        config.oidc.client_id = Some(CLIENT_ID.into());
-        config.oidc.client_secret = Some(Secret::new(CLIENT_SECRET));
-        config.oidc.issuer = Some(provider.issuer.clone());
-        config.limits.upstream_timeout_ms = TIMEOUT_MS;
+        let mut config = real_mode_config(&provider, &dir);
         adjust(&mut config);
         let app = TestApp::start(config, dir).await;
         let browser = step_by_step(&app);
