@@ -73,9 +73,9 @@ async fn a_member_ends_another_devices_session_from_the_account_page_in_chromium
         .await;
 
     // Two other devices of the same member.
-    let desktop = Device::new(&app, CHROME_ON_WINDOWS);
+    let desktop = Device::with_user_agent(&app, CHROME_ON_WINDOWS);
     desktop.sign_in_jsapi(&app, "SandboxAda").await;
-    let phone = Device::new(&app, SAFARI_ON_IOS);
+    let phone = Device::with_user_agent(&app, SAFARI_ON_IOS);
     phone.sign_in_jsapi(&app, "SandboxAda").await;
 
     let link = browser

@@ -8,6 +8,8 @@
 //! - [`oidc_provider`]: the fake OpenID Connect provider (documented and observed-LinkedIn
 //!   profiles) and the rig that signs in against it;
 //! - [`servers`]: Redis, PostgreSQL and a tmpfs of the tests' own, to break on purpose;
+//! - [`stores`]: the session stores a suite runs against, one function each;
+//! - [`device`]: one of a member's browsers, for tests that drive several at once;
 //! - [`nginx`]: Debian's nginx running the repository's `deploy/nginx.conf`;
 //! - [`redis`]: the fleet's Redis deployments (a Sentinel set, a Cluster);
 //! - here: the service's binary as a person runs it (a one-off command, or a server), and a
@@ -25,11 +27,13 @@ use tempfile::TempDir;
 
 pub mod app;
 pub mod client;
+pub mod device;
 pub mod linkedin_api;
 pub mod nginx;
 pub mod oidc_provider;
 pub mod redis;
 pub mod servers;
+pub mod stores;
 pub mod upstream;
 
 pub use app::*;
