@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use crate::support::device::Device;
 use crate::support::servers::skip_or_fail;
 use crate::support::stores::{
-    Store, app_on, app_with_store, memory, postgres, redis, sqlite, store_or_skip, unique,
+    Store, app_on, app_with_store, memory, per_store, postgres, redis, sqlite, store_or_skip,
+    unique,
 };
 use crate::support::{FetchJson, TestApp, assert_error, json_of};
 
@@ -435,25 +436,10 @@ async fn instances_share_on(store: StoreUrl) {
     assert_eq!(here.listed(&first).await.len(), 1);
 }
 
-macro_rules! account_suite {
-    ($($store:ident),*) => {$(
-        mod $store {
-            #[tokio::test]
-            async fn a_member_ends_another_devices_session_and_nobody_elses() {
-                let test = concat!("account::", stringify!($store), "::a_member_ends_another_devices_session_and_nobody_elses");
-                super::a_member_ends_another_devices_session(test, super::$store).await;
-            }
-
-            #[tokio::test]
-            async fn a_member_ends_every_other_session_and_keeps_this_one() {
-                let test = concat!("account::", stringify!($store), "::a_member_ends_every_other_session_and_keeps_this_one");
-                super::a_member_ends_every_other_session(test, super::$store).await;
-            }
-        }
-    )*};
-}
-
-account_suite!(memory, sqlite, redis, postgres);
+per_store!([memory, sqlite, redis, postgres], {
+    a_member_ends_another_devices_session_and_nobody_elses => a_member_ends_another_devices_session,
+    a_member_ends_every_other_session_and_keeps_this_one => a_member_ends_every_other_session,
+});
 
 macro_rules! fleet_suite {
     ($($store:ident),*) => {$(

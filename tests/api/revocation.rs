@@ -18,7 +18,9 @@ use tempfile::TempDir;
 use crate::support::device::Device;
 use crate::support::redis::Cluster;
 use crate::support::servers::{postgres_for_tests, skip_or_fail};
-use crate::support::stores::{Store, config_on, memory, postgres, redis, sqlite, unique};
+use crate::support::stores::{
+    Store, config_on, memory, per_store, postgres, redis, sqlite, unique,
+};
 use crate::support::{
     API_KEY, Behaviour, FakeUpstream, GRANT, SECRET_KEY, TestApp, json_of, signed_cookie,
     test_config,
@@ -304,31 +306,11 @@ async fn stored_entries(store: &StoreUrl, member: &str) -> Option<i64> {
     }
 }
 
-macro_rules! revocation_suite {
-    ($($store:ident),*) => {$(
-        mod $store {
-            #[tokio::test]
-            async fn a_member_in_three_browsers_signs_out_everywhere_with_one_call() {
-                let test = concat!("revocation::", stringify!($store), "::a_member_in_three_browsers_signs_out_everywhere_with_one_call");
-                super::sign_out_everywhere(test, super::$store).await;
-            }
-
-            #[tokio::test]
-            async fn an_administrator_ends_a_members_three_sessions_with_one_call() {
-                let test = concat!("revocation::", stringify!($store), "::an_administrator_ends_a_members_three_sessions_with_one_call");
-                super::admin_revocation(test, super::$store).await;
-            }
-
-            #[tokio::test]
-            async fn a_session_that_expires_on_its_own_leaves_the_index() {
-                let test = concat!("revocation::", stringify!($store), "::a_session_that_expires_on_its_own_leaves_the_index");
-                super::expired_sessions_leave_the_index(test, super::$store).await;
-            }
-        }
-    )*};
-}
-
-revocation_suite!(memory, sqlite, redis, postgres);
+per_store!([memory, sqlite, redis, postgres], {
+    a_member_in_three_browsers_signs_out_everywhere_with_one_call => sign_out_everywhere,
+    an_administrator_ends_a_members_three_sessions_with_one_call => admin_revocation,
+    a_session_that_expires_on_its_own_leaves_the_index => expired_sessions_leave_the_index,
+});
 
 #[tokio::test]
 async fn the_admin_routes_want_the_bearer_token_and_live_only_on_the_metrics_listener() {

@@ -17,7 +17,7 @@ use tempfile::TempDir;
 
 use crate::support::servers::{FreshPostgres, skip_or_fail};
 use crate::support::stores::{
-    Store, app_on, config_on, memory, postgres, redis, sqlite, store_or_skip,
+    Store, app_on, config_on, memory, per_store, postgres, redis, sqlite, store_or_skip,
 };
 use crate::support::{
     Behaviour, FakeUpstream, FetchJson, SECRET_KEY, TestApp, json_of, session_id_in,
@@ -109,31 +109,11 @@ async fn sessions_end_when_their_credentials_expire(test: &str, store: Store) {
     assert_eq!(app.get("/me").await.status(), 401);
 }
 
-macro_rules! session_suite {
-    ($($store:ident),*) => {$(
-        mod $store {
-            #[tokio::test]
-            async fn exchange_then_session_then_profile_then_logout() {
-                let test = concat!(stringify!($store), "::exchange_then_session_then_profile_then_logout");
-                super::exchange_session_profile_logout(test, super::$store).await;
-            }
-
-            #[tokio::test]
-            async fn a_new_member_cycles_the_session_id() {
-                let test = concat!(stringify!($store), "::a_new_member_cycles_the_session_id");
-                super::session_id_cycles_for_a_new_member(test, super::$store).await;
-            }
-
-            #[tokio::test]
-            async fn a_session_ends_when_its_credentials_expire() {
-                let test = concat!(stringify!($store), "::a_session_ends_when_its_credentials_expire");
-                super::sessions_end_when_their_credentials_expire(test, super::$store).await;
-            }
-        }
-    )*};
-}
-
-session_suite!(memory, sqlite, redis, postgres);
+per_store!([memory, sqlite, redis, postgres], {
+    exchange_then_session_then_profile_then_logout => exchange_session_profile_logout,
+    a_new_member_cycles_the_session_id => session_id_cycles_for_a_new_member,
+    a_session_ends_when_its_credentials_expire => sessions_end_when_their_credentials_expire,
+});
 
 #[tokio::test]
 async fn sqlite_sessions_survive_a_restart() {

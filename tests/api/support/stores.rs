@@ -71,3 +71,24 @@ pub async fn app_with_store(store: StoreUrl) -> TestApp {
     config.sessions.store = store;
     TestApp::start(config, dir).await
 }
+
+/// A suite once per store: `per_store!([memory, sqlite], { a_test => run, ... })` writes, for
+/// each store, a module named after it with one `#[tokio::test]` per pair, which calls
+/// `super::run(name, super::store)`, `name` being the test's own path (for skip messages).
+macro_rules! per_store {
+    ([$($store:ident),+ $(,)?], $tests:tt) => {
+        $($crate::support::stores::per_store!(@store $store, $tests);)+
+    };
+    (@store $store:ident, { $($test:ident => $run:ident),+ $(,)? }) => {
+        mod $store {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let test = concat!(module_path!(), "::", stringify!($test));
+                    super::$run(test, super::$store).await;
+                }
+            )+
+        }
+    };
+}
+pub(crate) use per_store;
