@@ -1,6 +1,7 @@
 //! The shared test harness, one place for what several test modules use:
 //! - [`app`]: a real server over HTTPS on a random port (built by the same `Server::build` as
 //!   `main`), driven by a cookie-keeping client;
+//! - [`chromium`]: headless Chromium over WebDriver, for the tests that use the pages;
 //! - [`client`]: the one way to build an HTTPS client that trusts a test server;
 //! - [`upstream`]: a plain-HTTP OAuth 1.0a upstream that misbehaves on purpose;
 //! - [`linkedin_api`]: a plain-HTTP LinkedIn API (and exchange) that records each call and
@@ -26,6 +27,7 @@ use reqwest::cookie::Jar;
 use tempfile::TempDir;
 
 pub mod app;
+pub mod chromium;
 pub mod client;
 pub mod device;
 pub mod linkedin_api;
