@@ -8,6 +8,8 @@
 //!   answers as told, revoked tokens with 401;
 //! - [`oidc_provider`]: the fake OpenID Connect provider (documented and observed-LinkedIn
 //!   profiles) and the rig that signs in against it;
+//! - [`sandbox_rp`]: a relying party of the sandbox's OpenID Connect provider, without the
+//!   service's client;
 //! - [`servers`]: Redis, PostgreSQL and a tmpfs of the tests' own, to break on purpose;
 //! - [`stores`]: the session stores a suite runs against, one function each;
 //! - [`device`]: one of a member's browsers, for tests that drive several at once;
@@ -34,6 +36,7 @@ pub mod linkedin_api;
 pub mod nginx;
 pub mod oidc_provider;
 pub mod redis;
+pub mod sandbox_rp;
 pub mod servers;
 pub mod stores;
 pub mod upstream;
