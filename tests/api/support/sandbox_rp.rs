@@ -25,8 +25,11 @@ const STATE: &str = "sandbox-state";
 /// A server in sandbox mode with an OpenID Connect client, and a browser that follows no
 /// redirect.
 pub struct RelyingParty {
+    /// The server, in sandbox mode.
     pub app: TestApp,
+    /// A browser that follows no redirect, with the app's cookie jar.
     pub browser: reqwest::Client,
+    /// The client registered.
     pub client_id: &'static str,
 }
 
@@ -169,7 +172,7 @@ impl RelyingParty {
     }
 }
 
-/// The access token of a token answer.
+/// The `access_token` of an answer (a token answer, the JSAPI's payload).
 pub fn access_token(answer: &Value) -> &str {
     answer["access_token"].as_str().expect("an access_token")
 }
