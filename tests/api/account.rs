@@ -5,7 +5,7 @@
 //! their sessions with this device marked, ends another device's or all the others; another
 //! member's handle, a cross-site request and a request without a member end nothing. Two
 //! instances sharing a store name a session by the same handle and note its use for each
-//! other. The page itself runs in Chromium in `account_browser`.
+//! other. The page itself runs in Chromium in `account::browser`.
 //!
 //! Redis and PostgreSQL are the shared test servers (skipped, or failed under
 //! `LTE_REQUIRE_ALL_TESTS=1`, when they do not answer).
