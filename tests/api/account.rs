@@ -5,24 +5,23 @@
 //! their sessions with this device marked, ends another device's or all the others; another
 //! member's handle, a cross-site request and a request without a member end nothing. Two
 //! instances sharing a store name a session by the same handle and note its use for each
-//! other. The page itself runs in Chromium in `account_browser`.
+//! other. The page itself runs in Chromium in `account::browser`.
 //!
 //! Redis and PostgreSQL are the shared test servers (skipped, or failed under
 //! `LTE_REQUIRE_ALL_TESTS=1`, when they do not answer).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use linkedin_token_exchange::server::config::{Config, StoreUrl};
-use reqwest::cookie::Jar;
+use linkedin_token_exchange::server::config::StoreUrl;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-use crate::oidc::{consent, start};
-use crate::support::servers::{postgres_for_tests, redis_url_for_tests, skip_or_fail};
-use crate::support::{
-    API_KEY, FetchJson, TestApp, encode_cookie, json_of, session_id_in, test_config,
+use crate::support::device::Device;
+use crate::support::servers::skip_or_fail;
+use crate::support::stores::{
+    Store, app_on, app_with_store, memory, per_store, postgres, redis, sqlite, store_or_skip,
+    unique,
 };
+use crate::support::{FetchJson, TestApp, assert_error, json_of};
 
 mod browser;
 
@@ -36,72 +35,12 @@ const FIREFOX_ON_LINUX: &str =
 const SAFARI_ON_IOS: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) \
      AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
 
-type Store = fn(&TempDir) -> Result<StoreUrl, String>;
-
-fn memory(_: &TempDir) -> Result<StoreUrl, String> {
-    Ok(StoreUrl::Memory)
-}
-fn sqlite(dir: &TempDir) -> Result<StoreUrl, String> {
-    std::fs::create_dir_all(dir.path().join("data")).map_err(|e| e.to_string())?;
-    Ok(StoreUrl::Sqlite(dir.path().join("data/sessions.db")))
-}
-fn redis(_: &TempDir) -> Result<StoreUrl, String> {
-    redis_url_for_tests().map(|url| url.parse().unwrap())
-}
-fn postgres(_: &TempDir) -> Result<StoreUrl, String> {
-    postgres_for_tests().map(|url| url.parse().unwrap())
-}
-
-/// A member name no other test run uses (the Redis and PostgreSQL stores are shared).
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{:08x}", rand::random::<u32>())
-}
-
-/// A configuration on `store`, or `None` after saying that `test` is skipped.
-fn config_on(test: &str, store: Store, dir: &TempDir) -> Option<Config> {
-    let mut config = test_config(dir);
-    config.sessions.store = store(dir)
-        .map_err(|reason| skip_or_fail(test, &reason))
-        .ok()?;
-    Some(config)
-}
-
-async fn app_on(test: &str, store: Store) -> Option<TestApp> {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let config = config_on(test, store, &dir)?;
-    Some(TestApp::start(config, dir).await)
-}
-
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// One device: a client with its own cookie jar and `User-Agent`, following no redirects.
-struct Device {
-    client: reqwest::Client,
-    jar: Arc<Jar>,
-}
-
+/// What a device does on the member's own sessions.
 impl Device {
-    fn new(app: &TestApp, user_agent: &str) -> Self {
-        let jar = Arc::new(Jar::default());
-        let client = crate::support::client::trusting(&app.dir.path().join("cert.pem"))
-            .cookie_provider(jar.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(user_agent)
-            .build()
-            .unwrap();
-        Self { client, jar }
-    }
-
-    async fn session(&self, app: &TestApp) -> Value {
-        self.client.get(app.url("/session")).fetch_json().await
-    }
-
-    fn session_id(&self, app: &TestApp) -> String {
-        session_id_in(&self.jar, &app.base).expect("a session cookie")
-    }
-
     /// `GET /sessions`: the status and the JSON.
     async fn sessions(&self, app: &TestApp) -> (u16, Value) {
         json_of(self.client.get(app.url("/sessions")).send().await.unwrap()).await
@@ -130,63 +69,20 @@ impl Device {
 
     /// `DELETE /sessions/{handle}` from the page's origin.
     async fn end(&self, app: &TestApp, handle: &str) -> (u16, Value) {
-        let response = self
-            .client
-            .delete(app.url(&format!("/sessions/{handle}")))
-            .header("origin", &app.base)
-            .send()
-            .await
-            .unwrap();
-        json_of(response).await
+        let request = self.client.delete(app.url(&format!("/sessions/{handle}")));
+        json_of(from_page(app, request).await).await
     }
 
     /// `POST /sessions/end-others` from the page's origin.
     async fn end_others(&self, app: &TestApp) -> (u16, Value) {
-        let response = self
-            .client
-            .post(app.url("/sessions/end-others"))
-            .header("origin", &app.base)
-            .send()
-            .await
-            .unwrap();
-        json_of(response).await
+        let request = self.client.post(app.url("/sessions/end-others"));
+        json_of(from_page(app, request).await).await
     }
+}
 
-    /// Signs `member` in through the sandbox's OpenID Connect provider; the member id the
-    /// app gives them (the provider's pairwise subject).
-    async fn sign_in_oidc(&self, app: &TestApp, member: &str) -> String {
-        let authorization = start(app, &self.client).await;
-        let callback = consent(&self.client, &authorization, "allow", member).await;
-        let response = self.client.get(callback).send().await.unwrap();
-        assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
-        let session = self.session(app).await;
-        assert_eq!(session["flow"], "oidc", "{session}");
-        session["member_id"].as_str().unwrap().to_owned()
-    }
-
-    /// Signs `member_id` in through the sandbox's JSAPI cookie and the exchange.
-    async fn sign_in_jsapi(&self, app: &TestApp, member_id: &str) {
-        let payload: Value = self
-            .client
-            .post(app.url("/sandbox/oauth2/authorize"))
-            .form(&[("api_key", API_KEY), ("member_id", member_id)])
-            .fetch_json()
-            .await;
-        app.set_jsapi_cookie(&self.jar, &encode_cookie(&payload.to_string()));
-        let response = self
-            .client
-            .post(app.url("/token-exchange"))
-            .header("origin", &app.base)
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = json_of(response).await;
-        assert_eq!(
-            (status, &body["status"]),
-            (200, &json!("connected")),
-            "{body}"
-        );
-    }
+/// `request`, sent from the page's origin.
+async fn from_page(app: &TestApp, request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.header("origin", &app.base).send().await.unwrap()
 }
 
 /// The listed session signed in with `browser` (each test signs in one per browser).
@@ -267,11 +163,11 @@ async fn a_member_ends_another_devices_session(test: &str, store: Store) {
 
 async fn another_devices_session_on(app: &TestApp) {
     let since = now();
-    let laptop = Device::new(app, FIREFOX_ON_LINUX);
+    let laptop = Device::with_user_agent(app, FIREFOX_ON_LINUX);
     let member = laptop.sign_in_oidc(app, &unique("account")).await;
-    let desktop = Device::new(app, CHROME_ON_WINDOWS);
+    let desktop = Device::with_user_agent(app, CHROME_ON_WINDOWS);
     desktop.sign_in_jsapi(app, &member).await;
-    let phone = Device::new(app, SAFARI_ON_IOS);
+    let phone = Device::with_user_agent(app, SAFARI_ON_IOS);
     let other = unique("bystander");
     phone.sign_in_jsapi(app, &other).await;
     let ids = [
@@ -342,28 +238,21 @@ async fn another_devices_session_on(app: &TestApp) {
 
     // Refused before anything ends: another site's page, or no origin at all.
     for origin in [Some("https://evil.example"), None] {
-        let mut request = laptop
-            .client
-            .delete(app.url(&format!("/sessions/{desktop_handle}")));
-        if let Some(origin) = origin {
-            request = request.header("origin", origin);
+        for mut request in [
+            laptop
+                .client
+                .delete(app.url(&format!("/sessions/{desktop_handle}"))),
+            laptop.client.post(app.url("/sessions/end-others")),
+        ] {
+            if let Some(origin) = origin {
+                request = request.header("origin", origin);
+            }
+            assert_error(
+                json_of(request.send().await.unwrap()).await,
+                403,
+                "cross_origin",
+            );
         }
-        let (status, body) = json_of(request.send().await.unwrap()).await;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (403, Some("cross_origin")),
-            "{body}"
-        );
-        let mut request = laptop.client.post(app.url("/sessions/end-others"));
-        if let Some(origin) = origin {
-            request = request.header("origin", origin);
-        }
-        let (status, body) = json_of(request.send().await.unwrap()).await;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (403, Some("cross_origin")),
-            "{body}"
-        );
     }
     // Another member's handle, an unknown one, a long one, a session id: not found, and
     // nothing ends.
@@ -391,18 +280,14 @@ async fn another_devices_session_on(app: &TestApp) {
         (200, json!({"sessions_ended": 1, "connected": true}))
     );
     assert_eq!(desktop.session(app).await, json!({"connected": false}));
-    let (status, body) = desktop.sessions(app).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("not_connected"))
-    );
+    assert_error(desktop.sessions(app).await, 401, "not_connected");
     assert_eq!(laptop.session(app).await["member_id"], member.as_str());
     let left = laptop.listed(app).await;
     assert_eq!(handles(&left), [(laptop_handle, true)], "{left:?}");
-    let (status, body) = laptop.end(app, &desktop_handle).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (404, Some("session_not_found"))
+    assert_error(
+        laptop.end(app, &desktop_handle).await,
+        404,
+        "session_not_found",
     );
     assert_eq!(
         phone.listed(app).await.len(),
@@ -424,12 +309,12 @@ async fn every_other_session_on(app: &TestApp) {
     let member = unique("others");
     let devices: Vec<Device> = [FIREFOX_ON_LINUX, CHROME_ON_WINDOWS, SAFARI_ON_IOS]
         .into_iter()
-        .map(|agent| Device::new(app, agent))
+        .map(|agent| Device::with_user_agent(app, agent))
         .collect();
     for device in &devices {
         device.sign_in_jsapi(app, &member).await;
     }
-    let bystander = Device::new(app, CHROME_ON_WINDOWS);
+    let bystander = Device::with_user_agent(app, CHROME_ON_WINDOWS);
     let other = unique("bystander");
     bystander.sign_in_jsapi(app, &other).await;
     let listed = devices[1].listed(app).await;
@@ -467,13 +352,10 @@ async fn every_other_session_on(app: &TestApp) {
 
     // Its own handle ends this session, as a logout: the cookie goes too.
     let own = devices[1].own_handle(app).await;
-    let response = devices[1]
+    let request = devices[1]
         .client
-        .delete(app.url(&format!("/sessions/{own}")))
-        .header("origin", &app.base)
-        .send()
-        .await
-        .unwrap();
+        .delete(app.url(&format!("/sessions/{own}")));
+    let response = from_page(app, request).await;
     let cleared = response
         .headers()
         .get_all("set-cookie")
@@ -492,25 +374,22 @@ async fn every_other_session_on(app: &TestApp) {
 /// (more than a second later) is listed by the first as last used then, and the first's
 /// handle for it ends it through the second.
 async fn instances_share_handles_and_last_use(test: &str, store: Store) {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    if let Some(config) = config_on(test, store, &dir) {
-        instances_share_on(config.sessions.store).await;
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(store) = store_or_skip(test, store, &dir) {
+        instances_share_on(store).await;
     }
 }
 
 async fn instances_share_on(store: StoreUrl) {
-    let instance = || async {
-        let dir = Arc::new(tempfile::tempdir().unwrap());
-        let mut config = test_config(&dir);
-        config.sessions.store = store.clone();
-        TestApp::start(config, dir).await
-    };
-    let (first, second) = (instance().await, instance().await);
+    let (first, second) = (
+        app_with_store(store.clone()).await,
+        app_with_store(store.clone()).await,
+    );
 
     let member = unique("fleet");
-    let here = Device::new(&first, FIREFOX_ON_LINUX);
+    let here = Device::with_user_agent(&first, FIREFOX_ON_LINUX);
     here.sign_in_jsapi(&first, &member).await;
-    let there = Device::new(&first, CHROME_ON_WINDOWS);
+    let there = Device::with_user_agent(&first, CHROME_ON_WINDOWS);
     there.sign_in_jsapi(&first, &member).await;
     let listed = here.listed(&first).await;
     let theirs = by_browser(&listed, "Chrome on Windows");
@@ -547,12 +426,8 @@ async fn instances_share_on(store: StoreUrl) {
         ),
         &url,
     );
-    let response = remote
-        .delete(second.url(&format!("/sessions/{there_handle}")))
-        .header("origin", &second.base)
-        .send()
-        .await
-        .unwrap();
+    let request = remote.delete(second.url(&format!("/sessions/{there_handle}")));
+    let response = from_page(&second, request).await;
     assert_eq!(
         json_of(response).await,
         (200, json!({"sessions_ended": 1, "connected": true}))
@@ -561,25 +436,10 @@ async fn instances_share_on(store: StoreUrl) {
     assert_eq!(here.listed(&first).await.len(), 1);
 }
 
-macro_rules! account_suite {
-    ($($store:ident),*) => {$(
-        mod $store {
-            #[tokio::test]
-            async fn a_member_ends_another_devices_session_and_nobody_elses() {
-                let test = concat!("account::", stringify!($store), "::a_member_ends_another_devices_session_and_nobody_elses");
-                super::a_member_ends_another_devices_session(test, super::$store).await;
-            }
-
-            #[tokio::test]
-            async fn a_member_ends_every_other_session_and_keeps_this_one() {
-                let test = concat!("account::", stringify!($store), "::a_member_ends_every_other_session_and_keeps_this_one");
-                super::a_member_ends_every_other_session(test, super::$store).await;
-            }
-        }
-    )*};
-}
-
-account_suite!(memory, sqlite, redis, postgres);
+per_store!([memory, sqlite, redis, postgres], {
+    a_member_ends_another_devices_session_and_nobody_elses => a_member_ends_another_devices_session,
+    a_member_ends_every_other_session_and_keeps_this_one => a_member_ends_every_other_session,
+});
 
 macro_rules! fleet_suite {
     ($($store:ident),*) => {$(
@@ -607,12 +467,7 @@ async fn on_a_redis_cluster_a_member_lists_and_ends_their_sessions() {
         Err(reason) => return skip_or_fail(TEST, &reason),
     };
     let store: StoreUrl = cluster.url().parse().unwrap();
-    let app = {
-        let dir = Arc::new(tempfile::tempdir().unwrap());
-        let mut config = test_config(&dir);
-        config.sessions.store = store.clone();
-        TestApp::start(config, dir).await
-    };
+    let app = app_with_store(store.clone()).await;
     another_devices_session_on(&app).await;
     every_other_session_on(&app).await;
     instances_share_on(store).await;
@@ -621,24 +476,18 @@ async fn on_a_redis_cluster_a_member_lists_and_ends_their_sessions() {
 #[tokio::test]
 async fn without_a_member_the_routes_answer_not_connected_and_the_page_offers_the_sign_in() {
     let app = crate::support::spawn_app().await;
-    let (status, body) = json_of(app.get("/sessions").await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("not_connected")),
-        "{body}"
+    assert_error(
+        json_of(app.get("/sessions").await).await,
+        401,
+        "not_connected",
     );
     for request in [
         app.client
             .delete(app.url("/sessions/AAAAAAAAAAAAAAAAAAAAAA")),
         app.client.post(app.url("/sessions/end-others")),
     ] {
-        let response = request.header("origin", &app.base).send().await.unwrap();
-        let (status, body) = json_of(response).await;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (401, Some("not_connected")),
-            "{body}"
-        );
+        let response = from_page(&app, request).await;
+        assert_error(json_of(response).await, 401, "not_connected");
     }
     let page = app.get("/account").await;
     assert_eq!(page.status(), 200);
@@ -670,20 +519,12 @@ async fn without_a_member_the_routes_answer_not_connected_and_the_page_offers_th
 async fn the_page_lists_the_sessions_the_json_lists_with_this_device_marked() {
     let app = crate::support::spawn_app().await;
     let member = unique("page");
-    let laptop = Device::new(&app, FIREFOX_ON_LINUX);
+    let laptop = Device::with_user_agent(&app, FIREFOX_ON_LINUX);
     laptop.sign_in_jsapi(&app, &member).await;
-    let phone = Device::new(&app, SAFARI_ON_IOS);
+    let phone = Device::with_user_agent(&app, SAFARI_ON_IOS);
     phone.sign_in_jsapi(&app, &member).await;
     let listed = laptop.listed(&app).await;
-    let html = laptop
-        .client
-        .get(app.url("/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = laptop.client.get(app.url("/account")).fetch_text().await;
     for session in &listed {
         let handle = session["handle"].as_str().unwrap();
         assert!(
@@ -713,15 +554,7 @@ async fn the_page_lists_the_sessions_the_json_lists_with_this_device_marked() {
         assert_eq!(response.status(), 200, "{asset}");
     }
     // The login page links to it once connected.
-    let login = laptop
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let login = laptop.client.get(app.url("/")).fetch_text().await;
     assert!(login.contains(r#"<a href="/account">"#), "{login}");
 }
 

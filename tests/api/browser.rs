@@ -1,70 +1,28 @@
 //! A real browser (headless Chromium over WebDriver), on `https://127.0.0.1:PORT` (the only
 //! public origin), signs in with the sandbox's JSAPI, reloads and signs out; then signs in
 //! with OpenID Connect through the sandbox's consent page, as another member through
-//! `?sandbox_member=`, and cancels once. The Chromium harness here (`Chromedriver`, `Browser`)
-//! serves the other browser tests too (`account::browser`).
+//! `?sandbox_member=`, and cancels once. The Chromium harness is `support::chromium`.
 
-use std::fmt::Display;
-use std::fs::File;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::http::Method;
-use fantoccini::elements::Element;
-use fantoccini::error::CmdError;
-use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-use crate::support::servers::skip_or_fail;
-use crate::support::{API_KEY, FetchJson, TestApp, encode_cookie, test_config};
-
-pub(crate) const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
-/// How long one step of the flow may take in the browser.
-pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long chromedriver and Chromium may take to start.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::support::chromium::{Browser, STEP_TIMEOUT, start_or_skip};
+use crate::support::{API_KEY, FetchJson, TestApp, encode_cookie};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_signs_in_and_out_in_a_real_browser() {
     const TEST: &str = "browser::a_person_signs_in_and_out_in_a_real_browser";
-    if std::env::var("SKIP_BROWSER_TESTS").is_ok_and(|v| v == "1") {
-        skip_or_fail(TEST, "SKIP_BROWSER_TESTS=1");
+    let Some((app, browser)) = start_or_skip(TEST).await else {
         return;
-    }
-    if let Some(missing) = [CHROMEDRIVER, CHROMIUM]
-        .into_iter()
-        .find(|binary| !Path::new(binary).exists())
-    {
-        skip_or_fail(
-            TEST,
-            &format!(
-                "{missing} is missing: install Debian's `chromium` and `chromium-driver` packages \
-                 (`apt-get install chromium chromium-driver`, as .ci/run does)"
-            ),
-        );
-        return;
-    }
-
-    let app = spawn_on_loopback_origin().await;
+    };
     let metrics = app.metrics.expect("the metrics listener");
-    let started = Instant::now();
-    let driver = Chromedriver::start(&app).await;
-    let browser = Browser::connect(&driver).await;
     let cookie_name = format!("linkedin_oauth_{API_KEY}");
 
     // The login page, before anything: not connected, the JSAPI renders its button.
-    browser
-        .step(
-            "open the login page",
-            browser.client.goto(&app.url("/")).await,
-        )
-        .await;
+    browser.goto("open the login page", &app.url("/")).await;
     browser
         .wait_for(
             "the page says it is not connected",
@@ -73,15 +31,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
         )
         .await;
     let sign_in = browser
-        .step(
-            "the JSAPI renders the “Sign in with LinkedIn” button",
-            browser
-                .client
-                .wait()
-                .at_most(STEP_TIMEOUT)
-                .for_element(Locator::Css("button.in-login"))
-                .await,
-        )
+        .jsapi_button("the JSAPI renders the “Sign in with LinkedIn” button")
         .await;
     assert_eq!(
         browser
@@ -92,17 +42,11 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
     browser.expect_signed_out("before signing in").await;
     // OpenID Connect is drawn as the primary choice, the JSAPI button as the secondary one.
     let colours = browser
-        .step(
+        .execute(
             "read the two buttons' colours",
-            browser
-                .client
-                .execute(
-                    "const bg = e => getComputedStyle(e).backgroundColor;
-                     return [bg(document.getElementById('oidc-sign-in')),
-                             bg(document.querySelector('button.in-login'))];",
-                    vec![],
-                )
-                .await,
+            "const bg = e => getComputedStyle(e).backgroundColor;
+             return [bg(document.getElementById('oidc-sign-in')),
+                     bg(document.querySelector('button.in-login'))];",
         )
         .await;
     assert_eq!(
@@ -113,7 +57,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
 
     // Sign in: the sandbox writes the JSAPI cookie, onAuth exchanges it and shows the member.
     browser
-        .step("click “Sign in with LinkedIn”", sign_in.click().await)
+        .click("click “Sign in with LinkedIn”", sign_in)
         .await;
     browser
         .wait_for(
@@ -214,13 +158,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
         "__Host-lte_session is not Secure: {session_cookie}"
     );
     let script_cookies = browser
-        .step(
-            "read document.cookie",
-            browser
-                .client
-                .execute("return document.cookie;", vec![])
-                .await,
-        )
+        .execute("read document.cookie", "return document.cookie;")
         .await;
     assert!(
         !script_cookies
@@ -233,9 +171,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
     // Reload: the server renders the page connected, and the JSAPI restores its sign-in and
     // fires `auth` again; the page, already showing this member, exchanges nothing more.
     let exchanges = metric_lines(metrics, "lte_exchanges_total").await;
-    browser
-        .step("reload the page", browser.client.refresh().await)
-        .await;
+    browser.reload().await;
     let rendered = browser
         .execute_async(
             "fetch the login page's HTML from the browser",
@@ -268,16 +204,10 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
     // Room for a redundant exchange to arrive, were one sent.
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let posted = browser
-        .step(
+        .execute(
             "list the page's requests",
-            browser
-                .client
-                .execute(
-                    "return performance.getEntriesByType('resource').map(e => e.name)
-                       .filter(n => n.includes('/token-exchange'));",
-                    vec![],
-                )
-                .await,
+            "return performance.getEntriesByType('resource').map(e => e.name)
+               .filter(n => n.includes('/token-exchange'));",
         )
         .await;
     assert_eq!(
@@ -303,9 +233,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
 
     // Sign out: the JSAPI expires its cookie, onLogout ends the session.
     let sign_out = browser.find("find the sign-out button", "sign-out").await;
-    browser
-        .step("click “Sign out”", sign_out.click().await)
-        .await;
+    browser.click("click “Sign out”", sign_out).await;
     browser
         .wait_for(
             "#status to say not connected after signing out",
@@ -333,9 +261,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
     }
 
     // And the server renders the page signed out.
-    browser
-        .step("reload the page", browser.client.refresh().await)
-        .await;
+    browser.reload().await;
     browser
         .wait_for(
             "the reloaded page to say not connected",
@@ -351,7 +277,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
     // page's own origin), Allow.
     browser.oidc_consent(&app, "SandboxAda").await;
     let allow = browser.find("find Allow", "allow").await;
-    browser.step("click Allow", allow.click().await).await;
+    browser.click("click Allow", allow).await;
     browser
         .wait_for(
             "the page to say connected through OpenID Connect, with the userinfo",
@@ -380,17 +306,14 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
 
     // `?sandbox_member=` on the page reaches the OpenID Connect link.
     browser
-        .step(
+        .goto(
             "open the login page for Grace",
-            browser
-                .client
-                .goto(&app.url("/?sandbox_member=Grace"))
-                .await,
+            &app.url("/?sandbox_member=Grace"),
         )
         .await;
     browser.oidc_consent(&app, "Grace").await;
     let allow = browser.find("find Allow", "allow").await;
-    browser.step("click Allow", allow.click().await).await;
+    browser.click("click Allow", allow).await;
     browser
         .wait_for(
             "the page to say connected as Grace through OpenID Connect",
@@ -421,7 +344,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
         .find("find the sign-out-everywhere button", "sign-out-everywhere")
         .await;
     browser
-        .step("click “Sign out everywhere”", everywhere.click().await)
+        .click("click “Sign out everywhere”", everywhere)
         .await;
     browser
         .wait_for(
@@ -448,7 +371,7 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
     // Cancel at the provider: a page titled as such, with a way back.
     browser.oidc_consent(&app, "SandboxAda").await;
     let cancel = browser.find("find Cancel", "cancel").await;
-    browser.step("click Cancel", cancel.click().await).await;
+    browser.click("click Cancel", cancel).await;
     browser
         .wait_for(
             "the page that says the sign-in was cancelled",
@@ -458,15 +381,9 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
         )
         .await;
     let title = browser
-        .step(
+        .execute(
             "read the title",
-            browser
-                .client
-                .execute(
-                    "return [document.title, document.querySelector('h1').textContent];",
-                    vec![],
-                )
-                .await,
+            "return [document.title, document.querySelector('h1').textContent];",
         )
         .await;
     assert_eq!(
@@ -498,37 +415,12 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
         .map(|v| v.to_str().unwrap().to_owned())
         .expect("the page has a Content-Security-Policy");
     assert!(!policy.contains("unsafe-inline"), "{policy}");
-    let console = browser.console().await.expect("the browser console");
-    let violations: Vec<_> = console
-        .iter()
-        .filter(|line| line.contains("Content Security Policy") || line.contains("Refused to"))
-        .collect();
-    assert!(
-        violations.is_empty(),
-        "CSP violations:\n{violations:#?}\nunder {policy}"
-    );
+    browser.console_without_csp_violations(&policy).await;
 
-    browser.close().await;
-    drop(driver);
-    eprintln!(
-        "browser part of the sign-in/sign-out test took {:.2?}",
-        started.elapsed()
-    );
+    browser
+        .close("browser part of the sign-in/sign-out test")
+        .await;
     app.stop().await;
-}
-
-/// The sandbox app on `https://127.0.0.1:PORT`, its only public origin (as a person who
-/// opens the address the start-up log names), with metrics on a listener of their own.
-pub(crate) async fn spawn_on_loopback_origin() -> TestApp {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let port = crate::support::free_port();
-    let mut config = test_config(&dir);
-    config.listen.bind = format!("127.0.0.1:{port}").parse().unwrap();
-    config.listen.public_origin = Some(format!("https://127.0.0.1:{port}"));
-    config.listen.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
-    let mut app = TestApp::start(config, dir).await;
-    app.base = format!("https://127.0.0.1:{port}");
-    app
 }
 
 /// The lines of the metric `name` (not its `# HELP` and `# TYPE` lines).
@@ -540,127 +432,8 @@ async fn metric_lines(metrics: SocketAddr, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// chromedriver on a free port, in its own process group with the Chromium it starts; the
-/// whole group is killed on drop, also when the test fails.
-pub(crate) struct Chromedriver {
-    child: Child,
-    url: String,
-    log: std::path::PathBuf,
-    /// Chromium's fresh profile (and chromedriver's log), removed after the kill.
-    dir: TempDir,
-}
-
-impl Chromedriver {
-    pub(crate) async fn start(app: &TestApp) -> Chromedriver {
-        use std::os::unix::process::CommandExt;
-
-        let port = crate::support::free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("chromedriver.log");
-        let out = File::create(&log).unwrap();
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
-        let mut driver = Chromedriver {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-            dir,
-        };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok(Some(exit)) = driver.child.try_wait() {
-                panic!("chromedriver exited at start ({exit}): {}", driver.output());
-            }
-            let status = app
-                .client
-                .get(format!("{}/status", driver.url))
-                .send()
-                .await;
-            if let Ok(response) = status
-                && let Ok(body) = response.json::<Value>().await
-                && body["value"]["ready"] == true
-            {
-                return driver;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not answer on {} within {START_TIMEOUT:?}: {}",
-                driver.url,
-                driver.output()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Chromedriver {
-    fn drop(&mut self) {
-        // chromedriver leads its process group; Chromium and its helpers are in it too.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A WebDriver session in headless Chromium, with the checks the test needs.
-pub(crate) struct Browser {
-    pub(crate) client: Client,
-}
-
+/// The login page's own checks.
 impl Browser {
-    pub(crate) async fn connect(driver: &Chromedriver) -> Browser {
-        let profile = driver.dir.path().join("profile");
-        let mut caps = Capabilities::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                    "--disable-quic",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            }),
-        );
-        // The server's certificate is self-signed: accepted for this session only.
-        caps.insert("acceptInsecureCerts".into(), json!(true));
-        caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
-        let mut builder =
-            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
-        builder.capabilities(caps);
-        let client = match tokio::time::timeout(START_TIMEOUT, builder.connect(&driver.url)).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => panic!(
-                "cannot open a Chromium session through chromedriver: {e}\n{}",
-                driver.output()
-            ),
-            Err(_) => panic!(
-                "no Chromium session within {START_TIMEOUT:?}\n{}",
-                driver.output()
-            ),
-        };
-        Browser { client }
-    }
-
     /// Which of the JSAPI button, the OpenID Connect link and "Sign out" are visible.
     async fn buttons(&self) -> [bool; 3] {
         let mut shown = [false; 3];
@@ -709,8 +482,7 @@ impl Browser {
                 "oidc-sign-in",
             )
             .await;
-        self.step("click the OpenID Connect link", link.click().await)
-            .await;
+        self.click("click the OpenID Connect link", link).await;
         self.step(
             "the sandbox's consent page offers Allow",
             self.client
@@ -732,14 +504,9 @@ impl Browser {
             "the consent page is on another origin than the page: {url}"
         );
         let offered = self
-            .step(
+            .execute(
                 "read the member offered",
-                self.client
-                    .execute(
-                        "return document.getElementById('sandbox-member').value;",
-                        vec![],
-                    )
-                    .await,
+                "return document.getElementById('sandbox-member').value;",
             )
             .await;
         assert_eq!(offered, json!(member), "the consent page's member");
@@ -748,7 +515,7 @@ impl Browser {
     /// Clicks "Sign out" and waits for the page to say so.
     async fn sign_out(&self, when: &str) {
         let sign_out = self.find("find the sign-out button", "sign-out").await;
-        self.step("click “Sign out”", sign_out.click().await).await;
+        self.click("click “Sign out”", sign_out).await;
         self.wait_for(
             "the page to say not connected",
             "const s = document.getElementById('status');
@@ -762,169 +529,5 @@ impl Browser {
         );
         self.expect_signed_out(&format!("after signing out {when}"))
             .await;
-    }
-
-    /// The element with id `id`, found as step `what`.
-    pub(crate) async fn find(&self, what: &str, id: &str) -> Element {
-        self.step(what, self.client.find(Locator::Id(id)).await)
-            .await
-    }
-
-    /// The result of a browser command, or a failure naming `what` with the page's state.
-    pub(crate) async fn step<T>(&self, what: &str, result: Result<T, CmdError>) -> T {
-        match result {
-            Ok(value) => value,
-            Err(e) => panic!(
-                "browser step failed: {what}: {e}\n{}",
-                self.diagnostics().await
-            ),
-        }
-    }
-
-    /// Polls `condition` (a script body returning a boolean) until it holds.
-    /// Stops early if the page shows an error (`#status` with `data-state="error"`).
-    pub(crate) async fn wait_for(&self, what: &str, condition: &str) {
-        let script = format!(
-            "const met = (() => {{ {condition} }})();
-             const s = document.getElementById('status');
-             return {{ met: met === true, error: !!s && s.dataset.state === 'error' }};"
-        );
-        let deadline = Instant::now() + STEP_TIMEOUT;
-        loop {
-            let last = self.client.execute(&script, vec![]).await;
-            if let Ok(check) = &last {
-                if check["met"] == true {
-                    return;
-                }
-                if check["error"] == true {
-                    panic!(
-                        "the page shows an error while waiting for {what}\n{}",
-                        self.diagnostics().await
-                    );
-                }
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "timed out after {STEP_TIMEOUT:?} waiting for {what} (last check: {last:?})\n{}",
-                    self.diagnostics().await
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Runs `body` as an async script; it answers by calling `done(value)`.
-    pub(crate) async fn execute_async(&self, what: &str, body: &str) -> Value {
-        let script = format!("const done = arguments[arguments.length - 1];\n{body}");
-        let value = self
-            .step(what, self.client.execute_async(&script, vec![]).await)
-            .await;
-        if value.get("error").is_some() {
-            panic!("{what}: {value}\n{}", self.diagnostics().await);
-        }
-        value
-    }
-
-    /// `GET path` from the page (same origin, its cookies), answered as JSON.
-    pub(crate) async fn fetch_json(&self, path: &str) -> Value {
-        let body = format!(
-            "fetch({path:?}, {{ credentials: 'same-origin' }})
-               .then(r => r.text().then(text => {{
-                 try {{ done({{ status: r.status, body: JSON.parse(text) }}); }}
-                 catch (e) {{ done({{ error: 'not JSON (' + r.status + '): ' + text }}); }}
-               }}), e => done({{ error: String(e) }}));"
-        );
-        let answer = self
-            .execute_async(&format!("fetch {path} from the browser"), &body)
-            .await;
-        assert_eq!(
-            answer["status"], 200,
-            "GET {path} from the browser: {answer}"
-        );
-        answer["body"].clone()
-    }
-
-    pub(crate) async fn text_of(&self, id: &str) -> String {
-        let element = self
-            .step(
-                &format!("find #{id}"),
-                self.client.find(Locator::Id(id)).await,
-            )
-            .await;
-        self.step(&format!("read #{id}"), element.text().await)
-            .await
-    }
-
-    /// The page's URL, `#status` and console, for failure messages.
-    async fn diagnostics(&self) -> String {
-        let url = describe(self.client.current_url().await.map(|u| u.to_string()));
-        let status = describe(
-            self.client
-                .execute(
-                    "const s = document.getElementById('status');
-                     return s ? s.dataset.state + ': ' + s.textContent : '(no #status)';",
-                    vec![],
-                )
-                .await,
-        );
-        let console = match self.console().await {
-            Ok(lines) if lines.is_empty() => "(empty)".to_owned(),
-            Ok(lines) => lines.join("\n"),
-            Err(e) => format!("(unavailable: {e})"),
-        };
-        format!("page: {url}\n#status: {status}\nbrowser console:\n{console}")
-    }
-
-    /// The browser console since the last call, one `  [LEVEL] message` a line.
-    pub(crate) async fn console(&self) -> Result<Vec<String>, String> {
-        match self.client.issue_cmd(BrowserLog).await {
-            Ok(Value::Array(entries)) => Ok(entries
-                .iter()
-                .map(|e| {
-                    format!(
-                        "  [{}] {}",
-                        e["level"].as_str().unwrap_or("?"),
-                        e["message"].as_str().unwrap_or("?")
-                    )
-                })
-                .collect()),
-            Ok(other) => Ok(vec![other.to_string()]),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    pub(crate) async fn close(self) {
-        if let Err(e) = self.client.close().await {
-            eprintln!("closing the browser session failed (chromedriver is killed anyway): {e}");
-        }
-    }
-}
-
-fn describe<T: Into<Value>, E: Display>(result: Result<T, E>) -> String {
-    match result.map(Into::into) {
-        Ok(Value::String(text)) => text,
-        Ok(value) => value.to_string(),
-        Err(e) => format!("(unavailable: {e})"),
-    }
-}
-
-/// chromedriver's log endpoint: the browser console since the last call.
-#[derive(Debug)]
-struct BrowserLog;
-
-impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/se/log",
-            session_id.unwrap_or_default()
-        ))
-    }
-
-    fn method_and_body(&self, _request_url: &url::Url) -> (Method, Option<String>) {
-        (Method::POST, Some(json!({"type": "browser"}).to_string()))
     }
 }

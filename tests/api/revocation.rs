@@ -12,50 +12,27 @@ use std::time::Duration;
 
 use linkedin_token_exchange::Secret;
 use linkedin_token_exchange::server::config::{Config, StoreUrl};
-use reqwest::cookie::Jar;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::oidc::{consent, start, step_by_step_with};
+use crate::support::device::Device;
 use crate::support::redis::Cluster;
-use crate::support::servers::{postgres_for_tests, redis_url_for_tests, skip_or_fail};
+use crate::support::servers::{postgres_for_tests, skip_or_fail};
+use crate::support::stores::{
+    Store, config_on, memory, per_store, postgres, redis, sqlite, unique,
+};
 use crate::support::{
-    API_KEY, Behaviour, FakeUpstream, FetchJson, GRANT, SECRET_KEY, TestApp, encode_cookie,
-    json_of, session_id_in, signed_cookie, test_config,
+    API_KEY, Behaviour, FakeUpstream, GRANT, SECRET_KEY, TestApp, json_of, signed_cookie,
+    test_config,
 };
 
 /// The admin token of these tests.
 const ADMIN: &str = "revocation-test-admin-token-0123456789";
 
-type Store = fn(&TempDir) -> Result<StoreUrl, String>;
-
-fn memory(_: &TempDir) -> Result<StoreUrl, String> {
-    Ok(StoreUrl::Memory)
-}
-fn sqlite(dir: &TempDir) -> Result<StoreUrl, String> {
-    // Only the default `data/` (relative) is created by the service; a named one must exist.
-    std::fs::create_dir_all(dir.path().join("data")).map_err(|e| e.to_string())?;
-    Ok(StoreUrl::Sqlite(dir.path().join("data/sessions.db")))
-}
-fn redis(_: &TempDir) -> Result<StoreUrl, String> {
-    redis_url_for_tests().map(|url| url.parse().unwrap())
-}
-fn postgres(_: &TempDir) -> Result<StoreUrl, String> {
-    postgres_for_tests().map(|url| url.parse().unwrap())
-}
-
-/// A member name no other test run uses (the Redis and PostgreSQL stores are shared).
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{:08x}", rand::random::<u32>())
-}
-
 /// A configuration with the metrics listener and the admin routes on `store`, or `None`
 /// after saying that `test` is skipped.
 fn admin_config(test: &str, store: Store, dir: &TempDir) -> Option<Config> {
-    let mut config = test_config(dir);
-    config.sessions.store = store(dir)
-        .map_err(|reason| skip_or_fail(test, &reason))
-        .ok()?;
+    let mut config = config_on(test, store, dir)?;
     config.listen.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
     config.listen.admin_token = Some(Secret::new(ADMIN));
     Some(config)
@@ -90,79 +67,15 @@ async fn admin_list(app: &TestApp, member: &str) -> (String, Value) {
     (text, value)
 }
 
-/// One browser: a client and its cookie jar.
-struct Browser {
-    client: reqwest::Client,
-    jar: Arc<Jar>,
-}
-
-impl Browser {
-    fn new(app: &TestApp) -> Self {
-        let jar = Arc::new(Jar::default());
-        Self {
-            client: step_by_step_with(app, jar.clone()),
-            jar,
-        }
-    }
-
-    async fn session(&self, app: &TestApp) -> Value {
-        self.client.get(app.url("/session")).fetch_json().await
-    }
-
-    fn session_id(&self, app: &TestApp) -> String {
-        session_id_in(&self.jar, &app.base).expect("a session cookie")
-    }
-
-    /// Signs `member` in through the sandbox's OpenID Connect provider; the member id the
-    /// app gives them (the provider's pairwise subject).
-    async fn sign_in_oidc(&self, app: &TestApp, member: &str) -> String {
-        let authorization = start(app, &self.client).await;
-        let callback = consent(&self.client, &authorization, "allow", member).await;
-        let response = self.client.get(callback).send().await.unwrap();
-        assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
-        let session = self.session(app).await;
-        assert_eq!(session["flow"], "oidc", "{session}");
-        session["member_id"].as_str().unwrap().to_owned()
-    }
-
-    /// Signs `member_id` in through the sandbox's JSAPI cookie and the exchange.
-    async fn sign_in_jsapi(&self, app: &TestApp, member_id: &str) {
-        let payload: Value = self
-            .client
-            .post(app.url("/sandbox/oauth2/authorize"))
-            .form(&[("api_key", API_KEY), ("member_id", member_id)])
-            .fetch_json()
-            .await;
-        app.set_jsapi_cookie(&self.jar, &encode_cookie(&payload.to_string()));
-        self.exchange(app).await;
-    }
-
-    async fn exchange(&self, app: &TestApp) {
-        let response = self
-            .client
-            .post(app.url("/token-exchange"))
-            .header("origin", &app.base)
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = json_of(response).await;
-        assert_eq!(
-            (status, &body["status"]),
-            (200, &json!("connected")),
-            "{body}"
-        );
-    }
-}
-
 /// One member signed in from three browsers (OpenID Connect, then the JSAPI twice, with the
 /// subject OpenID Connect gave them), and another member in a fourth: the member id, the
 /// three browsers, the bystander and their member id.
-async fn three_browsers_and_a_bystander(app: &TestApp) -> (String, Vec<Browser>, Browser, String) {
-    let browsers: Vec<Browser> = (0..3).map(|_| Browser::new(app)).collect();
+async fn three_browsers_and_a_bystander(app: &TestApp) -> (String, Vec<Device>, Device, String) {
+    let browsers: Vec<Device> = (0..3).map(|_| Device::new(app)).collect();
     let member = browsers[0].sign_in_oidc(app, &unique("everywhere")).await;
     browsers[1].sign_in_jsapi(app, &member).await;
     browsers[2].sign_in_jsapi(app, &member).await;
-    let bystander = Browser::new(app);
+    let bystander = Device::new(app);
     let other = unique("bystander");
     bystander.sign_in_jsapi(app, &other).await;
     for browser in &browsers {
@@ -206,8 +119,8 @@ async fn three_browsers_and_a_bystander(app: &TestApp) -> (String, Vec<Browser>,
 async fn only_the_bystander_is_left(
     app: &TestApp,
     member: &str,
-    browsers: &[Browser],
-    bystander: &Browser,
+    browsers: &[Device],
+    bystander: &Device,
     other: &str,
 ) {
     for browser in browsers {
@@ -300,11 +213,11 @@ async fn expired_sessions_leave_the_index(test: &str, store: Store) {
     let store_url = config.sessions.store.clone();
     let app = start_app(config, dir.clone()).await;
     let member = unique("expiring");
-    let short = Browser::new(&app);
+    let short = Device::new(&app);
     app.set_jsapi_cookie(&short.jar, &signed_cookie("short", &member, SECRET_KEY));
     short.exchange(&app).await;
     upstream.set(GRANT).await;
-    let long = Browser::new(&app);
+    let long = Device::new(&app);
     app.set_jsapi_cookie(&long.jar, &signed_cookie("long", &member, SECRET_KEY));
     long.exchange(&app).await;
     assert_eq!(
@@ -393,31 +306,11 @@ async fn stored_entries(store: &StoreUrl, member: &str) -> Option<i64> {
     }
 }
 
-macro_rules! revocation_suite {
-    ($($store:ident),*) => {$(
-        mod $store {
-            #[tokio::test]
-            async fn a_member_in_three_browsers_signs_out_everywhere_with_one_call() {
-                let test = concat!("revocation::", stringify!($store), "::a_member_in_three_browsers_signs_out_everywhere_with_one_call");
-                super::sign_out_everywhere(test, super::$store).await;
-            }
-
-            #[tokio::test]
-            async fn an_administrator_ends_a_members_three_sessions_with_one_call() {
-                let test = concat!("revocation::", stringify!($store), "::an_administrator_ends_a_members_three_sessions_with_one_call");
-                super::admin_revocation(test, super::$store).await;
-            }
-
-            #[tokio::test]
-            async fn a_session_that_expires_on_its_own_leaves_the_index() {
-                let test = concat!("revocation::", stringify!($store), "::a_session_that_expires_on_its_own_leaves_the_index");
-                super::expired_sessions_leave_the_index(test, super::$store).await;
-            }
-        }
-    )*};
-}
-
-revocation_suite!(memory, sqlite, redis, postgres);
+per_store!([memory, sqlite, redis, postgres], {
+    a_member_in_three_browsers_signs_out_everywhere_with_one_call => sign_out_everywhere,
+    an_administrator_ends_a_members_three_sessions_with_one_call => admin_revocation,
+    a_session_that_expires_on_its_own_leaves_the_index => expired_sessions_leave_the_index,
+});
 
 #[tokio::test]
 async fn the_admin_routes_want_the_bearer_token_and_live_only_on_the_metrics_listener() {

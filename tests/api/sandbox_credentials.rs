@@ -7,32 +7,25 @@
 //! requests are signed here with `oauth1_request`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use linkedin_token_exchange::Secret;
 use linkedin_token_exchange::server::config::Config;
 use oauth1_request::Credentials;
 use oauth1_request::signature_method::HmacSha1;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::oidc::{location, query, start, step_by_step};
-use crate::support::{
-    API_KEY, FetchJson, SECRET_KEY, Served, TestApp, binary, json_of, test_config,
+use crate::oidc::{location, query, start};
+use crate::support::sandbox_rp::{
+    CLIENT_SECRET, RelyingParty, SCOPE, access_token, claims_of, unix_now,
 };
+use crate::support::{API_KEY, FetchJson, SECRET_KEY, Served, assert_error, binary, json_of};
 
 const CLIENT_ID: &str = "credentials-rp";
-const CLIENT_SECRET: &str = "credentials-rp-secret-Q7";
-const SCOPE: &str = "openid profile email";
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .try_into()
-        .unwrap()
+/// The relying party `CLIENT_ID` of a sandbox with `change` made to its configuration.
+async fn rig_with(change: impl FnOnce(&mut Config)) -> RelyingParty {
+    RelyingParty::start(CLIENT_ID, change).await
 }
 
 /// Waits until the unix second `at` has begun (plus a margin for the server's own clock
@@ -45,126 +38,14 @@ async fn wait_until(at: i64) {
     }
 }
 
-/// The id_token's claims (their shape only: `sandbox_oidc` verifies the signature).
-fn claims_of(id_token: &str) -> Value {
-    use base64::Engine;
-    let payload = id_token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
-/// A server in sandbox mode with an OpenID Connect client, and a browser that follows no
-/// redirect.
-struct Rig {
-    app: TestApp,
-    browser: reqwest::Client,
-}
-
 #[derive(oauth1_request::Request)]
 struct Exchange<'a> {
     xoauth_oauth2_access_token: &'a str,
 }
 
-impl Rig {
-    /// The server with `change` made to its configuration.
-    async fn start(change: impl FnOnce(&mut Config)) -> Rig {
-        let dir = Arc::new(tempfile::tempdir().unwrap());
-        let mut config = test_config(&dir);
-        config.oidc.client_id = Some(CLIENT_ID.into());
-        config.oidc.client_secret = Some(Secret::new(CLIENT_SECRET));
-        change(&mut config);
-        let app = TestApp::start(config, dir).await;
-        let browser = step_by_step(&app);
-        Rig { app, browser }
-    }
-
-    fn redirect_uri(&self) -> String {
-        self.app.url("/auth/linkedin/callback")
-    }
-
-    /// The authorization request's parameters for `scope`, plus `extra`.
-    fn asked(&self, scope: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        let redirect_uri = self.redirect_uri();
-        [
-            ("response_type", "code"),
-            ("client_id", CLIENT_ID),
-            ("redirect_uri", redirect_uri.as_str()),
-            ("scope", scope),
-            ("state", "credentials-state"),
-        ]
-        .iter()
-        .chain(extra)
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-    }
-
-    /// `GET` the authorization endpoint for `scope`, with `extra` parameters.
-    async fn authorization(&self, scope: &str, extra: &[(&str, &str)]) -> reqwest::Response {
-        let mut url = Url::parse(&self.app.url("/sandbox/oauth/v2/authorization")).unwrap();
-        url.query_pairs_mut().extend_pairs(self.asked(scope, extra));
-        self.browser.get(url).send().await.unwrap()
-    }
-
-    /// Allow on the consent form for `member` and `scope`: the code.
-    async fn allow(&self, member: &str, scope: &str) -> String {
-        let mut form = self.asked(scope, &[]);
-        form.push(("decision".into(), "allow".into()));
-        form.push(("sandbox_member".into(), member.into()));
-        let response = self
-            .browser
-            .post(self.app.url("/sandbox/oauth/v2/authorization"))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 302);
-        self.code_in(&response)
-    }
-
-    /// The code of a redirect back to the app.
-    fn code_in(&self, response: &reqwest::Response) -> String {
-        let back = location(response);
-        assert!(back.as_str().starts_with(&self.redirect_uri()), "{back}");
-        assert_eq!(query(&back)["state"], "credentials-state");
-        query(&back)["code"].clone()
-    }
-
-    /// `POST /sandbox/oauth/v2/accessToken` with the client and `form`.
-    async fn token_endpoint(&self, form: &[(&str, &str)]) -> (u16, Value) {
-        let mut full = vec![("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)];
-        full.extend_from_slice(form);
-        let response = self
-            .browser
-            .post(self.app.url("/sandbox/oauth/v2/accessToken"))
-            .form(&full)
-            .send()
-            .await
-            .unwrap();
-        json_of(response).await
-    }
-
-    async fn trade(&self, code: &str) -> (u16, Value) {
-        let redirect_uri = self.redirect_uri();
-        self.token_endpoint(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", &redirect_uri),
-        ])
-        .await
-    }
-
-    /// A good token answer for `member` and `scope`.
-    async fn tokens(&self, member: &str, scope: &str) -> Value {
-        let code = self.allow(member, scope).await;
-        let (status, answer) = self.trade(&code).await;
-        assert_eq!(status, 200, "{answer}");
-        answer
-    }
-
+/// What this file asks of the sandbox besides a sign-in.
+impl RelyingParty {
+    /// The refresh token grant.
     async fn refresh(&self, refresh_token: &str) -> (u16, Value) {
         self.token_endpoint(&[
             ("grant_type", "refresh_token"),
@@ -173,47 +54,24 @@ impl Rig {
         .await
     }
 
-    /// `POST /sandbox/oauth/v2/introspectToken` as the client.
-    async fn introspect(&self, token: &str) -> Value {
-        let response = self
-            .browser
-            .post(self.app.url("/sandbox/oauth/v2/introspectToken"))
-            .form(&[
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-                ("token", token),
-            ])
-            .send()
+    /// `POST /sandbox/oauth/v2/introspectToken` as the client, with `form`.
+    async fn introspection(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        self.post_as_client("/sandbox/oauth/v2/introspectToken", form)
             .await
-            .unwrap();
-        let (status, body) = json_of(response).await;
+    }
+
+    /// The introspection of `token`, which must be answered 200.
+    async fn introspect(&self, token: &str) -> Value {
+        let (status, body) = self.introspection(&[("token", token)]).await;
         assert_eq!(status, 200, "{body}");
         body
-    }
-
-    /// `GET path` with a bearer token and `headers`.
-    async fn get_bearer(
-        &self,
-        path: &str,
-        token: &str,
-        headers: &[(&str, &str)],
-    ) -> reqwest::Response {
-        let mut request = self.browser.get(self.app.url(path)).bearer_auth(token);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request.send().await.unwrap()
-    }
-
-    async fn userinfo(&self, token: &str) -> (u16, Value) {
-        json_of(self.get_bearer("/sandbox/v2/userinfo", token, &[]).await).await
     }
 
     /// The JSAPI flow, as the JSAPI and the service do it: a JSAPI token for `member`, then
     /// the OAuth 1.0a exchange signed here. The answer's pairs.
     async fn jsapi_credentials(&self, member: &str) -> HashMap<String, String> {
         let payload = self.app.authorize_payload(member).await;
-        let jsapi_token = payload["access_token"].as_str().unwrap().to_owned();
+        let jsapi_token = access_token(&payload).to_owned();
         let (status, body) = self.exchange(&jsapi_token).await;
         assert_eq!(status, 200, "{body}");
         url::form_urlencoded::parse(body.as_bytes())
@@ -270,29 +128,40 @@ impl Rig {
         json_of(response).await
     }
 
-    /// The permitted-services page of `member`.
+    /// `GET` the permitted-services page of `member`.
+    async fn permitted(&self, member: &str) -> reqwest::Response {
+        let path = format!("/sandbox/permitted-services?sandbox_member={member}");
+        self.browser.get(self.app.url(&path)).send().await.unwrap()
+    }
+
+    /// The permitted-services page of `member`, which must be answered 200.
     async fn permitted_page(&self, member: &str) -> String {
-        let response = self
-            .browser
-            .get(self.app.url(&format!(
-                "/sandbox/permitted-services?sandbox_member={member}"
-            )))
-            .send()
-            .await
-            .unwrap();
+        let response = self.permitted(member).await;
         assert_eq!(response.status(), 200);
         response.text().await.unwrap()
+    }
+
+    /// The permitted-services page's form, posted with `form` to the page's address plus
+    /// `query`.
+    async fn remove(&self, query: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let path = format!("/sandbox/permitted-services{query}");
+        self.browser
+            .post(self.app.url(&path))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
     }
 }
 
 #[tokio::test]
 async fn access_tokens_of_both_flows_live_sandbox_token_ttl_then_answer_401() {
-    let rig = Rig::start(|config| config.linkedin.sandbox_token_ttl = 3).await;
+    let rig = rig_with(|config| config.linkedin.sandbox_token_ttl = 3).await;
     let issued = unix_now();
     let answer = rig.tokens("short-lived", SCOPE).await;
     assert_eq!(answer["expires_in"], 3, "{answer}");
     assert!(answer.get("refresh_token").is_none(), "{answer}");
-    let token = answer["access_token"].as_str().unwrap();
+    let token = access_token(&answer);
     let credentials = rig.jsapi_credentials("short-lived-jsapi").await;
     let jsapi_issued = unix_now();
     // LinkedIn answered its 60-day credentials `oauth_expires_in=5183999`: a second less.
@@ -333,10 +202,10 @@ async fn access_tokens_of_both_flows_live_sandbox_token_ttl_then_answer_401() {
 async fn the_id_token_lives_an_hour_whatever_the_access_tokens_lifetime() {
     // LinkedIn's id_token: exp - iat = 3600 (tests/fixtures/linkedin, the observed answer).
     for ttl in [5_184_000, 3] {
-        let rig = Rig::start(|config| config.linkedin.sandbox_token_ttl = ttl).await;
+        let rig = rig_with(|config| config.linkedin.sandbox_token_ttl = ttl).await;
         let answer = rig.tokens("hour-member", SCOPE).await;
         assert_eq!(answer["expires_in"], ttl, "{answer}");
-        let claims = claims_of(answer["id_token"].as_str().unwrap());
+        let claims = claims_of(&answer);
         let (iat, exp) = (
             claims["iat"].as_i64().unwrap(),
             claims["exp"].as_i64().unwrap(),
@@ -351,7 +220,7 @@ async fn refresh_tokens_keep_the_end_of_their_first_issue_then_answer_invalid_gr
     // learn.microsoft.com, "Programmatic Refresh Tokens": refreshing gives a new access token
     // and the same refresh token, whose TTL "remains the same as specified in the initial
     // OAuth flow"; an access token never outlives it.
-    let rig = Rig::start(|config| {
+    let rig = rig_with(|config| {
         config.linkedin.sandbox_token_ttl = 3;
         config.linkedin.sandbox_refresh_tokens = true;
         config.linkedin.sandbox_refresh_ttl = 6;
@@ -361,7 +230,7 @@ async fn refresh_tokens_keep_the_end_of_their_first_issue_then_answer_invalid_gr
     assert_eq!(answer["expires_in"], 3, "{answer}");
     assert_eq!(answer["refresh_token_expires_in"], 6, "{answer}");
     assert!(answer["id_token"].is_string());
-    let first = answer["access_token"].as_str().unwrap().to_owned();
+    let first = access_token(&answer).to_owned();
     let refresh_token = answer["refresh_token"].as_str().unwrap().to_owned();
     let inspected = rig.introspect(&refresh_token).await;
     assert_eq!(inspected["status"], "active", "{inspected}");
@@ -375,7 +244,7 @@ async fn refresh_tokens_keep_the_end_of_their_first_issue_then_answer_invalid_gr
     let (status, renewed) = rig.refresh(&refresh_token).await;
     assert_eq!(status, 200, "{renewed}");
     assert_eq!(renewed["refresh_token"], refresh_token.as_str(), "the same");
-    let second = renewed["access_token"].as_str().unwrap().to_owned();
+    let second = access_token(&renewed).to_owned();
     assert_ne!(second, first);
     let left = renewed["refresh_token_expires_in"].as_i64().unwrap();
     assert!((1..=3).contains(&left), "the end did not move: {renewed}");
@@ -392,35 +261,28 @@ async fn refresh_tokens_keep_the_end_of_their_first_issue_then_answer_invalid_gr
 
     // At the refresh token's end, it and its last access token are done.
     wait_until(refresh_end).await;
-    let (status, refused) = rig.refresh(&refresh_token).await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{refused}"
-    );
+    assert_error(rig.refresh(&refresh_token).await, 400, "invalid_grant");
     assert_eq!(rig.userinfo(&second).await.0, 401);
     assert_eq!(rig.introspect(&refresh_token).await["status"], "expired");
     // A token the sandbox never issued is refused the same way.
-    let (status, refused) = rig.refresh("not-a-refresh-token").await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{refused}"
+    assert_error(
+        rig.refresh("not-a-refresh-token").await,
+        400,
+        "invalid_grant",
     );
 }
 
 #[tokio::test]
 async fn without_refresh_tokens_the_answer_carries_none_and_the_grant_is_unsupported() {
-    let rig = Rig::start(|_| {}).await;
+    let rig = rig_with(|_| {}).await;
     let answer = rig.tokens("no-partner", SCOPE).await;
     assert_eq!(answer["expires_in"], 5_184_000, "{answer}");
     assert!(answer.get("refresh_token").is_none(), "{answer}");
     assert!(answer.get("refresh_token_expires_in").is_none(), "{answer}");
-    let (status, refused) = rig.refresh(answer["access_token"].as_str().unwrap()).await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("unsupported_grant_type")),
-        "{refused}"
+    assert_error(
+        rig.refresh(access_token(&answer)).await,
+        400,
+        "unsupported_grant_type",
     );
 }
 
@@ -428,12 +290,12 @@ async fn without_refresh_tokens_the_answer_carries_none_and_the_grant_is_unsuppo
 async fn introspection_answers_linkedins_fields_and_refuses_another_client() {
     // learn.microsoft.com, "Token Introspection": active, client_id, authorized_at,
     // created_at, status, expires_at, scope, auth_type.
-    let rig = Rig::start(|_| {}).await;
+    let rig = rig_with(|_| {}).await;
     let before = unix_now();
     let answer = rig
         .tokens("inspected", "openid profile email w_member_social")
         .await;
-    let token = answer["access_token"].as_str().unwrap();
+    let token = access_token(&answer);
     let inspected = rig.introspect(token).await;
     let created = inspected["created_at"].as_i64().unwrap();
     assert!((before..before + 30).contains(&created), "{inspected}");
@@ -457,71 +319,42 @@ async fn introspection_answers_linkedins_fields_and_refuses_another_client() {
         rig.introspect("never-issued").await,
         json!({"active": false})
     );
-    let response = rig
-        .browser
-        .post(rig.app.url("/sandbox/oauth/v2/introspectToken"))
-        .form(&[("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)])
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(response).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
+    assert_error(rig.introspection(&[]).await, 400, "invalid_request");
 
     // Another client, or the right one with a wrong secret: 401 invalid_client.
     for (client_id, client_secret) in [("another-client", CLIENT_SECRET), (CLIENT_ID, "wrong")] {
-        let response = rig
-            .browser
-            .post(rig.app.url("/sandbox/oauth/v2/introspectToken"))
-            .form(&[
-                ("client_id", client_id),
-                ("client_secret", client_secret),
-                ("token", token),
-            ])
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = json_of(response).await;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (401, Some("invalid_client")),
-            "{body}"
-        );
+        let form = [
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+            ("token", token),
+        ];
+        assert_error(rig.introspection(&form).await, 401, "invalid_client");
     }
 }
 
 #[tokio::test]
 async fn removing_the_app_on_permitted_services_revokes_every_token_of_both_flows() {
-    let rig = Rig::start(|config| config.linkedin.sandbox_refresh_tokens = true).await;
+    let rig = rig_with(|config| config.linkedin.sandbox_refresh_tokens = true).await;
     let member = "withdrawing";
     // Nothing allowed yet.
     let page = rig.permitted_page(member).await;
     assert!(page.contains(r#"id="no-apps""#), "{page}");
 
     let answer = rig.tokens(member, SCOPE).await;
-    let access = answer["access_token"].as_str().unwrap().to_owned();
+    let access = access_token(&answer).to_owned();
     let refresh_token = answer["refresh_token"].as_str().unwrap().to_owned();
     let credentials = rig.jsapi_credentials(member).await;
     let unused_jsapi = rig.app.authorize_payload(member).await["access_token"]
         .as_str()
         .unwrap()
         .to_owned();
-    let unused_code = rig.allow(member, SCOPE).await;
+    let unused_code = rig.allow(member, SCOPE, &[]).await;
     // Another member's tokens are theirs.
     let other = rig.tokens("staying", SCOPE).await;
-    let other = other["access_token"].as_str().unwrap();
+    let other = access_token(&other);
 
     // The page lists the app, with both flows and the scopes, and a form that removes it.
-    let response = rig
-        .browser
-        .get(rig.app.url(&format!(
-            "/sandbox/permitted-services?sandbox_member={member}"
-        )))
-        .send()
-        .await
-        .unwrap();
+    let response = rig.permitted(member).await;
     let policy = response.headers()["content-security-policy"]
         .to_str()
         .unwrap()
@@ -542,14 +375,11 @@ async fn removing_the_app_on_permitted_services_revokes_every_token_of_both_flow
 
     // Remove, as the page's form posts it.
     let response = rig
-        .browser
-        .post(rig.app.url(&format!(
-            "/sandbox/permitted-services?sandbox_member={member}"
-        )))
-        .form(&[("sandbox_member", member), ("app", CLIENT_ID)])
-        .send()
-        .await
-        .unwrap();
+        .remove(
+            &format!("?sandbox_member={member}"),
+            &[("sandbox_member", member), ("app", CLIENT_ID)],
+        )
+        .await;
     assert_eq!(response.status(), 303);
     let back = response.headers()["location"].to_str().unwrap().to_owned();
     assert_eq!(
@@ -584,12 +414,7 @@ async fn removing_the_app_on_permitted_services_revokes_every_token_of_both_flow
         (401, Some(65601)),
         "{refused}"
     );
-    let (status, refused) = rig.refresh(&refresh_token).await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{refused}"
-    );
+    assert_error(rig.refresh(&refresh_token).await, 400, "invalid_grant");
     let (status, refused) = rig.profile_v1(&credentials).await;
     assert_eq!(status, 401, "{refused}");
     assert!(
@@ -602,12 +427,7 @@ async fn removing_the_app_on_permitted_services_revokes_every_token_of_both_flow
         refused.contains("oauth_problem=token_rejected"),
         "{refused}"
     );
-    let (status, refused) = rig.trade(&unused_code).await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{refused}"
-    );
+    assert_error(rig.trade(&unused_code, &[]).await, 400, "invalid_grant");
     assert_eq!(rig.userinfo(other).await.0, 200, "another member's token");
 
     // The consent is forgotten: the next sign-in shows the consent page; a new consent
@@ -617,26 +437,14 @@ async fn removing_the_app_on_permitted_services_revokes_every_token_of_both_flow
         .await;
     assert_eq!(page.status(), 200);
     let again = rig.tokens(member, SCOPE).await;
-    assert_eq!(
-        rig.userinfo(again["access_token"].as_str().unwrap())
-            .await
-            .0,
-        200
-    );
+    assert_eq!(rig.userinfo(access_token(&again)).await.0, 200);
 
     // Only this sandbox's app can be removed, by a member named as the consent page names them.
     for form in [
         [("sandbox_member", member), ("app", "another-app")],
         [("sandbox_member", "not a member"), ("app", CLIENT_ID)],
     ] {
-        let response = rig
-            .browser
-            .post(rig.app.url("/sandbox/permitted-services"))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 400, "{form:?}");
+        assert_eq!(rig.remove("", &form).await.status(), 400, "{form:?}");
     }
     // Without a member, the page asks for one.
     let page = rig
@@ -649,13 +457,13 @@ async fn removing_the_app_on_permitted_services_revokes_every_token_of_both_flow
 
 #[tokio::test]
 async fn a_member_who_consented_is_sent_straight_back_unless_the_request_prompts() {
-    let rig = Rig::start(|_| {}).await;
+    let rig = rig_with(|_| {}).await;
     // The first time, the consent page (the sandbox knows the member by `sandbox_member`).
     let first = rig
         .authorization(SCOPE, &[("sandbox_member", "returning")])
         .await;
     assert_eq!(first.status(), 200);
-    rig.allow("returning", SCOPE).await;
+    rig.allow("returning", SCOPE, &[]).await;
 
     // Then straight back with a code, no page: LinkedIn shows no consent screen again.
     let again = rig
@@ -663,9 +471,9 @@ async fn a_member_who_consented_is_sent_straight_back_unless_the_request_prompts
         .await;
     assert_eq!(again.status(), 302);
     let code = rig.code_in(&again);
-    let (status, answer) = rig.trade(&code).await;
+    let (status, answer) = rig.trade(&code, &[]).await;
     assert_eq!(status, 200, "{answer}");
-    let claims = claims_of(answer["id_token"].as_str().unwrap());
+    let claims = claims_of(&answer);
     assert_eq!(claims["name"], "Sandbox returning");
 
     // The page again: to switch member (`prompt=login`), for a member who never allowed the
@@ -725,9 +533,9 @@ async fn a_member_who_consented_is_sent_straight_back_unless_the_request_prompts
 
 #[tokio::test]
 async fn the_daily_quota_answers_429_with_retry_after_until_midnight_utc() {
-    let rig = Rig::start(|config| config.linkedin.sandbox_daily_quota = Some(3)).await;
+    let rig = rig_with(|config| config.linkedin.sandbox_daily_quota = Some(3)).await;
     let answer = rig.tokens("busy", SCOPE).await;
-    let token = answer["access_token"].as_str().unwrap();
+    let token = access_token(&answer);
     let credentials = rig.jsapi_credentials("busy").await;
     // Three calls, across the API routes and both flows: userinfo, /v2/me, /v1/people/~.
     assert_eq!(rig.userinfo(token).await.0, 200);
@@ -765,21 +573,16 @@ async fn the_daily_quota_answers_429_with_retry_after_until_midnight_utc() {
 
     // Another member has a quota of their own.
     let other = rig.tokens("idle", SCOPE).await;
-    assert_eq!(
-        rig.userinfo(other["access_token"].as_str().unwrap())
-            .await
-            .0,
-        200
-    );
+    assert_eq!(rig.userinfo(access_token(&other)).await.0, 200);
 }
 
 #[tokio::test]
 async fn v2_me_is_forbidden_to_openid_connect_tokens_and_v1_stays_with_jsapi_credentials() {
     // linkedin-api-python-client#49 and PR #60, linkedin-api-js-client#35: an app with only
     // "Sign In with LinkedIn using OpenID Connect" gets 403 ACCESS_DENIED on /v2/me.
-    let rig = Rig::start(|_| {}).await;
+    let rig = rig_with(|_| {}).await;
     let answer = rig.tokens("oidc-only", SCOPE).await;
-    let token = answer["access_token"].as_str().unwrap();
+    let token = access_token(&answer);
     let response = rig.get_bearer("/sandbox/v2/me", token, &[]).await;
     assert_eq!(response.status(), 403);
     assert_eq!(
@@ -825,11 +628,11 @@ fn version(months: i32) -> String {
 
 #[tokio::test]
 async fn rest_posts_need_an_active_version_the_restli_header_and_w_member_social() {
-    let rig = Rig::start(|_| {}).await;
+    let rig = rig_with(|_| {}).await;
     let answer = rig
         .tokens("poster", "openid profile email w_member_social")
         .await;
-    let token = answer["access_token"].as_str().unwrap().to_owned();
+    let token = access_token(&answer).to_owned();
     let sub = rig.userinfo(&token).await.1["sub"]
         .as_str()
         .unwrap()
@@ -930,7 +733,7 @@ async fn rest_posts_need_an_active_version_the_restli_header_and_w_member_social
     let versioned = || vec![("LinkedIn-Version", current.clone()), restli.clone()];
     // Without `w_member_social`: 403 ACCESS_DENIED.
     let plain = rig.tokens("reader", SCOPE).await;
-    let plain = plain["access_token"].as_str().unwrap().to_owned();
+    let plain = access_token(&plain).to_owned();
     let (status, body) = json_of(send(plain, versioned(), post.clone()).await).await;
     assert_eq!(
         (status, body["code"].as_str()),
@@ -961,13 +764,13 @@ async fn picture_urls_carry_their_expiry_and_are_served_until_then() {
     // LinkedIn's picture URLs are signed and carry `e=<expiry>` (tomquirk/linkedin-api#93,
     // joshuatz/linkedin-to-jsonresume#75); here they expire with the access token that came
     // with them: SANDBOX_TOKEN_TTL, 60 days by default ("about two months").
-    let rig = Rig::start(|config| config.linkedin.sandbox_token_ttl = 3).await;
+    let rig = rig_with(|config| config.linkedin.sandbox_token_ttl = 3).await;
     let answer = rig.tokens("pictured", SCOPE).await;
-    let token = answer["access_token"].as_str().unwrap();
+    let token = access_token(&answer);
     let (_, me) = rig.userinfo(token).await;
     let picture = Url::parse(me["picture"].as_str().unwrap()).unwrap();
     assert_eq!(
-        claims_of(answer["id_token"].as_str().unwrap())["picture"],
+        claims_of(&answer)["picture"],
         me["picture"],
         "the id_token's and userinfo's picture agree"
     );
@@ -1012,6 +815,68 @@ async fn picture_urls_carry_their_expiry_and_are_served_until_then() {
     );
 }
 
+/// A sandbox served elsewhere than by a [`RelyingParty`]'s app (the binary, a host's router),
+/// at `url`, reached with `http` as `client` (its id and secret).
+struct Elsewhere<'a> {
+    http: &'a reqwest::Client,
+    url: String,
+    client: (&'a str, &'a str),
+    redirect_uri: &'a str,
+}
+
+impl Elsewhere<'_> {
+    /// Allow for `member`, and the code traded: the token answer, which must be 200.
+    async fn tokens(&self, member: &str) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/oauth/v2/authorization", self.url))
+            .form(&[
+                ("response_type", "code"),
+                ("client_id", self.client.0),
+                ("redirect_uri", self.redirect_uri),
+                ("scope", SCOPE),
+                ("state", "elsewhere"),
+                ("sandbox_member", member),
+                ("decision", "allow"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302, "{}", response.text().await.unwrap());
+        let code = query(&location(&response))["code"].clone();
+        let response = self
+            .http
+            .post(format!("{}/oauth/v2/accessToken", self.url))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", self.redirect_uri),
+                ("client_id", self.client.0),
+                ("client_secret", self.client.1),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let (status, answer) = json_of(response).await;
+        assert_eq!(status, 200, "{answer}");
+        answer
+    }
+
+    /// With a daily quota of one call: userinfo answers `token` once, then 429.
+    async fn quota_of_one(&self, token: &str) {
+        for status in [200, 429] {
+            let response = self
+                .http
+                .get(format!("{}/v2/userinfo", self.url))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), status);
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_binary_reads_the_sandbox_variables_and_refuses_a_bad_one() {
     let served = Served::start(
@@ -1029,51 +894,16 @@ async fn the_binary_reads_the_sandbox_variables_and_refuses_a_bad_one() {
     )
     .await;
     let browser = served.client(None);
-    let redirect_uri = served.url("/auth/linkedin/callback");
-    let form = [
-        ("response_type", "code"),
-        ("client_id", CLIENT_ID),
-        ("redirect_uri", redirect_uri.as_str()),
-        ("scope", SCOPE),
-        ("state", "s"),
-        ("sandbox_member", "from-env"),
-        ("decision", "allow"),
-    ];
-    let response = browser
-        .post(served.url("/sandbox/oauth/v2/authorization"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 302, "{}", served.output());
-    let code = query(&location(&response))["code"].clone();
-    let (status, answer) = json_of(
-        browser
-            .post(served.url("/sandbox/oauth/v2/accessToken"))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", redirect_uri.as_str()),
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-            ])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
+    let sandbox = Elsewhere {
+        http: &browser,
+        url: served.url("/sandbox"),
+        client: (CLIENT_ID, CLIENT_SECRET),
+        redirect_uri: &served.url("/auth/linkedin/callback"),
+    };
+    let answer = sandbox.tokens("from-env").await;
     assert_eq!(answer["expires_in"], 70, "{answer}");
     assert_eq!(answer["refresh_token_expires_in"], 90, "{answer}");
-    let token = answer["access_token"].as_str().unwrap();
-    let userinfo = |token: &str| {
-        browser
-            .get(served.url("/sandbox/v2/userinfo"))
-            .bearer_auth(token)
-            .send()
-    };
-    assert_eq!(userinfo(token).await.unwrap().status(), 200);
-    assert_eq!(userinfo(token).await.unwrap().status(), 429);
+    sandbox.quota_of_one(access_token(&answer)).await;
 
     let dir = tempfile::tempdir().unwrap();
     for (name, value) in [
@@ -1105,46 +935,16 @@ async fn a_host_mounting_the_sandbox_sets_the_same_rules_through_its_builder() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    // Any loopback redirect URI: a host's sandbox does not know the app in advance.
-    let redirect_uri = "http://127.0.0.1:1/callback";
     let (client_id, client_secret) = (sandbox.client_id(), sandbox.client_secret());
-    let response = http
-        .post(format!("{origin}/sandbox/oauth/v2/authorization"))
-        .form(&[
-            ("response_type", "code"),
-            ("client_id", client_id.as_str()),
-            ("redirect_uri", redirect_uri),
-            ("scope", SCOPE),
-            ("sandbox_member", "hosted"),
-            ("decision", "allow"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 302);
-    let code = query(&location(&response))["code"].clone();
-    let (status, answer) = json_of(
-        http.post(format!("{origin}/sandbox/oauth/v2/accessToken"))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", redirect_uri),
-                ("client_id", client_id.as_str()),
-                ("client_secret", client_secret.as_str()),
-            ])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
+    let sandbox = Elsewhere {
+        http: &http,
+        url: format!("{origin}/sandbox"),
+        client: (&client_id, &client_secret),
+        // Any loopback redirect URI: a host's sandbox does not know the app in advance.
+        redirect_uri: "http://127.0.0.1:1/callback",
+    };
+    let answer = sandbox.tokens("hosted").await;
     assert_eq!(answer["expires_in"], 5, "{answer}");
     assert_eq!(answer["refresh_token_expires_in"], 9, "{answer}");
-    let userinfo = || {
-        http.get(format!("{origin}/sandbox/v2/userinfo"))
-            .bearer_auth(answer["access_token"].as_str().unwrap())
-            .send()
-    };
-    assert_eq!(userinfo().await.unwrap().status(), 200);
-    assert_eq!(userinfo().await.unwrap().status(), 429);
+    sandbox.quota_of_one(access_token(&answer)).await;
 }

@@ -2,9 +2,7 @@
 //! its id_tokens verify, its codes and clients are checked, and it behaves as LinkedIn is
 //! observed to behave (SPEC, "LinkedIn as it is observed"), each quirk with its public report.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use linkedin_token_exchange::Secret;
@@ -12,77 +10,20 @@ use serde_json::Value;
 use url::Url;
 
 use crate::oidc::{consent, location, query, start, step_by_step};
+use crate::support::sandbox_rp::{
+    CLIENT_SECRET, RelyingParty, SCOPE, access_token, claims_of, unix_now,
+};
 use crate::support::{FetchJson, TestApp, json_of, test_config};
 
 const SANDBOX_CLIENT_ID: &str = "sandbox-rp";
-const SANDBOX_CLIENT_SECRET: &str = "sandbox-rp-secret-Zt4";
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .try_into()
-        .unwrap()
+/// The relying party `SANDBOX_CLIENT_ID` of a fresh sandbox.
+async fn start_sandbox() -> RelyingParty {
+    RelyingParty::start(SANDBOX_CLIENT_ID, |_| {}).await
 }
 
-struct Sandbox {
-    app: TestApp,
-    browser: reqwest::Client,
-    client_id: &'static str,
-}
-
-impl Sandbox {
-    async fn start() -> Sandbox {
-        Self::start_for(SANDBOX_CLIENT_ID, |_| {}).await
-    }
-
-    /// The sandbox with `client_id` registered, and `change` made to its configuration.
-    async fn start_for(
-        client_id: &'static str,
-        change: impl FnOnce(&mut linkedin_token_exchange::server::config::Config),
-    ) -> Sandbox {
-        let dir = Arc::new(tempfile::tempdir().unwrap());
-        let mut config = test_config(&dir);
-        config.oidc.client_id = Some(client_id.into());
-        config.oidc.client_secret = Some(Secret::new(SANDBOX_CLIENT_SECRET));
-        change(&mut config);
-        let app = TestApp::start(config, dir).await;
-        let browser = step_by_step(&app);
-        Sandbox {
-            app,
-            browser,
-            client_id,
-        }
-    }
-
-    fn redirect_uri(&self) -> String {
-        self.app.url("/auth/linkedin/callback")
-    }
-
-    /// The authorization request's parameters, plus `extra`.
-    fn asked(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        [
-            ("response_type", "code"),
-            ("client_id", self.client_id),
-            ("redirect_uri", self.redirect_uri().as_str()),
-            ("scope", "openid profile email"),
-            ("state", "sandbox-state"),
-            ("nonce", "sandbox-nonce"),
-        ]
-        .iter()
-        .chain(extra)
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-    }
-
-    /// The consent page for `extra` parameters.
-    async fn consent_page(&self, extra: &[(&str, &str)]) -> reqwest::Response {
-        let mut url = Url::parse(&self.app.url("/sandbox/oauth/v2/authorization")).unwrap();
-        url.query_pairs_mut().extend_pairs(self.asked(extra));
-        self.browser.get(url).send().await.unwrap()
-    }
-
+/// The provider's checks, as this file makes them.
+impl RelyingParty {
     /// Allow on the consent page for `member`: the code it sends back.
     async fn code_for(&self, member: &str) -> String {
         self.code_with(member, &[]).await
@@ -90,53 +31,9 @@ impl Sandbox {
 
     /// Allow for `member`, with `extra` parameters in the authorization request.
     async fn code_with(&self, member: &str, extra: &[(&str, &str)]) -> String {
-        let page = self.consent_page(extra).await;
+        let page = self.authorization(SCOPE, extra).await;
         assert_eq!(page.status(), 200, "{}", page.text().await.unwrap());
-        let mut form = self.asked(extra);
-        form.push(("decision".into(), "allow".into()));
-        form.push(("sandbox_member".into(), member.into()));
-        let response = self
-            .browser
-            .post(self.app.url("/sandbox/oauth/v2/authorization"))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 302);
-        let back = location(&response);
-        assert!(back.as_str().starts_with(&self.redirect_uri()), "{back}");
-        assert_eq!(query(&back)["state"], "sandbox-state");
-        query(&back)["code"].clone()
-    }
-
-    /// `POST /sandbox/oauth/v2/accessToken`, with `changes` to the good form.
-    async fn trade(&self, code: &str, changes: &[(&str, &str)]) -> (u16, Value) {
-        let mut form: HashMap<&str, String> = HashMap::from([
-            ("grant_type", "authorization_code".into()),
-            ("code", code.into()),
-            ("redirect_uri", self.redirect_uri()),
-            ("client_id", self.client_id.into()),
-            ("client_secret", SANDBOX_CLIENT_SECRET.into()),
-        ]);
-        for (name, value) in changes {
-            form.insert(name, (*value).into());
-        }
-        let response = self
-            .browser
-            .post(self.app.url("/sandbox/oauth/v2/accessToken"))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        json_of(response).await
-    }
-
-    /// A good token answer for `member`.
-    async fn token_answer(&self, member: &str) -> Value {
-        let code = self.code_for(member).await;
-        let (status, answer) = self.trade(&code, &[]).await;
-        assert_eq!(status, 200, "{answer}");
-        answer
+        self.allow(member, SCOPE, extra).await
     }
 
     async fn discovery(&self) -> Value {
@@ -193,41 +90,19 @@ impl Sandbox {
     async fn text(&self, path: &str) -> String {
         self.app.get(path).await.text().await.unwrap()
     }
-
-    /// `GET /sandbox/v2/userinfo` with the answer's access token.
-    async fn userinfo(&self, answer: &Value) -> Value {
-        self.browser
-            .get(self.app.url("/sandbox/v2/userinfo"))
-            .bearer_auth(answer["access_token"].as_str().unwrap())
-            .fetch_json()
-            .await
-    }
-}
-
-/// The claims of an id_token, unverified (for the shape checks).
-fn claims_of(answer: &Value) -> Value {
-    let id_token = answer["id_token"].as_str().expect("an id_token");
-    let payload = id_token.split('.').nth(1).unwrap();
-    use base64::Engine;
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 #[tokio::test]
 async fn the_sandbox_signs_id_tokens_that_an_independent_verifier_accepts() {
-    let sandbox = Sandbox::start().await;
-    let answer = sandbox.token_answer("indie-member").await;
+    let sandbox = start_sandbox().await;
+    let answer = sandbox.tokens("indie-member", SCOPE).await;
     assert_eq!(answer["token_type"], "Bearer");
     assert_eq!(answer["expires_in"], 5_184_000);
     let id_token = answer["id_token"].as_str().expect("an id_token");
     let claims = sandbox.verified_claims(id_token).await;
     assert_eq!(claims["email"], "indie-member@sandbox.example");
     assert_eq!(claims["name"], "Sandbox indie-member");
-    let userinfo = sandbox.userinfo(&answer).await;
+    let userinfo = sandbox.userinfo(access_token(&answer)).await.1;
     assert_eq!(userinfo["sub"], claims["sub"], "{userinfo}");
     let (iat, exp) = (
         claims["iat"].as_i64().unwrap(),
@@ -261,7 +136,7 @@ async fn the_sandbox_signs_id_tokens_that_an_independent_verifier_accepts() {
 
 #[tokio::test]
 async fn the_sandbox_refuses_reused_codes_other_redirect_uris_and_wrong_secrets() {
-    let sandbox = Sandbox::start().await;
+    let sandbox = start_sandbox().await;
     let invalid_grant = |(status, body): (u16, Value)| {
         assert_eq!(
             (status, body["error"].as_str()),
@@ -295,13 +170,13 @@ async fn the_id_token_never_carries_a_nonce_even_when_the_request_sent_one() {
     // LinkedIn omits nonce: python-social-auth/social-core#833, authlib/authlib#763,
     // linkedin-developers/linkedin-api-js-client#34, spring-projects/spring-security#7696,
     // directus/directus#23645.
-    let sandbox = Sandbox::start().await;
-    let answer = sandbox.token_answer("nonce-member").await;
+    let sandbox = start_sandbox().await;
+    let answer = sandbox.tokens("nonce-member", SCOPE).await;
     let claims = sandbox
         .verified_claims(answer["id_token"].as_str().unwrap())
         .await;
     assert!(
-        sandbox.asked(&[]).iter().any(|(k, _)| k == "nonce"),
+        sandbox.asked(SCOPE, &[]).iter().any(|(k, _)| k == "nonce"),
         "the request sent a nonce"
     );
     assert!(claims.get("nonce").is_none(), "{claims}");
@@ -321,12 +196,12 @@ async fn email_verified_and_locale_take_linkedins_two_shapes() {
     // LinkedIn's id_token says email_verified "true" (a string), its userinfo true (a
     // boolean): logto-io/logto#6843. locale: a string in the id_token, an object in userinfo
     // (the same reports).
-    let sandbox = Sandbox::start().await;
-    let answer = sandbox.token_answer("shape-member").await;
+    let sandbox = start_sandbox().await;
+    let answer = sandbox.tokens("shape-member", SCOPE).await;
     let claims = claims_of(&answer);
     assert_eq!(claims["email_verified"], Value::from("true"), "{claims}");
     assert_eq!(claims["locale"], Value::from("en_US"), "{claims}");
-    let userinfo = sandbox.userinfo(&answer).await;
+    let userinfo = sandbox.userinfo(access_token(&answer)).await.1;
     assert_eq!(userinfo["email_verified"], Value::Bool(true), "{userinfo}");
     assert_eq!(
         userinfo["locale"],
@@ -343,7 +218,7 @@ async fn discovery_lists_neither_auth_methods_nor_pkce_methods() {
     // LinkedIn's discovery lists no token_endpoint_auth_methods_supported, yet its token
     // endpoint wants client_secret_post: linkedin-developers/linkedin-api-python-client#63,
     // pretix/pretix#4459. And no code_challenge_methods_supported: nextauthjs/next-auth#8831.
-    let sandbox = Sandbox::start().await;
+    let sandbox = start_sandbox().await;
     let discovery = sandbox.discovery().await;
     assert!(
         discovery
@@ -361,7 +236,7 @@ async fn discovery_lists_neither_auth_methods_nor_pkce_methods() {
     );
     // client_secret_post works all the same.
     assert_eq!(
-        sandbox.token_answer("post-member").await["token_type"],
+        sandbox.tokens("post-member", SCOPE).await["token_type"],
         "Bearer"
     );
 }
@@ -370,7 +245,7 @@ async fn discovery_lists_neither_auth_methods_nor_pkce_methods() {
 async fn pkce_is_ignored_at_authorization_and_a_code_verifier_is_invalid_client() {
     // A web app's PKCE: LinkedIn's token endpoint answers 401 invalid_client to a request
     // carrying code_verifier: nextauthjs/next-auth#8831, directus/directus#23645.
-    let sandbox = Sandbox::start().await;
+    let sandbox = start_sandbox().await;
     let pkce = [
         (
             "code_challenge",
@@ -401,11 +276,11 @@ async fn pkce_is_ignored_at_authorization_and_a_code_verifier_is_invalid_client(
 #[tokio::test]
 async fn sub_is_pairwise_stable_for_a_member_and_different_per_client_id() {
     // LinkedIn's sub differs per app (pairwise): SPEC, "LinkedIn as it is observed".
-    let first = Sandbox::start().await;
-    let second = Sandbox::start_for("sandbox-rp-other", |_| {}).await;
+    let first = start_sandbox().await;
+    let second = RelyingParty::start("sandbox-rp-other", |_| {}).await;
     let sub = |answer: &Value| claims_of(answer)["sub"].as_str().unwrap().to_owned();
 
-    let ada = first.token_answer("Ada-pairwise").await;
+    let ada = first.tokens("Ada-pairwise", SCOPE).await;
     let ada_sub = sub(&ada);
     assert_eq!(ada_sub.len(), 10, "{ada_sub}");
     assert!(
@@ -415,14 +290,17 @@ async fn sub_is_pairwise_stable_for_a_member_and_different_per_client_id() {
         "{ada_sub}"
     );
     assert_ne!(ada_sub, "Ada-pairwise");
-    assert_eq!(first.userinfo(&ada).await["sub"], ada_sub.as_str());
-    assert_eq!(sub(&first.token_answer("Ada-pairwise").await), ada_sub);
-    assert_ne!(sub(&first.token_answer("Grace-pairwise").await), ada_sub);
+    assert_eq!(
+        first.userinfo(access_token(&ada)).await.1["sub"],
+        ada_sub.as_str()
+    );
+    assert_eq!(sub(&first.tokens("Ada-pairwise", SCOPE).await), ada_sub);
+    assert_ne!(sub(&first.tokens("Grace-pairwise", SCOPE).await), ada_sub);
 
-    let elsewhere = second.token_answer("Ada-pairwise").await;
+    let elsewhere = second.tokens("Ada-pairwise", SCOPE).await;
     assert_ne!(sub(&elsewhere), ada_sub, "another client id, another sub");
     assert_eq!(
-        second.userinfo(&elsewhere).await["sub"],
+        second.userinfo(access_token(&elsewhere)).await.1["sub"],
         sub(&elsewhere).as_str()
     );
 }
@@ -432,7 +310,7 @@ async fn the_browser_is_sent_to_the_first_public_origin_and_may_return_to_the_re
     // The browser-facing URL (the consent page) is on the first PUBLIC_ORIGIN; the server's
     // own calls stay where it reaches itself; the consent form may lead to the registered
     // redirect URI, on another origin.
-    let sandbox = Sandbox::start_for(SANDBOX_CLIENT_ID, |config| {
+    let sandbox = RelyingParty::start(SANDBOX_CLIENT_ID, |config| {
         config.listen.public_origin = Some("https://login.example, https://localhost:1".into());
         config.oidc.redirect_url = Some(
             "https://app.example:8443/auth/linkedin/callback"
@@ -496,7 +374,7 @@ async fn the_browser_is_sent_to_the_first_public_origin_and_may_return_to_the_re
 
 #[tokio::test]
 async fn sandbox_member_on_the_page_reaches_the_openid_connect_sign_in() {
-    let sandbox = Sandbox::start().await;
+    let sandbox = start_sandbox().await;
     let page = sandbox
         .app
         .get("/?sandbox_member=Grace")
@@ -555,12 +433,12 @@ async fn sandbox_member_on_the_page_reaches_the_openid_connect_sign_in() {
 #[tokio::test]
 async fn sandbox_member_is_ignored_outside_sandbox_mode() {
     // A provider (another server's sandbox) and an app in real mode that signs in there.
-    let provider = Sandbox::start().await;
+    let provider = start_sandbox().await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
     config.linkedin.sandbox = Some(false);
     config.oidc.client_id = Some(SANDBOX_CLIENT_ID.into());
-    config.oidc.client_secret = Some(Secret::new(SANDBOX_CLIENT_SECRET));
+    config.oidc.client_secret = Some(Secret::new(CLIENT_SECRET));
     config.oidc.issuer = Some(provider.app.url("/sandbox/oauth").parse().unwrap());
     config.limits.upstream_ca_cert = Some(provider.app.dir.path().join("cert.pem"));
     let app = TestApp::start(config, dir).await;
@@ -626,7 +504,7 @@ fn css_rule<'a>(css: &'a str, selector: &str) -> &'a str {
 
 #[tokio::test]
 async fn the_page_names_an_openid_connect_member_by_name_not_by_the_pairwise_sub() {
-    let sandbox = Sandbox::start().await;
+    let sandbox = start_sandbox().await;
     sandbox.sign_in("Named").await;
     let session = sandbox.app.session().await;
     assert_eq!(session["flow"], "oidc", "{session}");
@@ -639,7 +517,7 @@ async fn the_page_names_an_openid_connect_member_by_name_not_by_the_pairwise_sub
 
 #[tokio::test]
 async fn the_page_says_which_sign_in_to_use_and_styles_the_two_apart() {
-    let sandbox = Sandbox::start().await;
+    let sandbox = start_sandbox().await;
     let page = sandbox.text("/").await;
     // OpenID Connect comes first, described as the one to use.
     let oidc = page
@@ -677,8 +555,8 @@ async fn the_page_says_which_sign_in_to_use_and_styles_the_two_apart() {
 
 #[tokio::test]
 async fn the_consent_pages_member_field_is_styled_by_the_stylesheet_it_links() {
-    let sandbox = Sandbox::start().await;
-    let page = sandbox.consent_page(&[]).await;
+    let sandbox = start_sandbox().await;
+    let page = sandbox.authorization(SCOPE, &[]).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(
@@ -701,7 +579,7 @@ async fn the_consent_pages_member_field_is_styled_by_the_stylesheet_it_links() {
 #[tokio::test]
 async fn invalid_client_says_linkedin_wants_client_secret_post_when_the_secret_is_not_in_the_form()
 {
-    let sandbox = Sandbox::start().await;
+    let sandbox = start_sandbox().await;
     let token_url = sandbox.app.url("/sandbox/oauth/v2/accessToken");
     let form = |code: &str| {
         vec![
@@ -716,7 +594,7 @@ async fn invalid_client_says_linkedin_wants_client_secret_post_when_the_secret_i
     let basic = sandbox
         .browser
         .post(&token_url)
-        .basic_auth(SANDBOX_CLIENT_ID, Some(SANDBOX_CLIENT_SECRET))
+        .basic_auth(SANDBOX_CLIENT_ID, Some(CLIENT_SECRET))
         .form(&form(&code))
         .send()
         .await

@@ -15,46 +15,14 @@ use linkedin_token_exchange::server::config::StoreUrl;
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::support::servers::{
-    FreshPostgres, postgres_for_tests, redis_url_for_tests, skip_or_fail,
+use crate::support::servers::{FreshPostgres, skip_or_fail};
+use crate::support::stores::{
+    Store, app_on, config_on, memory, per_store, postgres, redis, sqlite, store_or_skip,
 };
 use crate::support::{
     Behaviour, FakeUpstream, FetchJson, SECRET_KEY, TestApp, json_of, session_id_in,
     session_set_cookie, signed_cookie, test_config, trusting_client,
 };
-
-/// A store for a test in `dir`, or why there is none here.
-type Store = fn(&TempDir) -> Result<StoreUrl, String>;
-
-fn memory(_: &TempDir) -> Result<StoreUrl, String> {
-    Ok(StoreUrl::Memory)
-}
-fn sqlite(dir: &TempDir) -> Result<StoreUrl, String> {
-    // Only the default `data/` (relative) is created by the service; a named one must exist.
-    std::fs::create_dir_all(dir.path().join("data")).map_err(|e| e.to_string())?;
-    Ok(StoreUrl::Sqlite(dir.path().join("data/sessions.db")))
-}
-fn redis(_: &TempDir) -> Result<StoreUrl, String> {
-    redis_url_for_tests().map(|url| url.parse().unwrap())
-}
-fn postgres(_: &TempDir) -> Result<StoreUrl, String> {
-    postgres_for_tests().map(|url| url.parse().unwrap())
-}
-
-/// `store` in `dir`, or `None` after saying that `test` is skipped.
-fn store_or_skip(test: &str, store: Store, dir: &TempDir) -> Option<StoreUrl> {
-    store(dir)
-        .map_err(|reason| skip_or_fail(test, &reason))
-        .ok()
-}
-
-/// The sandbox app on `store`.
-async fn sandbox_app(test: &str, store: Store) -> Option<TestApp> {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = test_config(&dir);
-    config.sessions.store = store_or_skip(test, store, &dir)?;
-    Some(TestApp::start(config, dir).await)
-}
 
 fn max_age(response: &reqwest::Response) -> i64 {
     session_set_cookie(response)
@@ -66,7 +34,7 @@ fn max_age(response: &reqwest::Response) -> i64 {
 }
 
 async fn exchange_session_profile_logout(test: &str, store: Store) {
-    let Some(app) = sandbox_app(test, store).await else {
+    let Some(app) = app_on(test, store).await else {
         return;
     };
     app.sign_in("store-member").await;
@@ -92,7 +60,7 @@ async fn exchange_session_profile_logout(test: &str, store: Store) {
 }
 
 async fn session_id_cycles_for_a_new_member(test: &str, store: Store) {
-    let Some(app) = sandbox_app(test, store).await else {
+    let Some(app) = app_on(test, store).await else {
         return;
     };
     app.sign_in("cycle-one").await;
@@ -120,11 +88,9 @@ async fn sessions_end_when_their_credentials_expire(test: &str, store: Store) {
     })
     .await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = test_config(&dir);
-    let Some(store) = store_or_skip(test, store, &dir) else {
+    let Some(mut config) = config_on(test, store, &dir) else {
         return;
     };
-    config.sessions.store = store;
     upstream.configure(&mut config);
     let app = TestApp::start(config, dir).await;
     app.set_jsapi_cookie(
@@ -143,31 +109,11 @@ async fn sessions_end_when_their_credentials_expire(test: &str, store: Store) {
     assert_eq!(app.get("/me").await.status(), 401);
 }
 
-macro_rules! session_suite {
-    ($($store:ident),*) => {$(
-        mod $store {
-            #[tokio::test]
-            async fn exchange_then_session_then_profile_then_logout() {
-                let test = concat!(stringify!($store), "::exchange_then_session_then_profile_then_logout");
-                super::exchange_session_profile_logout(test, super::$store).await;
-            }
-
-            #[tokio::test]
-            async fn a_new_member_cycles_the_session_id() {
-                let test = concat!(stringify!($store), "::a_new_member_cycles_the_session_id");
-                super::session_id_cycles_for_a_new_member(test, super::$store).await;
-            }
-
-            #[tokio::test]
-            async fn a_session_ends_when_its_credentials_expire() {
-                let test = concat!(stringify!($store), "::a_session_ends_when_its_credentials_expire");
-                super::sessions_end_when_their_credentials_expire(test, super::$store).await;
-            }
-        }
-    )*};
-}
-
-session_suite!(memory, sqlite, redis, postgres);
+per_store!([memory, sqlite, redis, postgres], {
+    exchange_then_session_then_profile_then_logout => exchange_session_profile_logout,
+    a_new_member_cycles_the_session_id => session_id_cycles_for_a_new_member,
+    a_session_ends_when_its_credentials_expire => sessions_end_when_their_credentials_expire,
+});
 
 #[tokio::test]
 async fn sqlite_sessions_survive_a_restart() {

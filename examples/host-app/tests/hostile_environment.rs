@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{ORIGIN, RETRY_AFTER};
-use support::{allow_and_come_back, client, location};
+use support::{allow_and_come_back, client, location, start_sign_in};
 
 /// The service's variables as a host process might have them, for its own purposes or by
 /// mistake: each would break or reconfigure a sign-in that read the environment.
@@ -154,12 +154,7 @@ async fn a_member_signs_in_through_the_sandbox_whatever_the_environment_says() {
     assert!(origin.starts_with("http://127.0.0.1:"), "{origin}");
     let http = client();
 
-    let start = http
-        .get(format!("{origin}/auth/linkedin"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(start.status(), StatusCode::FOUND);
+    let start = start_sign_in(&http, &origin).await;
     let authorization = location(&start);
     // To the host's own sandbox, and back to its own callback: not to `PUBLIC_ORIGIN`'s
     // site nor `LINKEDIN_OIDC_ISSUER`'s.

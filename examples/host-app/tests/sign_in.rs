@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use linkedin_token_exchange::sandbox::Sandbox;
 use linkedin_token_exchange::{LinkedInSignIn, RateLimit, SignInBuilder};
 use reqwest::StatusCode;
-use support::{allow, allow_and_come_back, client, location};
+use support::{allow, allow_and_come_back, client, location, start_sign_in};
 
 /// A host about to serve on a random loopback port, with the sandbox for its LinkedIn: the
 /// builder already names the origin and the sandbox's client.
@@ -64,12 +64,7 @@ async fn serve() -> String {
 
 /// Signs a member in through the sandbox; what `/private` then answers.
 async fn sign_in_and_open_private(http: &reqwest::Client, origin: &str) -> String {
-    let start = http
-        .get(format!("{origin}/auth/linkedin"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(start.status(), StatusCode::FOUND);
+    let start = start_sign_in(http, origin).await;
     allow_and_come_back(http, &location(&start), origin).await;
     let after = http.get(format!("{origin}/private")).send().await.unwrap();
     after.text().await.unwrap()
@@ -86,12 +81,7 @@ async fn a_member_signs_in_through_the_sandbox_and_reaches_the_private_page() {
     assert_eq!(before.status(), StatusCode::UNAUTHORIZED);
     assert!(before.text().await.unwrap().contains("not_connected"));
 
-    let start = http
-        .get(format!("{origin}/auth/linkedin"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(start.status(), StatusCode::FOUND);
+    let start = start_sign_in(&http, &origin).await;
     let authorization = location(&start);
     assert!(authorization.starts_with(&format!("{origin}/sandbox/oauth/v2/authorization")));
 
@@ -110,11 +100,7 @@ async fn a_member_signs_in_through_the_sandbox_and_reaches_the_private_page() {
 async fn a_sign_in_from_another_browser_does_not_open_the_private_page() {
     let origin = serve().await;
     let (alice, mallory) = (client(), client());
-    let start = alice
-        .get(format!("{origin}/auth/linkedin"))
-        .send()
-        .await
-        .unwrap();
+    let start = start_sign_in(&alice, &origin).await;
     let authorization = location(&start);
     let allowed = allow(&alice, &authorization, None).await;
     // The callback carried to a browser that did not start the sign-in.
@@ -163,12 +149,7 @@ async fn a_member_signs_in_through_a_sandbox_on_another_origin_with_the_ready_ma
     let (origin, sandbox_origin) = serve_with_the_sandbox_elsewhere().await;
     let http = client();
 
-    let start = http
-        .get(format!("{origin}/auth/linkedin"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(start.status(), StatusCode::FOUND);
+    let start = start_sign_in(&http, &origin).await;
     // The session cookie as `LinkedInSignIn::session_layer` makes it: a browser sends it
     // back on the provider's top-level redirect (Lax, not Strict), only over HTTPS (or
     // loopback), never to scripts, and only to this host.
@@ -260,12 +241,7 @@ async fn a_host_served_without_client_addresses_is_told_how_to_keep_its_rate_lim
         .build()
         .unwrap();
     let origin = host.serve(host_app::app(&sign_in), false);
-    let start = http
-        .get(format!("{origin}/auth/linkedin"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(start.status(), StatusCode::FOUND, "{:?}", start.headers());
+    start_sign_in(&http, &origin).await;
 }
 
 /// A host keeps its sessions in the library's sealed SQLite store: a member signs in, and the

@@ -1,20 +1,14 @@
 //! `/account` in a real browser (headless Chromium over WebDriver, the harness of
-//! `tests/api/browser.rs`): a member signed in in Chromium and on two other devices (HTTPS
+//! `support::chromium`): a member signed in in Chromium and on two other devices (HTTPS
 //! clients with cookie jars of their own) opens the page from the login page's link, sees
 //! the three sessions with this device marked, ends one other device's session (which is then
 //! signed out) and then "all other sessions", under the page's Content-Security-Policy.
 
-use std::path::Path;
-use std::time::Instant;
-
-use fantoccini::Locator;
 use serde_json::json;
 
-use super::{CHROME_ON_WINDOWS, Device, SAFARI_ON_IOS};
-use crate::browser::{
-    Browser, CHROMEDRIVER, CHROMIUM, Chromedriver, STEP_TIMEOUT, spawn_on_loopback_origin,
-};
-use crate::support::servers::skip_or_fail;
+use super::{CHROME_ON_WINDOWS, SAFARI_ON_IOS};
+use crate::support::chromium::start_or_skip;
+use crate::support::device::Device;
 
 /// The number of session rows the page shows.
 const ROWS: &str = "document.querySelectorAll('#session-rows tr').length";
@@ -23,46 +17,15 @@ const ROWS: &str = "document.querySelectorAll('#session-rows tr').length";
 async fn a_member_ends_another_devices_session_from_the_account_page_in_chromium() {
     const TEST: &str =
         "account::browser::a_member_ends_another_devices_session_from_the_account_page_in_chromium";
-    if std::env::var("SKIP_BROWSER_TESTS").is_ok_and(|v| v == "1") {
-        skip_or_fail(TEST, "SKIP_BROWSER_TESTS=1");
+    let Some((app, browser)) = start_or_skip(TEST).await else {
         return;
-    }
-    if let Some(missing) = [CHROMEDRIVER, CHROMIUM]
-        .into_iter()
-        .find(|binary| !Path::new(binary).exists())
-    {
-        skip_or_fail(
-            TEST,
-            &format!("{missing} is missing: install Debian's `chromium` and `chromium-driver`"),
-        );
-        return;
-    }
-
-    let app = spawn_on_loopback_origin().await;
-    let started = Instant::now();
-    let driver = Chromedriver::start(&app).await;
-    let browser = Browser::connect(&driver).await;
+    };
 
     // This device: Chromium signs in with the sandbox's JSAPI button.
+    browser.goto("open the login page", &app.url("/")).await;
+    let sign_in = browser.jsapi_button("the JSAPI renders its button").await;
     browser
-        .step(
-            "open the login page",
-            browser.client.goto(&app.url("/")).await,
-        )
-        .await;
-    let sign_in = browser
-        .step(
-            "the JSAPI renders its button",
-            browser
-                .client
-                .wait()
-                .at_most(STEP_TIMEOUT)
-                .for_element(Locator::Css("button.in-login"))
-                .await,
-        )
-        .await;
-    browser
-        .step("click “Sign in with LinkedIn”", sign_in.click().await)
+        .click("click “Sign in with LinkedIn”", sign_in)
         .await;
     browser
         .wait_for(
@@ -73,19 +36,16 @@ async fn a_member_ends_another_devices_session_from_the_account_page_in_chromium
         .await;
 
     // Two other devices of the same member.
-    let desktop = Device::new(&app, CHROME_ON_WINDOWS);
+    let desktop = Device::with_user_agent(&app, CHROME_ON_WINDOWS);
     desktop.sign_in_jsapi(&app, "SandboxAda").await;
-    let phone = Device::new(&app, SAFARI_ON_IOS);
+    let phone = Device::with_user_agent(&app, SAFARI_ON_IOS);
     phone.sign_in_jsapi(&app, "SandboxAda").await;
 
     let link = browser
-        .step(
-            "find the link to the account page",
-            browser.client.find(Locator::Css("#account-link a")).await,
-        )
+        .find_css("find the link to the account page", "#account-link a")
         .await;
     browser
-        .step("click “Your sessions on every device”", link.click().await)
+        .click("click “Your sessions on every device”", link)
         .await;
     browser
         .wait_for(
@@ -105,18 +65,12 @@ async fn a_member_ends_another_devices_session_from_the_account_page_in_chromium
         .clone();
     assert_eq!(own["browser"], "Chrome on Linux", "{listed}");
     let marked = browser
-        .step(
+        .execute(
             "read the marked rows",
-            browser
-                .client
-                .execute(
-                    "return [...document.querySelectorAll('#session-rows tr')]
-                       .filter(r => r.querySelector('.this-device'))
-                       .map(r => [r.dataset.handle, r.querySelector('.browser').textContent,
-                                  !!r.querySelector('button.end-session')]);",
-                    vec![],
-                )
-                .await,
+            "return [...document.querySelectorAll('#session-rows tr')]
+               .filter(r => r.querySelector('.this-device'))
+               .map(r => [r.dataset.handle, r.querySelector('.browser').textContent,
+                          !!r.querySelector('button.end-session')]);",
         )
         .await;
     assert_eq!(
@@ -125,17 +79,12 @@ async fn a_member_ends_another_devices_session_from_the_account_page_in_chromium
         "the one row marked “this device”, without an end button"
     );
     let shown = browser
-        .step(
+        .execute(
             "read the rows",
-            browser
-                .client
-                .execute(
-                    "return [...document.querySelectorAll('#session-rows tr')]
-                       .map(r => [r.querySelector('.browser').textContent, r.querySelector('.flow').textContent])
-                       .sort();",
-                    vec![],
-                )
-                .await,
+            "return [...document.querySelectorAll('#session-rows tr')]
+               .map(r => [r.querySelector('.browser').textContent,
+                          r.querySelector('.flow').textContent])
+               .sort();",
         )
         .await;
     assert_eq!(
@@ -150,18 +99,13 @@ async fn a_member_ends_another_devices_session_from_the_account_page_in_chromium
     // End the desktop's session with its row's button.
     let desktop_handle = desktop.own_handle(&app).await;
     let end = browser
-        .step(
+        .find_css(
             "find the desktop's “End session” button",
-            browser
-                .client
-                .find(Locator::Css(&format!(
-                    "button.end-session[data-handle='{desktop_handle}']"
-                )))
-                .await,
+            &format!("button.end-session[data-handle='{desktop_handle}']"),
         )
         .await;
     browser
-        .step("click the desktop's “End session”", end.click().await)
+        .click("click the desktop's “End session”", end)
         .await;
     browser
         .wait_for(
@@ -179,15 +123,9 @@ async fn a_member_ends_another_devices_session_from_the_account_page_in_chromium
     );
     assert_eq!(phone.session(&app).await["member_id"], "SandboxAda");
     let still_listed = browser
-        .step(
+        .execute(
             "read the handles left",
-            browser
-                .client
-                .execute(
-                    "return [...document.querySelectorAll('#session-rows tr')].map(r => r.dataset.handle);",
-                    vec![],
-                )
-                .await,
+            "return [...document.querySelectorAll('#session-rows tr')].map(r => r.dataset.handle);",
         )
         .await;
     assert!(
@@ -200,13 +138,10 @@ async fn a_member_ends_another_devices_session_from_the_account_page_in_chromium
 
     // "End all other sessions": the phone goes, this device stays.
     let end_others = browser
-        .step(
-            "find “End all other sessions”",
-            browser.client.find(Locator::Id("end-others")).await,
-        )
+        .find("find “End all other sessions”", "end-others")
         .await;
     browser
-        .step("click “End all other sessions”", end_others.click().await)
+        .click("click “End all other sessions”", end_others)
         .await;
     browser
         .wait_for(
@@ -227,9 +162,7 @@ async fn a_member_ends_another_devices_session_from_the_account_page_in_chromium
     );
 
     // Reloaded, the server draws the same page the script left.
-    browser
-        .step("reload the page", browser.client.refresh().await)
-        .await;
+    browser.reload().await;
     browser
         .wait_for(
             "the reloaded page to list this device only",
@@ -237,23 +170,15 @@ async fn a_member_ends_another_devices_session_from_the_account_page_in_chromium
         )
         .await;
 
-    let console = browser.console().await.expect("the browser console");
-    let violations: Vec<_> = console
-        .iter()
-        .filter(|line| line.contains("Content Security Policy") || line.contains("Refused to"))
-        .collect();
-    assert!(violations.is_empty(), "CSP violations:\n{violations:#?}");
+    let console = browser
+        .console_without_csp_violations("the account page's Content-Security-Policy")
+        .await;
     let errors: Vec<_> = console
         .iter()
         .filter(|line| line.contains("[SEVERE]"))
         .collect();
     assert!(errors.is_empty(), "errors in the console:\n{errors:#?}");
 
-    browser.close().await;
-    drop(driver);
-    eprintln!(
-        "the account page in Chromium took {:.2?}",
-        started.elapsed()
-    );
+    browser.close("the account page in Chromium").await;
     app.stop().await;
 }

@@ -264,6 +264,18 @@ pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
     (status, value)
 }
 
+/// Asserts that `answer` (a status and a JSON body, as [`json_of`] gives them) is `status`
+/// with the error code `error`.
+#[track_caller]
+pub fn assert_error(answer: (u16, Value), status: u16, error: &str) {
+    let (got, body) = answer;
+    assert_eq!(
+        (got, body["error"].as_str()),
+        (status, Some(error)),
+        "{body}"
+    );
+}
+
 /// `encodeURIComponent`, as the JSAPI applied it to the cookie's JSON.
 pub fn encode_cookie(json: &str) -> String {
     const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC

@@ -1,13 +1,18 @@
 //! The shared test harness, one place for what several test modules use:
 //! - [`app`]: a real server over HTTPS on a random port (built by the same `Server::build` as
 //!   `main`), driven by a cookie-keeping client;
+//! - [`chromium`]: headless Chromium over WebDriver, for the tests that use the pages;
 //! - [`client`]: the one way to build an HTTPS client that trusts a test server;
 //! - [`upstream`]: a plain-HTTP OAuth 1.0a upstream that misbehaves on purpose;
 //! - [`linkedin_api`]: a plain-HTTP LinkedIn API (and exchange) that records each call and
 //!   answers as told, revoked tokens with 401;
 //! - [`oidc_provider`]: the fake OpenID Connect provider (documented and observed-LinkedIn
 //!   profiles) and the rig that signs in against it;
+//! - [`sandbox_rp`]: a relying party of the sandbox's OpenID Connect provider, without the
+//!   service's client;
 //! - [`servers`]: Redis, PostgreSQL and a tmpfs of the tests' own, to break on purpose;
+//! - [`stores`]: the session stores a suite runs against, one function each;
+//! - [`device`]: one of a member's browsers, for tests that drive several at once;
 //! - [`nginx`]: Debian's nginx running the repository's `deploy/nginx.conf`;
 //! - [`redis`]: the fleet's Redis deployments (a Sentinel set, a Cluster);
 //! - here: the service's binary as a person runs it (a one-off command, or a server), and a
@@ -24,12 +29,16 @@ use reqwest::cookie::Jar;
 use tempfile::TempDir;
 
 pub mod app;
+pub mod chromium;
 pub mod client;
+pub mod device;
 pub mod linkedin_api;
 pub mod nginx;
 pub mod oidc_provider;
 pub mod redis;
+pub mod sandbox_rp;
 pub mod servers;
+pub mod stores;
 pub mod upstream;
 
 pub use app::*;

@@ -1,5 +1,5 @@
-//! What the host-app tests share: a browser-like HTTP client, and the sandbox's consent page
-//! allowed as its form does.
+//! What the host-app tests share: a browser-like HTTP client, the start of a sign-in, and the
+//! sandbox's consent page allowed as its form does.
 
 // The helpers are test code too: a failed step is a failed test.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -15,6 +15,17 @@ pub fn client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+/// `GET /auth/linkedin` at `origin`: the app's answer, a 302 to the provider (checked).
+pub async fn start_sign_in(http: &reqwest::Client, origin: &str) -> reqwest::Response {
+    let start = http
+        .get(format!("{origin}/auth/linkedin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::FOUND, "{:?}", start.headers());
+    start
 }
 
 /// The `Location` of a redirect.
