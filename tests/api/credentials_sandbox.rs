@@ -9,7 +9,9 @@
 //! - the member's client reports the sandbox's 426 (`LINKEDIN_API_VERSION` retired) and 429
 //!   (`SANDBOX_DAILY_QUOTA` used up) typed;
 //! - `/v2/me` through the pass-through is 403 `linkedin_forbidden` to an OpenID Connect member,
-//!   as LinkedIn answers (linkedin-api-python-client PR #60).
+//!   as LinkedIn answers (linkedin-api-python-client PR #60);
+//! - the pass-through refuses a path outside `LINKEDIN_API_ALLOW` before the sandbox sees it
+//!   (its daily quota, unspent, is the witness).
 
 use std::time::{Duration, Instant};
 
@@ -353,5 +355,44 @@ async fn v2_me_through_the_pass_through_is_linkedin_forbidden_to_an_openid_conne
         device.session(app).await["connected"],
         true,
         "a 403 ends no session"
+    );
+}
+
+#[tokio::test]
+async fn the_pass_through_refuses_a_path_outside_the_allow_list_before_the_sandbox_sees_it() {
+    // A daily quota of one call is the witness: a refused call must not spend it.
+    let rig = sandbox(|config| config.linkedin.sandbox_daily_quota = Some(1)).await;
+    let app = &rig.app;
+    let device = Device::new(app);
+    device.sign_in_oidc(app, "fenced").await;
+    // The default allow-list is the member's own profile: `/v2/me` and posting are outside.
+    let (status, body) = get_json(&device, app, "/linkedin/api/v2/me").await;
+    assert_eq!(
+        (status, code(&body)),
+        (403, "api_path_not_allowed"),
+        "{body}"
+    );
+    let response = device
+        .client
+        .post(app.url("/linkedin/api/rest/posts"))
+        .header("origin", &app.base)
+        .json(&post_by("fenced"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(
+        (status, code(&body)),
+        (403, "api_path_not_allowed"),
+        "{body}"
+    );
+    // The quota is whole: the allowed path answers once, then the sandbox says 429.
+    let (status, body) = get_json(&device, app, "/linkedin/api/v2/userinfo").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get_json(&device, app, "/linkedin/api/v2/userinfo").await;
+    assert_eq!(
+        (status, code(&body)),
+        (429, "linkedin_rate_limited"),
+        "{body}"
     );
 }
