@@ -11,6 +11,7 @@ mod browser;
 mod config_docs;
 mod connections;
 mod credentials;
+mod credentials_sandbox;
 mod discovery;
 mod errors;
 mod faults;
