@@ -293,7 +293,7 @@ impl SessionStore for SessionBackend {
 
     /// A signed-in member's session also has its use noted, once a minute at most. A session
     /// the store ended because LinkedIn withdrew its token is found again as its tombstone
-    /// ([`SessionBackend::end_sessions_holding`]), so that its browser, still holding the id,
+    /// (`SessionBackend::end_sessions_holding`), so that its browser, still holding the id,
     /// is told why.
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         match self.load_opened(id).await? {
