@@ -69,7 +69,8 @@
 //! - The error every route and extractor answers with, [`Error`] (JSON with a stable code),
 //!   and what it carries: [`CookieError`], [`UpstreamError`], [`Refusal`].
 //! - [`tower_sessions`], re-exported: the version the extractors read.
-//! - [`stores`] (features `sqlite`, `postgres`, `redis`): this crate's sealed stores.
+//! - [`stores`] (features `sqlite`, `postgres`, `redis`): this crate's sealed stores, and over
+//!   them [`LinkedInSignIn::keep_sessions`]: tokens refreshed before expiry and introspected.
 //! - [`sandbox`] (feature `sandbox`): the emulated LinkedIn, [`sandbox::Sandbox`].
 //! - [`server`] (feature `server`): the service itself. The binary is one user of this
 //!   library: [`server::Server::build`] converts its [`server::config::Config`] (the
