@@ -75,6 +75,20 @@ impl Device {
         self.exchange(app).await;
     }
 
+    /// `GET path` from this device: the status and the JSON body.
+    pub async fn get_json(&self, app: &TestApp, path: &str) -> (u16, Value) {
+        json_of(self.client.get(app.url(path)).send().await.unwrap()).await
+    }
+
+    /// `GET /auth/check` from this device (what the proxy asks).
+    pub async fn auth_check(&self, app: &TestApp) -> reqwest::Response {
+        self.client
+            .get(app.url("/auth/check"))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `POST /token-exchange` from the page's origin with the JSAPI cookie this device holds,
     /// which must connect.
     pub async fn exchange(&self, app: &TestApp) {
