@@ -89,13 +89,24 @@ impl Device {
             .unwrap()
     }
 
+    /// A `method` request for `path` from this device, sent from the page's origin (as the
+    /// page's own script sends a state-changing call).
+    pub fn request_from_the_page(
+        &self,
+        app: &TestApp,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, app.url(path))
+            .header("origin", &app.base)
+    }
+
     /// `POST /token-exchange` from the page's origin with the JSAPI cookie this device holds,
     /// which must connect.
     pub async fn exchange(&self, app: &TestApp) {
         let response = self
-            .client
-            .post(app.url("/token-exchange"))
-            .header("origin", &app.base)
+            .request_from_the_page(app, reqwest::Method::POST, "/token-exchange")
             .send()
             .await
             .unwrap();

@@ -225,13 +225,24 @@ pub fn withdrawn_session() -> serde_json::Value {
     serde_json::json!({"connected": false, "ended": "linkedin_access_withdrawn"})
 }
 
+/// Asserts that a JSON error answer (`status`, `body`) is `expected` (status and code), its
+/// message containing `says`.
+pub fn assert_json_error(status: u16, body: &serde_json::Value, expected: (u16, &str), says: &str) {
+    assert_eq!((status, error_code(body)), expected, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains(says)),
+        "{body}"
+    );
+}
+
 /// Asserts that an answer (`status`, `body`) is the withdrawal: 401
 /// `linkedin_access_withdrawn`, its message saying so.
 pub fn assert_withdrawn(status: u16, body: &serde_json::Value) {
-    assert_eq!(
-        (status, error_code(body)),
+    assert_json_error(
+        status,
+        body,
         (401, "linkedin_access_withdrawn"),
-        "{body}"
+        "LinkedIn access",
     );
     assert!(
         body["message"]
