@@ -22,99 +22,50 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use linkedin_token_exchange::Secret;
-use linkedin_token_exchange::server::config::{Config, StoreUrl};
-use reqwest::cookie::Jar;
+use linkedin_token_exchange::server::config::Config;
+use reqwest::Method;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::oidc::{consent, start, step_by_step_with};
+use crate::support::device::Device;
 use crate::support::linkedin_api::{Answer, FakeApi, token_of};
-use crate::support::servers::{postgres_for_tests, redis_url_for_tests, skip_or_fail};
+use crate::support::stores::{
+    Store, config_on, memory, per_store, postgres, redis, sqlite, unique,
+};
 use crate::support::{
-    API_KEY, FetchJson, SECRET_KEY, TestApp, encode_cookie, json_of, raw_tls, session_id_in,
-    signed_cookie, test_config,
+    API_KEY, FetchJson, SECRET_KEY, TestApp, assert_json_error, assert_withdrawn, error_code,
+    json_of, raw_tls, signed_cookie, test_config, withdrawn_session,
 };
 
 /// The admin token of the store tests.
 const ADMIN: &str = "credentials-test-admin-token-0123456789";
 
-/// A name no other test run uses (the Redis and PostgreSQL stores are shared).
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{:08x}", rand::random::<u32>())
-}
-
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// One browser: its own cookie jar, no redirects followed.
-struct Browser {
-    client: reqwest::Client,
-    jar: Arc<Jar>,
+/// One browser: a [`Device`] (the sandbox's flows), which also signs in in real mode and
+/// reads raw answers.
+struct Browser(Device);
+
+impl std::ops::Deref for Browser {
+    type Target = Device;
+
+    fn deref(&self) -> &Device {
+        &self.0
+    }
 }
 
 impl Browser {
     fn new(app: &TestApp) -> Browser {
-        let jar = Arc::new(Jar::default());
-        Browser {
-            client: step_by_step_with(app, jar.clone()),
-            jar,
-        }
-    }
-
-    fn session_id(&self, app: &TestApp) -> String {
-        session_id_in(&self.jar, &app.base).expect("a session cookie")
-    }
-
-    async fn session(&self, app: &TestApp) -> Value {
-        self.client.get(app.url("/session")).fetch_json().await
-    }
-
-    /// Signs `member` in through the sandbox's OpenID Connect provider; the member id.
-    async fn sign_in_oidc(&self, app: &TestApp, member: &str) -> String {
-        let authorization = start(app, &self.client).await;
-        let callback = consent(&self.client, &authorization, "allow", member).await;
-        let response = self.client.get(callback).send().await.unwrap();
-        assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
-        let session = self.session(app).await;
-        assert_eq!(session["flow"], "oidc", "{session}");
-        session["member_id"].as_str().unwrap().to_owned()
+        Browser(Device::new(app))
     }
 
     /// Signs `member` in with a JSAPI cookie signed for `access_token` (real mode: the fake
     /// exchange grants `tok-<access_token>`).
-    async fn sign_in_jsapi(&self, app: &TestApp, access_token: &str, member: &str) {
+    async fn sign_in_real_jsapi(&self, app: &TestApp, access_token: &str, member: &str) {
         app.set_jsapi_cookie(&self.jar, &signed_cookie(access_token, member, SECRET_KEY));
         self.exchange(app).await;
-    }
-
-    /// Signs `member` in through the sandbox's JSAPI (sandbox mode).
-    async fn sign_in_sandbox_jsapi(&self, app: &TestApp, member: &str) {
-        let payload: Value = self
-            .client
-            .post(app.url("/sandbox/oauth2/authorize"))
-            .form(&[("api_key", API_KEY), ("member_id", member)])
-            .fetch_json()
-            .await;
-        app.set_jsapi_cookie(&self.jar, &encode_cookie(&payload.to_string()));
-        self.exchange(app).await;
-    }
-
-    async fn exchange(&self, app: &TestApp) {
-        let response = self
-            .client
-            .post(app.url("/token-exchange"))
-            .header("origin", &app.base)
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = json_of(response).await;
-        assert_eq!(
-            (status, &body["status"]),
-            (200, &json!("connected")),
-            "{body}"
-        );
     }
 
     /// `GET path`: the status, headers and body.
@@ -122,11 +73,6 @@ impl Browser {
         let response = self.client.get(app.url(path)).send().await.unwrap();
         let (status, headers) = (response.status().as_u16(), response.headers().clone());
         (status, headers, response.text().await.unwrap())
-    }
-
-    /// `GET path`, answered as (status, JSON).
-    async fn get_json(&self, app: &TestApp, path: &str) -> (u16, Value) {
-        json_of(self.client.get(app.url(path)).send().await.unwrap()).await
     }
 }
 
@@ -154,11 +100,6 @@ async fn jsapi_app(api: &FakeApi, change: impl FnOnce(&mut Config)) -> TestApp {
     api.serve_jsapi(&mut config);
     change(&mut config);
     TestApp::start(config, dir).await
-}
-
-/// The error code of a JSON error answer.
-fn code(body: &Value) -> &str {
-    body["error"].as_str().unwrap_or("(no code)")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -223,9 +164,7 @@ async fn the_pass_through_calls_linkedin_as_an_openid_connect_member_with_the_re
     });
     let post = json!({"author": "urn:li:person:42", "commentary": "Hello"});
     let response = browser
-        .client
-        .post(app.url("/linkedin/api/rest/posts"))
-        .header("origin", &app.base)
+        .request_from_the_page(&app, Method::POST, "/linkedin/api/rest/posts")
         .header("x-restli-method", "CREATE")
         .json(&post)
         .send()
@@ -268,7 +207,7 @@ async fn a_call_outside_the_allow_list_is_refused_before_linkedin_sees_anything(
     ] {
         let (status, body) = browser.get_json(&app, path).await;
         assert_eq!(
-            (status, code(&body)),
+            (status, error_code(&body)),
             (403, "api_path_not_allowed"),
             "{path}: {body}"
         );
@@ -280,15 +219,13 @@ async fn a_call_outside_the_allow_list_is_refused_before_linkedin_sees_anything(
     assert!(message.contains("LINKEDIN_API_ALLOW"), "{message}");
     // An allowed path with a method the list does not name.
     let response = browser
-        .client
-        .post(app.url("/linkedin/api/v2/userinfo"))
-        .header("origin", &app.base)
+        .request_from_the_page(&app, Method::POST, "/linkedin/api/v2/userinfo")
         .send()
         .await
         .unwrap();
     let (status, body) = json_of(response).await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (403, "api_path_not_allowed"),
         "{body}"
     );
@@ -309,7 +246,7 @@ async fn a_call_outside_the_allow_list_is_refused_before_linkedin_sees_anything(
         let (status, body) = raw_get(&app, path, &cookie).await;
         let body: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: {body}"));
         assert_eq!(
-            (status, code(&body)),
+            (status, error_code(&body)),
             (403, "api_path_not_allowed"),
             "{path}: {body}"
         );
@@ -361,7 +298,11 @@ async fn without_a_member_the_pass_through_is_not_connected_and_calls_nothing() 
     let app = sandbox_app(&api, None, |_| {}).await;
     let stranger = Browser::new(&app);
     let (status, body) = stranger.get_json(&app, "/linkedin/api/v2/userinfo").await;
-    assert_eq!((status, code(&body)), (401, "not_connected"), "{body}");
+    assert_eq!(
+        (status, error_code(&body)),
+        (401, "not_connected"),
+        "{body}"
+    );
     assert_eq!(api.calls().len(), 0);
 }
 
@@ -384,14 +325,16 @@ async fn a_state_changing_call_needs_the_page_s_origin() {
     ];
     for attempt in attempts {
         let (status, body) = json_of(attempt.json(&json!({})).send().await.unwrap()).await;
-        assert_eq!((status, code(&body)), (403, "cross_origin"), "{body}");
+        assert_eq!((status, error_code(&body)), (403, "cross_origin"), "{body}");
     }
     assert_eq!(api.calls().len(), 0);
     // From the page, it goes.
     let response = browser
-        .client
-        .delete(app.url("/linkedin/api/rest/posts/urn%3Ali%3Ashare%3A7"))
-        .header("origin", &app.base)
+        .request_from_the_page(
+            &app,
+            Method::DELETE,
+            "/linkedin/api/rest/posts/urn%3Ali%3Ashare%3A7",
+        )
         .send()
         .await
         .unwrap();
@@ -423,7 +366,7 @@ async fn the_sign_in_rate_limit_applies_to_the_pass_through() {
         let retry_after = response.headers().get("retry-after").cloned();
         let (status, body) = json_of(response).await;
         if status == 429 {
-            assert_eq!(code(&body), "rate_limited", "{body}");
+            assert_eq!(error_code(&body), "rate_limited", "{body}");
             assert!(retry_after.is_some());
         }
         answered.push(status);
@@ -443,16 +386,16 @@ async fn a_member_s_credentials_go_only_to_the_api_of_their_flow() {
     oidc.sign_in_oidc(&app, "ada").await;
     let (status, body) = oidc.get_json(&app, "/linkedin/api/v1/people/~").await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (403, "api_path_not_allowed"),
         "{body}"
     );
     // The JSAPI's OAuth 1.0a credentials are for nothing but v1.
     let jsapi = Browser::new(&app);
-    jsapi.sign_in_sandbox_jsapi(&app, "Grace").await;
+    jsapi.sign_in_jsapi(&app, "Grace").await;
     let (status, body) = jsapi.get_json(&app, "/linkedin/api/v2/userinfo").await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (403, "api_path_not_allowed"),
         "{body}"
     );
@@ -484,12 +427,11 @@ async fn linkedin_s_refusals_come_back_typed_and_end_no_session() {
                "status": 403}),
     ));
     let (status, body) = browser.get_json(&app, call).await;
-    assert_eq!((status, code(&body)), (403, "linkedin_forbidden"), "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("Not enough permissions to access")
+    assert_json_error(
+        status,
+        &body,
+        (403, "linkedin_forbidden"),
+        "Not enough permissions to access",
     );
 
     // 426: a retired version; the answer names the setting and the version sent.
@@ -500,7 +442,7 @@ async fn linkedin_s_refusals_come_back_typed_and_end_no_session() {
     ));
     let (status, body) = browser.get_json(&app, call).await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (502, "linkedin_version_retired"),
         "{body}"
     );
@@ -524,7 +466,7 @@ async fn linkedin_s_refusals_come_back_typed_and_end_no_session() {
     assert_eq!(response.headers()["retry-after"], "37");
     let (status, body) = json_of(response).await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (429, "linkedin_rate_limited"),
         "{body}"
     );
@@ -545,13 +487,17 @@ async fn linkedin_s_refusals_come_back_typed_and_end_no_session() {
     api.answer(Answer::json(503, json!({"status": 503})));
     let (status, body) = browser.get_json(&app, call).await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (502, "upstream_unavailable"),
         "{body}"
     );
     api.answer(Answer::Hang);
     let (status, body) = browser.get_json(&app, call).await;
-    assert_eq!((status, code(&body)), (504, "upstream_timeout"), "{body}");
+    assert_eq!(
+        (status, error_code(&body)),
+        (504, "upstream_timeout"),
+        "{body}"
+    );
 
     assert_eq!(api.calls().len(), 6);
     assert_eq!(
@@ -566,7 +512,7 @@ async fn the_sandbox_verifies_the_pass_through_s_oauth_1_0a_signature_query_incl
     // The sandbox is LinkedIn here, its API too: its verifier shares no code with the client.
     let app = crate::support::spawn_app().await;
     let browser = Browser::new(&app);
-    browser.sign_in_sandbox_jsapi(&app, "SandboxAda").await;
+    browser.sign_in_jsapi(&app, "SandboxAda").await;
     for path in [
         "/linkedin/api/v1/people/~",
         "/linkedin/api/v1/people/~?format=json",
@@ -671,11 +617,13 @@ async fn a_jsapi_member_s_form_post_is_signed_with_its_query_and_body() {
     .await;
     let browser = Browser::new(&app);
     let access = unique("form");
-    browser.sign_in_jsapi(&app, &access, "Ada").await;
+    browser.sign_in_real_jsapi(&app, &access, "Ada").await;
     let response = browser
-        .client
-        .post(app.url("/linkedin/api/v1/people/~/shares?format=json&tag=a%20b"))
-        .header("origin", &app.base)
+        .request_from_the_page(
+            &app,
+            Method::POST,
+            "/linkedin/api/v1/people/~/shares?format=json&tag=a%20b",
+        )
         .form(&[("comment", "Hello & welcome ✓"), ("visibility", "anyone")])
         .send()
         .await
@@ -715,22 +663,6 @@ async fn a_jsapi_member_s_form_post_is_signed_with_its_query_and_body() {
 // ---------------------------------------------------------------------------------------
 // Withdrawal: a 401 ends every session holding the token.
 
-type Store = fn(&TempDir) -> Result<StoreUrl, String>;
-
-fn memory(_: &TempDir) -> Result<StoreUrl, String> {
-    Ok(StoreUrl::Memory)
-}
-fn sqlite(dir: &TempDir) -> Result<StoreUrl, String> {
-    std::fs::create_dir_all(dir.path().join("data")).map_err(|e| e.to_string())?;
-    Ok(StoreUrl::Sqlite(dir.path().join("data/sessions.db")))
-}
-fn redis(_: &TempDir) -> Result<StoreUrl, String> {
-    redis_url_for_tests().map(|url| url.parse().unwrap())
-}
-fn postgres(_: &TempDir) -> Result<StoreUrl, String> {
-    postgres_for_tests().map(|url| url.parse().unwrap())
-}
-
 /// How many sessions the admin routes list for `member`.
 async fn listed(app: &TestApp, member: &str) -> usize {
     let metrics = app.metrics.expect("the metrics listener");
@@ -747,10 +679,8 @@ async fn listed(app: &TestApp, member: &str) -> usize {
 async fn a_401_ends_every_session_holding_the_token(test: &str, store: Store) {
     let api = FakeApi::start().await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = test_config(&dir);
-    config.sessions.store = match store(&dir) {
-        Ok(url) => url,
-        Err(reason) => return skip_or_fail(test, &reason),
+    let Some(mut config) = config_on(test, store, &dir) else {
+        return;
     };
     config.listen.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
     config.listen.admin_token = Some(Secret::new(ADMIN));
@@ -760,12 +690,14 @@ async fn a_401_ends_every_session_holding_the_token(test: &str, store: Store) {
     let member = unique("withdrawn");
     let shared = unique("shared");
     let [first, second, third, bystander] = [(); 4].map(|()| Browser::new(&app));
-    first.sign_in_jsapi(&app, &shared, &member).await;
-    second.sign_in_jsapi(&app, &shared, &member).await;
-    third.sign_in_jsapi(&app, &unique("other"), &member).await;
+    first.sign_in_real_jsapi(&app, &shared, &member).await;
+    second.sign_in_real_jsapi(&app, &shared, &member).await;
+    third
+        .sign_in_real_jsapi(&app, &unique("other"), &member)
+        .await;
     let other = unique("bystander");
     bystander
-        .sign_in_jsapi(&app, &unique("theirs"), &other)
+        .sign_in_real_jsapi(&app, &unique("theirs"), &other)
         .await;
     assert_eq!(api.exchanges(), 4);
     assert_eq!(listed(&app, &member).await, 3);
@@ -776,21 +708,11 @@ async fn a_401_ends_every_session_holding_the_token(test: &str, store: Store) {
     api.revoke(&format!("tok-{shared}"));
     let before = first.session_id(&app);
     let (status, body) = first.get_json(&app, "/me").await;
-    assert_eq!(
-        (status, code(&body)),
-        (401, "linkedin_access_withdrawn"),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("LinkedIn access was withdrawn")
-    );
+    assert_withdrawn(status, &body);
 
     // Both sessions that held the token have ended, and say why, to the browsers that held
     // them: the second made no call at all.
-    let withdrawn = json!({"connected": false, "ended": "linkedin_access_withdrawn"});
+    let withdrawn = withdrawn_session();
     assert_eq!(first.session(&app).await, withdrawn);
     // The second's tombstone waits apart from its deleted session (so that a save in flight
     // writes nothing back), and is moved back under its id when the browser asks: asked
@@ -804,13 +726,8 @@ async fn a_401_ends_every_session_holding_the_token(test: &str, store: Store) {
     );
     for browser in [&first, &second] {
         let (status, body) = browser.get_json(&app, "/me").await;
-        assert_eq!((status, code(&body)), (401, "not_connected"));
-        let check = browser
-            .client
-            .get(app.url("/auth/check"))
-            .send()
-            .await
-            .unwrap();
+        assert_eq!((status, error_code(&body)), (401, "not_connected"));
+        let check = browser.auth_check(&app).await;
         assert_eq!(check.status(), 401);
     }
     // The member's other token, and another member, are untouched; the index lists only the
@@ -822,32 +739,18 @@ async fn a_401_ends_every_session_holding_the_token(test: &str, store: Store) {
     assert_eq!(listed(&app, &other).await, 1);
 
     // A new sign-in in the first browser: connected, and the reason is gone.
-    first.sign_in_jsapi(&app, &unique("fresh"), &member).await;
+    first
+        .sign_in_real_jsapi(&app, &unique("fresh"), &member)
+        .await;
     let session = first.session(&app).await;
     assert_eq!(session["connected"], true, "{session}");
     assert!(session.get("ended").is_none(), "{session}");
     assert_eq!(listed(&app, &member).await, 2);
 }
 
-#[tokio::test]
-async fn a_401_ends_every_session_holding_the_token_in_memory() {
-    a_401_ends_every_session_holding_the_token("credentials::..._in_memory", memory).await;
-}
-
-#[tokio::test]
-async fn a_401_ends_every_session_holding_the_token_in_sqlite() {
-    a_401_ends_every_session_holding_the_token("credentials::..._in_sqlite", sqlite).await;
-}
-
-#[tokio::test]
-async fn a_401_ends_every_session_holding_the_token_in_redis() {
-    a_401_ends_every_session_holding_the_token("credentials::..._in_redis", redis).await;
-}
-
-#[tokio::test]
-async fn a_401_ends_every_session_holding_the_token_in_postgres() {
-    a_401_ends_every_session_holding_the_token("credentials::..._in_postgres", postgres).await;
-}
+per_store!([memory, sqlite, redis, postgres], {
+    a_401_ends_every_session_holding_the_token => a_401_ends_every_session_holding_the_token,
+});
 
 #[tokio::test]
 async fn a_401_to_the_pass_through_withdraws_an_openid_connect_member() {
@@ -861,15 +764,8 @@ async fn a_401_to_the_pass_through_withdraws_an_openid_connect_member() {
 
     api.revoke(&token);
     let (status, body) = first.get_json(&app, "/linkedin/api/v2/userinfo").await;
-    assert_eq!(
-        (status, code(&body)),
-        (401, "linkedin_access_withdrawn"),
-        "{body}"
-    );
-    assert_eq!(
-        first.session(&app).await,
-        json!({"connected": false, "ended": "linkedin_access_withdrawn"})
-    );
+    assert_withdrawn(status, &body);
+    assert_eq!(first.session(&app).await, withdrawn_session());
     // The second sign-in holds another token: it stays.
     assert_eq!(second.session(&app).await["connected"], true);
     assert_eq!(second.get(&app, "/linkedin/api/v2/userinfo").await.0, 200);
@@ -880,7 +776,9 @@ async fn a_signing_fault_of_the_app_is_no_withdrawal() {
     let api = FakeApi::start().await;
     let app = jsapi_app(&api, |_| {}).await;
     let browser = Browser::new(&app);
-    browser.sign_in_jsapi(&app, &unique("token"), "Ada").await;
+    browser
+        .sign_in_real_jsapi(&app, &unique("token"), "Ada")
+        .await;
     // LinkedIn's OAuth 1.0a refusal of a bad signature (the "OAuth Problem Reporting" name).
     api.answer(Answer::Status {
         status: 401,
@@ -889,12 +787,11 @@ async fn a_signing_fault_of_the_app_is_no_withdrawal() {
         body: "oauth_problem=signature_invalid&oauth_problem_advice=check%20the%20secret".into(),
     });
     let (status, body) = browser.get_json(&app, "/me").await;
-    assert_eq!((status, code(&body)), (502, "upstream_rejected"), "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("signature_invalid")
+    assert_json_error(
+        status,
+        &body,
+        (502, "upstream_rejected"),
+        "signature_invalid",
     );
     assert_eq!(browser.session(&app).await["connected"], true);
 }
@@ -907,7 +804,9 @@ async fn session_says_when_the_token_expires_and_suggests_renewing_in_its_last_w
     let api = FakeApi::start().await;
     let app = jsapi_app(&api, |_| {}).await;
     let fresh = Browser::new(&app);
-    fresh.sign_in_jsapi(&app, &unique("fresh"), "Ada").await;
+    fresh
+        .sign_in_real_jsapi(&app, &unique("fresh"), "Ada")
+        .await;
     let session = fresh.session(&app).await;
     let expires = session["token_expires_at"].as_i64().unwrap();
     assert!(
@@ -919,7 +818,9 @@ async fn session_says_when_the_token_expires_and_suggests_renewing_in_its_last_w
     // A token with six days left (and no refresh token): a new sign-in is suggested.
     api.set_expires_in(6 * 86_400);
     let ageing = Browser::new(&app);
-    ageing.sign_in_jsapi(&app, &unique("ageing"), "Ada").await;
+    ageing
+        .sign_in_real_jsapi(&app, &unique("ageing"), "Ada")
+        .await;
     let session = ageing.session(&app).await;
     assert_eq!(session["renew_suggested"], true, "{session}");
     let expires = session["token_expires_at"].as_i64().unwrap();
@@ -938,12 +839,7 @@ async fn pass_access_token_hands_an_openid_connect_token_to_the_proxy_and_never_
     let app = sandbox_app(&api, None, |config| config.api.pass_access_token = true).await;
     let oidc = Browser::new(&app);
     let member = oidc.sign_in_oidc(&app, "ada").await;
-    let check = oidc
-        .client
-        .get(app.url("/auth/check"))
-        .send()
-        .await
-        .unwrap();
+    let check = oidc.auth_check(&app).await;
     assert_eq!(check.status(), 200);
     let token = check.headers()["x-auth-request-access-token"]
         .to_str()
@@ -959,13 +855,8 @@ async fn pass_access_token_hands_an_openid_connect_token_to_the_proxy_and_never_
     assert_eq!(info["sub"], member.as_str(), "{info}");
 
     let jsapi = Browser::new(&app);
-    jsapi.sign_in_sandbox_jsapi(&app, "Grace").await;
-    let check = jsapi
-        .client
-        .get(app.url("/auth/check"))
-        .send()
-        .await
-        .unwrap();
+    jsapi.sign_in_jsapi(&app, "Grace").await;
+    let check = jsapi.auth_check(&app).await;
     assert_eq!(check.status(), 200);
     assert!(check.headers().get("x-auth-request-access-token").is_none());
 
@@ -973,12 +864,7 @@ async fn pass_access_token_hands_an_openid_connect_token_to_the_proxy_and_never_
     let app = sandbox_app(&api, None, |_| {}).await;
     let oidc = Browser::new(&app);
     oidc.sign_in_oidc(&app, "ada").await;
-    let check = oidc
-        .client
-        .get(app.url("/auth/check"))
-        .send()
-        .await
-        .unwrap();
+    let check = oidc.auth_check(&app).await;
     assert_eq!(check.status(), 200);
     assert!(check.headers().get("x-auth-request-access-token").is_none());
 }
@@ -1135,21 +1021,14 @@ mod host {
         let token = token_of(&api.calls()[0].headers).unwrap();
         api.revoke(&token);
         let (status, body) = json_of(posts().await).await;
-        assert_eq!(
-            (status, code(&body)),
-            (401, "linkedin_access_withdrawn"),
-            "{body}"
-        );
+        assert_withdrawn(status, &body);
         let session: Value = visitor
             .send(visitor.client.get(format!("{base}/session")))
             .await
             .json()
             .await
             .unwrap();
-        assert_eq!(
-            session,
-            json!({"connected": false, "ended": "linkedin_access_withdrawn"})
-        );
+        assert_eq!(session, withdrawn_session());
         assert_eq!(posts().await.status(), 401);
         assert_eq!(api.calls().len(), 4, "no call once the session ended");
     }
@@ -1159,201 +1038,86 @@ mod host {
 // The page, in Chromium.
 
 mod page {
-    //! The login page in headless Chromium (Debian's, through chromedriver, as
-    //! `tests/api/browser.rs` drives it): "Renew LinkedIn access" in a token's last week, and
-    //! "LinkedIn access was withdrawn" once LinkedIn refuses the token, whether the page
-    //! learns it from `/me` or, after a reload, from `/session`.
+    //! The login page in headless Chromium (`support::chromium`, as `tests/api/browser.rs`
+    //! drives it): "Renew LinkedIn access" in a token's last week, and "LinkedIn access was
+    //! withdrawn" once LinkedIn refuses the token, whether the page learns it from `/me` or,
+    //! after a reload, from `/session`.
 
-    use std::path::Path;
-    use std::process::{Child, Command, Stdio};
-    use std::time::Instant;
-
-    use fantoccini::{Client, ClientBuilder};
+    use crate::support::chromium::start_or_skip_with;
 
     use super::*;
-
-    const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-    const CHROMIUM: &str = "/usr/bin/chromium";
-    const STEP: Duration = Duration::from_secs(15);
-    const START: Duration = Duration::from_secs(60);
-
-    /// chromedriver and the Chromium it starts, in one process group killed on drop.
-    struct Driver {
-        child: Child,
-        url: String,
-        dir: TempDir,
-    }
-
-    impl Drop for Driver {
-        fn drop(&mut self) {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", self.child.id())])
-                .stderr(Stdio::null())
-                .status();
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    async fn chromium() -> (Driver, Client) {
-        use std::os::unix::process::CommandExt;
-        let port = crate::support::free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("chromedriver.log")).unwrap();
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let driver = Driver {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            dir,
-        };
-        let deadline = Instant::now() + START;
-        loop {
-            let ready = reqwest::get(format!("{}/status", driver.url)).await;
-            if let Ok(response) = ready
-                && let Ok(body) = response.json::<Value>().await
-                && body["value"]["ready"] == true
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut caps = fantoccini::wd::Capabilities::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run", "--disable-quic",
-                    format!("--user-data-dir={}", driver.dir.path().join("profile").display()),
-                ],
-            }),
-        );
-        caps.insert("acceptInsecureCerts".into(), json!(true));
-        let mut builder =
-            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
-        builder.capabilities(caps);
-        let client = tokio::time::timeout(START, builder.connect(&driver.url))
-            .await
-            .expect("a Chromium session in time")
-            .expect("a Chromium session");
-        (driver, client)
-    }
-
-    /// Polls `condition` (a script body returning a boolean) until it holds.
-    async fn wait_for(client: &Client, what: &str, condition: &str) {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let met = client.execute(condition, vec![]).await;
-            if matches!(met, Ok(Value::Bool(true))) {
-                return;
-            }
-            if Instant::now() >= deadline {
-                let status = client
-                    .execute(
-                        "const s = document.getElementById('status'); return s ? s.textContent : null;",
-                        vec![],
-                    )
-                    .await;
-                panic!("timed out waiting for {what} (last: {met:?}; #status: {status:?})");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_page_offers_renewal_then_says_linkedin_access_was_withdrawn() {
         const TEST: &str =
             "credentials::page::the_page_offers_renewal_then_says_linkedin_access_was_withdrawn";
-        if std::env::var("SKIP_BROWSER_TESTS").is_ok_and(|v| v == "1") {
-            return skip_or_fail(TEST, "SKIP_BROWSER_TESTS=1");
-        }
-        if let Some(missing) = [CHROMEDRIVER, CHROMIUM]
-            .into_iter()
-            .find(|b| !Path::new(b).exists())
-        {
-            return skip_or_fail(
-                TEST,
-                &format!("{missing} is missing (apt-get install chromium chromium-driver)"),
-            );
-        }
         // The sandbox app on its loopback origin, the exchange and the API the fake's.
         let api = FakeApi::start().await;
-        let dir = Arc::new(tempfile::tempdir().unwrap());
-        let port = crate::support::free_port();
-        let mut config = test_config(&dir);
-        config.listen.bind = format!("127.0.0.1:{port}").parse().unwrap();
-        config.listen.public_origin = Some(format!("https://127.0.0.1:{port}"));
-        config.linkedin.access_token_url = Some(api.url("/uas/oauth/accessToken"));
-        api.serve_the_api(&mut config);
-        let mut app = TestApp::start(config, dir).await;
-        app.base = format!("https://127.0.0.1:{port}");
+        let Some((app, chromium)) = start_or_skip_with(TEST, |config| {
+            config.linkedin.access_token_url = Some(api.url("/uas/oauth/accessToken"));
+            api.serve_the_api(config);
+        })
+        .await
+        else {
+            return;
+        };
 
         // A member whose token has six days left, signed in by a client; Chromium takes over
         // the session cookie.
         api.set_expires_in(6 * 86_400);
         let access = unique("page");
         let member = Browser::new(&app);
-        member.sign_in_jsapi(&app, &access, "Ada").await;
+        member.sign_in_real_jsapi(&app, &access, "Ada").await;
         let session_id = member.session_id(&app);
 
-        let (_driver, chromium) = chromium().await;
-        chromium.goto(&app.url("/healthz")).await.unwrap();
+        chromium.goto("open /healthz", &app.url("/healthz")).await;
         // (WebDriver's "add cookie" refuses a host-only cookie on an IP address: the page's
         // own script sets it.)
         chromium
-            .execute(
-                "document.cookie = '__Host-lte_session=' + arguments[0] + '; Path=/; Secure';",
-                vec![json!(session_id)],
+            .step(
+                "set the session cookie",
+                chromium
+                    .client
+                    .execute(
+                        "document.cookie = '__Host-lte_session=' + arguments[0] + '; Path=/; Secure';",
+                        vec![json!(session_id)],
+                    )
+                    .await,
             )
-            .await
-            .unwrap();
-        chromium.goto(&app.url("/")).await.unwrap();
-        wait_for(
-            &chromium,
-            "the page to offer “Renew LinkedIn access”",
-            "const r = document.getElementById('renew'), b = document.getElementById('renew-jsapi');
-             return !!r && !r.hidden && !!b && !b.hidden && b.textContent === 'Renew LinkedIn access'
-               && document.getElementById('status').dataset.state === 'connected';",
-        )
-        .await;
+            .await;
+        chromium.goto("open the page", &app.url("/")).await;
+        chromium
+            .wait_for(
+                "the page to offer “Renew LinkedIn access”",
+                "const r = document.getElementById('renew'), b = document.getElementById('renew-jsapi');
+                 return !!r && !r.hidden && !!b && !b.hidden && b.textContent === 'Renew LinkedIn access'
+                   && document.getElementById('status').dataset.state === 'connected';",
+            )
+            .await;
 
         // LinkedIn withdraws the token: the page's own call to /me finds out.
         api.revoke(&format!("tok-{access}"));
-        chromium.goto(&app.url("/")).await.unwrap();
+        chromium.goto("open the page again", &app.url("/")).await;
         let withdrawn = "const s = document.getElementById('status');
              return !!s && s.dataset.state === 'disconnected'
                && s.textContent.includes('LinkedIn access was withdrawn')
                && document.getElementById('renew').hidden
                && !document.getElementById('sign-in').hidden;";
-        wait_for(
-            &chromium,
-            "“LinkedIn access was withdrawn” after /me",
-            withdrawn,
-        )
-        .await;
+        chromium
+            .wait_for("“LinkedIn access was withdrawn” after /me", withdrawn)
+            .await;
         // A reload: the session is a tombstone, and /session says why.
-        chromium.goto(&app.url("/")).await.unwrap();
-        wait_for(
-            &chromium,
-            "“LinkedIn access was withdrawn” after a reload",
-            withdrawn,
-        )
-        .await;
+        chromium.goto("reload the page", &app.url("/")).await;
+        chromium
+            .wait_for("“LinkedIn access was withdrawn” after a reload", withdrawn)
+            .await;
         assert_eq!(
             member.session(&app).await,
-            json!({"connected": false, "ended": "linkedin_access_withdrawn"}),
+            withdrawn_session(),
             "the client that signed in shares the session: it hears the same"
         );
-        let _ = chromium.close().await;
+        chromium
+            .close("the_page_offers_renewal_then_says_linkedin_access_was_withdrawn")
+            .await;
     }
 }

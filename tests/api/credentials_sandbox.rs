@@ -16,34 +16,23 @@
 use std::time::{Duration, Instant};
 
 use linkedin_token_exchange::server::config::Config;
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::device::Device;
 use crate::support::sandbox_rp::{RelyingParty, unix_now};
-use crate::support::{TestApp, json_of, sample, scrape};
+use crate::support::{
+    assert_json_error, assert_withdrawn, error_code, eventually, json_of, sample, scrape,
+    sleep_until, withdrawn_session,
+};
 
 /// The OpenID Connect client registered with the sandbox (the app the member removes).
 const CLIENT_ID: &str = "done30-app";
-
-/// What `/session` says to a browser whose session ended because LinkedIn access was withdrawn.
-fn withdrawn() -> Value {
-    json!({"connected": false, "ended": "linkedin_access_withdrawn"})
-}
 
 /// The service in sandbox mode with [`CLIENT_ID`] registered and `change` made to its
 /// configuration.
 async fn sandbox(change: impl FnOnce(&mut Config)) -> RelyingParty {
     RelyingParty::start(CLIENT_ID, change).await
-}
-
-/// `GET path` from `device`: the status and the JSON body.
-async fn get_json(device: &Device, app: &TestApp, path: &str) -> (u16, Value) {
-    json_of(device.client.get(app.url(path)).send().await.unwrap()).await
-}
-
-/// The error code of a JSON error answer.
-fn code(body: &Value) -> &str {
-    body["error"].as_str().unwrap_or("(no code)")
 }
 
 /// `member` removes the app [`CLIENT_ID`] on the sandbox's permitted-services page, as its
@@ -59,33 +48,6 @@ async fn remove_the_app(rig: &RelyingParty, member: &str) {
     assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
 }
 
-/// Polls `check` every 100 ms until it holds, for at most `within`: how long it took.
-async fn eventually(
-    within: Duration,
-    what: &str,
-    mut check: impl AsyncFnMut() -> bool,
-) -> Duration {
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Sleeps until the unix second `at` has begun, plus `margin_ms`.
-async fn sleep_until(at: i64, margin_ms: u64) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let target = Duration::from_secs(u64::try_from(at).unwrap()) + Duration::from_millis(margin_ms);
-    if let Some(left) = target.checked_sub(now) {
-        tokio::time::sleep(left).await;
-    }
-}
-
 #[tokio::test]
 async fn removing_the_app_at_the_sandbox_signs_the_member_out_at_the_next_api_call() {
     let rig = sandbox(|config| config.api.api_allow = "GET /v2/userinfo".into()).await;
@@ -99,48 +61,29 @@ async fn removing_the_app_at_the_sandbox_signs_the_member_out_at_the_next_api_ca
     jsapi.sign_in_jsapi(app, member).await;
     bystander.sign_in_oidc(app, "staying").await;
     for device in [&laptop, &jsapi] {
-        let (status, me) = get_json(device, app, "/me").await;
+        let (status, me) = device.get_json(app, "/me").await;
         assert_eq!(status, 200, "{me}");
     }
-    let (status, info) = get_json(&phone, app, "/linkedin/api/v2/userinfo").await;
+    let (status, info) = phone.get_json(app, "/linkedin/api/v2/userinfo").await;
     assert_eq!((status, &info["sub"]), (200, &json!(member_id)), "{info}");
 
     remove_the_app(&rig, member).await;
 
     // `/me`, the OpenID Connect flow: 401 linkedin_access_withdrawn, and /session says why.
-    let (status, body) = get_json(&laptop, app, "/me").await;
-    assert_eq!(
-        (status, code(&body)),
-        (401, "linkedin_access_withdrawn"),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("LinkedIn access was withdrawn"),
-        "{body}"
-    );
-    assert_eq!(laptop.session(app).await, withdrawn());
+    let (status, body) = laptop.get_json(app, "/me").await;
+    assert_withdrawn(status, &body);
+    assert_eq!(laptop.session(app).await, withdrawn_session());
     // The pass-through, with the phone's own token.
-    let (status, body) = get_json(&phone, app, "/linkedin/api/v2/userinfo").await;
-    assert_eq!(
-        (status, code(&body)),
-        (401, "linkedin_access_withdrawn"),
-        "{body}"
-    );
-    assert_eq!(phone.session(app).await, withdrawn());
+    let (status, body) = phone.get_json(app, "/linkedin/api/v2/userinfo").await;
+    assert_withdrawn(status, &body);
+    assert_eq!(phone.session(app).await, withdrawn_session());
     // `/me`, the JSAPI flow: the sandbox revoked its OAuth 1.0a credentials too.
-    let (status, body) = get_json(&jsapi, app, "/me").await;
-    assert_eq!(
-        (status, code(&body)),
-        (401, "linkedin_access_withdrawn"),
-        "{body}"
-    );
-    assert_eq!(jsapi.session(app).await, withdrawn());
+    let (status, body) = jsapi.get_json(app, "/me").await;
+    assert_withdrawn(status, &body);
+    assert_eq!(jsapi.session(app).await, withdrawn_session());
 
     // Another member is untouched.
-    assert_eq!(get_json(&bystander, app, "/me").await.0, 200);
+    assert_eq!(bystander.get_json(app, "/me").await.0, 200);
     assert_eq!(bystander.session(app).await["connected"], true);
 }
 
@@ -186,8 +129,8 @@ async fn removing_the_app_ends_the_session_within_one_introspection_interval_wit
         took <= EVERY + Duration::from_secs(1),
         "ended within one interval (and a tick): {took:?}"
     );
-    assert_eq!(laptop.session(app).await, withdrawn());
-    assert_eq!(phone.session(app).await, withdrawn());
+    assert_eq!(laptop.session(app).await, withdrawn_session());
+    assert_eq!(phone.session(app).await, withdrawn_session());
     assert!(introspected("revoked").await >= 1.0);
 }
 
@@ -211,7 +154,7 @@ async fn a_refreshed_sandbox_token_keeps_the_session_alive_past_the_first_tokens
     );
 
     // In the last quarter, a request starts the refresh.
-    sleep_until(first_end - 2, 0).await;
+    sleep_until(first_end - 2, Duration::ZERO).await;
     assert_eq!(device.session(app).await["connected"], true);
     eventually(Duration::from_secs(3), "the token refreshed", async || {
         device.session(app).await["token_expires_at"].as_i64() > Some(first_end)
@@ -219,8 +162,8 @@ async fn a_refreshed_sandbox_token_keeps_the_session_alive_past_the_first_tokens
     .await;
 
     // Past the first token's expiry, `/me` answers on the new token.
-    sleep_until(first_end, 500).await;
-    let (status, me) = get_json(&device, app, "/me").await;
+    sleep_until(first_end, Duration::from_millis(500)).await;
+    let (status, me) = device.get_json(app, "/me").await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["sub"], member_id.as_str(), "{me}");
     let session = device.session(app).await;
@@ -257,9 +200,7 @@ async fn post_with_version(version: Option<&str>) -> (u16, Value) {
     let device = Device::new(app);
     let member_id = device.sign_in_oidc(app, "poster").await;
     let response = device
-        .client
-        .post(app.url("/linkedin/api/rest/posts"))
-        .header("origin", &app.base)
+        .request_from_the_page(app, Method::POST, "/linkedin/api/rest/posts")
         .json(&post_by(&member_id))
         .send()
         .await
@@ -279,7 +220,7 @@ async fn a_retired_linkedin_api_version_comes_back_as_linkedin_version_retired()
     // client 502 naming the setting.
     let (status, body) = post_with_version(Some("202301")).await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (502, "linkedin_version_retired"),
         "{body}"
     );
@@ -301,9 +242,9 @@ async fn the_sandboxs_daily_quota_comes_back_as_linkedin_rate_limited_with_retry
     let device = Device::new(app);
     device.sign_in_oidc(app, "busy").await;
     // Two calls, one by `/me` and one through the pass-through.
-    let (status, body) = get_json(&device, app, "/me").await;
+    let (status, body) = device.get_json(app, "/me").await;
     assert_eq!(status, 200, "the first call: {body}");
-    let (status, body) = get_json(&device, app, "/linkedin/api/v2/userinfo").await;
+    let (status, body) = device.get_json(app, "/linkedin/api/v2/userinfo").await;
     assert_eq!(status, 200, "the second call: {body}");
 
     // The third, either way: 429, until midnight UTC.
@@ -319,7 +260,7 @@ async fn the_sandboxs_daily_quota_comes_back_as_linkedin_rate_limited_with_retry
             .unwrap();
         let (status, body) = json_of(response).await;
         assert_eq!(
-            (status, code(&body)),
+            (status, error_code(&body)),
             (429, "linkedin_rate_limited"),
             "{path}: {body}"
         );
@@ -342,14 +283,12 @@ async fn v2_me_through_the_pass_through_is_linkedin_forbidden_to_an_openid_conne
     let app = &rig.app;
     let device = Device::new(app);
     device.sign_in_oidc(app, "oidc-only").await;
-    let (status, body) = get_json(&device, app, "/linkedin/api/v2/me").await;
-    assert_eq!((status, code(&body)), (403, "linkedin_forbidden"), "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("Not enough permissions to access"),
-        "{body}"
+    let (status, body) = device.get_json(app, "/linkedin/api/v2/me").await;
+    assert_json_error(
+        status,
+        &body,
+        (403, "linkedin_forbidden"),
+        "Not enough permissions to access",
     );
     assert_eq!(
         device.session(app).await["connected"],
@@ -366,32 +305,30 @@ async fn the_pass_through_refuses_a_path_outside_the_allow_list_before_the_sandb
     let device = Device::new(app);
     device.sign_in_oidc(app, "fenced").await;
     // The default allow-list is the member's own profile: `/v2/me` and posting are outside.
-    let (status, body) = get_json(&device, app, "/linkedin/api/v2/me").await;
+    let (status, body) = device.get_json(app, "/linkedin/api/v2/me").await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (403, "api_path_not_allowed"),
         "{body}"
     );
     let response = device
-        .client
-        .post(app.url("/linkedin/api/rest/posts"))
-        .header("origin", &app.base)
+        .request_from_the_page(app, Method::POST, "/linkedin/api/rest/posts")
         .json(&post_by("fenced"))
         .send()
         .await
         .unwrap();
     let (status, body) = json_of(response).await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (403, "api_path_not_allowed"),
         "{body}"
     );
     // The quota is whole: the allowed path answers once, then the sandbox says 429.
-    let (status, body) = get_json(&device, app, "/linkedin/api/v2/userinfo").await;
+    let (status, body) = device.get_json(app, "/linkedin/api/v2/userinfo").await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = get_json(&device, app, "/linkedin/api/v2/userinfo").await;
+    let (status, body) = device.get_json(app, "/linkedin/api/v2/userinfo").await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (429, "linkedin_rate_limited"),
         "{body}"
     );

@@ -5,7 +5,7 @@
 //! `support::oidc_provider`), with lifetimes of seconds.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use linkedin_token_exchange::server::config::Config;
 use serde_json::Value;
@@ -16,7 +16,7 @@ use crate::support::oidc_provider::{
 };
 use crate::support::redis::Cluster;
 use crate::support::servers::{RedisServer, postgres_for_tests, skip_or_fail};
-use crate::support::{FetchJson, TestApp, sample, scrape};
+use crate::support::{FetchJson, TestApp, eventually, sample, scrape, sleep_until};
 
 /// The access tokens' life in these tests: refreshed in their last quarter, 3 s.
 const ACCESS_TTL: i64 = 12;
@@ -46,33 +46,6 @@ async fn sign_in(rig: &Rig) -> i64 {
     session["expires_at"].as_i64().unwrap()
 }
 
-/// Sleeps until the Unix time `at` (fractions of a second included).
-async fn sleep_until(at: i64) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let target = Duration::from_secs(u64::try_from(at).unwrap());
-    if let Some(left) = target.checked_sub(now) {
-        tokio::time::sleep(left).await;
-    }
-}
-
-/// Polls `check` every 100 ms until it holds, for at most `within`: how long it took.
-async fn eventually(
-    within: Duration,
-    what: &str,
-    mut check: impl AsyncFnMut() -> bool,
-) -> Duration {
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A counter of the app's metrics, 0 when absent.
 async fn counter(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
     let (_, scrape) = scrape(app.metrics.unwrap()).await;
@@ -95,7 +68,7 @@ async fn a_refreshed_token_keeps_the_session_alive_past_the_first_tokens_expiry(
     assert_eq!(rig.provider.refresh_grants(), 0);
 
     // In it, a request starts the refresh; the request itself is answered at once.
-    sleep_until(first_end - 2).await;
+    sleep_until(first_end - 2, Duration::ZERO).await;
     let session = rig.app.session().await;
     assert_eq!(session["expires_at"], first_end, "{session}");
     eventually(Duration::from_secs(3), "one refresh grant", async || {
@@ -113,7 +86,7 @@ async fn a_refreshed_token_keeps_the_session_alive_past_the_first_tokens_expiry(
     assert!(grant["refresh_token"].starts_with("refresh-"), "{grant:?}");
 
     // Past the first token's expiry: the session lives on, on the new token.
-    sleep_until(first_end + 1).await;
+    sleep_until(first_end + 1, Duration::ZERO).await;
     let session = rig.app.session().await;
     assert_eq!(session["connected"], true, "{session}");
     let new_end = session["expires_at"].as_i64().unwrap();
@@ -146,7 +119,7 @@ async fn a_refreshed_token_keeps_the_session_alive_past_the_first_tokens_expiry(
 async fn forward_authentication_alone_refreshes_the_token_too() {
     let rig = Rig::start(partner_provider(Profile::Documented).await, |_| {}).await;
     let first_end = sign_in(&rig).await;
-    sleep_until(first_end - 2).await;
+    sleep_until(first_end - 2, Duration::ZERO).await;
     let check = rig.app.get("/auth/check").await;
     assert_eq!(check.status(), 200);
     assert_eq!(check.headers()["x-auth-request-user"], "member-a");
@@ -158,7 +131,7 @@ async fn forward_authentication_alone_refreshes_the_token_too() {
         rig.provider.refresh_grants() == 1
     })
     .await;
-    sleep_until(first_end + 1).await;
+    sleep_until(first_end + 1, Duration::ZERO).await;
     let check = rig.app.get("/auth/check").await;
     assert_eq!(check.status(), 200, "alive past the first token's expiry");
 }
@@ -177,7 +150,7 @@ async fn a_refused_refresh_ends_the_session_at_the_access_tokens_expiry() {
     });
     let rig = Rig::start(provider, with_metrics).await;
     let first_end = sign_in(&rig).await;
-    sleep_until(first_end - 2).await;
+    sleep_until(first_end - 2, Duration::ZERO).await;
     assert_eq!(rig.app.session().await["connected"], true);
     eventually(
         Duration::from_secs(3),
@@ -197,7 +170,7 @@ async fn a_refused_refresh_ends_the_session_at_the_access_tokens_expiry() {
     for _ in 0..3 {
         assert_eq!(rig.app.session().await["connected"], true);
     }
-    sleep_until(first_end).await;
+    sleep_until(first_end, Duration::ZERO).await;
     let session = rig.app.session().await;
     assert_eq!(session["connected"], false, "{session}");
     assert_eq!(rig.provider.refresh_grants(), 1);
@@ -222,7 +195,7 @@ async fn two_instances_refresh_once(store: &str) {
     let id = rig.app.session_id().unwrap();
     assert_eq!(other.session_with_id(&id).await["member_id"], "member-a");
 
-    sleep_until(first_end - 2).await;
+    sleep_until(first_end - 2, Duration::ZERO).await;
     let answers = tokio::join!(
         rig.app.session_with_id(&id),
         other.session_with_id(&id),
@@ -245,7 +218,7 @@ async fn two_instances_refresh_once(store: &str) {
         "{store}: one refresh for the fleet"
     );
 
-    sleep_until(first_end + 1).await;
+    sleep_until(first_end + 1, Duration::ZERO).await;
     let here = rig.app.session_with_id(&id).await;
     let there = other.session_with_id(&id).await;
     assert_eq!(here["connected"], true, "{here}");
@@ -414,7 +387,7 @@ async fn the_pass_refreshes_a_session_no_request_touches() {
     let configure = introspecting(&provider, Duration::from_secs(2));
     let rig = Rig::start(provider, configure).await;
     let first_end = sign_in(&rig).await;
-    sleep_until(first_end + 1).await;
+    sleep_until(first_end + 1, Duration::ZERO).await;
     assert!(rig.provider.refresh_grants() >= 1);
     let session = rig.app.session().await;
     assert_eq!(session["connected"], true, "{session}");

@@ -15,6 +15,7 @@ use fantoccini::elements::Element;
 use fantoccini::error::CmdError;
 use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
 use fantoccini::{Client, ClientBuilder, Locator};
+use linkedin_token_exchange::server::config::Config;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -33,6 +34,14 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The sandbox app on its loopback origin and Chromium to drive it, or `None` after saying
 /// that `test` is skipped: `SKIP_BROWSER_TESTS=1`, or chromedriver or Chromium missing.
 pub async fn start_or_skip(test: &str) -> Option<(TestApp, Browser)> {
+    start_or_skip_with(test, |_| {}).await
+}
+
+/// [`start_or_skip`], with `change` made to the app's configuration.
+pub async fn start_or_skip_with(
+    test: &str,
+    change: impl FnOnce(&mut Config),
+) -> Option<(TestApp, Browser)> {
     if std::env::var("SKIP_BROWSER_TESTS").is_ok_and(|v| v == "1") {
         skip_or_fail(test, "SKIP_BROWSER_TESTS=1");
         return None;
@@ -50,20 +59,22 @@ pub async fn start_or_skip(test: &str) -> Option<(TestApp, Browser)> {
         );
         return None;
     }
-    let app = spawn_on_loopback_origin().await;
+    let app = spawn_on_loopback_origin(change).await;
     let browser = Browser::launch(&app).await;
     Some((app, browser))
 }
 
 /// The sandbox app on `https://127.0.0.1:PORT`, its only public origin (as a person who
 /// opens the address the start-up log names), with metrics on a listener of their own.
-pub async fn spawn_on_loopback_origin() -> TestApp {
+/// `change` is made to its configuration.
+pub async fn spawn_on_loopback_origin(change: impl FnOnce(&mut Config)) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let port = super::free_port();
     let mut config = test_config(&dir);
     config.listen.bind = format!("127.0.0.1:{port}").parse().unwrap();
     config.listen.public_origin = Some(format!("https://127.0.0.1:{port}"));
     config.listen.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    change(&mut config);
     let mut app = TestApp::start(config, dir).await;
     app.base = format!("https://127.0.0.1:{port}");
     app

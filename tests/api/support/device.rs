@@ -75,13 +75,38 @@ impl Device {
         self.exchange(app).await;
     }
 
+    /// `GET path` from this device: the status and the JSON body.
+    pub async fn get_json(&self, app: &TestApp, path: &str) -> (u16, Value) {
+        json_of(self.client.get(app.url(path)).send().await.unwrap()).await
+    }
+
+    /// `GET /auth/check` from this device (what the proxy asks).
+    pub async fn auth_check(&self, app: &TestApp) -> reqwest::Response {
+        self.client
+            .get(app.url("/auth/check"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A `method` request for `path` from this device, sent from the page's origin (as the
+    /// page's own script sends a state-changing call).
+    pub fn request_from_the_page(
+        &self,
+        app: &TestApp,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, app.url(path))
+            .header("origin", &app.base)
+    }
+
     /// `POST /token-exchange` from the page's origin with the JSAPI cookie this device holds,
     /// which must connect.
     pub async fn exchange(&self, app: &TestApp) {
         let response = self
-            .client
-            .post(app.url("/token-exchange"))
-            .header("origin", &app.base)
+            .request_from_the_page(app, reqwest::Method::POST, "/token-exchange")
             .send()
             .await
             .unwrap();

@@ -15,8 +15,8 @@
 //! - [`device`]: one of a member's browsers, for tests that drive several at once;
 //! - [`nginx`]: Debian's nginx running the repository's `deploy/nginx.conf`;
 //! - [`redis`]: the fleet's Redis deployments (a Sentinel set, a Cluster);
-//! - here: the service's binary as a person runs it (a one-off command, or a server), and a
-//!   scrape of its metrics.
+//! - here: the service's binary as a person runs it (a one-off command, or a server), a
+//!   scrape of its metrics, waiting on time and on a condition, and what a withdrawal says.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -186,4 +186,68 @@ pub fn sample(
             | prometheus_parse::Value::Untyped(v) => v,
             _ => f64::NAN,
         })
+}
+
+/// Polls `check` every 100 ms until it holds, for at most `within`: how long it took.
+pub async fn eventually(
+    within: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sleeps until the Unix time `at` plus `margin` (at once when that has passed).
+pub async fn sleep_until(at: i64, margin: Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let target = Duration::from_secs(u64::try_from(at).unwrap()) + margin;
+    if let Some(left) = target.checked_sub(now) {
+        tokio::time::sleep(left).await;
+    }
+}
+
+/// The error code of a JSON error answer.
+pub fn error_code(body: &serde_json::Value) -> &str {
+    body["error"].as_str().unwrap_or("(no code)")
+}
+
+/// What `/session` says to a browser whose session ended because LinkedIn access was withdrawn.
+pub fn withdrawn_session() -> serde_json::Value {
+    serde_json::json!({"connected": false, "ended": "linkedin_access_withdrawn"})
+}
+
+/// Asserts that a JSON error answer (`status`, `body`) is `expected` (status and code), its
+/// message containing `says`.
+pub fn assert_json_error(status: u16, body: &serde_json::Value, expected: (u16, &str), says: &str) {
+    assert_eq!((status, error_code(body)), expected, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains(says)),
+        "{body}"
+    );
+}
+
+/// Asserts that an answer (`status`, `body`) is the withdrawal: 401
+/// `linkedin_access_withdrawn`, its message saying so.
+pub fn assert_withdrawn(status: u16, body: &serde_json::Value) {
+    assert_json_error(
+        status,
+        body,
+        (401, "linkedin_access_withdrawn"),
+        "LinkedIn access",
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("LinkedIn access was withdrawn")),
+        "{body}"
+    );
 }
