@@ -310,8 +310,11 @@ async fn a_revoked_token_ends_the_members_sessions_within_one_introspection_inte
 
     // The member removes the app.
     rig.provider.revoke("member-a");
-    let took = eventually(EVERY * 2, "the sessions ended", async || {
-        rig.app.session().await["connected"] == false
+    // Each device's token is revoked, and each is introspected in the same pass: both
+    // sessions end within one interval, each told why.
+    let took = eventually(EVERY * 2, "both devices' sessions ended", async || {
+        let phone_session: Value = phone.get(rig.app.url("/session")).fetch_json().await;
+        rig.app.session().await["connected"] == false && phone_session["connected"] == false
     })
     .await;
     assert!(
@@ -319,7 +322,14 @@ async fn a_revoked_token_ends_the_members_sessions_within_one_introspection_inte
         "ended within one interval (and a tick): {took:?}"
     );
     let phone_session: Value = phone.get(rig.app.url("/session")).fetch_json().await;
-    assert_eq!(phone_session["connected"], false, "the other device too");
+    assert_eq!(
+        phone_session["ended"], "linkedin_access_withdrawn",
+        "{phone_session}"
+    );
+    assert_eq!(
+        rig.app.session().await["ended"],
+        "linkedin_access_withdrawn"
+    );
     assert!(
         counter(
             &rig.app,
