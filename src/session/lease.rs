@@ -18,8 +18,6 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use tower_sessions::session_store;
-#[cfg(feature = "redis")]
-use tower_sessions_redis_store::fred::interfaces::LuaInterface;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use tower_sessions_sqlx_store::sqlx;
 
@@ -149,15 +147,8 @@ impl SessionBackend {
                 MemberIndex::Postgres(pool) => sql::acquire_postgres(pool, name, owner, ttl).await,
                 #[cfg(feature = "redis")]
                 MemberIndex::Redis(pool) => {
-                    let taken: i64 = pool
-                        .eval(
-                            redis::ACQUIRE,
-                            vec![redis::key(name)],
-                            vec![owner.to_owned(), millis(ttl).to_string()],
-                        )
-                        .await
-                        .map_err(backend_error)?;
-                    Ok(taken == 1)
+                    let args = vec![owner.to_owned(), millis(ttl).to_string()];
+                    Ok(redis::run(pool, redis::ACQUIRE, name, args).await? == 1)
                 }
             }
         };
@@ -201,15 +192,8 @@ impl SessionBackend {
                 .map_err(backend_error),
                 #[cfg(feature = "redis")]
                 MemberIndex::Redis(pool) => {
-                    let renewed: i64 = pool
-                        .eval(
-                            redis::RENEW,
-                            vec![redis::key(name)],
-                            vec![owner.to_owned(), millis(ttl).to_string()],
-                        )
-                        .await
-                        .map_err(backend_error)?;
-                    Ok(renewed == 1)
+                    let args = vec![owner.to_owned(), millis(ttl).to_string()];
+                    Ok(redis::run(pool, redis::RENEW, name, args).await? == 1)
                 }
             }
         };
@@ -246,15 +230,11 @@ impl SessionBackend {
                 .map(drop)
                 .map_err(backend_error),
                 #[cfg(feature = "redis")]
-                MemberIndex::Redis(pool) => pool
-                    .eval::<i64, _, _, _>(
-                        redis::RELEASE,
-                        vec![redis::key(name)],
-                        vec![owner.to_owned()],
-                    )
-                    .await
-                    .map(drop)
-                    .map_err(backend_error),
+                MemberIndex::Redis(pool) => {
+                    redis::run(pool, redis::RELEASE, name, vec![owner.to_owned()])
+                        .await
+                        .map(drop)
+                }
             }
         };
         self.bounded("lease", call).await
@@ -365,8 +345,21 @@ mod redis {
         return 0"#;
 
     /// The key of lease `name`.
-    pub(super) fn key(name: &str) -> String {
+    fn key(name: &str) -> String {
         format!("lte:lease:{name}")
+    }
+
+    /// Runs `script` on lease `name` with `args`: its answer (1 for done).
+    pub(super) async fn run(
+        pool: &tower_sessions_redis_store::fred::prelude::Pool,
+        script: &str,
+        name: &str,
+        args: Vec<String>,
+    ) -> tower_sessions::session_store::Result<i64> {
+        use tower_sessions_redis_store::fred::interfaces::LuaInterface;
+        pool.eval(script, vec![key(name)], args)
+            .await
+            .map_err(super::backend_error)
     }
 }
 
