@@ -86,8 +86,8 @@ impl FromStr for ApiMethod {
             "PATCH" => Ok(Self::Patch),
             "DELETE" => Ok(Self::Delete),
             _ => Err(format!(
-                "{:?} is not GET, POST, PUT, PATCH or DELETE",
-                crate::text::escape_text(s, 20)
+                "{} is not GET, POST, PUT, PATCH or DELETE",
+                quoted(s, 20)
             )),
         }
     }
@@ -140,8 +140,8 @@ impl FromStr for ApiAllow {
                 .map(|(m, p)| (m.trim(), p.trim()))
                 .ok_or_else(|| {
                     format!(
-                        "{:?} is not METHOD /path-prefix, as GET /v2/userinfo",
-                        crate::text::escape_text(entry, 80)
+                        "{} is not METHOD /path-prefix, as GET /v2/userinfo",
+                        quoted(entry, 80)
                     )
                 })?;
             let method = method.to_ascii_uppercase().parse::<ApiMethod>()?;
@@ -155,8 +155,8 @@ impl FromStr for ApiAllow {
                     .any(|segment| segment == ".." || segment == ".");
             if !clean {
                 return Err(format!(
-                    "{:?} is not a path prefix: it starts with one /, and has no space, ?, #, \\, . or .. segment",
-                    crate::text::escape_text(prefix, 80)
+                    "{} is not a path prefix: it starts with one /, and has no space, ?, #, \\, . or .. segment",
+                    quoted(prefix, 80)
                 ));
             }
             entries.push((method, prefix.to_owned()));
@@ -215,6 +215,13 @@ fn parse_api_version(value: &str) -> Result<String, String> {
 #[cfg(feature = "server")]
 fn parse_api_allow(value: &str) -> Result<String, String> {
     value.parse::<ApiAllow>().map(|allow| allow.to_string())
+}
+
+/// `text`'s first `max` characters, quoted and escaped as Rust's `Debug` does (control and
+/// invisible characters as `\u{…}`): a value from the environment, fit for an error line.
+fn quoted(text: &str, max: usize) -> String {
+    let cut: String = text.chars().take(max).collect();
+    format!("{cut:?}")
 }
 
 #[cfg(test)]
