@@ -19,14 +19,14 @@ use crate::config::AppCredentials;
 use crate::config::api_access::{ApiAllow, ApiVersion};
 use crate::error::AppError;
 use crate::handlers;
-use crate::linkedin::api::LinkedInApi;
+use crate::linkedin::api::{ApiReach, LinkedInApi};
 use crate::linkedin::client::LinkedInClient;
 use crate::linkedin::oidc::OidcClient;
 use crate::ratelimit::{RateLimits, limit_clients};
 use crate::return_to::ReturnPolicy;
 use crate::secret::Secret;
 use crate::session::upkeep::UpkeepSlot;
-use crate::session::{MemberSession, SessionPolicy};
+use crate::session::{Member, MemberSession, SessionBackend, SessionPolicy};
 use crate::telemetry::Telemetry;
 use crate::text::escape_text;
 
@@ -52,9 +52,14 @@ pub struct LinkedInSignIn {
     pub(crate) state: SignInState,
 }
 
-/// What the sign-in routes share: the resolved settings, behind an `Arc`.
+/// What the sign-in routes share: the resolved settings, behind an `Arc`, and what the
+/// member's client needs of them.
 #[derive(Clone, Debug)]
-pub(crate) struct SignInState(Arc<SignInSettings>);
+pub(crate) struct SignInState {
+    settings: Arc<SignInSettings>,
+    /// The member's client's part of the settings, built once.
+    api_reach: Arc<ApiReach>,
+}
 
 /// The resolved settings of the sign-in routes.
 #[derive(Debug)]
@@ -113,7 +118,28 @@ pub(crate) struct JsapiApp {
 impl SignInState {
     /// Shares `settings` between handlers.
     pub(crate) fn new(settings: SignInSettings) -> Self {
-        Self(Arc::new(settings))
+        let api_reach = Arc::new(ApiReach {
+            linkedin: settings.linkedin.clone(),
+            oidc: settings.oidc.clone(),
+            jsapi: settings.jsapi.is_some(),
+            version: settings.api.version.clone(),
+        });
+        Self {
+            settings: Arc::new(settings),
+            api_reach,
+        }
+    }
+
+    /// The client for LinkedIn's API as `member`, signed in in `session` (ended when
+    /// LinkedIn withdraws access), with `sessions` the store whose index finds the member's
+    /// other sessions.
+    pub(crate) fn api_for(
+        &self,
+        member: Member,
+        session: Option<MemberSession>,
+        sessions: Option<SessionBackend>,
+    ) -> LinkedInApi {
+        LinkedInApi::new(self.api_reach.clone(), member, session, sessions)
     }
 
     /// The session rules of these routes.
@@ -127,7 +153,7 @@ impl SignInState {
 impl std::ops::Deref for SignInState {
     type Target = SignInSettings;
     fn deref(&self) -> &SignInSettings {
-        &self.0
+        &self.settings
     }
 }
 
@@ -192,12 +218,7 @@ impl LinkedInSignIn {
     /// own next call (the server's store, which keeps a member index, ends them all at once).
     pub async fn api(&self, session: &MemberSession) -> Result<LinkedInApi, AppError> {
         let member = session.member().await?.ok_or(AppError::NotConnected)?;
-        Ok(LinkedInApi::new(
-            self.state.clone(),
-            member,
-            Some(session.handle()),
-            None,
-        ))
+        Ok(self.state.api_for(member, Some(session.handle()), None))
     }
 
     /// Keeps the OpenID Connect sessions of `store` (this crate's sealed store) alive and
@@ -211,7 +232,19 @@ impl LinkedInSignIn {
     /// nothing. The task ends when the last clone of this sign-in is dropped.
     #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
     pub fn keep_sessions(&self, store: &crate::stores::SealedStore) {
-        crate::session::upkeep::start(&self.state, store);
+        let state = &self.state;
+        let Some(oidc) = &state.oidc else {
+            return;
+        };
+        let settings = crate::session::upkeep::UpkeepSettings {
+            oidc: oidc.clone(),
+            telemetry: state.telemetry.clone(),
+            idle: state.session_idle,
+            introspect_every: state.introspect_every,
+            upstream_timeout: state.linkedin.transport().timeout(),
+            slot: state.upkeep.clone(),
+        };
+        crate::session::upkeep::start(settings, store);
     }
 }
 

@@ -1,6 +1,6 @@
 //! `GET|POST|PUT|PATCH|DELETE /linkedin/api/{*path}`: the pass-through. It sends
 //! `<LINKEDIN_API_URL>/<path>` (query and body too, the body at most 16 KiB) as the connected
-//! member, through the member's client ([`LinkedInApi`]), when `METHOD /<path>` is in
+//! member, through the member's client ([`LinkedInApi`](crate::linkedin::api::LinkedInApi)), when `METHOD /<path>` is in
 //! `LINKEDIN_API_ALLOW`; otherwise, and for a path that is not clean (`..`, an encoded slash,
 //! an absolute URL), 403 `api_path_not_allowed` before LinkedIn is called. The library's
 //! router serves it, so state-changing methods need the page's origin, and the sign-in rate
@@ -20,7 +20,7 @@ use axum::{Extension, Router};
 use super::{Routes, Verb};
 use crate::error::{AppError, PassedOn, Result};
 use crate::limits::MAX_BODY_BYTES;
-use crate::linkedin::api::{LinkedInApi, RESTLI_METHOD, api_path};
+use crate::linkedin::api::{RESTLI_METHOD, api_path};
 use crate::session::{MemberSession, SessionBackend};
 use crate::sign_in::SignInState;
 use crate::text::escape_text;
@@ -67,8 +67,7 @@ async fn forward(
         )));
     }
     let member = session.member().await?.ok_or(AppError::NotConnected)?;
-    let api = LinkedInApi::new(
-        state.clone(),
+    let api = state.api_for(
         member,
         Some(session),
         sessions.map(|Extension(sessions)| sessions),

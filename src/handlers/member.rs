@@ -4,6 +4,8 @@
 
 use axum::Extension;
 use axum::body::Bytes;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -11,10 +13,27 @@ use serde_json::{Value, json};
 
 use super::{Routes, Verb};
 use crate::error::{AppError, Result};
-use crate::linkedin::api::MemberApi;
+use crate::linkedin::api::LinkedInApi;
 use crate::session::member::Ended;
 use crate::session::{Credentials, Flow, MemberSession, SessionBackend};
 use crate::sign_in::SignInState;
+
+/// The connected member's client, for this crate's own handlers (`/me`, the pass-through):
+/// 401 `not_connected` without a member. With the server's store (an
+/// `Extension<SessionBackend>` over the routes), a withdrawal ends every session holding the
+/// token; otherwise this request's session.
+pub(crate) struct MemberApi(pub(crate) LinkedInApi);
+
+impl FromRequestParts<SignInState> for MemberApi {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SignInState) -> Result<Self, AppError> {
+        let session = MemberSession::from_request_parts(parts, state).await?;
+        let member = session.member().await?.ok_or(AppError::NotConnected)?;
+        let sessions = parts.extensions.get::<SessionBackend>().cloned();
+        Ok(Self(state.api_for(member, Some(session), sessions)))
+    }
+}
 
 /// The answer of `GET /session`.
 #[derive(Debug, Serialize)]

@@ -19,20 +19,21 @@
 //! may send is `handlers::api`'s decision, by `LINKEDIN_API_ALLOW`.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use url::Url;
 
+use super::client::LinkedInClient;
+use super::oidc::OidcClient;
 use super::transport::UpstreamError;
+use crate::config::api_access::ApiVersion;
 use crate::error::AppError;
 use crate::session::member::Ended;
 use crate::session::{Credentials, Member, MemberSession, SessionBackend};
-use crate::sign_in::SignInState;
 use crate::text::escape_text;
 
 /// `LinkedIn-Version`.
@@ -72,7 +73,7 @@ const APP_PROBLEMS: [&str; 10] = [
 /// `linkedin_rate_limited` (429, with `Retry-After`), and `upstream_unavailable` or
 /// `upstream_timeout` (5xx, no answer).
 pub struct LinkedInApi {
-    state: SignInState,
+    reach: Arc<ApiReach>,
     member: Member,
     /// The request's session, ended (kept as a tombstone) when LinkedIn withdraws access.
     session: Option<MemberSession>,
@@ -88,6 +89,20 @@ impl fmt::Debug for LinkedInApi {
             .field("flow", &self.member.credentials.flow())
             .finish_non_exhaustive()
     }
+}
+
+/// What the member's client needs of the sign-in: where LinkedIn is, which flows are on, and
+/// the API version. Built once per sign-in and shared by its clients.
+#[derive(Debug)]
+pub(crate) struct ApiReach {
+    /// The client for the LinkedIn side (its transport sends the calls).
+    pub linkedin: LinkedInClient,
+    /// The OpenID Connect relying party, when configured.
+    pub oidc: Option<OidcClient>,
+    /// Whether the JSAPI flow is on.
+    pub jsapi: bool,
+    /// `LinkedIn-Version` on `/rest/` calls.
+    pub version: ApiVersion,
 }
 
 /// A call, ready to sign.
@@ -109,13 +124,13 @@ impl LinkedInApi {
     /// A client for `member`, who is signed in in `session` (ended when LinkedIn withdraws
     /// access), with `sessions` the store whose index finds the member's other sessions.
     pub(crate) fn new(
-        state: SignInState,
+        reach: Arc<ApiReach>,
         member: Member,
         session: Option<MemberSession>,
         sessions: Option<SessionBackend>,
     ) -> Self {
         Self {
-            state,
+            reach,
             member,
             session,
             sessions,
@@ -188,7 +203,7 @@ impl LinkedInApi {
             },
             Credentials::Oidc { .. } => {
                 let oidc = self
-                    .state
+                    .reach
                     .oidc
                     .as_ref()
                     .ok_or(AppError::OidcNotConfigured)?;
@@ -207,7 +222,7 @@ impl LinkedInApi {
 
     /// `<LINKEDIN_API_URL><path_and_query>`, on the REST base's origin and under its path.
     fn api_url(&self, path_and_query: &str) -> Result<Url, AppError> {
-        let base = self.state.linkedin.api_url();
+        let base = self.reach.linkedin.api_url();
         let joined = format!("{}{path_and_query}", base.as_str().trim_end_matches('/'));
         let refused = || {
             AppError::ApiPathNotAllowed(format!(
@@ -231,7 +246,7 @@ impl LinkedInApi {
             Ok(_) => "passed_on",
             Err(err) => err.status_and_code().1,
         };
-        self.state
+        self.reach
             .linkedin
             .transport()
             .record(endpoint, outcome, started.elapsed());
@@ -251,20 +266,20 @@ impl LinkedInApi {
                 oauth_token_secret,
             } => {
                 // A member of the JSAPI flow on a host that turned it off (a shared store).
-                if self.state.jsapi.is_none() {
+                if !self.reach.jsapi {
                     return Err(AppError::NotConnected);
                 }
                 self.oauth1(&call, oauth_token, oauth_token_secret)?
             }
             Credentials::Oidc { access_token, .. } => {
-                if self.state.oidc.is_none() {
+                if self.reach.oidc.is_none() {
                     return Err(AppError::OidcNotConfigured);
                 }
                 let bearer = format!("Bearer {}", access_token.expose());
                 (call.url.clone(), bearer, call.body.clone())
             }
         };
-        let transport = self.state.linkedin.transport();
+        let transport = self.reach.linkedin.transport();
         let mut request = transport
             .http()
             .request(call.method.clone(), url)
@@ -275,7 +290,7 @@ impl LinkedInApi {
             .is_some_and(|path| path == "/rest" || path.starts_with("/rest/"));
         if versioned {
             request = request
-                .header(LINKEDIN_VERSION, self.state.api.version.as_str())
+                .header(LINKEDIN_VERSION, self.reach.version.as_str())
                 .header(RESTLI_PROTOCOL, "2.0.0");
         }
         for (name, value) in &call.headers {
@@ -290,7 +305,7 @@ impl LinkedInApi {
             &headers,
             &body,
             &self.member.credentials,
-            self.state.api.version.as_str(),
+            self.reach.version.as_str(),
         )?;
         let mut answer = Response::new(Bytes::from(body));
         *answer.status_mut() = status;
@@ -341,7 +356,7 @@ impl LinkedInApi {
         let signed = oauth1_request::request::AssertSorted::new(
             all.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         );
-        let authorization = self.state.linkedin.member_authorization(
+        let authorization = self.reach.linkedin.member_authorization(
             call.method.as_str(),
             bare.as_str(),
             &signed,
@@ -645,28 +660,6 @@ fn is_scheme(segment: &str) -> bool {
         && scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-}
-
-/// The connected member's client, for this crate's own handlers (`/me`, the pass-through):
-/// 401 `not_connected` without a member. With the server's store (an
-/// `Extension<SessionBackend>` over the routes), a withdrawal ends every session holding the
-/// token; otherwise this request's session.
-pub(crate) struct MemberApi(pub(crate) LinkedInApi);
-
-impl FromRequestParts<SignInState> for MemberApi {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &SignInState) -> Result<Self, AppError> {
-        let session = MemberSession::from_request_parts(parts, state).await?;
-        let member = session.member().await?.ok_or(AppError::NotConnected)?;
-        let sessions = parts.extensions.get::<SessionBackend>().cloned();
-        Ok(Self(LinkedInApi::new(
-            state.clone(),
-            member,
-            Some(session),
-            sessions,
-        )))
-    }
 }
 
 #[cfg(test)]

@@ -46,7 +46,6 @@ use super::backend::SessionBackend;
 use super::member::{Credentials, Ended, Member, member_in, put_member};
 use crate::linkedin::oidc::{DEFAULT_TOKEN_LIFETIME, OidcClient, TokenStatus};
 use crate::linkedin::transport::UpstreamError;
-use crate::sign_in::SignInState;
 use crate::telemetry::Telemetry;
 
 /// The most introspection calls a second, across the fleet (one instance makes them). A pass
@@ -120,9 +119,9 @@ pub(crate) fn credentials_end(member: &Member) -> i64 {
 pub(crate) fn refreshed(
     member: &Member,
     now: i64,
-    access_token: crate::Secret,
+    access_token: crate::secret::Secret,
     expires_in: u64,
-    refresh_token: Option<crate::Secret>,
+    refresh_token: Option<crate::secret::Secret>,
     refresh_expires_in: Option<u64>,
 ) -> Member {
     let seconds = |s: u64| i64::try_from(s).unwrap_or(i64::MAX / 2);
@@ -190,19 +189,42 @@ impl UpkeepSlot {
     }
 }
 
-/// Starts the upkeep of `state`'s OpenID Connect sessions in `backend`, unless one runs or
-/// OpenID Connect is off.
-pub(crate) fn start(state: &SignInState, backend: &SessionBackend) {
-    let Some(oidc) = &state.oidc else {
-        return;
-    };
+/// What the upkeep of one sign-in's sessions needs of it, taken from the sign-in by
+/// [`LinkedInSignIn::keep_sessions`](crate::LinkedInSignIn::keep_sessions).
+pub(crate) struct UpkeepSettings {
+    /// The OpenID Connect relying party that refreshes and introspects the tokens.
+    pub oidc: OidcClient,
+    /// The metrics.
+    pub telemetry: Telemetry,
+    /// The sessions' inactivity limit.
+    pub idle: Duration,
+    /// How often each live session's token is introspected, if ever.
+    pub introspect_every: Option<Duration>,
+    /// The bound on each call to LinkedIn (a session's refresh lease lasts three of them, at
+    /// least [`REFRESH_LEASE`]).
+    pub upstream_timeout: Duration,
+    /// Where the sign-in routes find the upkeep once started.
+    pub slot: UpkeepSlot,
+}
+
+/// Starts the upkeep of the OpenID Connect sessions in `backend` with `settings`, unless one
+/// runs already in `settings.slot`.
+pub(crate) fn start(settings: UpkeepSettings, backend: &SessionBackend) {
+    let UpkeepSettings {
+        oidc,
+        telemetry,
+        idle,
+        introspect_every,
+        upstream_timeout,
+        slot,
+    } = settings;
     let upkeep = Upkeep(Arc::new(Inner {
         backend: backend.clone(),
-        oidc: oidc.clone(),
-        telemetry: state.telemetry.clone(),
-        idle: state.session_idle,
-        introspect_every: state.introspect_every,
-        refresh_lease: REFRESH_LEASE.max(state.linkedin.transport().timeout() * 3),
+        oidc,
+        telemetry,
+        idle,
+        introspect_every,
+        refresh_lease: REFRESH_LEASE.max(upstream_timeout * 3),
         owner: rand::rng()
             .sample_iter(Alphanumeric)
             .take(16)
@@ -210,15 +232,15 @@ pub(crate) fn start(state: &SignInState, backend: &SessionBackend) {
             .collect(),
         in_flight: Mutex::new(HashSet::new()),
     }));
-    if state.upkeep.0.set(upkeep.clone()).is_err() {
+    if slot.0.set(upkeep.clone()).is_err() {
         return;
     }
     let period = upkeep.period();
     tracing::info!(
-        introspect_every_seconds = state.introspect_every.map(|d| d.as_secs()),
+        introspect_every_seconds = introspect_every.map(|d| d.as_secs()),
         pass_seconds = period.as_secs(),
         "the upkeep of OpenID Connect sessions runs (refresh before expiry{})",
-        if state.introspect_every.is_some() {
+        if introspect_every.is_some() {
             ", introspection"
         } else {
             ""
@@ -623,7 +645,7 @@ impl SessionBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Secret;
+    use crate::secret::Secret;
 
     fn oidc(expires_at: i64, issued_at: Option<i64>, refresh: Option<i64>) -> Member {
         Member {
