@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD as B64URL};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use rustls::pki_types::PrivateKeyDer;
@@ -413,41 +413,42 @@ fn key_from_file(path: &Path) -> Result<(SigningKey, KeySource), KeyError> {
 
 /// A new P-256 key, as PKCS#8 PEM.
 fn generate() -> Result<String, String> {
-    let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-        .map_err(|_| "the system gave no randomness".to_owned())?;
-    let body = BASE64.encode(der.as_ref());
-    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for line in body.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str("-----END PRIVATE KEY-----\n");
-    Ok(pem)
+    rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map(|key| key.serialize_pem())
+        .map_err(|e| format!("cannot make a key: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// `openssl ecparam -genkey -name prime256v1 -noout` (SEC1, with its public key) and the
-    /// same key through `openssl pkcs8 -topk8 -nocrypt`.
-    const SEC1: &str = "-----BEGIN EC PRIVATE KEY-----
-MHcCAQEEIGR+VK65xkCAR+GlHD4I6QGKVCA+1kXtCfKFbTlPUhBNoAoGCCqGSM49
-AwEHoUQDQgAEoogLTEhqorgYgPu/gyGuUybRneH2qMHJiFvYi/QL3NMBbYS2dwkJ
-GLhbus9nFrL7mbTrkEA5lNPLD8qt3G7drA==
------END EC PRIVATE KEY-----
-";
-    const PKCS8: &str = "-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgZH5UrrnGQIBH4aUc
-PgjpAYpUID7WRe0J8oVtOU9SEE2hRANCAASiiAtMSGqiuBiA+7+DIa5TJtGd4fao
-wcmIW9iL9Avc0wFthLZ3CQkYuFu6z2cWsvuZtOuQQDmU08sPyq3cbt2s
------END PRIVATE KEY-----
-";
+    /// `der` as PEM with `label`.
+    fn pem(label: &str, der: &[u8]) -> String {
+        pem::encode(&pem::Pem::new(label, der))
+    }
+
+    /// A new key as PKCS#8 PEM, and the same key as SEC1 PEM (`openssl ec` writes SEC1 with
+    /// its parameters; the API tests run that on openssl's own keys): the `ECPrivateKey`
+    /// inside the PKCS#8 `PrivateKeyInfo` (RFC 5208: version, algorithm, key).
+    fn pkcs8_and_sec1() -> (String, String) {
+        let pkcs8 = generate().expect("key");
+        let der = PrivateKeyDer::from_pem_slice(pkcs8.as_bytes()).expect("pem");
+        let PrivateKeyDer::Pkcs8(der) = der else {
+            panic!("not PKCS#8")
+        };
+        let (_, info, _) = der_element(der.secret_pkcs8_der()).expect("sequence");
+        let (_, _, rest) = der_element(info).expect("version");
+        let (_, _, rest) = der_element(rest).expect("algorithm");
+        let (tag, sec1, _) = der_element(rest).expect("key");
+        assert_eq!(tag, 0x04);
+        (pkcs8, pem("EC PRIVATE KEY", sec1))
+    }
 
     #[test]
     fn a_sec1_key_and_its_pkcs8_form_are_one_key() {
-        let sec1 = signing_key(SEC1.as_bytes()).expect("SEC1");
-        let pkcs8 = signing_key(PKCS8.as_bytes()).expect("PKCS#8");
+        let (pkcs8, sec1) = pkcs8_and_sec1();
+        let sec1 = signing_key(sec1.as_bytes()).expect("SEC1");
+        let pkcs8 = signing_key(pkcs8.as_bytes()).expect("PKCS#8");
         assert_eq!(sec1.kid, pkcs8.kid);
         assert_eq!(
             sec1.pair.public_key().as_ref(),
@@ -458,11 +459,7 @@ wcmIW9iL9Avc0wFthLZ3CQkYuFu6z2cWsvuZtOuQQDmU08sPyq3cbt2s
 
     #[test]
     fn what_is_not_a_p256_private_key_is_refused_with_how_to_make_one() {
-        for bad in [
-            "",
-            "not a key",
-            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-        ] {
+        for bad in ["", "not a key", pem("PRIVATE KEY", &[0, 0, 0]).as_str()] {
             let err = signing_key(bad.as_bytes()).expect_err(bad);
             assert!(err.contains("openssl genpkey"), "{err}");
         }
@@ -511,7 +508,10 @@ wcmIW9iL9Avc0wFthLZ3CQkYuFu6z2cWsvuZtOuQQDmU08sPyq3cbt2s
         let theirs = assertions
             .for_session(1, someone_else, "https://app.example")
             .expect("signed");
-        assert_ne!(first, theirs, "another member in the session, another assertion");
+        assert_ne!(
+            first, theirs,
+            "another member in the session, another assertion"
+        );
         let token = first.to_str().expect("ascii");
         let parts: Vec<_> = token.split('.').collect();
         assert_eq!(parts.len(), 3);
@@ -559,7 +559,8 @@ wcmIW9iL9Avc0wFthLZ3CQkYuFu6z2cWsvuZtOuQQDmU08sPyq3cbt2s
         let dir = tempfile::tempdir().expect("tempdir");
         let old = dir.path().join("old.pem");
         let new = dir.path().join("new.pem");
-        std::fs::write(&old, SEC1).expect("write");
+        let (_, sec1) = pkcs8_and_sec1();
+        std::fs::write(&old, &sec1).expect("write");
         std::fs::write(&new, generate().expect("key")).expect("write");
         let (assertions, source) = Assertions::load(
             &[new.clone(), old.clone()],
@@ -577,7 +578,7 @@ wcmIW9iL9Avc0wFthLZ3CQkYuFu6z2cWsvuZtOuQQDmU08sPyq3cbt2s
             .map(|k| k["kid"].as_str().expect("kid").to_owned())
             .collect();
         assert_eq!(kids.len(), 2);
-        assert_eq!(kids[1], signing_key(SEC1.as_bytes()).expect("key").kid);
+        assert_eq!(kids[1], signing_key(sec1.as_bytes()).expect("key").kid);
         assert_eq!(assertions.signing.kid, kids[0]);
     }
 
