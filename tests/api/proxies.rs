@@ -228,6 +228,7 @@ through_both_proxies!(
     an_api_call_without_a_member_gets_401_json_never_a_redirect,
     a_member_outside_the_rule_gets_403_naming_it_and_no_request_changes_the_rule,
     a_websocket_connects_and_echoes_for_a_member_and_is_refused_for_others,
+    every_spelling_of_a_protected_path_is_checked_with_its_rule,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -545,6 +546,41 @@ async fn a_member_outside_the_rule_gets_403_naming_it_and_no_request_changes_the
     assert_eq!(seen["path"], "/app/staff/plan");
     assert_eq!(seen["user"], id.as_str(), "{seen}");
     assert_eq!(verified_claims(&seen)["flow"], "oidc");
+}
+
+/// Spellings of `/app/staff/plan` that a path matcher could take for another path: doubled
+/// slashes, an escaped letter, an escaped slash.
+const STAFF_SPELLINGS: [&str; 5] = [
+    "/app//staff/plan",
+    "//app/staff/plan",
+    "/app/staff//plan",
+    "/app/%73taff/plan",
+    "/app%2Fstaff/plan",
+];
+
+async fn every_spelling_of_a_protected_path_is_checked_with_its_rule(front: &Front) {
+    // Whatever the proxy makes of the path, the app never answers it unchecked: a stranger's
+    // navigation is sent to sign in, with the path as asked for in `rd`.
+    let (stranger, _) = front.browser();
+    for path in STAFF_SPELLINGS {
+        let response = navigation(stranger.get(front.url(path)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302, "{path}\n{}", front.logs());
+        assert_eq!(query(&location(&response))["rd"], front.url(path), "{path}");
+    }
+    // And it is the rule of `/app/staff/` that applies: a member outside it is refused.
+    let (outside, _) = front.jsapi_member("spelling-member").await;
+    for path in STAFF_SPELLINGS {
+        let response = navigation(outside.get(front.url(path)))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 403, "{path}: {text}\n{}", front.logs());
+    }
 }
 
 type Socket =
