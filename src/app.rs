@@ -47,8 +47,8 @@ pub(crate) struct Settings {
     pub(crate) cookie_domain: Option<String>,
     /// The session cookie's name (it depends on the domain).
     pub(crate) session_cookie: &'static str,
-    /// `PASS_ACCESS_TOKEN`: `/auth/check` hands an OpenID Connect member's access token on.
-    pub(crate) pass_access_token: bool,
+    /// `/auth/check`'s settings: the default rule, the assertion, the token handed on.
+    pub(crate) forward_auth: handlers::auth_check::ForwardAuth,
 }
 
 impl AppState {

@@ -37,6 +37,8 @@ pub(crate) const DEFAULT_OIDC_ISSUER: &str = "https://www.linkedin.com/oauth";
 
 pub(crate) mod api_access;
 #[cfg(feature = "server")]
+mod forward_auth;
+#[cfg(feature = "server")]
 mod limits;
 #[cfg(feature = "server")]
 mod linkedin;
@@ -55,6 +57,8 @@ mod traces;
 
 #[cfg(feature = "server")]
 pub use api_access::ApiAccess;
+#[cfg(feature = "server")]
+pub use forward_auth::{AccessRule, ForwardAuth};
 #[cfg(feature = "server")]
 pub use limits::Limits;
 #[cfg(feature = "server")]
@@ -116,6 +120,10 @@ pub struct Config {
     /// to the app behind the proxy.
     #[command(flatten)]
     pub api: ApiAccess,
+
+    /// Forward authentication: the default rule, the signed identity and its keys.
+    #[command(flatten)]
+    pub forward_auth: ForwardAuth,
 }
 
 /// How log lines are written.

@@ -162,6 +162,14 @@ pub enum AppError {
     /// slash, an absolute URL). Refused before any call to LinkedIn.
     #[error("{0}")]
     ApiPathNotAllowed(String),
+    /// 403 `forbidden`: forward authentication found a signed-in member outside the rule the
+    /// check names (`X-Auth-Request-Denied` carries the rule).
+    #[error("you are signed in, but this address admits only members matching {0}")]
+    Forbidden(String),
+    /// 400 `invalid_auth_url`: the forward-auth URL (the proxy's configuration) carries a
+    /// parameter `/auth/check` does not take, or a rule that does not parse.
+    #[error("the forward-auth URL cannot be used: {0}")]
+    InvalidAuthUrl(String),
 }
 
 impl AppError {
@@ -211,6 +219,8 @@ impl AppError {
                 (StatusCode::TOO_MANY_REQUESTS, "linkedin_rate_limited")
             }
             Self::ApiPathNotAllowed(_) => (StatusCode::FORBIDDEN, "api_path_not_allowed"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::InvalidAuthUrl(_) => (StatusCode::BAD_REQUEST, "invalid_auth_url"),
         }
     }
 
@@ -281,12 +291,14 @@ impl AppError {
             },
             Self::LinkedInRateLimited(0),
             Self::ApiPathNotAllowed(String::new()),
+            Self::Forbidden(String::new()),
+            Self::InvalidAuthUrl(String::new()),
         ]
     }
 
     /// How many variants [`AppError::variant`] numbers.
     #[cfg(test)]
-    const VARIANTS: u8 = 26;
+    const VARIANTS: u8 = 28;
 
     /// The variant's number (and the nested error's, where it carries codes of its own), for
     /// `every_variant_has_a_sample`. A new variant takes the next number, raises
@@ -335,6 +347,8 @@ impl AppError {
             Self::LinkedInVersionRetired { .. } => (23, 0),
             Self::LinkedInRateLimited(_) => (24, 0),
             Self::ApiPathNotAllowed(_) => (25, 0),
+            Self::Forbidden(_) => (26, 0),
+            Self::InvalidAuthUrl(_) => (27, 0),
         }
     }
 
@@ -504,11 +518,14 @@ impl From<OidcError> for AppError {
 /// way back.
 #[derive(askama::Template, askama_web::WebTemplate)]
 #[template(path = "error.html")]
-struct ErrorPage {
+struct ErrorPage<'a> {
     /// "Sign-in cancelled" for a deliberate cancel, "Sign-in failed" otherwise.
-    title: &'static str,
+    title: &'a str,
     message: String,
     code: &'static str,
+    /// The way back: its address and its words.
+    back: &'a str,
+    back_text: &'a str,
 }
 
 /// The provider's `error=` codes for a member who chose not to sign in (LinkedIn's: Cancel
@@ -532,6 +549,11 @@ impl AppError {
         } else {
             "Sign-in failed"
         };
+        self.into_page_titled(title, "/", "Back to the sign-in page")
+    }
+
+    /// This error as an HTML page titled `title`, with a link `back_text` to `back`.
+    pub(crate) fn into_page_titled(self, title: &str, back: &str, back_text: &str) -> Response {
         let json = self.into_response();
         let (parts, _) = json.into_parts();
         let Some(logged) = parts.extensions.get::<LoggedError>().cloned() else {
@@ -541,6 +563,8 @@ impl AppError {
             title,
             message: logged.body.message.clone(),
             code: logged.code,
+            back,
+            back_text,
         };
         let mut response = page.into_response();
         *response.status_mut() = parts.status;

@@ -105,6 +105,8 @@
 
 #[cfg(feature = "server")]
 mod app;
+#[cfg(feature = "server")]
+mod assertion;
 mod client_addr;
 mod config;
 #[cfg(any(feature = "server", feature = "sandbox"))]

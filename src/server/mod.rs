@@ -44,9 +44,10 @@ pub mod config {
     pub use crate::config::ApiAccess;
     pub use crate::config::proxy::{CookieDomain, TlsMode};
     pub use crate::config::{
-        ADMIN_TOKEN_MIN_LEN, AllowedHosts, Command, Config, ConfigError, FleetKind, FleetUrl,
-        Limits, LinkedIn, Listen, LogFormat, Logging, Oidc, PkceMode, RateLimit, RateLimitStore,
-        Sessions, StoreUrl, Traces, TrustedProxies, describe_parse_error, redact_urls,
+        ADMIN_TOKEN_MIN_LEN, AccessRule, AllowedHosts, Command, Config, ConfigError, FleetKind,
+        FleetUrl, ForwardAuth, Limits, LinkedIn, Listen, LogFormat, Logging, Oidc, PkceMode,
+        RateLimit, RateLimitStore, Sessions, StoreUrl, Traces, TrustedProxies,
+        describe_parse_error, redact_urls,
     };
 }
 pub use crate::telemetry::init_logging;
@@ -208,13 +209,13 @@ impl Server {
             ..
         } = resolved;
         let settings = Settings {
+            forward_auth: forward_auth(config, &sign_in.state.public_origins[0])?,
             sign_in: sign_in.state,
             sessions,
             shutting_down: shutting_down.clone(),
             trusted_proxies,
             session_cookie: crate::session::cookie_name(cookie_domain.as_deref()),
             cookie_domain,
-            pass_access_token: config.api.pass_access_token,
         };
         // As text with every URL's userinfo hidden (the issuer or a LinkedIn URL may carry one).
         tracing::debug!(
@@ -457,6 +458,45 @@ async fn connect_sessions(
     SessionBackend::connect_with(&config.store, options)
         .await
         .map_err(|e| ConfigError::new("SESSION_STORE", e.to_string()))
+}
+
+/// `/auth/check`'s settings: the default rule, the token handed on, and with `ASSERTION=on`
+/// the signer of assertions issued by `issuer` and its keys.
+fn forward_auth(
+    config: &Config,
+    issuer: &str,
+) -> Result<crate::handlers::auth_check::ForwardAuth, ConfigError> {
+    use crate::assertion::{Assertions, KeySource};
+    let settings = &config.forward_auth;
+    let assertions = if settings.assertion {
+        let (assertions, source) = Assertions::load(
+            &settings.assertion_keys,
+            &settings.assertion_key_file,
+            config.sessions.store.is_shared(),
+            issuer.to_owned(),
+        )
+        .map_err(|e| ConfigError::new(e.variable, e.message))?;
+        match source {
+            KeySource::Configured(count) => {
+                tracing::info!(keys = count, "assertions signed with ASSERTION_KEYS");
+            }
+            KeySource::Generated(path) => tracing::info!(
+                "generated an assertion key into {} (apps verify with /.well-known/jwks.json)",
+                path.display()
+            ),
+            KeySource::Loaded(path) => {
+                tracing::info!("assertions signed with the key in {}", path.display());
+            }
+        }
+        Some(assertions)
+    } else {
+        None
+    };
+    Ok(crate::handlers::auth_check::ForwardAuth {
+        default_rule: settings.allow.clone(),
+        assertions,
+        pass_access_token: config.api.pass_access_token,
+    })
 }
 
 fn bind(

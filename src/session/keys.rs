@@ -1,14 +1,13 @@
 //! Where the [`Keyring`] comes from: `SESSION_KEYS`, or for a store of this machine alone
 //! (memory, SQLite) a key generated once into a file readable by its owner only.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::private;
+use super::private::{self, Place, write_private};
 use super::seal::{KEY_LEN, Keyring, parse_keys};
 use crate::config::StoreUrl;
 
@@ -75,13 +74,13 @@ pub(crate) fn keyring(
                 "the session key file is empty (an interrupted first start): a new key replaces it"
             );
             let key = generate().map_err(file_error)?;
-            write_private(key_file, &key, Place::Replace)
+            write_private(key_file, key_line(&key).as_bytes(), Place::Replace)
                 .map_err(|e| file_error(format!("cannot write it: {e}")))?;
             (key, KeySource::Generated(key_file.to_owned()))
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let key = generate().map_err(file_error)?;
-            match write_private(key_file, &key, Place::IfAbsent) {
+            match write_private(key_file, key_line(&key).as_bytes(), Place::IfAbsent) {
                 Ok(()) => (key, KeySource::Generated(key_file.to_owned())),
                 // Another instance starting at the same moment wrote its key first: use it.
                 Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -99,60 +98,17 @@ pub(crate) fn keyring(
     Ok((keyring, source))
 }
 
+/// The key file's one line: the key, base64.
+fn key_line(key: &[u8; KEY_LEN]) -> String {
+    format!("{}\n", BASE64.encode(key))
+}
+
 fn generate() -> Result<[u8; KEY_LEN], String> {
     let mut key = [0u8; KEY_LEN];
     SystemRandom::new()
         .fill(&mut key)
         .map_err(|_| "the system gave no randomness".to_owned())?;
     Ok(key)
-}
-
-/// How a new key file takes its place.
-#[derive(Clone, Copy)]
-enum Place {
-    /// Only where no file is: `AlreadyExists` when another process was first.
-    IfAbsent,
-    /// Over the file that is there.
-    Replace,
-}
-
-/// Writes the key, base64, into a file of mode 0600 (its folder 0700 when created here). The
-/// key is written and synced under a temporary name first, then put in place whole, so that
-/// a crash never leaves an empty or partial key file: hard-linked for [`Place::IfAbsent`]
-/// (which, unlike a rename, never replaces the key of an instance that was first), renamed
-/// for [`Place::Replace`].
-fn write_private(path: &Path, key: &[u8; KEY_LEN], place: Place) -> std::io::Result<()> {
-    private::create_parent(path)?;
-    let mut suffix = [0u8; 8];
-    SystemRandom::new()
-        .fill(&mut suffix)
-        .map_err(|_| std::io::Error::other("the system gave no randomness"))?;
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(format!(".tmp-{}", hex(&suffix)));
-    let temporary = path.with_file_name(name);
-    let written = (|| {
-        let mut file = private::options()
-            .write(true)
-            .create_new(true)
-            .open(&temporary)?;
-        writeln!(file, "{}", BASE64.encode(key))?;
-        file.sync_all()?;
-        match place {
-            Place::IfAbsent => std::fs::hard_link(&temporary, path),
-            Place::Replace => std::fs::rename(&temporary, path),
-        }
-    })();
-    let _ = std::fs::remove_file(&temporary);
-    written?;
-    // The new name is durable once the folder is synced.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub(crate) mod member;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
-mod private;
+pub(crate) mod private;
 #[cfg(feature = "redis")]
 pub(crate) mod redis_fleet;
 pub(crate) mod seal;

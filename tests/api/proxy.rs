@@ -188,12 +188,18 @@ async fn auth_check_redirects_to_the_sign_in_only_for_a_trusted_proxy_that_asks(
             .header("x-forwarded-host", "app.example.test")
             .header("x-forwarded-uri", "/reports?year=2026&q=a b")
     };
+    // A page load: what a browser's navigation sends.
+    let page_load = |request: reqwest::RequestBuilder| {
+        forwarded(request)
+            .header("sec-fetch-mode", "navigate")
+            .header("accept", "text/html")
+    };
     let trusted = app_with(|config, _| {
         config.limits.trusted_proxies = Some("127.0.0.1".parse().unwrap());
     })
     .await;
     let browser = step_by_step(&trusted);
-    let response = forwarded(browser.get(trusted.url("/auth/check?redirect=1")))
+    let response = page_load(browser.get(trusted.url("/auth/check?redirect=1")))
         .send()
         .await
         .unwrap();
@@ -209,18 +215,30 @@ async fn auth_check_redirects_to_the_sign_in_only_for_a_trusted_proxy_that_asks(
         "https://app.example.test/reports?year=2026&q=a b"
     );
     // Without `redirect=1`, the plain 401.
-    let response = forwarded(browser.get(trusted.url("/auth/check")))
+    let response = page_load(browser.get(trusted.url("/auth/check")))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
+    // Nor for an API call: a fetch from a page gets 401 JSON, which it can act on.
+    let response = forwarded(browser.get(trusted.url("/auth/check?redirect=1")))
+        .header("sec-fetch-mode", "cors")
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("not_connected"))
+    );
 
     // From a peer that is not a trusted proxy, `redirect=1` changes nothing.
     let untrusted = app_with(|config, _| {
         config.limits.trusted_proxies = Some("10.0.0.0/8".parse().unwrap());
     })
     .await;
-    let response = forwarded(step_by_step(&untrusted).get(untrusted.url("/auth/check?redirect=1")))
+    let response = page_load(step_by_step(&untrusted).get(untrusted.url("/auth/check?redirect=1")))
         .send()
         .await
         .unwrap();
@@ -488,6 +506,7 @@ async fn sign_in_through_auth_check(app: &TestApp, forwarded_uri: &str) -> Optio
         .header("x-forwarded-proto", "https")
         .header("x-forwarded-host", format!("localhost:{}", app.addr.port()))
         .header("x-forwarded-uri", forwarded_uri)
+        .header("sec-fetch-mode", "navigate")
         .send()
         .await
         .unwrap();
@@ -716,10 +735,18 @@ async fn behind_nginx(test: &str, rate_limit: RateLimit) -> Option<(Nginx, TestA
     Some((nginx, app))
 }
 
-/// A browser talking to nginx from `source` (a loopback address), keeping cookies and
-/// following no redirects.
+/// A browser loading pages (`Sec-Fetch-Mode: navigate`, HTML preferred) from nginx at
+/// `source` (a loopback address), keeping cookies and following no redirects.
 fn browser_at(nginx: &Nginx, source: IpAddr) -> reqwest::Client {
+    let page_load: reqwest::header::HeaderMap = [
+        ("sec-fetch-mode", "navigate"),
+        ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.parse().unwrap(), value.parse().unwrap()))
+    .collect();
     crate::support::client::trusting(&nginx.cert())
+        .default_headers(page_load)
         .cookie_provider(Arc::new(Jar::default()))
         .redirect(reqwest::redirect::Policy::none())
         .local_address(source)
