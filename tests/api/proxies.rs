@@ -79,6 +79,8 @@ impl Front {
         config.listen.public_origin = Some(origin.clone());
         config.limits.trusted_proxies = Some("127.0.0.1".parse().unwrap());
         config.limits.rate_limit = RateLimit::Off;
+        config.forward_auth.assertion = true;
+        config.forward_auth.assertion_key_file = dir.path().join("assertion-key.pem");
         // TestApp's own client wants a certificate to trust, which a TLS=off server makes
         // none of.
         std::fs::copy(&cert, dir.path().join("cert.pem")).unwrap();
