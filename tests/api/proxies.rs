@@ -42,9 +42,8 @@ enum Proxy {
 /// A proxy running its deploy file, the service behind it and the app it protects.
 struct Front {
     proxy: Proxy,
-    /// Kept running for the test.
-    _service: TestApp,
-    _app: ProtectedApp,
+    service: TestApp,
+    app: ProtectedApp,
 }
 
 impl Front {
@@ -93,8 +92,8 @@ impl Front {
         );
         Some(Front {
             proxy,
-            _service: service,
-            _app: app,
+            service,
+            app,
         })
     }
 
@@ -299,7 +298,7 @@ fn verified_claims(seen: &Value) -> &Value {
 // ---------------------------------------------------------------------------------------------
 
 async fn a_member_gets_through_with_their_headers_and_an_assertion_the_app_verifies(front: &Front) {
-    let (browser, _, id) = front.oidc_member("through-member").await;
+    let (browser, jar, id) = front.oidc_member("through-member").await;
     let path = "/app/reports?year=2026&q=x";
     for request in [
         navigation(browser.get(front.url(path))),
@@ -343,6 +342,32 @@ async fn a_member_gets_through_with_their_headers_and_an_assertion_the_app_verif
     assert_eq!((status, &seen["method"]), (200, &"POST".into()), "{seen}");
     assert_eq!(seen["body"], "a=1", "{seen}");
     assert_eq!(seen["user"], id.as_str());
+
+    // The app's verifier is no rubber stamp: sent to the app directly, an assertion the
+    // service made for another site, or a forged one, does not verify.
+    let plain = crate::support::client::trusting(&front.cert())
+        .build()
+        .unwrap();
+    let response = plain
+        .get(format!("http://{}/auth/check", front.service.addr))
+        .header("cookie", front.cookies(&jar))
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "other.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let elsewhere = header(&response, "x-auth-request-assertion").expect("an assertion");
+    for (token, why) in [(elsewhere, "InvalidAudience"), ("e30.e30.forged", "header")] {
+        let seen: Value = plain
+            .get(format!("http://{}/app/direct", front.app.addr))
+            .header("x-auth-request-assertion", token)
+            .fetch_json()
+            .await;
+        assert_eq!(seen["assertion"]["verified"], false, "{seen}");
+        let error = seen["assertion"]["error"].as_str().unwrap_or_default();
+        assert!(error.contains(why), "{seen}");
+    }
 }
 
 async fn forged_identity_headers_never_reach_the_app(front: &Front) {
