@@ -103,7 +103,17 @@ pub(crate) struct Assertions {
     jwks: String,
     issuer: String,
     rng: SystemRandom,
-    cache: moka::sync::Cache<(String, String, String), HeaderValue>,
+    hasher: std::hash::RandomState,
+    /// Per session id and audience (hashed): the member and audience it was signed for (a
+    /// hit is used only when both are the same), and the assertion.
+    cache: moka::sync::Cache<(i128, u64), std::sync::Arc<Kept>>,
+}
+
+/// An assertion kept, with whom and what it names.
+struct Kept {
+    member_id: String,
+    audience: String,
+    value: HeaderValue,
 }
 
 impl std::fmt::Debug for Assertions {
@@ -169,6 +179,7 @@ impl Assertions {
                 jwks,
                 issuer,
                 rng: SystemRandom::new(),
+                hasher: std::hash::RandomState::new(),
                 cache,
             },
             source,
@@ -184,23 +195,28 @@ impl Assertions {
     /// it has at least a minute to live, else a new one (`None` only if signing failed).
     pub(crate) fn for_session(
         &self,
-        session: &str,
+        session: i128,
         subject: Subject<'_>,
         audience: &str,
     ) -> Option<HeaderValue> {
-        let key = (
-            session.to_owned(),
-            subject.member_id.to_owned(),
-            audience.to_owned(),
-        );
-        if let Some(kept) = self.cache.get(&key) {
-            return Some(kept);
+        use std::hash::BuildHasher;
+        let key = (session, self.hasher.hash_one(audience));
+        if let Some(kept) = self.cache.get(&key)
+            && kept.member_id == subject.member_id
+            && kept.audience == audience
+        {
+            return Some(kept.value.clone());
         }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let token = self.sign(subject, audience, now)?;
         let mut value = HeaderValue::from_str(&token).ok()?;
         value.set_sensitive(true);
-        self.cache.insert(key, value.clone());
+        let kept = Kept {
+            member_id: subject.member_id.to_owned(),
+            audience: audience.to_owned(),
+            value: value.clone(),
+        };
+        self.cache.insert(key, std::sync::Arc::new(kept));
         Some(value)
     }
 
@@ -478,16 +494,24 @@ wcmIW9iL9Avc0wFthLZ3CQkYuFu6z2cWsvuZtOuQQDmU08sPyq3cbt2s
             flow: "oidc",
         };
         let first = assertions
-            .for_session("s1", subject, "https://app.example")
+            .for_session(1, subject, "https://app.example")
             .expect("signed");
         let again = assertions
-            .for_session("s1", subject, "https://app.example")
+            .for_session(1, subject, "https://app.example")
             .expect("kept");
         assert_eq!(first, again, "kept for the same session and audience");
         let other = assertions
-            .for_session("s1", subject, "https://other.example")
+            .for_session(1, subject, "https://other.example")
             .expect("signed");
         assert_ne!(first, other, "another audience, another assertion");
+        let someone_else = Subject {
+            member_id: "m2",
+            ..subject
+        };
+        let theirs = assertions
+            .for_session(1, someone_else, "https://app.example")
+            .expect("signed");
+        assert_ne!(first, theirs, "another member in the session, another assertion");
         let token = first.to_str().expect("ascii");
         let parts: Vec<_> = token.split('.').collect();
         assert_eq!(parts.len(), 3);

@@ -221,7 +221,7 @@ async fn decide(
             flow,
         };
         let audience = audience(state, from_proxy, headers);
-        if let Some(value) = assertions.for_session(&session.to_string(), subject, &audience) {
+        if let Some(value) = assertions.for_session(session.0, subject, &audience) {
             answer.insert(ASSERTION, value);
         }
     }

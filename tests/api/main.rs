@@ -17,6 +17,7 @@ mod errors;
 mod faults;
 mod fleet;
 mod flow;
+mod forward_auth;
 mod hardening;
 mod oidc;
 mod oidc_check_provider;
