@@ -28,6 +28,7 @@ mod operations;
 mod package;
 mod process;
 mod production;
+mod proxies;
 mod proxy;
 mod refresh;
 mod revocation;

@@ -7,17 +7,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::http::{HeaderMap, Uri};
 use linkedin_token_exchange::server::Server;
 use linkedin_token_exchange::server::config::TlsMode;
 use linkedin_token_exchange::server::config::{Config, RateLimit, StoreUrl};
 use reqwest::cookie::Jar;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::oidc::{consent, location, query, step_by_step, step_by_step_with};
 use crate::support::nginx::{Nginx, nginx_binary};
+use crate::support::protected::ProtectedApp;
 use crate::support::servers::skip_or_fail;
 use crate::support::{API_KEY, FetchJson, TestApp, free_port, json_of, test_config};
 
@@ -687,31 +686,10 @@ async fn tls_off_serves_plain_http_with_secure_cookies_and_a_sandbox_reached_in_
 // nginx in front
 // ---------------------------------------------------------------------------------------------
 
-/// The app nginx protects: it answers what it was told about the member.
-async fn spawn_protected_app() -> SocketAddr {
-    async fn echo(headers: HeaderMap, uri: Uri) -> Json<Value> {
-        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        Json(json!({
-            "path": uri.to_string(),
-            "user": get("x-auth-request-user"),
-            "email": get("x-auth-request-email"),
-            "name": get("x-auth-request-name"),
-            "flow": get("x-auth-request-flow"),
-        }))
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, axum::Router::new().fallback(echo))
-            .await
-            .unwrap();
-    });
-    addr
-}
-
 /// nginx with `deploy/nginx.conf` in front of the service (`TLS=off`, nginx trusted as a
-/// proxy) and of the protected app; `None` when nginx is missing and skipping is allowed.
-async fn behind_nginx(test: &str, rate_limit: RateLimit) -> Option<(Nginx, TestApp)> {
+/// proxy) and of the protected app (which answers what it was told about the member); `None`
+/// when nginx is missing and skipping is allowed.
+async fn behind_nginx(test: &str, rate_limit: RateLimit) -> Option<(Nginx, TestApp, ProtectedApp)> {
     let binary = match nginx_binary() {
         Ok(binary) => binary,
         Err(reason) => {
@@ -721,7 +699,8 @@ async fn behind_nginx(test: &str, rate_limit: RateLimit) -> Option<(Nginx, TestA
     };
     let service_port = free_port();
     let service: SocketAddr = format!("127.0.0.1:{service_port}").parse().unwrap();
-    let nginx = Nginx::start(&binary, service, spawn_protected_app().await).await;
+    let protected = ProtectedApp::start().await;
+    let nginx = Nginx::start(&binary, service, protected.addr).await;
     let origin = nginx.origin();
     let app = app_with(|config, dir| {
         config.listen.bind = service;
@@ -732,7 +711,7 @@ async fn behind_nginx(test: &str, rate_limit: RateLimit) -> Option<(Nginx, TestA
         write_unused_certificate(dir);
     })
     .await;
-    Some((nginx, app))
+    Some((nginx, app, protected))
 }
 
 /// A browser loading pages (`Sec-Fetch-Mode: navigate`, HTML preferred) from nginx at
@@ -758,7 +737,7 @@ fn browser_at(nginx: &Nginx, source: IpAddr) -> reqwest::Client {
 async fn behind_nginx_a_protected_app_lets_members_through_with_their_headers_and_sends_others_to_sign_in_and_back()
  {
     let test = "behind_nginx_a_protected_app_lets_members_through";
-    let Some((nginx, _app)) = behind_nginx(test, RateLimit::Off).await else {
+    let Some((nginx, _app, _protected)) = behind_nginx(test, RateLimit::Off).await else {
         return;
     };
     let origin = nginx.origin();
@@ -817,7 +796,7 @@ async fn behind_nginx_a_protected_app_lets_members_through_with_their_headers_an
 async fn behind_nginx_a_protected_page_asked_for_with_a_doubled_slash_ends_the_sign_in_on_the_page()
 {
     let test = "behind_nginx_a_protected_page_asked_for_with_a_doubled_slash";
-    let Some((nginx, _app)) = behind_nginx(test, RateLimit::Off).await else {
+    let Some((nginx, _app, _protected)) = behind_nginx(test, RateLimit::Off).await else {
         return;
     };
     let origin = nginx.origin();
@@ -848,7 +827,7 @@ async fn behind_nginx_a_protected_page_asked_for_with_a_doubled_slash_ends_the_s
 #[tokio::test]
 async fn behind_nginx_each_client_address_draws_on_its_own_rate_limit_budget() {
     let test = "behind_nginx_each_client_address_draws_on_its_own_rate_limit_budget";
-    let Some((nginx, app)) = behind_nginx(test, "3,1".parse().unwrap()).await else {
+    let Some((nginx, app, _protected)) = behind_nginx(test, "3,1".parse().unwrap()).await else {
         return;
     };
     let url = format!("{}/auth/linkedin", nginx.origin());

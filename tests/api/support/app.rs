@@ -315,12 +315,20 @@ pub async fn raw_tls(
     addr: SocketAddr,
     alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    raw_tls_trusting(&dir.path().join("cert.pem"), addr, alpn).await
+}
+
+/// A raw TLS connection to `addr`, as `localhost`, trusting only the certificate in the PEM
+/// file `cert` and offering only `alpn`.
+pub async fn raw_tls_trusting(
+    cert: &std::path::Path,
+    addr: SocketAddr,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls::pki_types::pem::PemObject;
     linkedin_token_exchange::server::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        rustls::pki_types::CertificateDer::pem_file_iter(dir.path().join("cert.pem")).unwrap()
-    {
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
     let mut config = rustls::ClientConfig::builder()

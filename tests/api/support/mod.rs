@@ -14,6 +14,9 @@
 //! - [`stores`]: the session stores a suite runs against, one function each;
 //! - [`device`]: one of a member's browsers, for tests that drive several at once;
 //! - [`nginx`]: Debian's nginx running the repository's `deploy/nginx.conf`;
+//! - [`caddy`]: Debian's caddy running the repository's `deploy/Caddyfile`;
+//! - [`protected`]: the app behind either proxy, which verifies the signed identity itself
+//!   and echoes WebSockets;
 //! - [`redis`]: the fleet's Redis deployments (a Sentinel set, a Cluster);
 //! - here: the service's binary as a person runs it (a one-off command, or a server), a
 //!   scrape of its metrics, waiting on time and on a condition, and what a withdrawal says.
@@ -29,12 +32,14 @@ use reqwest::cookie::Jar;
 use tempfile::TempDir;
 
 pub mod app;
+pub mod caddy;
 pub mod chromium;
 pub mod client;
 pub mod device;
 pub mod linkedin_api;
 pub mod nginx;
 pub mod oidc_provider;
+pub mod protected;
 pub mod redis;
 pub mod sandbox_rp;
 pub mod servers;

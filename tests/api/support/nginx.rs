@@ -140,8 +140,9 @@ impl Drop for Nginx {
     }
 }
 
-/// A self-signed certificate for `localhost`, written as `cert.pem` and `key.pem` in `dir`.
-fn write_certificate(dir: &Path) -> (String, String) {
+/// A self-signed certificate for `localhost`, written as `cert.pem` and `key.pem` in `dir`
+/// (caddy's too).
+pub fn write_certificate(dir: &Path) -> (String, String) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
