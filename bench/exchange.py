@@ -259,6 +259,10 @@ def dev_pair(cert: Path, key: Path) -> None:
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
          "-nodes", "-days", "30", "-subj", "/CN=localhost",
          "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
+         # Not a CA: the upstream's certificate is its own trust anchor (UPSTREAM_CA_CERT), and
+         # the verifier refuses a CA certificate as the end entity (CaUsedAsEndEntity), which
+         # is what OpenSSL 3's default `req -x509` makes.
+         "-addext", "basicConstraints=critical,CA:FALSE",
          "-keyout", str(key), "-out", str(cert)],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
