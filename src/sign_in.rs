@@ -275,8 +275,12 @@ pub(crate) fn routes(state: SignInState) -> Router {
     let (routes, taken) = handlers::record(|| {
         let sign_in = handlers::exchange::router()
             .merge(handlers::oidc::router())
-            .merge(handlers::api::router())
-            .route_layer(tower::util::option_layer(client_limit));
+            .merge(handlers::api::router());
+        // No layer at all when off: each level is a boxed service cloned per request.
+        let sign_in = match client_limit {
+            Some(limit) => sign_in.route_layer(limit),
+            None => sign_in,
+        };
         Router::new()
             .merge(sign_in)
             .merge(handlers::member::router())
@@ -294,13 +298,17 @@ pub(crate) fn routes(state: SignInState) -> Router {
             checked,
             require_public_origin,
         ))
-        .layer(Extension(state.policy()))
-        // Lets the extractors refresh a member's token when it is due.
-        .layer(Extension(state.upkeep.clone()))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
+        // One stack: one level per route instead of three.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ))
+                // Lets the extractors refresh a member's token when it is due.
+                .layer(Extension(state.upkeep.clone()))
+                .layer(Extension(state.policy())),
+        )
         .with_state(state)
 }
 
