@@ -94,9 +94,9 @@ pub(crate) fn build_app(state: AppState, extra: Router) -> Router {
                     session::guard::<SessionBackend>,
                 ))
                 // The layer takes one session cookie: the one `/auth/check` reads too.
-                .layer(middleware::from_fn_with_state(
-                    (state.sessions.clone(), state.session_cookie),
-                    session::cookie::one_session_cookie,
+                .layer(session::cookie::one_session_cookie(
+                    state.sessions.clone(),
+                    state.session_cookie,
                 ))
                 .layer(session::layer(
                     state.sessions.clone(),
