@@ -89,10 +89,7 @@ pub(crate) fn build_app(state: AppState, extra: Router) -> Router {
                     header::CACHE_CONTROL,
                     HeaderValue::from_static("no-store"),
                 ))
-                .layer(middleware::from_fn_with_state(
-                    state.sessions.clone(),
-                    session::guard::<SessionBackend>,
-                ))
+                .layer(session::guard(state.sessions.clone()))
                 // The layer takes one session cookie: the one `/auth/check` reads too.
                 .layer(session::cookie::one_session_cookie(
                     state.sessions.clone(),
