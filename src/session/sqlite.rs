@@ -184,9 +184,9 @@ fn open_writer(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     connection.busy_timeout(crate::limits::STORE_TIMEOUT)?;
-    connection.execute_batch(&format!(
-        "pragma synchronous = normal; pragma wal_autocheckpoint = 0; pragma foreign_keys = on;"
-    ))?;
+    connection.execute_batch(
+        "pragma synchronous = normal; pragma wal_autocheckpoint = 0; pragma foreign_keys = on;",
+    )?;
     Ok(connection)
 }
 
