@@ -38,8 +38,10 @@ What it does:
    connection count for --duration seconds, with wrk and bench/exchange.lua, every request
    carrying a different cookie and no session cookie, so each one is a real upstream exchange.
 4. For each run: exchanges/s, p50/p90/p99 latency, errors, the server's peak RSS (VmHWM), the
-   server's CPU time per exchange (utime+stime from /proc/PID/stat), and exchanges/s divided by
-   the healthz requests/s. Also, in cores over the window: the CPU of the server, the upstream,
+   server's CPU time per exchange (utime+stime from /proc/PID/stat), exchanges/s divided by
+   the healthz requests/s, and the server's CPU per exchange divided by its CPU per healthz
+   request in the same server start (printed as "exchange ÷ healthz server CPU", the figure
+   to compare across machines). Also, in cores over the window: the CPU of the server, the upstream,
    wrk (and redis-server), the machine's user/system/softirq/idle time from /proc/stat, and
    what other processes used (runs where that reaches 0.2 cores are flagged under the table:
    this machine may be shared with builds and tests).
@@ -257,6 +259,10 @@ def dev_pair(cert: Path, key: Path) -> None:
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
          "-nodes", "-days", "30", "-subj", "/CN=localhost",
          "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
+         # Not a CA: the upstream's certificate is its own trust anchor (UPSTREAM_CA_CERT), and
+         # the verifier refuses a CA certificate as the end entity (CaUsedAsEndEntity), which
+         # is what OpenSSL 3's default `req -x509` makes.
+         "-addext", "basicConstraints=critical,CA:FALSE",
          "-keyout", str(key), "-out", str(cert)],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -500,8 +506,8 @@ def markdown(report: dict) -> str:
            else "; upstream connections kept alive."),
         "",
         "| store | connections | exchanges/s | p50 ms | p90 ms | p99 ms | errors "
-        "| peak RSS MiB | server CPU µs/exchange | ÷ healthz |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| peak RSS MiB | server CPU µs/exchange | ÷ healthz | CPU ÷ healthz CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for store in report["stores"]:
         floor = store["healthz"]["requests_per_s"]
@@ -510,8 +516,9 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"| {store['store']} | {r['connections']} | {r['requests_per_s']:.0f} | {r['p50_ms']:.2f} "
                 f"| {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['server_peak_rss_mib']:.1f} "
-                f"| {cpu:.0f} | {r['requests_per_s'] / floor:.3f} |" if cpu is not None else
-                f"| {store['store']} | {r['connections']} | 0 | - | - | - | {r['errors']} | - | - | - |")
+                f"| {cpu:.0f} | {r['requests_per_s'] / floor:.3f} | {r.get('cpu_ratio_to_healthz', 0):.2f}x |"
+                if cpu is not None else
+                f"| {store['store']} | {r['connections']} | 0 | - | - | - | {r['errors']} | - | - | - | - |")
     disturbed = [f"{s['store']}/{'healthz' if r['mode'] == 'healthz' else r['connections']}"
                  f" ({r['cpu_cores_in_window']['others']:.2f})"
                  for s in report["stores"] for r in [s["healthz"]] + s["runs"]
@@ -531,7 +538,14 @@ def markdown(report: dict) -> str:
         lines.append("")
     lines.append("healthz floor (GET /healthz over TLS, 64 connections): " + "; ".join(
         f"{s['store']} run {s['healthz']['requests_per_s']:.0f} req/s (p50 {s['healthz']['p50_ms']:.2f} ms, "
-        f"p99 {s['healthz']['p99_ms']:.2f} ms)" for s in report["stores"]))
+        f"p99 {s['healthz']['p99_ms']:.2f} ms, server CPU {s['healthz']['server_cpu_us_per_request']:.1f} µs "
+        f"a request)" for s in report["stores"]))
+    lines.append("")
+    for s in report["stores"]:
+        for r in s["runs"]:
+            if r.get("cpu_ratio_to_healthz") is not None:
+                lines.append(f"{s['store']}, {r['connections']} connections: exchange ÷ healthz server CPU "
+                             f"{r['cpu_ratio_to_healthz']:.2f}x; peak RSS {s['server_peak_rss_mib']:.1f} MiB")
     return "\n".join(lines)
 
 
@@ -824,6 +838,13 @@ def main() -> int:
             for connections in args.connections:
                 r = measure(f"exchange {connections} conns", "exchange", connections, args.duration)
                 r["ratio_to_healthz"] = r["requests_per_s"] / entry["healthz"]["requests_per_s"]
+                floor_cpu = entry["healthz"]["server_cpu_us_per_request"]
+                if r["server_cpu_us_per_request"] is not None and floor_cpu:
+                    r["cpu_ratio_to_healthz"] = r["server_cpu_us_per_request"] / floor_cpu
+                    print(f"  exchange ÷ healthz server CPU ({connections} conns): "
+                          f"{r['cpu_ratio_to_healthz']:.2f}x ({r['server_cpu_us_per_request']:.1f} µs "
+                          f"per exchange ÷ {floor_cpu:.1f} µs per healthz); peak RSS so far "
+                          f"{r['server_peak_rss_mib']:.1f} MiB", flush=True)
                 entry["runs"].append(r)
             entry["server_peak_rss_mib"] = server.peak_rss_mib()
             left = {"sqlite": lambda: prefilled_left(workdir / "sessions.db"),

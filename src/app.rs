@@ -81,27 +81,29 @@ pub(crate) fn build_app(state: AppState, extra: Router) -> Router {
                 .with_state(state.clone()),
         )
         .merge(sign_in::routes(state.sign_in.clone()))
-        // The member index behind "sign out everywhere" (`POST /logout`) and the member's
-        // own sessions (`/sessions`).
-        .layer(Extension(state.sessions.clone()))
-        .layer(session::layer(
-            state.sessions.clone(),
-            policy,
-            state.cookie_domain.as_deref(),
-        ))
-        // The layer takes one session cookie: the one `/auth/check` reads too.
-        .layer(middleware::from_fn_with_state(
-            (state.sessions.clone(), state.session_cookie),
-            session::cookie::one_session_cookie,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.sessions.clone(),
-            session::guard::<SessionBackend>,
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ));
+        // One stack, so one more level per route: each level the router adds is a boxed
+        // service cloned, with everything inside it, at each request.
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ))
+                .layer(session::guard(state.sessions.clone()))
+                // The layer takes one session cookie: the one `/auth/check` reads too.
+                .layer(session::cookie::one_session_cookie(
+                    state.sessions.clone(),
+                    state.session_cookie,
+                ))
+                .layer(session::layer(
+                    state.sessions.clone(),
+                    policy,
+                    state.cookie_domain.as_deref(),
+                ))
+                // The member index behind "sign out everywhere" (`POST /logout`) and the
+                // member's own sessions (`/sessions`).
+                .layer(Extension(state.sessions.clone())),
+        );
     let csp = content_security_policy(
         state
             .sign_in
@@ -168,9 +170,14 @@ pub(crate) fn build_app(state: AppState, extra: Router) -> Router {
                 .with_state(state),
         )
         .merge(extra)
-        .fallback(not_found)
-        .layer(tower::util::option_layer(observer))
-        .layer(middleware::from_fn(telemetry::record_route));
+        .fallback(not_found);
+    // `record_route` a plain function of the request: no middleware future, no service
+    // boxed per request.
+    let record_route = tower::util::MapRequestLayer::new(telemetry::record_route);
+    let routes = match observer {
+        Some(observer) => routes.layer(ServiceBuilder::new().layer(record_route).layer(observer)),
+        None => routes.layer(record_route),
+    };
     // Around the whole router, not each route: a route's 405 gets its `Allow` header from the
     // router itself, after any layer of the route, and `errors` must see it to name the
     // accepted methods.

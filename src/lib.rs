@@ -112,6 +112,7 @@ mod config;
 #[cfg(any(feature = "server", feature = "sandbox"))]
 mod csp;
 mod error;
+mod gate;
 mod handlers;
 mod limits;
 mod linkedin;

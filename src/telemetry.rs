@@ -487,7 +487,7 @@ impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
 /// Names the request's span after its route (`http.route`, and `GET /route` for traces),
 /// once the router has matched it.
 #[cfg(feature = "server")]
-pub(crate) async fn record_route(request: Request, next: Next) -> Response {
+pub(crate) fn record_route(request: Request) -> Request {
     let span = tracing::Span::current();
     if !span.is_disabled()
         && let Some(route) = request.extensions().get::<MatchedPath>()
@@ -495,7 +495,7 @@ pub(crate) async fn record_route(request: Request, next: Next) -> Response {
         span.record("http.route", route.as_str());
         otel::rename(&span, format!("{} {}", request.method(), route.as_str()));
     }
-    next.run(request).await
+    request
 }
 
 /// Records the answer's status on the request's span.

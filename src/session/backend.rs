@@ -40,7 +40,65 @@ pub(crate) const LAST_SEEN_EVERY: Duration = Duration::from_secs(60);
 
 /// The most sessions whose last use is remembered as noted (beyond it, some are noted again
 /// sooner: never more often than each load).
-const SEEN_CAPACITY: u64 = 100_000;
+const SEEN_CAPACITY: usize = 100_000;
+
+/// The sessions whose use was noted within the last `every`, at most `capacity` of them: a
+/// map from a 64-bit digest of the id to when. Beyond `capacity`, the entries older than
+/// `every` go, and should none be, all of them (those sessions are then noted again sooner,
+/// never more often than each load). A lock and a hash lookup a load, and 24 bytes a session:
+/// a bounded cache with its own eviction (moka's) cost more of both, for a figure of which a
+/// wrong answer costs one `UPDATE` at most.
+struct Noted {
+    every: Duration,
+    capacity: usize,
+    when: std::sync::Mutex<std::collections::HashMap<u64, std::time::Instant>>,
+}
+
+impl Noted {
+    fn new(every: Duration, capacity: usize) -> Self {
+        Self {
+            every,
+            capacity,
+            when: Default::default(),
+        }
+    }
+
+    fn key(id: &Id) -> u64 {
+        // Ids are random: their two halves folded are as good a key as any hash of them.
+        (id.0 as u64) ^ ((id.0 >> 64) as u64)
+    }
+
+    /// Whether `id`'s use was noted within the last `every`.
+    fn contains(&self, id: &Id) -> bool {
+        let Ok(when) = self.when.lock() else {
+            return false;
+        };
+        when.get(&Self::key(id))
+            .is_some_and(|at| at.elapsed() < self.every)
+    }
+
+    /// Notes `id`'s use now.
+    fn insert(&self, id: &Id) {
+        let Ok(mut when) = self.when.lock() else {
+            return;
+        };
+        if when.len() >= self.capacity {
+            let every = self.every;
+            when.retain(|_, at| at.elapsed() < every);
+            if when.len() >= self.capacity {
+                when.clear();
+            }
+        }
+        when.insert(Self::key(id), std::time::Instant::now());
+    }
+
+    /// Forgets `id` (its session ended).
+    fn forget(&self, id: &Id) {
+        if let Ok(mut when) = self.when.lock() {
+            when.remove(&Self::key(id));
+        }
+    }
+}
 
 /// Calls the same method on whichever store is in use.
 macro_rules! forward {
@@ -76,7 +134,7 @@ pub(super) struct Backend {
     unreadable: moka::sync::Cache<Id, ()>,
     /// Sessions whose last use was noted within [`LAST_SEEN_EVERY`] (each entry lives that
     /// long).
-    seen: moka::sync::Cache<Id, ()>,
+    seen: Noted,
 }
 
 /// What a [`SessionBackend`] needs besides the store's URL.
@@ -138,10 +196,7 @@ impl SessionBackend {
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(3_600))
                 .build(),
-            seen: moka::sync::Cache::builder()
-                .max_capacity(SEEN_CAPACITY)
-                .time_to_live(seen_every)
-                .build(),
+            seen: Noted::new(seen_every, SEEN_CAPACITY),
         })))
     }
 
@@ -266,10 +321,13 @@ impl SessionStore for SessionBackend {
                 .await?;
         }
         if let Some(entry) = &entry {
-            let index = self.0.index.add(&record.id, entry, record.expiry_date);
-            self.bounded("index", index).await?;
+            // SQLite's entry went in with the row.
+            if !self.0.index.written_with_the_session() {
+                let index = self.0.index.add(&record.id, entry, record.expiry_date);
+                self.bounded("index", index).await?;
+            }
             // Signed in now: that is its last use.
-            self.0.seen.insert(record.id, ());
+            self.0.seen.insert(&record.id);
         }
         Ok(())
     }
@@ -328,7 +386,7 @@ impl SessionBackend {
     /// did within [`LAST_SEEN_EVERY`], or it holds no member. A failure is counted and left
     /// at that: the request goes on, and the next minute tries again.
     async fn note_use(&self, record: &Record) {
-        if self.0.seen.contains_key(&record.id) {
+        if self.0.seen.contains(&record.id) {
             return;
         }
         let now = time::OffsetDateTime::now_utc();
@@ -338,7 +396,7 @@ impl SessionBackend {
         let Some(entry) = Entry::of(record) else {
             return;
         };
-        self.0.seen.insert(record.id, ());
+        self.0.seen.insert(&record.id);
         let seen = self
             .0
             .index
@@ -461,7 +519,7 @@ impl SessionBackend {
         let store = &self.0.store;
         self.bounded("delete", forward!(store, s => s.delete(id)))
             .await?;
-        self.0.seen.invalidate(id);
+        self.0.seen.forget(id);
         if self.0.index.forgets_by_member() {
             let forget = self.0.index.forget(member_id, id);
             self.bounded("index", forget).await?;
@@ -621,7 +679,7 @@ mod tests {
             .end_session("seen-member", &record.id)
             .await
             .unwrap();
-        backend.0.seen.invalidate(&record.id);
+        backend.0.seen.forget(&record.id);
         backend.note_use(&record).await;
         assert!(
             backend

@@ -9,17 +9,17 @@
 //! one. A cookie whose session has ended (a logout, an expiry, a revocation) so never hides a
 //! live one behind it, whatever order the browser uses.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::COOKIE;
 use axum::http::{HeaderMap, HeaderValue};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
 use super::SessionBackend;
 use crate::error::AppError;
+use crate::gate::{GateLayer, Verdict};
 
 /// The most session cookies of one request that are looked at (a browser sends one, or one
 /// per cookie domain; more is someone trying).
@@ -81,24 +81,35 @@ pub(crate) async fn chosen_session(
     }))
 }
 
-/// The middleware in front of the session layer: when the request carries the session
-/// cookie `name` more than once, it leaves only the one [`chosen_session`] picks (or none
-/// when none is well formed), so the layer (which would take the last) follows the same rule
-/// as `/auth/check`. A request with one session cookie, or none, passes untouched.
-pub(crate) async fn one_session_cookie(
-    State((store, name)): State<(SessionBackend, &'static str)>,
+/// The gate in front of the session layer (a [`GateLayer`]): when the request carries the
+/// session cookie `name` more than once, it leaves only the one [`chosen_session`] picks (or
+/// none when none is well formed), so the layer (which would take the last) follows the same
+/// rule as `/auth/check`. A request with one session cookie, or none, passes untouched, at
+/// once.
+pub(crate) fn one_session_cookie(
+    store: SessionBackend,
+    name: &'static str,
+) -> GateLayer<(SessionBackend, &'static str)> {
+    GateLayer::new((store, name), one_session_cookie_of)
+}
+
+fn one_session_cookie_of(
+    (store, name): &(SessionBackend, &'static str),
     mut request: Request,
-    next: Next,
-) -> Response {
+) -> Verdict {
+    let name = *name;
     if values(request.headers(), name).nth(1).is_none() {
-        return next.run(request).await;
+        return Verdict::Pass(request);
     }
-    let chosen = match chosen_session(&store, request.headers(), name).await {
-        Ok(chosen) => chosen,
-        Err(err) => return AppError::SessionStore(err).into_response(),
-    };
-    keep_only(request.headers_mut(), name, chosen.map(|c| c.id));
-    next.run(request).await
+    let store = store.clone();
+    Verdict::Later(Box::pin(async move {
+        let chosen = match chosen_session(&store, request.headers(), name).await {
+            Ok(chosen) => chosen,
+            Err(err) => return Err(AppError::SessionStore(err).into_response()),
+        };
+        keep_only(request.headers_mut(), name, chosen.map(|c| c.id));
+        Ok(request)
+    }))
 }
 
 /// Rewrites the `Cookie` headers: every pair named `name` goes, then `name=id` is added

@@ -7,9 +7,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use tower::{Layer, Service};
 use tower_sessions::session::Id;
 use tower_sessions::session_store::{self, SessionStore};
 
@@ -67,13 +72,69 @@ impl Journal {
 /// would answer with an empty 500) as 503 `session_store_unavailable`, and carries out the
 /// request's deletes once its writes have succeeded. A delete that fails turns the answer
 /// into a 503 too: the browser then keeps its old session id, and that session is intact.
-pub(crate) async fn guard<S: SessionStore + Clone>(
-    State(store): State<S>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let journal = Arc::new(Journal::default());
-    let response = JOURNAL.scope(journal.clone(), next.run(request)).await;
+///
+/// A layer of its own rather than `axum::middleware::from_fn`, which would clone every
+/// service beneath at each request and box that clone as `Next`.
+pub(crate) fn guard<S: SessionStore + Clone>(store: S) -> GuardLayer<S> {
+    GuardLayer { store }
+}
+
+/// The layer of [`guard`].
+#[derive(Clone)]
+pub(crate) struct GuardLayer<S> {
+    store: S,
+}
+
+impl<S: Clone, I> Layer<I> for GuardLayer<S> {
+    type Service = Guard<S, I>;
+
+    fn layer(&self, inner: I) -> Guard<S, I> {
+        Guard {
+            store: self.store.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service of [`guard`].
+#[derive(Clone)]
+pub(crate) struct Guard<S, I> {
+    store: S,
+    inner: I,
+}
+
+impl<S, I> Service<Request> for Guard<S, I>
+where
+    S: SessionStore + Clone,
+    I: Service<Request, Response = Response, Error = Infallible>,
+    I::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let journal = Arc::new(Journal::default());
+        // The request's journal holds for what the services beneath do when called, and
+        // while their answer is awaited.
+        let answer = JOURNAL.sync_scope(journal.clone(), || self.inner.call(request));
+        let store = self.store.clone();
+        Box::pin(async move {
+            let response = match JOURNAL.scope(journal.clone(), answer).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            Ok(finish(&store, &journal, response).await)
+        })
+    }
+}
+
+/// What [`guard`] does once the request is answered: its failure reported, its deletes done.
+async fn finish<S: SessionStore>(store: &S, journal: &Journal, response: Response) -> Response {
     let (deletes, failure) = journal.take();
     // The session layer's own answer to a failed save: an empty 500.
     if let Some((operation, detail)) = failure

@@ -209,6 +209,9 @@ fn now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
+// The Redis calls are boxed: fred's futures run to kilobytes, and unboxed they would make
+// every future that may await one (each session load and create, whatever the store) that
+// large, copied at each move.
 impl MemberIndex {
     /// Creates the table and its trigger (SQL stores); nothing to do for the others.
     pub(super) async fn migrate(&self) -> Result<(), String> {
@@ -256,7 +259,9 @@ impl MemberIndex {
             .map(drop)
             .map_err(backend_error),
             #[cfg(feature = "redis")]
-            Self::Redis(pool) => redis::touch(pool, id, entry, expires.unix_timestamp()).await,
+            Self::Redis(pool) => {
+                Box::pin(redis::touch(pool, id, entry, expires.unix_timestamp())).await
+            }
         }
     }
 
@@ -282,7 +287,19 @@ impl MemberIndex {
             #[cfg(feature = "postgres")]
             Self::Postgres(_) => Ok(()),
             #[cfg(feature = "redis")]
-            Self::Redis(pool) => redis::touch(pool, id, entry, expires.unix_timestamp()).await,
+            Self::Redis(pool) => {
+                Box::pin(redis::touch(pool, id, entry, expires.unix_timestamp())).await
+            }
+        }
+    }
+
+    /// Whether a new session's entry is written with its record (SQLite's writer), so that
+    /// [`add`](Self::add) has nothing to do.
+    pub(super) fn written_with_the_session(&self) -> bool {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(_) => true,
+            _ => false,
         }
     }
 
@@ -300,7 +317,7 @@ impl MemberIndex {
     pub(super) async fn forget(&self, member_id: &str, id: &Id) -> session_store::Result<()> {
         match self {
             #[cfg(feature = "redis")]
-            Self::Redis(pool) => redis::forget(pool, member_id, &[id.to_string()]).await,
+            Self::Redis(pool) => Box::pin(redis::forget(pool, member_id, &[id.to_string()])).await,
             _ => {
                 let _ = (member_id, id);
                 Ok(())
@@ -338,7 +355,7 @@ impl MemberIndex {
             #[cfg(feature = "postgres")]
             Self::Postgres(pool) => sql::list_postgres(pool, member_id).await?,
             #[cfg(feature = "redis")]
-            Self::Redis(pool) => redis::live(pool, member_id).await?,
+            Self::Redis(pool) => Box::pin(redis::live(pool, member_id)).await?,
         };
         sessions.sort_by_key(|s| (s.summary.created_at, s.summary.expires_at, s.id.0));
         Ok(sessions)
@@ -384,7 +401,7 @@ impl MemberIndex {
             .map(drop)
             .map_err(backend_error),
             #[cfg(feature = "redis")]
-            Self::Redis(pool) => redis::seen(pool, member_id, id, at).await,
+            Self::Redis(pool) => Box::pin(redis::seen(pool, member_id, id, at)).await,
         }
     }
 
@@ -407,7 +424,7 @@ impl MemberIndex {
             #[cfg(feature = "postgres")]
             Self::Postgres(pool) => sql::revoke_postgres(pool, member_id).await,
             #[cfg(feature = "redis")]
-            Self::Redis(pool) => redis::revoke(pool, member_id).await,
+            Self::Redis(pool) => Box::pin(redis::revoke(pool, member_id)).await,
         }
     }
 }

@@ -1,28 +1,32 @@
 //! The `sqlite://` store with group commit: new sessions from concurrent requests are
-//! written by one task in one multi-row `INSERT`, so that a burst of sign-ins costs one
-//! statement (one trip to SQLite's worker thread, one transaction) instead of one each.
-//! Every request still gets its answer only after its row is committed.
+//! written by one thread in one transaction, so that a burst of sign-ins costs one commit
+//! (one write of the log) instead of one each. Every request still gets its answer only after
+//! its row is committed.
 //!
-//! The writer has a connection of its own, outside the pool: SQLite drops a connection's page
-//! cache whenever another connection has written since its last use, so batches that took
-//! turns on the pool's connections read the index pages they touch again each time. No
-//! acquire (and its ping) per batch either. Should that connection fail, the next batch opens
-//! another.
+//! The writer is a thread of its own with a connection of its own (rusqlite, outside sqlx's
+//! pool), fed from one queue: a batch is one hand-off to that thread and back, where sqlx took
+//! four trips to its connection's worker thread (`BEGIN`, two `INSERT`s, `COMMIT`), each a
+//! sleep and a wake. Its page cache stays warm: SQLite drops a connection's page cache
+//! whenever another connection has written since its last use. Should the connection fail,
+//! the next batch opens another.
 //!
-//! The sweep of expired rows (`sweep`) takes turns with new sessions on that same connection:
-//! the writer runs one batch of the sweep when no new session is waiting, or after a batch of
-//! new sessions, never two sweep batches in a row while new sessions wait. So a sign-in waits
-//! behind one small `DELETE` at most, and never for SQLite's lock: a `DELETE` on another
-//! connection would make the writer's `INSERT` meet a busy database, and SQLite's busy handler
-//! sleeps 1, 2, 5, 10 ms… before it tries again, however soon the lock is free; it would also
-//! drop the writer's page cache.
+//! The sweep of expired rows (`sweep`) goes through the same queue, and gets a fair share of
+//! the writer: a batch of the sweep waits behind at most one batch of new sessions, and
+//! deletes at least [`SWEEP_SHARE`] times as many rows as were inserted since the sweep's last
+//! batch (within the sweep's largest batch), so that under sustained sign-ins expired rows go
+//! at least as fast as new ones come, not only while the writer idles. A sign-in waits behind
+//! one such `DELETE` at most, and never for SQLite's lock: a `DELETE` on another connection
+//! would make the writer meet a busy database, and SQLite's busy handler sleeps 1, 2, 5,
+//! 10 ms… before it tries again, however soon the lock is free.
 //!
 //! A new session of a signed-in member gets its member index row (`index`) in the same
 //! transaction as its own row.
 //!
 //! Sessions are loaded by reader threads of their own (`Readers`), and saved and deleted by
-//! `tower-sessions-sqlx-store`; all on its table, with its encoding.
+//! `tower-sessions-sqlx-store`; all on its table, with its encoding (the expiry as RFC 3339
+//! text, as sqlx binds an `OffsetDateTime`).
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -31,16 +35,15 @@ use tokio::sync::{mpsc, oneshot};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions_sqlx_store::SqliteStore;
-use tower_sessions_sqlx_store::sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use tower_sessions_sqlx_store::sqlx::{self, ConnectOptions, Connection, SqlitePool};
+use tower_sessions_sqlx_store::sqlx::sqlite::SqliteConnectOptions;
+use tower_sessions_sqlx_store::sqlx::{self, SqlitePool};
 
-use super::index::{Entry, SQLITE_TABLE};
+use super::index::Entry;
 use super::sweep::Swept;
 
-/// The most rows one `INSERT` carries (three parameters each, and six for the index: far
-/// below SQLite's limit).
+/// The most new sessions one transaction carries.
 const MAX_BATCH: usize = 64;
-/// New sessions waiting for the writer; a full queue makes requests wait (back-pressure).
+/// Work waiting for the writer; a full queue makes requests wait (back-pressure).
 const QUEUE: usize = 4 * MAX_BATCH;
 /// How often the write-ahead log is checkpointed.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -52,6 +55,18 @@ const LOAD: &str = "select data from tower_sessions where id = ?1";
 const READERS: usize = 2;
 /// Loads waiting for a reader; one more fails at once (a 503) instead of queueing.
 const READ_QUEUE: usize = 1024;
+/// A batch of the sweep deletes at least this many rows per new session inserted since its
+/// previous batch.
+pub(crate) const SWEEP_SHARE: u64 = 2;
+/// The most rows one batch of the sweep deletes, whatever its share.
+const MAX_SWEEP_BATCH: u64 = 1_000;
+/// The writer's statements.
+const INSERT: &str =
+    "insert or abort into tower_sessions (id, data, expiry_date) values (?1, ?2, ?3)";
+const INSERT_ENTRY: &str = "insert into lte_member_sessions \
+     (session_id, member_id, flow, created_at, browser, last_seen) values (?1, ?2, ?3, ?4, ?5, ?4)";
+const SWEEP: &str = "delete from tower_sessions where rowid in \
+     (select rowid from tower_sessions where expiry_date < ?1 limit ?2)";
 
 /// SQLite sessions; see the module documentation.
 #[derive(Clone, Debug)]
@@ -59,8 +74,14 @@ pub struct SqliteSessions {
     store: SqliteStore,
     pool: SqlitePool,
     readers: Readers,
-    creates: mpsc::Sender<PendingCreate>,
-    sweeps: mpsc::Sender<PendingSweep>,
+    jobs: mpsc::Sender<Job>,
+}
+
+/// Work for the writer thread.
+#[derive(Debug)]
+enum Job {
+    Create(PendingCreate),
+    Sweep(PendingSweep),
 }
 
 #[derive(Debug)]
@@ -75,33 +96,39 @@ struct PendingCreate {
 #[derive(Debug)]
 struct PendingSweep {
     before: OffsetDateTime,
-    limit: i64,
-    done: oneshot::Sender<sqlx::Result<Swept>>,
+    limit: u64,
+    done: oneshot::Sender<Result<Swept, String>>,
 }
 
 impl SqliteSessions {
-    /// Creates the table when missing and starts the writer task, whose connection is made
-    /// with `writer` (the options `pool` was made with).
+    /// Creates the table when missing and starts the writer thread, whose connection is made
+    /// to the file `writer` names (with `synchronous=NORMAL` and checkpoints left to the
+    /// background, as the pool's).
     pub async fn open(pool: SqlitePool, writer: SqliteConnectOptions) -> sqlx::Result<Self> {
         let store = SqliteStore::new(pool.clone());
         store.migrate().await?;
-        let connection = writer.connect().await?;
-        let readers = Readers::start(writer.get_filename())?;
-        let (creates, queue) = mpsc::channel(QUEUE);
-        let (sweeps, sweep_queue) = mpsc::channel(1);
+        let path = writer.get_filename().to_owned();
+        let connection =
+            open_writer(&path).map_err(|err| sqlx::Error::Configuration(err.into()))?;
+        let readers = Readers::start(&path)?;
+        let (jobs, queue) = mpsc::channel(QUEUE);
         tokio::spawn(checkpoint(pool.clone()));
-        let writer = Writer {
-            options: writer,
-            connection: Some(connection),
-            store: store.clone(),
-        };
-        tokio::spawn(writer.run(queue, sweep_queue));
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                Writer {
+                    path,
+                    connection: Some(connection),
+                    inserted: 0,
+                }
+                .run(queue)
+            })
+            .map_err(sqlx::Error::Io)?;
         Ok(Self {
             store,
             pool,
             readers,
-            creates,
-            sweeps,
+            jobs,
         })
     }
 
@@ -110,17 +137,22 @@ impl SqliteSessions {
         self.pool.clone()
     }
 
-    /// Deletes up to `limit` rows that expired before `before`, on the writer's connection in
-    /// its turn (see the module documentation).
-    pub async fn delete_expired(&self, before: OffsetDateTime, limit: i64) -> sqlx::Result<Swept> {
+    /// Deletes up to `limit` rows that expired before `before` (more when new sessions came
+    /// since the previous batch: see the module documentation), on the writer's connection in
+    /// its turn.
+    pub async fn delete_expired(
+        &self,
+        before: OffsetDateTime,
+        limit: u64,
+    ) -> Result<Swept, String> {
         let (done, answer) = oneshot::channel();
-        let stopped = || sqlx::Error::WorkerCrashed;
-        self.sweeps
-            .send(PendingSweep {
+        let stopped = || "the SQLite writer has stopped".to_owned();
+        self.jobs
+            .send(Job::Sweep(PendingSweep {
                 before,
                 limit,
                 done,
-            })
+            }))
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -128,7 +160,7 @@ impl SqliteSessions {
 }
 
 /// Copies the write-ahead log into the database now and then, off the request path (the
-/// connection runs with `wal_autocheckpoint=0`). A passive checkpoint never blocks writers;
+/// connections run with `wal_autocheckpoint=0`). A passive checkpoint never blocks writers;
 /// once it is complete, the next commit starts the log from its beginning again.
 async fn checkpoint(pool: SqlitePool) {
     let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
@@ -141,6 +173,205 @@ async fn checkpoint(pool: SqlitePool) {
             tracing::warn!(%err, "SQLite checkpoint failed");
         }
     }
+}
+
+/// The writer's connection: as the pool's (`synchronous=NORMAL`, no checkpoint in a commit,
+/// foreign keys on, waiting for a lock as long as a store operation may take).
+fn open_writer(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let connection = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(crate::limits::STORE_TIMEOUT)?;
+    connection.execute_batch(
+        "pragma synchronous = normal; pragma wal_autocheckpoint = 0; pragma foreign_keys = on;",
+    )?;
+    Ok(connection)
+}
+
+/// `at` as sqlx binds an `OffsetDateTime` to SQLite (RFC 3339 text), so that the sweep's and
+/// the store's comparisons read the writer's rows the same way.
+fn sqlite_time(at: OffsetDateTime) -> Result<String, String> {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|err| err.to_string())
+}
+
+/// The thread that owns the writer connection.
+struct Writer {
+    path: PathBuf,
+    /// None after a failure: the next batch opens another.
+    connection: Option<rusqlite::Connection>,
+    /// New sessions inserted since the sweep's last batch.
+    inserted: u64,
+}
+
+impl Writer {
+    /// Takes the queue's work as it comes, until every `SqliteSessions` is dropped: the new
+    /// sessions waiting (up to [`MAX_BATCH`]) in one transaction, then the sweep's batch if
+    /// one waits.
+    fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut sweep = None;
+        while let Some(job) = jobs.blocking_recv() {
+            let mut next = Some(job);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Create(create) => batch.push(create),
+                    // One sweeper waits for each batch's answer, so this is rare: the older
+                    // batch goes first.
+                    Job::Sweep(newer) => {
+                        if let Some(older) = sweep.replace(newer) {
+                            self.sweep(older);
+                        }
+                    }
+                }
+                if batch.len() < MAX_BATCH {
+                    next = jobs.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.inserted += batch.len() as u64;
+                self.insert(&mut batch);
+            }
+            if let Some(sweep) = sweep.take() {
+                self.sweep(sweep);
+            }
+        }
+    }
+
+    /// The connection, opened again when the last one failed.
+    fn connection(&mut self) -> rusqlite::Result<&mut rusqlite::Connection> {
+        let connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => open_writer(&self.path)?,
+        };
+        Ok(self.connection.insert(connection))
+    }
+
+    /// Forgets the connection after an error that was not only the statement's (as on a full
+    /// disk), so that the next batch opens another.
+    fn check(&mut self, err: &rusqlite::Error) {
+        if !matches!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation)
+        ) {
+            tracing::warn!(%err, "SQLite writer connection failed; the next batch opens another");
+            self.connection = None;
+        }
+    }
+
+    /// Writes `batch` in one transaction and answers each of its requests.
+    fn insert(&mut self, batch: &mut Vec<PendingCreate>) {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let written = self
+            .connection()
+            .and_then(|connection| insert_batch(connection, batch, now));
+        match written {
+            Ok(answers) => {
+                for (pending, answer) in batch.drain(..).zip(answers) {
+                    let _ = pending.done.send(answer);
+                }
+            }
+            Err(err) => {
+                self.check(&err);
+                for pending in batch.drain(..) {
+                    let _ = pending
+                        .done
+                        .send(Err(session_store::Error::Backend(err.to_string())));
+                }
+            }
+        }
+    }
+
+    /// Runs one batch of the sweep: `limit` rows, or more when new sessions came since the
+    /// previous one (its fair share).
+    fn sweep(&mut self, sweep: PendingSweep) {
+        let busy = self.inserted > 0;
+        let limit = sweep.limit.max(
+            self.inserted
+                .saturating_mul(SWEEP_SHARE)
+                .min(MAX_SWEEP_BATCH),
+        );
+        self.inserted = 0;
+        let started = Instant::now();
+        let result = sqlite_time(sweep.before).and_then(|before| {
+            let deleted = self.connection().and_then(|connection| {
+                connection.prepare_cached(SWEEP)?.execute(rusqlite::params![
+                    before,
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ])
+            });
+            if let Err(err) = &deleted {
+                self.check(err);
+            }
+            deleted.map_err(|err| err.to_string())
+        });
+        let _ = sweep.done.send(result.map(|deleted| Swept {
+            deleted: deleted as u64,
+            limit,
+            took: started.elapsed(),
+            busy,
+        }));
+    }
+}
+
+/// Inserts `batch` (and the index rows of its signed-in members) in one transaction: the
+/// answer for each request, or the error that failed the whole transaction (rolled back).
+/// Should an id already exist (ids are 128 random bits, so this is for correctness, not
+/// expected), that record is inserted under a new id, drawn until one is free; a record that
+/// does not encode fails alone.
+fn insert_batch(
+    connection: &mut rusqlite::Connection,
+    batch: &mut [PendingCreate],
+    now: i64,
+) -> rusqlite::Result<Vec<session_store::Result<Id>>> {
+    let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut answers = Vec::with_capacity(batch.len());
+    {
+        let mut insert = tx.prepare_cached(INSERT)?;
+        for pending in batch.iter_mut() {
+            let expiry = match sqlite_time(pending.record.expiry_date) {
+                Ok(expiry) => expiry,
+                Err(err) => {
+                    answers.push(Err(session_store::Error::Encode(err)));
+                    continue;
+                }
+            };
+            loop {
+                let data = match rmp_serde::to_vec(&pending.record) {
+                    Ok(data) => data,
+                    Err(err) => {
+                        break answers.push(Err(session_store::Error::Encode(err.to_string())));
+                    }
+                };
+                let id = pending.record.id.to_string();
+                match insert.execute(rusqlite::params![id, data, expiry]) {
+                    Ok(_) => {}
+                    Err(err)
+                        if err.sqlite_error_code()
+                            == Some(rusqlite::ErrorCode::ConstraintViolation) =>
+                    {
+                        pending.record.id = Id::default();
+                        continue;
+                    }
+                    Err(err) => return Err(err),
+                }
+                if let Some(entry) = &pending.entry {
+                    tx.prepare_cached(INSERT_ENTRY)?.execute(rusqlite::params![
+                        id,
+                        entry.member_id,
+                        entry.flow,
+                        now,
+                        entry.browser
+                    ])?;
+                }
+                break answers.push(Ok(pending.record.id));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(answers)
 }
 
 /// Threads that load sessions, each on a read-only connection of its own, all taking loads
@@ -256,207 +487,6 @@ fn read(
     }
 }
 
-/// The task that owns the writer connection.
-struct Writer {
-    options: SqliteConnectOptions,
-    /// None after a failure: the next batch opens another.
-    connection: Option<SqliteConnection>,
-    store: SqliteStore,
-}
-
-impl Writer {
-    /// Writes batches of new sessions as they come, with the sweep's batches in turn between
-    /// them, until the store is dropped.
-    async fn run(
-        mut self,
-        mut creates: mpsc::Receiver<PendingCreate>,
-        mut sweeps: mpsc::Receiver<PendingSweep>,
-    ) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut inserted = false;
-        loop {
-            tokio::select! {
-                biased;
-                received = creates.recv_many(&mut batch, MAX_BATCH) => {
-                    if received == 0 {
-                        return;
-                    }
-                    self.insert(std::mem::take(&mut batch)).await;
-                    // The sweep's turn: one batch of it between two of new sessions, however
-                    // many wait, so that it is neither starved nor ahead of them.
-                    if let Ok(sweep) = sweeps.try_recv() {
-                        self.sweep(sweep, true).await;
-                        inserted = false;
-                    } else {
-                        inserted = true;
-                    }
-                }
-                Some(sweep) = sweeps.recv() => {
-                    self.sweep(sweep, inserted).await;
-                    inserted = false;
-                }
-            }
-        }
-    }
-
-    /// The connection, opened again when the last one failed.
-    async fn connection(&mut self) -> sqlx::Result<&mut SqliteConnection> {
-        let connection = match self.connection.take() {
-            Some(connection) => connection,
-            None => self.options.connect().await?,
-        };
-        Ok(self.connection.insert(connection))
-    }
-
-    /// Forgets the connection after an error that was not only the statement's (as on a full
-    /// disk), so that the next batch opens another.
-    fn check(&mut self, err: &sqlx::Error) {
-        if !matches!(err, sqlx::Error::Database(_)) {
-            tracing::warn!(%err, "SQLite writer connection failed; the next batch opens another");
-            self.connection = None;
-        }
-    }
-
-    async fn insert(&mut self, batch: Vec<PendingCreate>) {
-        let store = self.store.clone();
-        let result = match self.connection().await {
-            Ok(writer) => insert_batch(writer, &store, batch).await,
-            Err(err) => {
-                fail(batch, &err);
-                Err(err)
-            }
-        };
-        if let Err(err) = result {
-            self.check(&err);
-        }
-    }
-
-    /// Runs one batch of the sweep; `busy` is whether new sessions were stored since the
-    /// previous one.
-    async fn sweep(&mut self, sweep: PendingSweep, busy: bool) {
-        let started = Instant::now();
-        let result = match self.connection().await {
-            Ok(writer) => sqlx::query(
-                "delete from tower_sessions where rowid in \
-                 (select rowid from tower_sessions where expiry_date < ? limit ?)",
-            )
-            .bind(sweep.before)
-            .bind(sweep.limit)
-            .execute(writer)
-            .await
-            .map(|done| Swept {
-                deleted: done.rows_affected(),
-                took: started.elapsed(),
-                busy,
-            }),
-            Err(err) => Err(err),
-        };
-        if let Err(err) = &result {
-            self.check(err);
-        }
-        let _ = sweep.done.send(result);
-    }
-}
-
-/// Answers every request of `batch` with `err`.
-fn fail(batch: Vec<PendingCreate>, err: &sqlx::Error) {
-    for pending in batch {
-        let _ = pending
-            .done
-            .send(Err(session_store::Error::Backend(err.to_string())));
-    }
-}
-
-/// Inserts `batch` in one statement. Should an id already exist (ids are 128 random bits, so
-/// this is for correctness, not expected), each record is created on its own by the store,
-/// which draws new ids until one is free. Every request is answered; the error, if any, is
-/// returned too, so that the caller can tell whether the connection failed.
-async fn insert_batch(
-    writer: &mut SqliteConnection,
-    store: &SqliteStore,
-    batch: Vec<PendingCreate>,
-) -> sqlx::Result<()> {
-    let mut rows = Vec::with_capacity(batch.len());
-    for pending in batch {
-        match rmp_serde::to_vec(&pending.record) {
-            Ok(data) => rows.push((pending, data)),
-            Err(err) => {
-                let _ = pending
-                    .done
-                    .send(Err(session_store::Error::Encode(err.to_string())));
-            }
-        }
-    }
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let placeholders = vec!["(?, ?, ?)"; rows.len()].join(", ");
-    let sql = format!("insert or abort into {TABLE} (id, data, expiry_date) values {placeholders}");
-    let mut query = sqlx::query(&sql);
-    for (pending, data) in &rows {
-        query = query
-            .bind(pending.record.id.to_string())
-            .bind(data.as_slice())
-            .bind(pending.record.expiry_date);
-    }
-    let entries: Vec<_> = rows
-        .iter()
-        .filter_map(|(pending, _)| Some((pending.record.id, pending.entry.as_ref()?)))
-        .collect();
-    let written = if entries.is_empty() {
-        query.execute(&mut *writer).await.map(drop)
-    } else {
-        let placeholders = vec!["(?, ?, ?, ?, ?, ?)"; entries.len()].join(", ");
-        let sql = format!(
-            "insert into {SQLITE_TABLE} (session_id, member_id, flow, created_at, browser, \
-             last_seen) values {placeholders}"
-        );
-        let mut index = sqlx::query(&sql);
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        for (id, entry) in &entries {
-            index = index
-                .bind(id.to_string())
-                .bind(entry.member_id.as_str())
-                .bind(entry.flow)
-                .bind(now)
-                .bind(entry.browser.as_str())
-                .bind(now);
-        }
-        async {
-            let mut tx = writer.begin().await?;
-            query.execute(&mut *tx).await?;
-            index.execute(&mut *tx).await?;
-            tx.commit().await
-        }
-        .await
-    };
-    match written {
-        Ok(()) => {
-            for (pending, _) in rows {
-                let _ = pending.done.send(Ok(pending.record.id));
-            }
-            Ok(())
-        }
-        Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
-            for (mut pending, _) in rows {
-                let result = match store.create(&mut pending.record).await {
-                    Ok(()) => match &pending.entry {
-                        Some(entry) => index_one(writer, &pending.record.id, entry).await,
-                        None => Ok(()),
-                    },
-                    Err(err) => Err(err),
-                };
-                let _ = pending.done.send(result.map(|()| pending.record.id));
-            }
-            Ok(())
-        }
-        Err(err) => {
-            fail(rows.into_iter().map(|(pending, _)| pending).collect(), &err);
-            Err(err)
-        }
-    }
-}
-
 impl SqliteSessions {
     /// Creates `record` (under a new id should its own be taken) and, with `entry`, its row
     /// of the member index, in one transaction.
@@ -467,40 +497,17 @@ impl SqliteSessions {
     ) -> session_store::Result<()> {
         let (done, answer) = oneshot::channel();
         let stopped = || session_store::Error::Backend("the SQLite writer has stopped".into());
-        self.creates
-            .send(PendingCreate {
+        self.jobs
+            .send(Job::Create(PendingCreate {
                 record: record.clone(),
                 entry,
                 done,
-            })
+            }))
             .await
             .map_err(|_| stopped())?;
         record.id = answer.await.map_err(|_| stopped())??;
         Ok(())
     }
-}
-
-/// Writes the index row of one session created apart from its batch.
-async fn index_one(
-    writer: &mut SqliteConnection,
-    id: &Id,
-    entry: &Entry,
-) -> session_store::Result<()> {
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    sqlx::query(&format!(
-        "insert into {SQLITE_TABLE} (session_id, member_id, flow, created_at, browser, last_seen) \
-         values (?, ?, ?, ?, ?, ?)"
-    ))
-    .bind(id.to_string())
-    .bind(entry.member_id.as_str())
-    .bind(entry.flow)
-    .bind(now)
-    .bind(entry.browser.as_str())
-    .bind(now)
-    .execute(writer)
-    .await
-    .map(drop)
-    .map_err(|err| session_store::Error::Backend(err.to_string()))
 }
 
 #[async_trait]
@@ -605,6 +612,32 @@ mod tests {
         r.expiry_date = OffsetDateTime::now_utc() - time::Duration::seconds(1);
         sessions.save(&r).await.unwrap();
         assert!(sessions.load(&r.id).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn the_writer_indexes_into_the_index_table() {
+        assert!(INSERT_ENTRY.contains(&format!(" {} ", super::super::index::SQLITE_TABLE)));
+    }
+
+    #[tokio::test]
+    async fn the_writer_stores_the_expiry_as_sqlx_does_so_that_the_store_and_the_sweep_read_it() {
+        let (sessions, _dir) = open().await;
+        let mut r = record(9);
+        sessions.create(&mut r).await.unwrap();
+        let stored: OffsetDateTime =
+            sqlx::query_scalar("select expiry_date from tower_sessions where id = ?")
+                .bind(r.id.to_string())
+                .fetch_one(&sessions.pool)
+                .await
+                .unwrap();
+        assert_eq!(stored, r.expiry_date);
+        let later: i64 =
+            sqlx::query_scalar("select count(*) from tower_sessions where expiry_date < ?")
+                .bind(r.expiry_date + time::Duration::seconds(1))
+                .fetch_one(&sessions.pool)
+                .await
+                .unwrap();
+        assert_eq!(later, 1);
     }
 
     #[tokio::test]

@@ -3,12 +3,13 @@
 //! writer (and PostgreSQL's locks) for the whole time, and every sign-in would wait behind it.
 //!
 //! SQLite's batches run on the group-commit writer's own connection, in turn with the new
-//! sessions (see `sqlite`), so a sign-in waits behind one batch at most and never for the lock.
-//! Each has a time budget ([`BATCH_BUDGET`], the `DELETE` alone as the writer times it): one
-//! that took longer makes the next one smaller, one that took less than half makes it larger.
-//! While requests are coming in, the pause after a batch is at least twice as long as the
-//! batch took, so that requests have the writer at least two thirds of the time; when none
-//! came since the previous batch (the writer tells), the next batch follows at once.
+//! sessions (see `sqlite`): a sign-in waits behind one batch at most and never for the lock,
+//! and the sweep waits behind one batch of new sessions at most, with a batch that grows with
+//! the new sessions inserted meanwhile (its fair share: expired rows go at least as fast as
+//! new ones come, however busy the writer). Each batch also has a time budget
+//! ([`BATCH_BUDGET`], the `DELETE` alone as the writer times it): one that took longer makes
+//! the next one smaller, one that took less than half makes it larger. The next batch is
+//! asked for at once: the writer's turns are what paces it.
 //!
 //! PostgreSQL's batches are [`BATCH`] rows with a 10 ms pause after each.
 //! Redis expires its keys itself; the memory store forgets at each record's expiry.
@@ -28,13 +29,13 @@ use super::SqliteSessions;
 
 /// How often a sweep starts.
 pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
-/// The most rows deleted by one statement.
-pub(crate) const BATCH: i64 = 500;
+/// The most rows deleted by one statement (SQLite: unless its fair share is more).
+pub(crate) const BATCH: u64 = 500;
 /// The fewest rows deleted by one statement (unless fewer are left).
-const MIN_BATCH: i64 = 16;
+const MIN_BATCH: u64 = 16;
 /// How long one SQLite batch should hold the writer (the `DELETE` alone, timed by the writer).
 pub(crate) const BATCH_BUDGET: Duration = Duration::from_millis(2);
-/// The shortest pause between two batches while requests come in, in which they get the writer.
+/// The pause between two of PostgreSQL's batches while requests come in.
 const PAUSE: Duration = Duration::from_millis(10);
 
 /// What one batch of the sweep did (SQLite's: [`SqliteSessions::delete_expired`]).
@@ -42,16 +43,19 @@ const PAUSE: Duration = Duration::from_millis(10);
 pub struct Swept {
     /// Rows deleted.
     pub deleted: u64,
+    /// The most rows the batch could delete: what was asked, or more (SQLite's fair share).
+    /// Fewer deleted means none are left.
+    pub limit: u64,
     /// How long the `DELETE` held the writer (SQLite), or took (PostgreSQL).
     pub took: Duration,
     /// Whether the writer stored new sessions since the previous batch of the sweep: requests
-    /// are coming in, so the sweep should leave the writer to them for a while.
+    /// are coming in.
     pub busy: bool,
 }
 
 /// The size of the batch after one of `size` rows that took `took`: halved when it went over
 /// `budget`, grown by half when it took less than half of it, within [`MIN_BATCH`]..=[`BATCH`].
-fn next_batch(size: i64, took: Duration, budget: Duration) -> i64 {
+fn next_batch(size: u64, took: Duration, budget: Duration) -> u64 {
     if took > budget {
         (size / 2).max(MIN_BATCH)
     } else if took < budget / 2 {
@@ -61,13 +65,14 @@ fn next_batch(size: i64, took: Duration, budget: Duration) -> i64 {
     }
 }
 
-/// Runs `batch` until one deletes fewer rows than it was given; how many went in all. With a
-/// `budget`, with the sizes [`next_batch`] picks and the pauses the module documentation
-/// describes; without, [`BATCH`] rows and a [`PAUSE`] after each.
-async fn sweep_with<B, F>(budget: Option<Duration>, mut batch: B) -> sqlx::Result<u64>
+/// Runs `batch` until one deletes fewer rows than it could; how many went in all. With a
+/// `budget` (SQLite), with the sizes [`next_batch`] picks, each asked for as soon as the last
+/// is done (the writer takes them in turn with new sessions); without, [`BATCH`] rows and a
+/// [`PAUSE`] after each while requests come in.
+async fn sweep_with<B, F>(budget: Option<Duration>, mut batch: B) -> Result<u64, String>
 where
-    B: FnMut(i64) -> F,
-    F: Future<Output = sqlx::Result<Swept>>,
+    B: FnMut(u64) -> F,
+    F: Future<Output = Result<Swept, String>>,
 {
     let mut total = 0;
     let mut size = if budget.is_some() {
@@ -78,18 +83,16 @@ where
     loop {
         let swept = batch(size).await?;
         total += swept.deleted;
-        if swept.deleted < size.unsigned_abs() {
+        if swept.deleted < swept.limit.max(size) {
             return Ok(total);
         }
-        let mut pause = PAUSE;
-        if let Some(budget) = budget {
-            size = next_batch(size, swept.took, budget);
-            pause = pause.max(swept.took * 2);
-        }
-        if swept.busy {
-            tokio::time::sleep(pause).await;
-        } else {
-            tokio::task::yield_now().await;
+        match budget {
+            Some(budget) => {
+                size = next_batch(size, swept.took, budget);
+                tokio::task::yield_now().await;
+            }
+            None if swept.busy => tokio::time::sleep(PAUSE).await,
+            None => tokio::task::yield_now().await,
         }
     }
 }
@@ -127,8 +130,8 @@ impl Sweeper {
         Ok(())
     }
 
-    /// Deletes up to `size` rows expired before `now`.
-    async fn batch(&self, now: OffsetDateTime, size: i64) -> sqlx::Result<Swept> {
+    /// Deletes up to `size` rows expired before `now` (SQLite: or its fair share).
+    async fn batch(&self, now: OffsetDateTime, size: u64) -> Result<Swept, String> {
         match self {
             #[cfg(feature = "sqlite")]
             Self::Sqlite(sessions) => sessions.delete_expired(now, size).await,
@@ -140,11 +143,13 @@ impl Sweeper {
                    (select id from "tower_sessions"."session" where expiry_date < $1 limit $2)"#,
                 )
                 .bind(now)
-                .bind(size)
+                .bind(i64::try_from(size).unwrap_or(i64::MAX))
                 .execute(pool)
-                .await?;
+                .await
+                .map_err(|err| err.to_string())?;
                 Ok(Swept {
                     deleted: done.rows_affected(),
+                    limit: size,
                     took: started.elapsed(),
                     busy: true,
                 })
@@ -153,7 +158,7 @@ impl Sweeper {
     }
 
     /// Deletes every row expired now, batch by batch; how many went.
-    pub async fn sweep(&self) -> sqlx::Result<u64> {
+    pub async fn sweep(&self) -> Result<u64, String> {
         let now = OffsetDateTime::now_utc();
         let budget = match self {
             #[cfg(feature = "sqlite")]
@@ -214,23 +219,36 @@ mod tests {
     }
 
     /// A fake table of `rows` rows where deleting one takes `per_row`: the sizes the sweep
-    /// asked for, and how many it deleted in all.
+    /// asked for, and how many it deleted in all. With `share`, each batch may delete that
+    /// many rows more than asked (SQLite's writer, when new sessions came meanwhile).
     async fn sweep_fake(
         budget: Option<Duration>,
         rows: u64,
         per_row: Duration,
         busy: bool,
-    ) -> (Vec<i64>, u64) {
+    ) -> (Vec<u64>, u64) {
+        sweep_fake_sharing(budget, rows, per_row, busy, 0).await
+    }
+
+    async fn sweep_fake_sharing(
+        budget: Option<Duration>,
+        rows: u64,
+        per_row: Duration,
+        busy: bool,
+        share: u64,
+    ) -> (Vec<u64>, u64) {
         let mut left = rows;
         let mut sizes = Vec::new();
         let total = sweep_with(budget, |size| {
             sizes.push(size);
-            let deleted = left.min(size.unsigned_abs());
+            let limit = size.max(share);
+            let deleted = left.min(limit);
             left -= deleted;
             let took = per_row * u32::try_from(deleted).unwrap();
             async move {
                 Ok(Swept {
                     deleted,
+                    limit,
                     took,
                     busy,
                 })
@@ -267,22 +285,43 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn while_requests_come_in_the_sweep_pauses_between_batches_and_not_otherwise() {
-        let started = Instant::now();
-        let (sizes, _) =
-            sweep_fake(Some(BATCH_BUDGET), 2_000, Duration::from_micros(1), false).await;
-        let idle = started.elapsed();
-        assert!(sizes.len() > 5, "{sizes:?}");
-        assert!(idle < PAUSE, "no pause when idle: {idle:?}");
+    async fn a_batch_larger_than_asked_for_does_not_end_the_sweep_and_every_row_goes() {
+        // The writer's fair share: 300 rows a batch where 64 were asked.
+        let (sizes, total) =
+            sweep_fake_sharing(Some(BATCH_BUDGET), 2_000, Duration::ZERO, true, 300).await;
+        assert_eq!(total, 2_000);
+        // 300 deleted of 64 asked: not the last batch. Then 96, 144, 216 asked (300 each), 324,
+        // and the last 476 of 486.
+        assert_eq!(sizes, [64, 96, 144, 216, 324, 486]);
+    }
 
+    #[tokio::test]
+    async fn only_postgres_pauses_between_batches_while_requests_come_in() {
+        // SQLite: the writer paces the sweep by its turns, so no pause, busy or not.
+        for busy in [false, true] {
+            let started = Instant::now();
+            let (sizes, _) =
+                sweep_fake(Some(BATCH_BUDGET), 2_000, Duration::from_micros(1), busy).await;
+            assert!(sizes.len() > 5, "{sizes:?}");
+            assert!(
+                started.elapsed() < PAUSE,
+                "no pause: {:?}",
+                started.elapsed()
+            );
+        }
+
+        // PostgreSQL: a pause after each full batch while requests come in, none otherwise.
         let started = Instant::now();
-        let (sizes, _) =
-            sweep_fake(Some(BATCH_BUDGET), 2_000, Duration::from_micros(1), true).await;
-        let busy = started.elapsed();
+        let (sizes, _) = sweep_fake(None, 2_000, Duration::from_micros(1), false).await;
+        assert_eq!(sizes.len(), 5);
+        assert!(started.elapsed() < PAUSE, "no pause when idle");
+        let started = Instant::now();
+        let (sizes, _) = sweep_fake(None, 2_000, Duration::from_micros(1), true).await;
         let pauses = u32::try_from(sizes.len() - 1).unwrap();
         assert!(
-            busy >= PAUSE * pauses,
-            "a pause after each full batch: {busy:?}"
+            started.elapsed() >= PAUSE * pauses,
+            "a pause after each full batch: {:?}",
+            started.elapsed()
         );
     }
 
@@ -344,6 +383,33 @@ mod tests {
         assert_eq!(count(&pool).await, 1, "only the live session is left");
     }
 
+    #[tokio::test]
+    async fn a_batch_after_new_sessions_deletes_its_share_of_them_at_least() {
+        let (sessions, pool, _sweeper, _dir) = open().await;
+        insert_expired(&pool, 0, 100).await;
+        for n in 0..5 {
+            let mut live = Record {
+                id: Id(-1 - n),
+                data: Default::default(),
+                expiry_date: at(60),
+            };
+            sessions.create(&mut live).await.unwrap();
+        }
+        let swept = sessions.delete_expired(at(0), 1).await.unwrap();
+        let share = 5 * crate::session::sqlite::SWEEP_SHARE;
+        assert_eq!(
+            (swept.deleted, swept.limit, swept.busy),
+            (share, share, true)
+        );
+        // Nothing inserted since: the batch is what was asked.
+        let swept = sessions.delete_expired(at(0), 1).await.unwrap();
+        assert_eq!((swept.deleted, swept.limit, swept.busy), (1, 1, false));
+        assert_eq!(
+            count(&pool).await,
+            100 - i64::try_from(share).unwrap() - 1 + 5
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_sweep_ends_while_new_sessions_keep_the_writer_busy_and_they_all_stay() {
         let (sessions, pool, sweeper, _dir) = open().await;
@@ -387,7 +453,7 @@ mod tests {
         let (_sessions, pool, sweeper, _dir) = open().await;
         let store = SqliteStore::new(pool.clone());
         let expired = 3 * BATCH + 7;
-        insert_expired(&pool, 0, expired).await;
+        insert_expired(&pool, 0, i64::try_from(expired).unwrap()).await;
         let live = Record {
             id: Id(-1),
             data: Default::default(),
@@ -395,7 +461,7 @@ mod tests {
         };
         store.save(&live).await.unwrap();
 
-        assert_eq!(sweeper.sweep().await.unwrap(), expired.unsigned_abs());
+        assert_eq!(sweeper.sweep().await.unwrap(), expired);
         assert_eq!(count(&pool).await, 1, "only the live session is left");
         assert!(store.load(&Id(-1)).await.unwrap().is_some());
         let plan: Vec<String> =
