@@ -24,6 +24,7 @@ use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
 use serde::Serialize;
 
+use crate::session::keys::{KeyError, KeySource};
 use crate::session::private::{Place, narrow_to_owner, write_private};
 
 /// How long an assertion is valid (`exp` − `iat`).
@@ -32,27 +33,6 @@ pub(crate) const LIFETIME: Duration = Duration::from_secs(300);
 pub(crate) const CACHED_FOR: Duration = Duration::from_secs(240);
 /// The most assertions kept (one per session and audience).
 const CACHE_CAPACITY: u64 = 100_000;
-
-/// Why the keys cannot be had; `variable` names the setting at fault.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub(crate) struct KeyError {
-    /// `ASSERTION_KEYS` or `ASSERTION_KEY_FILE`.
-    pub variable: &'static str,
-    /// What is wrong (never a key).
-    pub message: String,
-}
-
-/// Where the keys came from, for the start-up log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum KeySource {
-    /// `ASSERTION_KEYS`, with this many keys.
-    Configured(usize),
-    /// Generated at this start into the file.
-    Generated(PathBuf),
-    /// Read from the file generated at an earlier start.
-    Loaded(PathBuf),
-}
 
 /// Who an assertion names.
 #[derive(Debug, Clone, Copy)]

@@ -466,7 +466,7 @@ fn forward_auth(
     config: &Config,
     issuer: &str,
 ) -> Result<crate::handlers::auth_check::ForwardAuth, ConfigError> {
-    use crate::assertion::{Assertions, KeySource};
+    use crate::assertion::Assertions;
     let settings = &config.forward_auth;
     let assertions = if settings.assertion {
         let (assertions, source) = Assertions::load(

@@ -11,11 +11,12 @@ use super::private::{self, Place, write_private};
 use super::seal::{KEY_LEN, Keyring, parse_keys};
 use crate::config::StoreUrl;
 
-/// Why the keys cannot be had; `variable` names the setting at fault.
+/// Why the keys (the session's, or the assertion's) cannot be had; `variable` names the
+/// setting at fault.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub(crate) struct KeyError {
-    /// `SESSION_KEYS` or `SESSION_KEY_FILE`.
+    /// `SESSION_KEYS` or `SESSION_KEY_FILE` (`ASSERTION_KEYS` or `ASSERTION_KEY_FILE`).
     pub variable: &'static str,
     /// What is wrong (never a key).
     pub message: String,
@@ -24,7 +25,7 @@ pub(crate) struct KeyError {
 /// Where the keys came from, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum KeySource {
-    /// `SESSION_KEYS`, with this many keys.
+    /// `SESSION_KEYS` (`ASSERTION_KEYS`), with this many keys.
     Configured(usize),
     /// Generated at this start into the file.
     Generated(PathBuf),

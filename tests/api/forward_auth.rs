@@ -343,6 +343,12 @@ fn signed_by_another_key(token: &str) -> String {
     format!("{signed}.{}", B64URL.encode(signature.as_ref()))
 }
 
+/// The `kid` in `token`'s header.
+fn kid_of(token: &str) -> Value {
+    let header = token.split('.').next().unwrap();
+    serde_json::from_slice::<Value>(&B64URL.decode(header).unwrap()).unwrap()["kid"].clone()
+}
+
 fn claims_of(token: &str) -> Value {
     let claims = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&B64URL.decode(claims).unwrap()).unwrap()
@@ -561,37 +567,24 @@ async fn rotated_keys_are_all_published_and_an_assertion_of_the_previous_key_sti
         .map(|k| k["kid"].as_str().unwrap())
         .collect();
     assert_eq!(kids.len(), 2);
-    let old_kid = serde_json::from_slice::<Value>(
-        &B64URL
-            .decode(signed_by_old.split('.').next().unwrap())
-            .unwrap(),
-    )
-    .unwrap()["kid"]
-        .clone();
-    assert_eq!(kids[1], old_kid, "the previous key stays published, second");
+    assert_eq!(
+        kids[1],
+        kid_of(&signed_by_old),
+        "the previous key stays published, second"
+    );
 
     // The new key signs; the old key's assertion still verifies against the new key set.
     let (ann, _) = oidc_member(&after, "ann").await;
     let response = check(&after, "", "/", Some(&ann), &FETCH).await;
     let signed_by_new = header(&response, "x-auth-request-assertion").unwrap();
-    let new_kid = serde_json::from_slice::<Value>(
-        &B64URL
-            .decode(signed_by_new.split('.').next().unwrap())
-            .unwrap(),
-    )
-    .unwrap()["kid"]
-        .clone();
-    assert_eq!(kids[0], new_kid);
+    assert_eq!(kids[0], kid_of(signed_by_new));
     for token in [signed_by_old.as_str(), signed_by_new] {
-        let kid = &serde_json::from_slice::<Value>(
-            &B64URL.decode(token.split('.').next().unwrap()).unwrap(),
-        )
-        .unwrap()["kid"];
+        let kid = kid_of(token);
         let key = jwks["keys"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|k| &k["kid"] == kid)
+            .find(|k| k["kid"] == kid)
             .unwrap();
         let decoding = jsonwebtoken::DecodingKey::from_ec_components(
             key["x"].as_str().unwrap(),

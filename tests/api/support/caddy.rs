@@ -14,19 +14,7 @@ use tempfile::TempDir;
 /// The caddy binary: `CADDY` when set, else Debian's `/usr/bin/caddy`, else `caddy` on the
 /// `PATH`; `Err` says why there is none.
 pub fn caddy_binary() -> Result<PathBuf, String> {
-    if let Ok(path) = std::env::var("CADDY") {
-        return Ok(PathBuf::from(path));
-    }
-    let debian = PathBuf::from("/usr/bin/caddy");
-    if debian.exists() {
-        return Ok(debian);
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("caddy"))
-        .find(|candidate| candidate.exists())
-        .ok_or_else(|| "caddy is not installed (apt-get install caddy)".to_owned())
+    super::installed("CADDY", "/usr/bin/caddy", "caddy")
 }
 
 /// A running caddy.

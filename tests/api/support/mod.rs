@@ -256,3 +256,27 @@ pub fn assert_withdrawn(status: u16, body: &serde_json::Value) {
         "{body}"
     );
 }
+
+/// A server's binary: the one `variable` names, else Debian's at `debian`, else the one of
+/// that name on the `PATH`; `Err` says how to install it (Debian's `package`).
+pub fn installed(variable: &str, debian: &str, package: &str) -> Result<PathBuf, String> {
+    if let Ok(path) = std::env::var(variable) {
+        return Ok(PathBuf::from(path));
+    }
+    let debian = PathBuf::from(debian);
+    if debian.exists() {
+        return Ok(debian);
+    }
+    let name = debian.file_name().unwrap_or_default().to_owned();
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(&name))
+        .find(|candidate| candidate.exists())
+        .ok_or_else(|| {
+            format!(
+                "{} is not installed (apt-get install {package})",
+                name.to_string_lossy()
+            )
+        })
+}

@@ -14,19 +14,7 @@ use tempfile::TempDir;
 /// The nginx binary: `NGINX` when set, else Debian's `/usr/sbin/nginx`, else `nginx` on the
 /// `PATH`; `Err` says why there is none.
 pub fn nginx_binary() -> Result<PathBuf, String> {
-    if let Ok(path) = std::env::var("NGINX") {
-        return Ok(PathBuf::from(path));
-    }
-    let debian = PathBuf::from("/usr/sbin/nginx");
-    if debian.exists() {
-        return Ok(debian);
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("nginx"))
-        .find(|candidate| candidate.exists())
-        .ok_or_else(|| "nginx is not installed (apt-get install nginx-light)".to_owned())
+    super::installed("NGINX", "/usr/sbin/nginx", "nginx-light")
 }
 
 /// A running nginx.
