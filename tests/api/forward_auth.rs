@@ -20,7 +20,7 @@ use tempfile::TempDir;
 
 use crate::oidc::{consent, location, query, step_by_step_with};
 use crate::support::servers::skip_or_fail;
-use crate::support::{TestApp, json_of, test_config};
+use crate::support::{FetchJson, TestApp, assert_error, json_of, test_config};
 
 /// The protected site's origin, as the proxies in deploy/ name it.
 const SITE: &str = "https://app.example.com";
@@ -68,12 +68,8 @@ async fn cookie_and_member(app: &TestApp, jar: &Jar) -> (String, String) {
         .client
         .get(app.url("/session"))
         .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let member = session["member_id"].as_str().unwrap().to_owned();
     (cookie, member)
 }
@@ -367,12 +363,8 @@ async fn the_assertion_is_accepted_by_pyjwt_and_jsonwebtoken_and_refused_expired
         .to_owned();
     let jwks: Value = bare_client(&app)
         .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let key = &jwks["keys"][0];
     assert_eq!(
         (&key["kty"], &key["crv"], &key["alg"], &key["use"]),
@@ -499,8 +491,11 @@ async fn a_session_s_assertion_is_kept_per_site_and_a_stranger_or_an_untrusted_p
     let response = check(&app, "", "/", None, &FETCH).await;
     assert!(header(&response, "x-auth-request-assertion").is_none());
     let off = crate::support::spawn_app().await;
-    let (status, body) = json_of(off.get("/.well-known/jwks.json").await).await;
-    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    assert_error(
+        json_of(off.get("/.well-known/jwks.json").await).await,
+        404,
+        "not_found",
+    );
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use crate::oidc::{consent, location, query, step_by_step, step_by_step_with};
 use crate::support::nginx::{Nginx, nginx_binary};
 use crate::support::protected::ProtectedApp;
 use crate::support::servers::skip_or_fail;
-use crate::support::{API_KEY, FetchJson, TestApp, free_port, json_of, test_config};
+use crate::support::{API_KEY, FetchJson, TestApp, assert_error, free_port, json_of, test_config};
 
 /// A test app from `config` (adjusted by `change`) in a fresh directory.
 async fn app_with(change: impl FnOnce(&mut Config, &TempDir)) -> TestApp {
@@ -226,11 +226,7 @@ async fn auth_check_redirects_to_the_sign_in_only_for_a_trusted_proxy_that_asks(
         .send()
         .await
         .unwrap();
-    let (status, body) = json_of(response).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("not_connected"))
-    );
+    assert_error(json_of(response).await, 401, "not_connected");
 
     // From a peer that is not a trusted proxy, `redirect=1` changes nothing.
     let untrusted = app_with(|config, _| {
@@ -241,11 +237,7 @@ async fn auth_check_redirects_to_the_sign_in_only_for_a_trusted_proxy_that_asks(
         .send()
         .await
         .unwrap();
-    let (status, body) = json_of(response).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("not_connected"))
-    );
+    assert_error(json_of(response).await, 401, "not_connected");
 }
 
 #[tokio::test]
